@@ -1,0 +1,138 @@
+"""Settings: read once from the environment (or a `.env` file) at start-up and passed down.
+
+Every outside URL is configurable so tests can point the real clients at local simulators.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept `postgres://` and `postgresql://` as docker and hosting providers write them."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    redis_url: str | None = None
+    secret_key: str = ""
+    encryption_key: str = ""
+    public_url: str = "http://localhost:8083"
+    stream_prefix: str = "jt:"
+    gateway_port: int = 8083
+    ui_port: int = 8082
+    price_feed_port: int = 8084
+    engine_port: int = 8085
+    price_source: str = "sim"
+    tradingview_url: str = "https://www.tradingview.com"
+    tradingview_ws_url: str = "wss://data.tradingview.com/socket.io/websocket"
+    tradingview_scanner_url: str = "https://scanner.tradingview.com"
+    tradovate_live_url: str = "https://live.tradovateapi.com/v1"
+    tradovate_demo_url: str = "https://demo.tradovateapi.com/v1"
+    tradovate_md_url: str = "wss://md.tradovateapi.com/v1/websocket"
+    tradovate_oauth_url: str = "https://trader.tradovate.com/oauth"
+    tradovate_rate_limit_per_min: int = 60
+    webhook_ip_allowlist: tuple[str, ...] = ()
+    webhook_rate_limit: int = 30
+    webhook_rate_window_s: int = 10
+    trust_proxy: bool = False
+    var_dir: Path = field(default=PROJECT_ROOT / "var")
+    log_level: str = "INFO"
+
+    def with_urls(self, database_url: str, redis_url: str) -> Settings:
+        return replace(self, database_url=normalize_database_url(database_url), redis_url=redis_url)
+
+    def stream(self, name: str) -> str:
+        """Full Redis key of a stream or hash, e.g. `signals` → `jt:signals`."""
+        return f"{self.stream_prefix}{name}"
+
+
+def _env(env: dict[str, str], name: str, default: str) -> str:
+    value = env.get(name)
+    return default if value is None or value == "" else value
+
+
+def load_settings(environ: dict[str, str] | None = None, env_file: Path | None = None) -> Settings:
+    """Read settings from `.env` (if present) overridden by the process environment."""
+    env_file = env_file or PROJECT_ROOT / ".env"
+    env: dict[str, str] = {}
+    if env_file.exists():
+        env.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    env.update(os.environ if environ is None else environ)
+
+    d = Settings()
+    var_dir = Path(_env(env, "JT_VAR_DIR", str(d.var_dir)))
+    database_url = env.get("DATABASE_URL") or None
+    allowlist = tuple(a.strip() for a in env.get("WEBHOOK_IP_ALLOWLIST", "").split(",") if a.strip())
+    settings = Settings(
+        database_url=normalize_database_url(database_url) if database_url else None,
+        redis_url=env.get("REDIS_URL") or None,
+        secret_key=env.get("SECRET_KEY") or "",
+        encryption_key=env.get("ENCRYPTION_KEY") or "",
+        public_url=_env(env, "PUBLIC_URL", d.public_url).rstrip("/"),
+        stream_prefix=_env(env, "JT_STREAM_PREFIX", d.stream_prefix),
+        gateway_port=int(_env(env, "GATEWAY_PORT", str(d.gateway_port))),
+        ui_port=int(_env(env, "UI_PORT", str(d.ui_port))),
+        price_feed_port=int(_env(env, "PRICE_FEED_PORT", str(d.price_feed_port))),
+        engine_port=int(_env(env, "ENGINE_PORT", str(d.engine_port))),
+        price_source=_env(env, "PRICE_SOURCE", d.price_source),
+        tradingview_url=_env(env, "TRADINGVIEW_URL", d.tradingview_url),
+        tradingview_ws_url=_env(env, "TRADINGVIEW_WS_URL", d.tradingview_ws_url),
+        tradingview_scanner_url=_env(env, "TRADINGVIEW_SCANNER_URL", d.tradingview_scanner_url),
+        tradovate_live_url=_env(env, "TRADOVATE_LIVE_URL", d.tradovate_live_url),
+        tradovate_demo_url=_env(env, "TRADOVATE_DEMO_URL", d.tradovate_demo_url),
+        tradovate_md_url=_env(env, "TRADOVATE_MD_URL", d.tradovate_md_url),
+        tradovate_oauth_url=_env(env, "TRADOVATE_OAUTH_URL", d.tradovate_oauth_url),
+        tradovate_rate_limit_per_min=int(_env(env, "TRADOVATE_RATE_LIMIT_PER_MIN", "60")),
+        webhook_ip_allowlist=allowlist,
+        webhook_rate_limit=int(_env(env, "WEBHOOK_RATE_LIMIT", str(d.webhook_rate_limit))),
+        webhook_rate_window_s=int(_env(env, "WEBHOOK_RATE_WINDOW_S", str(d.webhook_rate_window_s))),
+        trust_proxy=_bool(env.get("TRUST_PROXY")),
+        var_dir=var_dir,
+        log_level=_env(env, "LOG_LEVEL", d.log_level),
+    )
+    return _with_generated_keys(settings)
+
+
+def _with_generated_keys(settings: Settings) -> Settings:
+    """SECRET_KEY and ENCRYPTION_KEY default to keys generated once into `var/` (mode 0600)."""
+    secret_key = settings.secret_key or _persisted_key(settings.var_dir / "secret_key", secrets.token_urlsafe(48))
+    encryption_key = settings.encryption_key
+    if not encryption_key:
+        from cryptography.fernet import Fernet
+
+        encryption_key = _persisted_key(settings.var_dir / "encryption_key", Fernet.generate_key().decode())
+    return replace(settings, secret_key=secret_key, encryption_key=encryption_key)
+
+
+def _persisted_key(path: Path, fresh: str) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process generated it first
+        return path.read_text().strip()
+    try:
+        os.write(fd, fresh.encode())
+    finally:
+        os.close(fd)
+    return fresh

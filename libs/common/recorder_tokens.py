@@ -1,0 +1,82 @@
+"""The webhook token → recorder map the gateway reads from Redis instead of PostgreSQL.
+
+The UI writes an entry whenever a recorder is created, changed or deleted; the gateway rebuilds
+the whole map from PostgreSQL at start-up and whenever the map's marker key is missing (Redis
+restarted without its data), off the request path.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import redis
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from libs.common.models import Recorder
+
+TOKENS_KEY = "recorder_tokens"  # hash: token → JSON RecorderRef
+SYNCED_KEY = "recorder_tokens:synced"  # present once the hash holds every recorder
+
+
+@dataclass(frozen=True)
+class RecorderRef:
+    recorder_id: int
+    user_id: int
+    name: str
+    enabled: bool
+
+    @classmethod
+    def of(cls, recorder: Recorder) -> RecorderRef:
+        return cls(recorder.id, recorder.user_id, recorder.name, recorder.enabled)
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__)
+
+    @classmethod
+    def from_json(cls, text: str) -> RecorderRef:
+        return cls(**json.loads(text))
+
+
+def put(client: redis.Redis, prefix: str, recorder: Recorder, old_token: str | None = None) -> None:
+    pipe = client.pipeline()
+    if old_token and old_token != recorder.webhook_token:
+        pipe.hdel(prefix + TOKENS_KEY, old_token)
+    pipe.hset(prefix + TOKENS_KEY, recorder.webhook_token, RecorderRef.of(recorder).to_json())
+    pipe.execute()
+
+
+def remove(client: redis.Redis, prefix: str, token: str) -> None:
+    client.hdel(prefix + TOKENS_KEY, token)
+
+
+def lookup(client: redis.Redis, prefix: str, token: str) -> RecorderRef | None:
+    value = client.hget(prefix + TOKENS_KEY, token)
+    if value is None:
+        return None
+    return RecorderRef.from_json(value.decode() if isinstance(value, bytes) else value)
+
+
+def is_synced(client: redis.Redis, prefix: str) -> bool:
+    return bool(client.exists(prefix + SYNCED_KEY))
+
+
+def sync_all(client: redis.Redis, prefix: str, session: Session) -> int:
+    """Bring the map in line with PostgreSQL; returns how many recorders there are.
+
+    Tokens are overwritten, not cleared first, so an entry the UI writes meanwhile survives;
+    only tokens present before PostgreSQL was read and absent from it are removed.
+    """
+    before = set(client.hkeys(prefix + TOKENS_KEY))
+    recorders = session.scalars(select(Recorder)).all()
+    mapping = {r.webhook_token: RecorderRef.of(r).to_json() for r in recorders}
+    stale = {t.decode() if isinstance(t, bytes) else t for t in before} - mapping.keys()
+    pipe = client.pipeline(transaction=True)
+    if mapping:
+        pipe.hset(prefix + TOKENS_KEY, mapping=mapping)
+    if stale:
+        pipe.hdel(prefix + TOKENS_KEY, *stale)
+    pipe.set(prefix + SYNCED_KEY, "1")
+    pipe.execute()
+    return len(mapping)

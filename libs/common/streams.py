@@ -1,0 +1,171 @@
+"""Stream names and the messages that travel on them (DESIGN §2 "Streams").
+
+Redis stream fields are flat strings; each message class converts to and from them, and reading
+a malformed entry (say, one written by hand with redis-cli) raises `MalformedMessage`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import redis
+
+SIGNALS = "signals"
+TICKS = "ticks"
+EVENTS = "events"
+LAST_PRICE = "last_price"
+ENGINE_GROUP = "position_engine"
+EVENTS_MAXLEN = 100_000  # approximate trim: the UI reads events live, history lives in PostgreSQL
+
+
+class MalformedMessage(ValueError):
+    """A stream entry whose fields cannot be read as the message it should be."""
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _text(fields: dict, name: str) -> str:
+    value = fields.get(name, "")
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _decimal(fields: dict, name: str, required: bool = False) -> Decimal | None:
+    text = _text(fields, name).strip()
+    if not text:
+        if required:
+            raise MalformedMessage(f"field {name} is missing")
+        return None
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise MalformedMessage(f"field {name} is not a number: {text[:40]!r}") from None
+    if not value.is_finite():
+        raise MalformedMessage(f"field {name} is not a finite number: {text[:40]!r}")
+    return value
+
+
+def _int(fields: dict, name: str) -> int:
+    text = _text(fields, name).strip()
+    try:
+        return int(text)
+    except ValueError:
+        raise MalformedMessage(f"field {name} is not an integer: {text[:40]!r}") from None
+
+
+def _opt(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class SignalMessage:
+    signal_id: str
+    recorder_id: int
+    action: str | None  # buy | sell | close, or None for a target signal
+    ticker: str
+    symbol: str
+    price: Decimal | None
+    qty: Decimal | None
+    position_size: Decimal | None
+    market_position: str | None
+    received_at: int  # epoch ms
+    raw: str
+
+    def to_fields(self) -> dict[str, str]:
+        return {k: _opt(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_fields(cls, fields: dict) -> SignalMessage:
+        signal_id = _text(fields, "signal_id").strip()
+        if not signal_id:
+            raise MalformedMessage("field signal_id is missing")
+        action = _text(fields, "action").strip().lower() or None
+        if action not in (None, "buy", "sell", "close"):
+            raise MalformedMessage(f"field action must be buy, sell or close, not {action!r}")
+        market_position = _text(fields, "market_position").strip().lower() or None
+        if market_position not in (None, "long", "short", "flat"):
+            raise MalformedMessage(f"field market_position must be long, short or flat, not {market_position!r}")
+        symbol = _text(fields, "symbol").strip()
+        if not symbol:
+            raise MalformedMessage("field symbol is missing")
+        qty = _decimal(fields, "qty")
+        if qty is not None and qty <= 0:
+            raise MalformedMessage("field qty must be positive")
+        position_size = _decimal(fields, "position_size")
+        if action is None and position_size is None and market_position is None:
+            raise MalformedMessage("the entry has neither an action nor a target position")
+        return cls(
+            signal_id=signal_id,
+            recorder_id=_int(fields, "recorder_id"),
+            action=action,
+            ticker=_text(fields, "ticker"),
+            symbol=symbol,
+            price=_decimal(fields, "price"),
+            qty=qty,
+            position_size=position_size,
+            market_position=market_position,
+            received_at=_int(fields, "received_at"),
+            raw=_text(fields, "raw"),
+        )
+
+
+@dataclass(frozen=True)
+class TickMessage:
+    symbol: str
+    price: Decimal
+    ts: int  # epoch ms, when the feed received it
+    source: str = ""
+    delayed: bool = False
+
+    def to_fields(self) -> dict[str, str]:
+        fields = {"symbol": self.symbol, "price": str(self.price), "ts": str(self.ts), "source": self.source}
+        if self.delayed:
+            fields["delayed"] = "1"
+        return fields
+
+    @classmethod
+    def from_fields(cls, fields: dict) -> TickMessage:
+        symbol = _text(fields, "symbol").strip()
+        if not symbol:
+            raise MalformedMessage("field symbol is missing")
+        price = _decimal(fields, "price", required=True)
+        assert price is not None
+        if price <= 0:
+            raise MalformedMessage("field price must be positive")
+        return cls(
+            symbol=symbol,
+            price=price,
+            ts=_int(fields, "ts"),
+            source=_text(fields, "source"),
+            delayed=_text(fields, "delayed").strip() in {"1", "true"},
+        )
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def event_fields(event_type: str, data: dict) -> dict[str, str]:
+    return {"type": event_type, "data": json.dumps(data, default=_json_default, separators=(",", ":"))}
+
+
+def publish_event(client: redis.Redis, stream: str, event_type: str, data: dict) -> None:
+    client.xadd(stream, event_fields(event_type, data), maxlen=EVENTS_MAXLEN, approximate=True)
+
+
+def ensure_group(client: redis.Redis, stream: str, group: str) -> None:
+    """Create the consumer group (and the stream) if missing; reading starts at the beginning."""
+    try:
+        client.xgroup_create(stream, group, id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise

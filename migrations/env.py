@@ -1,0 +1,23 @@
+"""Alembic environment: runs migrations against the URL set by `libs.common.db.upgrade`."""
+
+from alembic import context
+from sqlalchemy import create_engine, pool
+
+from libs.common.models import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def run_migrations_online() -> None:
+    engine = create_engine(config.get_main_option("sqlalchemy.url"), poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=target_metadata)
+        with context.begin_transaction():
+            # Several services may start at once; one migrates, the others wait for it.
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(727001)")
+            context.run_migrations()
+    engine.dispose()
+
+
+run_migrations_online()

@@ -1,0 +1,1 @@
+"""Just Trades services, one package each; `services.cli` is the `justtrades` command."""

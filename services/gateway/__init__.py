@@ -1,0 +1,1 @@
+"""Gateway: the public webhook endpoint; authenticates, validates and publishes to `jt:signals`."""

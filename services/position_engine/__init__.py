@@ -1,0 +1,1 @@
+"""Position engine: all trading decisions, from `jt:signals` and `jt:ticks` to PostgreSQL."""

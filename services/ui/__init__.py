@@ -1,0 +1,1 @@
+"""UI service: pages, the JSON API, login, and live updates."""

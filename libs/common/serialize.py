@@ -1,0 +1,91 @@
+"""Plain-dict views of models, shared by the JSON API and the events on `jt:events`.
+
+Prices go out as JSON numbers at their exact decimal value; USD amounts rounded to the cent,
+half up (futures.md §6 asks for one documented rounding mode).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+from libs.common.models import Position, Recorder, Signal
+
+CENT = Decimal("0.01")
+
+
+def usd(value: Decimal | None) -> float | None:
+    return None if value is None else float(Decimal(value).quantize(CENT, rounding=ROUND_HALF_UP))
+
+
+def num(value: Decimal | None) -> float | int | None:
+    if value is None:
+        return None
+    value = Decimal(value).normalize()
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+def iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+def position_dict(p: Position) -> dict:
+    return {
+        "id": p.id,
+        "recorder_id": p.recorder_id,
+        "symbol": p.symbol,
+        "side": p.side,
+        "quantity": num(p.quantity),
+        "avg_entry_price": num(p.avg_entry_price),
+        "tp_price": num(p.tp_price),
+        "sl_price": num(p.sl_price),
+        "status": p.status,
+        "realized_pnl": usd(p.realized_pnl),
+        "exit_price": num(p.exit_price),
+        "exit_reason": p.exit_reason,
+        "max_favorable": num(p.max_favorable),
+        "max_adverse": num(p.max_adverse),
+        "worst_unrealized_pnl": usd(p.worst_unrealized_pnl),
+        "best_unrealized_pnl": usd(p.best_unrealized_pnl),
+        "opened_at": iso(p.opened_at),
+        "closed_at": iso(p.closed_at),
+    }
+
+
+def signal_dict(s: Signal) -> dict:
+    return {
+        "id": str(s.id),
+        "signal_id": str(s.id),
+        "recorder_id": s.recorder_id,
+        "status": s.status,
+        "reason": s.reason,
+        "position_id": s.position_id,
+        "action": s.action,
+        "ticker": s.ticker,
+        "symbol": s.symbol,
+        "price": num(s.price),
+        "qty": num(s.qty),
+        "position_size": num(s.position_size),
+        "market_position": s.market_position,
+        "received_at": iso(s.received_at),
+        "processed_at": iso(s.processed_at),
+        "raw": s.raw,
+    }
+
+
+def recorder_dict(r: Recorder, public_url: str) -> dict:
+    return {
+        "id": r.id,
+        "name": r.name,
+        "default_qty": num(r.default_qty),
+        "tp_ticks": r.tp_ticks,
+        "sl_ticks": r.sl_ticks,
+        "on_opposite": r.on_opposite,
+        "allow_dca": r.allow_dca,
+        "enabled": r.enabled,
+        "allow_delayed_exits": r.allow_delayed_exits,
+        "webhook_token": r.webhook_token,
+        "webhook_url": f"{public_url}/webhook/{r.webhook_token}",
+        "created_at": iso(r.created_at),
+        "updated_at": iso(r.updated_at),
+    }

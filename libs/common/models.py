@@ -23,8 +23,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-PRICE = Numeric(24, 10)
-MONEY = Numeric(20, 4)
+PRICE = Numeric(30, 12)
+MONEY = Numeric(38, 16)  # exact; rounded to the cent only for display
 
 
 def utcnow() -> datetime:
@@ -114,6 +114,9 @@ class Position(Base):
     side: Mapped[str] = mapped_column(String(5))  # long | short
     quantity: Mapped[Decimal] = mapped_column(Numeric(18, 6))
     avg_entry_price: Mapped[Decimal] = mapped_column(PRICE)
+    # Σ qty × price of the contracts still open; realized PnL is taken against it so that a
+    # flat-to-flat round trip realizes exactly the sum over its fills, whatever the averages.
+    entry_cost: Mapped[Decimal] = mapped_column(Numeric(38, 16))
     tp_price: Mapped[Decimal | None] = mapped_column(PRICE)
     sl_price: Mapped[Decimal | None] = mapped_column(PRICE)
     status: Mapped[str] = mapped_column(String(6), default="open")  # open | closed

@@ -1,0 +1,214 @@
+"""Who is calling: browser sessions (Flask-Login, CSRF-protected) and `Authorization: Bearer` API keys.
+
+An API-key request needs no CSRF token: a browser never attaches that header by itself, so a
+forged cross-site request cannot carry it. A session request that changes state must.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import cache
+
+from flask import Blueprint, Flask, jsonify, redirect, render_template_string, request, session
+from flask.typing import ResponseReturnValue
+from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
+from flask_wtf.csrf import CSRFProtect, generate_csrf
+from sqlalchemy import func, or_, select, update
+
+from libs.common.db import transaction
+from libs.common.models import ApiKey, User, utcnow
+from libs.common.security import hash_api_key, hash_password, verify_password
+from services.ui import context
+from services.ui.errors import BadRequest, NotAuthenticated, ValidationFailed
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+LAST_USED_EVERY = timedelta(minutes=1)  # one write a minute per key, not one per request
+WRONG_LOGIN = "The email or password is incorrect."
+# Endpoints under /api that answer without a login.
+PUBLIC_API_ENDPOINTS = frozenset({"auth.csrf_token", "openapi.document"})
+
+login_manager = LoginManager()
+csrf = CSRFProtect()
+bp = Blueprint("auth", __name__)
+
+
+@dataclass(frozen=True)
+class CurrentUser(UserMixin):
+    id: int
+    email: str
+    via: str  # "session" or "api_key"
+
+
+def bearer_key() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return key.strip() or None
+
+
+@login_manager.user_loader
+def load_session_user(user_id: str) -> CurrentUser | None:
+    if bearer_key() is not None:
+        return None  # an explicit API key wins over a cookie the client happens to carry
+    user = context.db().get(User, int(user_id))
+    return None if user is None else CurrentUser(user.id, user.email, "session")
+
+
+@login_manager.request_loader
+def load_api_key_user(_request: object) -> CurrentUser | None:
+    key = bearer_key()
+    if key is None:
+        return None
+    row = context.db().execute(
+        select(ApiKey.id, ApiKey.last_used_at, User.id, User.email)
+        .join(User, User.id == ApiKey.user_id)
+        .where(ApiKey.key_hash == hash_api_key(key), ApiKey.revoked_at.is_(None))
+    ).first()
+    if row is None:
+        return None
+    key_id, last_used_at, uid, email = row
+    now = utcnow()
+    if last_used_at is None or now - last_used_at >= LAST_USED_EVERY:
+        _touch_api_key(key_id, now)
+    return CurrentUser(uid, email, "api_key")
+
+
+def _touch_api_key(key_id: int, now) -> None:
+    # The WHERE clause keeps concurrent requests of one key to a single write a minute.
+    with transaction(context.resources().sessions) as s:
+        s.execute(
+            update(ApiKey)
+            .where(ApiKey.id == key_id)
+            .where(or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at <= now - LAST_USED_EVERY))
+            .values(last_used_at=now)
+        )
+
+
+def guard() -> None:
+    """Runs before every view: 401 for anonymous /api calls, CSRF for session writes."""
+    if request.routing_exception is not None:
+        return  # let routing answer 404/405
+    authenticated = current_user.is_authenticated
+    if request.path.startswith("/api/") and request.endpoint not in PUBLIC_API_ENDPOINTS:
+        if not authenticated:
+            if bearer_key() is not None:
+                raise NotAuthenticated("The API key is not valid or has been revoked.")
+            raise NotAuthenticated("Log in or send an API key as 'Authorization: Bearer <key>'.")
+    if request.method not in UNSAFE_METHODS or (authenticated and current_user.via == "api_key"):
+        return
+    if request.endpoint == "auth.login" and request.is_json:
+        # A cross-site page cannot send application/json without a CORS preflight we never allow.
+        return
+    csrf.protect()
+
+
+def init_auth(app: Flask) -> None:
+    app.config.update(
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        WTF_CSRF_CHECK_DEFAULT=False,  # `guard` decides which requests need the token
+        WTF_CSRF_TIME_LIMIT=None,  # valid for the life of the session
+    )
+    login_manager.init_app(app)
+    login_manager.session_protection = "basic"
+    csrf.init_app(app)
+    app.before_request(guard)
+    app.register_blueprint(bp)
+
+
+@cache
+def _dummy_hash() -> str:
+    return hash_password("not a real password")
+
+
+def authenticate(email: str, password: str) -> User | None:
+    user = context.db().scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
+    if user is None:
+        verify_password(_dummy_hash(), password)  # same work either way: no telling who exists
+        return None
+    return user if verify_password(user.password_hash, password) else None
+
+
+def _credentials() -> tuple[str, str]:
+    if request.is_json:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise BadRequest("The request body is not valid JSON.")
+    else:
+        body = request.form
+    email, password = body.get("email"), body.get("password")
+    if not isinstance(email, str) or not isinstance(password, str) or not email or not password:
+        raise ValidationFailed("email and password are required.")
+    return email, password
+
+
+LOGIN_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Just Trades — log in</title></head>
+<body><h1>Just Trades</h1>
+{% if error %}<p role="alert">{{ error }}</p>{% endif %}
+<form method="post" action="/login">
+<input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
+<input type="hidden" name="next" value="{{ next }}">
+<label>Email <input type="email" name="email" autocomplete="username" required></label>
+<label>Password <input type="password" name="password" autocomplete="current-password" required></label>
+<button type="submit">Log in</button>
+</form></body></html>"""
+
+
+def _safe_next(target: str | None) -> str:
+    # Only same-site paths: an open redirect after login is a phishing aid.
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/"
+
+
+@bp.get("/login")
+def login_page() -> ResponseReturnValue:
+    return render_template_string(LOGIN_PAGE, error=None, next=_safe_next(request.args.get("next")))
+
+
+@bp.post("/login")
+def login() -> ResponseReturnValue:
+    email, password = _credentials()
+    user = authenticate(email, password)
+    if user is None:
+        if request.is_json:
+            raise NotAuthenticated(WRONG_LOGIN)
+        page = render_template_string(LOGIN_PAGE, error=WRONG_LOGIN, next=_safe_next(request.form.get("next")))
+        return page, 401
+    session.clear()  # a fresh session (and CSRF token) at every login
+    login_user(CurrentUser(user.id, user.email, "session"))
+    if not request.is_json:
+        return redirect(_safe_next(request.form.get("next")))
+    return jsonify(ok=True, user={"id": user.id, "email": user.email}, csrf_token=generate_csrf())
+
+
+@bp.post("/logout")
+def logout() -> ResponseReturnValue:
+    logout_user()
+    session.clear()
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        return redirect("/login")
+    return jsonify(ok=True)
+
+
+@bp.get("/api/csrf-token")
+def csrf_token() -> ResponseReturnValue:
+    return jsonify(ok=True, csrf_token=generate_csrf())
+
+
+@bp.get("/")
+def home() -> ResponseReturnValue:
+    # Placeholder until the dashboard pages land.
+    if not current_user.is_authenticated:
+        return redirect("/login")
+    return render_template_string(
+        "<!doctype html><title>Just Trades</title><p>Logged in as {{ email }}.</p>"
+        '<form method="post" action="/logout"><input type="hidden" name="csrf_token" '
+        'value="{{ csrf_token() }}"><button>Log out</button></form>',
+        email=current_user.email,
+    )

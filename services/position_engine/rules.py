@@ -359,6 +359,6 @@ def apply_tick(
     )
     changed = marked != position
     if level is None:
-        return TickOutcome(marked, None, changed, unrealized, held)
+        return TickOutcome(marked if changed else position, None, changed, unrealized, held)
     exit_change = close_position(marked, level[1], level[0], ts, spec)
     return TickOutcome(exit_change.position, exit_change, True, unrealized)

@@ -1,0 +1,373 @@
+"""The engine's stream adapter: read `jt:signals` and `jt:ticks`, apply, commit, publish, ack.
+
+Entries are read through the `position_engine` consumer group in batches and applied in stream
+order in one transaction; acknowledgements go out only after the commit. A signal's id is stored
+with its effect, so a redelivered entry changes nothing; re-applying a tick is harmless (extremes
+only widen, and a closed position takes no more ticks).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import redis
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from libs.common import streams
+from libs.common.config import Settings
+from libs.common.db import transaction
+from libs.common.instruments import contract_spec
+from libs.common.models import Signal
+from libs.common.serialize import num, position_dict, usd
+from libs.common.streams import MalformedMessage, SignalMessage, TickMessage
+from services.position_engine import rules
+from services.position_engine.repository import Batch, Tracked, ms_to_dt, recorder_settings
+
+log = logging.getLogger("position_engine")
+
+MARK_INTERVAL_S = 0.5  # at most two position.marked events a second per position
+CLAIM_EVERY_S = 30.0
+CLAIM_MIN_IDLE_MS = 60_000
+TICKS_MAXLEN = 1_000_000
+
+
+@dataclass
+class Stats:
+    batches: int = 0
+    signals: int = 0
+    ticks: int = 0
+    exits: int = 0
+    rejected_entries: int = 0
+    last_batch_at: float = 0.0
+    last_batch_size: int = 0
+    last_batch_ms: float = 0.0
+
+
+@dataclass
+class Outbox:
+    """What a committed batch publishes: events, last prices, and the ids to acknowledge."""
+
+    events: list[tuple[str, dict]] = field(default_factory=list)
+    acks: dict[str, list[str]] = field(default_factory=dict)
+    last_prices: dict[str, str] = field(default_factory=dict)
+    dead_letters: list[dict[str, str]] = field(default_factory=list)
+    marked: dict[int, Tracked] = field(default_factory=dict)  # positions a tick moved, by row id
+
+
+class PositionEngine:
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session], client: redis.Redis,
+                 consumer: str | None = None, batch_size: int = 500):
+        self.settings = settings
+        self.sessions = sessions
+        self.redis = client
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.batch_size = batch_size
+        self.signals_stream = settings.stream(streams.SIGNALS)
+        self.ticks_stream = settings.stream(streams.TICKS)
+        self.events_stream = settings.stream(streams.EVENTS)
+        self.last_price_key = settings.stream("engine_last_price")
+        self.stats = Stats()
+        self.last_prices: dict[str, Decimal] = {}
+        self._last_marked: dict[int, float] = {}
+        self._backlog = True  # start by re-reading our own pending entries
+        self._last_claim = 0.0
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        for stream in (self.signals_stream, self.ticks_stream):
+            streams.ensure_group(self.redis, stream, streams.ENGINE_GROUP)
+        self.last_prices = {k: Decimal(v) for k, v in self.redis.hgetall(self.last_price_key).items()}
+        self.claim_abandoned(min_idle_ms=0)
+
+    def claim_abandoned(self, min_idle_ms: int = CLAIM_MIN_IDLE_MS) -> int:
+        """Take over entries another (dead) consumer read but never acknowledged."""
+        claimed = 0
+        for stream in (self.signals_stream, self.ticks_stream):
+            start = "0-0"
+            while True:
+                # Redis 6.2 answers [next, entries]; 7.0 adds the ids it found deleted.
+                start, entries = self.redis.xautoclaim(
+                    stream, streams.ENGINE_GROUP, self.consumer, min_idle_ms, start, count=500
+                )[:2]
+                claimed += len(entries)
+                if start in ("0-0", b"0-0"):
+                    break
+        if claimed:
+            self._backlog = True
+            log.info("claimed abandoned entries", extra={"kv": {"count": claimed}})
+        self._last_claim = time.monotonic()
+        return claimed
+
+    def run_forever(self, stop: Callable[[], bool] = lambda: False) -> None:
+        self.prepare()
+        while not stop():
+            try:
+                self.step(block_ms=200)
+            except redis.ConnectionError:
+                # Effects already committed are deduplicated when the entries come back.
+                log.warning("redis unreachable; retrying")
+                self._backlog = True
+                time.sleep(1.0)
+
+    # --- one step ----------------------------------------------------------------------------
+
+    def read(self, block_ms: int | None) -> list[tuple[str, str, dict]]:
+        """Our own unacknowledged entries first (after a failure or a claim), then new ones."""
+        entries = self._read("0", None) if self._backlog else []
+        if not entries:
+            self._backlog = False
+            entries = self._read(">", block_ms)
+        # Both streams carry Redis server-time ids, so sorting by id restores arrival order to
+        # the millisecond; sequence numbers are per stream, so within one ms signals go first.
+        entries.sort(key=lambda e: _order_key(e[0] == self.ticks_stream, e[1]))
+        return entries
+
+    def _read(self, start: str, block_ms: int | None) -> list[tuple[str, str, dict]]:
+        response = self.redis.xreadgroup(
+            streams.ENGINE_GROUP, self.consumer,
+            {self.signals_stream: start, self.ticks_stream: start},
+            count=self.batch_size, block=block_ms,
+        )
+        return [(stream, entry_id, fields) for stream, items in response or [] for entry_id, fields in items]
+
+    def step(self, block_ms: int | None = 200) -> int:
+        """Read and apply one batch; returns how many entries it held."""
+        if time.monotonic() - self._last_claim > CLAIM_EVERY_S:
+            self.claim_abandoned()
+        entries = self.read(block_ms)
+        if not entries:
+            return 0
+        started = time.perf_counter()
+        try:
+            outbox = self.apply_batch(entries)
+        except (OperationalError, redis.ConnectionError) as exc:
+            # The database is away: acknowledge nothing, re-read our pending entries later.
+            log.warning("batch not applied, will retry", extra={"kv": {"error": type(exc).__name__}})
+            self._backlog = True
+            time.sleep(1.0)
+            return len(entries)
+        except Exception:
+            log.exception("batch failed; applying its entries one at a time")
+            outbox = self.apply_one_by_one(entries)
+        self.publish(outbox)
+        self.stats.batches += 1
+        self.stats.last_batch_at = time.time()
+        self.stats.last_batch_size = len(entries)
+        self.stats.last_batch_ms = (time.perf_counter() - started) * 1000
+        return len(entries)
+
+    def apply_batch(self, entries: list[tuple[str, str, dict]]) -> Outbox:
+        outbox = Outbox()
+        prices_before = dict(self.last_prices)
+        try:
+            with transaction(self.sessions) as session:
+                batch = Batch(session)
+                batch.load_symbols(self._symbols_of(entries))
+                for stream, entry_id, fields in entries:
+                    if stream == self.signals_stream:
+                        self._apply_signal_entry(batch, entry_id, fields, outbox)
+                    else:
+                        self._apply_tick_entry(batch, fields, outbox)
+                    outbox.acks.setdefault(stream, []).append(entry_id)
+                batch.flush_positions()
+                self._position_events(batch, outbox)
+        except Exception:
+            self.last_prices = prices_before
+            raise
+        return outbox
+
+    def apply_one_by_one(self, entries: list[tuple[str, str, dict]]) -> Outbox:
+        """Isolate a poison entry: each entry alone; one that still fails is set aside."""
+        merged = Outbox()
+        for entry in entries:
+            try:
+                outbox = self.apply_batch([entry])
+            except (OperationalError, redis.ConnectionError):
+                raise
+            except Exception as exc:
+                log.exception("entry failed on its own; rejecting it", extra={"kv": {"entry_id": entry[1]}})
+                outbox = self._reject_entry(entry, f"internal error while applying it: {type(exc).__name__}")
+            merged.events += outbox.events
+            merged.last_prices.update(outbox.last_prices)
+            merged.dead_letters += outbox.dead_letters
+            for stream, ids in outbox.acks.items():
+                merged.acks.setdefault(stream, []).extend(ids)
+        return merged
+
+    def _symbols_of(self, entries: list[tuple[str, str, dict]]) -> set[str]:
+        return {f.get("symbol", "").strip() for _, _, f in entries if f.get("symbol", "").strip()}
+
+    # --- signals -----------------------------------------------------------------------------
+
+    def _apply_signal_entry(self, batch: Batch, entry_id: str, fields: dict, outbox: Outbox) -> None:
+        try:
+            message = SignalMessage.from_fields(fields)
+            signal_id = uuid.UUID(message.signal_id)
+        except (MalformedMessage, ValueError) as exc:
+            self._record_malformed(batch, entry_id, fields, str(exc), outbox)
+            return
+        if batch.signal_seen(signal_id):
+            log.info("signal already applied; skipped", extra={"kv": {"signal_id": signal_id}})
+            return
+        recorder = batch.recorder(message.recorder_id)
+        if recorder is None:
+            self._dead_letter(entry_id, fields, "the recorder no longer exists", outbox)
+            return
+        spec = contract_spec(message.symbol)
+        tracked = batch.open_position(recorder.id, message.symbol)
+        current = tracked.state if tracked else None
+        signal_input = rules.SignalInput(
+            signal_id=message.signal_id, symbol=message.symbol, action=message.action,
+            price=message.price, qty=message.qty, position_size=message.position_size,
+            market_position=message.market_position, received_ms=message.received_at,
+        )
+        outcome = rules.apply_signal(current, signal_input, recorder_settings(recorder), spec,
+                                     self.last_prices.get(message.symbol))
+        position_id = None
+        for change in outcome.changes:
+            touched = batch.apply_change(change, recorder, tracked, message.received_at, signal_id)
+            position_id = touched.row.id
+            outbox.events.append((f"position.{change.event}", {"_tracked": touched}))
+        batch.add_signal(Signal(
+            id=signal_id, recorder_id=recorder.id, stream_id=entry_id,
+            received_at=ms_to_dt(message.received_at), action=message.action, ticker=message.ticker,
+            symbol=message.symbol, price=message.price, qty=message.qty,
+            position_size=message.position_size, market_position=message.market_position,
+            raw=message.raw, status=outcome.status, reason=outcome.reason, position_id=position_id,
+        ))
+        self.stats.signals += 1
+        outbox.events.append((f"signal.{outcome.status}", {
+            "signal_id": str(signal_id), "recorder_id": recorder.id, "user_id": recorder.user_id,
+            "status": outcome.status, "reason": outcome.reason, "position_id": position_id,
+            "price": num(outcome.price),
+        }))
+        log.info("signal processed", extra={"kv": {
+            "signal_id": signal_id, "recorder_id": recorder.id, "status": outcome.status,
+            "position_id": position_id}})
+
+    def _record_malformed(self, batch: Batch, entry_id: str, fields: dict, reason: str, outbox: Outbox) -> None:
+        """Mark a malformed entry rejected when it names a signal of a known recorder."""
+        reason = f"malformed stream entry: {reason}"
+        try:
+            signal_id = uuid.UUID(str(fields.get("signal_id", "")))
+            recorder = batch.recorder(int(fields.get("recorder_id", "")))
+        except ValueError:
+            recorder = None
+        if recorder is None or batch.signal_seen(signal_id):
+            self._dead_letter(entry_id, fields, reason, outbox)
+            return
+        batch.add_signal(Signal(
+            id=signal_id, recorder_id=recorder.id, stream_id=entry_id, received_at=ms_to_dt(streams.now_ms()),
+            raw=fields.get("raw") or json.dumps(fields), status="rejected", reason=reason,
+        ))
+        self.stats.rejected_entries += 1
+        outbox.events.append(("signal.rejected", {
+            "signal_id": str(signal_id), "recorder_id": recorder.id, "user_id": recorder.user_id,
+            "status": "rejected", "reason": reason, "position_id": None}))
+        log.warning("malformed signal entry rejected", extra={"kv": {"entry_id": entry_id, "signal_id": signal_id}})
+
+    def _dead_letter(self, entry_id: str, fields: dict, reason: str, outbox: Outbox) -> None:
+        self.stats.rejected_entries += 1
+        outbox.dead_letters.append({"entry_id": entry_id, "reason": reason, "fields": json.dumps(fields)})
+        log.warning("stream entry set aside", extra={"kv": {"entry_id": entry_id, "reason": repr(reason)}})
+
+    def _reject_entry(self, entry: tuple[str, str, dict], reason: str) -> Outbox:
+        stream, entry_id, fields = entry
+        outbox = Outbox(acks={stream: [entry_id]})
+        if stream == self.signals_stream:
+            try:
+                with transaction(self.sessions) as session:
+                    self._record_malformed(Batch(session), entry_id, fields, reason, outbox)
+                return outbox
+            except Exception:
+                log.exception("could not record the rejected entry")
+        self._dead_letter(entry_id, fields, reason, outbox)
+        return outbox
+
+    # --- ticks -------------------------------------------------------------------------------
+
+    def _apply_tick_entry(self, batch: Batch, fields: dict, outbox: Outbox) -> None:
+        try:
+            tick = TickMessage.from_fields(fields)
+        except MalformedMessage as exc:
+            log.warning("malformed tick skipped", extra={"kv": {"reason": repr(str(exc))}})
+            self.stats.rejected_entries += 1
+            return
+        self.stats.ticks += 1
+        self.last_prices[tick.symbol] = tick.price
+        outbox.last_prices[tick.symbol] = str(tick.price)
+        spec = contract_spec(tick.symbol)
+        for tracked in list(batch.by_symbol.get(tick.symbol, ())):
+            result = rules.apply_tick(tracked.state, tick.price, tick.ts, spec, delayed=tick.delayed,
+                                      allow_delayed_exits=tracked.allow_delayed_exits)
+            if result is None:
+                continue
+            tracked.last_price = tick.price
+            tracked.unrealized = result.unrealized_pnl
+            if result.position is not tracked.state:
+                batch.set_state(tracked, result.position)
+            outbox.marked[tracked.row.id] = tracked
+            if result.exit is not None:
+                batch.add_fills(tracked, result.exit, tick.ts, None)
+                outbox.events.append(("position.closed", {"_tracked": tracked}))
+                self._last_marked.pop(tracked.row.id, None)
+                self.stats.exits += 1
+                log.info("position exited", extra={"kv": {
+                    "position_id": tracked.row.id, "reason": result.position.exit_reason,
+                    "price": result.position.exit_price}})
+
+    # --- publishing --------------------------------------------------------------------------
+
+    def _position_events(self, batch: Batch, outbox: Outbox) -> None:
+        """Turn position references into event payloads once the rows hold their final state."""
+        resolved: list[tuple[str, dict]] = []
+        for event_type, data in outbox.events:
+            tracked: Tracked | None = data.get("_tracked")
+            resolved.append((event_type, data if tracked is None else self._position_payload(tracked)))
+        now = time.monotonic()
+        for pid, tracked in outbox.marked.items():
+            if tracked.state.status != "open" or now - self._last_marked.get(pid, 0.0) < MARK_INTERVAL_S:
+                continue
+            self._last_marked[pid] = now
+            payload = self._position_payload(tracked)
+            payload["last_price"] = num(tracked.last_price)
+            payload["unrealized_pnl"] = usd(tracked.unrealized)
+            resolved.append(("position.marked", payload))
+        outbox.events = resolved
+        outbox.marked = {}
+
+    @staticmethod
+    def _position_payload(tracked: Tracked) -> dict:
+        payload = position_dict(tracked.row)
+        payload["user_id"] = tracked.user_id
+        return payload
+
+    def publish(self, outbox: Outbox) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for event_type, data in outbox.events:
+            pipe.xadd(self.events_stream, streams.event_fields(event_type, data),
+                      maxlen=streams.EVENTS_MAXLEN, approximate=True)
+        for letter in outbox.dead_letters:
+            pipe.xadd(self.settings.stream("dead_letter"), letter, maxlen=10_000, approximate=True)
+        if outbox.last_prices:
+            pipe.hset(self.last_price_key, mapping=outbox.last_prices)
+        for stream, ids in outbox.acks.items():
+            pipe.xack(stream, streams.ENGINE_GROUP, *ids)
+        if self.ticks_stream in outbox.acks:
+            pipe.xtrim(self.ticks_stream, maxlen=TICKS_MAXLEN, approximate=True)
+        pipe.execute()
+
+
+def _order_key(is_tick: bool, entry_id: str) -> tuple[int, bool, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), is_tick, int(seq or 0)

@@ -1,0 +1,223 @@
+"""The engine against real Redis streams and PostgreSQL: apply, commit, then acknowledge."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from decimal import Decimal as D
+
+import pytest
+from sqlalchemy import func, select
+
+from libs.common import streams
+from libs.common.models import Fill, Position, Signal
+from libs.common.streams import SignalMessage, TickMessage
+from services.position_engine.engine import PositionEngine
+
+
+@pytest.fixture
+def engine_for(settings, sessions, redis_client):
+    made = []
+
+    def make(consumer: str = "engine-1") -> PositionEngine:
+        eng = PositionEngine(settings, sessions, redis_client, consumer=consumer)
+        eng.prepare()
+        made.append(eng)
+        return eng
+
+    return make
+
+
+def send_signal(settings, client, recorder, action="buy", price="25640", qty=None, symbol="MNQ",
+                received_at=1_000, signal_id=None, **target) -> str:
+    signal_id = signal_id or str(uuid.uuid4())
+    msg = SignalMessage(
+        signal_id=signal_id, recorder_id=recorder.id, action=action, ticker=f"{symbol}1!", symbol=symbol,
+        price=None if price is None else D(price), qty=None if qty is None else D(qty),
+        position_size=None if target.get("position_size") is None else D(str(target["position_size"])),
+        market_position=target.get("market_position"), received_at=received_at, raw="{}",
+    )
+    client.xadd(settings.stream(streams.SIGNALS), msg.to_fields())
+    return signal_id
+
+
+def send_tick(settings, client, price, ts=2_000, symbol="MNQ", delayed=False):
+    client.xadd(settings.stream(streams.TICKS), TickMessage(symbol, D(price), ts, "test", delayed).to_fields())
+
+
+def drain(engine: PositionEngine) -> None:
+    while engine.step(block_ms=None):
+        pass
+
+
+def positions(sessions, **where):
+    with sessions() as s:
+        return s.scalars(select(Position).filter_by(**where).order_by(Position.id)).all()
+
+
+def signal_row(sessions, signal_id) -> Signal:
+    with sessions() as s:
+        return s.get(Signal, uuid.UUID(signal_id))
+
+
+def events(client, settings):
+    return [(f["type"], json.loads(f["data"])) for _, f in client.xrange(settings.stream(streams.EVENTS))]
+
+
+def pending(client, settings, name):
+    return client.xpending(settings.stream(name), streams.ENGINE_GROUP)["pending"]
+
+
+def test_worked_example_through_the_streams(settings, redis_client, sessions, make_recorder, engine_for):
+    recorder = make_recorder(tp_ticks=20, sl_ticks=40)
+    engine = engine_for()
+    send_signal(settings, redis_client, recorder, "buy", "25640", received_at=1_000)
+    send_signal(settings, redis_client, recorder, "buy", "25630", received_at=1_100)
+    send_tick(settings, redis_client, "25628", ts=2_000)
+    drain(engine)
+    [pos] = positions(sessions)
+    assert (pos.quantity, pos.avg_entry_price, pos.tp_price, pos.sl_price) == (2, 25635, 25640, 25625)
+    assert (pos.worst_unrealized_pnl, pos.max_adverse) == (D("-28"), 7)
+
+    send_tick(settings, redis_client, "25641", ts=3_000)
+    drain(engine)
+    [pos] = positions(sessions)
+    assert (pos.status, pos.exit_reason, pos.exit_price, pos.realized_pnl) == ("closed", "tp", 25640, 20)
+    assert pos.max_favorable == 5
+    with sessions() as s:
+        fills = s.scalars(select(Fill).where(Fill.position_id == pos.id).order_by(Fill.id)).all()
+    assert [(f.kind, f.price, f.quantity) for f in fills] == [("entry", 25640, 1), ("entry", 25630, 1), ("exit", 25640, 2)]
+    types = [t for t, _ in events(redis_client, settings)]
+    assert types.count("position.opened") == 1 and types.count("position.closed") == 1
+    assert "signal.applied" in types
+    assert pending(redis_client, settings, streams.SIGNALS) == 0
+    assert pending(redis_client, settings, streams.TICKS) == 0
+
+
+def test_redelivered_signal_changes_nothing(settings, redis_client, sessions, make_recorder, engine_for):
+    recorder = make_recorder()
+    engine = engine_for()
+    sid = send_signal(settings, redis_client, recorder, "buy", "100", symbol="AAPL")
+    send_signal(settings, redis_client, recorder, "buy", "100", symbol="AAPL", signal_id=sid)
+    drain(engine)
+    send_signal(settings, redis_client, recorder, "buy", "100", symbol="AAPL", signal_id=sid)
+    drain(engine)
+    [pos] = positions(sessions)
+    assert pos.quantity == 1
+    assert signal_row(sessions, sid).status == "applied"
+
+
+def test_entries_of_a_dead_consumer_are_claimed_and_applied_once(
+    settings, redis_client, sessions, make_recorder, engine_for
+):
+    recorder = make_recorder()
+    engine_for("doomed")  # creates the group
+    sid = send_signal(settings, redis_client, recorder, "sell", "50", symbol="CL")
+    # A consumer reads the entry and dies before acknowledging it.
+    redis_client.xreadgroup(streams.ENGINE_GROUP, "doomed", {settings.stream(streams.SIGNALS): ">"})
+    assert pending(redis_client, settings, streams.SIGNALS) == 1
+
+    survivor = engine_for("survivor")  # prepare() claims what the dead one held
+    drain(survivor)
+    [pos] = positions(sessions)
+    assert (pos.side, pos.symbol) == ("short", "CL")
+    assert signal_row(sessions, sid).status == "applied"
+    assert pending(redis_client, settings, streams.SIGNALS) == 0
+
+
+def test_a_commit_that_fails_acknowledges_nothing(settings, redis_client, sessions, make_recorder, engine_for):
+    recorder = make_recorder()
+    engine = engine_for()
+    sid = send_signal(settings, redis_client, recorder, "buy", "100", symbol="AAPL")
+    real = engine.sessions
+    from sqlalchemy.exc import OperationalError
+
+    def broken():
+        raise OperationalError("connect", {}, Exception("database is away"))
+
+    engine.sessions = broken
+    engine.step(block_ms=None)
+    assert pending(redis_client, settings, streams.SIGNALS) == 1
+    assert positions(sessions) == []
+    engine.sessions = real
+    drain(engine)
+    assert signal_row(sessions, sid).status == "applied"
+    assert pending(redis_client, settings, streams.SIGNALS) == 0
+
+
+def test_malformed_entry_is_rejected_with_its_reason_and_does_not_stop_the_engine(
+    settings, redis_client, sessions, make_recorder, engine_for
+):
+    recorder = make_recorder()
+    engine = engine_for()
+    bad_id = str(uuid.uuid4())
+    redis_client.xadd(settings.stream(streams.SIGNALS), {
+        "signal_id": bad_id, "recorder_id": str(recorder.id), "action": "hold", "symbol": "MNQ",
+        "received_at": "1"})
+    redis_client.xadd(settings.stream(streams.SIGNALS), {"garbage": "yes"})
+    redis_client.xadd(settings.stream(streams.TICKS), {"symbol": "MNQ", "price": "abc", "ts": "1"})
+    good = send_signal(settings, redis_client, recorder, "buy", "25640")
+    drain(engine)
+    bad = signal_row(sessions, bad_id)
+    assert bad.status == "rejected"
+    assert "action must be buy, sell or close" in bad.reason
+    assert signal_row(sessions, good).status == "applied"
+    assert redis_client.xlen(settings.stream("dead_letter")) == 1
+    assert pending(redis_client, settings, streams.SIGNALS) == 0
+    assert pending(redis_client, settings, streams.TICKS) == 0
+
+
+def test_signal_without_price_takes_the_last_tick_consumed(settings, redis_client, sessions, make_recorder, engine_for):
+    recorder = make_recorder()
+    engine = engine_for()
+    early = send_signal(settings, redis_client, recorder, "buy", None, symbol="ES")
+    time.sleep(0.002)  # the engine orders the two streams to the millisecond
+    send_tick(settings, redis_client, "6900.25", symbol="ES", ts=5)
+    time.sleep(0.002)
+    later = send_signal(settings, redis_client, recorder, "buy", None, symbol="ES", received_at=10)
+    drain(engine)
+    assert signal_row(sessions, early).status == "rejected"
+    assert "no price" in signal_row(sessions, early).reason
+    [pos] = positions(sessions)
+    assert pos.avg_entry_price == D("6900.25")
+    assert signal_row(sessions, later).position_id == pos.id
+
+
+def test_ticks_older_than_the_position_are_ignored(settings, redis_client, sessions, make_recorder, engine_for):
+    recorder = make_recorder(tp_ticks=4, sl_ticks=4)
+    engine = engine_for()
+    send_signal(settings, redis_client, recorder, "buy", "25640", received_at=10_000)
+    send_tick(settings, redis_client, "25600", ts=9_999)  # before the position opened
+    drain(engine)
+    [pos] = positions(sessions)
+    assert pos.status == "open" and pos.worst_unrealized_pnl == 0
+
+
+def test_reverse_and_ignored_signals_are_recorded_with_reasons(
+    settings, redis_client, sessions, make_recorder, engine_for
+):
+    recorder = make_recorder(allow_dca=False)
+    engine = engine_for()
+    send_signal(settings, redis_client, recorder, "buy", "25640")
+    ignored = send_signal(settings, redis_client, recorder, "buy", "25650")
+    reverse = send_signal(settings, redis_client, recorder, "sell", "25650", qty="2")
+    drain(engine)
+    assert signal_row(sessions, ignored).status == "ignored"
+    closed, opened = positions(sessions)
+    assert (closed.exit_reason, closed.realized_pnl) == ("reverse", 20)
+    assert (opened.side, opened.quantity, opened.status) == ("short", 2, "open")
+    assert signal_row(sessions, reverse).position_id == opened.id
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Signal)) == 3
+
+
+def test_signal_for_a_deleted_recorder_is_set_aside(settings, redis_client, sessions, make_recorder, engine_for):
+    recorder = make_recorder()
+    engine = engine_for()
+    with sessions.begin() as s:
+        s.delete(s.get(type(recorder), recorder.id))
+    send_signal(settings, redis_client, recorder, "buy", "1")
+    drain(engine)
+    assert redis_client.xlen(settings.stream("dead_letter")) == 1
+    assert pending(redis_client, settings, streams.SIGNALS) == 0

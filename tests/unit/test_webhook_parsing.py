@@ -58,7 +58,8 @@ def test_missing_action_without_a_target_is_rejected():
 
 
 def test_price_as_numeric_string_is_read_exactly():
-    assert parse({"action": "buy", "ticker": "MNQ1!", "price": " 21034.25 "}).price == Decimal("21034.25")
+    message = parse({"action": "buy", "ticker": "MNQ1!", "price": " 21034.25 "})
+    assert message.price == Decimal("21034.25")
 
 
 def test_float_price_keeps_its_decimal_digits():
@@ -77,7 +78,8 @@ def test_each_quantity_alias_sets_qty(name):
 
 
 def test_quantity_aliases_that_agree_are_accepted():
-    assert parse({"action": "buy", "ticker": "MNQ1!", "contracts": 2, "qty": "2.0"}).qty == Decimal(2)
+    message = parse({"action": "buy", "ticker": "MNQ1!", "contracts": 2, "qty": "2.0"})
+    assert message.qty == Decimal(2)
 
 
 def test_quantity_aliases_that_disagree_are_rejected():
@@ -113,7 +115,7 @@ def test_unquoted_placeholder_makes_a_body_that_is_not_json_and_says_why():
 
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
 def test_nan_or_infinity_number_is_rejected_naming_the_field(constant):
-    error = rejected('{"action": "buy", "ticker": "MNQ1!", "price": %s}' % constant)
+    error = rejected(f'{{"action": "buy", "ticker": "MNQ1!", "price": {constant}}}')
     assert error.status == 422 and "price" in error.message and constant in error.message
 
 
@@ -124,7 +126,8 @@ def test_missing_value_text_in_a_numeric_field_is_rejected_naming_the_field(text
 
 
 def test_target_signal_needs_no_action():
-    message = parse({"ticker": "MNQ1!", "position_size": -1, "market_position": "short", "contracts": 4})
+    body = {"ticker": "MNQ1!", "position_size": -1, "market_position": "short", "contracts": 4}
+    message = parse(body)
     assert (message.action, message.position_size, message.market_position, message.qty) == (
         None, Decimal(-1), "short", Decimal(4),
     )  # fmt: skip

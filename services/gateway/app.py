@@ -1,0 +1,194 @@
+"""The gateway's Flask app: `POST /webhook/<token>` puts one signal on `jt:signals`; `/healthz`.
+
+Checks run cheapest first and the body is parsed last; PostgreSQL is never touched on a request
+(the token map lives in Redis). Errors map to a status and one sentence in `_error` only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+import redis
+from flask import Flask, Request, Response, g, jsonify, request
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from libs.common import recorder_tokens
+from libs.common.config import Settings
+from libs.common.models import new_signal_id
+from libs.common.recorder_tokens import RecorderRef
+from libs.common.streams import SIGNALS, SignalMessage, now_ms
+from services.gateway import guards
+from services.gateway.parsing import WebhookError, parse_webhook
+from services.gateway.redaction import redact_path
+from services.gateway.token_sync import TokenMapSync
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 16 * 1024
+PENDING_TTL_S = 86_400  # the UI answers "pending" from this key until the engine has the signal
+TOO_LARGE = "The body is larger than 16 KiB."
+REDIS_DOWN = "The signal could not be stored right now; TradingView will send it again."
+
+
+def connect_redis(url: str) -> redis.Redis:
+    """TradingView gives up after 3 s, so fail fast: short timeouts, one reconnect, no backoff."""
+    return redis.Redis.from_url(
+        url, decode_responses=True, socket_connect_timeout=1.0, socket_timeout=1.0,
+        retry=Retry(NoBackoff(), 1), health_check_interval=30,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Gateway:
+    settings: Settings
+    client: redis.Redis
+    allowlist: tuple[guards.Network, ...]
+
+    def admit(self, token: str, req: Request) -> RecorderRef:
+        """The recorder the request is for, once address, size, token and rate allow it."""
+        s = self.settings
+        if not guards.address_allowed(_sender(req, s), self.allowlist):
+            raise WebhookError(403, "This address may not send webhooks.")
+        if (req.content_length or 0) > MAX_BODY_BYTES:
+            raise WebhookError(413, TOO_LARGE)
+        # The map is keyed by the token itself: Redis finds it by hashing, never by comparing
+        # prefixes, so there is no partial match whose timing could leak the token.
+        shaped = guards.well_formed_token(token)
+        recorder = recorder_tokens.lookup(self.client, s.stream_prefix, token) if shaped else None
+        if recorder is None:
+            raise WebhookError(404, "No recorder has this webhook token.")
+        limit, window = s.webhook_rate_limit, s.webhook_rate_window_s
+        if not guards.within_rate_limit(self.client, s.stream_prefix, token, limit, window):
+            raise WebhookError(
+                429, f"Too many signals for this webhook: at most {limit} every {window} seconds."
+            )
+        return recorder
+
+    def publish(self, message: SignalMessage) -> None:
+        """One MULTI: the signal and its pending marker are stored together or not at all."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xadd(self.settings.stream(SIGNALS), message.to_fields())
+        pipe.set(
+            self.settings.stream(f"signal_pending:{message.signal_id}"),
+            message.recorder_id,
+            ex=PENDING_TTL_S,
+        )
+        pipe.execute()
+
+
+def _sender(req: Request, settings: Settings) -> str | None:
+    forwarded_for = req.headers.getlist("X-Forwarded-For")
+    return guards.source_address(req.remote_addr, forwarded_for, settings.trust_proxy)
+
+
+def _read_body() -> bytes:
+    body = request.get_data(cache=False)
+    if len(body) > MAX_BODY_BYTES:
+        raise WebhookError(413, TOO_LARGE)
+    return body
+
+
+def _error(status: int, message: str) -> tuple[Response, int]:
+    g.error = message
+    return jsonify(ok=False, error=message), status
+
+
+def _http_error(exc: HTTPException) -> tuple[Response, int]:
+    if isinstance(exc, RequestEntityTooLarge):
+        return _error(413, TOO_LARGE)
+    if exc.code == 404:
+        return _error(
+            404, "There is nothing at this address; webhooks go to POST /webhook/<token>."
+        )
+    if exc.code == 405:
+        valid = getattr(exc, "valid_methods", None) or []
+        allowed = ", ".join(m for m in valid if m not in ("HEAD", "OPTIONS"))
+        return _error(
+            405, f"This address does not accept {request.method}; use {allowed or 'POST'}."
+        )
+    return _error(exc.code or 500, f"{exc.name}.")
+
+
+def _unexpected(exc: Exception) -> tuple[Response, int]:
+    # Logged here rather than by Flask, whose message would carry the request path (the token).
+    log.error("unexpected error", exc_info=exc)
+    return _error(500, "The gateway failed unexpectedly; TradingView will send the alert again.")
+
+
+def _log_request(settings: Settings, response: Response) -> Response:
+    duration_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+    kv = {
+        "method": request.method,
+        "path": redact_path(request.path),
+        "status": response.status_code,
+        "duration_ms": f"{duration_ms:.1f}",
+        "signal_id": g.get("signal_id", "-"),
+        "recorder_id": g.get("recorder_id", "-"),
+        "remote": _sender(request, settings),
+    }
+    if "error" in g:
+        kv["error"] = json.dumps(g.error, ensure_ascii=False)
+    probe = request.path == "/healthz" and response.status_code == 200
+    log.log(logging.DEBUG if probe else logging.INFO, "request", extra={"kv": kv})
+    return response
+
+
+def create_app(
+    settings: Settings,
+    redis_client: redis.Redis | None = None,
+    sessions: sessionmaker[Session] | None = None,
+) -> Flask:
+    """The WSGI app; with `sessions` it also fills the token map now and keeps it filled."""
+    if redis_client is None and not settings.redis_url:
+        raise ValueError("REDIS_URL must be set for the gateway")
+    client = redis_client or connect_redis(settings.redis_url or "")
+    gateway = Gateway(settings, client, guards.parse_allowlist(settings.webhook_ip_allowlist))
+    app = Flask(__name__)
+    # One byte over the limit: a chunked body is cut at this length without an error, so
+    # reading one byte more is how `_read_body` tells "exactly 16 KiB" from "longer".
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES + 1
+    app.extensions["gateway"] = gateway
+    if sessions is not None:
+        sync = TokenMapSync(client, settings.stream_prefix, sessions)
+        sync.sync()
+        sync.start()
+        app.extensions["token_sync"] = sync
+
+    @app.before_request
+    def _start() -> None:
+        g.started = time.perf_counter()
+        g.received_at = now_ms()
+
+    @app.post("/webhook/<token>")
+    def webhook(token: str) -> tuple[Response, int]:
+        try:
+            recorder = gateway.admit(token, request)
+            g.recorder_id = recorder.recorder_id
+            message = parse_webhook(_read_body(), recorder, new_signal_id(), g.received_at)
+            gateway.publish(message)
+        except redis.RedisError as exc:
+            log.warning("redis error", extra={"kv": {"error": type(exc).__name__}})
+            return _error(503, REDIS_DOWN)
+        g.signal_id = message.signal_id  # logged only once the signal is stored
+        return jsonify(ok=True, signal_id=message.signal_id), 202
+
+    @app.get("/healthz")
+    def healthz() -> tuple[Response, int]:
+        try:
+            client.ping()
+            synced = recorder_tokens.is_synced(client, settings.stream_prefix)
+        except redis.RedisError:
+            return jsonify(ok=False, redis="unreachable", error="Redis is unreachable."), 503
+        return jsonify(ok=True, redis="ok", tokens_synced=synced), 200
+
+    app.register_error_handler(WebhookError, lambda exc: _error(exc.status, exc.message))
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected)
+    app.after_request(lambda response: _log_request(settings, response))
+    return app

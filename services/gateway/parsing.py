@@ -1,0 +1,323 @@
+"""Turns a TradingView webhook body into a `SignalMessage` (DESIGN §2 "Webhook"); pure, no I/O.
+
+Every rejection is a `WebhookError` with an HTTP status and one plain sentence naming the field,
+so a trader can fix the alert template from the error alone.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+from typing import Any
+
+from libs.common.instruments import TickerError, parse_ticker
+from libs.common.recorder_tokens import RecorderRef
+from libs.common.streams import SignalMessage
+
+ACTIONS = {
+    "buy": "buy", "long": "buy",
+    "sell": "sell", "short": "sell",
+    "close": "close", "exit": "close", "flat": "close", "flatten": "close",
+}  # fmt: skip
+MARKET_POSITIONS = ("long", "short", "flat")
+QTY_FIELDS = ("contracts", "quantity", "qty")
+KNOWN_FIELDS = {
+    "action",
+    "ticker",
+    "price",
+    "position_size",
+    "market_position",
+    "recorder",
+    *QTY_FIELDS,
+}
+# Above what the NUMERIC columns hold; no real price or size comes near it.
+MAX_MAGNITUDE = Decimal("1e12")
+EXAMPLE = '{"action": "buy", "ticker": "{{ticker}}"}'
+
+_PLACEHOLDER = re.compile(r"\{\{[^{}]*\}\}")
+_PLAIN_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+_NO_VALUE = {"", "na", "nan"}  # what TradingView renders for a series without a value
+
+
+class WebhookError(Exception):
+    """A webhook that is refused: the HTTP status and the sentence that says why."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _invalid(message: str) -> WebhookError:
+    return WebhookError(422, message)
+
+
+class _NonFinite(str):
+    """`NaN` / `Infinity` as the body wrote them; refused where a field reads one."""
+
+
+class _JsonObject(dict):
+    """A JSON object that remembers keys written twice (json keeps only the last one)."""
+
+    repeated: set[str]
+
+
+def _object(pairs: list[tuple[str, Any]]) -> _JsonObject:
+    obj = _JsonObject()
+    obj.repeated = set()
+    for key, value in pairs:
+        if key in obj:
+            obj.repeated.add(key)
+        obj[key] = value
+    return obj
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, Decimal):
+        return str(value)
+    text = str(value)
+    return json.dumps(text[:40] + ("…" if len(text) > 40 else ""), ensure_ascii=False)
+
+
+def _not_json(text: str, exc: json.JSONDecodeError) -> WebhookError:
+    near = text[exc.pos : exc.pos + 30]
+    # json stops inside `{{name}}` (after the first brace), so look for one spanning the stop.
+    spans = (m for m in _PLACEHOLDER.finditer(text) if m.start() <= exc.pos < m.end())
+    placeholder = next(spans, None)
+    if placeholder:
+        return WebhookError(
+            400,
+            f"The body is not JSON because TradingView did not substitute the placeholder "
+            f"{placeholder[0]}; check the alert type and the spelling, which is case-sensitive.",
+        )
+    if not near.strip():
+        return WebhookError(400, "The body is not JSON: it ends before the JSON is complete.")
+    hint = ""
+    if exc.msg == "Expecting value" and near[:1].isalpha():
+        hint = '; text values need double quotes, as in "ticker": "{{ticker}}"'
+    where = f"line {exc.lineno}, column {exc.colno}"
+    return WebhookError(
+        400, f"The body is not JSON: {exc.msg.lower()} at {where}, near {near!r}{hint}."
+    )
+
+
+def _load(body: bytes) -> tuple[str, _JsonObject]:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise WebhookError(
+            400, f"The body is not UTF-8 text (invalid byte at position {exc.start})."
+        ) from None
+    if "\x00" in text:  # PostgreSQL text cannot hold it, so the raw record could not be stored
+        raise WebhookError(400, "The body contains a NUL character.")
+    if not text.strip():
+        raise WebhookError(
+            400, f"The body is empty; the alert message must be a JSON object such as {EXAMPLE}."
+        )
+    try:
+        data = json.loads(
+            text.lstrip("\ufeff"),
+            parse_float=Decimal, parse_int=Decimal, parse_constant=_NonFinite,
+            object_pairs_hook=_object, strict=False,  # tolerate a raw newline inside a comment
+        )  # fmt: skip
+    except json.JSONDecodeError as exc:
+        raise _not_json(text.lstrip("\ufeff"), exc) from None
+    except RecursionError:
+        raise WebhookError(
+            400, "The body is not JSON that can be read: it nests too deeply."
+        ) from None
+    if not isinstance(data, dict):
+        raise WebhookError(
+            400, f"The body must be a JSON object such as {EXAMPLE}, not {_kind(data)}."
+        )
+    return text, data
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    return "a number" if isinstance(value, Decimal) else "null" if value is None else _show(value)
+
+
+def _field(obj: dict, name: str) -> Any:
+    """The field's value, refusing what TradingView leaves behind when it could not render one."""
+    value = obj.get(name)
+    if isinstance(value, _NonFinite):
+        raise _invalid(
+            f"The field {name} is {value}, not a finite number (TradingView writes NaN when "
+            f"the series has no value on the bar)."
+        )
+    if isinstance(value, str):
+        placeholder = _PLACEHOLDER.search(value)
+        if placeholder:
+            raise _invalid(
+                f"The field {name} still holds the placeholder {placeholder[0]}, which TradingView "
+                f"did not substitute; check the alert type (strategy placeholders work only in "
+                f"alerts created on a strategy) and the spelling, which is case-sensitive."
+            )
+    return value
+
+
+def _number(obj: dict, name: str) -> Decimal | None:
+    value = _field(obj, name)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() in _NO_VALUE:
+            raise _invalid(
+                f"The field {name} has no value ({_show(value)}), which is what TradingView sends "
+                f"when the series has no value on the bar."
+            )
+        if not _PLAIN_NUMBER.fullmatch(text):
+            raise _invalid(
+                f"The field {name} must be a number such as 21034.25, not {_show(value)}."
+            )
+        value = Decimal(text)
+    if not isinstance(value, Decimal):
+        raise _invalid(f"The field {name} must be a number, not {_show(value)}.")
+    if abs(value) >= MAX_MAGNITUDE:
+        raise _invalid(f"The field {name} is too large ({value}).")
+    return Decimal(0) if value == 0 else value  # no "-0" on the stream
+
+
+def _positive(obj: dict, name: str) -> Decimal | None:
+    value = _number(obj, name)
+    if value is not None and value <= 0:
+        raise _invalid(f"The field {name} must be positive, not {value}.")
+    return value
+
+
+def _check_recorder(obj: dict, recorder: RecorderRef) -> None:
+    value = _field(obj, "recorder")
+    if value is None:
+        return
+    if isinstance(value, Decimal) and value == recorder.recorder_id:
+        return
+    if isinstance(value, str):
+        named = value.strip().casefold()
+        if named in (recorder.name.strip().casefold(), str(recorder.recorder_id)):
+            return
+    raise _invalid(
+        f"This webhook belongs to recorder {_show(recorder.name)}, but the field recorder names "
+        f"{_show(value)}; check the webhook URL or the recorder field."
+    )
+
+
+def _ticker(obj: dict) -> tuple[str, str]:
+    value = _field(obj, "ticker")
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise _invalid(
+            'The field ticker is missing; send the symbol, as in "ticker": "{{ticker}}".'
+        )
+    if not isinstance(value, str):
+        raise _invalid(f'The field ticker must be text such as "MNQ1!", not {_show(value)}.')
+    try:
+        return value.strip(), parse_ticker(value).root
+    except TickerError:
+        raise _invalid(
+            f"The field ticker {_show(value)} is not a symbol; use a form such as MNQ1!, "
+            f"CME_MINI:MNQ1! or MNQZ2025."
+        ) from None
+
+
+def _action(obj: dict) -> str | None:
+    value = _field(obj, "action")
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    action = ACTIONS.get(value.strip().lower()) if isinstance(value, str) else None
+    if action is None:
+        raise _invalid(
+            f"The field action must be buy, sell or close (or long, short, exit, flat, flatten), "
+            f"not {_show(value)}."
+        )
+    return action
+
+
+def _market_position(obj: dict) -> str | None:
+    value = _field(obj, "market_position")
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().lower() in MARKET_POSITIONS:
+        return value.strip().lower()
+    raise _invalid(f"The field market_position must be long, short or flat, not {_show(value)}.")
+
+
+def _target(obj: dict) -> tuple[Decimal | None, str | None]:
+    """The target position of a Pine strategy alert (DESIGN §3), or (None, None)."""
+    size, side = _number(obj, "position_size"), _market_position(obj)
+    if side is None:
+        if size is None:
+            return None, None
+        return size, "long" if size > 0 else "short" if size < 0 else "flat"
+    if side == "flat":
+        if size is not None and size != 0:
+            raise _invalid(
+                f"The field position_size is {size} but market_position is flat, whose size is 0."
+            )
+        return Decimal(0), side
+    if size is None:
+        raise _invalid(
+            f"The field position_size is missing, so the target size of the {side} position is unknown."
+        )
+    if (side == "long") != (size > 0) or size == 0:
+        sign = "above" if side == "long" else "below"
+        raise _invalid(
+            f"The field position_size is {size} but market_position is {side}, whose size is {sign} 0."
+        )
+    return size, side
+
+
+def _qty(obj: dict) -> Decimal | None:
+    """`contracts`, `quantity` or `qty`: the first present wins, and they must agree."""
+    given = [(name, _positive(obj, name)) for name in QTY_FIELDS if obj.get(name) is not None]
+    if not given:
+        return None
+    (first_name, first), *others = given
+    for name, value in others:
+        if value != first:
+            raise _invalid(
+                f"The fields {first_name} and {name} disagree ({first} and {value}); send only one of them."
+            )
+    return first
+
+
+def parse_webhook(
+    body: bytes, recorder: RecorderRef, signal_id: str, received_at_ms: int
+) -> SignalMessage:
+    """Validate one webhook body for `recorder`; raises `WebhookError` (400 or 422)."""
+    raw, obj = _load(body)
+    repeated = sorted(obj.repeated & KNOWN_FIELDS)
+    if repeated:
+        raise _invalid(f"The field {repeated[0]} appears more than once; send it once.")
+    _check_recorder(obj, recorder)
+    ticker, symbol = _ticker(obj)
+    action = _action(obj)
+    position_size, market_position = _target(obj)
+    if action is None and market_position is None:
+        raise _invalid(
+            "The field action is missing; send buy, sell or close, or the strategy's "
+            "position_size and market_position."
+        )
+    return SignalMessage(
+        signal_id=signal_id,
+        recorder_id=recorder.recorder_id,
+        action=action,
+        ticker=ticker,
+        symbol=symbol,
+        price=_positive(obj, "price"),
+        qty=_qty(obj),
+        position_size=position_size,
+        market_position=market_position,
+        received_at=received_at_ms,
+        raw=raw,
+    )

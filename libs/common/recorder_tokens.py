@@ -2,11 +2,13 @@
 
 The UI writes an entry whenever a recorder is created, changed or deleted; the gateway rebuilds
 the whole map from PostgreSQL at start-up and whenever the map's marker key is missing (Redis
-restarted without its data), off the request path.
+restarted without its data), off the request path. Entries are keyed by the token's SHA-256, so
+the tokens themselves never sit in Redis.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 
@@ -16,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from libs.common.models import Recorder
 
-TOKENS_KEY = "recorder_tokens"  # hash: token → JSON RecorderRef
+TOKENS_KEY = "recorder_tokens"  # hash: sha256(token) → JSON RecorderRef
 SYNCED_KEY = "recorder_tokens:synced"  # present once the hash holds every recorder
 
 
@@ -39,20 +41,24 @@ class RecorderRef:
         return cls(**json.loads(text))
 
 
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
 def put(client: redis.Redis, prefix: str, recorder: Recorder, old_token: str | None = None) -> None:
     pipe = client.pipeline()
     if old_token and old_token != recorder.webhook_token:
-        pipe.hdel(prefix + TOKENS_KEY, old_token)
-    pipe.hset(prefix + TOKENS_KEY, recorder.webhook_token, RecorderRef.of(recorder).to_json())
+        pipe.hdel(prefix + TOKENS_KEY, token_digest(old_token))
+    pipe.hset(prefix + TOKENS_KEY, token_digest(recorder.webhook_token), RecorderRef.of(recorder).to_json())
     pipe.execute()
 
 
 def remove(client: redis.Redis, prefix: str, token: str) -> None:
-    client.hdel(prefix + TOKENS_KEY, token)
+    client.hdel(prefix + TOKENS_KEY, token_digest(token))
 
 
 def lookup(client: redis.Redis, prefix: str, token: str) -> RecorderRef | None:
-    value = client.hget(prefix + TOKENS_KEY, token)
+    value = client.hget(prefix + TOKENS_KEY, token_digest(token))
     if value is None:
         return None
     return RecorderRef.from_json(value.decode() if isinstance(value, bytes) else value)
@@ -70,7 +76,7 @@ def sync_all(client: redis.Redis, prefix: str, session: Session) -> int:
     """
     before = set(client.hkeys(prefix + TOKENS_KEY))
     recorders = session.scalars(select(Recorder)).all()
-    mapping = {r.webhook_token: RecorderRef.of(r).to_json() for r in recorders}
+    mapping = {token_digest(r.webhook_token): RecorderRef.of(r).to_json() for r in recorders}
     stale = {t.decode() if isinstance(t, bytes) else t for t in before} - mapping.keys()
     pipe = client.pipeline(transaction=True)
     if mapping:

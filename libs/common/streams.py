@@ -18,6 +18,7 @@ SIGNALS = "signals"
 TICKS = "ticks"
 EVENTS = "events"
 LAST_PRICE = "last_price"
+SIGNAL_PENDING = "signal_pending:"  # + signal_id → recorder_id, set by the gateway on accept
 ENGINE_GROUP = "position_engine"
 EVENTS_MAXLEN = 100_000  # approximate trim: the UI reads events live, history lives in PostgreSQL
 

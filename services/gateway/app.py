@@ -18,7 +18,7 @@ from redis.retry import Retry
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from libs.common import recorder_tokens
+from libs.common import recorder_tokens, streams
 from libs.common.config import Settings
 from libs.common.models import new_signal_id
 from libs.common.recorder_tokens import RecorderRef
@@ -57,8 +57,8 @@ class Gateway:
             raise WebhookError(403, "This address may not send webhooks.")
         if (req.content_length or 0) > MAX_BODY_BYTES:
             raise WebhookError(413, TOO_LARGE)
-        # The map is keyed by the token itself: Redis finds it by hashing, never by comparing
-        # prefixes, so there is no partial match whose timing could leak the token.
+        # The map is keyed by the token's SHA-256: how long a lookup takes says nothing about how
+        # close a guess came to a real token, so there is no timing to leak it.
         shaped = guards.well_formed_token(token)
         recorder = recorder_tokens.lookup(self.client, s.stream_prefix, token) if shaped else None
         if recorder is None:
@@ -75,7 +75,7 @@ class Gateway:
         pipe = self.client.pipeline(transaction=True)
         pipe.xadd(self.settings.stream(SIGNALS), message.to_fields())
         pipe.set(
-            self.settings.stream(f"signal_pending:{message.signal_id}"),
+            self.settings.stream(streams.SIGNAL_PENDING + message.signal_id),
             message.recorder_id,
             ex=PENDING_TTL_S,
         )

@@ -1,0 +1,262 @@
+"""`justtrades bench`: latency and throughput of the signal path, printed as one table.
+
+Everything runs against the configured (or embedded) servers under the stream prefix `jtbench:`
+and a throw-away bench user, so a running installation's streams and data are left alone.
+Each figure is shown beside raw Redis rates measured in the same run, as the reference.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from decimal import Decimal
+
+import redis
+import requests
+from sqlalchemy import delete
+
+from libs.common import db, recorder_tokens, streams
+from libs.common.config import Settings
+from libs.common.embedded import free_port
+from libs.common.models import Recorder, User
+from libs.common.security import hash_password, new_webhook_token
+from libs.common.streams import SignalMessage, TickMessage
+from services.position_engine.engine import PositionEngine
+
+BENCH_EMAIL = "bench@justtrades.invalid"
+SYMBOLS = ["ES", "MES", "NQ", "MNQ", "YM", "MYM", "RTY", "M2K", "CL", "MCL",
+           "NG", "GC", "MGC", "SI", "SIL", "HG", "ZB", "ZN", "6E", "6J"]
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+class Bench:
+    def __init__(self, settings: Settings, quick: bool):
+        self.settings = replace(settings, stream_prefix="jtbench:")
+        self.quick = quick
+        self.redis = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+        self.sessions = db.make_sessionmaker(db.make_engine(settings.database_url))
+        self.rows: list[tuple[str, str, str]] = []
+
+    def n(self, full: int) -> int:
+        return max(50, full // 10) if self.quick else full
+
+    def clean_streams(self) -> None:
+        keys = list(self.redis.scan_iter(match="jtbench:*", count=1000))
+        if keys:
+            self.redis.delete(*keys)
+
+    def add(self, what: str, value: str, note: str = "") -> None:
+        self.rows.append((what, value, note))
+        print(f"  measured: {what}: {value}", file=sys.stderr, flush=True)
+
+    # --- fixtures ----------------------------------------------------------------------------
+
+    def make_recorders(self, count: int) -> list[Recorder]:
+        with db.transaction(self.sessions) as s:
+            s.execute(delete(User).where(User.email == BENCH_EMAIL))
+            user = User(email=BENCH_EMAIL, password_hash=hash_password(uuid.uuid4().hex))
+            s.add(user)
+            s.flush()
+            recorders = [Recorder(user_id=user.id, name=f"bench {i}", webhook_token=new_webhook_token(),
+                                  default_qty=Decimal(1), on_opposite="reverse", allow_dca=True,
+                                  enabled=True, allow_delayed_exits=False, tp_ticks=None, sl_ticks=None)
+                         for i in range(count)]
+            s.add_all(recorders)
+        for r in recorders:
+            recorder_tokens.put(self.redis, self.settings.stream_prefix, r)
+        return recorders
+
+    def drop_bench_user(self) -> None:
+        with db.transaction(self.sessions) as s:
+            s.execute(delete(User).where(User.email == BENCH_EMAIL))
+
+    def engine(self) -> PositionEngine:
+        eng = PositionEngine(self.settings, self.sessions, self.redis, consumer=f"bench-{os.getpid()}")
+        eng.prepare()
+        return eng
+
+    # --- measurements ------------------------------------------------------------------------
+
+    def raw_redis(self) -> tuple[float, float]:
+        stream = self.settings.stream("raw")
+        n = self.n(50_000)
+        fields = TickMessage("MNQ", Decimal("25640.25"), streams.now_ms(), "bench").to_fields()
+        start = time.perf_counter()
+        pipe = self.redis.pipeline(transaction=False)
+        for i in range(n):
+            pipe.xadd(stream, fields)
+            if i % 500 == 499:
+                pipe.execute()
+        pipe.execute()
+        xadd_rate = n / (time.perf_counter() - start)
+        streams.ensure_group(self.redis, stream, "g")
+        start = time.perf_counter()
+        while True:
+            got = self.redis.xreadgroup("g", "c", {stream: ">"}, count=500)
+            if not got:
+                break
+            ids = [entry_id for _, items in got for entry_id, _ in items]
+            self.redis.xack(stream, "g", *ids)
+        read_rate = n / (time.perf_counter() - start)
+        self.add("Redis XADD, pipelined (reference)", f"{xadd_rate:,.0f}/s")
+        self.add("Redis XREADGROUP+XACK, batches of 500 (reference)", f"{read_rate:,.0f}/s")
+        return xadd_rate, read_rate
+
+    def webhook(self, recorder: Recorder) -> None:
+        port = free_port()
+        env = dict(os.environ, DATABASE_URL=self.settings.database_url, REDIS_URL=self.settings.redis_url,
+                   JT_STREAM_PREFIX=self.settings.stream_prefix, GATEWAY_PORT=str(port),
+                   WEBHOOK_RATE_LIMIT="1000000", LOG_LEVEL="WARNING", JT_VAR_DIR=str(self.settings.var_dir))
+        proc = subprocess.Popen([sys.executable, "-m", "services.gateway"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}/webhook/{recorder.webhook_token}"
+        body = json.dumps({"action": "buy", "ticker": "MNQ1!", "price": 25640.25})
+        try:
+            self._wait_http(f"http://127.0.0.1:{port}/healthz")
+            http = requests.Session()
+            for _ in range(50):
+                http.post(url, data=body)
+            lat = []
+            for _ in range(self.n(2_000)):
+                t = time.perf_counter()
+                r = http.post(url, data=body)
+                lat.append((time.perf_counter() - t) * 1000)
+                assert r.status_code == 202, r.text
+            self.add("Webhook accepted, one at a time, p50 / p99", f"{pct(lat, 50):.2f} / {pct(lat, 99):.2f} ms",
+                     "HTTP client on the same 2 cores")
+            total = self.n(8_000)
+            local = threading.local()
+
+            def post(_: int) -> float:
+                if not hasattr(local, "s"):
+                    local.s = requests.Session()
+                t = time.perf_counter()
+                r = local.s.post(url, data=body)
+                assert r.status_code == 202, r.text
+                return (time.perf_counter() - t) * 1000
+
+            start = time.perf_counter()
+            with ThreadPoolExecutor(16) as pool:
+                lat16 = list(pool.map(post, range(total)))
+            rate = total / (time.perf_counter() - start)
+            self.add("Webhook accepted, 16 concurrent: throughput, p99",
+                     f"{rate:,.0f}/s, {pct(lat16, 99):.1f} ms", "client threads share the CPU")
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+    def _wait_http(self, url: str) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(url, timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{url} did not come up")
+
+    def signal_to_position(self, recorder: Recorder) -> None:
+        self.redis.delete(self.settings.stream(streams.SIGNALS))
+        engine = self.engine()
+        stop = threading.Event()
+        worker = threading.Thread(target=engine.run_forever, kwargs={"stop": stop.is_set}, daemon=True)
+        worker.start()
+        events = self.settings.stream(streams.EVENTS)
+        last = self.redis.xadd(events, {"type": "bench.mark", "data": "{}"})
+        lat = []
+        try:
+            for i in range(self.n(500)):
+                sid = str(uuid.uuid4())
+                msg = SignalMessage(sid, recorder.id, "buy" if i % 2 == 0 else "sell", "MNQ1!", "MNQ",
+                                    Decimal("25640.25"), None, None, None, streams.now_ms(), "{}")
+                t = time.perf_counter()
+                self.redis.xadd(self.settings.stream(streams.SIGNALS), msg.to_fields())
+                last = self._wait_event(events, last, sid)
+                lat.append((time.perf_counter() - t) * 1000)
+                time.sleep(max(0.0, 0.02 - (time.perf_counter() - t)))  # 50 signals/s
+        finally:
+            stop.set()
+            worker.join(5)
+        self.add("Signal on stream -> position committed, p50 / p99 (50/s)",
+                 f"{pct(lat, 50):.2f} / {pct(lat, 99):.2f} ms", "until the signal.applied event")
+
+    def _wait_event(self, events: str, last: str, signal_id: str) -> str:
+        while True:
+            got = self.redis.xread({events: last}, block=2000, count=100)
+            if not got:
+                raise RuntimeError("the engine did not apply a signal within 2 s")
+            for _, items in got:
+                for entry_id, fields in items:
+                    last = entry_id
+                    if fields.get("type", "").startswith("signal.") and signal_id in fields.get("data", ""):
+                        return last
+
+    def ticks_through_engine(self, raw_read_rate: float) -> None:
+        recorders = self.make_recorders(50)
+        sig_stream = self.settings.stream(streams.SIGNALS)
+        pipe = self.redis.pipeline(transaction=False)
+        for r in recorders:
+            for sym in SYMBOLS:
+                msg = SignalMessage(str(uuid.uuid4()), r.id, "buy", sym, sym, Decimal(100), None, None,
+                                    None, 0, "{}")
+                pipe.xadd(sig_stream, msg.to_fields())
+        pipe.execute()
+        engine = self.engine()
+        while engine.step(block_ms=None):
+            pass
+        n = self.n(50_000)
+        tick_stream = self.settings.stream(streams.TICKS)
+        pipe = self.redis.pipeline(transaction=False)
+        for i in range(n):
+            sym = SYMBOLS[i % len(SYMBOLS)]
+            price = Decimal(100) + Decimal(i % 40 - 20) * Decimal("0.25")
+            pipe.xadd(tick_stream, TickMessage(sym, price, streams.now_ms(), "bench").to_fields())
+            if i % 1000 == 999:
+                pipe.execute()
+        pipe.execute()
+        start = time.perf_counter()
+        while engine.step(block_ms=None):
+            pass
+        rate = n / (time.perf_counter() - start)
+        self.add("Ticks through the engine, 1,000 open positions on 20 symbols",
+                 f"{rate:,.0f}/s", f"{rate / raw_read_rate:.0%} of raw XREADGROUP+XACK")
+
+    def run(self) -> None:
+        self.clean_streams()
+        try:
+            _, read_rate = self.raw_redis()
+            [recorder] = self.make_recorders(1)
+            self.webhook(recorder)
+            self.signal_to_position(recorder)
+            self.ticks_through_engine(read_rate)
+        finally:
+            self.drop_bench_user()
+            self.clean_streams()
+        self.print_table()
+
+    def print_table(self) -> None:
+        width = max(len(r[0]) for r in self.rows)
+        vwidth = max(len(r[1]) for r in self.rows)
+        print(f"\n{'measure':<{width}}  {'result':>{vwidth}}  note")
+        print(f"{'-' * width}  {'-' * vwidth}  ----")
+        for what, value, note in self.rows:
+            print(f"{what:<{width}}  {value:>{vwidth}}  {note}")
+        print(f"\n{os.cpu_count()} cores; servers: {self.settings.database_url.split('@')[-1]}, "
+              f"{self.settings.redis_url.split('@')[-1]}")
+
+
+def run_bench(settings: Settings, quick: bool = False) -> None:
+    Bench(settings, quick).run()

@@ -1,0 +1,126 @@
+"""The `justtrades` command (DESIGN §2 "Commands")."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sqlalchemy import select
+
+from libs.common import db
+from libs.common.config import Settings, load_settings
+from libs.common.logs import setup_logging
+from libs.common.models import ApiKey, User
+from libs.common.security import hash_api_key, hash_password, new_api_key
+from services import supervisor
+
+MIN_PASSWORD = 8
+
+
+class CommandError(Exception):
+    """A user mistake, printed as one sentence with exit code 1."""
+
+
+def _sessions(settings: Settings):
+    return db.make_sessionmaker(db.make_engine(settings.database_url, pool_size=1))
+
+
+def cmd_user_create(settings: Settings, args: argparse.Namespace) -> None:
+    email = args.email.strip().lower()
+    if "@" not in email or len(email) > 254:
+        raise CommandError(f"{args.email!r} is not an email address")
+    if len(args.password) < MIN_PASSWORD:
+        raise CommandError(f"the password must have at least {MIN_PASSWORD} characters")
+    with db.transaction(_sessions(settings)) as s:
+        if s.scalar(select(User).where(User.email == email)):
+            raise CommandError(f"a user {email} already exists")
+        s.add(User(email=email, password_hash=hash_password(args.password)))
+    print(f"Created user {email}.")
+
+
+def cmd_apikey_create(settings: Settings, args: argparse.Namespace) -> None:
+    email = args.email.strip().lower()
+    key = new_api_key()
+    with db.transaction(_sessions(settings)) as s:
+        user = s.scalar(select(User).where(User.email == email))
+        if user is None:
+            raise CommandError(f"no user {email}; make one with `justtrades user create {email} --password ...`")
+        s.add(ApiKey(user_id=user.id, name=args.name, prefix=key[:10], key_hash=hash_api_key(key)))
+    print(f"API key for {email} (shown once; send it as 'Authorization: Bearer <key>'):")
+    print(key)
+
+
+def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> None:
+    print("Database is at the latest migration.")
+
+
+def cmd_service(settings: Settings, args: argparse.Namespace) -> None:
+    if args.command == "gateway":
+        from services.gateway.server import serve
+    elif args.command == "ui":
+        from services.ui.server import serve
+    else:
+        from services.position_engine.service import run as serve
+    serve(settings)
+
+
+def cmd_not_yet(settings: Settings, args: argparse.Namespace) -> None:
+    raise CommandError(
+        f"`justtrades {args.command}` is not built yet; "
+        + ("XADD ticks to jt:ticks meanwhile (see the README)" if args.command == "price-feed"
+           else "recorders track positions without it")
+    )
+
+
+def cmd_bench(settings: Settings, args: argparse.Namespace) -> None:
+    from services.bench import run_bench
+
+    run_bench(settings, quick=args.quick)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="justtrades", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="start every service (and embedded servers when no URLs are set)")
+    for name in ("gateway", "engine", "ui"):
+        sub.add_parser(name, help=f"run the {name} service alone").set_defaults(func=cmd_service)
+    for name in ("price-feed", "executor"):
+        sub.add_parser(name, help=f"run the {name} (not built yet)").set_defaults(func=cmd_not_yet)
+    dbp = sub.add_parser("db", help="database commands").add_subparsers(dest="db_command", required=True)
+    dbp.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)
+    user = sub.add_parser("user", help="users").add_subparsers(dest="user_command", required=True)
+    uc = user.add_parser("create", help="create a user")
+    uc.add_argument("email")
+    uc.add_argument("--password", required=True)
+    uc.set_defaults(func=cmd_user_create)
+    key = sub.add_parser("apikey", help="API keys").add_subparsers(dest="apikey_command", required=True)
+    kc = key.add_parser("create", help="create an API key for a user; prints it as the last line")
+    kc.add_argument("email")
+    kc.add_argument("--name", default="cli")
+    kc.set_defaults(func=cmd_apikey_create)
+    bench = sub.add_parser("bench", help="measure latency and throughput; prints one table")
+    bench.add_argument("--quick", action="store_true", help="fewer samples")
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = load_settings()
+    setup_logging(settings.log_level)
+    if args.command == "run":
+        return supervisor.run(settings)
+    try:
+        with supervisor.servers_for(settings) as live:
+            db.upgrade(live.database_url)
+            args.func(live, args)
+    except CommandError as exc:
+        print(f"justtrades: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""`justtrades run`: the servers a newcomer needs, migrations, then every service in the foreground.
+
+With no DATABASE_URL/REDIS_URL, embedded PostgreSQL and Redis start with their data under `var/`;
+the URLs in use are written to `var/embedded.json` so other commands (`user create`, `bench`) find
+them. Each service is a child process; one that dies is restarted; Ctrl-C stops everything.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import redis
+
+from libs.common import db
+from libs.common.config import Settings
+from libs.common.embedded import EmbeddedServers, free_port, start_embedded
+
+log = logging.getLogger("supervisor")
+
+SERVICES = {
+    "gateway": "services.gateway",
+    "engine": "services.position_engine",
+    "ui": "services.ui",
+}
+
+
+def _state_file(settings: Settings) -> Path:
+    return settings.var_dir / "embedded.json"
+
+
+def _reachable(database_url: str, redis_url: str) -> bool:
+    try:
+        plain = database_url.replace("postgresql+psycopg://", "postgresql://")
+        psycopg.connect(plain, connect_timeout=2).close()
+        redis.Redis.from_url(redis_url, socket_connect_timeout=2).ping()
+        return True
+    except Exception:
+        return False
+
+
+def _remembered_ports(settings: Settings) -> tuple[int | None, int | None]:
+    try:
+        state = json.loads(_state_file(settings).read_text())
+        return state.get("pg_port"), state.get("redis_port")
+    except (OSError, ValueError):
+        return None, None
+
+
+def _port_free(port: int | None) -> bool:
+    import socket
+
+    if port is None:
+        return False
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+@contextmanager
+def servers_for(settings: Settings) -> Iterator[Settings]:
+    """Settings with both URLs filled in: configured, already running embedded, or started here."""
+    if settings.database_url and settings.redis_url:
+        yield settings
+        return
+    state = _state_file(settings)
+    if state.exists():
+        urls = json.loads(state.read_text())
+        if _reachable(urls["database_url"], urls["redis_url"]):
+            yield settings.with_urls(settings.database_url or urls["database_url"], settings.redis_url or urls["redis_url"])
+            return
+    pg_port, redis_port = _remembered_ports(settings)
+    servers: EmbeddedServers = start_embedded(
+        settings.var_dir,
+        need_postgres=not settings.database_url,
+        need_redis=not settings.redis_url,
+        pg_port=pg_port if _port_free(pg_port) else free_port(),
+        redis_port=redis_port if _port_free(redis_port) else free_port(),
+    )
+    database_url = settings.database_url or servers.postgres.url
+    redis_url = settings.redis_url or servers.redis.url
+    state.write_text(json.dumps({
+        "database_url": database_url, "redis_url": redis_url,
+        "pg_port": servers.postgres.port if servers.postgres else None,
+        "redis_port": servers.redis.port if servers.redis else None,
+    }))
+    try:
+        yield settings.with_urls(database_url, redis_url)
+    finally:
+        servers.stop()
+        state.unlink(missing_ok=True)
+
+
+@dataclass
+class Child:
+    name: str
+    module: str
+    process: subprocess.Popen | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+
+
+def _child_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "DATABASE_URL": settings.database_url or "",
+        "REDIS_URL": settings.redis_url or "",
+        "SECRET_KEY": settings.secret_key,
+        "ENCRYPTION_KEY": settings.encryption_key,
+        "JT_VAR_DIR": str(settings.var_dir),
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+def _start(child: Child, env: dict[str, str]) -> None:
+    # A session of its own, so Ctrl-C reaches only the supervisor, which stops children in order.
+    child.process = subprocess.Popen([sys.executable, "-m", child.module], env=env, start_new_session=True)
+    child.started_at = time.monotonic()
+    log.info("service started", extra={"kv": {"service": child.name, "pid": child.process.pid}})
+
+
+def _stop_all(children: list[Child], timeout: float = 15.0) -> None:
+    for child in children:
+        if child.process and child.process.poll() is None:
+            child.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for child in children:
+        if not child.process:
+            continue
+        try:
+            child.process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.process.kill()
+            child.process.wait()
+
+
+def banner(settings: Settings) -> str:
+    return (
+        "\nJust Trades is running.\n"
+        f"  UI and JSON API   http://localhost:{settings.ui_port}\n"
+        f"  Webhooks          {settings.public_url}/webhook/<token>  (gateway on port {settings.gateway_port})\n"
+        f"  Engine health     http://localhost:{settings.engine_port}/healthz\n"
+        f"  PostgreSQL        {settings.database_url}\n"
+        f"  Redis             {settings.redis_url}\n"
+        "Make a user in another terminal:  .venv/bin/justtrades user create you@example.com --password '...'\n"
+        "Press Ctrl-C to stop everything.\n"
+    )
+
+
+def run(settings: Settings, only: list[str] | None = None) -> int:
+    stopping = False
+
+    def request_stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    with servers_for(settings) as live:
+        db.upgrade(live.database_url)
+        env = _child_env(live)
+        children = [Child(name, module) for name, module in SERVICES.items() if not only or name in only]
+        for child in children:
+            _start(child, env)
+        print(banner(live), flush=True)
+        try:
+            while not stopping:
+                time.sleep(0.5)
+                for child in children:
+                    if stopping or child.process.poll() is None:
+                        continue
+                    # Back off when a service keeps dying right after start.
+                    quick = time.monotonic() - child.started_at < 10
+                    child.restarts = child.restarts + 1 if quick else 0
+                    log.error("service exited; restarting", extra={"kv": {
+                        "service": child.name, "code": child.process.returncode, "restarts": child.restarts}})
+                    time.sleep(min(30.0, 0.5 * 2 ** min(child.restarts, 6)))
+                    _start(child, env)
+        finally:
+            print("\nStopping services...", flush=True)
+            _stop_all(children)
+    print("Stopped.", flush=True)
+    return 0

@@ -61,11 +61,15 @@ def load_api_key_user(_request: object) -> CurrentUser | None:
     key = bearer_key()
     if key is None:
         return None
-    row = context.db().execute(
-        select(ApiKey.id, ApiKey.last_used_at, User.id, User.email)
-        .join(User, User.id == ApiKey.user_id)
-        .where(ApiKey.key_hash == hash_api_key(key), ApiKey.revoked_at.is_(None))
-    ).first()
+    row = (
+        context.db()
+        .execute(
+            select(ApiKey.id, ApiKey.last_used_at, User.id, User.email)
+            .join(User, User.id == ApiKey.user_id)
+            .where(ApiKey.key_hash == hash_api_key(key), ApiKey.revoked_at.is_(None))
+        )
+        .first()
+    )
     if row is None:
         return None
     key_id, last_used_at, uid, email = row
@@ -91,11 +95,11 @@ def guard() -> None:
     if request.routing_exception is not None:
         return  # let routing answer 404/405
     authenticated = current_user.is_authenticated
-    if request.path.startswith("/api/") and request.endpoint not in PUBLIC_API_ENDPOINTS:
-        if not authenticated:
-            if bearer_key() is not None:
-                raise NotAuthenticated("The API key is not valid or has been revoked.")
-            raise NotAuthenticated("Log in or send an API key as 'Authorization: Bearer <key>'.")
+    protected = request.path.startswith("/api/") and request.endpoint not in PUBLIC_API_ENDPOINTS
+    if protected and not authenticated:
+        if bearer_key() is not None:
+            raise NotAuthenticated("The API key is not valid or has been revoked.")
+        raise NotAuthenticated("Log in or send an API key as 'Authorization: Bearer <key>'.")
     if request.method not in UNSAFE_METHODS or (authenticated and current_user.via == "api_key"):
         return
     if request.endpoint == "auth.login" and request.is_json:
@@ -178,7 +182,9 @@ def login() -> ResponseReturnValue:
     if user is None:
         if request.is_json:
             raise NotAuthenticated(WRONG_LOGIN)
-        page = render_template_string(LOGIN_PAGE, error=WRONG_LOGIN, next=_safe_next(request.form.get("next")))
+        page = render_template_string(
+            LOGIN_PAGE, error=WRONG_LOGIN, next=_safe_next(request.form.get("next"))
+        )
         return page, 401
     session.clear()  # a fresh session (and CSRF token) at every login
     login_user(CurrentUser(user.id, user.email, "session"))

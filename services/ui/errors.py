@@ -43,7 +43,7 @@ class ValidationFailed(ApiError):
 
 # Werkzeug's own messages are long and technical; these are what a user reads instead.
 HTTP_MESSAGES = {
-    400: "The request body is not valid JSON.",
+    400: "The request could not be read.",
     401: "Log in or send an API key as 'Authorization: Bearer <key>'.",
     403: "You are not allowed to do that.",
     404: "Not found.",

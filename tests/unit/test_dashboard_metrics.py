@@ -54,7 +54,9 @@ def test_no_trades_gives_zeros_and_nones():
 
 def test_max_drawdown_is_largest_peak_to_trough_drop():
     # cumulative: 10, 30, 15, 5, 25, 45, 40 → peak 30 to trough 5 = 25
-    assert max_drawdown([Decimal(x) for x in ("10", "20", "-15", "-10", "20", "20", "-5")]) == Decimal(25)
+    assert max_drawdown(
+        [Decimal(x) for x in ("10", "20", "-15", "-10", "20", "20", "-5")]
+    ) == Decimal(25)
 
 
 def test_max_drawdown_counts_a_first_loss_from_zero():
@@ -67,7 +69,9 @@ def test_max_drawdown_is_zero_when_equity_only_rises():
 
 def test_equity_curve_sorts_by_close_and_tracks_drawdown_below_peak():
     earlier = Trade(closed_at=T0, pnl=Decimal(10))
-    later = Trade(closed_at=T0 + timedelta(hours=1), pnl=Decimal(-15), worst_unrealized_pnl=Decimal(-20))
+    later = Trade(
+        closed_at=T0 + timedelta(hours=1), pnl=Decimal(-15), worst_unrealized_pnl=Decimal(-20)
+    )
     points = equity_curve([later, earlier])  # given out of order
     assert [p.cumulative_pnl for p in points] == [Decimal(10), Decimal(-5)]
     assert [p.drawdown for p in points] == [Decimal(0), Decimal(-15)]
@@ -78,7 +82,9 @@ def test_calendar_buckets_by_utc_day_of_closing():
     new_york = timezone(timedelta(hours=-5))
     day_trades = [
         Trade(closed_at=datetime(2026, 11, 2, 23, 59, tzinfo=UTC), pnl=Decimal("10.10")),
-        Trade(closed_at=datetime(2026, 11, 2, 20, 0, tzinfo=new_york), pnl=Decimal("5")),  # 01:00Z on the 3rd
+        Trade(
+            closed_at=datetime(2026, 11, 2, 20, 0, tzinfo=new_york), pnl=Decimal("5")
+        ),  # 01:00Z on the 3rd
         Trade(closed_at=datetime(2026, 11, 2, 9, 0, tzinfo=UTC), pnl=Decimal("-3.05")),
     ]
     days = daily_pnl(day_trades)

@@ -1,0 +1,36 @@
+"""The TradingView alert messages a user pastes into an alert for one recorder (pure).
+
+Placeholders TradingView fills in as numbers (`{{close}}`, `{{strategy.order.price}}` …) stay
+unquoted, so the rendered message is JSON with numbers where the gateway expects them.
+"""
+
+from __future__ import annotations
+
+import json
+
+HOW_TO = (
+    "In TradingView, open Create Alert, tick Webhook URL under Notifications and paste the "
+    "webhook URL. For an indicator or drawing alert, paste the indicator template as the "
+    'Message and set "action" to buy, sell or close for that alert (one alert per action). '
+    "For a Pine strategy, make the alert on the strategy and paste the strategy template "
+    "unchanged: TradingView fills in the order and the target position, and the recorder "
+    "follows the strategy's position. Keep the webhook URL secret; rotate the token if it leaks."
+)
+
+
+def indicator_template(recorder_name: str, action: str = "buy") -> str:
+    return (
+        f'{{"recorder":{json.dumps(recorder_name)},"action":{json.dumps(action)},'
+        '"ticker":"{{ticker}}","price":{{close}},"time":"{{timenow}}"}'
+    )
+
+
+def strategy_template(recorder_name: str) -> str:
+    """The Pine strategy message of reference/tradingview.md §A.6."""
+    return (
+        f'{{"recorder":{json.dumps(recorder_name)},"action":"{{{{strategy.order.action}}}}",'
+        '"ticker":"{{ticker}}","price":{{strategy.order.price}},'
+        '"contracts":{{strategy.order.contracts}},"position_size":{{strategy.position_size}},'
+        '"market_position":"{{strategy.market_position}}","id":"{{strategy.order.id}}",'
+        '"time":"{{timenow}}"}'
+    )

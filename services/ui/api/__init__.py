@@ -1,0 +1,12 @@
+"""The JSON API under /api, one blueprint per resource."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from services.ui.api import dashboard, openapi, positions, recorders, signals, status
+
+
+def register_api(app: Flask) -> None:
+    for module in (recorders, signals, positions, dashboard, status, openapi):
+        app.register_blueprint(module.bp)

@@ -1,0 +1,301 @@
+"""The OpenAPI 3.1 document of the UI's JSON API, served at `GET /api/openapi.json`.
+
+Hand-written paths; request bodies come from the pydantic models so the document cannot drift
+from what the views validate.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from flask import Blueprint, jsonify
+from flask.typing import ResponseReturnValue
+
+from services.ui.api.openapi_parts import (
+    BOOL,
+    ERROR_TEXT,
+    INT,
+    MONEY,
+    SCHEMAS,
+    STR,
+    list_of,
+    nullable,
+    obj,
+    operation,
+    path_param,
+    query,
+    ref,
+)
+from services.ui.api.schemas import RecorderCreate, RecorderUpdate
+
+bp = Blueprint("openapi", __name__)
+
+RECORDER_ID = path_param("recorder_id", INT)
+FILTERS = [
+    query("recorder_id", INT),
+    query("from", {"type": "string", "format": "date"}, "inclusive, UTC date of closing"),
+    query("to", {"type": "string", "format": "date"}, "inclusive, UTC date of closing"),
+]
+
+
+def _recorder_paths() -> dict[str, Any]:
+    w = ("401", "403", "404", "422")
+    return {
+        "/api/recorders": {
+            "get": operation(
+                "List your recorders with their open position counts",
+                list_of("recorders", "Recorder"),
+            ),
+            "post": operation(
+                "Create a recorder",
+                "Recorder",
+                status="201",
+                body="RecorderCreate",
+                errors=("400", *w),
+            ),
+        },
+        "/api/recorders/{recorder_id}": {
+            "parameters": [RECORDER_ID],
+            "get": operation("One recorder", "Recorder", errors=("401", "404")),
+            "put": operation(
+                "Change some settings (fields absent stay as they are)",
+                "Recorder",
+                body="RecorderUpdate",
+                errors=("400", *w),
+            ),
+            "delete": operation(
+                "Delete the recorder, its signals and positions", obj(ok=BOOL, id=INT), errors=w
+            ),
+        },
+        "/api/recorders/{recorder_id}/rotate-token": {
+            "parameters": [RECORDER_ID],
+            "post": operation(
+                "Issue a new webhook token; the old URL stops working", "Recorder", errors=w
+            ),
+        },
+        "/api/recorders/{recorder_id}/webhook": {
+            "parameters": [RECORDER_ID],
+            "get": operation(
+                "Webhook URL and TradingView alert templates",
+                obj(
+                    ok=BOOL,
+                    recorder_id=INT,
+                    webhook_url=STR,
+                    how_to=STR,
+                    templates=obj(indicator=STR, strategy=STR),
+                ),
+                errors=("401", "404"),
+            ),
+        },
+        "/api/recorders/{recorder_id}/reset-history": {
+            "parameters": [RECORDER_ID],
+            "post": operation(
+                "Delete closed positions and signals; open positions stay",
+                obj(ok=BOOL, id=INT, deleted_signals=INT, deleted_positions=INT),
+                errors=w,
+            ),
+        },
+    }
+
+
+def _read_paths() -> dict[str, Any]:
+    r = ("401", "404", "422")
+    trade = {"allOf": [ref("Position"), obj(recorder_name=STR)]}
+    return {
+        "/api/signals": {
+            "get": operation(
+                "Signals, newest first",
+                list_of("signals", "Signal", next_before=nullable(STR)),
+                params=[
+                    query("recorder_id", INT),
+                    query("status", {"enum": ["applied", "ignored", "rejected"]}),
+                    query("limit", {**INT, "minimum": 1, "maximum": 500, "default": 50}),
+                    query(
+                        "before",
+                        STR,
+                        "id of the last signal of the previous page (next_before), or an ISO time",
+                    ),
+                ],
+                errors=r,
+            )
+        },
+        "/api/signals/{signal_id}": {
+            "parameters": [path_param("signal_id", {"type": "string", "format": "uuid"})],
+            "get": operation(
+                "One signal; `pending` while the engine has not applied it yet",
+                "Signal",
+                errors=("401", "404"),
+            ),
+        },
+        "/api/positions": {
+            "get": operation(
+                "Positions",
+                list_of("positions", "Position"),
+                params=[
+                    query("recorder_id", INT),
+                    query("status", {"enum": ["open", "closed"]}),
+                    query("symbol", STR, "a root (MNQ) or any ticker form (MNQ1!)"),
+                    query("limit", {**INT, "minimum": 1, "maximum": 5000, "default": 500}),
+                ],
+                errors=r,
+            )
+        },
+        "/api/positions/{position_id}": {
+            "parameters": [path_param("position_id", INT)],
+            "get": operation(
+                "One position with its fills",
+                {"allOf": [ref("Position"), obj(fills={"type": "array", "items": ref("Fill")})]},
+                errors=("401", "404"),
+            ),
+        },
+        "/api/dashboard/trade-history": {
+            "get": operation(
+                "Closed positions, last closed first",
+                obj(
+                    ok=BOOL,
+                    trades={"type": "array", "items": trade},
+                    total=INT,
+                    page=INT,
+                    per_page=INT,
+                ),
+                params=[
+                    *FILTERS,
+                    query("page", {**INT, "minimum": 1, "default": 1}),
+                    query("per_page", {**INT, "minimum": 1, "maximum": 500, "default": 50}),
+                ],
+                errors=r,
+            )
+        },
+        "/api/dashboard/metrics": {
+            "get": operation("Metric cards", "Metrics", params=FILTERS, errors=r)
+        },
+        "/api/dashboard/chart-data": {
+            "get": operation(
+                "Cumulative PnL and drawdown per trade",
+                list_of("points", "ChartPoint"),
+                params=FILTERS,
+                errors=r,
+            )
+        },
+        "/api/dashboard/calendar": {
+            "get": operation(
+                "Daily PnL of one month",
+                obj(
+                    ok=BOOL,
+                    month=STR,
+                    pnl=MONEY,
+                    trades=INT,
+                    days={"type": "array", "items": ref("CalendarDay")},
+                ),
+                params=[
+                    query(
+                        "month",
+                        {"type": "string", "pattern": r"^\d{4}-\d{2}$"},
+                        "default: this month",
+                    ),
+                    query("recorder_id", INT),
+                ],
+                errors=r,
+            )
+        },
+    }
+
+
+def _session_paths() -> dict[str, Any]:
+    creds = obj(email=STR, password=STR)
+    return {
+        "/login": {
+            "get": {
+                "summary": "Login form (HTML)",
+                "security": [],
+                "responses": {"200": {"description": "HTML"}},
+            },
+            "post": {
+                **operation(
+                    "Log in; answers a CSRF token for later writes",
+                    obj(ok=BOOL, user=obj(id=INT, email=STR), csrf_token=STR),
+                    errors=("400", "401", "422"),
+                ),
+                "security": [],
+                "requestBody": {
+                    "content": {
+                        "application/json": {"schema": creds},
+                        "application/x-www-form-urlencoded": {"schema": creds},
+                    }
+                },
+            },
+        },
+        "/logout": {"post": operation("Log out", obj(ok=BOOL), errors=("403",))},
+        "/healthz": {
+            "get": {**operation("Liveness probe", obj(ok=BOOL), errors=()), "security": []}
+        },
+        "/api/csrf-token": {
+            "get": {
+                **operation(
+                    "CSRF token of this session, for X-CSRFToken",
+                    obj(ok=BOOL, csrf_token=STR),
+                    errors=(),
+                ),
+                "security": [],
+            }
+        },
+        "/api/status": {
+            "get": operation(
+                "Health of each service",
+                obj(
+                    ok=BOOL,
+                    services={"type": "object", "additionalProperties": {"enum": ["ok", "down"]}},
+                ),
+            )
+        },
+        "/api/openapi.json": {
+            "get": {**operation("This document", {"type": "object"}, errors=()), "security": []}
+        },
+    }
+
+
+@cache
+def build_document() -> dict[str, Any]:
+    template = "#/components/schemas/{model}"
+    schemas = {
+        **SCHEMAS,
+        "RecorderCreate": RecorderCreate.model_json_schema(ref_template=template),
+        "RecorderUpdate": RecorderUpdate.model_json_schema(ref_template=template),
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Just Trades UI API",
+            "version": "1",
+            "description": "Browser sessions must send the X-CSRFToken header on POST, PUT and "
+            "DELETE; API-key requests (Authorization: Bearer <key>) need no CSRF token. "
+            'Every error is {"ok": false, "error": "<plain sentence>"}.',
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"apiKey": []}, {"session": []}],
+        "paths": {**_session_paths(), **_recorder_paths(), **_read_paths()},
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "an API key from Settings",
+                },
+                "session": {"type": "apiKey", "in": "cookie", "name": "session"},
+            },
+            "responses": {
+                f"E{code}": {
+                    "description": text,
+                    "content": {"application/json": {"schema": ref("Error")}},
+                }
+                for code, text in ERROR_TEXT.items()
+            },
+        },
+    }
+
+
+@bp.get("/api/openapi.json")
+def document() -> ResponseReturnValue:
+    return jsonify(build_document())

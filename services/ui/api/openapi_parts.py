@@ -1,0 +1,168 @@
+"""Building blocks of the OpenAPI document: JSON-schema shorthands, the schemas of the
+resources the API answers with, and its error responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+STR, INT, BOOL = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}
+NUM, MONEY = {"type": "number"}, {"type": ["number", "null"], "description": "USD, to the cent"}
+TIME = {"type": ["string", "null"], "format": "date-time"}
+
+
+def nullable(schema: dict) -> dict:
+    return {**schema, "type": [schema["type"], "null"]}
+
+
+def obj(**props: Any) -> dict:
+    return {"type": "object", "properties": props}
+
+
+def ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def list_of(name: str, item: str, **extra: Any) -> dict:
+    return obj(ok=BOOL, **{name: {"type": "array", "items": ref(item)}}, **extra)
+
+
+def query(name: str, schema: dict, description: str = "") -> dict:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+def path_param(name: str, schema: dict) -> dict:
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+def operation(
+    summary: str,
+    ok: dict | str,
+    *,
+    status: str = "200",
+    params: list | None = None,
+    body: str | None = None,
+    errors: tuple[str, ...] = ("401",),
+) -> dict:
+    schema = ref(ok) if isinstance(ok, str) else ok
+    responses: dict[str, Any] = {
+        status: {"description": "Success", "content": {"application/json": {"schema": schema}}}
+    }
+    for code in errors:
+        responses[code] = {"$ref": f"#/components/responses/E{code}"}
+    op: dict[str, Any] = {"summary": summary, "responses": responses}
+    if params:
+        op["parameters"] = params
+    if body:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": ref(body)}},
+        }
+    return op
+
+
+ERROR_TEXT = {
+    "400": "The body is not JSON",
+    "401": "Not authenticated",
+    "403": "CSRF token missing or invalid",
+    "404": "Not found (or another user's)",
+    "422": "A field or parameter is wrong; the error names it",
+}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {**obj(ok={"const": False}, error=STR), "required": ["ok", "error"]},
+    "Recorder": obj(
+        id=INT,
+        name=STR,
+        default_qty=NUM,
+        tp_ticks=nullable(INT),
+        sl_ticks=nullable(INT),
+        on_opposite={"enum": ["reverse", "close"]},
+        allow_dca=BOOL,
+        enabled=BOOL,
+        allow_delayed_exits=BOOL,
+        webhook_token=STR,
+        webhook_url=STR,
+        open_positions=INT,
+        created_at=TIME,
+        updated_at=TIME,
+    ),
+    "Signal": obj(
+        id=STR,
+        signal_id=STR,
+        recorder_id=INT,
+        status={"enum": ["pending", "applied", "ignored", "rejected"]},
+        reason=nullable(STR),
+        position_id=nullable(INT),
+        action=nullable(STR),
+        ticker=nullable(STR),
+        symbol=nullable(STR),
+        price=nullable(NUM),
+        qty=nullable(NUM),
+        position_size=nullable(NUM),
+        market_position=nullable(STR),
+        received_at=TIME,
+        processed_at=TIME,
+        raw=STR,
+    ),
+    "Position": obj(
+        id=INT,
+        recorder_id=INT,
+        symbol=STR,
+        side={"enum": ["long", "short"]},
+        quantity=NUM,
+        avg_entry_price=NUM,
+        tp_price=nullable(NUM),
+        sl_price=nullable(NUM),
+        status={"enum": ["open", "closed"]},
+        realized_pnl=MONEY,
+        exit_price=nullable(NUM),
+        exit_reason={"enum": ["tp", "sl", "signal", "reverse", "flatten", "manual", None]},
+        max_favorable=NUM,
+        max_adverse=NUM,
+        worst_unrealized_pnl=MONEY,
+        best_unrealized_pnl=MONEY,
+        opened_at=TIME,
+        closed_at=TIME,
+    ),
+    "Fill": obj(
+        id=INT,
+        signal_id=nullable(STR),
+        kind={"enum": ["entry", "exit"]},
+        side={"enum": ["buy", "sell"]},
+        quantity=NUM,
+        price=NUM,
+        realized_pnl=MONEY,
+        reason=nullable(STR),
+        filled_at=TIME,
+    ),
+    "Metrics": obj(
+        ok=BOOL,
+        net_pnl=MONEY,
+        win_rate={"type": ["number", "null"], "description": "percent, 2 dp"},
+        profit_factor={"type": ["number", "null"], "description": "null when there are no losses"},
+        avg_win=MONEY,
+        avg_loss=MONEY,
+        expectancy=MONEY,
+        gross_profit=MONEY,
+        gross_loss=MONEY,
+        max_drawdown={"type": "number", "description": "largest drop of cumulative PnL, positive"},
+        trades=INT,
+        wins=INT,
+        losses=INT,
+    ),
+    "ChartPoint": obj(
+        time=TIME,
+        position_id=INT,
+        pnl=MONEY,
+        cumulative_pnl=MONEY,
+        drawdown={"type": "number", "description": "cumulative minus running peak, <= 0"},
+        worst_unrealized_pnl=MONEY,
+    ),
+    "CalendarDay": obj(date={"type": "string", "format": "date"}, pnl=MONEY, trades=INT),
+}

@@ -1,0 +1,64 @@
+"""Query-string parameters read with the same plain-sentence 422 as request bodies."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+
+from flask import request
+
+from services.ui.errors import ValidationFailed
+
+
+def int_arg(
+    name: str, default: int | None = None, low: int = 1, high: int = 2**31 - 1
+) -> int | None:
+    raw = request.args.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        limit = f"between {low} and {high}" if high < 2**31 - 1 else f"of at least {low}"
+        raise ValidationFailed(f"{name} must be a whole number {limit}.")
+    return value
+
+
+def choice_arg(name: str, choices: tuple[str, ...]) -> str | None:
+    raw = request.args.get(name, "").strip().lower()
+    if not raw:
+        return None
+    if raw not in choices:
+        raise ValidationFailed(f"{name} must be one of {', '.join(choices)}.")
+    return raw
+
+
+def date_arg(name: str) -> date | None:
+    raw = request.args.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise ValidationFailed(f"{name} must be a date like 2026-11-24.") from None
+
+
+def month_arg(name: str, default: date) -> date:
+    """A `YYYY-MM` month, as the date of its first day."""
+    raw = request.args.get(name, "").strip()
+    if not raw:
+        return default.replace(day=1)
+    try:
+        return datetime.strptime(raw, "%Y-%m").date()
+    except ValueError:
+        raise ValidationFailed(f"{name} must be a month like 2026-11.") from None
+
+
+def day_range(start: date | None, end: date | None) -> tuple[datetime | None, datetime | None]:
+    """Inclusive dates → [start 00:00 UTC, the day after end 00:00 UTC)."""
+    if start and end and start > end:
+        raise ValidationFailed("from must be on or before to.")
+    low = datetime.combine(start, time(), UTC) if start else None
+    high = datetime.combine(end + timedelta(days=1), time(), UTC) if end else None
+    return low, high

@@ -1,0 +1,76 @@
+"""Position routes: the recorders' open and closed positions, and one position with its fills."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+from flask.typing import ResponseReturnValue
+from sqlalchemy import Select, select
+
+from libs.common.instruments import TickerError, canonical_symbol
+from libs.common.models import Fill, Position, Recorder
+from libs.common.serialize import iso, num, position_dict, usd
+from services.ui.api.params import choice_arg, int_arg
+from services.ui.api.recorders import MAX_ID, owned_recorder
+from services.ui.context import db, user_id
+from services.ui.errors import NotFound, ValidationFailed
+
+bp = Blueprint("positions", __name__, url_prefix="/api/positions")
+
+
+def owned_positions() -> Select:
+    return (
+        select(Position)
+        .join(Recorder, Recorder.id == Position.recorder_id)
+        .where(Recorder.user_id == user_id())
+    )
+
+
+def fill_dict(f: Fill) -> dict:
+    return {
+        "id": f.id,
+        "signal_id": None if f.signal_id is None else str(f.signal_id),
+        "kind": f.kind,
+        "side": f.side,
+        "quantity": num(f.quantity),
+        "price": num(f.price),
+        "realized_pnl": usd(f.realized_pnl),
+        "reason": f.reason,
+        "filled_at": iso(f.filled_at),
+    }
+
+
+def _symbol_arg() -> str | None:
+    raw = request.args.get("symbol", "").strip()
+    if not raw:
+        return None
+    try:
+        return canonical_symbol(raw)  # `MNQ1!` or `CME_MINI:MNQZ2025` find MNQ positions
+    except TickerError:
+        raise ValidationFailed("symbol must be a ticker such as MNQ or MNQ1!.") from None
+
+
+@bp.get("")
+def list_positions() -> ResponseReturnValue:
+    query = owned_positions()
+    recorder_id = int_arg("recorder_id")
+    if recorder_id is not None:
+        query = query.where(Position.recorder_id == owned_recorder(recorder_id).id)
+    status = choice_arg("status", ("open", "closed"))
+    if status:
+        query = query.where(Position.status == status)
+    symbol = _symbol_arg()
+    if symbol:
+        query = query.where(Position.symbol == symbol)
+    limit = int_arg("limit", default=500, low=1, high=5000)
+    query = query.order_by(Position.opened_at.desc(), Position.id.desc()).limit(limit)
+    return jsonify(ok=True, positions=[position_dict(p) for p in db().scalars(query)])
+
+
+@bp.get("/<int:position_id>")
+def get_position(position_id: int) -> ResponseReturnValue:
+    position = None
+    if 0 < position_id <= MAX_ID:
+        position = db().scalar(owned_positions().where(Position.id == position_id))
+    if position is None:
+        raise NotFound("Position not found.")
+    return jsonify(ok=True, **position_dict(position), fills=[fill_dict(f) for f in position.fills])

@@ -1,0 +1,111 @@
+"""Request bodies as pydantic models, and their errors turned into one plain sentence.
+
+Types are strict where JSON has the right type (a flag must be true/false, a tick count a whole
+number), because a trading setting silently coerced from `"yes"` or `1.5` is worse than an error.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any, Literal, TypeVar
+
+from flask import request
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
+from pydantic import ValidationError as PydanticValidationError
+
+from services.ui.errors import BadRequest, ValidationFailed
+
+M = TypeVar("M", bound=BaseModel)
+
+Name = Annotated[
+    str, StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=100)
+]
+# NUMERIC(18, 6) in the database: up to 12 whole digits and 6 decimals.
+Quantity = Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=6, allow_inf_nan=False)]
+Ticks = Annotated[StrictInt, Field(ge=1, le=1_000_000)]
+
+FIELD_RULES = {
+    "name": "name must be text of 1 to 100 characters, not blank",
+    "default_qty": "default_qty must be a positive number",
+    "tp_ticks": "tp_ticks must be null (no take-profit) or a whole number of at least 1",
+    "sl_ticks": "sl_ticks must be null (no stop-loss) or a whole number of at least 1",
+    "on_opposite": 'on_opposite must be "reverse" or "close"',
+    "allow_dca": "allow_dca must be true or false",
+    "enabled": "enabled must be true or false",
+    "allow_delayed_exits": "allow_delayed_exits must be true or false",
+}
+# Which pydantic error types get a more precise sentence than the field's rule.
+PRECISE = {
+    "decimal_max_places": "{field} must have at most 6 decimal places",
+    "decimal_max_digits": "{field} must have at most 12 whole digits",
+    "decimal_whole_digits": "{field} must have at most 12 whole digits",
+    "less_than_equal": "{field} must be at most 1000000",
+}
+
+
+class RecorderFields(BaseModel):
+    """Every recorder setting with its default; also the body of a partial update (PUT)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name = "Recorder"
+    default_qty: Quantity = Decimal(1)
+    tp_ticks: Ticks | None = Field(None, description="take-profit distance in ticks; null for none")
+    sl_ticks: Ticks | None = Field(None, description="stop-loss distance in ticks; null for none")
+    on_opposite: Literal["reverse", "close"] = "reverse"
+    allow_dca: StrictBool = True
+    enabled: StrictBool = True
+    allow_delayed_exits: StrictBool = Field(
+        False,
+        description="take TP/SL exits on delayed quotes (TradingView serves CME 10 minutes late)",
+    )
+
+
+class RecorderCreate(RecorderFields):
+    name: Name
+
+
+class RecorderUpdate(RecorderFields):
+    """Only the fields present in the body change."""
+
+
+def plain_sentence(exc: PydanticValidationError) -> str:
+    unknown = [str(e["loc"][0]) for e in exc.errors() if e["type"] == "extra_forbidden"]
+    sentences = []
+    if unknown:
+        sentences.append(
+            "unknown field" + ("s: " if len(unknown) > 1 else ": ") + ", ".join(unknown)
+        )
+    seen: set[str] = set()
+    for error in exc.errors():
+        if error["type"] == "extra_forbidden" or not error["loc"]:
+            continue
+        field = str(error["loc"][0])
+        if field in seen:
+            continue
+        seen.add(field)
+        if error["type"] == "missing":
+            sentences.append(f"{field} is required")
+        elif error["type"] in PRECISE:
+            sentences.append(PRECISE[error["type"]].format(field=field))
+        else:
+            sentences.append(FIELD_RULES.get(field, f"{field}: {error['msg']}"))
+    # Sentences start with the field name as the client spells it, so no capital letter.
+    return "; ".join(sentences or ["the request body is not valid"]) + "."
+
+
+def json_object() -> dict[str, Any]:
+    """The request body as a JSON object, whatever the Content-Type (like the webhook)."""
+    body = request.get_json(force=True, silent=True)
+    if body is None:
+        raise BadRequest("The request body is not valid JSON.")
+    if not isinstance(body, dict):
+        raise BadRequest("The request body must be a JSON object.")
+    return body
+
+
+def parse(model: type[M], body: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(body)
+    except PydanticValidationError as exc:
+        raise ValidationFailed(plain_sentence(exc)) from None

@@ -31,7 +31,6 @@ bench: install
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
 
 format: install
 	$(BIN)/ruff format .

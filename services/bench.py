@@ -8,6 +8,7 @@ Each figure is shown beside raw Redis rates measured in the same run, as the ref
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -258,4 +259,5 @@ class Bench:
 
 
 def run_bench(settings: Settings, quick: bool = False) -> None:
+    logging.getLogger("position_engine").setLevel(logging.WARNING)  # one line per signal otherwise
     Bench(settings, quick).run()

@@ -6,12 +6,12 @@ import logging
 from typing import Any
 
 from flask import Flask
-from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger
 from sqlalchemy import create_engine
 
 from libs.common import db
 from libs.common.config import Settings, normalize_database_url
+from libs.common.service_process import GunicornServer, gunicorn_defaults
 from services.gateway.app import create_app
 from services.gateway.redaction import RedactTokens
 
@@ -41,41 +41,18 @@ def worker_app(settings: Settings) -> Flask:
 
 
 def gunicorn_options(settings: Settings, workers: int = 2, threads: int = 8) -> dict[str, Any]:
-    return {
-        "bind": f"0.0.0.0:{settings.gateway_port}",
-        "worker_class": "gthread",
-        "workers": workers,
-        "threads": threads,
+    options = gunicorn_defaults(settings.gateway_port, "gateway", settings.log_level, workers, threads)
+    options.update({
         "timeout": 30,
-        "graceful_timeout": 10,
         "keepalive": 5,
         "accesslog": None,  # the app logs each request itself, token redacted and with signal_id
-        "errorlog": "-",
-        "loglevel": settings.log_level.lower(),
         "logger_class": RedactingLogger,
-        "proc_name": "justtrades-gateway",
-        # gunicorn ≥ 25 opens a control socket at one shared path under $HOME by default; the
-        # gateway and the UI would fight over it, and nothing of ours uses it.
-        "control_socket_disable": True,
-    }
-
-
-class GatewayServer(BaseApplication):
-    def __init__(self, settings: Settings, options: dict[str, Any]):
-        self.settings = settings
-        self.options = options
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in self.options.items():
-            self.cfg.set(key, value)
-
-    def load(self) -> Flask:
-        return worker_app(self.settings)
+    })
+    return options
 
 
 def serve(settings: Settings, workers: int = 2, threads: int = 8) -> None:
     """Serve `POST /webhook/<token>` on 0.0.0.0:`settings.gateway_port` until SIGTERM/SIGINT."""
     for handler in logging.getLogger().handlers:  # defence in depth for any library's log lines
         handler.addFilter(RedactTokens())
-    GatewayServer(settings, gunicorn_options(settings, workers, threads)).run()
+    GunicornServer(lambda: worker_app(settings), gunicorn_options(settings, workers, threads)).run()

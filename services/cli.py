@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+import redis
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from libs.common import db
 from libs.common.config import Settings, load_settings
@@ -120,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _where(url: str | None) -> str:
+    """host:port/db of a URL, without the credentials."""
+    return (url or "").rpartition("@")[2] or "(embedded)"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["redis-cli"]:
@@ -135,6 +142,13 @@ def main(argv: list[str] | None = None) -> int:
             args.func(live, args)
     except CommandError as exc:
         print(f"justtrades: {exc}", file=sys.stderr)
+        return 1
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "no answer"
+        print(f"justtrades: cannot reach PostgreSQL at {_where(settings.database_url)}: {reason}", file=sys.stderr)
+        return 1
+    except redis.ConnectionError as exc:
+        print(f"justtrades: cannot reach Redis at {_where(settings.redis_url)}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

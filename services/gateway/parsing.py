@@ -92,6 +92,14 @@ def _not_json(text: str, exc: json.JSONDecodeError) -> WebhookError:
     spans = (m for m in _PLACEHOLDER.finditer(text) if m.start() <= exc.pos < m.end())
     placeholder = next(spans, None)
     if placeholder:
+        # An unquoted number placeholder (`"price": {{close}}`) names its field just before it.
+        field = re.search(r'"([^"\\]{1,40})"\s*:\s*$', text[: placeholder.start()])
+        if field:
+            return WebhookError(
+                422,
+                f"The field {field[1]} holds the placeholder {placeholder[0]}, which TradingView "
+                f"did not substitute; check the alert type and the spelling, which is case-sensitive.",
+            )
         return WebhookError(
             400,
             f"The body is not JSON because TradingView did not substitute the placeholder "

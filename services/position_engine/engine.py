@@ -61,6 +61,7 @@ class Outbox:
     last_prices: dict[str, str] = field(default_factory=dict)
     dead_letters: list[dict[str, str]] = field(default_factory=list)
     marked: dict[int, Tracked] = field(default_factory=dict)  # positions a tick moved, by row id
+    settled: list[str] = field(default_factory=list)  # signal ids now in PostgreSQL, no longer pending
 
 
 class PositionEngine:
@@ -200,6 +201,7 @@ class PositionEngine:
             merged.events += outbox.events
             merged.last_prices.update(outbox.last_prices)
             merged.dead_letters += outbox.dead_letters
+            merged.settled += outbox.settled
             for stream, ids in outbox.acks.items():
                 merged.acks.setdefault(stream, []).extend(ids)
         return merged
@@ -218,6 +220,7 @@ class PositionEngine:
             return
         if batch.signal_seen(signal_id):
             log.info("signal already applied; skipped", extra={"kv": {"signal_id": signal_id}})
+            outbox.settled.append(str(signal_id))
             return
         recorder = batch.recorder(message.recorder_id)
         if recorder is None:
@@ -246,6 +249,7 @@ class PositionEngine:
             raw=message.raw, status=outcome.status, reason=outcome.reason, position_id=position_id,
         ))
         self.stats.signals += 1
+        outbox.settled.append(str(signal_id))
         outbox.events.append((f"signal.{outcome.status}", {
             "signal_id": str(signal_id), "recorder_id": recorder.id, "user_id": recorder.user_id,
             "status": outcome.status, "reason": outcome.reason, "position_id": position_id,
@@ -271,6 +275,7 @@ class PositionEngine:
             raw=fields.get("raw") or json.dumps(fields), status="rejected", reason=reason,
         ))
         self.stats.rejected_entries += 1
+        outbox.settled.append(str(signal_id))
         outbox.events.append(("signal.rejected", {
             "signal_id": str(signal_id), "recorder_id": recorder.id, "user_id": recorder.user_id,
             "status": "rejected", "reason": reason, "position_id": None}))
@@ -361,6 +366,8 @@ class PositionEngine:
             pipe.xadd(self.settings.stream("dead_letter"), letter, maxlen=10_000, approximate=True)
         if outbox.last_prices:
             pipe.hset(self.last_price_key, mapping=outbox.last_prices)
+        if outbox.settled:
+            pipe.delete(*(self.settings.stream(streams.SIGNAL_PENDING + sid) for sid in outbox.settled))
         for stream, ids in outbox.acks.items():
             pipe.xack(stream, streams.ENGINE_GROUP, *ids)
         if self.ticks_stream in outbox.acks:

@@ -95,6 +95,18 @@ def test_worked_example_through_the_streams(settings, redis_client, sessions, ma
     assert pending(redis_client, settings, streams.TICKS) == 0
 
 
+def test_a_committed_signal_is_no_longer_marked_pending(settings, redis_client, sessions, make_recorder, engine_for):
+    recorder = make_recorder()
+    engine = engine_for()
+    sid = str(uuid.uuid4())
+    marker = settings.stream(streams.SIGNAL_PENDING + sid)
+    redis_client.set(marker, recorder.id)  # as the gateway does on accept
+    send_signal(settings, redis_client, recorder, "buy", "100", symbol="AAPL", signal_id=sid)
+    drain(engine)
+    assert signal_row(sessions, sid).status == "applied"
+    assert not redis_client.exists(marker)
+
+
 def test_redelivered_signal_changes_nothing(settings, redis_client, sessions, make_recorder, engine_for):
     recorder = make_recorder()
     engine = engine_for()

@@ -108,9 +108,15 @@ def test_unrendered_placeholder_is_rejected_naming_the_field(field, value):
     assert "did not substitute" in error.message
 
 
-def test_unquoted_placeholder_makes_a_body_that_is_not_json_and_says_why():
+def test_unquoted_placeholder_is_rejected_naming_its_field():
     error = rejected('{"action": "buy", "ticker": "MNQ1!", "price": {{strategy.order.price}}}')
-    assert error.status == 400 and "{{strategy.order.price}}" in error.message
+    assert error.status == 422
+    assert "price" in error.message and "{{strategy.order.price}}" in error.message
+
+
+def test_placeholder_outside_any_field_makes_a_body_that_is_not_json_and_says_why():
+    error = rejected('{{strategy.order.alert_message}}')
+    assert error.status == 400 and "{{strategy.order.alert_message}}" in error.message
 
 
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])

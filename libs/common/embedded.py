@@ -163,6 +163,25 @@ class EmbeddedRedis:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
         _wait_for_port(self.port, 30, "Redis")
+        self._wait_until_loaded(timeout=120)
+
+    def _wait_until_loaded(self, timeout: float) -> None:
+        """After a restart Redis answers LOADING until its AOF is read back; wait for that."""
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=self.port)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    client.ping()
+                    return
+                except redis.BusyLoadingError:
+                    if time.monotonic() > deadline:
+                        raise EmbeddedServerError(f"Redis was still loading its data after {timeout:.0f}s") from None
+                    time.sleep(0.1)
+        finally:
+            client.close()
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

@@ -174,12 +174,20 @@ class PositionEngine:
             with transaction(self.sessions) as session:
                 batch = Batch(session)
                 batch.load_symbols(self._symbols_of(entries))
+                # Ticks wait in a run per symbol until a signal of that symbol (or the batch end)
+                # needs the positions up to date; a run is applied in one pass per position.
+                runs: dict[str, list[tuple[Decimal, int, bool]]] = {}
                 for stream, entry_id, fields in entries:
                     if stream == self.signals_stream:
+                        symbol = str(fields.get("symbol", "")).strip()
+                        if symbol in runs:
+                            self._apply_ticks(batch, symbol, runs.pop(symbol), outbox)
                         self._apply_signal_entry(batch, entry_id, fields, outbox)
-                    else:
-                        self._apply_tick_entry(batch, fields, outbox)
+                    elif tick := self._read_tick(fields, outbox):
+                        runs.setdefault(tick.symbol, []).append((tick.price, tick.ts, tick.delayed))
                     outbox.acks.setdefault(stream, []).append(entry_id)
+                for symbol, ticks in runs.items():
+                    self._apply_ticks(batch, symbol, ticks, outbox)
                 batch.flush_positions()
                 self._position_events(batch, outbox)
         except Exception:
@@ -301,29 +309,33 @@ class PositionEngine:
 
     # --- ticks -------------------------------------------------------------------------------
 
-    def _apply_tick_entry(self, batch: Batch, fields: dict, outbox: Outbox) -> None:
+    def _read_tick(self, fields: dict, outbox: Outbox) -> TickMessage | None:
         try:
             tick = TickMessage.from_fields(fields)
         except MalformedMessage as exc:
             log.warning("malformed tick skipped", extra={"kv": {"reason": repr(str(exc))}})
             self.stats.rejected_entries += 1
-            return
+            return None
         self.stats.ticks += 1
         self.last_prices[tick.symbol] = tick.price
         outbox.last_prices[tick.symbol] = str(tick.price)
-        spec = contract_spec(tick.symbol)
-        for tracked in list(batch.by_symbol.get(tick.symbol, ())):
-            result = rules.apply_tick(tracked.state, tick.price, tick.ts, spec, delayed=tick.delayed,
-                                      allow_delayed_exits=tracked.allow_delayed_exits)
+        return tick
+
+    def _apply_ticks(self, batch: Batch, symbol: str, ticks: list[tuple[Decimal, int, bool]], outbox: Outbox) -> None:
+        """Apply consecutive ticks of one symbol to its open positions, in stream order."""
+        run = rules.TickRun.of(ticks)
+        spec = contract_spec(symbol)
+        for tracked in list(batch.by_symbol.get(symbol, ())):
+            result = rules.apply_tick_run(tracked.state, run, spec, allow_delayed_exits=tracked.allow_delayed_exits)
             if result is None:
                 continue
-            tracked.last_price = tick.price
+            tracked.last_price = run.prices[-1]
             tracked.unrealized = result.unrealized_pnl
             if result.position is not tracked.state:
                 batch.set_state(tracked, result.position)
             outbox.marked[tracked.row.id] = tracked
             if result.exit is not None:
-                batch.add_fills(tracked, result.exit, tick.ts, None)
+                batch.add_fills(tracked, result.exit, result.position.closed_ms, None)
                 outbox.events.append(("position.closed", {"_tracked": tracked}))
                 self._last_marked.pop(tracked.row.id, None)
                 self.stats.exits += 1

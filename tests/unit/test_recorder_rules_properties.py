@@ -9,8 +9,10 @@ from libs.common.instruments import contract_spec
 from services.position_engine.rules import (
     RecorderSettings,
     SignalInput,
+    TickRun,
     apply_signal,
     apply_tick,
+    apply_tick_run,
 )
 
 SPECS = [contract_spec(s) for s in ("MNQ", "ZN", "6J", "CL", "AAPL")]
@@ -97,3 +99,45 @@ def test_extremes_only_widen_and_keep_their_signs(spec, entry, ticks):
         assert position.best_unrealized_pnl >= max(0, before.best_unrealized_pnl)
         assert position.max_favorable >= before.max_favorable >= 0
         assert position.max_adverse >= before.max_adverse >= 0
+
+
+tick_steps = st.tuples(prices, st.integers(min_value=0, max_value=40), st.booleans())
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    spec=st.sampled_from(SPECS),
+    side=st.sampled_from(["buy", "sell"]),
+    entry=prices,
+    recorder=recorders,
+    allow_delayed=st.booleans(),
+    opened_ms=st.integers(min_value=0, max_value=20),
+    ticks=st.lists(tick_steps, min_size=1, max_size=40),
+    plain=st.booleans(),
+)
+def test_a_run_of_ticks_equals_applying_them_one_by_one(
+    spec, side, entry, recorder, allow_delayed, opened_ms, ticks, plain
+):
+    sig = SignalInput("s", spec.root, side, entry * spec.tick_size, D(2), None, None, opened_ms)
+    position = apply_signal(None, sig, recorder, spec).open_position
+    if plain:  # the common case, taken without the tick-by-tick fallback: live ticks, all newer
+        ticks = [(t, opened_ms + ts, False) for t, ts, _ in ticks]
+    run = [(t * spec.tick_size, ts, delayed) for t, ts, delayed in ticks]
+
+    one_by_one, last = position, None
+    for price, ts, delayed in run:
+        out = apply_tick(one_by_one, price, ts, spec, delayed=delayed, allow_delayed_exits=allow_delayed)
+        if out is None:
+            continue
+        last, one_by_one = out, out.position
+        if out.exit:
+            break
+
+    together = apply_tick_run(position, TickRun.of(run), spec, allow_delayed_exits=allow_delayed)
+    if last is None:
+        assert together is None
+        return
+    assert together.position == one_by_one
+    assert (together.exit is None) == (last.exit is None)
+    assert together.unrealized_pnl == last.unrealized_pnl
+    assert together.marked == (one_by_one != position)

@@ -42,6 +42,10 @@ class Settings:
     price_feed_port: int = 8084
     engine_port: int = 8085
     price_source: str = "sim"
+    price_watchlist: tuple[str, ...] = ("MNQ", "ES")
+    replay_file: str | None = None
+    replay_speed: float = 1.0
+    sim_interval_s: float = 0.25
     tradingview_url: str = "https://www.tradingview.com"
     tradingview_ws_url: str = "wss://data.tradingview.com/socket.io/websocket"
     tradingview_scanner_url: str = "https://scanner.tradingview.com"
@@ -63,6 +67,12 @@ class Settings:
     def stream(self, name: str) -> str:
         """Full Redis key of a stream or hash, e.g. `signals` → `jt:signals`."""
         return f"{self.stream_prefix}{name}"
+
+
+def _list(value: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    if value is None:
+        return default
+    return tuple(part.strip().upper() for part in value.split(",") if part.strip())
 
 
 def _env(env: dict[str, str], name: str, default: str) -> str:
@@ -93,7 +103,11 @@ def load_settings(environ: dict[str, str] | None = None, env_file: Path | None =
         ui_port=int(_env(env, "UI_PORT", str(d.ui_port))),
         price_feed_port=int(_env(env, "PRICE_FEED_PORT", str(d.price_feed_port))),
         engine_port=int(_env(env, "ENGINE_PORT", str(d.engine_port))),
-        price_source=_env(env, "PRICE_SOURCE", d.price_source),
+        price_source=_env(env, "PRICE_SOURCE", d.price_source).strip().lower(),
+        price_watchlist=_list(env.get("PRICE_WATCHLIST"), d.price_watchlist),
+        replay_file=env.get("REPLAY_FILE") or None,
+        replay_speed=float(_env(env, "REPLAY_SPEED", str(d.replay_speed))),
+        sim_interval_s=float(_env(env, "SIM_INTERVAL_S", str(d.sim_interval_s))),
         tradingview_url=_env(env, "TRADINGVIEW_URL", d.tradingview_url),
         tradingview_ws_url=_env(env, "TRADINGVIEW_WS_URL", d.tradingview_ws_url),
         tradingview_scanner_url=_env(env, "TRADINGVIEW_SCANNER_URL", d.tradingview_scanner_url),

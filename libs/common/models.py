@@ -155,3 +155,13 @@ class Fill(Base):
 
 def new_signal_id() -> str:
     return str(uuid.uuid4())
+
+
+class TradingViewSession(Base):
+    """A user's TradingView session cookies, encrypted; the price feed logs in with them."""
+
+    __tablename__ = "tradingview_sessions"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    cookies_encrypted: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

@@ -62,6 +62,7 @@ class Outbox:
     dead_letters: list[dict[str, str]] = field(default_factory=list)
     marked: dict[int, Tracked] = field(default_factory=dict)  # positions a tick moved, by row id
     settled: list[str] = field(default_factory=list)  # signal ids now in PostgreSQL, no longer pending
+    open_symbols: dict[str, int] | None = None  # recounted when a position opened or closed
 
 
 class PositionEngine:
@@ -88,6 +89,12 @@ class PositionEngine:
         for stream in (self.signals_stream, self.ticks_stream):
             streams.ensure_group(self.redis, stream, streams.ENGINE_GROUP)
         self.last_prices = {k: Decimal(v) for k, v in self.redis.hgetall(self.last_price_key).items()}
+        with transaction(self.sessions) as session:
+            counts = Batch(session).open_symbol_counts()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.delete(self.settings.stream(streams.OPEN_SYMBOLS) + ":next")
+        self._write_open_symbols(pipe, counts)
+        pipe.execute()
         self.claim_abandoned(min_idle_ms=0)
 
     def claim_abandoned(self, min_idle_ms: int = CLAIM_MIN_IDLE_MS) -> int:
@@ -189,6 +196,8 @@ class PositionEngine:
                 for symbol, ticks in runs.items():
                     self._apply_ticks(batch, symbol, ticks, outbox)
                 batch.flush_positions()
+                if any(t in ("position.opened", "position.closed") for t, _ in outbox.events):
+                    outbox.open_symbols = batch.open_symbol_counts()
                 self._position_events(batch, outbox)
         except Exception:
             self.last_prices = prices_before
@@ -210,6 +219,8 @@ class PositionEngine:
             merged.last_prices.update(outbox.last_prices)
             merged.dead_letters += outbox.dead_letters
             merged.settled += outbox.settled
+            if outbox.open_symbols is not None:
+                merged.open_symbols = outbox.open_symbols
             for stream, ids in outbox.acks.items():
                 merged.acks.setdefault(stream, []).extend(ids)
         return merged
@@ -384,7 +395,18 @@ class PositionEngine:
             pipe.xack(stream, streams.ENGINE_GROUP, *ids)
         if self.ticks_stream in outbox.acks:
             pipe.xtrim(self.ticks_stream, maxlen=TICKS_MAXLEN, approximate=True)
+        if outbox.open_symbols is not None:
+            self._write_open_symbols(pipe, outbox.open_symbols)
         pipe.execute()
+
+    def _write_open_symbols(self, pipe: redis.client.Pipeline, counts: dict[str, int]) -> None:
+        """Replace `jt:open_symbols` at once (the price feed follows these symbols)."""
+        key = self.settings.stream(streams.OPEN_SYMBOLS)
+        if not counts:
+            pipe.delete(key)
+            return
+        pipe.hset(key + ":next", mapping=counts)
+        pipe.rename(key + ":next", key)
 
 
 def _order_key(is_tick: bool, entry_id: str) -> tuple[int, bool, int]:

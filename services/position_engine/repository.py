@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from libs.common.models import Fill, Position, Recorder, Signal
@@ -99,6 +99,13 @@ class Batch:
             state = state_of(row)
             self._track(Tracked(row, state, state, user_id, allow_delayed))
         self._loaded |= missing
+
+    def open_symbol_counts(self) -> dict[str, int]:
+        self.flush_positions()
+        rows = self.session.execute(
+            select(Position.symbol, func.count()).where(Position.status == "open").group_by(Position.symbol)
+        ).all()
+        return {symbol: count for symbol, count in rows}
 
     def recorder(self, recorder_id: int) -> Recorder | None:
         if recorder_id not in self._recorders:

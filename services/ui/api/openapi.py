@@ -27,7 +27,7 @@ from services.ui.api.openapi_parts import (
     query,
     ref,
 )
-from services.ui.api.schemas import RecorderCreate, RecorderUpdate
+from services.ui.api.schemas import RecorderCreate, RecorderUpdate, TradingViewCookies
 
 bp = Blueprint("openapi", __name__)
 
@@ -245,13 +245,43 @@ def _session_paths() -> dict[str, Any]:
                 "Health of each service",
                 obj(
                     ok=BOOL,
-                    services={"type": "object", "additionalProperties": {"enum": ["ok", "down"]}},
+                    services={
+                        "type": "object",
+                        "additionalProperties": {"enum": ["ok", "degraded", "down"]},
+                    },
+                    price_feed=nullable({"type": "object"}),
                 ),
             )
         },
         "/api/openapi.json": {
             "get": {**operation("This document", {"type": "object"}, errors=()), "security": []}
         },
+    }
+
+
+def _tradingview_paths() -> dict[str, Any]:
+    view = obj(
+        ok=BOOL,
+        configured=BOOL,
+        updated_at=nullable(STR),
+        in_use=BOOL,
+        authenticated=nullable(BOOL),
+        token_expires_at=nullable(STR),
+        error=nullable(STR),
+        price_source=STR,
+        how_to_refresh=STR,
+    )
+    return {
+        "/api/tradingview/session": {
+            "get": operation("Whether TradingView cookies are stored and worked (never the cookies)", view),
+            "post": operation(
+                "Store TradingView session cookies (encrypted); the feed uses them without a restart",
+                view,
+                body="TradingViewCookies",
+                errors=("400", "401", "403", "422"),
+            ),
+            "delete": operation("Forget the stored cookies", view),
+        }
     }
 
 
@@ -262,6 +292,7 @@ def build_document() -> dict[str, Any]:
         **SCHEMAS,
         "RecorderCreate": RecorderCreate.model_json_schema(ref_template=template),
         "RecorderUpdate": RecorderUpdate.model_json_schema(ref_template=template),
+        "TradingViewCookies": TradingViewCookies.model_json_schema(ref_template=template),
     }
     return {
         "openapi": "3.1.0",
@@ -274,7 +305,7 @@ def build_document() -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "security": [{"apiKey": []}, {"session": []}],
-        "paths": {**_session_paths(), **_recorder_paths(), **_read_paths()},
+        "paths": {**_session_paths(), **_recorder_paths(), **_read_paths(), **_tradingview_paths()},
         "components": {
             "schemas": schemas,
             "securitySchemes": {

@@ -33,6 +33,8 @@ FIELD_RULES = {
     "allow_dca": "allow_dca must be true or false",
     "enabled": "enabled must be true or false",
     "allow_delayed_exits": "allow_delayed_exits must be true or false",
+    "sessionid": "sessionid must be the value of the sessionid cookie (no spaces or semicolons)",
+    "sessionid_sign": "sessionid_sign must be the value of the sessionid_sign cookie, or null",
 }
 # Which pydantic error types get a more precise sentence than the field's rule.
 PRECISE = {
@@ -59,6 +61,20 @@ class RecorderFields(BaseModel):
         False,
         description="take TP/SL exits on delayed quotes (TradingView serves CME 10 minutes late)",
     )
+
+
+# A cookie value as a browser shows it: printable, no separators that would split the header.
+CookieValue = Annotated[
+    str, StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=1024,
+                           pattern=r"^[^\s;,]+$")
+]
+
+
+class TradingViewCookies(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sessionid: CookieValue
+    sessionid_sign: CookieValue | None = None
 
 
 class RecorderCreate(RecorderFields):

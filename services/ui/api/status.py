@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 from sqlalchemy import text
 
-from services.ui.context import db, redis_client
+from libs.common import streams
+from services.ui.context import db, redis_client, settings
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,22 @@ def _postgres_status() -> str:
         return "down"
 
 
+def _price_feed() -> tuple[str, dict | None]:
+    """The feed writes its status to Redis every half second; a missing key means it is not running."""
+    try:
+        raw = redis_client().get(settings().stream(streams.PRICE_FEED_STATUS))
+    except Exception:
+        return "down", None
+    if not raw:
+        return "down", None
+    feed = json.loads(raw)
+    state = "ok" if feed.get("connected") else ("degraded" if feed.get("ok") else "down")
+    summary = {k: feed.get(k) for k in ("source", "active_source", "connected", "fallback_active",
+                                         "authenticated", "delayed_symbols", "cached_prices",
+                                         "last_tick_age_s", "error")}
+    return state, summary
+
+
 @bp.get("/healthz")
 def healthz() -> ResponseReturnValue:
     return jsonify(ok=True)
@@ -41,5 +59,6 @@ def healthz() -> ResponseReturnValue:
 
 @bp.get("/api/status")
 def status() -> ResponseReturnValue:
-    services = {"ui": "ok", "redis": _redis_status(), "postgres": _postgres_status()}
-    return jsonify(ok=True, services=services)
+    feed_state, feed = _price_feed()
+    services = {"ui": "ok", "redis": _redis_status(), "postgres": _postgres_status(), "price_feed": feed_state}
+    return jsonify(ok=True, services=services, price_feed=feed)

@@ -61,17 +61,15 @@ def cmd_service(settings: Settings, args: argparse.Namespace) -> None:
         from services.gateway.server import serve
     elif args.command == "ui":
         from services.ui.server import serve
+    elif args.command == "price-feed":
+        from services.price_feed.service import run as serve
     else:
         from services.position_engine.service import run as serve
     serve(settings)
 
 
 def cmd_not_yet(settings: Settings, args: argparse.Namespace) -> None:
-    raise CommandError(
-        f"`justtrades {args.command}` is not built yet; "
-        + ("XADD ticks to jt:ticks meanwhile (see the README)" if args.command == "price-feed"
-           else "recorders track positions without it")
-    )
+    raise CommandError(f"`justtrades {args.command}` is not built yet; recorders track positions without it")
 
 
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> None:
@@ -99,10 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="justtrades", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="start every service (and embedded servers when no URLs are set)")
-    for name in ("gateway", "engine", "ui"):
+    for name in ("gateway", "engine", "ui", "price-feed"):
         sub.add_parser(name, help=f"run the {name} service alone").set_defaults(func=cmd_service)
-    for name in ("price-feed", "executor"):
-        sub.add_parser(name, help=f"run the {name} (not built yet)").set_defaults(func=cmd_not_yet)
+    sub.add_parser("executor", help="run the executor (not built yet)").set_defaults(func=cmd_not_yet)
     dbp = sub.add_parser("db", help="database commands").add_subparsers(dest="db_command", required=True)
     dbp.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)
     user = sub.add_parser("user", help="users").add_subparsers(dest="user_command", required=True)

@@ -32,6 +32,7 @@ SERVICES = {
     "gateway": "services.gateway",
     "engine": "services.position_engine",
     "ui": "services.ui",
+    "price-feed": "services.price_feed",
 }
 
 
@@ -158,6 +159,7 @@ def banner(settings: Settings) -> str:
         f"  UI and JSON API   http://localhost:{settings.ui_port}\n"
         f"  Webhooks          {settings.public_url}/webhook/<token>  (gateway on port {settings.gateway_port})\n"
         f"  Engine health     http://localhost:{settings.engine_port}/healthz\n"
+        f"  Price feed        http://localhost:{settings.price_feed_port}/status  (PRICE_SOURCE={settings.price_source})\n"
         f"  PostgreSQL        {settings.database_url}\n"
         f"  Redis             {settings.redis_url}\n"
         "Make a user in another terminal:  .venv/bin/justtrades user create you@example.com --password '...'\n"

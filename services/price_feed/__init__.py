@@ -1,1 +1,1 @@
-"""Price feed (placeholder until the live-prices issue): will publish quotes to `jt:ticks`."""
+"""Price feed: quotes from TradingView, Tradovate, the scanner, a simulator or a replay, to `jt:ticks`."""

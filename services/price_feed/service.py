@@ -1,0 +1,160 @@
+"""Runs the price feed as a process: picks the sources from PRICE_SOURCE, serves `GET /status`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import redis
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from libs.common import db
+from libs.common.config import Settings
+from libs.common.models import TradingViewSession
+from libs.common.security import SecretBox
+from services.price_feed.feed import Feed
+from services.price_feed.quotes import PriceSource
+
+log = logging.getLogger("price_feed")
+
+SOURCES = ("tradingview", "scanner", "sim", "replay", "tradovate")
+
+
+class FeedConfigError(ValueError):
+    """PRICE_SOURCE and its settings do not make a working feed; the message says what to set."""
+
+
+@dataclass(frozen=True)
+class StoredCookies:
+    user_id: int
+    sessionid: str
+    sessionid_sign: str | None
+
+
+class CookieStore:
+    """The TradingView cookies the feed logs in with: the most recently saved ones of any user.
+    Read from PostgreSQL at most every `every_s`, so new cookies are taken without a restart."""
+
+    def __init__(self, sessions: sessionmaker[Session], encryption_key: str, every_s: float = 5.0):
+        self.sessions = sessions
+        self.box = SecretBox(encryption_key)
+        self.every_s = every_s
+        self._cached: StoredCookies | None = None
+        self._read_at = 0.0
+        self._lock = threading.Lock()
+
+    def current(self) -> StoredCookies | None:
+        with self._lock:
+            if time.monotonic() - self._read_at >= self.every_s:
+                self._cached = self._read()
+                self._read_at = time.monotonic()
+            return self._cached
+
+    def _read(self) -> StoredCookies | None:
+        try:
+            with self.sessions() as s:
+                row = s.scalar(select(TradingViewSession).order_by(TradingViewSession.updated_at.desc()).limit(1))
+                if row is None:
+                    return None
+                values = json.loads(self.box.decrypt(row.cookies_encrypted))
+                return StoredCookies(row.user_id, values["sessionid"], values.get("sessionid_sign"))
+        except Exception as exc:  # a database hiccup must not stop prices; keep the last cookies
+            log.warning("stored cookies not read", extra={"kv": {"error": type(exc).__name__}})
+            return self._cached
+
+
+def build_sources(settings: Settings, cookies: CookieStore | None) -> tuple[PriceSource, PriceSource | None, Callable[[], dict | None]]:
+    """The primary source, the fallback (or None) and a reporter of the TradingView session."""
+    name = settings.price_source
+    if name == "sim":
+        from services.price_feed.sim import SimSource
+
+        return SimSource(interval_s=settings.sim_interval_s), None, lambda: None
+    if name == "replay":
+        from services.price_feed.sim import ReplaySource
+
+        if not settings.replay_file:
+            raise FeedConfigError("PRICE_SOURCE=replay needs REPLAY_FILE, a CSV of ts,symbol,price")
+        path = Path(settings.replay_file)
+        if not path.exists():
+            raise FeedConfigError(f"REPLAY_FILE {path} does not exist")
+        return ReplaySource(path, speed=settings.replay_speed), None, lambda: None
+    if name in ("tradingview", "scanner"):
+        return _tradingview_sources(settings, cookies)
+    if name == "tradovate":
+        raise FeedConfigError("PRICE_SOURCE=tradovate needs a linked Tradovate account, which comes "
+                              "with live execution; use tradingview, scanner, sim or replay meanwhile")
+    raise FeedConfigError(f"PRICE_SOURCE must be one of {', '.join(SOURCES)}, not {name!r}")
+
+
+def _tradingview_sources(settings: Settings, cookies: CookieStore | None):
+    from services.price_feed.tradingview.auth import SessionCookies, TokenKeeper
+    from services.price_feed.tradingview.scanner import ScannerSource
+    from services.price_feed.tradingview.socket_source import TradingViewSocketSource
+
+    def session_cookies() -> SessionCookies | None:
+        stored = cookies.current() if cookies else None
+        return SessionCookies(stored.sessionid, stored.sessionid_sign) if stored else None
+
+    keeper = TokenKeeper(settings.tradingview_url, session_cookies)
+
+    def session_state() -> dict:
+        stored = cookies.current() if cookies else None
+        return {**keeper.state(), "user_id": stored.user_id if stored else None}
+
+    scanner = ScannerSource(settings.tradingview_scanner_url, session_cookies)
+    if settings.price_source == "scanner":
+        return scanner, None, session_state
+    socket = TradingViewSocketSource(settings.tradingview_ws_url, keeper.token)
+    return socket, scanner, session_state
+
+
+def start_status_server(port: int, feed: Feed) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            if self.path not in ("/status", "/healthz"):
+                self.send_error(404)
+                return
+            status = feed.status()
+            body = json.dumps(status).encode()
+            self.send_response(200 if status["ok"] or self.path == "/status" else 503)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True, name="feed-status").start()
+    return server
+
+
+def run(settings: Settings) -> None:
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    sql = db.make_engine(settings.database_url, pool_size=1)
+    cookies = CookieStore(db.make_sessionmaker(sql), settings.encryption_key)
+    try:
+        primary, fallback, session_state = build_sources(settings, cookies)
+    except FeedConfigError as exc:
+        raise SystemExit(f"price feed: {exc}") from None
+    feed = Feed(settings, client, primary, fallback, session_state=session_state)
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    server = start_status_server(settings.price_feed_port, feed)
+    log.info("price feed starting", extra={"kv": {"source": primary.name, "port": settings.price_feed_port}})
+    feed.run(stopping)
+    server.shutdown()
+    client.close()
+    sql.dispose()
+    log.info("price feed stopped")

@@ -168,6 +168,13 @@ def banner(settings: Settings) -> str:
 
 
 def run(settings: Settings, only: list[str] | None = None) -> int:
+    from services.price_feed.service import FeedConfigError, check_config
+
+    try:
+        check_config(settings)
+    except FeedConfigError as exc:
+        print(f"justtrades: {exc}", file=sys.stderr)
+        return 2
     stopping = False
 
     def request_stop(*_):

@@ -41,7 +41,7 @@ class Settings:
     ui_port: int = 8082
     price_feed_port: int = 8084
     engine_port: int = 8085
-    price_source: str = "sim"
+    price_source: str = "tradingview"
     price_watchlist: tuple[str, ...] = ("MNQ", "ES")
     replay_file: str | None = None
     replay_speed: float = 1.0

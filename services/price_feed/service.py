@@ -25,7 +25,7 @@ from services.price_feed.quotes import PriceSource
 
 log = logging.getLogger("price_feed")
 
-SOURCES = ("tradingview", "scanner", "sim", "replay", "tradovate")
+SOURCES = ("tradingview", "scanner", "sim", "replay", "tradovate", "off")
 
 
 class FeedConfigError(ValueError):
@@ -71,28 +71,42 @@ class CookieStore:
             return self._cached
 
 
+def check_config(settings: Settings) -> None:
+    """Raise FeedConfigError when PRICE_SOURCE and its settings cannot make a feed."""
+    name = settings.price_source
+    if name not in SOURCES:
+        raise FeedConfigError(f"PRICE_SOURCE must be one of {', '.join(SOURCES)}, not {name!r}")
+    if name == "tradovate":
+        raise FeedConfigError("PRICE_SOURCE=tradovate needs a linked Tradovate account, which comes "
+                              "with live execution; use tradingview, scanner, sim, replay or off meanwhile")
+    if name == "replay":
+        if not settings.replay_file:
+            raise FeedConfigError("PRICE_SOURCE=replay needs REPLAY_FILE, a CSV of ts,symbol,price")
+        if not Path(settings.replay_file).exists():
+            raise FeedConfigError(f"REPLAY_FILE {settings.replay_file} does not exist")
+        if settings.replay_speed <= 0:
+            raise FeedConfigError("REPLAY_SPEED must be a positive number")
+
+
 def build_sources(settings: Settings, cookies: CookieStore | None) -> tuple[PriceSource, PriceSource | None, Callable[[], dict | None]]:
     """The primary source, the fallback (or None) and a reporter of the TradingView session."""
+    check_config(settings)
     name = settings.price_source
     if name == "sim":
         from services.price_feed.sim import SimSource
 
         return SimSource(interval_s=settings.sim_interval_s), None, lambda: None
+    if name == "off":
+        from services.price_feed.sim import OffSource
+
+        return OffSource(), None, lambda: None
     if name == "replay":
         from services.price_feed.sim import ReplaySource
 
-        if not settings.replay_file:
-            raise FeedConfigError("PRICE_SOURCE=replay needs REPLAY_FILE, a CSV of ts,symbol,price")
-        path = Path(settings.replay_file)
-        if not path.exists():
-            raise FeedConfigError(f"REPLAY_FILE {path} does not exist")
-        return ReplaySource(path, speed=settings.replay_speed), None, lambda: None
+        return ReplaySource(Path(settings.replay_file), speed=settings.replay_speed), None, lambda: None
     if name in ("tradingview", "scanner"):
         return _tradingview_sources(settings, cookies)
-    if name == "tradovate":
-        raise FeedConfigError("PRICE_SOURCE=tradovate needs a linked Tradovate account, which comes "
-                              "with live execution; use tradingview, scanner, sim or replay meanwhile")
-    raise FeedConfigError(f"PRICE_SOURCE must be one of {', '.join(SOURCES)}, not {name!r}")
+    raise AssertionError(name)  # check_config knows every name
 
 
 def _tradingview_sources(settings: Settings, cookies: CookieStore | None):

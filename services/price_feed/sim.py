@@ -1,5 +1,5 @@
-"""`sim` and `replay`: prices without a market — a random walk on each root's tick grid, or a CSV
-of recorded ticks played back at a chosen speed."""
+"""Prices without a market: `sim` (a random walk on each root's tick grid), `replay` (a CSV of
+recorded ticks played back at a chosen speed) and `off` (nothing; ticks come from elsewhere)."""
 
 from __future__ import annotations
 
@@ -66,6 +66,22 @@ class SimSource(PriceSource):
         while not self._stop.wait(self.interval_s):
             for root in sorted(self.symbols):
                 emit(Quote(root, self.next_price(root), now_ms(), self.name))
+
+
+class OffSource(PriceSource):
+    """PRICE_SOURCE=off: the feed publishes nothing, for users who write ticks themselves."""
+
+    name = "off"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._status.error = "PRICE_SOURCE is off: no prices are published; write ticks to jt:ticks yourself"
+
+    def start(self, emit: Emit) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
 
 
 class ReplayError(ValueError):

@@ -63,7 +63,7 @@ class Bench:
 
     # --- fixtures ----------------------------------------------------------------------------
 
-    def make_recorders(self, count: int) -> list[Recorder]:
+    def make_recorders(self, count: int, tp_ticks: int | None = None) -> list[Recorder]:
         with db.transaction(self.sessions) as s:
             s.execute(delete(User).where(User.email == BENCH_EMAIL))
             user = User(email=BENCH_EMAIL, password_hash=hash_password(uuid.uuid4().hex))
@@ -71,7 +71,8 @@ class Bench:
             s.flush()
             recorders = [Recorder(user_id=user.id, name=f"bench {i}", webhook_token=new_webhook_token(),
                                   default_qty=Decimal(1), on_opposite="reverse", allow_dca=True,
-                                  enabled=True, allow_delayed_exits=False, tp_ticks=None, sl_ticks=None)
+                                  enabled=True, allow_delayed_exits=False, tp_ticks=tp_ticks,
+                                  sl_ticks=tp_ticks and 400)
                          for i in range(count)]
             s.add_all(recorders)
         for r in recorders:
@@ -234,6 +235,65 @@ class Bench:
         self.add("Ticks through the engine, 1,000 open positions on 20 symbols",
                  f"{rate:,.0f}/s", f"{rate / raw_read_rate:.0%} of raw XREADGROUP+XACK")
 
+    def tick_to_close(self, background_per_s: int = 5_000) -> None:
+        """A tick through a take-profit → the position.closed event, while other symbols tick."""
+        self.clean_streams()
+        [recorder] = self.make_recorders(1, tp_ticks=4)
+        engine = self.engine()
+        stop = threading.Event()
+        workers = [threading.Thread(target=engine.run_forever, kwargs={"stop": stop.is_set}, daemon=True),
+                   threading.Thread(target=self._background_ticks, args=(stop, background_per_s), daemon=True)]
+        for w in workers:
+            w.start()
+        events = self.settings.stream(streams.EVENTS)
+        last = self.redis.xadd(events, {"type": "bench.mark", "data": "{}"})
+        lat = []
+        try:
+            for _ in range(self.n(300)):
+                msg = SignalMessage(str(uuid.uuid4()), recorder.id, "buy", "MNQ1!", "MNQ", Decimal("25600"),
+                                    None, None, None, streams.now_ms(), "{}")
+                self.redis.xadd(self.settings.stream(streams.SIGNALS), msg.to_fields())
+                last = self._wait_type(events, last, "position.opened")
+                t = time.perf_counter()
+                tick = TickMessage("MNQ", Decimal("25601.25"), streams.now_ms(), "bench")
+                self.redis.xadd(self.settings.stream(streams.TICKS), tick.to_fields())
+                last = self._wait_type(events, last, "position.closed")
+                lat.append((time.perf_counter() - t) * 1000)
+        finally:
+            stop.set()
+            for w in workers:
+                w.join(5)
+        self.add(f"Tick -> position.closed event, p50 / p99, {background_per_s:,} other ticks/s",
+                 f"{pct(lat, 50):.2f} / {pct(lat, 99):.2f} ms",
+                 f"{len(lat)} exits; background reached {getattr(self, 'background_rate', 0):,.0f}/s")
+
+    def _background_ticks(self, stop: threading.Event, per_s: int) -> None:
+        stream = self.settings.stream(streams.TICKS)
+        chunk = max(1, per_s // 100)  # a pipelined chunk every 10 ms
+        started = time.monotonic()
+        sent = 0
+        while not stop.is_set():
+            pipe = self.redis.pipeline(transaction=False)
+            for i in range(chunk):
+                sym = SYMBOLS[(sent + i) % len(SYMBOLS)]
+                if sym == "MNQ":
+                    sym = "NQ"
+                pipe.xadd(stream, TickMessage(sym, Decimal(100), streams.now_ms(), "bg").to_fields())
+            pipe.execute()
+            sent += chunk
+            time.sleep(max(0.0, started + sent / per_s - time.monotonic()))
+        self.background_rate = sent / (time.monotonic() - started)
+
+    def _wait_type(self, events: str, last: str, event_type: str) -> str:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            for _, items in self.redis.xread({events: last}, block=1000, count=500) or []:
+                for entry_id, fields in items:
+                    last = entry_id
+                    if fields.get("type") == event_type:
+                        return last
+        raise RuntimeError(f"no {event_type} event within 5 s")
+
     def run(self) -> None:
         self.clean_streams()
         try:
@@ -242,6 +302,7 @@ class Bench:
             self.webhook(recorder)
             self.signal_to_position(recorder)
             self.ticks_through_engine(read_rate)
+            self.tick_to_close()
         finally:
             self.drop_bench_user()
             self.clean_streams()

@@ -217,10 +217,11 @@ class TokenKeeper:
                 usable = self._usable_token(self.clock()) is not None
                 authenticated = True if usable else None  # None: not fetched yet, or site down
             token = self._token if same else None
+            expires_at = token.expires_at if token else None
             return {
                 "configured": cookies is not None,
                 "authenticated": authenticated,
-                "token_expires_at": token.expires_at.isoformat() if token and token.expires_at else None,
+                "token_expires_at": expires_at.isoformat() if expires_at else None,
                 "error": self._error if same else None,
             }
 
@@ -230,7 +231,9 @@ class TokenKeeper:
         try:
             return self.cookie_provider()
         except Exception as exc:  # a broken store must not take the socket down with it
-            log.warning("tradingview cookies unreadable", extra={"kv": {"error": type(exc).__name__}})
+            log.warning(
+                "tradingview cookies unreadable", extra={"kv": {"error": type(exc).__name__}}
+            )
             return None
 
     def _follow(self, cookies: SessionCookies | None) -> None:

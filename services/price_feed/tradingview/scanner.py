@@ -115,12 +115,17 @@ class ScannerSource(PriceSource):
         try:
             return self.cookie_provider()
         except Exception as exc:  # polling anonymously beats not polling at all
-            log.warning("tradingview cookies unreadable", extra={"kv": {"error": type(exc).__name__}})
+            log.warning(
+                "tradingview cookies unreadable", extra={"kv": {"error": type(exc).__name__}}
+            )
             return None
 
     def _scan(self, roots: set[str], cookies: SessionCookies | None) -> list[ScanRow]:
         names = {tradingview_name(root): root for root in sorted(roots)}
-        body = {"symbols": {"tickers": list(names), "query": {"types": []}}, "columns": self.columns}
+        body = {
+            "symbols": {"tickers": list(names), "query": {"types": []}},
+            "columns": self.columns,
+        }
         headers = {
             "Origin": SITE_ORIGIN,
             "Referer": SITE_ORIGIN + "/",
@@ -138,10 +143,13 @@ class ScannerSource(PriceSource):
                 timeout=self.timeout_s,
             )
         except requests.RequestException as exc:
-            raise ScanFailed(f"the TradingView scanner cannot be reached ({type(exc).__name__})") from None
-        if response.status_code == 400 and "Unknown field" in response.text and self.columns != CLOSE_ONLY:
+            reason = f"the TradingView scanner cannot be reached ({type(exc).__name__})"
+            raise ScanFailed(reason) from None
+        refused = response.status_code == 400 and "Unknown field" in response.text
+        if refused and self.columns != CLOSE_ONLY:
             # D.3: the one column that matters is `close`; keep asking for just that from now on.
-            log.warning("scanner refused columns; using close only", extra={"kv": {"columns": ",".join(self.columns)}})
+            kv = {"columns": ",".join(self.columns)}
+            log.warning("scanner refused columns; using close only", extra={"kv": kv})
             self.columns = list(CLOSE_ONLY)
             return self._scan(roots, cookies)
         if response.status_code == 429:
@@ -154,7 +162,9 @@ class ScannerSource(PriceSource):
         try:
             data = json.loads(text, parse_float=Decimal)["data"] if text.strip() else None
         except (ValueError, KeyError, TypeError):
-            raise ScanFailed("the TradingView scanner sent an answer that is not scan data") from None
+            raise ScanFailed(
+                "the TradingView scanner sent an answer that is not scan data"
+            ) from None
         if not isinstance(data, list):
             raise ScanFailed("the TradingView scanner sent an empty answer")
         rows = []
@@ -199,7 +209,8 @@ class ScannerSource(PriceSource):
         served = {row.root for row in rows}
         # Forget roots no longer wanted so a later re-subscription starts with a fresh quote.
         self._last_close = {r: p for r, p in self._last_close.items() if r in roots}
-        delayed = {row.root for row in rows if row.delayed or (row.delayed is None and not sent_cookies)}
+        # Without an update_mode column, anonymous answers are taken as delayed (D.4).
+        delayed = {r.root for r in rows if r.delayed or (r.delayed is None and not sent_cookies)}
         status = self._status
         status.connected = True
         status.error = None

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from simulators.tradingview.tokens import make_jwt, read_claims
+
 
 @dataclass
 class Listing:
@@ -97,3 +99,19 @@ class Market:
             for account in self.accounts.values():
                 if account.token == token:
                     account.token_expires_at = 0
+
+    def rotate_token(self, sessionid: str, ttl_s: int = 4 * 3600) -> str:
+        """Issue the account a fresh token (same user and plan) that the home page serves from now
+        on, as the real site does from time to time; the old token stops being accepted."""
+        with self._lock:
+            account = self.accounts[sessionid]
+            claims = read_claims(account.token) or {}
+            expires_at = int(time.time()) + ttl_s
+            account.token = make_jwt(int(claims.get("user_id", 0)), expires_at, claims.get("plan", "pro"))
+            account.token_expires_at = expires_at
+            return account.token
+
+    def end_session(self, sessionid: str) -> None:
+        """The user signed out in the browser: the cookies stop naming an account."""
+        with self._lock:
+            self.accounts.pop(sessionid, None)

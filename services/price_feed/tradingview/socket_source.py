@@ -57,6 +57,7 @@ REFUSED_TOKEN = (
 REFUSING_STATUSES = (403, 429)  # the firewall or the rate limit: wait long before trying again
 _POLL_S = 0.2  # read timeout, so stop(), set_symbols and silence are noticed between packets
 _STABLE_AFTER_S = 60.0  # a connection that streamed this long resets the backoff
+_MAX_REJECTIONS = 3  # critical_errors per connection before we reconnect instead
 
 
 class _Closed(Exception):
@@ -80,6 +81,7 @@ class _Connection:
     last_packet_at: float
     hello: bool = False
     data_flowing: bool = False
+    rejections: int = 0  # critical_errors on our quote session
     qs: str = ""
     subscribed: dict[str, str] = field(default_factory=dict)  # TradingView name → root
     records: dict[str, dict[str, Any]] = field(default_factory=dict)  # name as echoed → fields
@@ -183,7 +185,7 @@ class TradingViewSocketSource(PriceSource):
         return token, None
 
     def _open(self) -> websocket.WebSocket:
-        ws = websocket.WebSocket(enable_multithread=True)
+        ws = websocket.WebSocket()
         try:
             ws.connect(
                 self.url, origin=ORIGIN, header=BROWSER_HEADERS, timeout=self.hello_timeout_s
@@ -265,10 +267,7 @@ class TradingViewSocketSource(PriceSource):
             self._on_qsd(conn, packet.params)
         elif packet.method == "critical_error":
             if packet.params and packet.params[0] == conn.qs:
-                log.warning("tradingview critical_error session=%s detail=%s", conn.qs,
-                            packet.params[1:])  # fmt: skip
-                self._send(conn, "quote_delete_session", [conn.qs])
-                self._open_session(conn)
+                self._on_critical_error(conn, packet.params[1:])
         elif packet.method == "protocol_error":
             self._on_protocol_error(conn, str(packet.params[0]) if packet.params else "")
 
@@ -310,6 +309,14 @@ class TradingViewSocketSource(PriceSource):
         # browsers resend the whole fast list after every change (replace semantics)
         self._send(conn, "quote_fast_symbols", [conn.qs, *sorted(wanted)])
 
+    def _on_critical_error(self, conn: _Connection, detail: list[Any]) -> None:
+        log.warning("tradingview critical_error session=%s detail=%s", conn.qs, detail)
+        conn.rejections += 1
+        if conn.rejections > _MAX_REJECTIONS:  # recreating in a tight loop helps nobody
+            raise _Closed(f"TradingView keeps rejecting the quote session: {detail}")
+        self._send(conn, "quote_delete_session", [conn.qs])
+        self._open_session(conn)
+
     def _on_protocol_error(self, conn: _Connection, text: str) -> None:
         if text == "bad auth token" and conn.token is not None:
             self._rejected_token = hashlib.sha256(conn.token.encode()).hexdigest()
@@ -338,7 +345,7 @@ class TradingViewSocketSource(PriceSource):
         record = conn.records.setdefault(name, {})
         record.update(values)  # deltas carry only what changed; null overwrites too
         self._on_data(conn, root, record)
-        if values.get("lp") is not None:
+        if isinstance(values.get("lp"), int | Decimal):
             self._emit_tick(root, record)
 
     def _on_data(self, conn: _Connection, root: str, record: dict[str, Any]) -> None:
@@ -356,7 +363,9 @@ class TradingViewSocketSource(PriceSource):
 
     def _emit_tick(self, root: str, record: dict[str, Any]) -> None:
         lp = Decimal(str(record["lp"]))
-        lp_time = int(record["lp_time"]) if record.get("lp_time") is not None else None
+        lp_time = (
+            int(record["lp_time"]) if isinstance(record.get("lp_time"), int | Decimal) else None
+        )
         last = self._last_tick.get(root)
         if last is not None:
             last_time, last_lp = last

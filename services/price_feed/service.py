@@ -127,7 +127,7 @@ def _tradingview_sources(settings: Settings, cookies: CookieStore | None):
     scanner = ScannerSource(settings.tradingview_scanner_url, session_cookies)
     if settings.price_source == "scanner":
         return scanner, None, session_state
-    socket = TradingViewSocketSource(settings.tradingview_ws_url, keeper.token)
+    socket = TradingViewSocketSource(settings.tradingview_ws_url, keeper.token, on_token_refused=keeper.invalidate)
     return socket, scanner, session_state
 
 

@@ -95,8 +95,10 @@ class SiteServer:
         redirect_loop: bool = False,
         anonymous_marker: bool = True,
         unknown_columns: Iterable[str] = (),
+        port: int = 0,
     ) -> None:
         self.market = market
+        self.port = port
         self.redirect_to_region = redirect_to_region
         self.redirect_loop = redirect_loop
         self.anonymous_marker = anonymous_marker
@@ -118,7 +120,7 @@ class SiteServer:
 
     def start(self) -> SiteServer:
         self._server = make_server(
-            "127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_QuietHandler
+            "127.0.0.1", self.port, self._wsgi, threaded=True, request_handler=_QuietHandler
         )
         # A short poll interval so `stop` (and each test using the server) ends at once.
         self._thread = threading.Thread(

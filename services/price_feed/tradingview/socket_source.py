@@ -103,10 +103,13 @@ class TradingViewSocketSource(PriceSource):
         backoff_max_s: float = 30.0,
         refused_backoff_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        on_token_refused: Callable[[], None] = lambda: None,
     ) -> None:
         super().__init__()
         self.url = url
         self._token_provider = token_provider
+        # Tells whoever issued the token to fetch a new one rather than serve the cached one.
+        self._on_token_refused = on_token_refused
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.hello_timeout_s = hello_timeout_s
         self.backoff_base_s = backoff_base_s
@@ -322,6 +325,7 @@ class TradingViewSocketSource(PriceSource):
             self._rejected_token = hashlib.sha256(conn.token.encode()).hexdigest()
             self._status.authenticated = False
             log.warning("tradingview auth_token_refused fallback=anonymous")
+            self._on_token_refused()
             raise _Closed("TradingView refused the auth token", error=REFUSED_TOKEN)
         raise _Closed(f"TradingView protocol_error: {text}")
 

@@ -1,0 +1,156 @@
+"""The TradingView feed as `justtrades price-feed` wires it — cookies from PostgreSQL, the token
+from the site, the quote socket, the scanner fallback — against the local TradingView."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import replace
+
+import pytest
+
+from libs.common import db, streams
+from libs.common.models import TradingViewSession
+from libs.common.security import SecretBox
+from libs.common.streams import TickMessage
+from services.price_feed.feed import Feed
+from services.price_feed.service import CookieStore, build_sources
+from simulators.tradingview.http import SiteServer
+from simulators.tradingview.market import Market
+from simulators.tradingview.quote_server import QuoteServer
+from simulators.tradingview.tokens import make_jwt
+
+
+def wait_for(predicate, what: str, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def market() -> Market:
+    m = Market()
+    m.list("CME_MINI:MNQ1!", "25640.25", "Micro E-mini Nasdaq-100", pricescale=100, minmov=25)
+    m.add_account("sess-1", make_jwt(1, int(time.time()) + 3600), 3600, "sign-1")
+    return m
+
+
+@pytest.fixture
+def tradingview(market):
+    site = SiteServer(market).start()
+    quotes = QuoteServer(market, heartbeat_interval_s=0.2).start()
+    yield site, quotes
+    quotes.stop()
+    site.stop()
+
+
+@pytest.fixture
+def feed_for(settings, redis_client, sessions):
+    running = []
+
+    def start(site, quotes, **changes) -> Feed:
+        s = replace(settings, price_source="tradingview", price_watchlist=("MNQ",), tradingview_url=site.url,
+                    tradingview_scanner_url=site.url, tradingview_ws_url=quotes.url, **changes)
+        cookies = CookieStore(sessions, s.encryption_key, every_s=0.1)
+        primary, fallback, state = build_sources(s, cookies)
+        primary.backoff_base_s = primary.backoff_max_s = 0.2  # reconnect quickly in tests
+        fallback.interval_s = 0.1
+        feed = Feed(s, redis_client, primary, fallback, fallback_grace_s=0.3, session_state=state)
+        stop = threading.Event()
+        thread = threading.Thread(target=feed.run, args=(stop,), kwargs={"every_s": 0.05}, daemon=True)
+        thread.start()
+        running.append((stop, thread))
+        return feed
+
+    yield start
+    for stop, thread in running:
+        stop.set()
+        thread.join(10)
+
+
+def store_cookies(sessions, settings, user, sessionid="sess-1", sign="sign-1"):
+    sealed = SecretBox(settings.encryption_key).encrypt(json.dumps({"sessionid": sessionid, "sessionid_sign": sign}))
+    with db.transaction(sessions) as s:
+        row = s.get(TradingViewSession, user.id)
+        if row:
+            row.cookies_encrypted = sealed
+        else:
+            s.add(TradingViewSession(user_id=user.id, cookies_encrypted=sealed))
+
+
+def last_tick(redis_client, settings) -> TickMessage | None:
+    entries = redis_client.xrevrange(settings.stream(streams.TICKS), count=1)
+    return TickMessage.from_fields(entries[0][1]) if entries else None
+
+
+def test_without_cookies_quotes_are_delayed_and_flagged(tradingview, feed_for, redis_client, settings, market):
+    feed = feed_for(*tradingview)
+    wait_for(lambda: feed.status()["connected"], "the socket")
+    market.set_price("CME_MINI:MNQ1!", "25641.00")
+    tick = wait_for(lambda: (t := last_tick(redis_client, settings)) and t.price == 25641 and t, "the new price")
+    assert tick.delayed and tick.source == "tradingview"
+    status = feed.status()
+    assert status["authenticated"] is False and status["delayed_symbols"] == ["MNQ"]
+    assert status["tradingview_session"]["configured"] is False
+
+
+def test_stored_cookies_give_real_time_quotes(tradingview, feed_for, redis_client, settings, sessions, make_user, market):
+    user = make_user()
+    store_cookies(sessions, settings, user)
+    feed = feed_for(*tradingview)
+    wait_for(lambda: feed.status()["authenticated"], "an authenticated connection")
+    market.set_price("CME_MINI:MNQ1!", "25642.00")
+    tick = wait_for(lambda: (t := last_tick(redis_client, settings)) and t.price == 25642 and t, "the new price")
+    assert not tick.delayed
+    session = feed.status()["tradingview_session"]
+    assert session["user_id"] == user.id and session["authenticated"] is True and session["token_expires_at"]
+
+
+def test_scanner_takes_over_while_the_socket_is_down_and_hands_back(tradingview, feed_for, redis_client, settings, market):
+    site, quotes = tradingview
+    feed = feed_for(site, quotes)
+    wait_for(lambda: feed.status()["connected"], "the socket")
+    port = int(quotes.url.split(":")[2].split("/")[0])
+    quotes.stop()
+    wait_for(lambda: feed.fallback_active, "the fallback to start")
+    market.set_price("CME_MINI:MNQ1!", "25650.00")
+    tick = wait_for(lambda: (t := last_tick(redis_client, settings)) and t.price == 25650 and t, "a scanner tick")
+    assert tick.source == "scanner"
+    assert feed.status()["active_source"] == "scanner"
+
+    revived = QuoteServer(market, heartbeat_interval_s=0.2, port=port).start()
+    try:
+        wait_for(lambda: feed.status()["connected"] and not feed.fallback_active, "the socket to take back over", 15)
+        market.set_price("CME_MINI:MNQ1!", "25651.00")
+        tick = wait_for(lambda: (t := last_tick(redis_client, settings)) and t.price == 25651 and t, "a socket tick")
+        assert tick.source == "tradingview"
+        assert feed.status()["reconnects"] >= 1
+    finally:
+        revived.stop()
+
+
+def test_signed_out_cookies_are_reported_and_the_feed_goes_on_anonymously(
+    tradingview, feed_for, redis_client, settings, sessions, make_user, market
+):
+    user = make_user()
+    store_cookies(sessions, settings, user)
+    feed = feed_for(*tradingview)
+    wait_for(lambda: feed.status()["authenticated"], "an authenticated connection")
+    market.end_session("sess-1")  # the user signed out in the browser: cookies and token are dead
+    tradingview[1].drop_all(abrupt=False)
+    wait_for(lambda: feed.status()["tradingview_session"]["error"], "the session error", 15)
+    assert "did not accept the stored session cookies" in feed.status()["tradingview_session"]["error"]
+    market.set_price("CME_MINI:MNQ1!", "25660.00")
+    tick = wait_for(lambda: (t := last_tick(redis_client, settings)) and t.price == 25660 and t, "an anonymous tick", 15)
+    assert tick.delayed
+
+    # New cookies are picked up without a restart.
+    market.add_account("sess-2", make_jwt(1, int(time.time()) + 3600), 3600, "sign-2")
+    store_cookies(sessions, settings, user, "sess-2", "sign-2")
+    tradingview[1].drop_all(abrupt=False)
+    wait_for(lambda: feed.status()["authenticated"] is True, "real time again", 15)

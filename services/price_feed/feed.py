@@ -11,6 +11,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis
@@ -38,13 +39,15 @@ class TickLog:
 class Feed:
     def __init__(self, settings: Settings, client: redis.Redis, primary: PriceSource,
                  fallback: PriceSource | None = None, *, fallback_grace_s: float = 5.0,
-                 session_state: callable = lambda: None):
+                 session_state: Callable[[], dict | None] = lambda: None,
+                 housekeeping: Callable[[], None] = lambda: None):
         self.settings = settings
         self.redis = client
         self.primary = primary
         self.fallback = fallback
         self.fallback_grace_s = fallback_grace_s
         self.session_state = session_state  # the TradingView session, when the source uses one
+        self.housekeeping = housekeeping  # e.g. reconnect when the stored cookies change
         self.ticks = TickLog()
         self.wanted: set[str] = set()
         self.fallback_active = False
@@ -96,6 +99,10 @@ class Feed:
         except redis.RedisError as exc:
             log.warning("open symbols not read", extra={"kv": {"error": type(exc).__name__}})
         self.switch_fallback()
+        try:
+            self.housekeeping()
+        except Exception:  # keep prices flowing whatever a check of credentials ran into
+            log.exception("housekeeping failed")
         self.report()
 
     def refresh_symbols(self) -> None:

@@ -76,6 +76,10 @@ class PriceSource(ABC):
     def status(self) -> SourceStatus:
         return self._status
 
+    def credentials_changed(self) -> None:
+        """The stored credentials changed: sources that log in reconnect with the new ones."""
+        return None  # sources without credentials have nothing to do
+
     @property
     def connected(self) -> bool:
         return self._status.connected

@@ -88,22 +88,30 @@ def check_config(settings: Settings) -> None:
             raise FeedConfigError("REPLAY_SPEED must be a positive number")
 
 
-def build_sources(settings: Settings, cookies: CookieStore | None) -> tuple[PriceSource, PriceSource | None, Callable[[], dict | None]]:
-    """The primary source, the fallback (or None) and a reporter of the TradingView session."""
+@dataclass
+class FeedSources:
+    primary: PriceSource
+    fallback: PriceSource | None = None
+    session_state: Callable[[], dict | None] = lambda: None  # the TradingView session, if any
+    housekeeping: Callable[[], None] = lambda: None  # run by the feed every half second
+
+
+def build_sources(settings: Settings, cookies: CookieStore | None) -> FeedSources:
+    """The sources PRICE_SOURCE names, wired to the stored TradingView cookies where they log in."""
     check_config(settings)
     name = settings.price_source
     if name == "sim":
         from services.price_feed.sim import SimSource
 
-        return SimSource(interval_s=settings.sim_interval_s), None, lambda: None
+        return FeedSources(SimSource(interval_s=settings.sim_interval_s))
     if name == "off":
         from services.price_feed.sim import OffSource
 
-        return OffSource(), None, lambda: None
+        return FeedSources(OffSource())
     if name == "replay":
         from services.price_feed.sim import ReplaySource
 
-        return ReplaySource(Path(settings.replay_file), speed=settings.replay_speed), None, lambda: None
+        return FeedSources(ReplaySource(Path(settings.replay_file), speed=settings.replay_speed))
     if name in ("tradingview", "scanner"):
         return _tradingview_sources(settings, cookies)
     raise AssertionError(name)  # check_config knows every name
@@ -126,9 +134,18 @@ def _tradingview_sources(settings: Settings, cookies: CookieStore | None):
 
     scanner = ScannerSource(settings.tradingview_scanner_url, session_cookies)
     if settings.price_source == "scanner":
-        return scanner, None, session_state
+        return FeedSources(scanner, None, session_state)
     socket = TradingViewSocketSource(settings.tradingview_ws_url, keeper.token, on_token_refused=keeper.invalidate)
-    return socket, scanner, session_state
+    seen = {"cookies": session_cookies()}
+
+    def reconnect_on_new_cookies() -> None:
+        current = session_cookies()
+        if current != seen["cookies"]:
+            seen["cookies"] = current
+            log.info("tradingview cookies changed; reconnecting")
+            socket.credentials_changed()
+
+    return FeedSources(socket, scanner, session_state, reconnect_on_new_cookies)
 
 
 def start_status_server(port: int, feed: Feed) -> ThreadingHTTPServer:
@@ -158,15 +175,16 @@ def run(settings: Settings) -> None:
     sql = db.make_engine(settings.database_url, pool_size=1)
     cookies = CookieStore(db.make_sessionmaker(sql), settings.encryption_key)
     try:
-        primary, fallback, session_state = build_sources(settings, cookies)
+        sources = build_sources(settings, cookies)
     except FeedConfigError as exc:
         raise SystemExit(f"price feed: {exc}") from None
-    feed = Feed(settings, client, primary, fallback, session_state=session_state)
+    feed = Feed(settings, client, sources.primary, sources.fallback,
+                session_state=sources.session_state, housekeeping=sources.housekeeping)
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
     server = start_status_server(settings.price_feed_port, feed)
-    log.info("price feed starting", extra={"kv": {"source": primary.name, "port": settings.price_feed_port}})
+    log.info("price feed starting", extra={"kv": {"source": sources.primary.name, "port": settings.price_feed_port}})
     feed.run(stopping)
     server.shutdown()
     client.close()

@@ -57,10 +57,11 @@ def feed_for(settings, redis_client, sessions):
         s = replace(settings, price_source="tradingview", price_watchlist=("MNQ",), tradingview_url=site.url,
                     tradingview_scanner_url=site.url, tradingview_ws_url=quotes.url, **changes)
         cookies = CookieStore(sessions, s.encryption_key, every_s=0.1)
-        primary, fallback, state = build_sources(s, cookies)
-        primary.backoff_base_s = primary.backoff_max_s = 0.2  # reconnect quickly in tests
-        fallback.interval_s = 0.1
-        feed = Feed(s, redis_client, primary, fallback, fallback_grace_s=0.3, session_state=state)
+        sources = build_sources(s, cookies)
+        sources.primary.backoff_base_s = sources.primary.backoff_max_s = 0.2  # reconnect quickly in tests
+        sources.fallback.interval_s = 0.1
+        feed = Feed(s, redis_client, sources.primary, sources.fallback, fallback_grace_s=0.3,
+                    session_state=sources.session_state, housekeeping=sources.housekeeping)
         stop = threading.Event()
         thread = threading.Thread(target=feed.run, args=(stop,), kwargs={"every_s": 0.05}, daemon=True)
         thread.start()
@@ -149,8 +150,20 @@ def test_signed_out_cookies_are_reported_and_the_feed_goes_on_anonymously(
     tick = wait_for(lambda: (t := last_tick(redis_client, settings)) and t.price == 25660 and t, "an anonymous tick", 15)
     assert tick.delayed
 
-    # New cookies are picked up without a restart.
+    # New cookies are picked up without a restart, and without waiting for a disconnect.
     market.add_account("sess-2", make_jwt(1, int(time.time()) + 3600), 3600, "sign-2")
     store_cookies(sessions, settings, user, "sess-2", "sign-2")
-    tradingview[1].drop_all(abrupt=False)
     wait_for(lambda: feed.status()["authenticated"] is True, "real time again", 15)
+
+
+def test_cookies_saved_while_streaming_anonymously_switch_to_real_time(
+    tradingview, feed_for, redis_client, settings, sessions, make_user, market
+):
+    feed = feed_for(*tradingview)
+    wait_for(lambda: feed.status()["connected"], "the socket")
+    assert feed.status()["authenticated"] is False
+    store_cookies(sessions, settings, make_user())
+    wait_for(lambda: feed.status()["authenticated"] is True, "the feed to log in with the new cookies")
+    market.set_price("CME_MINI:MNQ1!", "25670.00")
+    tick = wait_for(lambda: (t := last_tick(redis_client, settings)) and t.price == 25670 and t, "a real-time tick")
+    assert not tick.delayed

@@ -63,11 +63,14 @@ _MAX_REJECTIONS = 3  # critical_errors per connection before we reconnect instea
 class _Closed(Exception):
     """Ends one connection: why (for logs and status) and whether to back off for long."""
 
-    def __init__(self, reason: str, *, refused: bool = False, error: str | None = None) -> None:
+    def __init__(
+        self, reason: str, *, refused: bool = False, error: str | None = None, at_once: bool = False
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.refused = refused
         self.error = error or reason
+        self.at_once = at_once  # reconnect without backing off (we closed it on purpose)
 
 
 @dataclass
@@ -122,6 +125,7 @@ class TradingViewSocketSource(PriceSource):
         self._attempt = 0
         self._ever_connected = False
         self._rejected_token: str | None = None  # sha256 of the token TradingView refused
+        self._reconnect_requested = threading.Event()
         self._last_tick: dict[str, tuple[int | None, Decimal]] = {}  # root → (lp_time, lp) emitted
         self._rng = random.Random()
 
@@ -142,6 +146,9 @@ class TradingViewSocketSource(PriceSource):
 
     # -- connection loop -------------------------------------------------------------------
 
+    def credentials_changed(self) -> None:
+        self._reconnect_requested.set()
+
     def _run(self) -> None:
         while not self._stop.is_set():
             refused = False
@@ -149,6 +156,9 @@ class TradingViewSocketSource(PriceSource):
                 self._connect_and_stream()
             except _Closed as closed:
                 refused = closed.refused
+                if closed.at_once:
+                    self._status.connected = False
+                    continue
                 if not self._stop.is_set():
                     log.info("tradingview disconnected reason=%r", closed.reason)
                     self._status.error = closed.error
@@ -222,6 +232,10 @@ class TradingViewSocketSource(PriceSource):
                 self._on_packet(conn, packet)
 
     def _check_liveness(self, conn: _Connection) -> None:
+        if self._reconnect_requested.is_set():
+            self._reconnect_requested.clear()
+            self._rejected_token = None  # the new credentials deserve a try
+            raise _Closed("reconnecting with new credentials", at_once=True)
         now = self._clock()
         if not conn.hello and now - conn.opened_at > self.hello_timeout_s:
             raise _Closed(f"no hello from TradingView within {self.hello_timeout_s:g} s")

@@ -1,0 +1,314 @@
+"""A local Tradovate market-data WebSocket (reference/tradovate.md §6.1–6.3, §6.5), with test hooks.
+
+It keeps its own small codec on purpose: a framing bug in the client must not be mirrored here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.server import Server, ServerConnection, serve
+
+from simulators.tradovate.contracts import Contract, ContractCatalogue, Tokens, token_accepted
+
+log = logging.getLogger(__name__)
+
+Entries = dict[str, dict[str, Any]]
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, Decimal):
+        return float(value)  # Tradovate sends JSON numbers; repr keeps 21012.25 exact
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _a(*messages: dict[str, Any]) -> str:
+    return "a" + json.dumps(list(messages), separators=(",", ":"), default=_number)
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+@dataclass(frozen=True)
+class PeerInfo:
+    """One live connection as the server sees it, for test assertions."""
+
+    number: int
+    authorized: bool
+    subscriptions: frozenset[str]
+    heartbeats_received: int
+
+
+class _Peer:
+    """One client connection: its authorization, quote subscriptions and clocks."""
+
+    def __init__(self, server: MarketDataServer, connection: ServerConnection, number: int) -> None:
+        self.server, self.connection, self.number = server, connection, number
+        self.lock = threading.RLock()
+        self.authorized = False
+        self.subs: set[int] = set()  # contract ids
+        self.heartbeats = 0
+        self.opened = self.last_client = self.last_sent = time.monotonic()
+
+    def send(self, text: str) -> None:
+        with self.lock:
+            try:
+                self.connection.send(text)
+                self.last_sent = time.monotonic()
+            except (ConnectionClosed, OSError):
+                pass
+
+    def abort(self) -> None:
+        """Drop the TCP connection without a close frame (the client sees 1006)."""
+        with contextlib.suppress(OSError):  # linger 0 makes close send RST, not FIN
+            self.connection.socket.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
+        self.connection.close_socket()
+
+    def handle(self, text: str) -> None:
+        if text == "[]":
+            self.heartbeats += 1
+            self.server._count("heartbeats_received")
+            return
+        parts = text.split("\n", 3)
+        if len(parts) < 2 or not parts[1].strip().isdigit():
+            return self.send(_a({"s": 400, "d": "Bad request"}))
+        endpoint, rid = parts[0].strip().lower(), int(parts[1])
+        body = parts[3] if len(parts) > 3 else ""
+        if endpoint == "authorize":
+            return self._authorize(rid, body.strip())
+        if not self.authorized:
+            return self.send(_a({"i": rid, "s": 401, "d": "Access is denied"}))
+        if endpoint in ("md/subscribequote", "md/unsubscribequote"):
+            return self._quote_request(endpoint == "md/subscribequote", rid, body)
+        self.send(_a({"i": rid, "s": 404, "d": f"Unknown operation {parts[0]}"}))
+
+    def _authorize(self, rid: int, token: str) -> None:
+        if not token_accepted(self.server.tokens, token):
+            self.server._count("auth_failures")
+            return self.send(_a({"i": rid, "s": 401, "d": "Access is denied"}))
+        self.authorized = True
+        self.server._count("authorized_connections")
+        self.send(_a({"s": 200, "i": rid}))
+
+    def _quote_request(self, subscribe: bool, rid: int, body: str) -> None:
+        try:
+            symbol = json.loads(body).get("symbol")
+        except (ValueError, AttributeError):
+            return self.send(_a({"i": rid, "s": 400, "d": "Bad request body"}))
+        contract = self.server.catalogue.resolve(symbol)
+        if contract is None:
+            return self.send(_a({"i": rid, "s": 404, "d": f"Unknown symbol {symbol}"}))
+        if not subscribe:
+            with self.lock:
+                self.subs.discard(contract.id)
+            self.server._count("unsubscribe_requests")
+            return self.send(_a({"i": rid, "s": 200}))
+        if contract.name in self.server.denied:
+            return self.send(_a({"i": rid, "s": 403, "d": "No market data subscription"}))
+        with self.lock:
+            self.subs.add(contract.id)
+            self.server._count("subscribe_requests")
+            self.send(_a({"i": rid, "s": 200}))
+            snapshot = self.server.snapshot(contract)
+            if snapshot:  # the current quote right away, as a fresh subscriber would see it
+                self.send(_a(self.server.md_event([(contract, snapshot)])))
+
+    def info(self) -> PeerInfo:
+        with self.lock:
+            names = frozenset(c.name for i in self.subs if (c := self.server.catalogue.item(i)))
+            return PeerInfo(self.number, self.authorized, names, self.heartbeats)
+
+
+class MarketDataServer:
+    """`wss://md.tradovateapi.com/v1/websocket` on 127.0.0.1, with hooks for tests."""
+
+    def __init__(self, catalogue: ContractCatalogue, tokens: Tokens, *,
+                 heartbeat_interval_s: float = 2.5, idle_timeout_s: float = 15.0,
+                 auth_timeout_s: float | None = None, port: int = 0) -> None:  # fmt: skip
+        self.catalogue = catalogue
+        self.tokens = tokens  # a set the test may change later, or a callable
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.idle_timeout_s = idle_timeout_s
+        self.auth_timeout_s = auth_timeout_s if auth_timeout_s is not None else idle_timeout_s
+        self.denied: set[str] = set()  # contract names refused for lack of entitlements (§6.5)
+        self.heartbeats_on = True
+        self.connections_accepted = 0
+        self.authorized_connections = 0
+        self.auth_failures = 0
+        self.heartbeats_received = 0
+        self.subscribe_requests = 0
+        self.unsubscribe_requests = 0
+        self.idle_closes = 0
+        self._port = port
+        self._lock = threading.Lock()
+        self._peers: dict[int, _Peer] = {}
+        self._books: dict[int, Entries] = {}  # contract id → every entry last sent
+        self._server: Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> MarketDataServer:
+        self._server = serve(self._handle, "127.0.0.1", self._port, compression=None,
+                             ping_interval=None, close_timeout=1, server_header=None)  # fmt: skip
+        self._port = self._server.socket.getsockname()[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
+                                        name="tradovate-md-server")  # fmt: skip
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def __enter__(self) -> MarketDataServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self._port}/v1/websocket"
+
+    # -- test hooks ------------------------------------------------------------------------------
+
+    def set_trade(self, name: str, price: Decimal | str, size: int = 1) -> None:
+        """A trade print: the event carries Trade and the volume (size only), no book."""
+        volume = self.snapshot(self._contract(name)).get("TotalTradeVolume", {}).get("size", 0)
+        self.send_entries({name: {"Trade": {"price": Decimal(price), "size": size},
+                                  "TotalTradeVolume": {"size": volume + size}}})  # fmt: skip
+
+    def set_book(self, name: str, bid: Decimal | str, offer: Decimal | str, bid_size: int = 5,
+                 offer_size: int = 4) -> None:  # fmt: skip
+        """A book change: the event carries Bid and Offer only."""
+        self.send_entries({name: {"Bid": {"price": Decimal(bid), "size": bid_size},
+                                  "Offer": {"price": Decimal(offer), "size": offer_size}}})  # fmt: skip
+
+    def set_trades(self, prices: dict[str, Decimal | str]) -> None:
+        """Trades of several contracts in one `quotes` array."""
+        self.send_entries(
+            {name: {"Trade": {"price": Decimal(p), "size": 1}} for name, p in prices.items()}
+        )
+
+    def send_entries(self, updates: dict[str, Entries]) -> None:
+        """One md event with exactly these (partial) entries, to each peer subscribed to any."""
+        quotes = []
+        for name, entries in updates.items():
+            contract = self._contract(name)
+            with self._lock:
+                book = self._books.setdefault(contract.id, {})
+                for entry, fields in entries.items():
+                    book.setdefault(entry, {}).update(fields)
+            quotes.append((contract, entries))
+        for peer in self._live_peers():
+            with peer.lock:
+                mine = [(c, e) for c, e in quotes if c.id in peer.subs]
+                if mine:
+                    peer.send(_a(self.md_event(mine)))
+
+    def send_shutdown(self, reason_code: str, reason: str = "", close: bool = True) -> None:
+        """The `shutdown` event (§6.1), then the server closes the sockets as Tradovate does."""
+        event = {"e": "shutdown", "d": {"reasonCode": reason_code, "reason": reason}}
+        for peer in self._live_peers():
+            peer.send(_a(event))
+            if close:
+                peer.connection.close()
+
+    def drop_all(self, abrupt: bool = False, close_frame: tuple[int, str] | None = None) -> None:
+        """Close every socket: cleanly, with a `c[code,"reason"]` frame first, or by TCP reset."""
+        for peer in self._live_peers():
+            if close_frame:
+                peer.send("c" + json.dumps(list(close_frame)))
+            peer.abort() if abrupt else peer.connection.close()
+
+    def connections(self) -> list[PeerInfo]:
+        return [peer.info() for peer in self._live_peers()]
+
+    def subscriptions(self) -> set[str]:
+        """Contract names some live connection is subscribed to."""
+        return {name for info in self.connections() for name in info.subscriptions}
+
+    # -- shared with peers -----------------------------------------------------------------------
+
+    def snapshot(self, contract: Contract) -> Entries:
+        with self._lock:
+            return {k: dict(v) for k, v in self._books.get(contract.id, {}).items()}
+
+    @staticmethod
+    def md_event(quotes: list[tuple[Contract, Entries]]) -> dict[str, Any]:
+        stamp = _stamp()
+        return {"e": "md", "d": {"quotes": [{"timestamp": stamp, "contractId": c.id, "entries": e}
+                                            for c, e in quotes]}}  # fmt: skip
+
+    def _count(self, counter: str) -> None:
+        with self._lock:
+            setattr(self, counter, getattr(self, counter) + 1)
+
+    def _contract(self, name: str) -> Contract:
+        contract = self.catalogue.find(name)
+        if contract is None:
+            raise KeyError(f"{name} is not in the catalogue")
+        return contract
+
+    def _live_peers(self) -> list[_Peer]:
+        with self._lock:
+            return list(self._peers.values())
+
+    # -- connections -----------------------------------------------------------------------------
+
+    def _handle(self, connection: ServerConnection) -> None:
+        with self._lock:
+            self.connections_accepted += 1
+            peer = self._peers[self.connections_accepted] = _Peer(self, connection,
+                                                                  self.connections_accepted)  # fmt: skip
+        try:
+            peer.send("o")
+            self._serve(peer)
+        except ConnectionClosed:
+            pass
+        finally:
+            with self._lock:
+                self._peers.pop(peer.number, None)
+
+    def _serve(self, peer: _Peer) -> None:
+        while True:
+            now = time.monotonic()
+            close_at = peer.last_client + self.idle_timeout_s
+            if not peer.authorized:
+                close_at = min(close_at, peer.opened + self.auth_timeout_s)
+            due = close_at
+            if self.heartbeats_on:
+                due = min(due, peer.last_sent + self.heartbeat_interval_s)
+            try:
+                message = peer.connection.recv(timeout=max(0.0, due - now))
+            except TimeoutError:
+                now = time.monotonic()
+                if now >= close_at:
+                    # Tradovate drops sockets that stop sending `[]` or never authorize (§6.2–6.3).
+                    self._count("idle_closes")
+                    peer.send('c[1000,"Inactivity"]')
+                    peer.connection.close()
+                    return
+                if self.heartbeats_on and now >= peer.last_sent + self.heartbeat_interval_s:
+                    peer.send("h")
+                continue
+            peer.last_client = time.monotonic()
+            if isinstance(message, str):
+                peer.handle(message)

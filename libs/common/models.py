@@ -6,14 +6,16 @@ Prices and money are NUMERIC columns read as `Decimal`; nothing here is ever a f
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     Numeric,
@@ -165,3 +167,147 @@ class TradingViewSession(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     cookies_encrypted: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+# --- execution: accounts, traders, order intents, copy groups (DESIGN §4) ---------------------
+
+
+class Account(Base):
+    """A broker connection: `paper`, or `tradovate` (demo or live, credentials or OAuth)."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    broker: Mapped[str] = mapped_column(String(16))  # paper | tradovate
+    name: Mapped[str] = mapped_column(String(100))
+    environment: Mapped[str | None] = mapped_column(String(8))  # demo | live
+    auth_method: Mapped[str | None] = mapped_column(String(12))  # credentials | oauth
+    credentials_encrypted: Mapped[str | None] = mapped_column(Text)
+    access_token_encrypted: Mapped[str | None] = mapped_column(Text)
+    md_access_token_encrypted: Mapped[str | None] = mapped_column(Text)
+    token_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    broker_user_id: Mapped[int | None] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16), default="connected")  # connected | error
+    status_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    subaccounts: Mapped[list[Subaccount]] = relationship(back_populates="account", order_by="Subaccount.id")
+
+
+class Subaccount(Base):
+    """One trading account at the broker: Tradovate's `accountSpec` (name) and `accountId`."""
+
+    __tablename__ = "subaccounts"
+    __table_args__ = (Index("uq_subaccounts_broker_id", "account_id", "broker_account_id", unique=True),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    broker_account_id: Mapped[int] = mapped_column(BigInteger)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    risk_status: Mapped[str] = mapped_column(String(16), default="normal")  # normal | liquidate_only | locked
+    refreshed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    account: Mapped[Account] = relationship(back_populates="subaccounts")
+
+
+class Trader(Base):
+    """A recorder's signals placed on one subaccount, scaled and guarded."""
+
+    __tablename__ = "traders"
+    __table_args__ = (Index("uq_traders_recorder_subaccount", "recorder_id", "subaccount_id", unique=True),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    recorder_id: Mapped[int] = mapped_column(ForeignKey("recorders.id", ondelete="CASCADE"), index=True)
+    subaccount_id: Mapped[int] = mapped_column(ForeignKey("subaccounts.id", ondelete="CASCADE"))
+    multiplier: Mapped[Decimal] = mapped_column(Numeric(12, 4), default=Decimal(1))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    max_contracts: Mapped[int | None] = mapped_column(Integer)
+    daily_loss_limit: Mapped[Decimal | None] = mapped_column(MONEY)
+    window_start: Mapped[str | None] = mapped_column(String(5))  # HH:MM in window_tz
+    window_end: Mapped[str | None] = mapped_column(String(5))
+    window_tz: Mapped[str] = mapped_column(String(64), default="America/New_York")
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    disabled_until: Mapped[date | None] = mapped_column(Date)  # a trade date; on again from then
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class OrderIntent(Base):
+    """One order the platform means to send; written by the engine in the same transaction as the
+    position change (an outbox), sent at most once by the executor."""
+
+    __tablename__ = "order_intents"
+    __table_args__ = (
+        Index("ix_intents_subaccount_status", "subaccount_id", "status", "sequence"),
+        Index("ix_intents_trader", "trader_id", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    sequence: Mapped[int] = mapped_column(BigInteger, Identity(), unique=True)  # send order per subaccount
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    subaccount_id: Mapped[int] = mapped_column(ForeignKey("subaccounts.id", ondelete="CASCADE"))
+    trader_id: Mapped[int | None] = mapped_column(ForeignKey("traders.id", ondelete="SET NULL"))
+    source: Mapped[str] = mapped_column(String(10))  # signal | manual | flatten | copy | guard
+    signal_id: Mapped[uuid.UUID | None] = mapped_column()
+    parent_id: Mapped[uuid.UUID | None] = mapped_column()  # the leader's intent of a copy
+    kind: Mapped[str] = mapped_column(String(10))  # entry | add | reduce | close | flatten
+    symbol: Mapped[str] = mapped_column(String(32))  # canonical root, or the ticker's root
+    ticker: Mapped[str | None] = mapped_column(String(64))  # as the signal wrote it (MNQ1!, MNQZ6)
+    contract: Mapped[str | None] = mapped_column(String(32))  # resolved at send time (MNQZ6)
+    side: Mapped[str] = mapped_column(String(4))  # buy | sell
+    quantity: Mapped[Decimal] = mapped_column(Numeric(18, 6))
+    order_type: Mapped[str] = mapped_column(String(8), default="market")  # market | limit
+    limit_price: Mapped[Decimal | None] = mapped_column(PRICE)
+    tp_price: Mapped[Decimal | None] = mapped_column(PRICE)
+    sl_price: Mapped[Decimal | None] = mapped_column(PRICE)
+    priority: Mapped[str] = mapped_column(String(6))  # exit | entry
+    status: Mapped[str] = mapped_column(String(10), default="queued")
+    # queued → sending → accepted | filled | rejected | failed; skipped (a guard said no)
+    cl_ord_id: Mapped[str] = mapped_column(String(64), unique=True)
+    broker_order_id: Mapped[str | None] = mapped_column(String(40))
+    fill_price: Mapped[Decimal | None] = mapped_column(PRICE)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PaperPosition(Base):
+    """The paper broker's book: net position per subaccount and contract."""
+
+    __tablename__ = "paper_positions"
+
+    subaccount_id: Mapped[int] = mapped_column(ForeignKey("subaccounts.id", ondelete="CASCADE"), primary_key=True)
+    contract: Mapped[str] = mapped_column(String(32), primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(32), index=True)  # root, to match ticks
+    net_qty: Mapped[Decimal] = mapped_column(Numeric(18, 6), default=Decimal(0))
+    avg_price: Mapped[Decimal | None] = mapped_column(PRICE)
+    # The resting bracket (an OCO pair) the paper broker fills when a tick reaches a level.
+    tp_price: Mapped[Decimal | None] = mapped_column(PRICE)
+    sl_price: Mapped[Decimal | None] = mapped_column(PRICE)
+    realized_pnl: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class CopyGroup(Base):
+    __tablename__ = "copy_groups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    leader_subaccount_id: Mapped[int] = mapped_column(ForeignKey("subaccounts.id", ondelete="CASCADE"), unique=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class CopyFollower(Base):
+    __tablename__ = "copy_followers"
+
+    group_id: Mapped[int] = mapped_column(ForeignKey("copy_groups.id", ondelete="CASCADE"), primary_key=True)
+    subaccount_id: Mapped[int] = mapped_column(ForeignKey("subaccounts.id", ondelete="CASCADE"), primary_key=True)
+    multiplier: Mapped[Decimal] = mapped_column(Numeric(12, 4), default=Decimal(1))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)

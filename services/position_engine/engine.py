@@ -22,13 +22,14 @@ import redis
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from libs.common import streams
+from libs.common import orders, streams
 from libs.common.config import Settings
 from libs.common.db import transaction
 from libs.common.instruments import contract_spec
 from libs.common.models import Signal
 from libs.common.serialize import num, position_dict, usd
 from libs.common.streams import MalformedMessage, SignalMessage, TickMessage
+from services.position_engine import outbox as outbox_rules
 from services.position_engine import rules
 from services.position_engine.repository import Batch, Tracked, ms_to_dt, recorder_settings
 
@@ -63,6 +64,7 @@ class Outbox:
     marked: dict[int, Tracked] = field(default_factory=dict)  # positions a tick moved, by row id
     settled: list[str] = field(default_factory=list)  # signal ids now in PostgreSQL, no longer pending
     open_symbols: dict[str, int] | None = None  # recounted when a position opened or closed
+    intents: list[orders.QueuedIntent] = field(default_factory=list)  # committed; tell the executor
 
 
 class PositionEngine:
@@ -77,6 +79,7 @@ class PositionEngine:
         self.redis = client
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.batch_size = batch_size
+        self.rq = orders.rq_connection(settings.redis_url)
         self.signals_stream = settings.stream(streams.SIGNALS)
         self.ticks_stream = settings.stream(streams.TICKS)
         self.events_stream = settings.stream(streams.EVENTS)
@@ -223,6 +226,7 @@ class PositionEngine:
             merged.last_prices.update(outbox.last_prices)
             merged.dead_letters += outbox.dead_letters
             merged.settled += outbox.settled
+            merged.intents += outbox.intents
             if outbox.open_symbols is not None:
                 merged.open_symbols = outbox.open_symbols
             for stream, ids in outbox.acks.items():
@@ -264,9 +268,18 @@ class PositionEngine:
             touched = batch.apply_change(change, recorder, tracked, message.received_at, signal_id)
             position_id = touched.row.id
             outbox.events.append((f"position.{change.event}", {"_tracked": touched}))
+        now = ms_to_dt(message.received_at)
+        queued, notes = outbox_rules.intents_for_signal(
+            batch.session, recorder, outcome, symbol=message.symbol, ticker=message.ticker,
+            signal_id=signal_id, now=now)
+        if any(c.event == "closed" for c in outcome.changes):
+            batch.flush_positions()
+            guarded, guard_notes = outbox_rules.daily_loss_guard(batch.session, recorder, now, symbol=message.symbol)
+            queued, notes = queued + guarded, notes + guard_notes
+        self._add_intents(outbox, queued, notes)
         batch.add_signal(Signal(
             id=signal_id, recorder_id=recorder.id, stream_id=entry_id,
-            received_at=ms_to_dt(message.received_at), action=message.action, ticker=message.ticker,
+            received_at=now, action=message.action, ticker=message.ticker,
             symbol=message.symbol, price=message.price, qty=message.qty,
             position_size=message.position_size, market_position=message.market_position,
             raw=message.raw, status=outcome.status, reason=outcome.reason, position_id=position_id,
@@ -352,11 +365,28 @@ class PositionEngine:
             if result.exit is not None:
                 batch.add_fills(tracked, result.exit, result.position.closed_ms, None)
                 outbox.events.append(("position.closed", {"_tracked": tracked}))
+                self._guard_after_exit(batch, tracked, outbox)
                 self._last_marked.pop(tracked.row.id, None)
                 self.stats.exits += 1
                 log.info("position exited", extra={"kv": {
                     "position_id": tracked.row.id, "reason": result.position.exit_reason,
                     "price": result.position.exit_price}})
+
+    def _guard_after_exit(self, batch: Batch, tracked: Tracked, outbox: Outbox) -> None:
+        recorder = batch.recorder(tracked.row.recorder_id)
+        if recorder is None:
+            return
+        batch.flush_positions()
+        queued, notes = outbox_rules.daily_loss_guard(
+            batch.session, recorder, ms_to_dt(tracked.state.closed_ms), symbol=tracked.state.symbol)
+        self._add_intents(outbox, queued, notes)
+
+    @staticmethod
+    def _add_intents(outbox: Outbox, queued: list[orders.QueuedIntent], notes: list) -> None:
+        outbox.intents += queued
+        for note in notes:
+            outbox.events.append((f"account.trader_{note.kind}", {
+                "trader_id": note.trader_id, "user_id": note.user_id, "message": note.message}))
 
     # --- publishing --------------------------------------------------------------------------
 
@@ -402,6 +432,9 @@ class PositionEngine:
         if outbox.open_symbols is not None:
             self._write_open_symbols(pipe, outbox.open_symbols)
         pipe.execute()
+        # A crash before this line leaves the intents queued in PostgreSQL; the executor's sweep
+        # finds intents nobody enqueued and hands them over.
+        orders.enqueue(self.rq, self.settings.stream_prefix, outbox.intents)
 
     def _write_open_symbols(self, pipe: redis.client.Pipeline, counts: dict[str, int]) -> None:
         """Replace `jt:open_symbols` at once (the price feed follows these symbols)."""

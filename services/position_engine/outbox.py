@@ -1,0 +1,129 @@
+"""Order intents for a recorder's traders, written in the engine's transaction (an outbox).
+
+The engine calls `intents_for_signal` after a signal changed a position and `daily_loss_guard`
+after any close; both add rows to the session and return what the executor must be told about
+once the transaction has committed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from libs.common.exchange_calendar import add_business_days, trade_date
+from libs.common.models import OrderIntent, Position, Recorder, Subaccount, Trader
+from libs.common.orders import QueuedIntent
+from services.position_engine.intents import PlannedIntent, TraderRule, in_window, plan_intents
+from services.position_engine.rules import SignalOutcome
+
+
+@dataclass(frozen=True)
+class OutboxNote:
+    """Something users should see about a trader (an entry skipped, a trader paused)."""
+
+    trader_id: int
+    user_id: int
+    kind: str  # skipped | paused
+    message: str
+
+
+def _clock(text: str | None) -> time | None:
+    return time.fromisoformat(text) if text else None
+
+
+def rule_of(trader: Trader) -> TraderRule:
+    return TraderRule(trader.id, trader.subaccount_id, trader.multiplier, trader.max_contracts,
+                      _clock(trader.window_start), _clock(trader.window_end), trader.window_tz)
+
+
+def traders_of(session: Session, recorder_id: int) -> list[tuple[Trader, Subaccount]]:
+    return list(session.execute(
+        select(Trader, Subaccount).join(Subaccount, Subaccount.id == Trader.subaccount_id)
+        .where(Trader.recorder_id == recorder_id, Trader.enabled.is_(True), Subaccount.active.is_(True))
+        .order_by(Trader.id)
+    ).tuples())
+
+
+def _entries_blocked(trader: Trader, subaccount: Subaccount, now: datetime) -> str | None:
+    if subaccount.risk_status != "normal":
+        return f"the account {subaccount.name} is {subaccount.risk_status.replace('_', '-')} at the broker"
+    if trader.disabled_until and trade_date(now) < trader.disabled_until:
+        return trader.disabled_reason or "the trader is paused until the next trade date"
+    if not in_window(rule_of(trader), now):
+        return "outside the trader's trading window"
+    return None
+
+
+def _row(trader: Trader, plan: PlannedIntent, *, source: str, symbol: str, ticker: str | None,
+         signal_id: uuid.UUID | None) -> OrderIntent:
+    intent_id = uuid.uuid4()
+    return OrderIntent(
+        id=intent_id, user_id=trader.user_id, subaccount_id=trader.subaccount_id, trader_id=trader.id,
+        source=source, signal_id=signal_id, kind=plan.kind, symbol=symbol, ticker=ticker,
+        side=plan.side, quantity=plan.quantity, order_type="market", tp_price=plan.tp_price,
+        sl_price=plan.sl_price, priority=plan.priority, status="queued",
+        cl_ord_id=f"jt-{intent_id.hex[:24]}",
+    )
+
+
+def intents_for_signal(
+    session: Session, recorder: Recorder, outcome: SignalOutcome, *, symbol: str, ticker: str,
+    signal_id: uuid.UUID, now: datetime,
+) -> tuple[list[QueuedIntent], list[OutboxNote]]:
+    queued: list[QueuedIntent] = []
+    notes: list[OutboxNote] = []
+    if outcome.status != "applied" or not outcome.changes:
+        return queued, notes
+    for trader, subaccount in traders_of(session, recorder.id):
+        blocked = _entries_blocked(trader, subaccount, now)
+        plans, skipped = plan_intents(outcome.changes, rule_of(trader), entries_allowed=blocked is None)
+        for plan in plans:
+            row = _row(trader, plan, source="signal", symbol=symbol, ticker=ticker, signal_id=signal_id)
+            session.add(row)
+            queued.append(QueuedIntent(row.id, row.subaccount_id, row.priority))
+        for reason in skipped:
+            notes.append(OutboxNote(trader.id, trader.user_id, "skipped", blocked or reason))
+    return queued, notes
+
+
+def realized_today(session: Session, recorder_id: int, now: datetime) -> Decimal:
+    """The recorder's realized PnL on the current trade date (DESIGN: keyed by trade date)."""
+    today = trade_date(now)
+    rows = session.execute(
+        select(Position.closed_at, Position.realized_pnl).where(
+            Position.recorder_id == recorder_id, Position.status == "closed",
+            Position.closed_at >= now - timedelta(days=5),
+        )
+    ).all()
+    return sum((pnl for closed_at, pnl in rows if trade_date(closed_at) == today), Decimal(0))
+
+
+def daily_loss_guard(
+    session: Session, recorder: Recorder, now: datetime, *, symbol: str,
+) -> tuple[list[QueuedIntent], list[OutboxNote]]:
+    """Flatten and pause, until the next trade date, each trader past its daily loss limit."""
+    queued: list[QueuedIntent] = []
+    notes: list[OutboxNote] = []
+    today = trade_date(now)
+    realized = None
+    for trader, _subaccount in traders_of(session, recorder.id):
+        if trader.daily_loss_limit is None or (trader.disabled_until and trader.disabled_until > today):
+            continue
+        realized = realized_today(session, recorder.id, now) if realized is None else realized
+        loss = realized * trader.multiplier
+        if loss > -trader.daily_loss_limit:
+            continue
+        trader.disabled_until = add_business_days(today, 1)
+        trader.disabled_reason = (f"the daily loss limit of ${trader.daily_loss_limit:.2f} was reached "
+                                  f"(realized ${loss:.2f}); on again on {trader.disabled_until.isoformat()}")
+        flatten = PlannedIntent("close", "sell", Decimal(0), "exit")
+        row = _row(trader, flatten, source="guard", symbol=symbol, ticker=None, signal_id=None)
+        session.add(row)
+        queued.append(QueuedIntent(row.id, row.subaccount_id, row.priority))
+        notes.append(OutboxNote(trader.id, trader.user_id, "paused", trader.disabled_reason))
+    return queued, notes

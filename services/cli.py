@@ -63,13 +63,11 @@ def cmd_service(settings: Settings, args: argparse.Namespace) -> None:
         from services.ui.server import serve
     elif args.command == "price-feed":
         from services.price_feed.service import run as serve
+    elif args.command == "executor":
+        from services.executor.service import run as serve
     else:
         from services.position_engine.service import run as serve
     serve(settings)
-
-
-def cmd_not_yet(settings: Settings, args: argparse.Namespace) -> None:
-    raise CommandError(f"`justtrades {args.command}` is not built yet; recorders track positions without it")
 
 
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> None:
@@ -97,9 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="justtrades", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="start every service (and embedded servers when no URLs are set)")
-    for name in ("gateway", "engine", "ui", "price-feed"):
+    for name in ("gateway", "engine", "ui", "price-feed", "executor"):
         sub.add_parser(name, help=f"run the {name} service alone").set_defaults(func=cmd_service)
-    sub.add_parser("executor", help="run the executor (not built yet)").set_defaults(func=cmd_not_yet)
     dbp = sub.add_parser("db", help="database commands").add_subparsers(dest="db_command", required=True)
     dbp.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)
     user = sub.add_parser("user", help="users").add_subparsers(dest="user_command", required=True)

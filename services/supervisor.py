@@ -33,6 +33,7 @@ SERVICES = {
     "engine": "services.position_engine",
     "ui": "services.ui",
     "price-feed": "services.price_feed",
+    "executor": "services.executor",
 }
 
 

@@ -1,1 +1,1 @@
-"""Executor (placeholder until the execution issue): will send order intents to the broker."""
+"""Executor: RQ workers that send order intents to the broker (paper or Tradovate), in order, at most once."""

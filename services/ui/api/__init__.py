@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from flask import Flask
 
-from services.ui.api import dashboard, openapi, positions, recorders, signals, status, tradingview
+from services.ui.api import (
+    accounts,
+    dashboard,
+    openapi,
+    positions,
+    recorders,
+    signals,
+    status,
+    traders,
+    tradingview,
+)
 
 
 def register_api(app: Flask) -> None:
-    for module in (recorders, signals, positions, dashboard, status, tradingview, openapi):
+    for module in (recorders, signals, positions, dashboard, status, tradingview, accounts, traders, openapi):
         app.register_blueprint(module.bp)

@@ -12,11 +12,18 @@ from typing import Any
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
+from services.ui.api.execution_schemas import (
+    PaperAccountCreate,
+    TraderCreate,
+    TraderUpdate,
+    TradingWindow,
+)
 from services.ui.api.openapi_parts import (
     BOOL,
     ERROR_TEXT,
     INT,
     MONEY,
+    NUM,
     SCHEMAS,
     STR,
     list_of,
@@ -259,6 +266,60 @@ def _session_paths() -> dict[str, Any]:
     }
 
 
+def _execution_paths() -> dict[str, Any]:
+    subaccount = obj(id=INT, name=STR, broker_account_id=INT, active=BOOL, risk_status=STR, refreshed_at=STR)
+    account = obj(id=INT, broker=STR, name=STR, environment=nullable(STR), auth_method=nullable(STR),
+                  status=STR, status_message=nullable(STR), token_expires_at=nullable(STR),
+                  created_at=STR, subaccounts={"type": "array", "items": subaccount})
+    trader = obj(id=INT, recorder_id=INT, subaccount_id=INT, multiplier=NUM, enabled=BOOL,
+                 max_contracts=nullable(INT), daily_loss_limit=nullable(NUM), window=nullable(obj(
+                     start=STR, end=STR, tz=STR)), paused_until=nullable(STR), paused_reason=nullable(STR),
+                 created_at=STR, updated_at=STR)
+    order = obj(id=STR, trader_id=nullable(INT), subaccount_id=INT, source=STR, signal_id=nullable(STR),
+                kind=STR, symbol=STR, contract=nullable(STR), side=STR, quantity=NUM, status=STR,
+                broker_order_id=nullable(STR), fill_price=nullable(NUM), error=nullable(STR), attempts=INT)
+    account_id = path_param("account_id", INT)
+    trader_id = path_param("trader_id", INT)
+    w = ("401", "403", "404", "409", "422")
+    return {
+        "/api/accounts": {
+            "get": operation("Your broker accounts with their subaccounts",
+                             obj(ok=BOOL, accounts={"type": "array", "items": account})),
+            "post": operation("Connect an account (paper: fills at the last price)", account, status="201",
+                              body="PaperAccountCreate", errors=("400", "401", "403", "422")),
+        },
+        "/api/accounts/{account_id}": {
+            "parameters": [account_id],
+            "get": operation("One account", account, errors=("401", "404")),
+            "delete": operation("Remove an account, its subaccounts and their traders", obj(ok=BOOL, id=INT),
+                                errors=("401", "403", "404")),
+        },
+        "/api/traders": {
+            "get": operation("Your traders", obj(ok=BOOL, traders={"type": "array", "items": trader}),
+                             params=[query("recorder_id", INT)]),
+            "post": operation("Link a recorder to a subaccount", trader, status="201", body="TraderCreate",
+                              errors=("400", *w)),
+        },
+        "/api/traders/{trader_id}": {
+            "parameters": [trader_id],
+            "get": operation("One trader", trader, errors=("401", "404")),
+            "put": operation("Change a trader (switching it on clears a pause)", trader, body="TraderUpdate",
+                             errors=("400", *w)),
+            "delete": operation("Unlink", obj(ok=BOOL, id=INT), errors=("401", "403", "404")),
+        },
+        "/api/orders": {
+            "get": operation("Order intents, newest first, with their broker results",
+                             obj(ok=BOOL, orders={"type": "array", "items": order}),
+                             params=[query("trader_id", INT), query("subaccount_id", INT), query("status", STR),
+                                     query("limit", INT)], errors=("401", "404", "422")),
+        },
+        "/api/orders/{order_id}": {
+            "parameters": [path_param("order_id", STR)],
+            "get": operation("One order intent", order, errors=("401", "404")),
+        },
+    }
+
+
 def _tradingview_paths() -> dict[str, Any]:
     view = obj(
         ok=BOOL,
@@ -293,6 +354,10 @@ def build_document() -> dict[str, Any]:
         "RecorderCreate": RecorderCreate.model_json_schema(ref_template=template),
         "RecorderUpdate": RecorderUpdate.model_json_schema(ref_template=template),
         "TradingViewCookies": TradingViewCookies.model_json_schema(ref_template=template),
+        "PaperAccountCreate": PaperAccountCreate.model_json_schema(ref_template=template),
+        "TraderCreate": TraderCreate.model_json_schema(ref_template=template),
+        "TraderUpdate": TraderUpdate.model_json_schema(ref_template=template),
+        "TradingWindow": TradingWindow.model_json_schema(ref_template=template),
     }
     return {
         "openapi": "3.1.0",
@@ -305,7 +370,8 @@ def build_document() -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "security": [{"apiKey": []}, {"session": []}],
-        "paths": {**_session_paths(), **_recorder_paths(), **_read_paths(), **_tradingview_paths()},
+        "paths": {**_session_paths(), **_recorder_paths(), **_read_paths(), **_tradingview_paths(),
+                  **_execution_paths()},
         "components": {
             "schemas": schemas,
             "securitySchemes": {

@@ -71,6 +71,7 @@ ERROR_TEXT = {
     "401": "Not authenticated",
     "403": "CSRF token missing or invalid",
     "404": "Not found (or another user's)",
+    "409": "It exists already (e.g. this recorder is linked to this subaccount)",
     "422": "A field or parameter is wrong; the error names it",
 }
 

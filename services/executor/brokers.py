@@ -1,0 +1,63 @@
+"""What the executor asks of a broker, whichever it is (paper or Tradovate)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy.orm import Session
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """One intent made concrete: the dated contract and the subaccount's broker identity."""
+
+    intent_id: str
+    cl_ord_id: str
+    subaccount_id: int
+    account_spec: str  # Tradovate's account name
+    broker_account_id: int
+    kind: str  # entry | add | reduce | close
+    symbol: str  # root
+    contract: str  # dated, e.g. MNQZ6
+    side: str  # buy | sell
+    quantity: Decimal
+    order_type: str = "market"
+    limit_price: Decimal | None = None
+    tp_price: Decimal | None = None
+    sl_price: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: str  # accepted | filled | rejected
+    broker_order_id: str | None = None
+    fill_price: Decimal | None = None
+    error: str | None = None
+
+
+class BrokerUnavailable(Exception):
+    """The request may or may not have reached the broker; ask (`lookup`) before sending again."""
+
+
+class BrokerPaused(Exception):
+    """The broker user is paused (penalty or lockout); the intent waits, nothing was sent."""
+
+    def __init__(self, reason: str, seconds: float):
+        super().__init__(reason)
+        self.reason = reason
+        self.seconds = seconds
+
+
+class Broker(ABC):
+    name: str = "broker"
+
+    @abstractmethod
+    def send(self, ticket: Ticket, session: Session) -> Answer:
+        """Send the ticket's orders. `session` is the transaction that records the answer, which
+        lets a broker living in PostgreSQL (paper) change its book in the same commit."""
+
+    @abstractmethod
+    def lookup(self, ticket: Ticket, session: Session) -> Answer | None:
+        """What became of a ticket whose send was interrupted; None when the broker never saw it."""

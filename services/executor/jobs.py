@@ -1,0 +1,79 @@
+"""The executor's RQ jobs and the resources they share within one worker process."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from functools import cached_property
+
+import redis
+
+from libs.common import db
+from libs.common.config import Settings, load_settings
+from libs.common.models import Account
+from services.executor.brokers import Answer, Broker, Ticket
+from services.executor.paper import PaperBroker
+from services.executor.sender import Sender
+
+
+class NotConnectedBroker(Broker):
+    """A broker this installation cannot send to; every intent is rejected with the reason."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def send(self, ticket: Ticket, session) -> Answer:
+        return Answer("rejected", error=self.reason)
+
+    def lookup(self, ticket: Ticket, session) -> Answer | None:
+        return None
+
+
+@dataclass
+class ExecutorContext:
+    settings: Settings
+
+    @cached_property
+    def sessions(self):
+        return db.make_sessionmaker(db.make_engine(self.settings.database_url, pool_size=4))
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.settings.redis_url, decode_responses=True)
+
+    @cached_property
+    def paper(self) -> PaperBroker:
+        return PaperBroker(self.redis, self.settings.stream_prefix)
+
+    def broker_for(self, account: Account) -> Broker:
+        if account.broker == "paper":
+            return self.paper
+        return NotConnectedBroker("sending to Tradovate is not available in this version yet")
+
+    @cached_property
+    def sender(self) -> Sender:
+        return Sender(self.settings.stream_prefix, self.sessions, self.redis, self.broker_for)
+
+
+_context: ExecutorContext | None = None
+_context_lock = threading.Lock()
+
+
+def context() -> ExecutorContext:
+    global _context
+    with _context_lock:
+        if _context is None:
+            _context = ExecutorContext(load_settings())
+        return _context
+
+
+def use_context(ctx: ExecutorContext) -> None:
+    """Set the process's context (the service does at start-up, tests do for their settings)."""
+    global _context
+    with _context_lock:
+        _context = ctx
+
+
+def drain_subaccount(subaccount_id: int) -> int:
+    """RQ job: send the subaccount's queued intents in order."""
+    return context().sender.drain(subaccount_id)

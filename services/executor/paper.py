@@ -1,0 +1,103 @@
+"""The paper broker: fills market orders at the last price and holds each position's bracket.
+
+Its book lives in PostgreSQL (`paper_positions`), changed in the same transaction that records the
+intent's answer, so a crash can never fill an intent twice. `fill_brackets` takes a tick and fills
+any take-profit or stop-loss it reaches, exactly at the level, as a real resting order would.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import redis
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from libs.common import streams
+from libs.common.instruments import contract_spec
+from libs.common.models import PaperPosition
+from services.executor.brokers import Answer, Broker, Ticket
+
+ZERO = Decimal(0)
+
+
+class PaperBroker(Broker):
+    name = "paper"
+
+    def __init__(self, client: redis.Redis, prefix: str):
+        self.redis = client
+        self.prefix = prefix
+
+    def last_price(self, symbol: str) -> Decimal | None:
+        value = self.redis.hget(self.prefix + streams.LAST_PRICE, symbol)
+        if value is None:
+            return None
+        return Decimal(value.decode() if isinstance(value, bytes) else value)
+
+    def send(self, ticket: Ticket, session: Session) -> Answer:
+        price = self.last_price(ticket.symbol)
+        if price is None:
+            return Answer("rejected", error=f"no price for {ticket.symbol} yet; the paper broker fills at the last price")
+        book = session.get(PaperPosition, (ticket.subaccount_id, ticket.contract), with_for_update=True)
+        if book is None:
+            book = PaperPosition(subaccount_id=ticket.subaccount_id, contract=ticket.contract, symbol=ticket.symbol,
+                                 net_qty=ZERO, realized_pnl=ZERO)
+            session.add(book)
+        if ticket.kind == "close":
+            if book.net_qty == 0:
+                return Answer("filled", broker_order_id=f"paper-{ticket.cl_ord_id}", error="already flat")
+            qty, side = abs(book.net_qty), ("sell" if book.net_qty > 0 else "buy")
+            _fill(book, side, qty, price)
+            book.tp_price = book.sl_price = None
+        else:
+            _fill(book, ticket.side, ticket.quantity, price)
+            book.tp_price, book.sl_price = (ticket.tp_price, ticket.sl_price) if book.net_qty else (None, None)
+        return Answer("filled", broker_order_id=f"paper-{ticket.cl_ord_id}", fill_price=price)
+
+    def lookup(self, ticket: Ticket, session: Session) -> Answer | None:
+        # The book changes only in the transaction that records the answer: an interrupted send
+        # left no trace, so sending again is safe.
+        return None
+
+
+def _fill(book: PaperPosition, side: str, qty: Decimal, price: Decimal) -> None:
+    """Apply a fill to the net position: average price on adds, realized PnL on reductions."""
+    signed = qty if side == "buy" else -qty
+    spec = contract_spec(book.symbol)
+    net = book.net_qty
+    if net == 0 or (net > 0) == (signed > 0):
+        total = abs(net) + qty
+        book.avg_price = ((book.avg_price or ZERO) * abs(net) + price * qty) / total
+        book.net_qty = net + signed
+        return
+    closing = min(abs(net), qty)
+    direction = 1 if net > 0 else -1
+    book.realized_pnl += (price - book.avg_price) * closing * direction * spec.point_value
+    book.net_qty = net + signed
+    if book.net_qty == 0:
+        book.avg_price = None
+    elif (book.net_qty > 0) != (net > 0):  # crossed zero: the rest opens at this price
+        book.avg_price = price
+
+
+def fill_brackets(session: Session, symbol: str, price: Decimal) -> list[tuple[PaperPosition, str, Decimal]]:
+    """Fill resting brackets of `symbol` that `price` reaches; returns (book, tp|sl, level)."""
+    filled = []
+    books = session.scalars(
+        select(PaperPosition).where(PaperPosition.symbol == symbol, PaperPosition.net_qty != 0)
+        .with_for_update()
+    ).all()
+    for book in books:
+        long = book.net_qty > 0
+        hit = None
+        if book.tp_price is not None and (price >= book.tp_price if long else price <= book.tp_price):
+            hit = ("tp", book.tp_price)
+        elif book.sl_price is not None and (price <= book.sl_price if long else price >= book.sl_price):
+            hit = ("sl", book.sl_price)
+        if hit is None:
+            continue
+        _fill(book, "sell" if long else "buy", abs(book.net_qty), hit[1])
+        book.tp_price = book.sl_price = None
+        filled.append((book, hit[0], hit[1]))
+    return filled
+

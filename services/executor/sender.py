@@ -1,0 +1,136 @@
+"""Sending the intents of one subaccount, in sequence, at most once each.
+
+An intent is claimed (`queued` → `sending`, committed) before its request goes out and answered
+(`filled`, `accepted`, `rejected`) after. An intent found in `sending` was interrupted: the broker
+is asked whether it has it (by clOrdId) before anything is sent again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import redis
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from libs.common import streams
+from libs.common.db import transaction
+from libs.common.exchange_calendar import trade_date
+from libs.common.models import Account, OrderIntent, Subaccount
+from libs.common.rolls import ContractError, resolve_ticker
+from libs.common.serialize import intent_dict
+from services.executor.brokers import Answer, Broker, BrokerPaused, BrokerUnavailable, Ticket
+
+log = logging.getLogger("executor")
+
+LOCK_TIMEOUT_S = 120  # a worker killed while holding the lock frees it after this
+
+
+@dataclass
+class Sender:
+    settings_prefix: str
+    sessions: sessionmaker[Session]
+    redis: redis.Redis
+    broker_for: Callable[[Account], Broker]
+
+    def drain(self, subaccount_id: int, wait_s: float = 60.0) -> int:
+        """Send every queued intent of the subaccount in order; returns how many were answered."""
+        lock = self.redis.lock(f"{self.settings_prefix}executor:subaccount:{subaccount_id}",
+                               timeout=LOCK_TIMEOUT_S, blocking_timeout=wait_s)
+        if not lock.acquire():
+            return 0
+        answered = 0
+        try:
+            while self._send_next(subaccount_id):
+                answered += 1
+                lock.extend(LOCK_TIMEOUT_S, replace_ttl=True)
+        finally:
+            try:
+                lock.release()
+            except redis.exceptions.LockError:
+                log.warning("subaccount lock expired while sending", extra={"kv": {"subaccount_id": subaccount_id}})
+        return answered
+
+    def _next(self, session: Session, subaccount_id: int) -> OrderIntent | None:
+        return session.scalar(
+            select(OrderIntent).where(OrderIntent.subaccount_id == subaccount_id,
+                                      OrderIntent.status.in_(("queued", "sending")))
+            .order_by(OrderIntent.sequence).limit(1).with_for_update()
+        )
+
+    def _send_next(self, subaccount_id: int) -> bool:
+        self._events: list[tuple[str, dict]] = []
+        try:
+            sent = self._claim_and_send(subaccount_id)
+        except Exception:
+            self._events = []  # the transaction rolled back: there is nothing to tell
+            raise
+        for event_type, data in self._events:
+            streams.publish_event(self.redis, self.settings_prefix + streams.EVENTS, event_type, data)
+        return sent
+
+    def _claim_and_send(self, subaccount_id: int) -> bool:
+        with transaction(self.sessions) as session:
+            intent = self._next(session, subaccount_id)
+            if intent is None:
+                return False
+            subaccount = session.get(Subaccount, subaccount_id)
+            broker = self.broker_for(subaccount.account)
+            ticket = self._ticket(intent, subaccount)
+            if isinstance(ticket, str):
+                self._answer(session, intent, Answer("rejected", error=ticket))
+                return True
+            if intent.status == "sending":
+                found = broker.lookup(ticket, session)
+                if found is not None:
+                    log.info("interrupted intent found at the broker", extra={"kv": {"intent_id": intent.id}})
+                    self._answer(session, intent, found)
+                    return True
+            intent.status, intent.contract = "sending", ticket.contract
+            intent.attempts += 1
+            intent.sent_at = datetime.now(UTC)
+        # The claim is committed: from here a crash leaves `sending`, which the next drain checks.
+        with transaction(self.sessions) as session:
+            intent = session.get(OrderIntent, intent.id, with_for_update=True)
+            try:
+                answer = broker.send(ticket, session)
+            except BrokerPaused as paused:
+                intent.status = "queued"  # nothing went out; it waits for the pause to end
+                intent.error = paused.reason
+                self._publish("order.paused", intent)
+                return False
+            except BrokerUnavailable as exc:
+                intent.error = f"the broker did not answer: {exc}; it will be asked before any resend"
+                return False
+            self._answer(session, intent, answer)
+        return True
+
+    def _ticket(self, intent: OrderIntent, subaccount: Subaccount) -> Ticket | str:
+        try:
+            contract = resolve_ticker(intent.ticker or intent.symbol, trade_date(datetime.now(UTC)))
+        except ContractError:
+            contract = intent.symbol  # not a futures root we know (e.g. AAPL): trade it as named
+        return Ticket(
+            intent_id=str(intent.id), cl_ord_id=intent.cl_ord_id, subaccount_id=subaccount.id,
+            account_spec=subaccount.name, broker_account_id=subaccount.broker_account_id, kind=intent.kind,
+            symbol=intent.symbol, contract=intent.contract or contract, side=intent.side,
+            quantity=intent.quantity, order_type=intent.order_type, limit_price=intent.limit_price,
+            tp_price=intent.tp_price, sl_price=intent.sl_price,
+        )
+
+    def _answer(self, session: Session, intent: OrderIntent, answer: Answer) -> None:
+        intent.status = answer.status
+        intent.broker_order_id = answer.broker_order_id
+        intent.fill_price = answer.fill_price
+        intent.error = answer.error
+        intent.finished_at = datetime.now(UTC)
+        session.flush()
+        self._publish(f"order.{answer.status}", intent)
+        log.info("intent answered", extra={"kv": {"intent_id": intent.id, "status": answer.status,
+                                                  "signal_id": intent.signal_id}})
+
+    def _publish(self, event_type: str, intent: OrderIntent) -> None:
+        self._events.append((event_type, intent_dict(intent)))

@@ -1,0 +1,101 @@
+"""What runs beside the workers: handing over intents nobody enqueued, and the paper broker's
+resting brackets filled by ticks."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import redis
+from sqlalchemy import or_, select
+
+from libs.common import orders, streams
+from libs.common.db import transaction
+from libs.common.models import OrderIntent
+from libs.common.serialize import num
+from libs.common.streams import MalformedMessage, TickMessage
+from services.executor.jobs import ExecutorContext
+from services.executor.paper import fill_brackets
+
+log = logging.getLogger("executor")
+
+QUEUED_GRACE = timedelta(seconds=3)  # the engine enqueues right after its commit
+SENDING_GRACE = timedelta(seconds=30)  # longer than any broker request takes
+PAPER_GROUP = "paper_broker"
+
+
+def sweep(ctx: ExecutorContext, rq_conn: redis.Redis) -> int:
+    """Enqueue a drain for every subaccount with an intent left queued or stuck in sending."""
+    now = datetime.now(UTC)
+    with ctx.sessions() as session:
+        rows = session.execute(
+            select(OrderIntent.id, OrderIntent.subaccount_id, OrderIntent.priority).where(or_(
+                (OrderIntent.status == "queued") & (OrderIntent.created_at < now - QUEUED_GRACE),
+                (OrderIntent.status == "sending") & (OrderIntent.sent_at < now - SENDING_GRACE),
+            )).order_by(OrderIntent.sequence)
+        ).all()
+    first: dict[int, orders.QueuedIntent] = {}
+    for intent_id, subaccount_id, priority in rows:
+        first.setdefault(subaccount_id, orders.QueuedIntent(intent_id, subaccount_id, priority))
+    orders.enqueue(rq_conn, ctx.settings.stream_prefix, first.values())
+    return len(first)
+
+
+def run_sweeper(ctx: ExecutorContext, rq_conn: redis.Redis, stop: threading.Event, every_s: float = 2.0) -> None:
+    while not stop.wait(every_s):
+        try:
+            sweep(ctx, rq_conn)
+        except Exception:
+            log.exception("sweep failed")
+
+
+class PaperBracketWatcher:
+    """Reads `jt:ticks` through its own consumer group and fills paper brackets it reaches."""
+
+    def __init__(self, ctx: ExecutorContext, consumer: str):
+        self.ctx = ctx
+        self.consumer = consumer
+        self.stream = ctx.settings.stream(streams.TICKS)
+
+    def prepare(self) -> None:
+        # Start from new ticks: an old price must not fill a bracket placed after it.
+        try:
+            self.ctx.redis.xgroup_create(self.stream, PAPER_GROUP, id="$", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def step(self, block_ms: int | None = 500) -> int:
+        got = self.ctx.redis.xreadgroup(PAPER_GROUP, self.consumer, {self.stream: ">"}, count=1000, block=block_ms)
+        entries = [(entry_id, fields) for _, items in got or [] for entry_id, fields in items]
+        if not entries:
+            return 0
+        latest: list[tuple[str, Decimal]] = []
+        for _, fields in entries:
+            try:
+                tick = TickMessage.from_fields(fields)
+            except MalformedMessage:
+                continue
+            latest.append((tick.symbol, tick.price))
+        events = []
+        with transaction(self.ctx.sessions) as session:
+            for symbol, price in latest:
+                for book, reason, level in fill_brackets(session, symbol, price):
+                    events.append({"subaccount_id": book.subaccount_id, "contract": book.contract,
+                                   "reason": reason, "fill_price": num(level), "net_qty": num(book.net_qty),
+                                   "realized_pnl": num(book.realized_pnl)})
+        for data in events:
+            streams.publish_event(self.ctx.redis, self.ctx.settings.stream(streams.EVENTS), "order.bracket_filled", data)
+        self.ctx.redis.xack(self.stream, PAPER_GROUP, *(entry_id for entry_id, _ in entries))
+        return len(entries)
+
+    def run(self, stop: threading.Event) -> None:
+        self.prepare()
+        while not stop.is_set():
+            try:
+                self.step()
+            except Exception:
+                log.exception("paper bracket step failed")
+                stop.wait(1.0)

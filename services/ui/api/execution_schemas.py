@@ -1,0 +1,59 @@
+"""Request bodies of the execution routes: accounts, traders, manual trades."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
+
+from services.ui.api.schemas import FIELD_RULES, Name
+
+Clock = Annotated[str, StringConstraints(strict=True, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
+Multiplier = Annotated[Decimal, Field(gt=0, le=1000, max_digits=12, decimal_places=4, allow_inf_nan=False)]
+Money = Annotated[Decimal, Field(gt=0, max_digits=14, decimal_places=2, allow_inf_nan=False)]
+Contracts = Annotated[StrictInt, Field(ge=1, le=10_000)]
+
+FIELD_RULES.update({
+    "broker": 'broker must be "paper" or "tradovate"',
+    "recorder_id": "recorder_id must be the id of one of your recorders",
+    "subaccount_id": "subaccount_id must be the id of one of your subaccounts",
+    "multiplier": "multiplier must be a number above 0 and at most 1000",
+    "max_contracts": "max_contracts must be null or a whole number from 1 to 10000",
+    "daily_loss_limit": "daily_loss_limit must be null or a positive amount in USD",
+    "window": 'window must be null or {"start": "HH:MM", "end": "HH:MM", "tz": "America/New_York"}',
+})
+
+
+class PaperAccountCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    broker: Literal["paper"]
+    name: Name = "Paper"
+
+
+class TradingWindow(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start: Clock
+    end: Clock
+    tz: str = "America/New_York"
+
+
+class TraderFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    multiplier: Multiplier = Decimal(1)
+    enabled: StrictBool = True
+    max_contracts: Contracts | None = None
+    daily_loss_limit: Money | None = None
+    window: TradingWindow | None = None
+
+
+class TraderCreate(TraderFields):
+    recorder_id: StrictInt
+    subaccount_id: StrictInt
+
+
+class TraderUpdate(TraderFields):
+    """Only the fields present in the body change."""

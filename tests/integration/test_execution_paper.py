@@ -1,0 +1,214 @@
+"""Signals placed on a paper account: the engine's outbox, RQ, the executor, the paper broker."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from rq import Queue
+from rq.worker import SimpleWorker
+from sqlalchemy import select
+
+from libs.common import db, orders, streams
+from libs.common.exchange_calendar import trade_date
+from libs.common.models import OrderIntent, PaperPosition, Subaccount, Trader
+from libs.common.rolls import front_contract
+from libs.common.streams import SignalMessage, TickMessage
+from services.executor.jobs import ExecutorContext, use_context
+from services.executor.upkeep import PaperBracketWatcher, sweep
+from services.position_engine.engine import PositionEngine
+
+
+@pytest.fixture
+def paper(client, alice):
+    """A paper account of alice's and its one subaccount."""
+    _, key = alice
+    account = client.post("/api/accounts", json={"broker": "paper", "name": "Practice"}, headers=key)
+    assert account.status_code == 201, account.get_json()
+    return account.get_json()["subaccounts"][0]
+
+
+@pytest.fixture
+def recorder_of_alice(client, alice):
+    body = {"name": "MNQ", "tp_ticks": 20, "sl_ticks": 40}
+    return client.post("/api/recorders", json=body, headers=alice[1]).get_json()
+
+
+@pytest.fixture
+def position_engine(settings, sessions, redis_client):
+    eng = PositionEngine(settings, sessions, redis_client, consumer="engine-test")
+    eng.prepare()
+    return eng
+
+
+@pytest.fixture
+def executor(settings):
+    ctx = ExecutorContext(settings)
+    use_context(ctx)
+    rq_conn = orders.rq_connection(settings.redis_url)
+    queues = [Queue(settings.stream_prefix + q, connection=rq_conn) for q in orders.QUEUES]
+
+    def work() -> None:
+        SimpleWorker(queues, connection=rq_conn).work(burst=True)
+
+    work.ctx, work.rq = ctx, rq_conn
+    return work
+
+
+def signal(settings, redis_client, position_engine, recorder_id, action, price, qty=1, ticker="MNQ1!"):
+    msg = SignalMessage(str(uuid.uuid4()), recorder_id, action, ticker, "MNQ", Decimal(str(price)),
+                        Decimal(qty), None, None, streams.now_ms(), "{}")
+    redis_client.xadd(settings.stream(streams.SIGNALS), msg.to_fields())
+    while position_engine.step(block_ms=None):
+        pass
+
+
+def set_price(settings, redis_client, price, symbol="MNQ"):
+    redis_client.hset(settings.stream(streams.LAST_PRICE), symbol, str(price))
+
+
+def intents(sessions):
+    with sessions() as s:
+        return s.scalars(select(OrderIntent).order_by(OrderIntent.sequence)).all()
+
+
+def book(sessions, subaccount_id):
+    with sessions() as s:
+        return s.scalars(select(PaperPosition).where(PaperPosition.subaccount_id == subaccount_id)).all()
+
+
+def test_signals_become_paper_orders_in_sequence(
+    client, alice, paper, recorder_of_alice, settings, redis_client, position_engine, executor, sessions
+):
+    _, key = alice
+    trader = client.post("/api/traders", json={"recorder_id": recorder_of_alice["id"], "subaccount_id": paper["id"],
+                                                "multiplier": 2}, headers=key)
+    assert trader.status_code == 201, trader.get_json()
+    set_price(settings, redis_client, "25641.25")
+    signal(settings, redis_client, position_engine, recorder_of_alice["id"], "buy", 25640)
+    signal(settings, redis_client, position_engine, recorder_of_alice["id"], "sell", 25650)  # reverse
+    queued = intents(sessions)
+    assert [(i.kind, i.side, i.quantity, i.status) for i in queued] == [
+        ("entry", "buy", 2, "queued"), ("close", "sell", 0, "queued"), ("entry", "sell", 2, "queued")]
+    assert queued[0].tp_price == Decimal("25645") and queued[0].sl_price == Decimal("25630")
+
+    executor()
+    done = intents(sessions)
+    assert [i.status for i in done] == ["filled", "filled", "filled"]
+    front = front_contract("MNQ", trade_date(datetime.now(UTC)))  # MNQZ6 in late November 2026
+    assert {i.contract for i in done} == {front}
+    assert done[0].sent_at <= done[1].sent_at <= done[2].sent_at  # the subaccount's sequence
+    [position] = book(sessions, paper["id"])
+    assert position.net_qty == -2 and position.avg_price == Decimal("25641.25")
+    assert (position.tp_price, position.sl_price) == (Decimal("25645"), Decimal("25660"))
+
+    orders_api = client.get(f"/api/orders?trader_id={trader.get_json()['id']}", headers=key).get_json()["orders"]
+    assert [o["status"] for o in orders_api] == ["filled"] * 3
+    types = [f["type"] for _, f in redis_client.xrange(settings.stream(streams.EVENTS))]
+    assert types.count("order.filled") == 3
+
+
+def test_paper_bracket_fills_at_its_level_when_a_tick_reaches_it(
+    client, alice, paper, recorder_of_alice, settings, redis_client, position_engine, executor, sessions
+):
+    client.post("/api/traders", json={"recorder_id": recorder_of_alice["id"], "subaccount_id": paper["id"]},
+                headers=alice[1])
+    watcher = PaperBracketWatcher(executor.ctx, "paper-test")
+    watcher.prepare()
+    set_price(settings, redis_client, "25640")
+    signal(settings, redis_client, position_engine, recorder_of_alice["id"], "buy", 25640)
+    executor()
+    redis_client.xadd(settings.stream(streams.TICKS), TickMessage("MNQ", Decimal("25646"), streams.now_ms()).to_fields())
+    watcher.step(block_ms=None)
+    [position] = book(sessions, paper["id"])
+    assert position.net_qty == 0 and position.realized_pnl == Decimal("10")  # 5 points × $2
+    events = [(f["type"], json.loads(f["data"])) for _, f in redis_client.xrange(settings.stream(streams.EVENTS))]
+    [(_, fill)] = [e for e in events if e[0] == "order.bracket_filled"]
+    assert fill["reason"] == "tp" and fill["fill_price"] == 25645
+
+
+def test_no_price_rejects_the_order_with_the_reason(
+    client, alice, paper, recorder_of_alice, settings, redis_client, position_engine, executor, sessions
+):
+    client.post("/api/traders", json={"recorder_id": recorder_of_alice["id"], "subaccount_id": paper["id"]},
+                headers=alice[1])
+    signal(settings, redis_client, position_engine, recorder_of_alice["id"], "buy", 25640)
+    executor()
+    [intent] = intents(sessions)
+    assert intent.status == "rejected" and "no price for MNQ" in intent.error
+
+
+def test_an_interrupted_send_is_not_filled_twice(
+    client, alice, paper, recorder_of_alice, settings, redis_client, position_engine, executor, sessions
+):
+    client.post("/api/traders", json={"recorder_id": recorder_of_alice["id"], "subaccount_id": paper["id"]},
+                headers=alice[1])
+    set_price(settings, redis_client, "25640")
+    signal(settings, redis_client, position_engine, recorder_of_alice["id"], "buy", 25640)
+    with db.transaction(sessions) as s:  # a worker claimed it, then died before the answer
+        [intent] = s.scalars(select(OrderIntent)).all()
+        intent.status, intent.attempts, intent.sent_at = "sending", 1, datetime(2026, 1, 1, tzinfo=UTC)
+    Queue(settings.stream_prefix + orders.QUEUE_ENTRIES, connection=executor.rq).empty()
+    assert sweep(executor.ctx, executor.rq) == 1  # the sweep hands the stuck intent over
+    executor()
+    [intent] = intents(sessions)
+    assert (intent.status, intent.attempts) == ("filled", 2)
+    [position] = book(sessions, paper["id"])
+    assert position.net_qty == 1
+
+
+def test_entries_wait_outside_the_window_but_exits_go_out(
+    client, alice, paper, recorder_of_alice, settings, redis_client, position_engine, executor, sessions
+):
+    trader = client.post("/api/traders", json={
+        "recorder_id": recorder_of_alice["id"], "subaccount_id": paper["id"],
+        "window": {"start": "00:00", "end": "00:01", "tz": "Pacific/Kiritimati"}}, headers=alice[1]).get_json()
+    set_price(settings, redis_client, "25640")
+    signal(settings, redis_client, position_engine, recorder_of_alice["id"], "buy", 25640)
+    assert intents(sessions) == []
+    events = [(f["type"], json.loads(f["data"])) for _, f in redis_client.xrange(settings.stream(streams.EVENTS))]
+    [(_, note)] = [e for e in events if e[0] == "account.trader_skipped"]
+    assert note["trader_id"] == trader["id"] and "window" in note["message"]
+
+
+def test_a_liquidate_only_account_gets_no_entries(
+    client, alice, paper, recorder_of_alice, settings, redis_client, position_engine, sessions
+):
+    client.post("/api/traders", json={"recorder_id": recorder_of_alice["id"], "subaccount_id": paper["id"]},
+                headers=alice[1])
+    with db.transaction(sessions) as s:
+        s.get(Subaccount, paper["id"]).risk_status = "liquidate_only"
+    signal(settings, redis_client, position_engine, recorder_of_alice["id"], "buy", 25640)
+    assert intents(sessions) == []
+
+
+def test_daily_loss_limit_flattens_and_pauses_the_trader(
+    client, alice, paper, recorder_of_alice, settings, redis_client, position_engine, executor, sessions
+):
+    trader = client.post("/api/traders", json={"recorder_id": recorder_of_alice["id"], "subaccount_id": paper["id"],
+                                                "daily_loss_limit": 15}, headers=alice[1]).get_json()
+    set_price(settings, redis_client, "25640")
+    signal(settings, redis_client, position_engine, recorder_of_alice["id"], "buy", 25640)
+    signal(settings, redis_client, position_engine, recorder_of_alice["id"], "close", 25630)  # −$20
+    kinds = [(i.kind, i.source) for i in intents(sessions)]
+    assert kinds == [("entry", "signal"), ("close", "signal"), ("close", "guard")]
+    with sessions() as s:
+        paused = s.get(Trader, trader["id"])
+    assert paused.disabled_until is not None and "daily loss limit of $15.00" in paused.disabled_reason
+    signal(settings, redis_client, position_engine, recorder_of_alice["id"], "buy", 25630)
+    assert len(intents(sessions)) == 3  # no entry while paused
+    view = client.get(f"/api/traders/{trader['id']}", headers=alice[1]).get_json()
+    assert view["paused_until"] == paused.disabled_until.isoformat()
+
+
+def test_traders_are_private_and_validated(client, alice, bob, paper, recorder_of_alice):
+    answer = client.post("/api/traders", json={"recorder_id": recorder_of_alice["id"], "subaccount_id": paper["id"]},
+                         headers=bob[1])
+    assert answer.status_code == 404
+    answer = client.post("/api/traders", json={"recorder_id": recorder_of_alice["id"], "subaccount_id": paper["id"],
+                                               "multiplier": 0}, headers=alice[1])
+    assert answer.status_code == 422 and "multiplier" in answer.get_json()["error"]
+    assert client.get("/api/accounts", headers=bob[1]).get_json()["accounts"] == []

@@ -35,6 +35,8 @@ class PaperBroker(Broker):
         return Decimal(value.decode() if isinstance(value, bytes) else value)
 
     def send(self, ticket: Ticket, session: Session) -> Answer:
+        if ticket.kind == "flatten":
+            return self._flatten(ticket, session)
         price = self.last_price(ticket.symbol)
         if price is None:
             return Answer("rejected", error=f"no price for {ticket.symbol} yet; the paper broker fills at the last price")
@@ -43,6 +45,11 @@ class PaperBroker(Broker):
             book = PaperPosition(subaccount_id=ticket.subaccount_id, contract=ticket.contract, symbol=ticket.symbol,
                                  net_qty=ZERO, realized_pnl=ZERO)
             session.add(book)
+        if ticket.order_type == "limit":
+            marketable = price <= ticket.limit_price if ticket.side == "buy" else price >= ticket.limit_price
+            if not marketable:
+                return Answer("rejected", error="the paper broker fills limit orders only when the last price "
+                                                 "already reaches the limit; resting limit orders are not simulated")
         if ticket.kind == "close":
             if book.net_qty == 0:
                 return Answer("filled", broker_order_id=f"paper-{ticket.cl_ord_id}", error="already flat")
@@ -53,6 +60,21 @@ class PaperBroker(Broker):
             _fill(book, ticket.side, ticket.quantity, price)
             book.tp_price, book.sl_price = (ticket.tp_price, ticket.sl_price) if book.net_qty else (None, None)
         return Answer("filled", broker_order_id=f"paper-{ticket.cl_ord_id}", fill_price=price)
+
+    def _flatten(self, ticket: Ticket, session: Session) -> Answer:
+        books = session.scalars(select(PaperPosition).where(
+            PaperPosition.subaccount_id == ticket.subaccount_id, PaperPosition.net_qty != 0).with_for_update()).all()
+        unpriced = []
+        for book in books:
+            price = self.last_price(book.symbol)
+            if price is None:
+                unpriced.append(book.contract)
+                continue
+            _fill(book, "sell" if book.net_qty > 0 else "buy", abs(book.net_qty), price)
+            book.tp_price = book.sl_price = None
+        if unpriced:
+            return Answer("rejected", error=f"no last price to flatten {', '.join(unpriced)}; the rest was flattened")
+        return Answer("filled", broker_order_id=f"paper-{ticket.cl_ord_id}")
 
     def lookup(self, ticket: Ticket, session: Session) -> Answer | None:
         # The book changes only in the transaction that records the answer: an interrupted send

@@ -15,6 +15,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from libs.common.copy_trading import copies_of
 from libs.common.exchange_calendar import add_business_days, trade_date
 from libs.common.models import OrderIntent, Position, Recorder, Subaccount, Trader
 from libs.common.orders import QueuedIntent
@@ -71,6 +72,14 @@ def _row(trader: Trader, plan: PlannedIntent, *, source: str, symbol: str, ticke
     )
 
 
+def _with_copies(session: Session, row: OrderIntent) -> list[QueuedIntent]:
+    """Add the intent and its followers' copies; the copies' sequence comes after the leader's."""
+    session.add(row)
+    session.flush()
+    rows = [row, *copies_of(session, row)]
+    return [QueuedIntent(r.id, r.subaccount_id, r.priority) for r in rows]
+
+
 def intents_for_signal(
     session: Session, recorder: Recorder, outcome: SignalOutcome, *, symbol: str, ticker: str,
     signal_id: uuid.UUID, now: datetime,
@@ -84,8 +93,7 @@ def intents_for_signal(
         plans, skipped = plan_intents(outcome.changes, rule_of(trader), entries_allowed=blocked is None)
         for plan in plans:
             row = _row(trader, plan, source="signal", symbol=symbol, ticker=ticker, signal_id=signal_id)
-            session.add(row)
-            queued.append(QueuedIntent(row.id, row.subaccount_id, row.priority))
+            queued += _with_copies(session, row)
         for reason in skipped:
             notes.append(OutboxNote(trader.id, trader.user_id, "skipped", blocked or reason))
     return queued, notes
@@ -123,7 +131,6 @@ def daily_loss_guard(
                                   f"(realized ${loss:.2f}); on again on {trader.disabled_until.isoformat()}")
         flatten = PlannedIntent("close", "sell", Decimal(0), "exit")
         row = _row(trader, flatten, source="guard", symbol=symbol, ticker=None, signal_id=None)
-        session.add(row)
-        queued.append(QueuedIntent(row.id, row.subaccount_id, row.priority))
+        queued += _with_copies(session, row)
         notes.append(OutboxNote(trader.id, trader.user_id, "paused", trader.disabled_reason))
     return queued, notes

@@ -212,3 +212,58 @@ def test_traders_are_private_and_validated(client, alice, bob, paper, recorder_o
                                                "multiplier": 0}, headers=alice[1])
     assert answer.status_code == 422 and "multiplier" in answer.get_json()["error"]
     assert client.get("/api/accounts", headers=bob[1]).get_json()["accounts"] == []
+
+
+def test_manual_trade_with_bracket_is_copied_to_followers(
+    client, alice, settings, redis_client, executor, sessions
+):
+    _, key = alice
+    leader, follower = (client.post("/api/accounts", json={"broker": "paper", "name": n}, headers=key)
+                        .get_json()["subaccounts"][0] for n in ("Leader", "Follower"))
+    group = client.post("/api/copy-groups", json={"leader_subaccount_id": leader["id"], "followers": [
+        {"subaccount_id": follower["id"], "multiplier": 3}]}, headers=key)
+    assert group.status_code == 201, group.get_json()
+    set_price(settings, redis_client, "6900.25", symbol="ES")
+    answer = client.post("/api/manual-trade", json={"subaccount_id": leader["id"], "action": "buy",
+                                                    "ticker": "ES1!", "quantity": 2, "tp_ticks": 8, "sl_ticks": 4},
+                         headers=key)
+    assert answer.status_code == 202, answer.get_json()
+    body = answer.get_json()
+    assert (body["order"]["tp_price"], body["order"]["sl_price"]) == (6902.25, 6899.25)
+    assert [(c["subaccount_id"], c["quantity"], c["source"]) for c in body["copies"]] == [(follower["id"], 6, "copy")]
+    executor()
+    assert [b.net_qty for b in book(sessions, leader["id"])] == [2]
+    assert [b.net_qty for b in book(sessions, follower["id"])] == [6]
+
+
+def test_kill_switch_switches_traders_off_and_flattens_every_subaccount(
+    client, alice, paper, recorder_of_alice, settings, redis_client, position_engine, executor, sessions
+):
+    _, key = alice
+    trader = client.post("/api/traders", json={"recorder_id": recorder_of_alice["id"], "subaccount_id": paper["id"]},
+                         headers=key).get_json()
+    set_price(settings, redis_client, "25640")
+    signal(settings, redis_client, position_engine, recorder_of_alice["id"], "buy", 25640)
+    executor()
+    assert [b.net_qty for b in book(sessions, paper["id"])] == [1]
+    answer = client.post("/api/control/flatten-all", headers=key)
+    assert answer.status_code == 202 and answer.get_json()["traders_switched_off"] == 1
+    executor()
+    assert [b.net_qty for b in book(sessions, paper["id"])] == [0]
+    assert client.get(f"/api/traders/{trader['id']}", headers=key).get_json()["enabled"] is False
+
+
+def test_manual_trade_input_is_checked_and_changes_nothing(client, alice, bob, paper, sessions):
+    _, key = alice
+    bad = [({"subaccount_id": paper["id"], "action": "hold", "ticker": "MNQ1!"}, 422, "action"),
+           ({"subaccount_id": paper["id"], "action": "buy"}, 422, "ticker is required"),
+           ({"subaccount_id": paper["id"], "action": "buy", "ticker": "MNQ1!", "quantity": 0}, 422, "quantity"),
+           ({"subaccount_id": paper["id"], "action": "buy", "ticker": "MNQ1!", "order_type": "limit"}, 422,
+            "limit_price"),
+           ({"subaccount_id": paper["id"], "action": "buy", "ticker": "MNQ1!", "tp_ticks": 4}, 422, "no last price")]
+    for body, status, words in bad:
+        answer = client.post("/api/manual-trade", json=body, headers=key)
+        assert answer.status_code == status and words in answer.get_json()["error"], (body, answer.get_json())
+    other = client.post("/api/manual-trade", json={"subaccount_id": paper["id"], "action": "flatten"}, headers=bob[1])
+    assert other.status_code == 404
+    assert intents(sessions) == []

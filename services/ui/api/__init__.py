@@ -13,10 +13,11 @@ from services.ui.api import (
     signals,
     status,
     traders,
+    trading,
     tradingview,
 )
 
 
 def register_api(app: Flask) -> None:
-    for module in (recorders, signals, positions, dashboard, status, tradingview, accounts, traders, openapi):
+    for module in (recorders, signals, positions, dashboard, status, tradingview, accounts, traders, trading, openapi):
         app.register_blueprint(module.bp)

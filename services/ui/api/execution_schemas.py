@@ -57,3 +57,53 @@ class TraderCreate(TraderFields):
 
 class TraderUpdate(TraderFields):
     """Only the fields present in the body change."""
+
+
+Ticker = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=64)]
+Ticks = Annotated[StrictInt, Field(ge=1, le=100_000)]
+Price = Annotated[Decimal, Field(gt=0, max_digits=24, decimal_places=12, allow_inf_nan=False)]
+
+FIELD_RULES.update({
+    "action": 'action must be "buy", "sell", "close" or "flatten"',
+    "ticker": "ticker must name a contract, such as MNQ1! or MNQZ6",
+    "quantity": "quantity must be a whole number of contracts from 1 to 10000",
+    "order_type": 'order_type must be "market" or "limit"',
+    "limit_price": "limit_price must be a positive price",
+    "tp_ticks": "tp_ticks must be null or a whole number of at least 1",
+    "sl_ticks": "sl_ticks must be null or a whole number of at least 1",
+    "copy": "copy must be true or false",
+    "leader_subaccount_id": "leader_subaccount_id must be the id of one of your subaccounts",
+    "followers": 'followers must be a list of {"subaccount_id": id, "multiplier": number}',
+})
+
+
+class ManualTrade(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    subaccount_id: StrictInt
+    action: Literal["buy", "sell", "close", "flatten"]
+    ticker: Ticker | None = None
+    quantity: Contracts = 1
+    order_type: Literal["market", "limit"] = "market"
+    limit_price: Price | None = None
+    tp_ticks: Ticks | None = None
+    sl_ticks: Ticks | None = None
+    # `copy` in JSON; renamed here because BaseModel.copy exists.
+    copy_to_followers: StrictBool = Field(True, alias="copy")
+
+
+class Follower(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    subaccount_id: StrictInt
+    multiplier: Multiplier = Decimal(1)
+    enabled: StrictBool = True
+
+
+class CopyGroupCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name = "Copy group"
+    leader_subaccount_id: StrictInt
+    followers: list[Follower] = Field(default_factory=list, max_length=100)
+    enabled: StrictBool = True

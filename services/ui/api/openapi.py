@@ -13,6 +13,9 @@ from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
 from services.ui.api.execution_schemas import (
+    CopyGroupCreate,
+    Follower,
+    ManualTrade,
     PaperAccountCreate,
     TraderCreate,
     TraderUpdate,
@@ -278,6 +281,8 @@ def _execution_paths() -> dict[str, Any]:
     order = obj(id=STR, trader_id=nullable(INT), subaccount_id=INT, source=STR, signal_id=nullable(STR),
                 kind=STR, symbol=STR, contract=nullable(STR), side=STR, quantity=NUM, status=STR,
                 broker_order_id=nullable(STR), fill_price=nullable(NUM), error=nullable(STR), attempts=INT)
+    copy_group = obj(id=INT, name=STR, leader_subaccount_id=INT, enabled=BOOL, followers={
+        "type": "array", "items": obj(subaccount_id=INT, multiplier=NUM, enabled=BOOL)})
     account_id = path_param("account_id", INT)
     trader_id = path_param("trader_id", INT)
     w = ("401", "403", "404", "409", "422")
@@ -312,6 +317,26 @@ def _execution_paths() -> dict[str, Any]:
                              obj(ok=BOOL, orders={"type": "array", "items": order}),
                              params=[query("trader_id", INT), query("subaccount_id", INT), query("status", STR),
                                      query("limit", INT)], errors=("401", "404", "422")),
+        },
+        "/api/manual-trade": {
+            "post": operation("Buy, sell, close or flatten on one subaccount (copied to its followers)",
+                              obj(ok=BOOL, order=order, copies={"type": "array", "items": order}),
+                              status="202", body="ManualTrade", errors=("400", "401", "403", "404", "422")),
+        },
+        "/api/control/flatten-all": {
+            "post": operation("Kill switch: every trader off, every subaccount flattened",
+                              obj(ok=BOOL, traders_switched_off=INT,
+                                  flatten_orders={"type": "array", "items": order}),
+                              status="202", errors=("401", "403")),
+        },
+        "/api/copy-groups": {
+            "get": operation("Your copy groups", obj(ok=BOOL, copy_groups={"type": "array", "items": copy_group})),
+            "post": operation("A leader subaccount and followers with multipliers", copy_group, status="201",
+                              body="CopyGroupCreate", errors=("400", *w)),
+        },
+        "/api/copy-groups/{group_id}": {
+            "parameters": [path_param("group_id", INT)],
+            "delete": operation("Remove a copy group", obj(ok=BOOL, id=INT), errors=("401", "403", "404")),
         },
         "/api/orders/{order_id}": {
             "parameters": [path_param("order_id", STR)],
@@ -358,6 +383,9 @@ def build_document() -> dict[str, Any]:
         "TraderCreate": TraderCreate.model_json_schema(ref_template=template),
         "TraderUpdate": TraderUpdate.model_json_schema(ref_template=template),
         "TradingWindow": TradingWindow.model_json_schema(ref_template=template),
+        "ManualTrade": ManualTrade.model_json_schema(ref_template=template, by_alias=True),
+        "CopyGroupCreate": CopyGroupCreate.model_json_schema(ref_template=template),
+        "Follower": Follower.model_json_schema(ref_template=template),
     }
     return {
         "openapi": "3.1.0",

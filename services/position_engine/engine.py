@@ -31,6 +31,7 @@ from libs.common.serialize import num, position_dict, usd
 from libs.common.streams import MalformedMessage, SignalMessage, TickMessage
 from services.position_engine import outbox as outbox_rules
 from services.position_engine import rules
+from services.position_engine import ticks as tick_rules
 from services.position_engine.repository import Batch, Tracked, ms_to_dt, recorder_settings
 
 log = logging.getLogger("position_engine")
@@ -351,10 +352,10 @@ class PositionEngine:
 
     def _apply_ticks(self, batch: Batch, symbol: str, ticks: list[tuple[Decimal, int, bool]], outbox: Outbox) -> None:
         """Apply consecutive ticks of one symbol to its open positions, in stream order."""
-        run = rules.TickRun.of(ticks)
+        run = tick_rules.TickRun.of(ticks)
         spec = contract_spec(symbol)
         for tracked in list(batch.by_symbol.get(symbol, ())):
-            result = rules.apply_tick_run(tracked.state, run, spec, allow_delayed_exits=tracked.allow_delayed_exits)
+            result = tick_rules.apply_tick_run(tracked.state, run, spec, allow_delayed_exits=tracked.allow_delayed_exits)
             if result is None:
                 continue
             tracked.last_price = run.prices[-1]

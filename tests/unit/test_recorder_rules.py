@@ -10,8 +10,8 @@ from services.position_engine.rules import (
     RecorderSettings,
     SignalInput,
     apply_signal,
-    apply_tick,
 )
+from services.position_engine.ticks import apply_tick
 
 MNQ = contract_spec("MNQ")
 WORKED = RecorderSettings(default_qty=D(1), tp_ticks=20, sl_ticks=40)

@@ -9,11 +9,9 @@ from libs.common.instruments import contract_spec
 from services.position_engine.rules import (
     RecorderSettings,
     SignalInput,
-    TickRun,
     apply_signal,
-    apply_tick,
-    apply_tick_run,
 )
+from services.position_engine.ticks import TickRun, apply_tick, apply_tick_run
 
 SPECS = [contract_spec(s) for s in ("MNQ", "ZN", "6J", "CL", "AAPL")]
 

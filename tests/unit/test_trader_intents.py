@@ -5,7 +5,8 @@ from decimal import Decimal as D
 
 from libs.common.instruments import contract_spec
 from services.position_engine.intents import TraderRule, in_window, plan_intents
-from services.position_engine.rules import RecorderSettings, SignalInput, apply_signal, apply_tick
+from services.position_engine.rules import RecorderSettings, SignalInput, apply_signal
+from services.position_engine.ticks import apply_tick
 
 MNQ = contract_spec("MNQ")
 REC = RecorderSettings(tp_ticks=20, sl_ticks=40)

@@ -1,0 +1,186 @@
+"""The tick rules of DESIGN §3: a tick marks a position to its price and takes its TP/SL exit.
+
+`apply_tick` takes one tick; `apply_tick_run` takes a run of consecutive ticks of one symbol in one
+pass per position, and equals folding `apply_tick` over them (a property test holds it to that).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from dataclasses import dataclass, field, replace
+from decimal import ROUND_HALF_UP, Decimal
+
+from libs.common.instruments import ContractSpec
+from services.position_engine.rules import (
+    PRICE_QUANTUM,
+    ZERO,
+    PositionChange,
+    PositionState,
+    close_position,
+)
+
+
+@dataclass(frozen=True)
+class TickOutcome:
+    position: PositionState  # marked, and closed when an exit level was reached
+    exit: PositionChange | None = None
+    marked: bool = False  # an excursion or an unrealized extreme moved
+    unrealized_pnl: Decimal = ZERO
+    held_exit: str | None = field(default=None)  # tp | sl reached on a delayed tick, not taken
+
+
+def _exit_level(position: PositionState, price: Decimal) -> tuple[str, Decimal] | None:
+    tp, sl = position.tp_price, position.sl_price
+    if position.side == "long":
+        if tp is not None and price >= tp:
+            return "tp", tp
+        if sl is not None and price <= sl:
+            return "sl", sl
+    else:
+        if tp is not None and price <= tp:
+            return "tp", tp
+        if sl is not None and price >= sl:
+            return "sl", sl
+    return None
+
+
+def apply_tick(
+    position: PositionState, price: Decimal, ts: int, spec: ContractSpec,
+    *, delayed: bool = False, allow_delayed_exits: bool = False,
+) -> TickOutcome | None:
+    """Mark `position` to a tick at `price`; None when the tick predates the position."""
+    if ts < position.opened_ms or position.status != "open":
+        return None
+    level = _exit_level(position, price)
+    held = None
+    if level and delayed and not allow_delayed_exits:
+        held, level = level[0], None
+    mark = level[1] if level else price
+
+    move = ((mark * position.quantity - position.entry_cost) / position.quantity * position.direction).quantize(
+        PRICE_QUANTUM, rounding=ROUND_HALF_UP
+    )
+    unrealized = (mark * position.quantity - position.entry_cost) * position.direction * spec.point_value
+    marked = replace(
+        position,
+        max_favorable=max(position.max_favorable, move),
+        max_adverse=max(position.max_adverse, -move),
+        worst_unrealized_pnl=min(position.worst_unrealized_pnl, unrealized),
+        best_unrealized_pnl=max(position.best_unrealized_pnl, unrealized),
+    )
+    changed = marked != position
+    if level is None:
+        return TickOutcome(marked if changed else position, None, changed, unrealized, held)
+    exit_change = close_position(marked, level[1], level[0], ts, spec)
+    return TickOutcome(exit_change.position, exit_change, True, unrealized)
+
+
+@dataclass(frozen=True)
+class TickRun:
+    """Consecutive ticks of one symbol, with running highs and lows, so that a position takes the
+    whole run in O(log n): only the first tick that reaches a level, and the highest and lowest
+    price before it, can change the position. `apply_tick_run` equals folding `apply_tick`."""
+
+    prices: tuple[Decimal, ...]
+    ts: tuple[int, ...]
+    delayed: tuple[bool, ...]
+    highs: tuple[Decimal, ...]  # highs[i] = max(prices[: i + 1])
+    neg_lows: tuple[Decimal, ...]  # -min(prices[: i + 1]), nondecreasing, for bisect
+
+    @classmethod
+    def of(cls, ticks: list[tuple[Decimal, int, bool]]) -> TickRun:
+        highs, neg_lows = [], []
+        hi = lo = None
+        for price, _, _ in ticks:
+            hi = price if hi is None or price > hi else hi
+            lo = price if lo is None or price < lo else lo
+            highs.append(hi)
+            neg_lows.append(-lo)
+        return cls(
+            tuple(p for p, _, _ in ticks), tuple(t for _, t, _ in ticks), tuple(d for _, _, d in ticks),
+            tuple(highs), tuple(neg_lows),
+        )
+
+    @property
+    def last_ts(self) -> int:
+        return self.ts[-1]
+
+
+def apply_tick_run(
+    position: PositionState, run: TickRun, spec: ContractSpec, *, allow_delayed_exits: bool = False
+) -> TickOutcome | None:
+    """Mark `position` to every tick of `run` in order, stopping at the first exit."""
+    if position.status != "open":
+        return None
+    if min(run.ts) < position.opened_ms or (any(run.delayed) and not allow_delayed_exits):
+        return _fold_ticks(position, run, spec, allow_delayed_exits)
+    exit_at, reason, level = _first_exit(position, run)
+    end = len(run.prices) if exit_at is None else exit_at  # ticks before the exit tick
+    high = run.highs[end - 1] if end else None
+    low = -run.neg_lows[end - 1] if end else None
+    if level is not None:
+        high = level if high is None or level > high else high
+        low = level if low is None or level < low else low
+    best, worst = (high, low) if position.side == "long" else (low, high)
+    marked = _widened(position, best, worst, spec)
+    last_mark = level if level is not None else run.prices[-1]
+    unrealized = (last_mark * position.quantity - position.entry_cost) * position.direction * spec.point_value
+    changed = marked != position
+    if level is None:
+        return TickOutcome(marked if changed else position, None, changed, unrealized)
+    exit_change = close_position(marked, level, reason, run.ts[exit_at], spec)
+    return TickOutcome(exit_change.position, exit_change, True, unrealized)
+
+
+def _first_exit(position: PositionState, run: TickRun) -> tuple[int | None, str | None, Decimal | None]:
+    """Index, reason and level of the first tick that reaches TP or SL."""
+    tp, sl = position.tp_price, position.sl_price
+    n = len(run.prices)
+    above = lambda level: bisect_left(run.highs, level) if level is not None else n  # noqa: E731
+    below = lambda level: bisect_left(run.neg_lows, -level) if level is not None else n  # noqa: E731
+    if position.side == "long":
+        candidates = [(above(tp), "tp", tp), (below(sl), "sl", sl)]
+    else:
+        candidates = [(below(tp), "tp", tp), (above(sl), "sl", sl)]
+    index, reason, level = min(candidates, key=lambda c: c[0])
+    return (None, None, None) if index >= n else (index, reason, level)
+
+
+def _widened(position: PositionState, best: Decimal | None, worst: Decimal | None, spec: ContractSpec) -> PositionState:
+    """Extremes after marks at `best` (most favourable price) and `worst` (least)."""
+    if best is None or worst is None:
+        return position
+
+    def move(price: Decimal) -> Decimal:
+        return ((price * position.quantity - position.entry_cost) / position.quantity * position.direction).quantize(
+            PRICE_QUANTUM, rounding=ROUND_HALF_UP
+        )
+
+    def pnl(price: Decimal) -> Decimal:
+        return (price * position.quantity - position.entry_cost) * position.direction * spec.point_value
+
+    return replace(
+        position,
+        max_favorable=max(position.max_favorable, move(best)),
+        max_adverse=max(position.max_adverse, -move(worst)),
+        worst_unrealized_pnl=min(position.worst_unrealized_pnl, pnl(worst)),
+        best_unrealized_pnl=max(position.best_unrealized_pnl, pnl(best)),
+    )
+
+
+def _fold_ticks(
+    position: PositionState, run: TickRun, spec: ContractSpec, allow_delayed_exits: bool
+) -> TickOutcome | None:
+    """The tick-by-tick path, for runs with ticks older than the position or delayed ticks."""
+    result: TickOutcome | None = None
+    changed = False
+    for price, ts, delayed in zip(run.prices, run.ts, run.delayed, strict=True):
+        step = apply_tick(position, price, ts, spec, delayed=delayed, allow_delayed_exits=allow_delayed_exits)
+        if step is None:
+            continue
+        changed = changed or step.marked
+        result = replace(step, marked=changed)
+        position = step.position
+        if step.exit is not None:
+            break
+    return result

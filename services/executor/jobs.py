@@ -8,12 +8,15 @@ from functools import cached_property
 
 import redis
 
-from libs.common import db
+from libs.common import db, streams
 from libs.common.config import Settings, load_settings
 from libs.common.models import Account
+from libs.common.tradovate_accounts import TokenKeeper
 from services.executor.brokers import Answer, Broker, Ticket
+from services.executor.limiter import BrokerLimiter
 from services.executor.paper import PaperBroker
 from services.executor.sender import Sender
+from services.executor.tradovate_broker import TradovateBroker
 
 
 class NotConnectedBroker(Broker):
@@ -45,10 +48,25 @@ class ExecutorContext:
     def paper(self) -> PaperBroker:
         return PaperBroker(self.redis, self.settings.stream_prefix)
 
+    @cached_property
+    def limiter(self) -> BrokerLimiter:
+        return BrokerLimiter(self.redis, self.settings.stream_prefix,
+                             per_minute=self.settings.tradovate_rate_limit_per_min, guard_ms=250)
+
+    @cached_property
+    def keeper(self) -> TokenKeeper:
+        return TokenKeeper(self.settings, self.redis, sessions=self.sessions)
+
+    def alert(self, user: str, message: str) -> None:
+        streams.publish_event(self.redis, self.settings.stream(streams.EVENTS), "account.alert",
+                              {"broker_user": user, "message": message})
+
     def broker_for(self, account: Account) -> Broker:
         if account.broker == "paper":
             return self.paper
-        return NotConnectedBroker("sending to Tradovate is not available in this version yet")
+        if account.broker == "tradovate":
+            return TradovateBroker(account.id, self.keeper, self.limiter, self.alert)
+        return NotConnectedBroker(f"the broker {account.broker!r} is not supported")
 
     @cached_property
     def sender(self) -> Sender:

@@ -1,0 +1,204 @@
+"""Sending tickets to Tradovate (DESIGN §4): bracket entries, adds and reduces with the protection
+re-armed, liquidations; every request through the shared limiter of the broker user.
+
+A penalty ticket pauses every worker of that user for p-time, then the identical request is sent
+again with the ticket; a captcha, 423 or 429 pauses the user for an hour and the intent waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from libs.common import tradovate
+from libs.common.models import Account
+from libs.common.tradovate_accounts import AccountUnusable, TokenKeeper
+from services.executor.brokers import Answer, Broker, BrokerPaused, BrokerUnavailable, Ticket
+from services.executor.limiter import (
+    CAPTCHA_PAUSE_S,
+    LOCKOUT_PAUSE_S,
+    BrokerLimiter,
+    Penalty,
+    SlotTimeout,
+)
+
+log = logging.getLogger("executor")
+
+MAX_PENALTY_RETRIES = 3
+WAIT_FOR_SLOT_S = 90.0  # a worker waits this long for budget; longer pauses put the intent back
+EXIT_KINDS = ("close", "flatten", "reduce")
+_CONTRACT_IDS: dict[tuple[str, str], int] = {}  # (base url, contract name) → Tradovate contract id
+
+
+def limiter_user(account: Account) -> str:
+    """The limiter key: Tradovate limits per user, so subaccounts of one login share a budget."""
+    return f"tradovate:{account.environment}:{account.broker_user_id or f'account{account.id}'}"
+
+
+class TradovateBroker(Broker):
+    name = "tradovate"
+
+    def __init__(self, account_id: int, keeper: TokenKeeper, limiter: BrokerLimiter,
+                 alert: Callable[[str, str], None] = lambda user, message: None):
+        self.account_id = account_id
+        self.keeper = keeper
+        self.limiter = limiter
+        self.alert = alert  # (broker user, message): lockouts and captchas need a person
+
+    # --- sending -----------------------------------------------------------------------------
+
+    def send(self, ticket: Ticket, session: Session) -> Answer:
+        account = session.get(Account, self.account_id)
+        try:
+            client = self.keeper.client_for(session, account)
+        except AccountUnusable as exc:
+            return Answer("rejected", error=str(exc))
+        call = _Caller(self.limiter, limiter_user(account), "exit" if ticket.kind in EXIT_KINDS else "entry",
+                       self.alert)
+        try:
+            return self._send(client, call, ticket)
+        except tradovate.Rejected as exc:
+            return Answer("rejected", error=f"Tradovate refused the order: {exc.failure_reason}: {exc.failure_text}")
+        except tradovate.TokenExpired:
+            account.token_expires_at = datetime.now(UTC)  # renew before the next try
+            raise BrokerUnavailable("Tradovate no longer accepted the token; it is renewed before a retry") from None
+        except tradovate.BrokerUnavailable as exc:
+            raise BrokerUnavailable(str(exc)) from exc
+
+    def _send(self, client: tradovate.TradovateClient, call: _Caller, ticket: Ticket) -> Answer:
+        if ticket.kind == "flatten":
+            return self._flatten(client, call, ticket)
+        contract_id = self._contract_id(client, call, ticket.contract)
+        if contract_id is None:
+            return Answer("rejected", error=f"Tradovate does not know the contract {ticket.contract}")
+        if ticket.kind == "close":
+            return _accepted(call(client.liquidate_position, ticket.broker_account_id, contract_id))
+        action = "Buy" if ticket.side == "buy" else "Sell"
+        qty = int(ticket.quantity)
+        order_type = "Limit" if ticket.order_type == "limit" else "Market"
+        brackets = _brackets(ticket)
+        if ticket.kind == "entry" and brackets:
+            result = call(client.place_oso, ticket.broker_account_id, ticket.account_spec, action, ticket.contract,
+                          qty, *brackets, order_type=order_type, price=ticket.limit_price, cl_ord_id=ticket.cl_ord_id)
+            return _accepted(result.order_id)
+        order_id = call(client.place_order, ticket.broker_account_id, ticket.account_spec, action, ticket.contract,
+                        qty, order_type=order_type, price=ticket.limit_price, cl_ord_id=ticket.cl_ord_id)
+        if ticket.kind in ("add", "reduce") and brackets:
+            self._rearm(client, call, ticket, contract_id)
+        return _accepted(order_id)
+
+    def _contract_id(self, client: tradovate.TradovateClient, call: _Caller, name: str) -> int | None:
+        """Contract ids never change, so each is looked up once per process (one request saved
+        from the budget on every later order)."""
+        key = (client.base_url, name)
+        if key not in _CONTRACT_IDS:
+            found = call(client.contract_find, name, ticket=False)
+            if not found:
+                return None
+            _CONTRACT_IDS[key] = int(found["id"])
+        return _CONTRACT_IDS[key]
+
+    def _rearm(self, client: tradovate.TradovateClient, call: _Caller, ticket: Ticket, contract_id: int) -> None:
+        """Replace the protective orders so they cover the position's new size at the new levels."""
+        account_id = ticket.broker_account_id
+        for order in call(client.order_deps, account_id, ticket=False):
+            if order.get("contractId") == contract_id and order.get("ordStatus") in ("Working", "Suspended"):
+                call(client.cancel_order, int(order["id"]))
+        net = next((p.get("netPos", 0) for p in call(client.position_list, ticket=False)
+                    if p.get("accountId") == account_id and p.get("contractId") == contract_id), 0)
+        if not net:
+            return
+        first, second = _brackets(ticket, closing_action="Sell" if net > 0 else "Buy")
+        if second is None:  # one level only: a plain order, not an OCO pair
+            call(client.place_order, account_id, ticket.account_spec, first["action"], ticket.contract, abs(net),
+                 order_type=first["orderType"], price=first.get("price"), stop_price=first.get("stopPrice"),
+                 time_in_force="GTC")
+            return
+        call(client.place_oco, account_id, ticket.account_spec, first["action"], ticket.contract, abs(net),
+             second, order_type=first["orderType"], price=first.get("price"),
+             stop_price=first.get("stopPrice"), time_in_force="GTC")
+
+    def _flatten(self, client: tradovate.TradovateClient, call: _Caller, ticket: Ticket) -> Answer:
+        last = None
+        for position in call(client.position_list, ticket=False):
+            if position.get("accountId") == ticket.broker_account_id and position.get("netPos"):
+                last = call(client.liquidate_position, ticket.broker_account_id, int(position["contractId"]))
+        return Answer("accepted", broker_order_id=None if last is None else str(last),
+                      error=None if last is not None else "already flat")
+
+    # --- after a crash -----------------------------------------------------------------------
+
+    def lookup(self, ticket: Ticket, session: Session) -> Answer | None:
+        if ticket.kind in ("close", "flatten"):
+            return None  # liquidations carry no clOrdId; liquidating twice leaves the account flat
+        account = session.get(Account, self.account_id)
+        client = self.keeper.client_for(session, account)
+        call = _Caller(self.limiter, limiter_user(account), "exit", self.alert)
+        try:
+            order = call(client.find_order_by_cl_ord_id, ticket.broker_account_id, ticket.cl_ord_id, ticket=False)
+        except tradovate.BrokerUnavailable as exc:
+            raise BrokerUnavailable(str(exc)) from exc
+        return None if order is None else _accepted(order.get("id"))
+
+
+class _Caller:
+    """One broker request: a slot from the shared limiter, then the call; penalties handled."""
+
+    def __init__(self, limiter: BrokerLimiter, user: str, priority: str, alert: Callable[[str, str], None]):
+        self.limiter, self.user, self.priority, self.alert = limiter, user, priority, alert
+
+    def __call__(self, fn: Callable[..., Any], *args: Any, ticket: bool = True, **kwargs: Any) -> Any:
+        p_ticket = None
+        for _ in range(MAX_PENALTY_RETRIES + 1):
+            self._slot()
+            try:
+                return fn(*args, **kwargs, **({"p_ticket": p_ticket} if ticket and p_ticket else {}))
+            except tradovate.PenaltyTicket as exc:
+                if exc.captcha:
+                    self._pause(CAPTCHA_PAUSE_S, "Tradovate asked for a captcha; requests for this user stop for an hour")
+                self.limiter.apply_penalty(self.user, Penalty(max(1, math.ceil(exc.wait_s)), "p-ticket", False,
+                                                              exc.ticket))
+                p_ticket = exc.ticket if ticket else None
+                log.warning("tradovate penalty ticket", extra={"kv": {"user": self.user, "wait_s": exc.wait_s}})
+            except tradovate.RateLimited as exc:
+                self._pause(LOCKOUT_PAUSE_S, f"Tradovate locked this user out (HTTP {exc.status}); requests stop for an hour")
+        pause = self.limiter.paused(self.user)
+        raise BrokerPaused("Tradovate kept answering with penalty tickets", (pause and pause.remaining_s) or 1.0)
+
+    def _slot(self) -> None:
+        pause = self.limiter.paused(self.user)
+        if pause is not None and (pause.remaining_s is None or pause.remaining_s > WAIT_FOR_SLOT_S):
+            raise BrokerPaused(pause.reason, pause.remaining_s or LOCKOUT_PAUSE_S)
+        try:
+            self.limiter.acquire_request_slot(self.user, self.priority, timeout_s=WAIT_FOR_SLOT_S)
+        except SlotTimeout:
+            raise BrokerPaused("the request budget for this Tradovate user is used up for now", WAIT_FOR_SLOT_S) from None
+
+    def _pause(self, seconds: float, reason: str) -> None:
+        self.limiter.record_penalty(self.user)
+        self.limiter.pause(self.user, seconds, reason)
+        self.alert(self.user, reason)
+        raise BrokerPaused(reason, seconds)
+
+
+def _accepted(order_id: Any) -> Answer:
+    return Answer("accepted", broker_order_id=None if order_id is None else str(order_id))
+
+
+def _brackets(ticket: Ticket, closing_action: str | None = None) -> tuple[dict, dict | None] | tuple[()]:
+    """TP as a GTC limit and SL as a GTC stop, on the side that closes the position."""
+    action = closing_action or ("Sell" if ticket.side == "buy" else "Buy")
+    orders = []
+    if ticket.tp_price is not None:
+        orders.append({"action": action, "orderType": "Limit", "price": Decimal(ticket.tp_price), "timeInForce": "GTC"})
+    if ticket.sl_price is not None:
+        orders.append({"action": action, "orderType": "Stop", "stopPrice": Decimal(ticket.sl_price), "timeInForce": "GTC"})
+    if not orders:
+        return ()
+    return orders[0], (orders[1] if len(orders) > 1 else None)

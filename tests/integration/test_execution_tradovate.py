@@ -1,0 +1,245 @@
+"""Signals placed on a Tradovate account: the executor's real client against the broker simulator."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import replace
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select
+
+from libs.common import db, streams
+from libs.common.exchange_calendar import trade_date
+from libs.common.models import Account, OrderIntent, Trader
+from libs.common.rolls import front_contract
+from libs.common.security import SecretBox
+from libs.common.streams import SignalMessage
+from libs.common.tradovate_accounts import (
+    login,
+    new_credentials,
+    seal_credentials,
+    store_token,
+    sync_subaccounts,
+)
+from services.executor.jobs import ExecutorContext
+from services.executor.limiter import BrokerLimiter
+from services.executor.upkeep import sweep
+from services.position_engine.engine import PositionEngine
+from simulators.tradovate.broker import BrokerSimulator
+from simulators.tradovate.contracts import ContractCatalogue
+
+USER, PASSWORD = "jdoe", "correct horse"
+FRONT = front_contract("MNQ", trade_date(datetime.now(UTC)))
+
+
+@pytest.fixture
+def broker():
+    catalogue = ContractCatalogue()
+    catalogue.add(FRONT)
+    with BrokerSimulator(catalogue, users={USER: PASSWORD}) as sim:
+        sim.set_price(FRONT, "25640.00")
+        yield sim
+
+
+@pytest.fixture
+def tv_settings(settings, broker):
+    return replace(settings, tradovate_demo_url=broker.url, tradovate_live_url=broker.url)
+
+
+@pytest.fixture
+def account(tv_settings, sessions, make_user, broker):
+    """A Tradovate demo account connected with API credentials, as POST /api/accounts does."""
+    user = make_user()
+    creds = new_credentials(USER, PASSWORD, "JustTrades", "1.0", "1234", "sim-api-secret")
+    client, token = login(tv_settings, "demo", creds)
+    box = SecretBox(tv_settings.encryption_key)
+    with db.transaction(sessions) as s:
+        acct = Account(user_id=user.id, broker="tradovate", name="demo", environment="demo",
+                       auth_method="credentials", credentials_encrypted=seal_credentials(box, creds))
+        store_token(box, acct, token)
+        s.add(acct)
+        s.flush()
+        sync_subaccounts(s, acct, client)
+        s.flush()
+        return user, acct.id, acct.subaccounts[0].id
+
+
+@pytest.fixture
+def recorder_with_trader(make_recorder, account, sessions):
+    user, _, subaccount_id = account
+    recorder = make_recorder(user=user, tp_ticks=20, sl_ticks=40)
+    with db.transaction(sessions) as s:
+        s.add(Trader(user_id=user.id, recorder_id=recorder.id, subaccount_id=subaccount_id, multiplier=Decimal(1)))
+    return recorder
+
+
+@pytest.fixture
+def ctx(tv_settings):
+    context = ExecutorContext(tv_settings)
+    return context
+
+
+@pytest.fixture
+def position_engine(tv_settings, sessions, redis_client):
+    eng = PositionEngine(tv_settings, sessions, redis_client, consumer="engine-tv")
+    eng.prepare()
+    return eng
+
+
+def signal(settings, redis_client, eng, recorder, action, price):
+    msg = SignalMessage(str(uuid.uuid4()), recorder.id, action, "MNQ1!", "MNQ", Decimal(str(price)), None,
+                        None, None, streams.now_ms(), "{}")
+    redis_client.xadd(settings.stream(streams.SIGNALS), msg.to_fields())
+    while eng.step(block_ms=None):
+        pass
+
+
+def intents(sessions):
+    with sessions() as s:
+        return s.scalars(select(OrderIntent).order_by(OrderIntent.sequence)).all()
+
+
+def sim_orders(broker):
+    return sorted(broker.book.orders.values(), key=lambda o: o.id)
+
+
+def test_entry_is_one_bracket_order_with_both_account_fields_and_a_client_id(
+    tv_settings, redis_client, sessions, position_engine, recorder_with_trader, account, ctx, broker
+):
+    signal(tv_settings, redis_client, position_engine, recorder_with_trader, "buy", 25640)
+    ctx.sender.drain(account[2])
+    [intent] = intents(sessions)
+    assert intent.status == "accepted" and intent.contract == FRONT and intent.broker_order_id
+    orders = sim_orders(broker)
+    assert len(orders) == 3  # the entry and its two brackets
+    entry = next(o for o in orders if str(o.id) == intent.broker_order_id)
+    assert entry.spec.cl_ord_id == intent.cl_ord_id
+    commands = [c for c in broker.book.commands.values() if c.get("clOrdId") == intent.cl_ord_id]
+    assert len(commands) == 1 and commands[0]["isAutomated"] is True
+    assert {o.status for o in orders if o.parent_id == entry.id} == {"Working"}
+
+
+def test_reverse_liquidates_then_enters_in_order(
+    tv_settings, redis_client, sessions, position_engine, recorder_with_trader, account, ctx, broker
+):
+    signal(tv_settings, redis_client, position_engine, recorder_with_trader, "buy", 25640)
+    ctx.sender.drain(account[2])
+    broker.set_price(FRONT, "25642.00")  # between the long's SL and TP: its bracket stays working
+    signal(tv_settings, redis_client, position_engine, recorder_with_trader, "sell", 25642)
+    ctx.sender.drain(account[2])
+    assert [(i.kind, i.status) for i in intents(sessions)] == [
+        ("entry", "accepted"), ("close", "accepted"), ("entry", "accepted")]
+    [position] = [p for p in broker.book.positions.values()]
+    assert position.json()["netPos"] == -1
+    working = [o for o in sim_orders(broker) if o.status == "Working"]
+    assert len(working) == 2  # only the short's bracket; the liquidation cancelled the long's
+
+
+def test_a_rejected_order_is_shown_and_not_retried(
+    tv_settings, redis_client, sessions, position_engine, recorder_with_trader, account, ctx, broker
+):
+    broker.reject_next("MaxPosLimitReached", "Max position limit reached")
+    signal(tv_settings, redis_client, position_engine, recorder_with_trader, "buy", 25640)
+    ctx.sender.drain(account[2])
+    ctx.sender.drain(account[2])
+    [intent] = intents(sessions)
+    assert intent.status == "rejected" and "MaxPosLimitReached" in intent.error and intent.attempts == 1
+
+
+def test_a_token_expiring_mid_run_is_renewed_and_nothing_is_sent_twice(
+    tv_settings, redis_client, sessions, position_engine, recorder_with_trader, account, ctx, broker
+):
+    broker.expire_tokens()
+    signal(tv_settings, redis_client, position_engine, recorder_with_trader, "buy", 25640)
+    ctx.sender.drain(account[2])  # 401: left in `sending`
+    [intent] = intents(sessions)
+    assert intent.status == "sending"
+    with db.transaction(sessions) as s:
+        s.get(OrderIntent, intent.id).sent_at = datetime(2026, 1, 1, tzinfo=UTC)
+    ctx.sender.drain(account[2])  # asks the broker by clOrdId first, then sends with a new token
+    [intent] = intents(sessions)
+    assert intent.status == "accepted"
+    sent = [c for c in broker.book.commands.values() if c.get("clOrdId") == intent.cl_ord_id]
+    assert len(sent) == 1
+
+
+def test_a_worker_killed_after_sending_does_not_send_again(
+    tv_settings, redis_client, sessions, position_engine, recorder_with_trader, account, ctx, broker
+):
+    signal(tv_settings, redis_client, position_engine, recorder_with_trader, "buy", 25640)
+    [intent] = intents(sessions)
+    # The worker claimed the intent and the broker got the order; then the worker died.
+    with db.transaction(sessions) as s:
+        row = s.get(OrderIntent, intent.id)
+        row.status, row.attempts, row.sent_at, row.contract = "sending", 1, datetime(2026, 1, 1, tzinfo=UTC), FRONT
+    ticket = ctx.sender._ticket(intent, _subaccount(sessions, account[2]))
+    with sessions() as s:
+        ctx.broker_for(s.get(Account, account[1])).send(ticket, s)
+    rq_conn = __import__("libs.common.orders", fromlist=["x"]).rq_connection(tv_settings.redis_url)
+    assert sweep(ctx, rq_conn) == 1
+    ctx.sender.drain(account[2])
+    [intent] = intents(sessions)
+    assert intent.status == "accepted" and intent.attempts == 1
+    assert sum(1 for c in broker.book.commands.values() if c.get("clOrdId") == intent.cl_ord_id) == 1
+
+
+def _subaccount(sessions, subaccount_id):
+    from libs.common.models import Subaccount
+
+    with sessions() as s:
+        sub = s.get(Subaccount, subaccount_id)
+        s.expunge(sub)
+        return sub
+
+
+def test_many_intents_from_four_workers_never_exceed_the_rate_limit(
+    tv_settings, redis_client, sessions, account, ctx, broker
+):
+    user, _, subaccount_id = account
+    limit = 60
+    ctx.limiter = BrokerLimiter(redis_client, tv_settings.stream_prefix, per_minute=limit, per_hour=10_000,
+                                exit_reserve=2, minute_ms=1000, hour_ms=60_000, guard_ms=50)
+    with db.transaction(sessions) as s:
+        for _ in range(300):
+            intent_id = uuid.uuid4()
+            s.add(OrderIntent(id=intent_id, user_id=user.id, subaccount_id=subaccount_id, source="manual",
+                              kind="entry", symbol="MNQ", ticker=FRONT, side="buy", quantity=Decimal(1),
+                              priority="entry", status="queued", cl_ord_id=f"jt-{intent_id.hex[:24]}"))
+    time.sleep(1.1)  # the account's connect (login, account list) must not share the first window
+    workers = [threading.Thread(target=ctx.sender.drain, args=(subaccount_id, 120)) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+    statuses = Counter(i.status for i in intents(sessions))
+    assert statuses == {"accepted": 300}
+    assert broker.max_requests_in_window(USER, 1.0) <= limit
+    assert len({c["clOrdId"] for c in broker.book.commands.values() if "clOrdId" in c}) == 300
+
+
+def test_a_penalty_ticket_pauses_then_resends_with_the_ticket(
+    tv_settings, redis_client, sessions, position_engine, recorder_with_trader, account, ctx, broker
+):
+    broker.penalize_next(1, p_time=1.0)
+    signal(tv_settings, redis_client, position_engine, recorder_with_trader, "buy", 25640)
+    ctx.sender.drain(account[2])
+    [intent] = intents(sessions)
+    assert intent.status == "accepted"
+    assert ctx.limiter.usage(f"tradovate:demo:{broker.user_ids[USER]}").penalties == 1
+
+
+def test_a_lockout_pauses_the_user_and_raises_an_alert(
+    tv_settings, redis_client, sessions, position_engine, recorder_with_trader, account, ctx, broker
+):
+    broker.lock_out(60, USER)
+    signal(tv_settings, redis_client, position_engine, recorder_with_trader, "buy", 25640)
+    ctx.sender.drain(account[2])
+    [intent] = intents(sessions)
+    assert intent.status == "queued" and "locked this user out" in intent.error
+    events = [f["type"] for _, f in redis_client.xrange(tv_settings.stream(streams.EVENTS))]
+    assert "account.alert" in events and "order.paused" in events

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -76,9 +77,6 @@ def check_config(settings: Settings) -> None:
     name = settings.price_source
     if name not in SOURCES:
         raise FeedConfigError(f"PRICE_SOURCE must be one of {', '.join(SOURCES)}, not {name!r}")
-    if name == "tradovate":
-        raise FeedConfigError("PRICE_SOURCE=tradovate needs a linked Tradovate account, which comes "
-                              "with live execution; use tradingview, scanner, sim, replay or off meanwhile")
     if name == "replay":
         if not settings.replay_file:
             raise FeedConfigError("PRICE_SOURCE=replay needs REPLAY_FILE, a CSV of ts,symbol,price")
@@ -114,6 +112,8 @@ def build_sources(settings: Settings, cookies: CookieStore | None) -> FeedSource
         return FeedSources(ReplaySource(Path(settings.replay_file), speed=settings.replay_speed))
     if name in ("tradingview", "scanner"):
         return _tradingview_sources(settings, cookies)
+    if name == "tradovate":
+        return _tradovate_sources(settings, cookies.sessions if cookies else None)
     raise AssertionError(name)  # check_config knows every name
 
 
@@ -146,6 +146,40 @@ def _tradingview_sources(settings: Settings, cookies: CookieStore | None):
             socket.credentials_changed()
 
     return FeedSources(socket, scanner, session_state, reconnect_on_new_cookies)
+
+
+def _tradovate_sources(settings: Settings, sessions: sessionmaker[Session] | None) -> FeedSources:
+    """Tradovate's market-data socket with the token of the most recently connected account."""
+    from libs.common.exchange_calendar import trade_date
+    from libs.common.models import Account
+    from libs.common.tradovate_accounts import AccountUnusable, TokenKeeper, base_url
+    from services.price_feed.tradovate import TradovateMarketDataSource
+
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    keeper = TokenKeeper(settings, client, sessions=sessions)
+
+    def account() -> Account | None:
+        with keeper.sessions() as s:
+            return s.scalar(select(Account).where(Account.broker == "tradovate", Account.status == "connected")
+                            .order_by(Account.updated_at.desc()).limit(1))
+
+    def token(md: bool) -> str | None:
+        found = account()
+        if found is None:
+            return None
+        try:
+            return keeper.md_token(None, found) if md else keeper.token(None, found)
+        except AccountUnusable as exc:
+            log.warning("tradovate account unusable for market data", extra={"kv": {"reason": repr(str(exc))}})
+            return None
+
+    first = account()
+    rest_url = base_url(settings, first.environment if first else "demo")
+    source = TradovateMarketDataSource(
+        settings.tradovate_md_url, rest_url, lambda: token(md=True), rest_token_provider=lambda: token(md=False),
+        clock_date=lambda: trade_date(datetime.now(UTC)),
+    )
+    return FeedSources(source)
 
 
 def start_status_server(port: int, feed: Feed) -> ThreadingHTTPServer:

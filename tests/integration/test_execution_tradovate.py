@@ -243,3 +243,36 @@ def test_a_lockout_pauses_the_user_and_raises_an_alert(
     assert intent.status == "queued" and "locked this user out" in intent.error
     events = [f["type"] for _, f in redis_client.xrange(tv_settings.stream(streams.EVENTS))]
     assert "account.alert" in events and "order.paused" in events
+
+
+def test_price_feed_streams_tradovate_quotes_with_the_connected_accounts_token(
+    tv_settings, redis_client, sessions, account, broker
+):
+    import time as clock
+
+    from services.price_feed.feed import Feed
+    from services.price_feed.service import CookieStore, build_sources
+    from simulators.tradovate.market_data import MarketDataServer
+
+    with MarketDataServer(broker.catalogue, broker.md_token_valid, heartbeat_interval_s=0.5) as md:
+        settings = replace(tv_settings, price_source="tradovate", tradovate_md_url=md.url, price_watchlist=("MNQ",))
+        sources = build_sources(settings, CookieStore(sessions, settings.encryption_key))
+        feed = Feed(settings, redis_client, sources.primary)
+        stop = threading.Event()
+        worker = threading.Thread(target=feed.run, args=(stop,), kwargs={"every_s": 0.05}, daemon=True)
+        worker.start()
+        try:
+            deadline = clock.monotonic() + 10
+            while clock.monotonic() < deadline and not md.subscriptions():
+                clock.sleep(0.05)
+            md.set_trade(FRONT, "25641.25")
+            while clock.monotonic() < deadline:
+                last = redis_client.hget(tv_settings.stream(streams.LAST_PRICE), "MNQ")
+                if last == "25641.25":
+                    break
+                clock.sleep(0.05)
+            assert redis_client.hget(tv_settings.stream(streams.LAST_PRICE), "MNQ") == "25641.25"
+            assert feed.status()["source"] == "tradovate" and feed.status()["connected"]
+        finally:
+            stop.set()
+            worker.join(10)

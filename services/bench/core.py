@@ -29,6 +29,7 @@ from libs.common.embedded import free_port
 from libs.common.models import Recorder, User
 from libs.common.security import hash_password, new_webhook_token
 from libs.common.streams import SignalMessage, TickMessage
+from services.bench.execution import ExecutionBench
 from services.position_engine.engine import PositionEngine
 
 BENCH_EMAIL = "bench@justtrades.invalid"
@@ -305,6 +306,9 @@ class Bench:
             self.signal_to_position(recorder)
             self.ticks_through_engine(read_rate)
             self.tick_to_close()
+            execution = ExecutionBench(self)
+            execution.signal_to_order()
+            execution.burst_utilisation()
         finally:
             self.drop_bench_user()
             self.clean_streams()

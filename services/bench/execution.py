@@ -1,0 +1,158 @@
+"""Execution figures: signal → order accepted by the Tradovate simulator, and the limiter's
+utilisation during a burst, both through a real `justtrades executor` process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from libs.common import db, orders, streams
+from libs.common.exchange_calendar import trade_date
+from libs.common.models import Account, OrderIntent, Trader
+from libs.common.rolls import front_contract
+from libs.common.security import SecretBox
+from libs.common.streams import SignalMessage
+from libs.common.tradovate_accounts import (
+    login,
+    new_credentials,
+    seal_credentials,
+    store_token,
+    sync_subaccounts,
+)
+from services.executor.limiter import BrokerLimiter
+from simulators.tradovate.broker import BrokerSimulator
+from simulators.tradovate.contracts import ContractCatalogue
+
+if TYPE_CHECKING:
+    from services.bench.core import Bench
+
+USER, PASSWORD = "bench", "bench password"
+
+
+def _percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM lets the worker finish its job; a job waiting on the budget may take long."""
+    process.terminate()
+    try:
+        process.wait(5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
+class ExecutionBench:
+    def __init__(self, bench: Bench):
+        self.bench = bench
+        self.settings = bench.settings
+        self.front = front_contract("MNQ", trade_date(datetime.now(UTC)))
+
+    def _simulator(self, **kw) -> BrokerSimulator:
+        catalogue = ContractCatalogue()
+        catalogue.add(self.front)
+        sim = BrokerSimulator(catalogue, users={USER: PASSWORD}, **kw).start()
+        sim.set_price(self.front, "25640.00")
+        return sim
+
+    def _connect(self, sim: BrokerSimulator, recorder_id: int, user_id: int) -> int:
+        """A Tradovate account of the bench user on the simulator, linked to the recorder."""
+        settings = self.settings
+        creds = new_credentials(USER, PASSWORD, "JustTrades", "1.0", "1234", "sim-api-secret")
+        client, token = login(replace(settings, tradovate_demo_url=sim.url), "demo", creds)
+        box = SecretBox(settings.encryption_key)
+        with db.transaction(self.bench.sessions) as s:
+            account = Account(user_id=user_id, broker="tradovate", name="bench", environment="demo",
+                              auth_method="credentials", credentials_encrypted=seal_credentials(box, creds))
+            store_token(box, account, token)
+            s.add(account)
+            s.flush()
+            sync_subaccounts(s, account, client)
+            s.flush()
+            subaccount_id = account.subaccounts[0].id
+            s.add(Trader(user_id=user_id, recorder_id=recorder_id, subaccount_id=subaccount_id))
+        return subaccount_id
+
+    def _executor(self, sim: BrokerSimulator, per_minute: int) -> subprocess.Popen:
+        env = dict(os.environ, DATABASE_URL=self.settings.database_url, REDIS_URL=self.settings.redis_url,
+                   JT_STREAM_PREFIX=self.settings.stream_prefix, TRADOVATE_DEMO_URL=sim.url,
+                   TRADOVATE_LIVE_URL=sim.url, TRADOVATE_RATE_LIMIT_PER_MIN=str(per_minute), LOG_LEVEL="WARNING",
+                   JT_VAR_DIR=str(self.settings.var_dir), ENCRYPTION_KEY=self.settings.encryption_key,
+                   SECRET_KEY=self.settings.secret_key)
+        return subprocess.Popen([sys.executable, "-m", "services.executor"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def signal_to_order(self) -> None:
+        bench = self.bench
+        [recorder] = bench.make_recorders(1, tp_ticks=40)
+        sim = self._simulator()
+        self._connect(sim, recorder.id, recorder.user_id)
+        executor = self._executor(sim, per_minute=1_000_000)  # room in the limiter: latency only
+        engine = bench.engine()
+        stop = threading.Event()
+        worker = threading.Thread(target=engine.run_forever, kwargs={"stop": stop.is_set}, daemon=True)
+        worker.start()
+        events = self.settings.stream(streams.EVENTS)
+        last = bench.redis.xadd(events, {"type": "bench.mark", "data": "{}"})
+        lat = []
+        try:
+            for i in range(bench.n(200) + 5):
+                action = "buy" if i % 2 == 0 else "close"
+                msg = SignalMessage(str(uuid.uuid4()), recorder.id, action, "MNQ1!", "MNQ", Decimal("25640"),
+                                    None, None, None, streams.now_ms(), "{}")
+                t = time.perf_counter()
+                bench.redis.xadd(self.settings.stream(streams.SIGNALS), msg.to_fields())
+                last = bench._wait_type(events, last, "order.accepted")
+                if i >= 5:  # the first orders warm the executor (connections, contract lookup)
+                    lat.append((time.perf_counter() - t) * 1000)
+        finally:
+            stop.set()
+            worker.join(5)
+            _stop(executor)
+            sim.stop()
+        bench.add("Signal on stream -> order accepted by the Tradovate simulator, p50 / p99",
+                  f"{_percentile(lat, 50):.2f} / {_percentile(lat, 99):.2f} ms",
+                  "engine + RQ + executor process + HTTP")
+
+    def burst_utilisation(self, per_minute: int = 60, burst: int = 100, watch_s: float = 8.0) -> None:
+        """A burst larger than the budget: how much of the minute's budget goes out, penalties."""
+        bench = self.bench
+        bench.clean_streams()  # the latency run filled this broker user's windows
+        [recorder] = bench.make_recorders(1)
+        sim = self._simulator(rate_limit_per_minute=80)  # the broker penalizes above 80 a minute
+        subaccount_id = self._connect(sim, recorder.id, recorder.user_id)
+        time.sleep(1.0)  # the connect's own requests are not part of the burst
+        started = time.time()
+        with db.transaction(bench.sessions) as s:
+            rows = []
+            for _ in range(burst):
+                intent_id = uuid.uuid4()
+                rows.append(OrderIntent(id=intent_id, user_id=recorder.user_id, subaccount_id=subaccount_id,
+                                        source="manual", kind="entry", symbol="MNQ", ticker=self.front, side="buy",
+                                        quantity=Decimal(1), priority="entry", status="queued",
+                                        cl_ord_id=f"jt-{intent_id.hex[:24]}"))
+            s.add_all(rows)
+        orders.enqueue(orders.rq_connection(self.settings.redis_url), self.settings.stream_prefix,
+                       [orders.QueuedIntent(r.id, r.subaccount_id, r.priority) for r in rows])
+        executor = self._executor(sim, per_minute=per_minute)
+        try:
+            time.sleep(watch_s)
+        finally:
+            _stop(executor)
+        sent = [t for t, _ in sim.requests_per_user.get(USER, []) if t >= started]
+        user = f"tradovate:demo:{sim.user_ids[USER]}"
+        penalties = BrokerLimiter(bench.redis, self.settings.stream_prefix).usage(user).penalties
+        sim.stop()
+        bench.add(f"Limiter during a burst of {burst} orders, budget {per_minute}/min",
+                  f"{len(sent)} of {per_minute} sent ({len(sent) / per_minute:.0%})",
+                  f"{penalties} penalty answers; 5 slots stay reserved for exits, the rest waits")

@@ -53,6 +53,9 @@ class Settings:
     tradovate_demo_url: str = "https://demo.tradovateapi.com/v1"
     tradovate_md_url: str = "wss://md.tradovateapi.com/v1/websocket"
     tradovate_oauth_url: str = "https://trader.tradovate.com/oauth"
+    tradovate_oauth_client_id: str = ""  # empty: OAuth connect is off, credentials still work
+    tradovate_oauth_client_secret: str = field(default="", repr=False)
+    ui_public_url: str = "http://localhost:8082"  # where Tradovate sends a browser back to
     tradovate_rate_limit_per_min: int = 60
     webhook_ip_allowlist: tuple[str, ...] = ()
     webhook_rate_limit: int = 30
@@ -92,6 +95,7 @@ def load_settings(environ: dict[str, str] | None = None, env_file: Path | None =
     var_dir = Path(_env(env, "JT_VAR_DIR", str(d.var_dir)))
     database_url = env.get("DATABASE_URL") or None
     allowlist = tuple(a.strip() for a in env.get("WEBHOOK_IP_ALLOWLIST", "").split(",") if a.strip())
+    ui_port = int(_env(env, "UI_PORT", str(d.ui_port)))
     settings = Settings(
         database_url=normalize_database_url(database_url) if database_url else None,
         redis_url=env.get("REDIS_URL") or None,
@@ -100,7 +104,7 @@ def load_settings(environ: dict[str, str] | None = None, env_file: Path | None =
         public_url=_env(env, "PUBLIC_URL", d.public_url).rstrip("/"),
         stream_prefix=_env(env, "JT_STREAM_PREFIX", d.stream_prefix),
         gateway_port=int(_env(env, "GATEWAY_PORT", str(d.gateway_port))),
-        ui_port=int(_env(env, "UI_PORT", str(d.ui_port))),
+        ui_port=ui_port,
         price_feed_port=int(_env(env, "PRICE_FEED_PORT", str(d.price_feed_port))),
         engine_port=int(_env(env, "ENGINE_PORT", str(d.engine_port))),
         price_source=_env(env, "PRICE_SOURCE", d.price_source).strip().lower(),
@@ -115,6 +119,9 @@ def load_settings(environ: dict[str, str] | None = None, env_file: Path | None =
         tradovate_demo_url=_env(env, "TRADOVATE_DEMO_URL", d.tradovate_demo_url),
         tradovate_md_url=_env(env, "TRADOVATE_MD_URL", d.tradovate_md_url),
         tradovate_oauth_url=_env(env, "TRADOVATE_OAUTH_URL", d.tradovate_oauth_url),
+        tradovate_oauth_client_id=env.get("TRADOVATE_OAUTH_CLIENT_ID") or "",
+        tradovate_oauth_client_secret=env.get("TRADOVATE_OAUTH_CLIENT_SECRET") or "",
+        ui_public_url=_env(env, "UI_PUBLIC_URL", f"http://localhost:{ui_port}").rstrip("/"),
         tradovate_rate_limit_per_min=int(_env(env, "TRADOVATE_RATE_LIMIT_PER_MIN", "60")),
         webhook_ip_allowlist=allowlist,
         webhook_rate_limit=int(_env(env, "WEBHOOK_RATE_LIMIT", str(d.webhook_rate_limit))),

@@ -15,9 +15,11 @@ from services.ui.api import (
     traders,
     trading,
     tradingview,
+    tradovate_connect,
 )
 
 
 def register_api(app: Flask) -> None:
-    for module in (recorders, signals, positions, dashboard, status, tradingview, accounts, traders, trading, openapi):
+    for module in (recorders, signals, positions, dashboard, status, tradingview, accounts, traders, trading,
+                   tradovate_connect, openapi):
         app.register_blueprint(module.bp)

@@ -1,4 +1,5 @@
-"""Account routes: broker connections and their subaccounts (paper here; Tradovate to come)."""
+"""Account routes: broker connections and their subaccounts (paper, and Tradovate through
+`tradovate_connect`). No answer carries a token or a credential."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from sqlalchemy import select
 
 from libs.common.models import Account, Subaccount
 from libs.common.serialize import iso
-from services.ui.api.execution_schemas import PaperAccountCreate
+from services.ui.api.execution_schemas import PaperAccountCreate, TradovateAccountCreate
 from services.ui.api.recorders import MAX_ID
 from services.ui.api.schemas import json_object, parse
+from services.ui.api.tradovate_connect import connect_with_credentials, rediscover
 from services.ui.context import db, user_id
-from services.ui.errors import NotFound, ValidationFailed
+from services.ui.errors import NotFound
 
 bp = Blueprint("accounts", __name__, url_prefix="/api/accounts")
 
@@ -49,7 +51,9 @@ def owned_subaccount(subaccount_id: int) -> Subaccount:
 def create_account() -> ResponseReturnValue:
     body = json_object()
     if body.get("broker") == "tradovate":
-        raise ValidationFailed("broker tradovate cannot be connected in this version yet; use paper.")
+        account, created = connect_with_credentials(parse(TradovateAccountCreate, body))
+        # Connecting a Tradovate user again renews that account rather than adding a twin.
+        return jsonify(ok=True, **account_dict(account)), 201 if created else 200
     fields = parse(PaperAccountCreate, body)
     session = db()
     account = Account(user_id=user_id(), broker="paper", name=fields.name, status="connected")
@@ -70,6 +74,15 @@ def list_accounts() -> ResponseReturnValue:
 @bp.get("/<int:account_id>")
 def get_account(account_id: int) -> ResponseReturnValue:
     return jsonify(ok=True, **account_dict(owned_account(account_id)))
+
+
+@bp.post("/<int:account_id>/refresh")
+def refresh_account(account_id: int) -> ResponseReturnValue:
+    """Ask the broker for the subaccounts again: new ones, closed ones, liquidate-only or locked."""
+    account = owned_account(account_id)
+    if account.broker == "tradovate":
+        rediscover(account)
+    return jsonify(ok=True, **account_dict(account))
 
 
 @bp.delete("/<int:account_id>")

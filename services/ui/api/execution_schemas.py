@@ -32,6 +32,37 @@ class PaperAccountCreate(BaseModel):
     name: Name = "Paper"
 
 
+# Tradovate's login fields (reference/tradovate.md §2.1). Secrets are never stripped or echoed.
+Word = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=100)]
+Secret = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=256)]
+ApiKeyId = Annotated[StrictInt, Field(ge=1)] | Annotated[str, StringConstraints(strict=True, pattern=r"^\d{1,18}$")]
+
+FIELD_RULES.update({
+    "environment": 'environment must be "demo" or "live"',
+    "username": "username must be your Tradovate user name",
+    "password": "password must be your Tradovate password (or the API key's dedicated password)",
+    "app_id": "app_id must be the name given to the API key in Tradovate",
+    "app_version": "app_version must be null or text such as 1.0",
+    "cid": "cid must be the API key's numeric id",
+    "sec": "sec must be the API key's secret",
+})
+
+
+class TradovateAccountCreate(BaseModel):
+    # Pydantic would otherwise copy the password into its error text.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    broker: Literal["tradovate"]
+    environment: Literal["demo", "live"]
+    name: Name | None = Field(None, description="default: username@environment")
+    username: Word
+    password: Secret = Field(repr=False)
+    app_id: Word
+    app_version: Word | None = None
+    cid: ApiKeyId
+    sec: Secret = Field(repr=False)
+
+
 class TradingWindow(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

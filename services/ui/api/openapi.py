@@ -20,6 +20,7 @@ from services.ui.api.execution_schemas import (
     TraderCreate,
     TraderUpdate,
     TradingWindow,
+    TradovateAccountCreate,
 )
 from services.ui.api.openapi_parts import (
     BOOL,
@@ -35,6 +36,7 @@ from services.ui.api.openapi_parts import (
     operation,
     path_param,
     query,
+    redirect_operation,
     ref,
 )
 from services.ui.api.schemas import RecorderCreate, RecorderUpdate, TradingViewCookies
@@ -270,10 +272,6 @@ def _session_paths() -> dict[str, Any]:
 
 
 def _execution_paths() -> dict[str, Any]:
-    subaccount = obj(id=INT, name=STR, broker_account_id=INT, active=BOOL, risk_status=STR, refreshed_at=STR)
-    account = obj(id=INT, broker=STR, name=STR, environment=nullable(STR), auth_method=nullable(STR),
-                  status=STR, status_message=nullable(STR), token_expires_at=nullable(STR),
-                  created_at=STR, subaccounts={"type": "array", "items": subaccount})
     trader = obj(id=INT, recorder_id=INT, subaccount_id=INT, multiplier=NUM, enabled=BOOL,
                  max_contracts=nullable(INT), daily_loss_limit=nullable(NUM), window=nullable(obj(
                      start=STR, end=STR, tz=STR)), paused_until=nullable(STR), paused_reason=nullable(STR),
@@ -283,22 +281,9 @@ def _execution_paths() -> dict[str, Any]:
                 broker_order_id=nullable(STR), fill_price=nullable(NUM), error=nullable(STR), attempts=INT)
     copy_group = obj(id=INT, name=STR, leader_subaccount_id=INT, enabled=BOOL, followers={
         "type": "array", "items": obj(subaccount_id=INT, multiplier=NUM, enabled=BOOL)})
-    account_id = path_param("account_id", INT)
     trader_id = path_param("trader_id", INT)
     w = ("401", "403", "404", "409", "422")
     return {
-        "/api/accounts": {
-            "get": operation("Your broker accounts with their subaccounts",
-                             obj(ok=BOOL, accounts={"type": "array", "items": account})),
-            "post": operation("Connect an account (paper: fills at the last price)", account, status="201",
-                              body="PaperAccountCreate", errors=("400", "401", "403", "422")),
-        },
-        "/api/accounts/{account_id}": {
-            "parameters": [account_id],
-            "get": operation("One account", account, errors=("401", "404")),
-            "delete": operation("Remove an account, its subaccounts and their traders", obj(ok=BOOL, id=INT),
-                                errors=("401", "403", "404")),
-        },
         "/api/traders": {
             "get": operation("Your traders", obj(ok=BOOL, traders={"type": "array", "items": trader}),
                              params=[query("recorder_id", INT)]),
@@ -345,6 +330,44 @@ def _execution_paths() -> dict[str, Any]:
     }
 
 
+def _account_paths() -> dict[str, Any]:
+    account_id = path_param("account_id", INT)
+    connect = operation(
+        "Connect an account: paper (fills at the last price), or Tradovate with API credentials "
+        "(logged in at once; nothing is stored when Tradovate refuses). Connecting the same "
+        "Tradovate user again renews that account and answers 200.",
+        "Account", status="201", errors=("400", "401", "403", "422", "502", "503"))  # fmt: skip
+    connect["requestBody"] = {"required": True, "content": {"application/json": {"schema": {
+        "oneOf": [ref("PaperAccountCreate"), ref("TradovateAccountCreate")]}}}}  # fmt: skip
+    return {
+        "/api/accounts": {
+            "get": operation("Your broker accounts with their subaccounts",
+                             obj(ok=BOOL, accounts={"type": "array", "items": ref("Account")})),  # fmt: skip
+            "post": connect,
+        },
+        "/api/accounts/{account_id}": {
+            "parameters": [account_id],
+            "get": operation("One account", "Account", errors=("401", "404")),
+            "delete": operation("Remove an account, its subaccounts and their traders",
+                                obj(ok=BOOL, id=INT), errors=("401", "403", "404")),  # fmt: skip
+        },
+        "/api/accounts/{account_id}/refresh": {
+            "parameters": [account_id],
+            "post": operation("Ask Tradovate for the subaccounts and their risk status again (409 "
+                              "when the account must be reconnected)", "Account",
+                              errors=("401", "403", "404", "409", "502", "503")),  # fmt: skip
+        },
+        "/oauth/tradovate/start": {"get": redirect_operation(
+            "Browser, logged in: off to Tradovate's consent page (login page first when logged out)",
+            [query("environment", {"enum": ["live", "demo"], "default": "live"},
+                   "the host that exchanges the code first")], ("400", "422"))},  # fmt: skip
+        "/oauth/tradovate/callback": {"get": redirect_operation(
+            "Browser: back from Tradovate; stores the account, then redirects to /api/accounts/{id}",
+            [query("code", STR), query("state", STR), query("error", STR)],
+            ("400", "401", "502", "503"))},  # fmt: skip
+    }
+
+
 def _tradingview_paths() -> dict[str, Any]:
     view = obj(
         ok=BOOL,
@@ -380,6 +403,7 @@ def build_document() -> dict[str, Any]:
         "RecorderUpdate": RecorderUpdate.model_json_schema(ref_template=template),
         "TradingViewCookies": TradingViewCookies.model_json_schema(ref_template=template),
         "PaperAccountCreate": PaperAccountCreate.model_json_schema(ref_template=template),
+        "TradovateAccountCreate": TradovateAccountCreate.model_json_schema(ref_template=template),
         "TraderCreate": TraderCreate.model_json_schema(ref_template=template),
         "TraderUpdate": TraderUpdate.model_json_schema(ref_template=template),
         "TradingWindow": TradingWindow.model_json_schema(ref_template=template),
@@ -399,7 +423,7 @@ def build_document() -> dict[str, Any]:
         "servers": [{"url": "/"}],
         "security": [{"apiKey": []}, {"session": []}],
         "paths": {**_session_paths(), **_recorder_paths(), **_read_paths(), **_tradingview_paths(),
-                  **_execution_paths()},
+                  **_account_paths(), **_execution_paths()},
         "components": {
             "schemas": schemas,
             "securitySchemes": {

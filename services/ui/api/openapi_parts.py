@@ -66,13 +66,23 @@ def operation(
     return op
 
 
+def redirect_operation(summary: str, params: list, errors: tuple[str, ...]) -> dict:
+    """A browser route: a redirect, or an error body."""
+    responses: dict[str, Any] = {"302": {"description": "Redirect"}}
+    responses.update({code: {"$ref": f"#/components/responses/E{code}"} for code in errors})
+    return {"summary": summary, "parameters": params, "responses": responses}
+
+
 ERROR_TEXT = {
     "400": "The body is not JSON",
     "401": "Not authenticated",
     "403": "CSRF token missing or invalid",
     "404": "Not found (or another user's)",
-    "409": "It exists already (e.g. this recorder is linked to this subaccount)",
-    "422": "A field or parameter is wrong; the error names it",
+    "409": "It exists already (e.g. this recorder is linked to this subaccount), or the broker "
+    "connection needs the user (reconnect, new credentials)",
+    "422": "A field or parameter is wrong, or the broker refused the credentials; the error says which",
+    "502": "The broker did not answer",
+    "503": "The broker asks to wait (too many attempts, or the user is locked out for a while)",
 }
 
 SCHEMAS: dict[str, Any] = {
@@ -166,4 +176,24 @@ SCHEMAS: dict[str, Any] = {
         worst_unrealized_pnl=MONEY,
     ),
     "CalendarDay": obj(date={"type": "string", "format": "date"}, pnl=MONEY, trades=INT),
+    "Subaccount": obj(
+        id=INT,
+        name={**STR, "description": "Tradovate's accountSpec"},
+        broker_account_id={**INT, "description": "Tradovate's accountId"},
+        active=BOOL,
+        risk_status={"enum": ["normal", "liquidate_only", "locked"]},
+        refreshed_at=TIME,
+    ),
+    "Account": obj(
+        id=INT,
+        broker={"enum": ["paper", "tradovate"]},
+        name=STR,
+        environment={"enum": ["demo", "live", None]},
+        auth_method={"enum": ["credentials", "oauth", None]},
+        status={"enum": ["connected", "error"]},
+        status_message=nullable(STR),
+        token_expires_at=TIME,
+        created_at=TIME,
+        subaccounts={"type": "array", "items": ref("Subaccount")},
+    ),
 }

@@ -187,7 +187,12 @@ def run(settings: Settings, only: list[str] | None = None) -> int:
     with servers_for(settings) as live:
         db.upgrade(live.database_url)
         env = _child_env(live)
-        children = [Child(name, module) for name, module in SERVICES.items() if not only or name in only]
+        children = [Child(name, module) for name, module in SERVICES.items()
+                    if name != "executor" and (not only or name in only)]
+        if not only or "executor" in only:
+            # Several worker processes: each runs one job at a time; the limiter and the
+            # per-subaccount locks in Redis keep them from stepping on each other.
+            children += [Child(f"executor-{n + 1}", SERVICES["executor"]) for n in range(live.executor_workers)]
         for child in children:
             _start(child, env)
         print(banner(live), flush=True)

@@ -57,6 +57,7 @@ class Settings:
     tradovate_oauth_client_secret: str = field(default="", repr=False)
     ui_public_url: str = "http://localhost:8082"  # where Tradovate sends a browser back to
     tradovate_rate_limit_per_min: int = 60
+    executor_workers: int = 2
     webhook_ip_allowlist: tuple[str, ...] = ()
     webhook_rate_limit: int = 30
     webhook_rate_window_s: int = 10
@@ -123,6 +124,7 @@ def load_settings(environ: dict[str, str] | None = None, env_file: Path | None =
         tradovate_oauth_client_secret=env.get("TRADOVATE_OAUTH_CLIENT_SECRET") or "",
         ui_public_url=_env(env, "UI_PUBLIC_URL", f"http://localhost:{ui_port}").rstrip("/"),
         tradovate_rate_limit_per_min=int(_env(env, "TRADOVATE_RATE_LIMIT_PER_MIN", "60")),
+        executor_workers=max(1, int(_env(env, "EXECUTOR_WORKERS", str(d.executor_workers)))),
         webhook_ip_allowlist=allowlist,
         webhook_rate_limit=int(_env(env, "WEBHOOK_RATE_LIMIT", str(d.webhook_rate_limit))),
         webhook_rate_window_s=int(_env(env, "WEBHOOK_RATE_WINDOW_S", str(d.webhook_rate_window_s))),

@@ -276,3 +276,20 @@ def test_price_feed_streams_tradovate_quotes_with_the_connected_accounts_token(
         finally:
             stop.set()
             worker.join(10)
+
+
+def test_the_contract_mapping_in_use_is_visible_with_the_brokers_confirmation(
+    tv_settings, redis_client, sessions, position_engine, recorder_with_trader, account, ctx, broker, alice
+):
+    from services.ui.app import create_app
+
+    client = create_app(tv_settings, sessions=sessions, redis_client=redis_client).test_client()
+    key = alice[1]
+    before = client.get("/api/contracts?ticker=CME_MINI:MNQ1!", headers=key).get_json()
+    assert before["contract"] == FRONT and before["tradovate_contract_id"] is None
+    assert before["rolls_on"] > before["trade_date"] and before["last_trading_day"] >= before["rolls_on"]
+    signal(tv_settings, redis_client, position_engine, recorder_with_trader, "buy", 25640)
+    ctx.sender.drain(account[2])
+    after = client.get("/api/contracts?ticker=MNQ1!", headers=key).get_json()
+    assert after["tradovate_contract_id"] == broker.catalogue.find(FRONT).id
+    assert client.get("/api/contracts?ticker=MNQ", headers=key).status_code == 422

@@ -6,6 +6,7 @@ from flask import Flask
 
 from services.ui.api import (
     accounts,
+    contracts,
     dashboard,
     openapi,
     positions,
@@ -21,5 +22,5 @@ from services.ui.api import (
 
 def register_api(app: Flask) -> None:
     for module in (recorders, signals, positions, dashboard, status, tradingview, accounts, traders, trading,
-                   tradovate_connect, openapi):
+                   tradovate_connect, contracts, openapi):
         app.register_blueprint(module.bp)

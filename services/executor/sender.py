@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from libs.common import streams
 from libs.common.db import transaction
 from libs.common.exchange_calendar import trade_date
+from libs.common.instruments import CONTRACTS
 from libs.common.models import Account, OrderIntent, Subaccount
 from libs.common.rolls import ContractError, resolve_ticker
 from libs.common.serialize import intent_dict
@@ -109,8 +110,10 @@ class Sender:
         return True
 
     def _ticket(self, intent: OrderIntent, subaccount: Subaccount) -> Ticket | str:
+        # A guard's close names only the root: it closes the front contract, as entries trade it.
+        ticker = intent.ticker or (f"{intent.symbol}1!" if intent.symbol in CONTRACTS else intent.symbol)
         try:
-            contract = resolve_ticker(intent.ticker or intent.symbol, trade_date(datetime.now(UTC)))
+            contract = resolve_ticker(ticker, trade_date(datetime.now(UTC)))
         except ContractError:
             contract = intent.symbol  # not a futures root we know (e.g. AAPL): trade it as named
         return Ticket(

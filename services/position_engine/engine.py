@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import redis
@@ -38,6 +39,7 @@ log = logging.getLogger("position_engine")
 
 MARK_INTERVAL_S = 0.5  # at most two position.marked events a second per position
 CLAIM_EVERY_S = 30.0
+WINDOW_CHECK_EVERY_S = 15.0  # trading windows end on the minute; a flatten goes out within this
 CLAIM_MIN_IDLE_MS = 60_000
 TICKS_MAXLEN = 1_000_000
 
@@ -89,6 +91,7 @@ class PositionEngine:
         self.last_prices: dict[str, Decimal] = {}
         self._last_marked: dict[int, float] = {}
         self._backlog = True  # start by re-reading our own pending entries
+        self._last_window_check = 0.0
         self._last_claim = 0.0
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -160,6 +163,8 @@ class PositionEngine:
         """Read and apply one batch; returns how many entries it held."""
         if time.monotonic() - self._last_claim > CLAIM_EVERY_S:
             self.claim_abandoned()
+        if time.monotonic() - self._last_window_check > WINDOW_CHECK_EVERY_S:
+            self.check_trading_windows()
         entries = self.read(block_ms)
         if not entries:
             return 0
@@ -372,6 +377,22 @@ class PositionEngine:
                 log.info("position exited", extra={"kv": {
                     "position_id": tracked.row.id, "reason": result.position.exit_reason,
                     "price": result.position.exit_price}})
+
+    def check_trading_windows(self, now: datetime | None = None) -> int:
+        """Flatten traders whose trading window just ended; returns how many intents went out."""
+        self._last_window_check = time.monotonic()
+        now = now or datetime.now(UTC)
+
+        def claim(trader_id: int, day) -> bool:
+            key = self.settings.stream(f"window_flattened:{trader_id}:{day.isoformat()}")
+            return bool(self.redis.set(key, "1", nx=True, ex=3 * 86_400))
+
+        outbox = Outbox()
+        with transaction(self.sessions) as session:
+            queued, notes = outbox_rules.window_end_flattens(session, now, claim)
+            self._add_intents(outbox, queued, notes)
+        self.publish(outbox)
+        return len(queued)
 
     def _guard_after_exit(self, batch: Batch, tracked: Tracked, outbox: Outbox) -> None:
         recorder = batch.recorder(tracked.row.recorder_id)

@@ -8,9 +8,11 @@ once the transaction has committed.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -133,4 +135,37 @@ def daily_loss_guard(
         row = _row(trader, flatten, source="guard", symbol=symbol, ticker=None, signal_id=None)
         queued += _with_copies(session, row)
         notes.append(OutboxNote(trader.id, trader.user_id, "paused", trader.disabled_reason))
+    return queued, notes
+
+
+FLATTEN_AFTER_WINDOW = timedelta(minutes=2)  # how late after the window's end a flatten still goes
+
+
+def window_end_flattens(
+    session: Session, now: datetime, claim: Callable[[int, date], bool],
+) -> tuple[list[QueuedIntent], list[OutboxNote]]:
+    """At the end of a trader's trading window, close what its recorder holds open.
+
+    `claim(trader_id, trade_date)` is true once per trader and trade date (a Redis SET NX), so
+    several engines or a restart never flatten twice.
+    """
+    queued: list[QueuedIntent] = []
+    notes: list[OutboxNote] = []
+    traders = session.scalars(select(Trader).where(Trader.enabled.is_(True), Trader.window_end.is_not(None)))
+    for trader in traders:
+        rule = rule_of(trader)
+        local = now.astimezone(ZoneInfo(rule.window_tz))
+        end = datetime.combine(local.date(), rule.window_end, tzinfo=local.tzinfo)
+        if not (end <= local < end + FLATTEN_AFTER_WINDOW) or not claim(trader.id, trade_date(now)):
+            continue
+        open_symbols = session.scalars(select(Position.symbol).where(
+            Position.recorder_id == trader.recorder_id, Position.status == "open")).all()
+        for symbol in open_symbols:
+            close = PlannedIntent("close", "sell", Decimal(0), "exit")
+            queued += _with_copies(session, _row(trader, close, source="guard", symbol=symbol, ticker=None,
+                                                 signal_id=None))
+        if open_symbols:
+            notes.append(OutboxNote(trader.id, trader.user_id, "flattened",
+                                    f"the trading window ended at {rule.window_end:%H:%M} {rule.window_tz}; "
+                                    f"flattened {', '.join(open_symbols)}"))
     return queued, notes

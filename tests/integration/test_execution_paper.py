@@ -267,3 +267,23 @@ def test_manual_trade_input_is_checked_and_changes_nothing(client, alice, bob, p
     other = client.post("/api/manual-trade", json={"subaccount_id": paper["id"], "action": "flatten"}, headers=bob[1])
     assert other.status_code == 404
     assert intents(sessions) == []
+
+
+def test_the_end_of_the_trading_window_flattens_once(
+    client, alice, paper, recorder_of_alice, settings, redis_client, position_engine, executor, sessions
+):
+    _, key = alice
+    client.post("/api/traders", json={"recorder_id": recorder_of_alice["id"], "subaccount_id": paper["id"],
+                                      "window": {"start": "00:00", "end": "23:59", "tz": "UTC"}}, headers=key)
+    set_price(settings, redis_client, "25640")
+    signal(settings, redis_client, position_engine, recorder_of_alice["id"], "buy", 25640)
+    executor()
+    assert [b.net_qty for b in book(sessions, paper["id"])] == [1]
+    at_end = datetime.now(UTC).replace(hour=23, minute=59, second=30)
+    assert position_engine.check_trading_windows(at_end) == 1
+    assert position_engine.check_trading_windows(at_end) == 0  # once per trade date
+    executor()
+    assert [b.net_qty for b in book(sessions, paper["id"])] == [0]
+    assert [(i.kind, i.source, i.status) for i in intents(sessions)][-1] == ("close", "guard", "filled")
+    events = [f["type"] for _, f in redis_client.xrange(settings.stream(streams.EVENTS))]
+    assert "account.trader_flattened" in events

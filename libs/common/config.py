@@ -52,6 +52,9 @@ class Settings:
     tradovate_live_url: str = "https://live.tradovateapi.com/v1"
     tradovate_demo_url: str = "https://demo.tradovateapi.com/v1"
     tradovate_md_url: str = "wss://md.tradovateapi.com/v1/websocket"
+    # The account sockets; empty means derived from the REST URLs (…/v1 → wss://…/v1/websocket).
+    tradovate_live_ws_url: str = ""
+    tradovate_demo_ws_url: str = ""
     tradovate_oauth_url: str = "https://trader.tradovate.com/oauth"
     tradovate_oauth_client_id: str = ""  # empty: OAuth connect is off, credentials still work
     tradovate_oauth_client_secret: str = field(default="", repr=False)
@@ -119,6 +122,8 @@ def load_settings(environ: dict[str, str] | None = None, env_file: Path | None =
         tradovate_live_url=_env(env, "TRADOVATE_LIVE_URL", d.tradovate_live_url),
         tradovate_demo_url=_env(env, "TRADOVATE_DEMO_URL", d.tradovate_demo_url),
         tradovate_md_url=_env(env, "TRADOVATE_MD_URL", d.tradovate_md_url),
+        tradovate_live_ws_url=env.get("TRADOVATE_LIVE_WS_URL", ""),
+        tradovate_demo_ws_url=env.get("TRADOVATE_DEMO_WS_URL", ""),
         tradovate_oauth_url=_env(env, "TRADOVATE_OAUTH_URL", d.tradovate_oauth_url),
         tradovate_oauth_client_id=env.get("TRADOVATE_OAUTH_CLIENT_ID") or "",
         tradovate_oauth_client_secret=env.get("TRADOVATE_OAUTH_CLIENT_SECRET") or "",

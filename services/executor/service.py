@@ -12,6 +12,7 @@ from rq.worker import SimpleWorker
 
 from libs.common import orders
 from libs.common.config import Settings
+from services.executor.account_sync import start_account_sync
 from services.executor.jobs import ExecutorContext, use_context
 from services.executor.upkeep import PaperBracketWatcher, run_sweeper
 
@@ -25,6 +26,7 @@ def run(settings: Settings) -> None:
     stop = threading.Event()
     name = f"{socket.gethostname()}-{os.getpid()}"
     threading.Thread(target=run_sweeper, args=(ctx, rq_conn, stop), daemon=True, name="sweeper").start()
+    start_account_sync(ctx, stop)  # fills, risk status and reconciliation from Tradovate's sockets
     watcher = PaperBracketWatcher(ctx, name)
     threading.Thread(target=watcher.run, args=(stop,), daemon=True, name="paper-brackets").start()
     queues = [Queue(settings.stream_prefix + q, connection=rq_conn) for q in orders.QUEUES]

@@ -164,7 +164,10 @@ class PositionEngine:
         if time.monotonic() - self._last_claim > CLAIM_EVERY_S:
             self.claim_abandoned()
         if time.monotonic() - self._last_window_check > WINDOW_CHECK_EVERY_S:
-            self.check_trading_windows()
+            try:
+                self.check_trading_windows()
+            except Exception:  # a failed check is retried on the next one; signals go on
+                log.exception("trading window check failed")
         entries = self.read(block_ms)
         if not entries:
             return 0

@@ -23,8 +23,7 @@ import websocket
 
 from libs.common.instruments import contract_spec, round_to_tick
 from libs.common.streams import now_ms
-from services.price_feed.quotes import Emit, PriceSource, Quote
-from services.price_feed.tradovate_frames import (
+from libs.common.tradovate_frames import (
     HEARTBEAT,
     Close,
     ContractLookup,
@@ -40,6 +39,7 @@ from services.price_feed.tradovate_frames import (
     read_contract_find,
     trade_price,
 )
+from services.price_feed.quotes import Emit, PriceSource, Quote
 
 log = logging.getLogger("price_feed")
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from libs.common.instruments import contract_spec
+from simulators.tradovate.account_socket import AccountSocketServer
 from simulators.tradovate.broker import BrokerSimulator
 from simulators.tradovate.contracts import ContractCatalogue
 from simulators.tradovate.market_data import MarketDataServer
@@ -43,6 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--demo-port", type=int, default=8770, help="demo REST (and OAuth page)")
     parser.add_argument("--live-port", type=int, default=8771, help="live REST")
     parser.add_argument("--md-port", type=int, default=8772, help="market-data WebSocket")
+    parser.add_argument("--demo-ws-port", type=int, default=8773, help="demo account WebSocket")
+    parser.add_argument("--live-ws-port", type=int, default=8774, help="live account WebSocket")
     parser.add_argument("--token-ttl", type=float, default=5400.0, help="seconds a token lives")
     parser.add_argument("--live-locked", action="store_true", help="live answers 429 to all")
     args = parser.parse_args(argv)
@@ -57,11 +60,14 @@ def main(argv: list[str] | None = None) -> None:
         live.lock_out(10 * 365 * 86400)
     md = MarketDataServer(catalogue, lambda t: demo.md_token_valid(t) or live.md_token_valid(t),
                           port=args.md_port).start()  # fmt: skip
+    demo_ws = AccountSocketServer(demo, port=args.demo_ws_port).start()
+    live_ws = AccountSocketServer(live, port=args.live_ws_port).start()
     account = demo.book.accounts_of(DEMO_USER)[0].name
     print(
         "A local Tradovate is running. Start Just Trades against it with:\n"
         f"  TRADOVATE_LIVE_URL={live.url} TRADOVATE_DEMO_URL={demo.url} \\\n"
-        f"  TRADOVATE_MD_URL={md.url} TRADOVATE_OAUTH_URL={demo.root_url}/oauth\n"
+        f"  TRADOVATE_MD_URL={md.url} TRADOVATE_OAUTH_URL={demo.root_url}/oauth \\\n"
+        f"  TRADOVATE_DEMO_WS_URL={demo_ws.url} TRADOVATE_LIVE_WS_URL={live_ws.url}\n"
         f"Demo user: name={DEMO_USER} password={DEMO_PASSWORD} (account {account}),\n"
         f"  API key appId={APP_ID} cid={CID} sec={SEC}\n"
         f"OAuth client: client_id={OAUTH_CLIENT_ID} client_secret={OAUTH_CLIENT_SECRET}\n"
@@ -75,6 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         pass
     finally:
+        live_ws.stop()
+        demo_ws.stop()
         md.stop()
         live.stop()
         demo.stop()

@@ -35,7 +35,7 @@ from simulators.tradovate.broker_entities import (
     OrderRefused,
     OrderSpec,
 )
-from simulators.tradovate.broker_state import Book
+from simulators.tradovate.broker_state import Book, Listener
 from simulators.tradovate.contracts import ContractCatalogue, ContractRestServer
 
 # Entity → the field its `/deps?masterid=` filters on (§4: Account → Order, Order → Fill, …).
@@ -140,6 +140,23 @@ class BrokerSimulator(ContractRestServer):
             stamp = _iso(self.clock())
             account.admin_action, account.admin_timestamp = admin_action, stamp
             account.liquidate_only = stamp if liquidate_only else None
+            self.book.notify("accountRiskStatus", "Updated", account.risk_json(), account.id)
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Held while the book changes; listeners run under it, so a socket that snapshots and
+        subscribes under it misses no change and sees none twice."""
+        return self._lock
+
+    def add_listener(self, listener: Listener) -> None:
+        """`listener(entityType, eventType, entity, accountId)` on every entity change."""
+        with self._lock:
+            self.book.listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        with self._lock:
+            if listener in self.book.listeners:
+                self.book.listeners.remove(listener)
 
     def penalize_next(self, n: int = 1, p_time: float = 1.0, captcha: bool = False) -> None:
         """The next `n` requests get a p-ticket, whatever the counters say."""

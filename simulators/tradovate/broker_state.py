@@ -24,6 +24,9 @@ from simulators.tradovate.broker_entities import (
 )
 from simulators.tradovate.contracts import Contract, ContractCatalogue
 
+# (entityType, eventType, entity JSON, accountId): what the account socket turns into `props`.
+Listener = Callable[[str, str, JSON, int], None]
+
 
 class Book:
     """Every account of one simulated environment and what was traded in it."""
@@ -41,6 +44,12 @@ class Book:
         self.positions: dict[tuple[int, int], Position] = {}
         self.prices: dict[int, Decimal] = {}
         self.forced: list[tuple[str, str]] = []  # refusals for the next commands (reject_next)
+        self.listeners: list[Listener] = []  # called on every entity change, under the sim's lock
+
+    def notify(self, entity_type: str, event_type: str, entity: JSON, account_id: int) -> None:
+        """Tell the listeners (the account socket) that an entity changed (§6.4 `props`)."""
+        for listener in list(self.listeners):
+            listener(entity_type, event_type, entity, account_id)
 
     # -- set-up and hooks ------------------------------------------------------------------------
 
@@ -49,6 +58,8 @@ class Book:
         account = Account(account_id, name or f"DEMO{account_id - 6_419_000}", user, user_id,
                           self._stamp())  # fmt: skip
         self.accounts[account.id] = account
+        self.notify("account", "Created", account.json(), account.id)
+        self.notify("accountRiskStatus", "Created", account.risk_json(), account.id)
         return account
 
     def account_named(self, name: str) -> Account:
@@ -144,6 +155,7 @@ class Book:
         order.spec, order.rested = spec, False
         command = self._command(order, "Modify", None, True)
         self.versions[command] = version_json(command, order.id, spec)
+        self.notify("orderVersion", "Created", self.versions[command], order.account_id)
         self._match(order.contract_id)
         return command
 
@@ -228,6 +240,8 @@ class Book:
         self.orders[order.id] = order
         command = self._command(order, "New", spec.cl_ord_id, automated)
         self.versions[command] = version_json(command, order.id, spec)  # version id = command id
+        self.notify("order", "Created", order.json(), account.id)  # after its command (§5.9)
+        self.notify("orderVersion", "Created", self.versions[command], account.id)
         return order
 
     def _command(self, order: Order, kind: str, cl_ord_id: str | None, automated: bool) -> int:
@@ -237,13 +251,16 @@ class Book:
         if cl_ord_id:
             row["clOrdId"] = cl_ord_id
         self.commands[command_id] = row
+        self.notify("command", "Created", row, order.account_id)
         return command_id
 
     def _cancel(self, order: Order) -> int:
         order.status = "Canceled"
+        self.notify("order", "Updated", order.json(), order.account_id)
         for child in self.orders.values():
             if child.parent_id == order.id and child.status == "Suspended":
                 child.status = "Canceled"
+                self.notify("order", "Updated", child.json(), child.account_id)
         return self._command(order, "Cancel", None, True)
 
     def _match(self, contract_id: int) -> None:
@@ -284,13 +301,19 @@ class Book:
                                "timestamp": stamp, "tradeDate": self._trade_date(),
                                "action": spec.action, "qty": spec.qty, "price": price,
                                "active": True, "finallyPaired": False}  # fmt: skip
+        self.notify("fill", "Created", self.fills[fill_id], order.account_id)
+        self.notify("order", "Updated", order.json(), order.account_id)
         key = (order.account_id, order.contract_id)
-        if key not in self.positions:
+        created = key not in self.positions
+        if created:
             self.positions[key] = Position(next(self._ids), *key, stamp, self._trade_date())
         self.positions[key].apply(spec.action, spec.qty, price, stamp)
+        self.notify("position", "Created" if created else "Updated", self.positions[key].json(),
+                    order.account_id)  # fmt: skip
         for child in self.orders.values():
             if child.parent_id == order.id and child.status == "Suspended":
                 child.status = "Working"
+                self.notify("order", "Updated", child.json(), child.account_id)
         sibling = self.orders.get(order.oco_id or 0)
         if sibling is not None and sibling.status in LIVE:
             self._cancel(sibling)

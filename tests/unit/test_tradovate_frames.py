@@ -7,8 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from services.price_feed.tradovate import backoff_delay
-from services.price_feed.tradovate_frames import (
+from libs.common.tradovate_frames import (
     Close,
     Event,
     FrameError,
@@ -22,6 +21,7 @@ from services.price_feed.tradovate_frames import (
     read_contract_find,
     trade_price,
 )
+from services.price_feed.tradovate import backoff_delay
 
 
 def test_open_and_heartbeat_frames():

@@ -1,13 +1,12 @@
 """signal path tables
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-24 09:21:38.669497
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0001'
 down_revision = None
@@ -16,7 +15,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    
+
     op.create_table('users',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('email', sa.String(length=254), nullable=False),
@@ -122,11 +121,11 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     op.create_index('ix_signals_recorder_received', 'signals', ['recorder_id', 'received_at'], unique=False)
-    
+
 
 
 def downgrade() -> None:
-    
+
     op.drop_index('ix_signals_recorder_received', table_name='signals')
     op.drop_table('signals')
     op.drop_index(op.f('ix_fills_position_id'), table_name='fills')
@@ -140,4 +139,4 @@ def downgrade() -> None:
     op.drop_index(op.f('ix_api_keys_user_id'), table_name='api_keys')
     op.drop_table('api_keys')
     op.drop_table('users')
-    
+

@@ -5,9 +5,8 @@ Revises: 0002
 Create Date: 2026-11-24 09:59:43.494746
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0003'
 down_revision = '0002'
@@ -16,7 +15,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    
+
     op.create_table('accounts',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('user_id', sa.Integer(), nullable=False),
@@ -146,11 +145,11 @@ def upgrade() -> None:
     )
     op.create_index('ix_intents_subaccount_status', 'order_intents', ['subaccount_id', 'status', 'sequence'], unique=False)
     op.create_index('ix_intents_trader', 'order_intents', ['trader_id', 'created_at'], unique=False)
-    
+
 
 
 def downgrade() -> None:
-    
+
     op.drop_index('ix_intents_trader', table_name='order_intents')
     op.drop_index('ix_intents_subaccount_status', table_name='order_intents')
     op.drop_table('order_intents')
@@ -167,4 +166,4 @@ def downgrade() -> None:
     op.drop_table('subaccounts')
     op.drop_index(op.f('ix_accounts_user_id'), table_name='accounts')
     op.drop_table('accounts')
-    
+

@@ -83,3 +83,27 @@ class PriceSource(ABC):
     @property
     def connected(self) -> bool:
         return self._status.connected
+
+
+class ThreadedSource(PriceSource):
+    """A source whose work is one loop, `_run(emit)`, in a daemon thread that `stop` ends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, emit: Emit) -> None:
+        self._stop.clear()
+        self._status.connected = True
+        self._thread = threading.Thread(target=self._run, args=(emit,), daemon=True, name=f"{self.name}-source")
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(5)
+        self._status.connected = False
+
+    @abstractmethod
+    def _run(self, emit: Emit) -> None: ...

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import logging
 import random
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,7 +14,7 @@ from pathlib import Path
 
 from libs.common.instruments import canonical_symbol, contract_spec, round_to_tick
 from libs.common.streams import now_ms
-from services.price_feed.quotes import Emit, PriceSource, Quote
+from services.price_feed.quotes import Emit, PriceSource, Quote, ThreadedSource
 
 log = logging.getLogger("price_feed")
 
@@ -28,7 +27,7 @@ START_PRICES = {
 }
 
 
-class SimSource(PriceSource):
+class SimSource(ThreadedSource):
     """A random walk per wanted root: every `interval_s`, each price moves a few ticks."""
 
     name = "sim"
@@ -39,20 +38,6 @@ class SimSource(PriceSource):
         self.max_step_ticks = max_step_ticks
         self._random = random.Random(seed)
         self._prices: dict[str, Decimal] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self, emit: Emit) -> None:
-        self._stop.clear()
-        self._status.connected = True
-        self._thread = threading.Thread(target=self._run, args=(emit,), daemon=True, name="sim-source")
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(5)
-        self._status.connected = False
 
     def next_price(self, root: str) -> Decimal:
         spec = contract_spec(root)
@@ -124,7 +109,7 @@ def read_replay(path: Path) -> list[RecordedTick]:
     return ticks
 
 
-class ReplaySource(PriceSource):
+class ReplaySource(ThreadedSource):
     """Plays recorded ticks with their original spacing divided by `speed`; each tick is sent as
     a fresh one (stamped now), so it moves positions opened during the replay."""
 
@@ -139,20 +124,6 @@ class ReplaySource(PriceSource):
         self.loop = loop
         self.played = 0
         self.finished = False
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self, emit: Emit) -> None:
-        self._stop.clear()
-        self._status.connected = True
-        self._thread = threading.Thread(target=self._run, args=(emit,), daemon=True, name="replay-source")
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(5)
-        self._status.connected = False
 
     def _run(self, emit: Emit) -> None:
         while not self._stop.is_set():

@@ -7,7 +7,6 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -34,6 +33,7 @@ from services.position_engine.engine import PositionEngine
 from simulators.tradovate.account_socket import AccountSocketServer
 from simulators.tradovate.broker import BrokerSimulator
 from simulators.tradovate.contracts import ContractCatalogue
+from tests.polling import wait_for
 
 USER, PASSWORD = "jdoe", "correct horse"
 FRONT = front_contract("MNQ", trade_date(datetime.now(UTC)))
@@ -41,14 +41,6 @@ GRACE_S = 1.0
 FAST = SyncTimings(heartbeat_s=0.3, silence_s=3.0, backoff_base_s=0.2, backoff_max_s=1.0, refresh_s=0.3,
                    grace_s=GRACE_S, debounce_s=0.2, check_every_s=0.5, settle_s=0.1, settle_window_s=5.0)
 
-
-def wait_for(condition: Callable[[], object], timeout: float = 5.0) -> object:
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
-    return result
 
 
 @pytest.fixture

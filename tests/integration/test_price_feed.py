@@ -16,16 +16,7 @@ from libs.common.streams import SignalMessage, TickMessage
 from services.position_engine.engine import PositionEngine
 from services.price_feed.feed import Feed
 from services.price_feed.sim import ReplayError, ReplaySource, SimSource, read_replay
-
-
-def wait_for(predicate, what: str, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.polling import wait_for
 
 
 @pytest.fixture

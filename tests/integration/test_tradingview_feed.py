@@ -20,16 +20,7 @@ from simulators.tradingview.http import SiteServer
 from simulators.tradingview.market import Market
 from simulators.tradingview.quote_server import QuoteServer
 from simulators.tradingview.tokens import make_jwt
-
-
-def wait_for(predicate, what: str, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.polling import wait_for
 
 
 @pytest.fixture

@@ -25,17 +25,11 @@ from services.price_feed.tradingview.scanner import ScannerSource
 from simulators.tradingview.http import SiteServer
 from simulators.tradingview.market import Account, Market
 from simulators.tradingview.tokens import make_jwt
+from tests.polling import wait_for
 
 COOKIES = SessionCookies("sess-alice", "sign-alice")
 TTL_S = 4 * 3600
 
-
-def wait_for(condition: Callable[[], object], timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
 
 
 def open_account(

@@ -25,20 +25,12 @@ from services.price_feed.tradingview.socket_source import (
 )
 from simulators.tradingview.market import Market
 from simulators.tradingview.quote_server import QuoteServer
+from tests.polling import wait_for
 
 MNQ, ES = "CME_MINI:MNQ1!", "CME_MINI:ES1!"
 TOKEN = "token-alice-1"
 HEARTBEAT_S = 0.2
 
-
-def wait_for(
-    condition: Callable[[], object], timeout: float = 4.0, what: str = "condition"
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 class Tape:

@@ -16,18 +16,12 @@ from services.price_feed.quotes import Quote
 from services.price_feed.tradovate import NO_TOKEN, TradovateMarketDataSource
 from simulators.tradovate.contracts import ContractCatalogue, ContractRestServer
 from simulators.tradovate.market_data import MarketDataServer
+from tests.polling import wait_for
 
 TODAY = date(2026, 11, 2)
 GOOD = "md-token-good"
 IDLE_TIMEOUT_S = 0.8
 
-
-def wait_for(condition: Callable[[], object], timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
 
 
 class Quotes:

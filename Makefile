@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+UI := services/ui
+# npm ci wipes node_modules, so a stamp inside it disappears whenever the packages are reinstalled.
+NPM_STAMP := $(UI)/node_modules/.installed
+VENDOR_STAMP := $(UI)/static/vendor/.copied
 
 .PHONY: install run test unit integration bench lint format clean
 
@@ -12,7 +16,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The pages' browser libraries (socket.io-client, lightweight-charts), pinned in package-lock.json.
+$(NPM_STAMP): $(UI)/package-lock.json $(UI)/package.json
+	@command -v npm >/dev/null 2>&1 || { echo "npm is missing: install Node.js 18 or newer (it brings npm);" \
+	  "the pages load socket.io-client and lightweight-charts from the npm registry at install time." >&2; exit 1; }
+	npm ci --prefix $(UI) --no-audit --no-fund
+	touch $(NPM_STAMP)
+
+$(VENDOR_STAMP): $(NPM_STAMP) $(UI)/copy-vendor.mjs
+	npm run --silent --prefix $(UI) vendor
+	touch $(VENDOR_STAMP)
+
+install: $(STAMP) $(VENDOR_STAMP)
 
 run: install
 	$(BIN)/justtrades run
@@ -37,4 +52,4 @@ format: install
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .ruff_cache $(UI)/node_modules $(UI)/static/vendor

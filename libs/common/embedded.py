@@ -6,6 +6,7 @@ ships `redis-server`); they listen on loopback only and keep their data in a fol
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -83,7 +84,9 @@ class EmbeddedPostgres:
         ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", 0o444)
         ensure_prefix_permissions(self.data_dir)
         for path in (self.data_dir, *self.data_dir.rglob("*")):
-            os.chown(path, entry.pw_uid, entry.pw_gid)
+            # A running server deletes temporary files (pg_internal.init) while we walk.
+            with contextlib.suppress(FileNotFoundError):
+                os.chown(path, entry.pw_uid, entry.pw_gid)
         return {"user": entry.pw_uid, "group": entry.pw_gid}
 
     def start(self) -> None:

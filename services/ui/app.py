@@ -1,4 +1,4 @@
-"""The UI's Flask application: JSON API, login, and (later) the pages and Socket.IO.
+"""The UI's Flask application: JSON API, login, the pages and Socket.IO live updates.
 
 `create_app` builds everything from one Settings object; tests pass their own sessionmaker and
 Redis client, a server process lets the app create its own.
@@ -14,10 +14,11 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from libs.common import db
 from libs.common.config import Settings
-from services.ui import context
+from services.ui import context, pages
 from services.ui.api import register_api
 from services.ui.auth import init_auth
 from services.ui.errors import register_error_handlers
+from services.ui.live import init_live
 
 MAX_BODY = 64 * 1024  # recorder settings are tiny; anything bigger is a mistake or an attack
 POOL_SIZE = 8  # one connection per gunicorn thread
@@ -50,6 +51,8 @@ def create_app(
     register_error_handlers(app)
     init_auth(app)
     register_api(app)
+    pages.register_pages(app)
+    init_live(app, settings)  # wraps wsgi_app with /socket.io; ProxyFix must stay outermost
     if settings.trust_proxy:
         # Behind a reverse proxy: honour its X-Forwarded-For/-Proto so https is seen as https.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]

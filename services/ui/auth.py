@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
 
-from flask import Blueprint, Flask, jsonify, redirect, render_template_string, request, session
+from flask import Blueprint, Flask, jsonify, redirect, render_template, request, session
 from flask.typing import ResponseReturnValue
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from flask_wtf.csrf import CSRFProtect, generate_csrf
@@ -150,19 +150,6 @@ def _credentials() -> tuple[str, str]:
     return email, password
 
 
-LOGIN_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Just Trades — log in</title></head>
-<body><h1>Just Trades</h1>
-{% if error %}<p role="alert">{{ error }}</p>{% endif %}
-<form method="post" action="/login">
-<input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
-<input type="hidden" name="next" value="{{ next }}">
-<label>Email <input type="email" name="email" autocomplete="username" required></label>
-<label>Password <input type="password" name="password" autocomplete="current-password" required></label>
-<button type="submit">Log in</button>
-</form></body></html>"""
-
-
 def _safe_next(target: str | None) -> str:
     # Only same-site paths: an open redirect after login is a phishing aid.
     if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
@@ -170,22 +157,31 @@ def _safe_next(target: str | None) -> str:
     return "/"
 
 
+def login_form(error: str | None, next_page: str, email: str = "") -> str:
+    return render_template("login.html", error=error, next=next_page, email=email)
+
+
 @bp.get("/login")
 def login_page() -> ResponseReturnValue:
-    return render_template_string(LOGIN_PAGE, error=None, next=_safe_next(request.args.get("next")))
+    next_page = _safe_next(request.args.get("next"))
+    if current_user.is_authenticated and current_user.via == "session":
+        return redirect(next_page)
+    return login_form(None, next_page)
 
 
 @bp.post("/login")
 def login() -> ResponseReturnValue:
-    email, password = _credentials()
+    try:
+        email, password = _credentials()
+    except ValidationFailed:
+        if request.is_json:
+            raise
+        return login_form("Enter your email and password.", _safe_next(request.form.get("next"))), 422
     user = authenticate(email, password)
     if user is None:
         if request.is_json:
             raise NotAuthenticated(WRONG_LOGIN)
-        page = render_template_string(
-            LOGIN_PAGE, error=WRONG_LOGIN, next=_safe_next(request.form.get("next"))
-        )
-        return page, 401
+        return login_form(WRONG_LOGIN, _safe_next(request.form.get("next")), email), 401
     session.clear()  # a fresh session (and CSRF token) at every login
     login_user(CurrentUser(user.id, user.email, "session"))
     if not request.is_json:
@@ -205,16 +201,3 @@ def logout() -> ResponseReturnValue:
 @bp.get("/api/csrf-token")
 def csrf_token() -> ResponseReturnValue:
     return jsonify(ok=True, csrf_token=generate_csrf())
-
-
-@bp.get("/")
-def home() -> ResponseReturnValue:
-    # Placeholder until the dashboard pages land.
-    if not current_user.is_authenticated:
-        return redirect("/login")
-    return render_template_string(
-        "<!doctype html><title>Just Trades</title><p>Logged in as {{ email }}.</p>"
-        '<form method="post" action="/logout"><input type="hidden" name="csrf_token" '
-        'value="{{ csrf_token() }}"><button>Log out</button></form>',
-        email=current_user.email,
-    )

@@ -1,13 +1,14 @@
-"""The UI's error classes and the one place that maps every error to a JSON answer.
+"""The UI's error classes and the one place that maps every error to an answer.
 
-Every error body is `{"ok": false, "error": "<plain sentence>"}` (DESIGN §2).
+An API error body is `{"ok": false, "error": "<plain sentence>"}` (DESIGN §2); a browser asking
+for a page (not /api, not JSON) gets the same sentence on an HTML page instead.
 """
 
 from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -53,7 +54,17 @@ HTTP_MESSAGES = {
 }
 
 
+def wants_page() -> bool:
+    """A browser navigating (or posting a form) outside the API: answer with a page."""
+    if request.path.startswith("/api/") or request.is_json:
+        return False
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "text/html"
+
+
 def error_response(message: str, status: int) -> ResponseReturnValue:
+    if wants_page():
+        return render_template("error.html", message=message, status=status), status
     return jsonify(ok=False, error=message), status
 
 
@@ -65,6 +76,13 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError) -> ResponseReturnValue:
         # 403, not Flask-WTF's 400: the request is well formed, the caller is not trusted.
+        if wants_page() and request.endpoint == "auth.login":
+            from services.ui.auth import login_form  # auth imports this module
+
+            return login_form("The login form expired; please try again.", "/"), 403
+        if wants_page():
+            return error_response("This form expired or did not come from this site; go back, "
+                                  "reload the page and try again.", 403)
         return error_response(
             f"{exc.description.rstrip('.')}; send the token from GET /api/csrf-token "
             "in the X-CSRFToken header.",

@@ -35,6 +35,7 @@ STOP_TIMEOUT_S = 15.0
 POLL_TIMEOUT_S = 10.0
 HTTP_TIMEOUT_S = 5.0
 PASSWORD = "correct horse battery"
+FIRST_USER = "trader@example.com"
 
 
 def eventually(probe: Callable[[], T], what: str, timeout: float = POLL_TIMEOUT_S) -> T:
@@ -149,6 +150,8 @@ class Stack:
     log_dir: Path
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     api: Api | None = None
+    email: str = FIRST_USER  # the first user's login; every user made here has PASSWORD
+    password: str = PASSWORD
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
@@ -190,6 +193,12 @@ class Stack:
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=STOP_TIMEOUT_S)
 
+    def stop(self, name: str) -> None:
+        """SIGTERM, the way a deploy stops a service, and wait for it to exit."""
+        process = self.processes[name]
+        process.terminate()
+        process.wait(timeout=STOP_TIMEOUT_S)
+
     def stop_all(self) -> None:
         """SIGTERM to every service at once, then wait for each (SIGKILL after the timeout)."""
         for process in self.processes.values():
@@ -203,7 +212,7 @@ class Stack:
                 process.wait()
 
     def user_api(self, email: str) -> Api:
-        """Another user, made with the CLI, and their own API key."""
+        """Another user, made with the CLI (password PASSWORD), and their own API key."""
         return Api(self.url("ui"), create_user_with_key(self.env, email))
 
 
@@ -224,7 +233,7 @@ def stack(settings, engine, redis_client, tmp_path) -> Iterator[Stack]:
         for name in SERVICES:
             stack.start(name)
         # The CLI runs while the services boot.
-        stack.api = Api(stack.url("ui"), create_user_with_key(env, "trader@example.com"))
+        stack.api = Api(stack.url("ui"), create_user_with_key(env, FIRST_USER))
         for name in SERVICES:
             stack.wait_healthy(name)
         yield stack

@@ -15,7 +15,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -28,20 +28,19 @@ from libs.common.config import Settings
 from libs.common.db import transaction
 from libs.common.instruments import contract_spec
 from libs.common.models import Signal
-from libs.common.serialize import num, position_dict, usd
+from libs.common.serialize import num
 from libs.common.streams import MalformedMessage, SignalMessage, TickMessage
 from services.position_engine import outbox as outbox_rules
 from services.position_engine import rules
 from services.position_engine import ticks as tick_rules
+from services.position_engine.publisher import Outbox, Publisher
 from services.position_engine.repository import Batch, Tracked, ms_to_dt, recorder_settings
 
 log = logging.getLogger("position_engine")
 
-MARK_INTERVAL_S = 0.5  # at most two position.marked events a second per position
 CLAIM_EVERY_S = 30.0
 WINDOW_CHECK_EVERY_S = 15.0  # trading windows end on the minute; a flatten goes out within this
 CLAIM_MIN_IDLE_MS = 60_000
-TICKS_MAXLEN = 1_000_000
 
 
 @dataclass
@@ -56,20 +55,6 @@ class Stats:
     last_batch_ms: float = 0.0
 
 
-@dataclass
-class Outbox:
-    """What a committed batch publishes: events, last prices, and the ids to acknowledge."""
-
-    events: list[tuple[str, dict]] = field(default_factory=list)
-    acks: dict[str, list[str]] = field(default_factory=dict)
-    last_prices: dict[str, str] = field(default_factory=dict)
-    dead_letters: list[dict[str, str]] = field(default_factory=list)
-    marked: dict[int, Tracked] = field(default_factory=dict)  # positions a tick moved, by row id
-    settled: list[str] = field(default_factory=list)  # signal ids now in PostgreSQL, no longer pending
-    open_symbols: dict[str, int] | None = None  # recounted when a position opened or closed
-    intents: list[orders.QueuedIntent] = field(default_factory=list)  # committed; tell the executor
-
-
 class PositionEngine:
     # Entries per read of each stream: larger batches spread the per-batch load and commit over
     # more ticks; a batch still takes only milliseconds, which bounds the added signal latency.
@@ -82,14 +67,11 @@ class PositionEngine:
         self.redis = client
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.batch_size = batch_size
-        self.rq = orders.rq_connection(settings.redis_url)
+        self.publisher = Publisher(settings, client, orders.rq_connection(settings.redis_url))
         self.signals_stream = settings.stream(streams.SIGNALS)
         self.ticks_stream = settings.stream(streams.TICKS)
-        self.events_stream = settings.stream(streams.EVENTS)
-        self.last_price_key = settings.stream("engine_last_price")
         self.stats = Stats()
         self.last_prices: dict[str, Decimal] = {}
-        self._last_marked: dict[int, float] = {}
         self._backlog = True  # start by re-reading our own pending entries
         self._last_window_check = 0.0
         self._last_claim = 0.0
@@ -99,12 +81,12 @@ class PositionEngine:
     def prepare(self) -> None:
         for stream in (self.signals_stream, self.ticks_stream):
             streams.ensure_group(self.redis, stream, streams.ENGINE_GROUP)
-        self.last_prices = {k: Decimal(v) for k, v in self.redis.hgetall(self.last_price_key).items()}
+        self.last_prices = {k: Decimal(v) for k, v in self.redis.hgetall(self.publisher.last_price_key).items()}
         with transaction(self.sessions) as session:
             counts = Batch(session).open_symbol_counts()
         pipe = self.redis.pipeline(transaction=False)
         pipe.delete(self.settings.stream(streams.OPEN_SYMBOLS) + ":next")
-        self._write_open_symbols(pipe, counts)
+        self.publisher.write_open_symbols(pipe, counts)
         pipe.execute()
         self.claim_abandoned(min_idle_ms=0)
 
@@ -183,7 +165,7 @@ class PositionEngine:
         except Exception:
             log.exception("batch failed; applying its entries one at a time")
             outbox = self.apply_one_by_one(entries)
-        self.publish(outbox)
+        self.publisher.publish(outbox)
         self.stats.batches += 1
         self.stats.last_batch_at = time.time()
         self.stats.last_batch_size = len(entries)
@@ -214,7 +196,7 @@ class PositionEngine:
                 batch.flush_positions()
                 if any(t in ("position.opened", "position.closed") for t, _ in outbox.events):
                     outbox.open_symbols = batch.open_symbol_counts()
-                self._position_events(batch, outbox)
+                self.publisher.resolve_events(outbox)
         except Exception:
             self.last_prices = prices_before
             raise
@@ -375,7 +357,7 @@ class PositionEngine:
                 batch.add_fills(tracked, result.exit, result.position.closed_ms, None)
                 outbox.events.append(("position.closed", {"_tracked": tracked}))
                 self._guard_after_exit(batch, tracked, outbox)
-                self._last_marked.pop(tracked.row.id, None)
+                self.publisher.forget_marked(tracked.row.id)
                 self.stats.exits += 1
                 log.info("position exited", extra={"kv": {
                     "position_id": tracked.row.id, "reason": result.position.exit_reason,
@@ -394,7 +376,7 @@ class PositionEngine:
         with transaction(self.sessions) as session:
             queued, notes = outbox_rules.window_end_flattens(session, now, claim)
             self._add_intents(outbox, queued, notes)
-        self.publish(outbox)
+        self.publisher.publish(outbox)
         return len(queued)
 
     def _guard_after_exit(self, batch: Batch, tracked: Tracked, outbox: Outbox) -> None:
@@ -412,63 +394,6 @@ class PositionEngine:
         for note in notes:
             outbox.events.append((f"account.trader_{note.kind}", {
                 "trader_id": note.trader_id, "user_id": note.user_id, "message": note.message}))
-
-    # --- publishing --------------------------------------------------------------------------
-
-    def _position_events(self, batch: Batch, outbox: Outbox) -> None:
-        """Turn position references into event payloads once the rows hold their final state."""
-        resolved: list[tuple[str, dict]] = []
-        for event_type, data in outbox.events:
-            tracked: Tracked | None = data.get("_tracked")
-            resolved.append((event_type, data if tracked is None else self._position_payload(tracked)))
-        now = time.monotonic()
-        for pid, tracked in outbox.marked.items():
-            if tracked.state.status != "open" or now - self._last_marked.get(pid, 0.0) < MARK_INTERVAL_S:
-                continue
-            self._last_marked[pid] = now
-            payload = self._position_payload(tracked)
-            payload["last_price"] = num(tracked.last_price)
-            payload["unrealized_pnl"] = usd(tracked.unrealized)
-            resolved.append(("position.marked", payload))
-        outbox.events = resolved
-        outbox.marked = {}
-
-    @staticmethod
-    def _position_payload(tracked: Tracked) -> dict:
-        payload = position_dict(tracked.row)
-        payload["user_id"] = tracked.user_id
-        return payload
-
-    def publish(self, outbox: Outbox) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        for event_type, data in outbox.events:
-            pipe.xadd(self.events_stream, streams.event_fields(event_type, data),
-                      maxlen=streams.EVENTS_MAXLEN, approximate=True)
-        for letter in outbox.dead_letters:
-            pipe.xadd(self.settings.stream("dead_letter"), letter, maxlen=10_000, approximate=True)
-        if outbox.last_prices:
-            pipe.hset(self.last_price_key, mapping=outbox.last_prices)
-        if outbox.settled:
-            pipe.delete(*(self.settings.stream(streams.SIGNAL_PENDING + sid) for sid in outbox.settled))
-        for stream, ids in outbox.acks.items():
-            pipe.xack(stream, streams.ENGINE_GROUP, *ids)
-        if self.ticks_stream in outbox.acks:
-            pipe.xtrim(self.ticks_stream, maxlen=TICKS_MAXLEN, approximate=True)
-        if outbox.open_symbols is not None:
-            self._write_open_symbols(pipe, outbox.open_symbols)
-        pipe.execute()
-        # A crash before this line leaves the intents queued in PostgreSQL; the executor's sweep
-        # finds intents nobody enqueued and hands them over.
-        orders.enqueue(self.rq, self.settings.stream_prefix, outbox.intents)
-
-    def _write_open_symbols(self, pipe: redis.client.Pipeline, counts: dict[str, int]) -> None:
-        """Replace `jt:open_symbols` at once (the price feed follows these symbols)."""
-        key = self.settings.stream(streams.OPEN_SYMBOLS)
-        if not counts:
-            pipe.delete(key)
-            return
-        pipe.hset(key + ":next", mapping=counts)
-        pipe.rename(key + ":next", key)
 
 
 def _order_key(is_tick: bool, entry_id: str) -> tuple[int, bool, int]:

@@ -1,0 +1,102 @@
+"""What a committed batch tells the world: events, acknowledgements, last prices, open symbols,
+and the order intents handed to the executor — all after the commit, never before."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import redis
+
+from libs.common import orders, streams
+from libs.common.config import Settings
+from libs.common.serialize import num, position_dict, usd
+from services.position_engine.repository import Tracked
+
+MARK_INTERVAL_S = 0.5  # at most two position.marked events a second per position
+TICKS_MAXLEN = 1_000_000
+
+
+@dataclass
+class Outbox:
+    """What a committed batch publishes: events, last prices, and the ids to acknowledge."""
+
+    events: list[tuple[str, dict]] = field(default_factory=list)
+    acks: dict[str, list[str]] = field(default_factory=dict)
+    last_prices: dict[str, str] = field(default_factory=dict)
+    dead_letters: list[dict[str, str]] = field(default_factory=list)
+    marked: dict[int, Tracked] = field(default_factory=dict)  # positions a tick moved, by row id
+    settled: list[str] = field(default_factory=list)  # signal ids now in PostgreSQL, no longer pending
+    open_symbols: dict[str, int] | None = None  # recounted when a position opened or closed
+    intents: list[orders.QueuedIntent] = field(default_factory=list)  # committed; tell the executor
+
+
+
+class Publisher:
+    def __init__(self, settings: Settings, client: redis.Redis, rq: redis.Redis):
+        self.settings = settings
+        self.redis = client
+        self.rq = rq
+        self.events_stream = settings.stream(streams.EVENTS)
+        self.ticks_stream = settings.stream(streams.TICKS)
+        self.last_price_key = settings.stream("engine_last_price")
+        self._last_marked: dict[int, float] = {}
+
+    def forget_marked(self, position_id: int) -> None:
+        self._last_marked.pop(position_id, None)
+
+
+    def resolve_events(self, outbox: Outbox) -> None:
+        """Turn position references into event payloads once the rows hold their final state."""
+        resolved: list[tuple[str, dict]] = []
+        for event_type, data in outbox.events:
+            tracked: Tracked | None = data.get("_tracked")
+            resolved.append((event_type, data if tracked is None else self._position_payload(tracked)))
+        now = time.monotonic()
+        for pid, tracked in outbox.marked.items():
+            if tracked.state.status != "open" or now - self._last_marked.get(pid, 0.0) < MARK_INTERVAL_S:
+                continue
+            self._last_marked[pid] = now
+            payload = self._position_payload(tracked)
+            payload["last_price"] = num(tracked.last_price)
+            payload["unrealized_pnl"] = usd(tracked.unrealized)
+            resolved.append(("position.marked", payload))
+        outbox.events = resolved
+        outbox.marked = {}
+
+    @staticmethod
+    def _position_payload(tracked: Tracked) -> dict:
+        payload = position_dict(tracked.row)
+        payload["user_id"] = tracked.user_id
+        return payload
+
+    def publish(self, outbox: Outbox) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for event_type, data in outbox.events:
+            pipe.xadd(self.events_stream, streams.event_fields(event_type, data),
+                      maxlen=streams.EVENTS_MAXLEN, approximate=True)
+        for letter in outbox.dead_letters:
+            pipe.xadd(self.settings.stream("dead_letter"), letter, maxlen=10_000, approximate=True)
+        if outbox.last_prices:
+            pipe.hset(self.last_price_key, mapping=outbox.last_prices)
+        if outbox.settled:
+            pipe.delete(*(self.settings.stream(streams.SIGNAL_PENDING + sid) for sid in outbox.settled))
+        for stream, ids in outbox.acks.items():
+            pipe.xack(stream, streams.ENGINE_GROUP, *ids)
+        if self.ticks_stream in outbox.acks:
+            pipe.xtrim(self.ticks_stream, maxlen=TICKS_MAXLEN, approximate=True)
+        if outbox.open_symbols is not None:
+            self.write_open_symbols(pipe, outbox.open_symbols)
+        pipe.execute()
+        # A crash before this line leaves the intents queued in PostgreSQL; the executor's sweep
+        # finds intents nobody enqueued and hands them over.
+        orders.enqueue(self.rq, self.settings.stream_prefix, outbox.intents)
+
+    def write_open_symbols(self, pipe: redis.client.Pipeline, counts: dict[str, int]) -> None:
+        """Replace `jt:open_symbols` at once (the price feed follows these symbols)."""
+        key = self.settings.stream(streams.OPEN_SYMBOLS)
+        if not counts:
+            pipe.delete(key)
+            return
+        pipe.hset(key + ":next", mapping=counts)
+        pipe.rename(key + ":next", key)

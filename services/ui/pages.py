@@ -36,21 +36,11 @@ class Page:
 PAGES: tuple[Page, ...] = (
     Page("dashboard", "/dashboard", "Dashboard", "dashboard.html"),
     Page("recorders", "/recorders", "Recorders", "recorders.html"),
-    Page("traders", "/traders", "Traders", coming=(
-        "Link a recorder to a broker subaccount with a quantity multiplier, risk guards "
-        "and an on/off switch, so its signals become real orders.")),
-    Page("accounts", "/accounts", "Accounts", coming=(
-        "Connect Tradovate (OAuth or API credentials) or a paper account, and store your "
-        "TradingView session for real-time quotes.")),
-    Page("manual_trader", "/manual-trader", "Manual Trader", coming=(
-        "Account cards with live PnL, open positions and an order ticket, with copy "
-        "trading to the followers of a leader account.")),
-    Page("control_center", "/control-center", "Control Center", coming=(
-        "Every live position and signal, the health of each service, and the kill switch "
-        "that flattens everything.")),
-    Page("settings", "/settings", "Settings", coming=(
-        "API keys for scripts and bots. Until then, make one on the server with "
-        "justtrades apikey create EMAIL.")),
+    Page("traders", "/traders", "Traders", "traders.html"),
+    Page("accounts", "/accounts", "Accounts", "accounts.html"),
+    Page("manual_trader", "/manual-trader", "Manual Trader", "manual_trader.html"),
+    Page("control_center", "/control-center", "Control Center", "control_center.html"),
+    Page("settings", "/settings", "Settings", "settings.html"),
 )
 
 

@@ -30,6 +30,8 @@ SERVICES = {
     "engine": "services.position_engine",
     "ui": "services.ui",
 }
+# Processes without an HTTP port: started with the stack, "healthy" while they run.
+WORKERS = {"executor": "services.executor"}
 START_TIMEOUT_S = 45.0  # a cold start imports Flask, SQLAlchemy and gunicorn in three processes
 STOP_TIMEOUT_S = 15.0
 POLL_TIMEOUT_S = 10.0
@@ -167,11 +169,16 @@ class Stack:
     def start(self, name: str) -> None:
         with self.log_path(name).open("ab") as err, self.log_path(name, "stdout").open("ab") as out:
             self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", SERVICES[name]],
+                [sys.executable, "-m", {**SERVICES, **WORKERS}[name]],
                 cwd=PROJECT_ROOT, env=self.env, stdout=out, stderr=err,
             )  # fmt: skip
 
     def wait_healthy(self, name: str, timeout: float = START_TIMEOUT_S) -> None:
+        if name in WORKERS:
+            process = self.processes[name]
+            if process.poll() is not None:
+                pytest.fail(f"{name} exited with {process.returncode}:\n{self.log(name)[-4000:]}")
+            return
         url = f"{self.url(name)}/healthz"
         deadline = time.monotonic() + timeout
         while True:
@@ -218,7 +225,7 @@ class Stack:
 
 @pytest.fixture
 def stack(settings, engine, redis_client, tmp_path) -> Iterator[Stack]:
-    """Gateway, engine and UI running against emptied tables (`engine`) and a flushed Redis."""
+    """Gateway, engine, UI and an executor running against emptied tables (`engine`) and a flushed Redis."""
     ports = {name: free_port() for name in SERVICES}
     env = service_env(
         settings, tmp_path / "var",
@@ -230,11 +237,11 @@ def stack(settings, engine, redis_client, tmp_path) -> Iterator[Stack]:
     log_dir.mkdir()
     stack = Stack(env, ports, log_dir)
     try:
-        for name in SERVICES:
+        for name in (*SERVICES, *WORKERS):
             stack.start(name)
         # The CLI runs while the services boot.
         stack.api = Api(stack.url("ui"), create_user_with_key(env, FIRST_USER))
-        for name in SERVICES:
+        for name in (*SERVICES, *WORKERS):
             stack.wait_healthy(name)
         yield stack
     finally:

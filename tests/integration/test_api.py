@@ -18,7 +18,7 @@ import pytest
 import requests
 from sqlalchemy import func, select, update
 
-from libs.common import db, recorder_tokens
+from libs.common import db, recorder_tokens, streams
 from libs.common.config import PROJECT_ROOT
 from libs.common.embedded import free_port
 from libs.common.models import ApiKey, Fill, Position, Recorder, Signal
@@ -394,6 +394,25 @@ def test_positions_filter_by_status_and_symbol(client, alice, make_recorder, mak
     )
     resp = client.get("/api/positions?status=pending", headers=alice[1])
     assert resp.status_code == 422 and "status" in resp.get_json()["error"]
+
+
+def test_open_positions_carry_last_price_and_unrealized_pnl(
+    client, alice, make_recorder, make_position, redis_client, settings
+):
+    recorder = make_recorder(alice[0])
+    long_mnq = make_position(recorder, quantity=Decimal(2))
+    short_es = make_position(recorder, symbol="ES", side="short", avg_entry_price=Decimal("6000"))
+    closed = make_position(recorder, pnl="3", closed_at=T0)
+    redis_client.hset(settings.stream(streams.LAST_PRICE), "MNQ", "25652.25")
+    body = client.get("/api/positions", headers=alice[1]).get_json()
+    by_id = {p["id"]: p for p in body["positions"]}
+    # (25652.25 - 25640) x long x 2 contracts x $2 a point
+    assert by_id[long_mnq.id]["last_price"] == 25652.25 and by_id[long_mnq.id]["unrealized_pnl"] == 49.0
+    assert by_id[short_es.id]["last_price"] is None and by_id[short_es.id]["unrealized_pnl"] is None
+    assert "unrealized_pnl" not in by_id[closed.id]
+    redis_client.hset(settings.stream(streams.LAST_PRICE), "ES", "5990.5")
+    body = client.get("/api/positions?status=open&symbol=ES", headers=alice[1]).get_json()
+    assert body["positions"][0]["unrealized_pnl"] == 475.0  # (6000 - 5990.5) x short x 1 x $50
 
 
 # --- dashboard ---------------------------------------------------------------------------

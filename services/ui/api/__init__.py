@@ -6,6 +6,7 @@ from flask import Flask
 
 from services.ui.api import (
     accounts,
+    api_keys,
     contracts,
     dashboard,
     openapi,
@@ -22,5 +23,5 @@ from services.ui.api import (
 
 def register_api(app: Flask) -> None:
     for module in (recorders, signals, positions, dashboard, status, tradingview, accounts, traders, trading,
-                   tradovate_connect, contracts, openapi):
+                   tradovate_connect, contracts, api_keys, openapi):
         app.register_blueprint(module.bp)

@@ -12,6 +12,7 @@ from typing import Any
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
+from services.ui.api.api_keys import ApiKeyCreate
 from services.ui.api.execution_schemas import (
     CopyGroupCreate,
     Follower,
@@ -30,6 +31,7 @@ from services.ui.api.openapi_parts import (
     MONEY,
     SCHEMAS,
     STR,
+    TIME,
     list_of,
     nullable,
     obj,
@@ -270,6 +272,28 @@ def _session_paths() -> dict[str, Any]:
     }
 
 
+def _api_key_paths() -> dict[str, Any]:
+    key = obj(id=INT, name=STR, prefix={**STR, "description": "the key's first characters"},
+              created_at=TIME, last_used_at=TIME, revoked_at=TIME)
+    return {
+        "/api/api-keys": {
+            "get": operation("Your API keys (never the key itself)", obj(ok=BOOL, api_keys={"type": "array", "items": key})),
+            "post": operation(
+                "Make an API key; `key` is in this answer only, and stored hashed",
+                {"allOf": [key, obj(ok=BOOL, key=STR)]},
+                status="201",
+                body="ApiKeyCreate",
+                errors=("400", "401", "403", "422"),
+            ),
+        },
+        "/api/api-keys/{key_id}": {
+            "parameters": [path_param("key_id", INT)],
+            "delete": operation("Revoke the key; it stops working at once", {"allOf": [key, obj(ok=BOOL)]},
+                                errors=("401", "403", "404")),
+        },
+    }
+
+
 def _tradingview_paths() -> dict[str, Any]:
     view = obj(
         ok=BOOL,
@@ -312,6 +336,7 @@ def build_document() -> dict[str, Any]:
         "ManualTrade": ManualTrade.model_json_schema(ref_template=template, by_alias=True),
         "CopyGroupCreate": CopyGroupCreate.model_json_schema(ref_template=template),
         "Follower": Follower.model_json_schema(ref_template=template),
+        "ApiKeyCreate": ApiKeyCreate.model_json_schema(ref_template=template),
     }
     return {
         "openapi": "3.1.0",
@@ -325,7 +350,7 @@ def build_document() -> dict[str, Any]:
         "servers": [{"url": "/"}],
         "security": [{"apiKey": []}, {"session": []}],
         "paths": {**_session_paths(), **_recorder_paths(), **_read_paths(), **_tradingview_paths(),
-                  **account_paths(), **execution_paths()},
+                  **account_paths(), **execution_paths(), **_api_key_paths()},
         "components": {
             "schemas": schemas,
             "securitySchemes": {

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import Select, select
 
-from libs.common.instruments import TickerError, canonical_symbol
+from libs.common import streams
+from libs.common.instruments import TickerError, canonical_symbol, contract_spec
 from libs.common.models import Fill, Position, Recorder
 from libs.common.serialize import iso, num, position_dict, usd
 from services.ui.api.params import choice_arg, int_arg
 from services.ui.api.recorders import MAX_ID, owned_recorder
-from services.ui.context import db, user_id
+from services.ui.context import db, redis_client, settings, user_id
 from services.ui.errors import NotFound, ValidationFailed
 
 bp = Blueprint("positions", __name__, url_prefix="/api/positions")
@@ -39,6 +42,30 @@ def fill_dict(f: Fill) -> dict:
     }
 
 
+def _last_prices(symbols: set[str]) -> dict[str, Decimal]:
+    """The feed's last price of each symbol (jt:last_price); a symbol without one is left out."""
+    if not symbols:
+        return {}
+    names = sorted(symbols)
+    values = redis_client().hmget(settings().stream(streams.LAST_PRICE), names)
+    return {name: Decimal(value if isinstance(value, str) else value.decode())
+            for name, value in zip(names, values, strict=True) if value is not None}
+
+
+def marked_dict(p: Position, last: Decimal | None) -> dict:
+    """An open position with `last_price` and `unrealized_pnl` (null without a price)."""
+    view = position_dict(p)
+    if p.status != "open":
+        return view
+    unrealized = None
+    if last is not None:
+        direction = 1 if p.side == "long" else -1
+        unrealized = (last - p.avg_entry_price) * direction * p.quantity * contract_spec(p.symbol).point_value
+    view["last_price"] = num(last)
+    view["unrealized_pnl"] = usd(unrealized)
+    return view
+
+
 def _symbol_arg() -> str | None:
     raw = request.args.get("symbol", "").strip()
     if not raw:
@@ -63,7 +90,9 @@ def list_positions() -> ResponseReturnValue:
         query = query.where(Position.symbol == symbol)
     limit = int_arg("limit", default=500, low=1, high=5000)
     query = query.order_by(Position.opened_at.desc(), Position.id.desc()).limit(limit)
-    return jsonify(ok=True, positions=[position_dict(p) for p in db().scalars(query)])
+    positions = list(db().scalars(query))
+    prices = _last_prices({p.symbol for p in positions if p.status == "open"})
+    return jsonify(ok=True, positions=[marked_dict(p, prices.get(p.symbol)) for p in positions])
 
 
 @bp.get("/<int:position_id>")

@@ -32,8 +32,9 @@ export class OpenPositions {
     const previous = this.positions;
     this.positions = new Map();
     for (const p of positions) {
-      const marks = previous.get(p.id); // GET /api/positions carries no last price: keep the last mark
-      this.positions.set(p.id, marks ? { ...p, last_price: marks.last_price, unrealized_pnl: marks.unrealized_pnl } : p);
+      const marks = previous.get(p.id); // without a price in Redis the API has none: keep the last mark
+      const unmarked = p.last_price === null || p.last_price === undefined;
+      this.positions.set(p.id, marks && unmarked ? { ...p, last_price: marks.last_price, unrealized_pnl: marks.unrealized_pnl } : p);
     }
     this.render();
   }

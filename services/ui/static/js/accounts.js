@@ -1,0 +1,242 @@
+// The accounts page: paper and Tradovate accounts with their subaccounts, the TradingView
+// session and the price feed's health, and copy groups.
+import { ApiError, api, confirmDialog, toast } from "./api.js";
+import { el, fillBody, timeCell } from "./dom.js";
+import { fillSelect, loadSubaccounts, wireDialog } from "./directory.js";
+import { utcTime } from "./format.js";
+import { coalesced, onEvent, onResync } from "./live.js";
+
+let accounts = [];
+let subaccounts = [];
+const RISK = { normal: "Normal", liquidate_only: "Liquidate only", locked: "Locked" };
+
+// ---- accounts ----
+
+function accountCard(a) {
+  const state = a.status === "connected" ? "on" : "off";
+  const tokenNote = a.broker === "paper" ? "paper: no token"
+    : a.token_expires_at ? `token until ${utcTime(a.token_expires_at)} UTC` : "no token";
+  const rows = a.subaccounts.map((s) => el("tr", { dataset: { subaccountId: s.id } },
+    el("td", { className: "symbol" }, s.name),
+    el("td", { className: "num hide-sm" }, String(s.broker_account_id)),
+    el("td", {}, el("span", { className: `pill ${s.active ? "on" : "off"}` }, s.active ? "Active" : "Closed")),
+    el("td", {}, el("span", { className: `pill risk-${s.risk_status}` }, RISK[s.risk_status] ?? s.risk_status)),
+    s.refreshed_at ? timeCell(s.refreshed_at, "hide-sm") : el("td", { className: "muted hide-sm" }, "—"),
+  ));
+  const body = el("tbody");
+  fillBody(body, rows, "No subaccounts found. Press Refresh to ask the broker again.");
+  return el("section", { className: "panel account", dataset: { accountId: a.id } },
+    el("header", {},
+      el("div", { className: "title" },
+        el("h3", {}, a.name),
+        el("span", { className: "muted" }, a.broker === "paper" ? "Paper" : `Tradovate ${a.environment ?? ""}`),
+        el("span", { className: `pill ${state}` }, a.status === "connected" ? "Connected" : "Error")),
+      el("div", { className: "head-actions" },
+        el("span", { className: "muted hint" }, tokenNote),
+        el("button", { type: "button", className: "btn btn-sm", dataset: { action: "refresh", id: a.id } }, "Refresh"),
+        el("button", { type: "button", className: "btn btn-sm btn-ghost danger", dataset: { action: "delete", id: a.id } }, "Remove"))),
+    a.status_message ? el("p", { className: a.status === "connected" ? "hint body" : "form-error" }, a.status_message) : null,
+    el("div", { className: "table-wrap" }, el("table", { className: "data subaccounts" },
+      el("thead", {}, el("tr", {}, el("th", {}, "Subaccount"), el("th", { className: "num hide-sm" }, "Broker id"),
+        el("th", {}, "State"), el("th", {}, "Risk"), el("th", { className: "hide-sm" }, "Checked (UTC)"))),
+      body)),
+  );
+}
+
+async function loadAccounts() {
+  ({ accounts } = await api("/api/accounts"));
+  subaccounts = await loadSubaccounts();
+  document.getElementById("first-account").hidden = accounts.length > 0;
+  document.getElementById("accounts").replaceChildren(...accounts.map(accountCard));
+  const form = document.getElementById("copy-form");
+  fillSelect(form.elements.leader, subaccounts, { label: (s) => s.label, placeholder: "Choose the leader" });
+  const chosen = new Set([...document.querySelectorAll("#copy-followers input:checked")].map((i) => i.value));
+  document.getElementById("copy-followers").replaceChildren(...(subaccounts.length ? subaccounts.map((s) =>
+    el("label", { className: "check" }, el("input", { type: "checkbox", value: String(s.id), checked: chosen.has(String(s.id)) }), s.label))
+    : [el("span", { className: "muted" }, "Add an account first.")]));
+}
+
+// ---- TradingView session and the price feed ----
+
+function facts(dl, pairs) {
+  dl.replaceChildren(...pairs.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v ?? "—")]));
+}
+
+async function loadSession() {
+  const s = await api("/api/tradingview/session");
+  const state = !s.configured ? ["off", "Not set"] : s.authenticated === true ? ["on", "Signed in"]
+    : s.authenticated === false ? ["off", "Refused"] : ["pending", s.in_use ? "Checking…" : "Saved"];
+  document.getElementById("tv-state").replaceChildren(el("span", { className: `pill ${state[0]}` }, state[1]));
+  facts(document.getElementById("tv-facts"), [
+    ["Cookies", s.configured ? `saved ${utcTime(s.updated_at)} UTC` : "none saved"],
+    ["Used by the feed", s.in_use ? "yes" : "no"],
+    ["Token expires", s.token_expires_at ? `${utcTime(s.token_expires_at)} UTC` : "—"],
+    ["Price source", s.price_source],
+    ...(s.error ? [["Error", s.error]] : []),
+  ]);
+  document.getElementById("tv-how").textContent = s.how_to_refresh ?? "";
+  document.getElementById("tv-forget").hidden = !s.configured;
+}
+
+async function loadFeed() {
+  const { services, price_feed: feed } = await api("/api/status");
+  const state = services.price_feed;
+  document.getElementById("feed-state").replaceChildren(el("span", {
+    className: `pill ${state === "ok" ? "on" : state === "degraded" ? "pending" : "off"}` },
+  state === "ok" ? "Connected" : state === "degraded" ? "Degraded" : "Not running"));
+  const tbody = document.querySelector("#feed-symbols tbody");
+  if (!feed) {
+    facts(document.getElementById("feed-facts"), [["Status", "The price feed has not reported; start it with justtrades run."]]);
+    fillBody(tbody, [], "No prices yet. Without prices paper orders cannot fill and TP/SL cannot trigger.");
+    return;
+  }
+  facts(document.getElementById("feed-facts"), [
+    ["Source", feed.active_source && feed.active_source !== feed.source ? `${feed.source} (using ${feed.active_source})` : feed.source],
+    ["Connected", feed.connected ? "yes" : "no"],
+    ["Signed in", feed.authenticated === null || feed.authenticated === undefined ? "—" : feed.authenticated ? "yes" : "no"],
+    ...(feed.error ? [["Error", feed.error]] : []),
+  ]);
+  const delayed = new Set(feed.delayed_symbols ?? []);
+  const ages = Object.entries(feed.last_tick_age_s ?? {}).sort(([a], [b]) => a.localeCompare(b));
+  fillBody(tbody, ages.map(([symbol, age]) => el("tr", {},
+    el("td", { className: "symbol" }, symbol),
+    el("td", {}, el("span", { className: `pill ${delayed.has(symbol) ? "ignored" : "on"}` }, delayed.has(symbol) ? "Delayed" : "Real-time")),
+    el("td", { className: "num" }, age === null || age === undefined ? "—" : `${Number(age).toFixed(1)} s ago`),
+  )), "No symbol has ticked yet. Symbols are watched once a recorder or trader uses them.");
+}
+
+// ---- copy groups ----
+
+async function loadCopyGroups() {
+  const { copy_groups: groups } = await api("/api/copy-groups");
+  const nameOf = (id) => subaccounts.find((s) => s.id === id)?.label ?? `#${id}`;
+  fillBody(document.querySelector("#copy-groups tbody"), groups.map((g) => el("tr", { dataset: { groupId: g.id } },
+    el("td", {}, el("b", {}, g.name)),
+    el("td", {}, nameOf(g.leader_subaccount_id)),
+    el("td", { className: "wrap" }, g.followers.length ? g.followers.map((f) => `${nameOf(f.subaccount_id)} ×${f.multiplier}`).join(", ") : "none"),
+    el("td", {}, el("span", { className: `pill ${g.enabled ? "on" : "off"}` }, g.enabled ? "On" : "Off")),
+    el("td", { className: "actions" }, el("button", { type: "button", className: "btn btn-sm btn-ghost danger", dataset: { action: "delete-group", id: g.id } }, "Delete")),
+  )), "No copy groups. With two or more subaccounts, pick a leader and its followers below: a manual trade on the leader is then copied.");
+}
+
+document.getElementById("copy-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const f = event.target.elements;
+  const multiplier = Number(f.multiplier.value || 1);
+  const followers = [...document.querySelectorAll("#copy-followers input:checked")]
+    .map((i) => Number(i.value)).filter((id) => id !== Number(f.leader.value))
+    .map((id) => ({ subaccount_id: id, multiplier }));
+  if (!f.leader.value) {
+    toast("Choose the leader subaccount first.", "error");
+    return;
+  }
+  await api("/api/copy-groups", { method: "POST", body: { name: f.name.value.trim() || "Copy group", leader_subaccount_id: Number(f.leader.value), followers } })
+    .then(() => toast("Copy group created.", "success", 2500)).catch(() => {});
+  await loadCopyGroups();
+});
+
+// ---- dialogs ----
+
+const paperDialog = wireDialog(document.getElementById("paper-dialog"));
+document.getElementById("paper-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const name = event.target.elements.name.value.trim() || "Paper";
+  try {
+    const made = await api("/api/accounts", { method: "POST", body: { broker: "paper", name } });
+    paperDialog.close();
+    toast(`Paper account ${made.name} added with subaccount ${made.subaccounts[0]?.name}.`, "success");
+    await refreshAll();
+  } catch {
+    // the API showed a toast
+  }
+});
+
+const tradovateDialog = wireDialog(document.getElementById("tradovate-dialog"));
+const tradovateForm = document.getElementById("tradovate-form");
+tradovateForm.elements.environment.addEventListener("change", (event) => {
+  document.getElementById("oauth-link").href = `/oauth/tradovate/start?environment=${encodeURIComponent(event.target.value)}`;
+});
+tradovateForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const f = tradovateForm.elements;
+  const error = document.getElementById("tradovate-error");
+  const button = document.getElementById("tradovate-save");
+  error.hidden = true;
+  button.disabled = true;
+  try {
+    const body = { broker: "tradovate", environment: f.environment.value, username: f.username.value,
+      password: f.password.value, app_id: f.app_id.value, cid: f.cid.value.trim(), sec: f.sec.value };
+    if (f.app_version.value.trim()) body.app_version = f.app_version.value.trim();
+    const made = await api("/api/accounts", { method: "POST", body, quiet: true });
+    tradovateDialog.close();
+    tradovateForm.reset();
+    toast(`Connected ${made.name}: ${made.subaccounts.length} subaccount(s).`, "success");
+    await refreshAll();
+  } catch (e) {
+    error.textContent = e instanceof ApiError ? e.message : String(e);
+    error.hidden = false;
+  } finally {
+    button.disabled = false;
+  }
+});
+
+document.getElementById("tv-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const f = event.target.elements;
+  try {
+    await api("/api/tradingview/session", { method: "POST", body: { sessionid: f.sessionid.value.trim(), sessionid_sign: f.sessionid_sign.value.trim() } });
+    event.target.reset();
+    toast("TradingView session saved; the feed uses it within seconds.", "success");
+  } catch {
+    // the API showed a toast
+  }
+  await loadSession();
+});
+document.getElementById("tv-forget").addEventListener("click", async () => {
+  if (!await confirmDialog({ title: "Forget the TradingView cookies?", message: "The feed falls back to delayed quotes.", confirm: "Forget", danger: true })) return;
+  await api("/api/tradingview/session", { method: "DELETE" }).catch(() => {});
+  await loadSession();
+});
+
+const ACTIONS = {
+  paper: () => { document.getElementById("paper-form").reset(); paperDialog.showModal(); },
+  tradovate: () => tradovateDialog.showModal(),
+  refresh: async (id) => {
+    await api(`/api/accounts/${id}/refresh`, { method: "POST", body: {} });
+    toast("Subaccounts refreshed.", "success", 2500);
+    await loadAccounts();
+  },
+  delete: async (id) => {
+    const a = accounts.find((x) => x.id === id);
+    if (!await confirmDialog({ title: `Remove ${a.name}?`, message: "Its subaccounts, and every trader sending orders to them, are removed. Open broker positions stay at the broker.", confirm: "Remove account", danger: true })) return;
+    await api(`/api/accounts/${id}`, { method: "DELETE" });
+    await refreshAll();
+  },
+  "delete-group": async (id) => {
+    if (!await confirmDialog({ title: "Delete this copy group?", message: "Manual trades on the leader are no longer copied.", confirm: "Delete", danger: true })) return;
+    await api(`/api/copy-groups/${id}`, { method: "DELETE" });
+    await loadCopyGroups();
+  },
+};
+
+document.addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-action]");
+  if (!button || !(button.dataset.action in ACTIONS)) return;
+  Promise.resolve(ACTIONS[button.dataset.action](Number(button.dataset.id))).catch(() => {});
+});
+
+const refreshAll = coalesced(async () => {
+  await loadAccounts();
+  await Promise.all([loadCopyGroups(), loadSession(), loadFeed()]);
+  document.body.dataset.loaded = "true";
+});
+const refreshAccounts = coalesced(loadAccounts);
+const refreshFeed = coalesced(async () => Promise.all([loadFeed(), loadSession()]));
+
+onEvent("account.risk_status", () => refreshAccounts());
+onEvent("account.alert", (d) => toast(d.message ?? "Broker alert", "error"));
+onEvent("price.status", () => refreshFeed());
+onResync(() => refreshAll());
+setInterval(() => { if (!document.hidden) refreshFeed(); }, 5000);
+refreshAll();
+if (new URLSearchParams(window.location.search).get("connected")) toast("Tradovate connected.", "success");

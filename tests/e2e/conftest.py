@@ -22,6 +22,7 @@ import requests
 
 from libs.common.config import PROJECT_ROOT, Settings
 from libs.common.embedded import free_port
+from tests.e2e.browser_support import browser, new_page  # noqa: F401 (fixtures for the browser tests)
 
 T = TypeVar("T")
 

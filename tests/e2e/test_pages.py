@@ -10,13 +10,13 @@ from __future__ import annotations
 import requests
 from playwright.sync_api import expect
 
-from tests.e2e.test_browser import PHONE, browser, log_in, new_page, send, shoot  # noqa: F401 (fixtures)
+from tests.e2e.browser_support import PHONE, log_in, send, shoot
 
 NEW_PAGES = ["traders", "accounts", "manual-trader", "control-center", "settings"]
 
 
 def test_a_paper_account_and_a_trader_made_on_the_pages_fill_a_webhook_order_live(
-    stack, new_page, redis_client  # noqa: F811
+    stack, new_page, redis_client
 ):
     base = stack.url("ui")
     page = new_page()
@@ -99,7 +99,7 @@ def test_a_paper_account_and_a_trader_made_on_the_pages_fill_a_webhook_order_liv
         shoot(phone, name, "phone")
 
 
-def test_an_api_key_made_on_settings_works_once_read_and_stops_when_revoked(stack, new_page):  # noqa: F811
+def test_an_api_key_made_on_settings_works_once_read_and_stops_when_revoked(stack, new_page):
     base = stack.url("ui")
     page = new_page()
     log_in(page, base, stack.email, stack.password, "/settings")

@@ -317,7 +317,10 @@ def test_oauth_with_live_locked_out_connects_the_demo_account(client, alice, dem
     r = client.get(f"{callback.path}?{callback.query}")
     assert r.status_code == 302, r.get_json()
     assert requests_to(live, "auth/oauthtoken") == 1  # live was asked first
-    account = client.get(r.headers["Location"]).get_json()
+    landing = urlsplit(r.headers["Location"])
+    assert landing.path == "/accounts"  # the Accounts page, which shows the new account
+    account_id = int(parse_qs(landing.query)["connected"][0])
+    account = client.get(f"/api/accounts/{account_id}").get_json()
     assert (account["environment"], account["auth_method"]) == ("demo", "oauth")
     assert account["name"] == f"{USER}@demo"
     expected = [a.id for a in demo.book.accounts_of(USER)]

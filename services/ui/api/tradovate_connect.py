@@ -57,7 +57,7 @@ bp = Blueprint("tradovate_connect", __name__, url_prefix="/oauth/tradovate")
 
 CALLBACK_PATH = "/oauth/tradovate/callback"
 # Where the browser lands once connected, until the Accounts page of the web UI exists.
-CONNECTED_URL = "/api/accounts/{id}"
+CONNECTED_URL = "/accounts?connected={id}"
 OAUTH_KEY = "tradovate_oauth"  # the Flask session's entry for a sign-in under way
 OAUTH_MAX_AGE_S = 900  # a consent page left open longer than this starts again
 NOT_CONFIGURED = (

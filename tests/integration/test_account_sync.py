@@ -8,23 +8,16 @@ import threading
 import time
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 
 from libs.common import db, streams
-from libs.common.exchange_calendar import trade_date
 from libs.common.models import Account, OrderIntent, Subaccount, Trader
-from libs.common.rolls import front_contract
-from libs.common.security import SecretBox
 from libs.common.streams import SignalMessage
 from libs.common.tradovate_accounts import (
     login,
     new_credentials,
-    seal_credentials,
-    store_token,
-    sync_subaccounts,
 )
 from services.executor.account_sync import SyncTimings, start_account_sync
 from services.executor.jobs import ExecutorContext
@@ -33,10 +26,9 @@ from services.position_engine.engine import PositionEngine
 from simulators.tradovate.account_socket import AccountSocketServer
 from simulators.tradovate.broker import BrokerSimulator
 from simulators.tradovate.contracts import ContractCatalogue
+from tests.integration.tradovate_support import FRONT, PASSWORD, USER, connect_demo_account
 from tests.polling import wait_for
 
-USER, PASSWORD = "jdoe", "correct horse"
-FRONT = front_contract("MNQ", trade_date(datetime.now(UTC)))
 GRACE_S = 1.0
 FAST = SyncTimings(heartbeat_s=0.3, silence_s=3.0, backoff_base_s=0.2, backoff_max_s=1.0, refresh_s=0.3,
                    grace_s=GRACE_S, debounce_s=0.2, check_every_s=0.5, settle_s=0.1, settle_window_s=5.0)
@@ -67,19 +59,8 @@ def tv_settings(settings, broker):
 def account(tv_settings, sessions, make_user):
     """A Tradovate demo account connected with API credentials, as POST /api/accounts does."""
     user = make_user()
-    creds = new_credentials(USER, PASSWORD, "JustTrades", "1.0", "1234", "sim-api-secret")
-    client, token = login(tv_settings, "demo", creds)
-    box = SecretBox(tv_settings.encryption_key)
-    with db.transaction(sessions) as s:
-        acct = Account(user_id=user.id, broker="tradovate", name="demo", environment="demo",
-                       auth_method="credentials", credentials_encrypted=seal_credentials(box, creds))
-        store_token(box, acct, token)
-        s.add(acct)
-        s.flush()
-        sync_subaccounts(s, acct, client)
-        s.flush()
-        sub = acct.subaccounts[0]
-        return user, acct.id, sub.id, sub.broker_account_id, sub.name
+    connected = connect_demo_account(tv_settings, sessions, user.id)
+    return user, connected.account_id, connected.subaccount_id, connected.broker_account_id, connected.account_spec
 
 
 @pytest.fixture

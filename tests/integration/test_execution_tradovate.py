@@ -14,27 +14,15 @@ import pytest
 from sqlalchemy import select
 
 from libs.common import db, streams
-from libs.common.exchange_calendar import trade_date
 from libs.common.models import Account, OrderIntent, Trader
-from libs.common.rolls import front_contract
-from libs.common.security import SecretBox
 from libs.common.streams import SignalMessage
-from libs.common.tradovate_accounts import (
-    login,
-    new_credentials,
-    seal_credentials,
-    store_token,
-    sync_subaccounts,
-)
 from services.executor.jobs import ExecutorContext
 from services.executor.limiter import BrokerLimiter
 from services.executor.upkeep import sweep
 from services.position_engine.engine import PositionEngine
 from simulators.tradovate.broker import BrokerSimulator
 from simulators.tradovate.contracts import ContractCatalogue
-
-USER, PASSWORD = "jdoe", "correct horse"
-FRONT = front_contract("MNQ", trade_date(datetime.now(UTC)))
+from tests.integration.tradovate_support import FRONT, PASSWORD, USER, connect_demo_account
 
 
 @pytest.fixture
@@ -55,18 +43,8 @@ def tv_settings(settings, broker):
 def account(tv_settings, sessions, make_user, broker):
     """A Tradovate demo account connected with API credentials, as POST /api/accounts does."""
     user = make_user()
-    creds = new_credentials(USER, PASSWORD, "JustTrades", "1.0", "1234", "sim-api-secret")
-    client, token = login(tv_settings, "demo", creds)
-    box = SecretBox(tv_settings.encryption_key)
-    with db.transaction(sessions) as s:
-        acct = Account(user_id=user.id, broker="tradovate", name="demo", environment="demo",
-                       auth_method="credentials", credentials_encrypted=seal_credentials(box, creds))
-        store_token(box, acct, token)
-        s.add(acct)
-        s.flush()
-        sync_subaccounts(s, acct, client)
-        s.flush()
-        return user, acct.id, acct.subaccounts[0].id
+    connected = connect_demo_account(tv_settings, sessions, user.id)
+    return user, connected.account_id, connected.subaccount_id
 
 
 @pytest.fixture

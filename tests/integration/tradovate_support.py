@@ -1,0 +1,49 @@
+"""Connecting a Tradovate account on the broker simulator, as POST /api/accounts does, for tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from libs.common import db
+from libs.common.config import Settings
+from libs.common.exchange_calendar import trade_date
+from libs.common.models import Account
+from libs.common.rolls import front_contract
+from libs.common.security import SecretBox
+from libs.common.tradovate_accounts import (
+    login,
+    new_credentials,
+    seal_credentials,
+    store_token,
+    sync_subaccounts,
+)
+
+USER, PASSWORD = "jdoe", "correct horse"
+FRONT = front_contract("MNQ", trade_date(datetime.now(UTC)))  # MNQZ6 in late November 2026
+
+
+@dataclass(frozen=True)
+class Connected:
+    account_id: int
+    subaccount_id: int
+    broker_account_id: int
+    account_spec: str
+
+
+def connect_demo_account(settings: Settings, sessions: sessionmaker[Session], user_id: int) -> Connected:
+    creds = new_credentials(USER, PASSWORD, "JustTrades", "1.0", "1234", "sim-api-secret")
+    client, token = login(settings, "demo", creds)
+    box = SecretBox(settings.encryption_key)
+    with db.transaction(sessions) as s:
+        account = Account(user_id=user_id, broker="tradovate", name="demo", environment="demo",
+                          auth_method="credentials", credentials_encrypted=seal_credentials(box, creds))
+        store_token(box, account, token)
+        s.add(account)
+        s.flush()
+        sync_subaccounts(s, account, client)
+        s.flush()
+        sub = account.subaccounts[0]
+        return Connected(account.id, sub.id, sub.broker_account_id, sub.name)

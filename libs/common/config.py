@@ -41,6 +41,7 @@ class Settings:
     ui_port: int = 8082
     price_feed_port: int = 8084
     engine_port: int = 8085
+    executor_metrics_port: int = 8086  # a second executor on the host needs its own (0: none)
     price_source: str = "tradingview"
     price_watchlist: tuple[str, ...] = ("MNQ", "ES")
     replay_file: str | None = None
@@ -66,6 +67,9 @@ class Settings:
     webhook_rate_window_s: int = 10
     trust_proxy: bool = False
     var_dir: Path = field(default=PROJECT_ROOT / "var")
+    # Where the gateway keeps signals while Redis is unreachable, and how many it may hold.
+    gateway_spool_dir: Path = field(default=PROJECT_ROOT / "var" / "spool")
+    gateway_spool_max: int = 10_000
     log_level: str = "INFO"
 
     def with_urls(self, database_url: str, redis_url: str) -> Settings:
@@ -111,6 +115,7 @@ def load_settings(environ: dict[str, str] | None = None, env_file: Path | None =
         ui_port=ui_port,
         price_feed_port=int(_env(env, "PRICE_FEED_PORT", str(d.price_feed_port))),
         engine_port=int(_env(env, "ENGINE_PORT", str(d.engine_port))),
+        executor_metrics_port=int(_env(env, "EXECUTOR_METRICS_PORT", str(d.executor_metrics_port))),
         price_source=_env(env, "PRICE_SOURCE", d.price_source).strip().lower(),
         price_watchlist=_list(env.get("PRICE_WATCHLIST"), d.price_watchlist),
         replay_file=env.get("REPLAY_FILE") or None,
@@ -135,6 +140,8 @@ def load_settings(environ: dict[str, str] | None = None, env_file: Path | None =
         webhook_rate_window_s=int(_env(env, "WEBHOOK_RATE_WINDOW_S", str(d.webhook_rate_window_s))),
         trust_proxy=_bool(env.get("TRUST_PROXY")),
         var_dir=var_dir,
+        gateway_spool_dir=Path(_env(env, "GATEWAY_SPOOL_DIR", str(var_dir / "spool"))),
+        gateway_spool_max=int(_env(env, "GATEWAY_SPOOL_MAX", str(d.gateway_spool_max))),
         log_level=_env(env, "LOG_LEVEL", d.log_level),
     )
     return _with_generated_keys(settings)

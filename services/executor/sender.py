@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import redis
+from prometheus_client import Counter
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -28,6 +29,9 @@ from services.executor.brokers import Answer, Broker, BrokerPaused, BrokerUnavai
 log = logging.getLogger("executor")
 
 LOCK_TIMEOUT_S = 120  # a worker killed while holding the lock frees it after this
+# In no registry of its own: the executor's /metrics registry adds it (tests build several).
+ORDERS = Counter("jt_orders", "Intents answered, by outcome (filled, accepted, rejected).", ["status"],
+                 registry=None)
 
 
 @dataclass
@@ -132,6 +136,7 @@ class Sender:
         intent.finished_at = datetime.now(UTC)
         session.flush()
         self._publish(f"order.{answer.status}", intent)
+        ORDERS.labels(status=answer.status).inc()
         log.info("intent answered", extra={"kv": {"intent_id": intent.id, "status": answer.status,
                                                   "signal_id": intent.signal_id}})
 

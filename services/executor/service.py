@@ -1,4 +1,5 @@
-"""Runs the executor as a process: an RQ worker (no fork per job), the sweep, the paper brackets."""
+"""Runs the executor as a process: an RQ worker (no fork per job), the sweep, the paper brackets,
+and `GET /metrics` on EXECUTOR_METRICS_PORT."""
 
 from __future__ import annotations
 
@@ -6,17 +7,93 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from rq import Queue
 from rq.worker import SimpleWorker
 
 from libs.common import orders
 from libs.common.config import Settings
+from libs.common.metrics import ScrapeCollector, write_metrics
 from services.executor.account_sync import start_account_sync
 from services.executor.jobs import ExecutorContext, use_context
+from services.executor.limiter import BrokerLimiter
+from services.executor.sender import ORDERS
 from services.executor.upkeep import PaperBracketWatcher, run_sweeper
 
 log = logging.getLogger("executor")
+
+
+def limiter_users(limiter: BrokerLimiter) -> list[str]:
+    """Broker users with limiter keys in Redis: those seen by any executor, not only this one."""
+    prefix = limiter.key("", "")[: -len("::")] + ":"  # `<stream prefix>limiter:`
+    users = {key[len(prefix):].rsplit(":", 1)[0] for key in limiter.client.scan_iter(prefix + "*", count=500)}
+    return sorted(users)
+
+
+def limiter_metrics(limiter: BrokerLimiter) -> Iterator[Metric]:
+    used = GaugeMetricFamily("jt_limiter_requests_used", "Requests counted in the current window.",
+                             labels=["user", "window"])
+    left = GaugeMetricFamily("jt_limiter_tokens_left", "Requests the user may still make this minute.",
+                             labels=["user"])
+    paused = GaugeMetricFamily("jt_limiter_paused", "1 while the user's requests are paused.", labels=["user"])
+    penalties = CounterMetricFamily("jt_limiter_penalties", "Penalty answers from the broker.", labels=["user"])
+    for user in limiter_users(limiter):
+        usage = limiter.usage(user)
+        used.add_metric([user, "minute"], usage.minute_used)
+        used.add_metric([user, "hour"], usage.hour_used)
+        used.add_metric([user, "background"], usage.background_used)
+        left.add_metric([user], max(0, usage.per_minute - usage.minute_used))
+        paused.add_metric([user], int(usage.paused_reason is not None))
+        penalties.add_metric([user], usage.penalties)
+    yield from (used, left, paused, penalties)
+
+
+def executor_registry(ctx: ExecutorContext) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(ORDERS)
+    registry.register(ScrapeCollector(lambda: limiter_metrics(ctx.limiter), "limiter usage"))
+    return registry
+
+
+def start_metrics_server(port: int, ctx: ExecutorContext) -> ThreadingHTTPServer:
+    registry = executor_registry(ctx)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            if self.path != "/metrics":
+                self.send_error(404)
+                return
+            write_metrics(self, registry)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True, name="executor-metrics").start()
+    return server
+
+
+def serve_metrics(settings: Settings, ctx: ExecutorContext) -> ThreadingHTTPServer | None:
+    """Bind the first free port of EXECUTOR_METRICS_PORT and the next `executor_workers - 1`.
+
+    `justtrades run` starts several executors with the same settings: the first gets 8086, the
+    next 8087 and so on. Metrics never stop orders: with every port taken the worker runs without.
+    """
+    first = settings.executor_metrics_port
+    for port in range(first, first + max(1, settings.executor_workers)):
+        try:
+            server = start_metrics_server(port, ctx)
+        except OSError:
+            continue
+        log.info("executor metrics", extra={"kv": {"port": port}})
+        return server
+    log.warning("executor metrics not served: ports taken", extra={"kv": {"first_port": first}})
+    return None
 
 
 def run(settings: Settings) -> None:
@@ -27,6 +104,8 @@ def run(settings: Settings) -> None:
     name = f"{socket.gethostname()}-{os.getpid()}"
     threading.Thread(target=run_sweeper, args=(ctx, rq_conn, stop), daemon=True, name="sweeper").start()
     start_account_sync(ctx, stop)  # fills, risk status and reconciliation from Tradovate's sockets
+    if settings.executor_metrics_port:
+        serve_metrics(settings, ctx)
     watcher = PaperBracketWatcher(ctx, name)
     threading.Thread(target=watcher.run, args=(stop,), daemon=True, name="paper-brackets").start()
     queues = [Queue(settings.stream_prefix + q, connection=rq_conn) for q in orders.QUEUES]

@@ -1,4 +1,4 @@
-"""The gateway's Flask app: `POST /webhook/<token>` puts one signal on `jt:signals`; `/healthz`.
+"""The gateway's Flask app: `POST /webhook/<token>` puts one signal on `jt:signals`; `/healthz`; `/metrics`.
 
 Checks run cheapest first and the body is parsed last; PostgreSQL is never touched on a request
 (the token map lives in Redis). Errors map to a status and one sentence in `_error` only.
@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 from flask import Flask, Request, Response, g, jsonify, request
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,12 +21,14 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from libs.common import recorder_tokens, streams
 from libs.common.config import Settings
+from libs.common.metrics import LATENCY_BUCKETS, exposition, scrape_registry
 from libs.common.models import new_signal_id
 from libs.common.recorder_tokens import RecorderRef
 from libs.common.streams import SIGNALS, SignalMessage, now_ms
 from services.gateway import guards
 from services.gateway.parsing import WebhookError, parse_webhook
 from services.gateway.redaction import redact_path
+from services.gateway.spool import KnownTokens, LocalRateWindow, Spool, SpoolDrainer, SpoolFull
 from services.gateway.token_sync import TokenMapSync
 
 log = logging.getLogger(__name__)
@@ -34,6 +37,15 @@ MAX_BODY_BYTES = 16 * 1024
 PENDING_TTL_S = 86_400  # the UI answers "pending" from this key until the engine has the signal
 TOO_LARGE = "The body is larger than 16 KiB."
 REDIS_DOWN = "The signal could not be stored right now; TradingView will send it again."
+# While Redis is down the gateway admits only tokens it has already seen in Redis's map.
+UNKNOWN_WHILE_DOWN = (
+    "The webhook token cannot be checked while Redis is unreachable; "
+    "TradingView will send it again."
+)
+SPOOL_FULL = (
+    "The gateway is holding too many signals while Redis is unreachable; "
+    "TradingView will send it again."
+)
 
 
 def connect_redis(url: str) -> redis.Redis:
@@ -49,6 +61,9 @@ class Gateway:
     settings: Settings
     client: redis.Redis
     allowlist: tuple[guards.Network, ...]
+    spool: Spool
+    known: KnownTokens
+    local_rate: LocalRateWindow
 
     def admit(self, token: str, req: Request) -> RecorderRef:
         """The recorder the request is for, once address, size, token and rate allow it."""
@@ -59,27 +74,81 @@ class Gateway:
             raise WebhookError(413, TOO_LARGE)
         # The map is keyed by the token's SHA-256: how long a lookup takes says nothing about how
         # close a guess came to a real token, so there is no timing to leak it.
-        shaped = guards.well_formed_token(token)
-        recorder = recorder_tokens.lookup(self.client, s.stream_prefix, token) if shaped else None
+        if not guards.well_formed_token(token):
+            raise WebhookError(404, "No recorder has this webhook token.")
+        try:
+            recorder = recorder_tokens.lookup(self.client, s.stream_prefix, token)
+            self.known.remember(token, recorder)
+        except redis.RedisError:
+            recorder = self.known.get(token)
+            if recorder is None:  # not in our copy, but the map in Redis may have it: not a 404
+                raise WebhookError(503, UNKNOWN_WHILE_DOWN) from None
         if recorder is None:
             raise WebhookError(404, "No recorder has this webhook token.")
         limit, window = s.webhook_rate_limit, s.webhook_rate_window_s
-        if not guards.within_rate_limit(self.client, s.stream_prefix, token, limit, window):
+        if not self._within_rate_limit(token):
             raise WebhookError(
                 429, f"Too many signals for this webhook: at most {limit} every {window} seconds."
             )
         return recorder
 
-    def publish(self, message: SignalMessage) -> None:
+    def _within_rate_limit(self, token: str) -> bool:
+        s = self.settings
+        limit, window = s.webhook_rate_limit, s.webhook_rate_window_s
+        try:
+            return guards.within_rate_limit(self.client, s.stream_prefix, token, limit, window)
+        except redis.RedisError:
+            return self.local_rate.allow(token)
+
+    def publish(self, message: SignalMessage) -> bool:
+        """Store the signal for the engine; True when it went to the spool instead of Redis.
+
+        Raises SpoolFull, or OSError when the spool cannot be written.
+        """
+        fields = message.to_fields()
+        with self.spool.routing():
+            # Behind spooled signals a new one waits its turn, or the engine would see it first.
+            if self.spool.is_empty():
+                try:
+                    self.store(fields)
+                    return False
+                except redis.RedisError as exc:
+                    kv = {"error": type(exc).__name__, "signal_id": message.signal_id}
+                    log.warning("redis error, spooling", extra={"kv": kv})
+            self.spool.put(fields)
+        return True
+
+    def store(self, fields: dict[str, str]) -> None:
         """One MULTI: the signal and its pending marker are stored together or not at all."""
         pipe = self.client.pipeline(transaction=True)
-        pipe.xadd(self.settings.stream(SIGNALS), message.to_fields())
+        pipe.xadd(self.settings.stream(SIGNALS), fields)
         pipe.set(
-            self.settings.stream(streams.SIGNAL_PENDING + message.signal_id),
-            message.recorder_id,
+            self.settings.stream(streams.SIGNAL_PENDING + fields["signal_id"]),
+            fields["recorder_id"],
             ex=PENDING_TTL_S,
         )
         pipe.execute()
+
+
+@dataclass
+class GatewayMetrics:
+    """Answers by status code and how long an accepted signal took; one registry per app."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        self.answers = Counter("jt_webhook_answers", "Webhook answers by HTTP status code.", ["code"],
+                               registry=self.registry)
+        self.accept_seconds = Histogram("jt_webhook_accept_seconds", "Time to accept a signal (202).",
+                                        buckets=LATENCY_BUCKETS, registry=self.registry)
+
+    def observe(self, response: Response) -> Response:
+        if request.path in ("/metrics", "/healthz"):  # scrapes and probes are not webhook answers
+            return response
+        self.answers.labels(code=str(response.status_code)).inc()
+        if response.status_code == 202:
+            self.accept_seconds.observe(time.perf_counter() - g.get("started", time.perf_counter()))
+        return response
 
 
 def _sender(req: Request, settings: Settings) -> str | None:
@@ -134,7 +203,7 @@ def _log_request(settings: Settings, response: Response) -> Response:
     }
     if "error" in g:
         kv["error"] = json.dumps(g.error, ensure_ascii=False)
-    probe = request.path == "/healthz" and response.status_code == 200
+    probe = request.path in ("/healthz", "/metrics") and response.status_code == 200
     log.log(logging.DEBUG if probe else logging.INFO, "request", extra={"kv": kv})
     return response
 
@@ -148,12 +217,23 @@ def create_app(
     if redis_client is None and not settings.redis_url:
         raise ValueError("REDIS_URL must be set for the gateway")
     client = redis_client or connect_redis(settings.redis_url or "")
-    gateway = Gateway(settings, client, guards.parse_allowlist(settings.webhook_ip_allowlist))
+    gateway = Gateway(
+        settings, client, guards.parse_allowlist(settings.webhook_ip_allowlist),
+        Spool(settings.gateway_spool_dir, settings.gateway_spool_max),
+        KnownTokens(settings.stream_prefix),
+        LocalRateWindow(settings.webhook_rate_limit, settings.webhook_rate_window_s),
+    )  # fmt: skip
+    gateway.known.refresh(client)
+    drainer = SpoolDrainer(
+        gateway.spool, gateway.store, on_tick=lambda: gateway.known.refresh(client)
+    )
+    drainer.start()
     app = Flask(__name__)
     # One byte over the limit: a chunked body is cut at this length without an error, so
     # reading one byte more is how `_read_body` tells "exactly 16 KiB" from "longer".
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES + 1
     app.extensions["gateway"] = gateway
+    app.extensions["spool_drainer"] = drainer
     if sessions is not None:
         sync = TokenMapSync(client, settings.stream_prefix, sessions)
         sync.sync()
@@ -171,24 +251,43 @@ def create_app(
             recorder = gateway.admit(token, request)
             g.recorder_id = recorder.recorder_id
             message = parse_webhook(_read_body(), recorder, new_signal_id(), g.received_at)
-            gateway.publish(message)
+            if gateway.publish(message):
+                drainer.wake()
         except redis.RedisError as exc:
             log.warning("redis error", extra={"kv": {"error": type(exc).__name__}})
+            return _error(503, REDIS_DOWN)
+        except SpoolFull:
+            return _error(503, SPOOL_FULL)
+        except OSError as exc:
+            log.error("spool write failed", extra={"kv": {"error": type(exc).__name__}})
             return _error(503, REDIS_DOWN)
         g.signal_id = message.signal_id  # logged only once the signal is stored
         return jsonify(ok=True, signal_id=message.signal_id), 202
 
     @app.get("/healthz")
     def healthz() -> tuple[Response, int]:
+        # Degraded is still 200: with Redis down the gateway keeps accepting signals into the
+        # spool, and a probe that restarted it would only interrupt that.
+        spooled = gateway.spool.count()
         try:
             client.ping()
             synced = recorder_tokens.is_synced(client, settings.stream_prefix)
+            state = "ok"
         except redis.RedisError:
-            return jsonify(ok=False, redis="unreachable", error="Redis is unreachable."), 503
-        return jsonify(ok=True, redis="ok", tokens_synced=synced), 200
+            state = "down"
+        if state == "ok" and not spooled:
+            return jsonify(ok=True, redis="ok", tokens_synced=synced), 200
+        return jsonify(ok=True, status="degraded", redis=state, spooled=spooled), 200
 
     app.register_error_handler(WebhookError, lambda exc: _error(exc.status, exc.message))
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)
-    app.after_request(lambda response: _log_request(settings, response))
+    @app.get("/metrics")
+    def metrics_view() -> Response:
+        body, content_type = exposition(scrape_registry(metrics.registry))
+        return Response(body, content_type=content_type)
+
+    metrics = GatewayMetrics()
+    app.extensions["metrics"] = metrics
+    app.after_request(lambda response: _log_request(settings, metrics.observe(response)))
     return app

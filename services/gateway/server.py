@@ -9,7 +9,7 @@ from flask import Flask
 from gunicorn.glogging import Logger
 from sqlalchemy import create_engine
 
-from libs.common import db
+from libs.common import db, metrics
 from libs.common.config import Settings, normalize_database_url
 from libs.common.service_process import GunicornServer, gunicorn_defaults
 from services.gateway.app import create_app
@@ -47,6 +47,7 @@ def gunicorn_options(settings: Settings, workers: int = 2, threads: int = 8) -> 
         "keepalive": 5,
         "accesslog": None,  # the app logs each request itself, token redacted and with signal_id
         "logger_class": RedactingLogger,
+        "child_exit": lambda _server, worker: metrics.mark_worker_dead(worker.pid),
     })
     return options
 
@@ -55,4 +56,7 @@ def serve(settings: Settings, workers: int = 2, threads: int = 8) -> None:
     """Serve `POST /webhook/<token>` on 0.0.0.0:`settings.gateway_port` until SIGTERM/SIGINT."""
     for handler in logging.getLogger().handlers:  # defence in depth for any library's log lines
         handler.addFilter(RedactTokens())
+    # Each worker counts its own answers; the files under var/ let any worker's /metrics add
+    # them up. Emptied at start so counters begin at zero, as Prometheus expects after a restart.
+    metrics.use_multiprocess_dir(settings.var_dir / "metrics" / "gateway")
     GunicornServer(lambda: worker_app(settings), gunicorn_options(settings, workers, threads)).run()

@@ -71,6 +71,7 @@ class PositionEngine:
         self.signals_stream = settings.stream(streams.SIGNALS)
         self.ticks_stream = settings.stream(streams.TICKS)
         self.stats = Stats()
+        self.on_batch: Callable[[int, float], None] = lambda size, seconds: None  # e.g. metrics
         self.last_prices: dict[str, Decimal] = {}
         self._backlog = True  # start by re-reading our own pending entries
         self._last_window_check = 0.0
@@ -170,6 +171,7 @@ class PositionEngine:
         self.stats.last_batch_at = time.time()
         self.stats.last_batch_size = len(entries)
         self.stats.last_batch_ms = (time.perf_counter() - started) * 1000
+        self.on_batch(len(entries), self.stats.last_batch_ms / 1000)
         return len(entries)
 
     def apply_batch(self, entries: list[tuple[str, str, dict]]) -> Outbox:

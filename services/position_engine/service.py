@@ -1,4 +1,4 @@
-"""Runs the engine as a process: one active copy at a time, a health endpoint, clean stop."""
+"""Runs the engine as a process: one active copy at a time, health and metrics endpoints, clean stop."""
 
 from __future__ import annotations
 
@@ -7,13 +7,18 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import redis
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from sqlalchemy import text
 
 from libs.common import db, streams
 from libs.common.config import Settings
+from libs.common.metrics import BATCH_SIZE_BUCKETS, LATENCY_BUCKETS, ScrapeCollector, write_metrics
 from services.position_engine.engine import PositionEngine
 
 log = logging.getLogger("position_engine")
@@ -45,9 +50,82 @@ def health(engine: PositionEngine, active: threading.Event) -> dict:
     }
 
 
+LAG_COUNT_CAP = 10_000  # Redis < 7 has no lag in XINFO GROUPS: count unread entries up to this
+
+
+def _id_ms(entry_id: str) -> int:
+    return int(entry_id.partition("-")[0])
+
+
+def _unread(engine: PositionEngine, key: str, group: dict) -> int:
+    if group.get("lag") is not None:
+        return group["lag"]
+    after = "(" + group["last-delivered-id"]
+    return len(engine.redis.xrange(key, min=after, max="+", count=LAG_COUNT_CAP))
+
+
+def stream_metrics(engine: PositionEngine) -> Iterator[Metric]:
+    """Lag (entries the group has not read, and how far behind in time) and pending (read, not
+    acknowledged) for each stream the engine reads, asked of Redis at scrape time."""
+    lag = GaugeMetricFamily("jt_stream_lag", "Entries the engine's group has not read yet.", labels=["stream"])
+    lag_s = GaugeMetricFamily("jt_stream_lag_seconds", "Newest entry's time minus the last read one's.",
+                              labels=["stream"])
+    pending = GaugeMetricFamily("jt_stream_pending", "Entries read but not acknowledged.", labels=["stream"])
+    for name in (streams.SIGNALS, streams.TICKS):
+        key = engine.settings.stream(name)
+        try:
+            groups = engine.redis.xinfo_groups(key)
+            last_id = engine.redis.xinfo_stream(key)["last-generated-id"]
+        except redis.ResponseError:  # no stream yet: nothing waits
+            continue
+        group = next((g for g in groups if g["name"] == streams.ENGINE_GROUP), None)
+        if group is None:
+            continue
+        pending.add_metric([key], group["pending"])
+        lag.add_metric([key], _unread(engine, key, group))
+        lag_s.add_metric([key], max(0, _id_ms(last_id) - _id_ms(group["last-delivered-id"])) / 1000)
+    yield from (lag, lag_s, pending)
+
+
+def stats_metrics(engine: PositionEngine, active: threading.Event) -> Iterator[Metric]:
+    stats = engine.stats
+    for name, value, doc in (
+        ("jt_engine_signals", stats.signals, "Signals applied."),
+        ("jt_engine_ticks", stats.ticks, "Ticks read."),
+        ("jt_engine_exits", stats.exits, "Positions closed by a tick (take profit, stop loss)."),
+        ("jt_engine_rejected_entries", stats.rejected_entries, "Malformed or refused stream entries."),
+        ("jt_engine_batches", stats.batches, "Batches applied."),
+    ):
+        yield CounterMetricFamily(name, doc, value=value)
+    yield GaugeMetricFamily("jt_engine_active", "1 when this copy holds the leader lock.", value=int(active.is_set()))
+
+
+def engine_registry(engine: PositionEngine, active: threading.Event) -> CollectorRegistry:
+    """The engine's metrics; batch histograms are fed by the engine's `on_batch` hook."""
+    registry = CollectorRegistry()
+    sizes = Histogram("jt_engine_batch_size", "Entries per applied batch.", buckets=BATCH_SIZE_BUCKETS,
+                      registry=registry)
+    seconds = Histogram("jt_engine_batch_seconds", "Time to apply and publish one batch.",
+                        buckets=LATENCY_BUCKETS, registry=registry)
+
+    def on_batch(size: int, took_s: float) -> None:
+        sizes.observe(size)
+        seconds.observe(took_s)
+
+    engine.on_batch = on_batch
+    registry.register(ScrapeCollector(lambda: stats_metrics(engine, active), "engine stats"))
+    registry.register(ScrapeCollector(lambda: stream_metrics(engine), "stream lag"))
+    return registry
+
+
 def start_health_server(port: int, engine: PositionEngine, active: threading.Event) -> ThreadingHTTPServer:
+    registry = engine_registry(engine, active)
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            if self.path == "/metrics":
+                write_metrics(self, registry)
+                return
             if self.path not in ("/healthz", "/status"):
                 self.send_error(404)
                 return

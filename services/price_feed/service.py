@@ -1,4 +1,5 @@
-"""Runs the price feed as a process: picks the sources from PRICE_SOURCE, serves `GET /status`."""
+"""Runs the price feed as a process: picks the sources from PRICE_SOURCE, serves `GET /status`
+and `GET /metrics`."""
 
 from __future__ import annotations
 
@@ -7,18 +8,22 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import redis
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from libs.common import db
 from libs.common.config import Settings
+from libs.common.metrics import ScrapeCollector, write_metrics
 from libs.common.models import TradingViewSession
 from libs.common.security import SecretBox
 from services.price_feed.feed import Feed
@@ -182,9 +187,38 @@ def _tradovate_sources(settings: Settings, sessions: sessionmaker[Session] | Non
     return FeedSources(source)
 
 
+def feed_metrics(feed: Feed) -> Iterator[Metric]:
+    """The same numbers `/status` shows, read from the feed when Prometheus scrapes."""
+    status = feed.status()
+    yield CounterMetricFamily("jt_feed_ticks_published", "Ticks put on the ticks stream.",
+                              value=status["ticks_published"])
+    yield GaugeMetricFamily("jt_feed_connected", "1 while the primary source is connected.",
+                            value=int(bool(status["connected"])))
+    yield GaugeMetricFamily("jt_feed_fallback_active", "1 while the polling fallback runs.",
+                            value=int(bool(status["fallback_active"])))
+    yield CounterMetricFamily("jt_feed_reconnects", "Reconnects of the primary source.",
+                              value=status["reconnects"] or 0)
+    ages = GaugeMetricFamily("jt_feed_last_tick_age_seconds", "Seconds since the symbol last ticked.",
+                             labels=["symbol"])
+    for symbol, age in status["last_tick_age_s"].items():
+        ages.add_metric([symbol], age)
+    yield ages
+
+
+def feed_registry(feed: Feed) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(ScrapeCollector(lambda: feed_metrics(feed), "price feed"))
+    return registry
+
+
 def start_status_server(port: int, feed: Feed) -> ThreadingHTTPServer:
+    registry = feed_registry(feed)
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            if self.path == "/metrics":
+                write_metrics(self, registry)
+                return
             if self.path not in ("/status", "/healthz"):
                 self.send_error(404)
                 return

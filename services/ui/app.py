@@ -7,13 +7,18 @@ Redis client, a server process lets the app create its own.
 from __future__ import annotations
 
 import redis
-from flask import Flask
+from flask import Flask, Response, request
 from flask.json.provider import DefaultJSONProvider
+from flask_socketio import SocketIO
+from prometheus_client import CollectorRegistry, Counter, make_wsgi_app
+from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from libs.common import db
 from libs.common.config import Settings
+from libs.common.metrics import ScrapeCollector
 from services.ui import context, pages
 from services.ui.api import register_api
 from services.ui.auth import init_auth
@@ -52,8 +57,33 @@ def create_app(
     init_auth(app)
     register_api(app)
     pages.register_pages(app)
-    init_live(app, settings)  # wraps wsgi_app with /socket.io; ProxyFix must stay outermost
+    socketio = init_live(app, settings)  # wraps wsgi_app with /socket.io; ProxyFix must stay outermost
+    register_metrics(app, socketio)
     if settings.trust_proxy:
         # Behind a reverse proxy: honour its X-Forwarded-For/-Proto so https is seen as https.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
     return app
+
+
+def register_metrics(app: Flask, socketio: SocketIO) -> None:
+    """`GET /metrics`: requests by route and status, and the Socket.IO connections open here."""
+    registry = CollectorRegistry()
+    requests = Counter("jt_ui_requests", "HTTP requests by route pattern and status.", ["route", "status"],
+                       registry=registry)
+
+    def sockets() -> list[GaugeMetricFamily]:
+        # Every connected client is in the namespace's `None` room (python-socketio's manager).
+        connected = socketio.server.manager.rooms.get("/", {}).get(None, {})
+        return [GaugeMetricFamily("jt_ui_socket_connections", "Socket.IO clients connected to this process.",
+                                  value=len(connected))]
+
+    registry.register(ScrapeCollector(sockets, "socket connections"))
+
+    @app.after_request
+    def count(response: Response) -> Response:
+        route = request.url_rule.rule if request.url_rule else "unmatched"  # patterns keep labels few
+        requests.labels(route=route, status=str(response.status_code)).inc()
+        return response
+
+    # Beside the Flask routes, not among them: the API's OpenAPI document describes every route.
+    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/metrics": make_wsgi_app(registry)})  # type: ignore[method-assign]

@@ -1,0 +1,272 @@
+"""Keeps the gateway accepting signals while Redis is unreachable: a disk spool and its drainer,
+plus in-process copies of the token map and the rate limit, which otherwise live in Redis.
+
+Each spooled signal is one file, fsynced (file and folder) before the webhook answers 202, named
+by a sortable key (wall-clock ns, pid, counter) so the gunicorn workers of one host share one
+order. The drainer XADDs files in name order and deletes each only after Redis took it; a crash
+between the two sends that signal twice, which the engine ignores: it records every signal_id in
+PostgreSQL and skips one it has already applied.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import itertools
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis
+
+from libs.common.recorder_tokens import TOKENS_KEY, RecorderRef, token_digest
+
+log = logging.getLogger(__name__)
+
+SUFFIX = ".json"
+DRAIN_INTERVAL_S = 0.5
+TOKEN_REFRESH_S = 60.0
+RETRY_S = 5.0
+
+
+class SpoolFull(Exception):
+    """The spool already holds `max_signals` signals."""
+
+
+class Spool:
+    """A folder of signals waiting for Redis, oldest name first; safe across threads and processes.
+
+    Routing and the drainer's deletes share a lock file: a request decides "straight to Redis" or
+    "to the spool" and writes under a shared lock, and a file is deleted under the exclusive one,
+    so no request can see the spool empty while an earlier request is still writing into it.
+    """
+
+    def __init__(self, directory: Path, max_signals: int):
+        self.directory = directory
+        self.max_signals = max_signals
+        directory.mkdir(parents=True, exist_ok=True)
+        self._counter = itertools.count()
+        self._last_ns = 0
+        self._key_lock = threading.Lock()
+
+    def entries(self) -> list[Path]:
+        with os.scandir(self.directory) as it:
+            names = sorted(e.name for e in it if e.name.endswith(SUFFIX) and e.is_file())
+        return [self.directory / name for name in names]
+
+    def count(self) -> int:
+        with os.scandir(self.directory) as it:
+            return sum(1 for e in it if e.name.endswith(SUFFIX))
+
+    def is_empty(self) -> bool:
+        with os.scandir(self.directory) as it:
+            return not any(e.name.endswith(SUFFIX) for e in it)
+
+    @contextmanager
+    def routing(self) -> Iterator[None]:
+        with _flock(self.directory / "route.lock", fcntl.LOCK_SH):
+            yield
+
+    def put(self, fields: dict[str, str]) -> Path:
+        """Store one signal durably; call inside `routing()`. Raises SpoolFull, OSError."""
+        if self.count() >= self.max_signals:
+            raise SpoolFull
+        key = self._next_key()
+        tmp = self.directory / f".{key}.tmp"
+        final = self.directory / f"{key}{SUFFIX}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, json.dumps(fields).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, final)
+        _fsync_dir(self.directory)  # the rename itself must survive a power cut before the 202
+        return final
+
+    def read(self, path: Path) -> dict[str, str]:
+        return json.loads(path.read_bytes())
+
+    def remove(self, path: Path) -> None:
+        with _flock(self.directory / "route.lock", fcntl.LOCK_EX):
+            path.unlink(missing_ok=True)
+        _fsync_dir(self.directory)
+
+    def set_aside(self, path: Path) -> None:
+        """A file that cannot be read would block the queue forever; keep it for a human."""
+        path.rename(path.with_suffix(".unreadable"))
+
+    @contextmanager
+    def drain_lock(self) -> Iterator[bool]:
+        """True when this caller is the one drainer on the host; never waits."""
+        fd = os.open(self.directory / "drain.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
+    def _next_key(self) -> str:
+        with self._key_lock:  # never backwards within a process, even if the clock steps back
+            self._last_ns = max(time.time_ns(), self._last_ns + 1)
+            return f"{self._last_ns:020d}-{os.getpid():010d}-{next(self._counter):010d}"
+
+
+@contextmanager
+def _flock(path: Path, operation: int) -> Iterator[None]:
+    # One descriptor per call: flock locks belong to the open file, so threads exclude each other.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, operation)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class SpoolDrainer:
+    """A thread per worker; the one holding the drain lock sends spooled signals to Redis."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        publish: Callable[[dict[str, str]], None],
+        on_tick: Callable[[], None] | None = None,
+        interval_s: float = DRAIN_INTERVAL_S,
+    ):
+        self._spool = spool
+        self._publish = publish
+        self._on_tick = on_tick
+        self._interval_s = interval_s
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="spool-drainer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def drain(self) -> int:
+        """Send spooled signals oldest first until the spool is empty or Redis fails; how many."""
+        sent = 0
+        with self._spool.drain_lock() as mine:
+            if not mine:
+                return 0
+            while entries := self._spool.entries():
+                for path in entries:
+                    try:
+                        fields = self._spool.read(path)
+                    except FileNotFoundError:
+                        continue
+                    except ValueError:
+                        log.error(
+                            "unreadable spool file set aside", extra={"kv": {"file": path.name}}
+                        )
+                        self._spool.set_aside(path)
+                        continue
+                    try:
+                        self._publish(fields)
+                    except redis.RedisError:
+                        return sent
+                    self._spool.remove(path)
+                    sent += 1
+        if sent:
+            log.info("spool drained", extra={"kv": {"signals": sent}})
+        return sent
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self._interval_s)
+            self._wake.clear()
+            try:
+                if not self._spool.is_empty():
+                    self.drain()
+                if self._on_tick is not None:
+                    self._on_tick()
+            except Exception as exc:  # the thread must outlive any one failure
+                log.warning("spool drain failed", extra={"kv": {"error": type(exc).__name__}})
+
+
+class KnownTokens:
+    """The token map as this worker last read it from Redis, to admit known tokens while it is down."""
+
+    def __init__(self, prefix: str, refresh_s: float = TOKEN_REFRESH_S):
+        self._key = prefix + TOKENS_KEY
+        self._refresh_s = refresh_s
+        self._by_digest: dict[str, RecorderRef] = {}
+        self._refreshed_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def get(self, token: str) -> RecorderRef | None:
+        return self._by_digest.get(token_digest(token))
+
+    def remember(self, token: str, recorder: RecorderRef | None) -> None:
+        with self._lock:
+            if recorder is None:
+                self._by_digest.pop(token_digest(token), None)
+            else:
+                self._by_digest[token_digest(token)] = recorder
+
+    def refresh(self, client: redis.Redis) -> None:
+        """Replace the copy with Redis's map, at most every `refresh_s`; quiet when Redis is down."""
+        if time.monotonic() - self._refreshed_at < self._refresh_s:
+            return
+        try:
+            mapping = client.hgetall(self._key)
+        except redis.RedisError:  # keep the copy; try again in a few seconds, not every tick
+            self._refreshed_at = time.monotonic() - self._refresh_s + RETRY_S
+            return
+        fresh = {_text(k): RecorderRef.from_json(_text(v)) for k, v in mapping.items()}
+        with self._lock:
+            self._by_digest = fresh
+            self._refreshed_at = time.monotonic()
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class LocalRateWindow:
+    """The per-token fixed window kept in this process while Redis (which holds the real one) is down.
+
+    Each worker counts alone, so across gunicorn's workers a token may get up to workers × limit.
+    """
+
+    def __init__(self, limit: int, window_s: int):
+        self._limit = limit
+        self._window_s = window_s
+        self._counts: dict[tuple[str, int], int] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, token: str, now_s: float | None = None) -> bool:
+        window = int((time.time() if now_s is None else now_s) // self._window_s)
+        key = (token_digest(token), window)
+        with self._lock:
+            if key not in self._counts:  # a new window: forget the finished ones
+                self._counts = {k: n for k, n in self._counts.items() if k[1] >= window}
+            self._counts[key] = self._counts.get(key, 0) + 1
+            return self._counts[key] <= self._limit

@@ -1,0 +1,169 @@
+"""`GET /metrics` of every service against real Redis and PostgreSQL: what each one counts."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import replace
+from decimal import Decimal
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from libs.common import recorder_tokens, streams
+from libs.common.embedded import free_port
+from libs.common.streams import SignalMessage
+from services.executor.service import start_metrics_server
+from services.gateway.app import create_app
+from services.position_engine.engine import PositionEngine
+from services.position_engine.service import start_health_server
+from services.price_feed.feed import Feed
+from services.price_feed.service import start_status_server
+from services.price_feed.sim import SimSource
+from tests.integration.test_execution_paper import (  # noqa: F401 (fixtures)
+    executor,
+    paper,
+    position_engine,
+    recorder_of_alice,
+    set_price,
+    signal,
+)
+
+BUY = {"action": "buy", "ticker": "CME_MINI:MNQ1!", "price": 21034.25, "contracts": 1}
+
+
+def samples(text: str) -> dict[tuple[str, tuple], float]:
+    """Every sample of a Prometheus text answer, keyed by name and sorted labels."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def scrape(url: str) -> dict[tuple[str, tuple], float]:
+    answer = requests.get(url, timeout=5)
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"].startswith("text/plain")
+    return samples(answer.text)
+
+
+@pytest.fixture
+def serving():
+    servers = []
+
+    def keep(server):
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/metrics"
+
+    yield keep
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_gateway_counts_its_answers_by_code(settings, redis_client, make_recorder):
+    recorder = make_recorder()
+    recorder_tokens.put(redis_client, settings.stream_prefix, recorder)
+    client = create_app(settings, redis_client=redis_client).test_client()
+
+    assert client.post(f"/webhook/{recorder.webhook_token}", json=BUY).status_code == 202
+    assert client.post(f"/webhook/{'x' * 43}", json=BUY).status_code == 404
+    assert client.get("/healthz").status_code == 200
+
+    answer = client.get("/metrics")
+    assert answer.status_code == 200
+    found = samples(answer.get_data(as_text=True))
+    assert found[("jt_webhook_answers_total", (("code", "202"),))] == 1
+    assert found[("jt_webhook_answers_total", (("code", "404"),))] == 1
+    assert ("jt_webhook_answers_total", (("code", "200"),)) not in found  # probes are not answers
+    assert found[("jt_webhook_accept_seconds_count", ())] == 1
+
+
+def test_engine_metrics_show_signals_applied_and_entries_pending(
+    settings, sessions, redis_client, make_recorder, serving
+):
+    engine = PositionEngine(settings, sessions, redis_client, consumer="engine-metrics")
+    engine.prepare()
+    active = threading.Event()
+    active.set()
+    url = serving(start_health_server(free_port(), engine, active))
+    recorder = make_recorder()
+    stream = settings.stream(streams.SIGNALS)
+
+    def send() -> None:
+        msg = SignalMessage(str(uuid.uuid4()), recorder.id, "buy", "MNQ1!", "MNQ", Decimal("25640"),
+                            Decimal(1), None, None, streams.now_ms(), "{}")
+        redis_client.xadd(stream, msg.to_fields())
+
+    send()
+    # A consumer that read the entry and died before acknowledging: it stays pending.
+    redis_client.xreadgroup(streams.ENGINE_GROUP, "crashed", {stream: ">"}, count=1)
+    send()
+    before = scrape(url)
+    assert before[("jt_stream_pending", (("stream", stream),))] == 1
+    assert before[("jt_stream_lag", (("stream", stream),))] == 1
+
+    assert engine.step(block_ms=None) == 1
+    after = scrape(url)
+    assert after[("jt_engine_signals_total", ())] == 1
+    assert after[("jt_stream_lag", (("stream", stream),))] == 0
+    assert after[("jt_stream_pending", (("stream", stream),))] == 1  # the crashed consumer's
+    assert after[("jt_engine_batch_size_count", ())] == 1
+    assert after[("jt_engine_batch_seconds_count", ())] == 1
+    assert after[("jt_engine_active", ())] == 1
+
+
+def test_executor_counts_answered_intents_by_outcome(
+    client, alice, paper, recorder_of_alice, settings, redis_client, position_engine, executor, serving  # noqa: F811
+):
+    url = serving(start_metrics_server(free_port(), executor.ctx))
+    filled = ("jt_orders_total", (("status", "filled"),))
+    before = scrape(url).get(filled, 0.0)  # the counter is the process's; other tests add to it
+    client.post("/api/traders", json={"recorder_id": recorder_of_alice["id"], "subaccount_id": paper["id"]},
+                headers=alice[1])
+    set_price(settings, redis_client, "25641.25")
+    signal(settings, redis_client, position_engine, recorder_of_alice["id"], "buy", 25640)
+
+    executor()
+
+    assert scrape(url)[filled] == before + 1
+
+
+def test_executor_metrics_show_limiter_usage_of_users_seen(settings, executor, serving):  # noqa: F811
+    limiter = executor.ctx.limiter
+    limiter.acquire_request_slot("trader-one")
+    limiter.record_penalty("trader-one")
+    found = scrape(serving(start_metrics_server(free_port(), executor.ctx)))
+    assert found[("jt_limiter_requests_used", (("user", "trader-one"), ("window", "minute")))] == 1
+    assert found[("jt_limiter_tokens_left", (("user", "trader-one"),))] == limiter.limits.per_minute - 1
+    assert found[("jt_limiter_penalties_total", (("user", "trader-one"),))] == 1
+
+
+def test_price_feed_metrics_show_ticks_published(settings, redis_client, serving):
+    feed = Feed(replace(settings, price_watchlist=("MNQ",)), redis_client, SimSource(interval_s=0.01, seed=5))
+    url = serving(start_status_server(free_port(), feed))
+    stop = threading.Event()
+    thread = threading.Thread(target=feed.run, args=(stop,), kwargs={"every_s": 0.05}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 5
+        while feed.status()["ticks_published"] < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        found = scrape(url)
+    finally:
+        stop.set()
+        thread.join(5)
+    assert found[("jt_feed_ticks_published_total", ())] >= 3
+    assert found[("jt_feed_connected", ())] == 1
+    assert found[("jt_feed_fallback_active", ())] == 0
+    assert ("jt_feed_last_tick_age_seconds", (("symbol", "MNQ"),)) in found
+
+
+def test_ui_counts_requests_by_route_and_status(client):
+    client.get("/api/recorders")  # anonymous: 401
+    found = samples(client.get("/metrics").get_data(as_text=True))
+    assert found[("jt_ui_requests_total", (("route", "/api/recorders"), ("status", "401")))] == 1
+    assert found[("jt_ui_socket_connections", ())] == 0

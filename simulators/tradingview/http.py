@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from werkzeug.datastructures import Headers
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from simulators.local_servers import LocalHttpServer
 from simulators.tradingview.market import Account, Listing, Market
 from simulators.tradingview.tokens import read_claims
 
@@ -75,12 +75,7 @@ def _page(script: str) -> str:
     )
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass  # tests run many requests; the access log would only be noise
-
-
-class SiteServer:
+class SiteServer(LocalHttpServer):
     """www.tradingview.com and scanner.tradingview.com in one local server on a free port.
 
     Test hooks: `fail_next` queues error answers, `requests` counts requests per route
@@ -97,8 +92,8 @@ class SiteServer:
         unknown_columns: Iterable[str] = (),
         port: int = 0,
     ) -> None:
+        super().__init__(port)
         self.market = market
-        self.port = port
         self.redirect_to_region = redirect_to_region
         self.redirect_loop = redirect_loop
         self.anonymous_marker = anonymous_marker
@@ -109,39 +104,12 @@ class SiteServer:
         self.scan_bodies: list[dict] = []
         self._failures: list[tuple[int, str | None]] = []
         self._lock = threading.Lock()
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
+
+    thread_name = "tv-site-server"
 
     @property
     def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the site server is not started")
-        return f"http://127.0.0.1:{self._server.server_port}"
-
-    def start(self) -> SiteServer:
-        self._server = make_server(
-            "127.0.0.1", self.port, self._wsgi, threaded=True, request_handler=_QuietHandler
-        )
-        # A short poll interval so `stop` (and each test using the server) ends at once.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.02,), daemon=True, name="tv-site-server"
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> SiteServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return f"http://127.0.0.1:{self.server_port}"
 
     def fail_next(self, n: int, status: int = 500, *, route: str | None = None) -> None:
         """Answer the next `n` requests (of `route`, or any) with `status` and an empty body."""

@@ -19,8 +19,9 @@ from decimal import Decimal
 from typing import Any
 
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.server import Server, ServerConnection, serve
+from websockets.sync.server import ServerConnection
 
+from simulators.local_servers import LocalWebSocketServer
 from simulators.tradingview.market import Listing, Market
 
 log = logging.getLogger(__name__)
@@ -236,7 +237,7 @@ class _Peer:
                                   self.heartbeats_echoed)  # fmt: skip
 
 
-class QuoteServer:
+class QuoteServer(LocalWebSocketServer):
     """`wss://data.tradingview.com/socket.io/websocket` on 127.0.0.1, with hooks for tests."""
 
     def __init__(
@@ -249,6 +250,7 @@ class QuoteServer:
         port: int = 0,
         seed: int | None = None,
     ) -> None:
+        super().__init__(port)
         self.market = market
         self.heartbeat_interval_s = heartbeat_interval_s
         self.max_missed_heartbeats = max_missed_heartbeats
@@ -257,40 +259,27 @@ class QuoteServer:
         self.connections_accepted = 0
         self.heartbeat_echoes = 0
         self.upgrades_refused = 0
-        self._port = port
         self._lock = threading.Lock()
         self._peers: dict[int, _Peer] = {}
         self._days: dict[str, tuple[Decimal, int]] = {}  # listing → (previous close, volume)
         self._refuse: list[int] = []  # HTTP statuses for the next upgrades
         self._heartbeats_on = threading.Event()
         self._heartbeats_on.set()
-        self._server: Server | None = None
-        self._thread: threading.Thread | None = None
         self._unsubscribe = lambda: None
 
     # -- lifecycle -------------------------------------------------------------------------
 
+    thread_name = "tv-quote-server"
+    path = "/socket.io/websocket"
+
     def start(self) -> QuoteServer:
-        self._server = serve(self._handle, "127.0.0.1", self._port, compression=None,
-                             process_request=self._process_request, ping_interval=None,
-                             close_timeout=1, server_header=None)  # fmt: skip
-        self._port = self._server.socket.getsockname()[1]
+        super().start()
         self._unsubscribe = self.market.subscribe(self._on_listing)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        name="tv-quote-server")  # fmt: skip
-        self._thread.start()
         return self
 
     def stop(self) -> None:
         self._unsubscribe()
-        if self._server is not None:
-            self._server.shutdown()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self._port}/socket.io/websocket"
+        super().stop()
 
     # -- test hooks ------------------------------------------------------------------------
 

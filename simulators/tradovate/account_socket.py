@@ -19,8 +19,9 @@ from decimal import Decimal
 from typing import Any
 
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.server import Server, ServerConnection, serve
+from websockets.sync.server import ServerConnection
 
+from simulators.local_servers import LocalWebSocketServer
 from simulators.tradovate.broker import BrokerSimulator
 from simulators.tradovate.broker_access import LOCKED, Penalty
 from simulators.tradovate.broker_entities import JSON
@@ -112,12 +113,13 @@ class _Peer:
         return PeerInfo(self.number, self.user, self.accounts, self.heartbeats)
 
 
-class AccountSocketServer:
+class AccountSocketServer(LocalWebSocketServer):
     """`wss://demo.tradovateapi.com/v1/websocket` for one `BrokerSimulator`, on 127.0.0.1."""
 
     def __init__(self, broker: BrokerSimulator, *, heartbeat_interval_s: float = 2.5,
                  idle_timeout_s: float = 15.0, auth_timeout_s: float | None = None,
                  port: int = 0) -> None:  # fmt: skip
+        super().__init__(port)
         self.broker = broker
         self.heartbeat_interval_s = heartbeat_interval_s
         self.idle_timeout_s = idle_timeout_s
@@ -129,40 +131,20 @@ class AccountSocketServer:
         self.sync_requests = 0
         self.props_sent = 0
         self.idle_closes = 0
-        self._port = port
         self._numbers = itertools.count(1)
         self._peers: dict[int, _Peer] = {}  # guarded by the broker's lock, as the listener is
-        self._server: Server | None = None
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
+    thread_name = "tradovate-account-server"
+
     def start(self) -> AccountSocketServer:
         self.broker.add_listener(self._on_change)
-        self._server = serve(self._handle, "127.0.0.1", self._port, compression=None,
-                             ping_interval=None, close_timeout=1, server_header=None)  # fmt: skip
-        self._port = self._server.socket.getsockname()[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        name="tradovate-account-server")  # fmt: skip
-        self._thread.start()
-        return self
+        return super().start()
 
     def stop(self) -> None:
         self.broker.remove_listener(self._on_change)
-        if self._server is not None:
-            self._server.shutdown()
-        if self._thread is not None:
-            self._thread.join(5)
-
-    def __enter__(self) -> AccountSocketServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self._port}/v1/websocket"
+        super().stop()
 
     # -- test hooks ------------------------------------------------------------------------------
 

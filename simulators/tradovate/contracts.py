@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import itertools
 import json
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from libs.common.instruments import MONTH_CODES, contract_spec, parse_ticker
+from simulators.local_servers import LocalHttpServer
 
 Tokens = set[str] | Callable[[str], bool]  # the tokens the simulator accepts, or a test of one
 
@@ -142,59 +141,30 @@ class ContractCatalogue:
                 "valuePerPoint": float(spec.point_value), "tickSize": float(spec.tick_size)}  # fmt: skip
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass
-
-
 def _json(body: Any, status: int = 200) -> Response:
     return Response(json.dumps(body), status=status, mimetype="application/json")
 
 
-class ContractRestServer:
+class ContractRestServer(LocalHttpServer):
     """The contract lookups of the REST API on 127.0.0.1, bearer token required (§4)."""
 
     def __init__(self, catalogue: ContractCatalogue, tokens: Tokens, *, port: int = 0,
-                 unknown_find: str = "null") -> None:  # fmt: skip
+                 unknown_find: str = "null") -> None:
+        super().__init__(port)
+ # fmt: skip
         self.catalogue = catalogue
         self.tokens = tokens
         # An unknown name answers 200 + `null` or 200 + errorText (both plausible, §4);
         # a bare root answers 404 (§5.2, reported).
         self.unknown_find = unknown_find
         self.requests: Counter[str] = Counter()  # route → how many were asked
-        self._port = port
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
+
+    thread_name = "tradovate-rest"
 
     @property
     def url(self) -> str:
         """The REST base, like `https://demo.tradovateapi.com/v1`."""
-        if self._server is None:
-            raise RuntimeError("the REST server is not started")
-        return f"http://127.0.0.1:{self._server.server_port}/v1"
-
-    def start(self) -> ContractRestServer:
-        self._server = make_server("127.0.0.1", self._port, self._wsgi, threaded=True,
-                                   request_handler=_QuietHandler)  # fmt: skip
-        # A short poll interval so `stop` ends at once.
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,),
-                                        daemon=True, name="tradovate-rest")  # fmt: skip
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> ContractRestServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return f"http://127.0.0.1:{self.server_port}/v1"
 
     def _wsgi(self, environ: dict, start_response: Callable) -> Any:
         return self._dispatch(Request(environ))(environ, start_response)

@@ -18,8 +18,9 @@ from decimal import Decimal
 from typing import Any
 
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.server import Server, ServerConnection, serve
+from websockets.sync.server import ServerConnection
 
+from simulators.local_servers import LocalWebSocketServer
 from simulators.tradovate.contracts import Contract, ContractCatalogue, Tokens, token_accepted
 
 log = logging.getLogger(__name__)
@@ -133,12 +134,15 @@ class _Peer:
             return PeerInfo(self.number, self.authorized, names, self.heartbeats)
 
 
-class MarketDataServer:
+class MarketDataServer(LocalWebSocketServer):
     """`wss://md.tradovateapi.com/v1/websocket` on 127.0.0.1, with hooks for tests."""
+
+    thread_name = "tradovate-md-server"
 
     def __init__(self, catalogue: ContractCatalogue, tokens: Tokens, *,
                  heartbeat_interval_s: float = 2.5, idle_timeout_s: float = 15.0,
                  auth_timeout_s: float | None = None, port: int = 0) -> None:  # fmt: skip
+        super().__init__(port)
         self.catalogue = catalogue
         self.tokens = tokens  # a set the test may change later, or a callable
         self.heartbeat_interval_s = heartbeat_interval_s
@@ -153,39 +157,11 @@ class MarketDataServer:
         self.subscribe_requests = 0
         self.unsubscribe_requests = 0
         self.idle_closes = 0
-        self._port = port
         self._lock = threading.Lock()
         self._peers: dict[int, _Peer] = {}
         self._books: dict[int, Entries] = {}  # contract id → every entry last sent
-        self._server: Server | None = None
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
-
-    def start(self) -> MarketDataServer:
-        self._server = serve(self._handle, "127.0.0.1", self._port, compression=None,
-                             ping_interval=None, close_timeout=1, server_header=None)  # fmt: skip
-        self._port = self._server.socket.getsockname()[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        name="tradovate-md-server")  # fmt: skip
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-        if self._thread is not None:
-            self._thread.join(5)
-
-    def __enter__(self) -> MarketDataServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self._port}/v1/websocket"
 
     # -- test hooks ------------------------------------------------------------------------------
 

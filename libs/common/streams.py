@@ -20,6 +20,7 @@ EVENTS = "events"
 LAST_PRICE = "last_price"
 OPEN_SYMBOLS = "open_symbols"  # hash root → open positions; the engine writes it, the feed follows it
 PRICE_FEED_STATUS = "price_feed_status"  # JSON of the feed's last status (expires), for the UI
+CONFIRMED_CONTRACTS = "tradovate_contracts"  # hash contract name → Tradovate id, kept by the executor
 SIGNAL_PENDING = "signal_pending:"  # + signal_id → recorder_id, set by the gateway on accept
 ENGINE_GROUP = "position_engine"
 EVENTS_MAXLEN = 100_000  # approximate trim: the UI reads events live, history lives in PostgreSQL

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from libs.common import tradovate
+from libs.common import streams, tradovate
 from libs.common.models import Account
 from libs.common.tradovate_accounts import AccountUnusable, TokenKeeper
 from services.executor.brokers import Answer, Broker, BrokerPaused, BrokerUnavailable, Ticket
@@ -33,8 +33,7 @@ log = logging.getLogger("executor")
 MAX_PENALTY_RETRIES = 3
 WAIT_FOR_SLOT_S = 90.0  # a worker waits this long for budget; longer pauses put the intent back
 EXIT_KINDS = ("close", "flatten", "reduce")
-_CONTRACT_IDS: dict[tuple[str, str], int] = {}
-CONFIRMED_CONTRACTS = "tradovate_contracts"  # hash contract name → Tradovate id  # (base url, contract name) → Tradovate contract id
+_CONTRACT_IDS: dict[tuple[str, str], int] = {}  # (base url, contract name) → Tradovate contract id
 
 
 def limiter_user(account: Account) -> str:
@@ -105,7 +104,7 @@ class TradovateBroker(Broker):
             _CONTRACT_IDS[key] = int(found["id"])
             # Shown by GET /api/contracts: the mapping in use, confirmed by the broker.
             settings = self.keeper.settings
-            self.keeper.redis.hset(settings.stream(CONFIRMED_CONTRACTS), name, found["id"])
+            self.keeper.redis.hset(settings.stream(streams.CONFIRMED_CONTRACTS), name, found["id"])
         return _CONTRACT_IDS[key]
 
     def _rearm(self, client: tradovate.TradovateClient, call: _Caller, ticket: Ticket, contract_id: int) -> None:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from libs.common import streams
 from libs.common.exchange_calendar import trade_date
 from libs.common.instruments import parse_ticker
 from libs.common.rolls import (
@@ -21,7 +22,6 @@ from services.ui.context import redis_client, settings
 from services.ui.errors import ValidationFailed
 
 bp = Blueprint("contracts", __name__, url_prefix="/api/contracts")
-CONFIRMED_CONTRACTS = "tradovate_contracts"  # written by the executor when Tradovate confirms one
 
 
 @bp.get("")
@@ -37,7 +37,7 @@ def contract_for() -> ResponseReturnValue:
     root = parse_ticker(ticker).root
     month = contract[len(root)]
     full_year = contract_year(root, month, contract[len(root) + 1:], today)
-    confirmed = redis_client().hget(settings().stream(CONFIRMED_CONTRACTS), contract)
+    confirmed = redis_client().hget(settings().stream(streams.CONFIRMED_CONTRACTS), contract)
     return jsonify(
         ok=True, ticker=ticker, root=root, trade_date=today.isoformat(), contract=contract,
         last_trading_day=last_trading_day(root, month, full_year).isoformat(),

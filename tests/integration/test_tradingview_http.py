@@ -413,7 +413,7 @@ def test_stop_returns_promptly(site):
     wait_for(lambda: got.quotes)
     started = time.monotonic()
     scanner.stop()
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 5  # not the 30 s poll interval
 
 
 # --- the simulator's single-symbol form (D.2) ----------------------------------------------

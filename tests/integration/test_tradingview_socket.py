@@ -312,7 +312,7 @@ def test_stop_closes_promptly(server, connect):
     wait_for(streaming(tape, "MNQ"), what="snapshot")
     started = time.monotonic()
     source.stop()
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 5  # not the 10 s hello or 30 s silence timeouts
     wait_for(lambda: server.connections() == [], what="the server to see the close")
     assert not source.status().connected
 

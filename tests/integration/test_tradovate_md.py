@@ -302,7 +302,7 @@ def test_stop_closes_promptly(make_source, md):
     wait_for(streaming(md, "MNQZ6"))
     started = time.monotonic()
     source.stop()
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 3  # the reader notices at once, not after a 5 s join
     wait_for(lambda: md.connections() == [])
     assert not source.status().connected
 

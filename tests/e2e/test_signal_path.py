@@ -13,11 +13,11 @@ from decimal import Decimal
 import requests
 from sqlalchemy import func, select
 
-from libs.common.instruments import contract_spec
 from libs.common.models import Fill, Signal
 from libs.common.serialize import num, usd
 from libs.common.streams import SignalMessage
 from services.position_engine import rules
+from services.position_engine.replay import replay_signals
 
 SIGNALS = "jt:signals"
 TICKS = "jt:ticks"
@@ -207,26 +207,16 @@ def _replay(entries, recorder: dict) -> tuple[list[rules.PositionState], Outcome
         sl_ticks=recorder["sl_ticks"], on_opposite=recorder["on_opposite"],
         allow_dca=recorder["allow_dca"], enabled=recorder["enabled"],
     )  # fmt: skip
-    history: list[rules.PositionState] = []
-    per_signal: dict[str, tuple[str, int]] = {}
-    current = None
+    signals = []
     for _, fields in entries:
         m = SignalMessage.from_fields(fields)
-        signal = rules.SignalInput(
+        signals.append(rules.SignalInput(
             signal_id=m.signal_id, symbol=m.symbol, action=m.action, price=m.price, qty=m.qty,
             position_size=m.position_size, market_position=m.market_position,
             received_ms=m.received_at,
-        )  # fmt: skip
-        outcome = rules.apply_signal(current, signal, settings, contract_spec(m.symbol))
-        for change in outcome.changes:
-            if change.event == "opened":
-                history.append(change.position)
-            else:
-                history[-1] = change.position
-        if outcome.changes:
-            current = outcome.open_position
-        per_signal[m.signal_id] = (outcome.status, sum(len(c.fills) for c in outcome.changes))
-    return history, per_signal
+        ))  # fmt: skip
+    replayed = replay_signals(signals, settings)
+    return replayed.positions, replayed.outcomes
 
 
 def _as_api(p: rules.PositionState) -> dict:

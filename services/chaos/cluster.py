@@ -1,0 +1,184 @@
+"""The system a chaos run breaks: its own PostgreSQL and Redis (so they can be crashed), a
+Tradovate simulator in this process, and every service as a child process that a supervisor
+thread restarts when it dies, as `justtrades run` does."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import requests
+from cryptography.fernet import Fernet
+
+from libs.common import db
+from libs.common.config import PROJECT_ROOT
+from libs.common.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from libs.common.exchange_calendar import trade_date
+from libs.common.rolls import front_contract
+from simulators.tradovate.broker import BrokerSimulator
+from simulators.tradovate.contracts import ContractCatalogue
+
+log = logging.getLogger("chaos")
+
+SERVICES = {
+    "gateway": "services.gateway",
+    "engine": "services.position_engine",
+    "ui": "services.ui",
+    "price-feed": "services.price_feed",
+    "executor": "services.executor",
+}
+HEALTH_PATHS = {"gateway": "/healthz", "engine": "/healthz", "ui": "/healthz"}
+PORT_VARS = {"gateway": "GATEWAY_PORT", "engine": "ENGINE_PORT", "ui": "UI_PORT",
+             "price-feed": "PRICE_FEED_PORT", "executor": "EXECUTOR_METRICS_PORT"}  # fmt: skip
+BROKER_USER, BROKER_PASSWORD = "chaos", "chaos-broker-password"
+APP_ID, CID, SEC = "JustTrades", 1234, "sim-api-secret"
+START_TIMEOUT_S = 60.0
+RESTART_AFTER_S = 0.3  # the supervisor's pause before it starts a dead child again
+
+
+class ClusterError(RuntimeError):
+    """The cluster could not be brought up (a service never became healthy, a server failed)."""
+
+
+@dataclass
+class Cluster:
+    root: Path
+    postgres: EmbeddedPostgres
+    redis: EmbeddedRedis
+    broker: BrokerSimulator
+    env: dict[str, str]
+    ports: dict[str, int]
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    restarts: dict[str, int] = field(default_factory=dict)
+    _held: set[str] = field(default_factory=set)  # services the fault injector keeps down
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    # --- bring-up ----------------------------------------------------------------------------
+
+    @classmethod
+    def start(cls, root: Path) -> Cluster:
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "logs").mkdir(exist_ok=True)
+        postgres = EmbeddedPostgres(root / "postgres", free_port())
+        redis_server = EmbeddedRedis(root / "redis", free_port(), appendfsync="always")
+        postgres.start()
+        redis_server.start()
+        db.upgrade(postgres.url)
+        broker = BrokerSimulator(ContractCatalogue.standard(datetime.now(UTC).date()),
+                                 users={BROKER_USER: BROKER_PASSWORD}, environment="demo",
+                                 app_id=APP_ID, cid=CID, sec=SEC).start()  # fmt: skip
+        ports = {name: free_port() for name in SERVICES}
+        env = dict(os.environ)
+        env.update(
+            DATABASE_URL=postgres.url, REDIS_URL=redis_server.url,
+            SECRET_KEY=secrets.token_urlsafe(48), ENCRYPTION_KEY=Fernet.generate_key().decode(),
+            JT_VAR_DIR=str(root / "var"), PYTHONUNBUFFERED="1", LOG_LEVEL="INFO",
+            PUBLIC_URL=f"http://127.0.0.1:{ports['gateway']}", WEBHOOK_IP_ALLOWLIST="",
+            WEBHOOK_RATE_LIMIT="100000", PRICE_SOURCE="sim", SIM_INTERVAL_S="0.2",
+            TRADOVATE_DEMO_URL=broker.url, TRADOVATE_LIVE_URL=broker.url,
+            TRADOVATE_RATE_LIMIT_PER_MIN="6000", EXECUTOR_WORKERS="1",
+            **{PORT_VARS[name]: str(port) for name, port in ports.items()},
+        )  # fmt: skip
+        cluster = cls(root, postgres, redis_server, broker, env, ports)
+        for name in SERVICES:
+            cluster._spawn(name)
+        cluster.wait_healthy()
+        threading.Thread(target=cluster._supervise, name="chaos-supervisor", daemon=True).start()
+        return cluster
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def front_contract(self, root: str) -> str:
+        return front_contract(root, trade_date(datetime.now(UTC)))
+
+    def _spawn(self, name: str) -> None:
+        logs = self.root / "logs"
+        with (logs / f"{name}.log").open("ab") as out:
+            self.processes[name] = subprocess.Popen(
+                [sys.executable, "-m", SERVICES[name]], cwd=PROJECT_ROOT, env=self.env,
+                stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    def wait_healthy(self, timeout: float = START_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        for name in SERVICES:
+            while not self._healthy(name):
+                process = self.processes[name]
+                if process.poll() is not None and name not in self._held:
+                    self._spawn(name)  # e.g. started while PostgreSQL was still recovering
+                if time.monotonic() > deadline:
+                    raise ClusterError(f"{name} did not become healthy in {timeout:.0f}s; "
+                                       f"see {self.root / 'logs' / (name + '.log')}")  # fmt: skip
+                time.sleep(0.2)
+
+    def _healthy(self, name: str) -> bool:
+        if self.processes[name].poll() is not None:
+            return False
+        path = HEALTH_PATHS.get(name)
+        if path is None:
+            return True
+        try:
+            return requests.get(self.url(name) + path, timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    # --- the supervisor ------------------------------------------------------------------------
+
+    def _supervise(self) -> None:
+        while not self._stop.wait(RESTART_AFTER_S):
+            with self._lock:
+                for name, process in self.processes.items():
+                    if process.poll() is not None and name not in self._held:
+                        self.restarts[name] = self.restarts.get(name, 0) + 1
+                        self._spawn(name)
+
+    # --- faults --------------------------------------------------------------------------------
+
+    def kill(self, name: str, down_for_s: float = 0.0) -> None:
+        """SIGKILL a service; the supervisor starts it again after `down_for_s` (and its pause)."""
+        with self._lock:
+            self._held.add(name)
+            process = self.processes[name]
+            process.send_signal(signal.SIGKILL)
+            process.wait(10)
+        time.sleep(down_for_s)
+        with self._lock:
+            self._held.discard(name)
+
+    def crash_redis(self, down_for_s: float) -> None:
+        self.redis.kill()
+        time.sleep(down_for_s)
+        self.redis.start()
+
+    def crash_postgres(self, down_for_s: float) -> None:
+        self.postgres.stop(mode="immediate")
+        time.sleep(down_for_s)
+        self.postgres.start()
+
+    # --- tear-down -----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            for process in self.processes.values():
+                if process.poll() is None:
+                    process.terminate()
+            for process in self.processes.values():
+                try:
+                    process.wait(15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+        self.broker.stop()
+        self.redis.stop()
+        self.postgres.stop()

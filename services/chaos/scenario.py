@@ -1,0 +1,80 @@
+"""What a chaos run trades with, set up the way a user would: a user and API key from the CLI, a
+Tradovate demo account connected through the API, recorders with different rules, and traders
+that copy two of them onto the broker simulator."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import requests
+
+from libs.common.config import PROJECT_ROOT
+from services.chaos.cluster import APP_ID, BROKER_PASSWORD, BROKER_USER, CID, SEC, Cluster
+from services.chaos.flow import Target
+
+EMAIL, PASSWORD = "chaos@example.com", "chaos-user-password"
+# name, root, recorder fields, traded on the broker simulator
+RECORDERS = (
+    ("MNQ reverse", "MNQ", {}, True),
+    ("MES close on opposite", "MES", {"on_opposite": "close"}, True),
+    ("NQ no DCA", "NQ", {"allow_dca": False}, False),
+    ("ES reverse, qty 2", "ES", {"default_qty": 2}, False),
+    ("MNQ close, no DCA", "MNQ", {"on_opposite": "close", "allow_dca": False}, False),
+    ("MES reverse", "MES", {}, False),
+)
+
+
+class SetupError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Scenario:
+    api_key: str
+    targets: list[Target]
+    traded: list[Target]  # the recorders a trader copies onto `subaccount`
+    subaccount_id: int
+    broker_account_id: int
+
+
+def _cli(cluster: Cluster, *args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "services.cli", *args], cwd=PROJECT_ROOT,
+                          env=cluster.env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    if done.returncode != 0:
+        raise SetupError(f"justtrades {' '.join(args[:2])} failed: {done.stderr.strip()}")
+    return done.stdout.strip().splitlines()[-1]
+
+
+def _post(cluster: Cluster, key: str, path: str, body: dict) -> dict:
+    response = requests.post(cluster.url("ui") + path, json=body, timeout=30,
+                             headers={"Authorization": f"Bearer {key}"})  # fmt: skip
+    if response.status_code not in (200, 201):
+        raise SetupError(f"POST {path} answered {response.status_code}: {response.text[:300]}")
+    return response.json()
+
+
+def set_up(cluster: Cluster) -> Scenario:
+    _cli(cluster, "user", "create", EMAIL, "--password", PASSWORD)
+    key = _cli(cluster, "apikey", "create", EMAIL)
+    account = _post(cluster, key, "/api/accounts", {
+        "broker": "tradovate", "environment": "demo", "username": BROKER_USER,
+        "password": BROKER_PASSWORD, "app_id": APP_ID, "cid": CID, "sec": SEC})  # fmt: skip
+    subaccount = account["subaccounts"][0]
+    targets, traded = [], []
+    for name, root, fields, is_traded in RECORDERS:
+        recorder = _post(cluster, key, "/api/recorders", {"name": name, **fields})
+        target = Target(
+            recorder["id"], f"{cluster.url('gateway')}/webhook/{recorder['webhook_token']}", root
+        )
+        targets.append(target)
+        if is_traded:
+            _post(
+                cluster,
+                key,
+                "/api/traders",
+                {"recorder_id": recorder["id"], "subaccount_id": subaccount["id"]},
+            )
+            traded.append(target)
+    return Scenario(key, targets, traded, subaccount["id"], int(subaccount["broker_account_id"]))

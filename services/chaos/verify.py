@@ -1,0 +1,222 @@
+"""After the faults: wait until the system has caught up, then check its promises against what the
+run recorded — every accepted signal applied once, positions equal to a replay of the signal log,
+no stream entry pending, no order at the broker twice, the broker's positions equal the traders'."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import redis
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from libs.common import db, streams
+from libs.common.config import Settings, load_settings
+from libs.common.models import Fill, OrderIntent, Position, Recorder, Signal
+from services.chaos.cluster import Cluster
+from services.chaos.flow import Answers
+from services.chaos.scenario import Scenario
+from services.position_engine import rules
+from services.position_engine.replay import replay_signals, signal_fields, stream_order
+from services.position_engine.repository import recorder_settings
+
+SETTLED = ("applied", "ignored", "rejected")
+UNFINISHED_INTENTS = ("queued", "sending")
+SETTLE_TIMEOUT_S = 120.0
+
+
+@dataclass
+class Verdict:
+    """The numbers of the table, and every broken promise spelled out."""
+
+    accepted: int = 0
+    applied: int = 0
+    duplicated: int = 0
+    lost: int = 0
+    applied_unanswered: int = 0  # applied though the sender never got an answer (gateway died)
+    orders_sent: int = 0
+    orders_duplicated: int = 0
+    intents: Counter = field(default_factory=Counter)
+    pending: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class Checker:
+    def __init__(self, cluster: Cluster, scenario: Scenario, answers: Answers):
+        self.cluster = cluster
+        self.scenario = scenario
+        self.answers = answers
+        self.settings: Settings = load_settings(cluster.env)
+        self.redis = redis.Redis.from_url(cluster.redis.url, decode_responses=True)
+        self.sessions = db.make_sessionmaker(db.make_engine(cluster.postgres.url, pool_size=2))
+
+    # --- catching up -----------------------------------------------------------------------------
+
+    def wait_until_settled(self, timeout: float = SETTLE_TIMEOUT_S) -> list[str]:
+        """Wait for the backlog to drain; returns what was still outstanding at the timeout."""
+        self.cluster.wait_healthy()
+        deadline = time.monotonic() + timeout
+        while True:
+            outstanding = self._outstanding()
+            if not outstanding or time.monotonic() > deadline:
+                return outstanding
+            time.sleep(0.5)
+
+    def _outstanding(self) -> list[str]:
+        found = []
+        spool = self.settings.gateway_spool_dir
+        spooled = len(list(spool.glob("*.json"))) if spool.exists() else 0
+        if spooled:
+            found.append(f"{spooled} signals still in the gateway's spool")
+        for stream in (self.settings.stream(streams.SIGNALS), self.settings.stream(streams.TICKS)):
+            behind = self._engine_behind(stream)
+            if behind:
+                found.append(
+                    f"the engine has not read or acknowledged everything on {stream}: {behind}"
+                )
+        with self.sessions() as s:
+            decided = set(map(str, s.scalars(select(Signal.id).where(Signal.status.in_(SETTLED)))))
+            unfinished = s.scalar(
+                select(func.count()).where(OrderIntent.status.in_(UNFINISHED_INTENTS))
+            )
+        missing = set(self.answers.accepted) - decided
+        if missing:
+            found.append(f"{len(missing)} accepted signals not decided yet")
+        if unfinished:
+            found.append(f"{unfinished} order intents still queued or sending")
+        pending = {k: v for k, v in self.pending_entries().items() if v}
+        if pending:
+            found.append(f"stream entries pending: {pending}")
+        return found
+
+    def _engine_behind(self, stream: str) -> str:
+        last = self.redis.xinfo_stream(stream)["last-generated-id"]
+        for group in self.redis.xinfo_groups(stream):
+            if group["name"] == streams.ENGINE_GROUP:
+                if group["pending"] or group["last-delivered-id"] != last:
+                    return f"pending {group['pending']}, read up to {group['last-delivered-id']} of {last}"
+                return ""
+        return "no consumer group"
+
+    def pending_entries(self) -> dict[str, int]:
+        """Per stream:group, entries delivered and never acknowledged."""
+        found: dict[str, int] = {}
+        for key in self.redis.scan_iter(match=self.settings.stream("*"), _type="stream"):
+            for group in self.redis.xinfo_groups(key):
+                found[f"{key}:{group['name']}"] = group["pending"]
+        return found
+
+    # --- the checks ------------------------------------------------------------------------------
+
+    def verdict(self, outstanding: list[str]) -> Verdict:
+        verdict = Verdict(
+            problems=[f"not settled after {SETTLE_TIMEOUT_S:.0f}s: {o}" for o in outstanding]
+        )
+        verdict.pending = self.pending_entries()
+        with self.sessions() as s:
+            self._check_signals(s, verdict)
+            self._check_orders(s, verdict)
+        return verdict
+
+    def _check_signals(self, s: Session, verdict: Verdict) -> None:
+        accepted = set(self.answers.accepted)
+        rows = s.scalars(select(Signal)).all()
+        decided = {str(r.id) for r in rows if r.status in SETTLED}
+        verdict.accepted = len(accepted)
+        verdict.applied = len(accepted & decided)
+        verdict.lost = len(accepted - decided)
+        verdict.applied_unanswered = len(decided - accepted)
+        if verdict.lost:
+            verdict.problems.append(f"{verdict.lost} signals answered 202 were never applied")
+        fills = dict(s.execute(select(Fill.signal_id, func.count()).group_by(Fill.signal_id)).all())
+        for recorder in s.scalars(select(Recorder).order_by(Recorder.id)):
+            mine = sorted((r for r in rows if r.recorder_id == recorder.id and r.stream_id),
+                          key=lambda r: stream_order(r.stream_id))  # fmt: skip
+            replay = replay_signals(map(_signal_input, mine), recorder_settings(recorder))
+            for row in mine:
+                status, expected_fills = replay.outcomes[str(row.id)]
+                got = fills.get(row.id, 0)
+                if got > expected_fills:
+                    verdict.duplicated += 1
+                if (row.status, got) != (status, expected_fills):
+                    verdict.problems.append(f"signal {row.id}: {row.status} with {got} fills, "
+                                            f"the rules give {status} with {expected_fills}")  # fmt: skip
+            positions = s.scalars(select(Position).where(Position.recorder_id == recorder.id)
+                                  .order_by(Position.id)).all()  # fmt: skip
+            want = [signal_fields(p) for p in replay.positions]
+            have = [signal_fields(p) for p in positions]
+            if want != have:
+                first = next((i for i, (w, h) in enumerate(zip(want, have, strict=False)) if w != h),
+                             min(len(want), len(have)))  # fmt: skip
+                verdict.problems.append(
+                    f"recorder {recorder.id} ({recorder.name}): {len(have)} positions, the replay gives "
+                    f"{len(want)}; first difference at #{first}: "
+                    f"{have[first] if first < len(have) else None} vs {want[first] if first < len(want) else None}"
+                )
+        if verdict.duplicated:
+            verdict.problems.append(f"{verdict.duplicated} signals were applied more than once")
+
+    def _check_orders(self, s: Session, verdict: Verdict) -> None:
+        intents = s.scalars(select(OrderIntent)).all()
+        verdict.intents = Counter(i.status for i in intents)
+        broker = self.cluster.broker
+        with broker.lock:
+            new_orders = [c for c in broker.book.commands.values() if c["commandType"] == "New"]
+            net = {(p.account_id, broker.book.catalogue.contracts[p.contract_id].name): p.net_pos
+                   for p in broker.book.positions.values()}  # fmt: skip
+        # Orders carry the intent's clOrdId; liquidations (closes, flattens) carry none and are
+        # matched by the order id the executor recorded.
+        placed = Counter(c["clOrdId"] for c in new_orders if c.get("clOrdId"))
+        liquidations = {str(c["orderId"]) for c in new_orders if not c.get("clOrdId")}
+        ours = {i.cl_ord_id for i in intents}
+        recorded = {i.broker_order_id for i in intents if i.broker_order_id}
+        found_flat = sum(1 for i in intents if i.kind in ("close", "flatten") and i.status == "accepted"
+                         and not i.broker_order_id)  # fmt: skip
+        unmatched_liquidations = len(liquidations - recorded)
+        verdict.orders_sent = sum(1 for cl in placed if cl in ours) + len(liquidations & recorded)
+        verdict.orders_duplicated = sum(n - 1 for n in placed.values() if n > 1) + max(
+            0, unmatched_liquidations - found_flat
+        )
+        strangers = sum(n for cl, n in placed.items() if cl not in ours)
+        if verdict.orders_duplicated:
+            verdict.problems.append(f"{verdict.orders_duplicated} orders reached the broker twice")
+        if strangers:
+            verdict.problems.append(f"{strangers} orders at the broker match no order intent")
+        claimed = [i for i in intents if i.status in ("accepted", "filled") and i.kind not in ("close", "flatten")
+                   and i.cl_ord_id not in placed]  # fmt: skip
+        if claimed:
+            verdict.problems.append(
+                f"{len(claimed)} intents say sent but the broker never got them"
+            )
+        self._check_broker_positions(s, net, verdict)
+
+    def _check_broker_positions(
+        self, s: Session, net: dict[tuple[int, str], int], verdict: Verdict
+    ) -> None:
+        """Each traded recorder trades its own root on the subaccount, with multiplier 1."""
+        for target in self.scenario.traded:
+            open_qty = s.scalar(select(func.coalesce(func.sum(Position.quantity), 0)).where(
+                Position.recorder_id == target.recorder_id, Position.status == "open",
+                Position.side == "long")) - s.scalar(select(func.coalesce(func.sum(Position.quantity), 0)).where(
+                Position.recorder_id == target.recorder_id, Position.status == "open",
+                Position.side == "short"))  # fmt: skip
+            contract = self.cluster.front_contract(target.root)
+            at_broker = net.get((self.scenario.broker_account_id, contract), 0)
+            if Decimal(at_broker) != Decimal(open_qty):
+                verdict.problems.append(f"broker holds {at_broker} {contract} but the recorder "
+                                        f"{target.recorder_id} is at {open_qty}")  # fmt: skip
+
+
+def _signal_input(row: Signal) -> rules.SignalInput:
+    return rules.SignalInput(
+        signal_id=str(row.id), symbol=row.symbol, action=row.action, price=row.price, qty=row.qty,
+        position_size=row.position_size, market_position=row.market_position,
+        received_ms=round(row.received_at.timestamp() * 1000),
+    )  # fmt: skip

@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import redis
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from libs.common import streams
@@ -100,6 +100,31 @@ def _fill(book: PaperPosition, side: str, qty: Decimal, price: Decimal) -> None:
         book.avg_price = None
     elif (book.net_qty > 0) != (net > 0):  # crossed zero: the rest opens at this price
         book.avg_price = price
+
+
+def extremes_in_order(ticks: list[tuple[str, Decimal]]) -> list[tuple[str, Decimal]]:
+    """The ticks that make a new high or low for their symbol, in order. Whatever level a tick of
+    the batch reaches, the first tick to reach it is one of these, so brackets filled by them fill
+    at the same moments as tick by tick, at a fraction of the queries."""
+    high: dict[str, Decimal] = {}
+    low: dict[str, Decimal] = {}
+    kept = []
+    for symbol, price in ticks:
+        if symbol not in high or price > high[symbol] or price < low[symbol]:
+            kept.append((symbol, price))
+            high[symbol] = max(high.get(symbol, price), price)
+            low[symbol] = min(low.get(symbol, price), price)
+    return kept
+
+
+def bracketed_symbols(session: Session) -> set[str]:
+    """Roots with a resting paper bracket: the only ones a tick can fill anything on."""
+    return set(session.scalars(
+        select(PaperPosition.symbol).where(
+            PaperPosition.net_qty != 0,
+            or_(PaperPosition.tp_price.is_not(None), PaperPosition.sl_price.is_not(None)),
+        ).distinct()
+    ))
 
 
 def fill_brackets(session: Session, symbol: str, price: Decimal) -> list[tuple[PaperPosition, str, Decimal]]:

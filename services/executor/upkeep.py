@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -17,13 +18,15 @@ from libs.common.models import OrderIntent
 from libs.common.serialize import num
 from libs.common.streams import MalformedMessage, TickMessage
 from services.executor.jobs import ExecutorContext
-from services.executor.paper import fill_brackets
+from services.executor.paper import bracketed_symbols, extremes_in_order, fill_brackets
 
 log = logging.getLogger("executor")
 
 QUEUED_GRACE = timedelta(seconds=3)  # the engine enqueues right after its commit
 SENDING_GRACE = timedelta(seconds=30)  # longer than any broker request takes
 PAPER_GROUP = "paper_broker"
+PAPER_CLAIM_IDLE_MS = 30_000  # a live executor acknowledges within a second
+PAPER_CLAIM_EVERY_S = 30.0
 
 
 def sweep(ctx: ExecutorContext, rq_conn: redis.Redis) -> int:
@@ -52,12 +55,18 @@ def run_sweeper(ctx: ExecutorContext, rq_conn: redis.Redis, stop: threading.Even
 
 
 class PaperBracketWatcher:
-    """Reads `jt:ticks` through its own consumer group and fills paper brackets it reaches."""
+    """Reads `jt:ticks` through its own consumer group and fills paper brackets it reaches.
+
+    Like the engine, it acknowledges a batch only after its transaction, re-reads its own pending
+    entries after a failure, and takes over what a killed executor read and never acknowledged.
+    """
 
     def __init__(self, ctx: ExecutorContext, consumer: str):
         self.ctx = ctx
         self.consumer = consumer
         self.stream = ctx.settings.stream(streams.TICKS)
+        self._backlog = True  # start with what this consumer name left pending, if anything
+        self._last_claim = 0.0
 
     def prepare(self) -> None:
         # Start from new ticks: an old price must not fill a bracket placed after it.
@@ -67,21 +76,47 @@ class PaperBracketWatcher:
             if "BUSYGROUP" not in str(exc):
                 raise
 
+    def claim_abandoned(self, min_idle_ms: int = PAPER_CLAIM_IDLE_MS) -> int:
+        """Take over ticks a killed executor read and never acknowledged."""
+        claimed, start = 0, "0-0"
+        while True:
+            start, entries = self.ctx.redis.xautoclaim(
+                self.stream, PAPER_GROUP, self.consumer, min_idle_ms, start, count=1000)[:2]
+            claimed += len(entries)
+            if start in ("0-0", b"0-0"):
+                break
+        self._last_claim = time.monotonic()
+        if claimed:
+            self._backlog = True
+        return claimed
+
+    def _read(self, block_ms: int | None) -> list[tuple[str, dict]]:
+        if time.monotonic() - self._last_claim > PAPER_CLAIM_EVERY_S:
+            self.claim_abandoned()
+        got = None
+        if self._backlog:
+            got = self.ctx.redis.xreadgroup(PAPER_GROUP, self.consumer, {self.stream: "0"}, count=1000)
+            self._backlog = bool(got and got[0][1])
+        if not self._backlog:
+            got = self.ctx.redis.xreadgroup(PAPER_GROUP, self.consumer, {self.stream: ">"}, count=1000,
+                                            block=block_ms)
+        return [(entry_id, fields) for _, items in got or [] for entry_id, fields in items]
+
     def step(self, block_ms: int | None = 500) -> int:
-        got = self.ctx.redis.xreadgroup(PAPER_GROUP, self.consumer, {self.stream: ">"}, count=1000, block=block_ms)
-        entries = [(entry_id, fields) for _, items in got or [] for entry_id, fields in items]
+        entries = self._read(block_ms)
         if not entries:
             return 0
-        latest: list[tuple[str, Decimal]] = []
+        ticks: list[tuple[str, Decimal]] = []
         for _, fields in entries:
             try:
                 tick = TickMessage.from_fields(fields)
             except MalformedMessage:
                 continue
-            latest.append((tick.symbol, tick.price))
+            ticks.append((tick.symbol, tick.price))
         events = []
         with transaction(self.ctx.sessions) as session:
-            for symbol, price in latest:
+            bracketed = bracketed_symbols(session)
+            for symbol, price in extremes_in_order([t for t in ticks if t[0] in bracketed]):
                 for book, reason, level in fill_brackets(session, symbol, price):
                     events.append({"subaccount_id": book.subaccount_id, "contract": book.contract,
                                    "reason": reason, "fill_price": num(level), "net_qty": num(book.net_qty),
@@ -97,5 +132,6 @@ class PaperBracketWatcher:
             try:
                 self.step()
             except Exception:
-                log.exception("paper bracket step failed")
+                log.exception("paper bracket step failed; its ticks are read again")
+                self._backlog = True
                 stop.wait(1.0)

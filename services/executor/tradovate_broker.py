@@ -138,16 +138,27 @@ class TradovateBroker(Broker):
     # --- after a crash -----------------------------------------------------------------------
 
     def lookup(self, ticket: Ticket, session: Session) -> Answer | None:
-        if ticket.kind in ("close", "flatten"):
-            return None  # liquidations carry no clOrdId; liquidating twice leaves the account flat
+        """Did an interrupted send reach Tradovate? An order is found by its clOrdId; a liquidation
+        carries none, so it counts as done when the position it closes is already flat."""
         account = session.get(Account, self.account_id)
         client = self.keeper.client_for(session, account)
         call = _Caller(self.limiter, limiter_user(account), "exit", self.alert)
         try:
+            if ticket.kind in ("close", "flatten"):
+                return self._liquidated(client, call, ticket)
             order = call(client.find_order_by_cl_ord_id, ticket.broker_account_id, ticket.cl_ord_id, ticket=False)
         except tradovate.BrokerUnavailable as exc:
             raise BrokerUnavailable(str(exc)) from exc
         return None if order is None else _accepted(order.get("id"))
+
+    def _liquidated(self, client: tradovate.TradovateClient, call: _Caller, ticket: Ticket) -> Answer | None:
+        contract_id = None if ticket.kind == "flatten" else self._contract_id(client, call, ticket.contract)
+        open_positions = [p for p in call(client.position_list, ticket=False)
+                          if p.get("accountId") == ticket.broker_account_id and p.get("netPos")
+                          and (contract_id is None or p.get("contractId") == contract_id)]  # fmt: skip
+        if open_positions:
+            return None  # not done: liquidate (again)
+        return Answer("accepted", error="found flat after an interrupted send; not sent again")
 
 
 class _Caller:

@@ -166,6 +166,34 @@ def test_a_worker_killed_after_sending_does_not_send_again(
     assert sum(1 for c in broker.book.commands.values() if c.get("clOrdId") == intent.cl_ord_id) == 1
 
 
+def test_a_worker_killed_after_a_liquidation_does_not_liquidate_again(
+    tv_settings, redis_client, sessions, position_engine, recorder_with_trader, account, ctx, broker
+):
+    # Given a long on the account, then a close signal whose liquidation reached Tradovate
+    # before the worker died (claimed, sent, no answer recorded)
+    signal(tv_settings, redis_client, position_engine, recorder_with_trader, "buy", 25640)
+    ctx.sender.drain(account[2])
+    signal(tv_settings, redis_client, position_engine, recorder_with_trader, "close", 25641)
+    close = intents(sessions)[-1]
+    assert close.kind == "close"
+    with db.transaction(sessions) as s:
+        row = s.get(OrderIntent, close.id)
+        row.status, row.attempts, row.sent_at, row.contract = "sending", 1, datetime(2026, 1, 1, tzinfo=UTC), FRONT
+    ticket = ctx.sender._ticket(close, _subaccount(sessions, account[2]))
+    with sessions() as s:
+        ctx.broker_for(s.get(Account, account[1])).send(ticket, s)
+    liquidations = sum(1 for o in broker.book.orders.values() if o.spec.cl_ord_id is None and o.parent_id is None)
+
+    # When the next drain finds it in `sending`
+    ctx.sender.drain(account[2])
+
+    # Then the flat position tells it the close went through: no second liquidation
+    close = intents(sessions)[-1]
+    assert close.status == "accepted" and close.attempts == 1 and "found flat" in close.error
+    assert sum(1 for o in broker.book.orders.values() if o.spec.cl_ord_id is None and o.parent_id is None) == liquidations
+    assert all(p.net_pos == 0 for p in broker.book.positions.values())
+
+
 def _subaccount(sessions, subaccount_id):
     from libs.common.models import Subaccount
 

@@ -41,6 +41,7 @@ log = logging.getLogger("position_engine")
 CLAIM_EVERY_S = 30.0
 WINDOW_CHECK_EVERY_S = 15.0  # trading windows end on the minute; a flatten goes out within this
 CLAIM_MIN_IDLE_MS = 60_000
+NO_FRONTIER = (1 << 62, True, 0)  # after every possible order key
 
 
 @dataclass
@@ -73,7 +74,9 @@ class PositionEngine:
         self.stats = Stats()
         self.on_batch: Callable[[int, float], None] = lambda size, seconds: None  # e.g. metrics
         self.last_prices: dict[str, Decimal] = {}
-        self._backlog = True  # start by re-reading our own pending entries
+        # Streams whose own pending entries are read before new ones: at the start, after a
+        # failure or a claim, and when entries had to wait for the other stream.
+        self._backlog = {self.signals_stream, self.ticks_stream}
         self._last_window_check = 0.0
         self._last_claim = 0.0
 
@@ -105,7 +108,7 @@ class PositionEngine:
                 if start in ("0-0", b"0-0"):
                     break
         if claimed:
-            self._backlog = True
+            self._backlog = {self.signals_stream, self.ticks_stream}
             log.info("claimed abandoned entries", extra={"kv": {"count": claimed}})
         self._last_claim = time.monotonic()
         return claimed
@@ -118,27 +121,66 @@ class PositionEngine:
             except redis.ConnectionError:
                 # Effects already committed are deduplicated when the entries come back.
                 log.warning("redis unreachable; retrying")
-                self._backlog = True
+                self._backlog = {self.signals_stream, self.ticks_stream}
                 time.sleep(1.0)
 
     # --- one step ----------------------------------------------------------------------------
 
     def read(self, block_ms: int | None) -> list[tuple[str, str, dict]]:
-        """Our own unacknowledged entries first (after a failure or a claim), then new ones."""
-        entries = self._read("0", None) if self._backlog else []
-        if not entries:
-            self._backlog = False
-            entries = self._read(">", block_ms)
-        # Both streams carry Redis server-time ids, so sorting by id restores arrival order to
-        # the millisecond; sequence numbers are per stream, so within one ms signals go first.
+        """The next entries of both streams in arrival order: our own unacknowledged ones first
+        (after a failure, a claim or a deferral), then new ones.
+
+        Both streams carry Redis server-time ids, so sorting by id restores arrival order to the
+        millisecond (sequence numbers are per stream, so within one ms signals go first). An entry
+        is handed out only when every entry of the other stream with an earlier id has been read
+        as well: a backlog of ticks is never overtaken by a later signal, nor signals by later
+        ticks. What must wait stays pending and is read again next time.
+        """
+        while True:
+            entries, starts = self._read_round(block_ms)
+            ready = self._in_order(entries, starts)
+            # Nothing to hand out after reading pending entries: a stream has just caught up, or
+            # what we hold waits for the other stream's next entries. Read those now.
+            if ready or ">" == starts[self.signals_stream] == starts[self.ticks_stream]:
+                return ready
+
+    def _read_round(self, block_ms: int | None) -> tuple[list[tuple[str, str, dict]], dict[str, str]]:
+        """One XREADGROUP over both streams; returns the entries and each stream's start id."""
+        both = (self.signals_stream, self.ticks_stream)
+        starts = {stream: "0" if stream in self._backlog else ">" for stream in both}
+        entries = self._read(starts, None if self._backlog else block_ms)
+        self._backlog -= {s for s, start in starts.items() if start == "0" and not any(e[0] == s for e in entries)}
+        return entries, starts
+
+    def _in_order(self, entries: list[tuple[str, str, dict]], starts: dict[str, str]) -> list[tuple[str, str, dict]]:
+        """The longest run, in arrival order, that no unread entry of the other stream precedes;
+        the rest goes back to pending."""
+        got = {stream: [e for e in entries if e[0] == stream] for stream in starts}
+        frontier = {stream: self._read_up_to(stream, start, got[stream]) for stream, start in starts.items()}
         entries.sort(key=lambda e: _order_key(e[0] == self.ticks_stream, e[1]))
+        for index, (stream, entry_id, _) in enumerate(entries):
+            other = self.ticks_stream if stream == self.signals_stream else self.signals_stream
+            if _order_key(stream == self.ticks_stream, entry_id) > frontier[other]:
+                self._backlog.update(e[0] for e in entries[index:])
+                return entries[:index]
         return entries
 
-    def _read(self, start: str, block_ms: int | None) -> list[tuple[str, str, dict]]:
+    def _read_up_to(self, stream: str, start: str, got: list[tuple[str, str, dict]]) -> tuple[int, bool, int]:
+        """The order key up to which every entry of `stream` is either done or in `got`."""
+        is_tick = stream == self.ticks_stream
+        if len(got) >= self.batch_size:  # a full batch: more may follow it
+            return _order_key(is_tick, got[-1][1])
+        if start == ">":  # read to the end; anything newer gets a later id than what we hold
+            return NO_FRONTIER
+        # Our pending entries only: the group has handed out everything up to its last-delivered id.
+        info = self.redis.xinfo_stream(stream)
+        group = next(g for g in self.redis.xinfo_groups(stream) if g["name"] == streams.ENGINE_GROUP)
+        delivered = group["last-delivered-id"]
+        return NO_FRONTIER if delivered == info["last-generated-id"] else _order_key(is_tick, delivered)
+
+    def _read(self, starts: dict[str, str], block_ms: int | None) -> list[tuple[str, str, dict]]:
         response = self.redis.xreadgroup(
-            streams.ENGINE_GROUP, self.consumer,
-            {self.signals_stream: start, self.ticks_stream: start},
-            count=self.batch_size, block=block_ms,
+            streams.ENGINE_GROUP, self.consumer, starts, count=self.batch_size, block=block_ms,
         )
         return [(stream, entry_id, fields) for stream, items in response or [] for entry_id, fields in items]
 
@@ -160,7 +202,7 @@ class PositionEngine:
         except (OperationalError, redis.ConnectionError) as exc:
             # The database is away: acknowledge nothing, re-read our pending entries later.
             log.warning("batch not applied, will retry", extra={"kv": {"error": type(exc).__name__}})
-            self._backlog = True
+            self._backlog = {self.signals_stream, self.ticks_stream}
             time.sleep(1.0)
             return len(entries)
         except Exception:

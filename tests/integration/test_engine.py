@@ -20,8 +20,8 @@ from services.position_engine.engine import PositionEngine
 def engine_for(settings, sessions, redis_client):
     made = []
 
-    def make(consumer: str = "engine-1") -> PositionEngine:
-        eng = PositionEngine(settings, sessions, redis_client, consumer=consumer)
+    def make(consumer: str = "engine-1", batch_size: int = PositionEngine.DEFAULT_BATCH) -> PositionEngine:
+        eng = PositionEngine(settings, sessions, redis_client, consumer=consumer, batch_size=batch_size)
         eng.prepare()
         made.append(eng)
         return eng
@@ -233,3 +233,45 @@ def test_signal_for_a_deleted_recorder_is_set_aside(settings, redis_client, sess
     drain(engine)
     assert redis_client.xlen(settings.stream("dead_letter")) == 1
     assert pending(redis_client, settings, streams.SIGNALS) == 0
+
+
+def test_a_backlog_of_ticks_is_not_overtaken_by_a_later_signal(settings, redis_client, sessions, make_recorder,
+                                                               engine_for):
+    # Given a long with its stop-loss at 25630, and an engine that reads 5 entries of a stream at a time
+    recorder = make_recorder(tp_ticks=40, sl_ticks=40)
+    engine = engine_for(batch_size=5)
+    send_signal(settings, redis_client, recorder, "buy", "25640", received_at=1_000)
+    drain(engine)
+    # When a backlog of 12 ticks, the 8th through the stop, is followed by a sell signal
+    for n in range(12):
+        send_tick(settings, redis_client, "25629" if n == 7 else "25635", ts=2_000 + n)
+    send_signal(settings, redis_client, recorder, "sell", "25650", received_at=3_000)
+    drain(engine)
+
+    # Then the stop-loss exits the long first, and the sell then opens a short from flat
+    closed, opened = positions(sessions)
+    assert (closed.exit_reason, closed.exit_price) == ("sl", 25630)
+    assert (opened.side, opened.avg_entry_price, opened.status) == ("short", 25650, "open")
+    assert pending(redis_client, settings, streams.SIGNALS) == pending(redis_client, settings, streams.TICKS) == 0
+
+
+def test_signals_wait_for_older_ticks_after_a_restart_too(settings, redis_client, sessions, make_recorder,
+                                                         engine_for):
+    # Given a long, then ticks through its stop and a sell, all read by an engine that died
+    # before applying them (its entries pending)
+    recorder = make_recorder(tp_ticks=40, sl_ticks=40)
+    first = engine_for(consumer="engine-dead", batch_size=5)
+    send_signal(settings, redis_client, recorder, "buy", "25640", received_at=1_000)
+    drain(first)
+    for n in range(12):
+        send_tick(settings, redis_client, "25629" if n == 7 else "25635", ts=2_000 + n)
+    send_signal(settings, redis_client, recorder, "sell", "25650", received_at=3_000)
+    first._read_round(block_ms=None)  # delivered to the dead consumer: the sell and 5 ticks
+
+    # When the same consumer comes back and takes up its pending entries
+    again = engine_for(consumer="engine-dead", batch_size=5)
+    drain(again)
+
+    # Then the stop-loss still comes before the sell
+    closed, opened = positions(sessions)
+    assert (closed.exit_reason, opened.side) == ("sl", "short")

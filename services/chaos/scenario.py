@@ -1,5 +1,5 @@
 """What a chaos run trades with, set up the way a user would: a user and API key from the CLI, a
-Tradovate demo account connected through the API, recorders with different rules, and traders
+Tradovate demo account connected through the API, recorders with different rules (two with a take-profit and stop-loss in ticks), and traders
 that copy two of them onto the broker simulator."""
 
 from __future__ import annotations
@@ -23,6 +23,13 @@ RECORDERS = (
     ("ES reverse, qty 2", "ES", {"default_qty": 2}, False),
     ("MNQ close, no DCA", "MNQ", {"on_opposite": "close", "allow_dca": False}, False),
     ("MES reverse", "MES", {}, False),
+    ("MNQ TP 12 SL 8", "MNQ", {"tp_ticks": 12, "sl_ticks": 8}, False),
+    (
+        "ES TP 6 SL 10, close on opposite",
+        "ES",
+        {"tp_ticks": 6, "sl_ticks": 10, "on_opposite": "close"},
+        False,
+    ),
 )
 
 

@@ -4,8 +4,9 @@ no stream entry pending, no order at the broker twice, the broker's positions eq
 
 from __future__ import annotations
 
+import heapq
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -20,7 +21,7 @@ from services.chaos.cluster import Cluster
 from services.chaos.flow import Answers
 from services.chaos.scenario import Scenario
 from services.position_engine import rules
-from services.position_engine.replay import replay_signals, signal_fields, stream_order
+from services.position_engine.replay import TickInput, compared_fields, replay_log, stream_order
 from services.position_engine.repository import recorder_settings
 
 SETTLED = ("applied", "ignored", "rejected")
@@ -136,32 +137,62 @@ class Checker:
         if verdict.lost:
             verdict.problems.append(f"{verdict.lost} signals answered 202 were never applied")
         fills = dict(s.execute(select(Fill.signal_id, func.count()).group_by(Fill.signal_id)).all())
+        # Applied twice, a signal leaves the same fill twice (a reversal's two fills differ).
+        same = (Fill.signal_id, Fill.position_id, Fill.kind, Fill.side, Fill.quantity, Fill.price)
+        twice = (
+            select(Fill.signal_id)
+            .where(Fill.signal_id.is_not(None))
+            .group_by(*same)
+            .having(func.count() > 1)
+        )
+        verdict.duplicated = len(set(s.scalars(twice)))
+        ticks = self._ticks_by_symbol()
         for recorder in s.scalars(select(Recorder).order_by(Recorder.id)):
-            mine = sorted((r for r in rows if r.recorder_id == recorder.id and r.stream_id),
-                          key=lambda r: stream_order(r.stream_id))  # fmt: skip
-            replay = replay_signals(map(_signal_input, mine), recorder_settings(recorder))
+            mine = [r for r in rows if r.recorder_id == recorder.id and r.stream_id]
+            signals = sorted(
+                ((stream_order(r.stream_id), _signal_input(r)) for r in mine), key=lambda e: e[0]
+            )
+            merged = heapq.merge(signals, *(ticks[symbol] for symbol in {r.symbol for r in mine}),
+                                 key=lambda e: e[0])  # fmt: skip
+            replay = replay_log((item for _, item in merged), recorder_settings(recorder))
             for row in mine:
                 status, expected_fills = replay.outcomes[str(row.id)]
                 got = fills.get(row.id, 0)
-                if got > expected_fills:
-                    verdict.duplicated += 1
                 if (row.status, got) != (status, expected_fills):
-                    verdict.problems.append(f"signal {row.id}: {row.status} with {got} fills, "
-                                            f"the rules give {status} with {expected_fills}")  # fmt: skip
-            positions = s.scalars(select(Position).where(Position.recorder_id == recorder.id)
-                                  .order_by(Position.id)).all()  # fmt: skip
-            want = [signal_fields(p) for p in replay.positions]
-            have = [signal_fields(p) for p in positions]
+                    verdict.problems.append(
+                        f"signal {row.id}: {row.status} with {got} fills, "
+                        f"the rules give {status} with {expected_fills}"
+                    )
+            positions = s.scalars(
+                select(Position).where(Position.recorder_id == recorder.id).order_by(Position.id)
+            ).all()
+            want = [compared_fields(p) for p in replay.positions]
+            have = [compared_fields(p) for p in positions]
             if want != have:
-                first = next((i for i, (w, h) in enumerate(zip(want, have, strict=False)) if w != h),
-                             min(len(want), len(have)))  # fmt: skip
                 verdict.problems.append(
-                    f"recorder {recorder.id} ({recorder.name}): {len(have)} positions, the replay gives "
-                    f"{len(want)}; first difference at #{first}: "
-                    f"{have[first] if first < len(have) else None} vs {want[first] if first < len(want) else None}"
+                    f"recorder {recorder.id} ({recorder.name}): " + _difference(have, want)
                 )
         if verdict.duplicated:
             verdict.problems.append(f"{verdict.duplicated} signals were applied more than once")
+
+    def _ticks_by_symbol(self) -> dict[str, list[tuple[tuple, TickInput]]]:
+        """Every tick still on the stream, per symbol, in the engine's order."""
+        found: dict[str, list[tuple[tuple, TickInput]]] = defaultdict(list)
+        stream, start = self.settings.stream(streams.TICKS), "-"
+        while batch := self.redis.xrange(stream, start, "+", count=10_000):
+            for entry_id, fields in batch:
+                try:
+                    tick = streams.TickMessage.from_fields(fields)
+                except streams.MalformedMessage:
+                    continue
+                found[tick.symbol].append(
+                    (
+                        stream_order(entry_id, is_tick=True),
+                        TickInput(tick.symbol, tick.price, tick.ts, tick.delayed),
+                    )
+                )
+            start = "(" + batch[-1][0]
+        return found
 
     def _check_orders(self, s: Session, verdict: Verdict) -> None:
         intents = s.scalars(select(OrderIntent)).all()
@@ -212,6 +243,15 @@ class Checker:
             if Decimal(at_broker) != Decimal(open_qty):
                 verdict.problems.append(f"broker holds {at_broker} {contract} but the recorder "
                                         f"{target.recorder_id} is at {open_qty}")  # fmt: skip
+
+
+def _difference(have: list[dict], want: list[dict]) -> str:
+    """The first position where the engine's rows and the replay part, field by field."""
+    for index, (h, w) in enumerate(zip(have, want, strict=False)):
+        if h != w:
+            fields = {k: (h[k], w[k]) for k in h if h[k] != w[k]}
+            return f"position #{index} differs from the replay (engine, replay): {fields}"
+    return f"{len(have)} positions, the replay gives {len(want)}"
 
 
 def _signal_input(row: Signal) -> rules.SignalInput:

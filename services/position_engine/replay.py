@@ -1,5 +1,6 @@
-"""A recorder's signal log replayed through the pure rules: the positions the engine must have
-written for it. The crash tests and `justtrades chaos` hold the engine's rows against this."""
+"""A recorder's signal log, with the ticks between its signals, replayed through the pure rules:
+the positions the engine must have written for it. The crash tests and `justtrades chaos` hold
+the engine's rows against this."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from decimal import Decimal
 
 from libs.common.instruments import contract_spec
 from services.position_engine import rules
+from services.position_engine.ticks import apply_tick
 
-# The fields of a position that signals alone decide (ticks only move the marks: MFE, MAE, ...).
-SIGNAL_FIELDS = ("symbol", "side", "quantity", "avg_entry_price", "status", "exit_price",
-                 "exit_reason", "realized_pnl")  # fmt: skip
+# Every field of a position the rules decide (times aside).
+COMPARED_FIELDS = ("symbol", "side", "quantity", "avg_entry_price", "status", "exit_price",
+                   "exit_reason", "realized_pnl", "tp_price", "sl_price", "max_favorable",
+                   "max_adverse", "worst_unrealized_pnl", "best_unrealized_pnl")  # fmt: skip
 COMPARED_TO = Decimal("1e-9")
 
 
@@ -24,41 +27,62 @@ class Replay:
     outcomes: dict[str, tuple[str, int]] = field(default_factory=dict)
 
 
-def stream_order(entry_id: str) -> tuple[int, int]:
-    """A Redis stream id ("ms-seq") as a sortable pair; the order the engine applied entries in."""
+def stream_order(entry_id: str, is_tick: bool = False) -> tuple[int, bool, int]:
+    """Where an entry of `jt:signals` or `jt:ticks` falls in the order the engine applies them:
+    by the millisecond of its Redis id, signals before ticks within one millisecond."""
     ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
+    return int(ms), is_tick, int(seq or 0)
 
 
-def replay_signals(
-    signals: Iterable[rules.SignalInput], settings: rules.RecorderSettings
+@dataclass(frozen=True)
+class TickInput:
+    symbol: str
+    price: Decimal
+    ts: int  # epoch ms
+    delayed: bool = False
+
+
+def replay_log(
+    log: Iterable[rules.SignalInput | TickInput], settings: rules.RecorderSettings
 ) -> Replay:
-    """Apply `signals` in order to a recorder that starts flat, one open position per symbol."""
+    """Apply a recorder's signals, and the ticks between them, in order to a recorder that starts
+    flat: one open position per symbol, ticks taken one at a time (the reference the engine's
+    runs of ticks are held to)."""
     replay = Replay()
-    open_by_symbol: dict[str, rules.PositionState | None] = {}
-    index_of_open: dict[str, int] = {}
-    for signal in signals:
-        current = open_by_symbol.get(signal.symbol)
-        outcome = rules.apply_signal(current, signal, settings, contract_spec(signal.symbol))
+    open_at: dict[str, int] = {}  # symbol → index of its open position in replay.positions
+    last_price: dict[str, Decimal] = {}
+    for item in log:
+        spec = contract_spec(item.symbol)
+        if isinstance(item, TickInput):
+            last_price[item.symbol] = item.price
+            index = open_at.get(item.symbol)
+            marked = index is not None and apply_tick(
+                replay.positions[index], item.price, item.ts, spec,
+                delayed=item.delayed, allow_delayed_exits=settings.allow_delayed_exits)  # fmt: skip
+            if marked:
+                replay.positions[index] = marked.position
+                if marked.exit is not None:
+                    del open_at[item.symbol]
+            continue
+        current = replay.positions[open_at[item.symbol]] if item.symbol in open_at else None
+        outcome = rules.apply_signal(current, item, settings, spec, last_price.get(item.symbol))
         for change in outcome.changes:
             if change.event == "opened":
-                index_of_open[signal.symbol] = len(replay.positions)
+                open_at[item.symbol] = len(replay.positions)
                 replay.positions.append(change.position)
             else:
-                replay.positions[index_of_open[signal.symbol]] = change.position
-        if outcome.changes:
-            open_by_symbol[signal.symbol] = outcome.open_position
-        replay.outcomes[signal.signal_id] = (
-            outcome.status,
-            sum(len(c.fills) for c in outcome.changes),
-        )
+                replay.positions[open_at[item.symbol]] = change.position
+        if outcome.changes and outcome.open_position is None:
+            del open_at[item.symbol]
+        fills = sum(len(c.fills) for c in outcome.changes)
+        replay.outcomes[item.signal_id] = (outcome.status, fills)
     return replay
 
 
-def signal_fields(position: object) -> dict[str, object]:
-    """The signal-decided fields of a position (a PositionState or a Position row), comparable."""
+def compared_fields(position: object) -> dict[str, object]:
+    """The rule-decided fields of a position (a PositionState or a Position row), comparable."""
     values: dict[str, object] = {}
-    for name in SIGNAL_FIELDS:
+    for name in COMPARED_FIELDS:
         value = getattr(position, name)
         # The row keeps 12 decimals of an average that may not terminate (3 contracts).
         values[name] = (

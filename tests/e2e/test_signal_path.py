@@ -17,7 +17,7 @@ from libs.common.models import Fill, Signal
 from libs.common.serialize import num, usd
 from libs.common.streams import SignalMessage
 from services.position_engine import rules
-from services.position_engine.replay import replay_signals
+from services.position_engine.replay import replay_log
 
 SIGNALS = "jt:signals"
 TICKS = "jt:ticks"
@@ -215,7 +215,7 @@ def _replay(entries, recorder: dict) -> tuple[list[rules.PositionState], Outcome
             position_size=m.position_size, market_position=m.market_position,
             received_ms=m.received_at,
         ))  # fmt: skip
-    replayed = replay_signals(signals, settings)
+    replayed = replay_log(signals, settings)
     return replayed.positions, replayed.outcomes
 
 

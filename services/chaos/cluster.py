@@ -70,7 +70,9 @@ class Cluster:
         root.mkdir(parents=True, exist_ok=True)
         (root / "logs").mkdir(exist_ok=True)
         postgres = EmbeddedPostgres(root / "postgres", free_port())
-        redis_server = EmbeddedRedis(root / "redis", free_port(), appendfsync="always")
+        # The same AOF policy as `make run` (everysec): a killed redis-server loses nothing it
+        # answered, because Redis writes the AOF before it replies; only the fsync is deferred.
+        redis_server = EmbeddedRedis(root / "redis", free_port())
         postgres.start()
         redis_server.start()
         db.upgrade(postgres.url)

@@ -68,6 +68,11 @@ def is_synced(client: redis.Redis, prefix: str) -> bool:
     return bool(client.exists(prefix + SYNCED_KEY))
 
 
+def token_map(session: Session) -> dict[str, RecorderRef]:
+    """The whole map as PostgreSQL has it: sha256(token) → recorder."""
+    return {token_digest(r.webhook_token): RecorderRef.of(r) for r in session.scalars(select(Recorder))}
+
+
 def sync_all(client: redis.Redis, prefix: str, session: Session) -> int:
     """Bring the map in line with PostgreSQL; returns how many recorders there are.
 
@@ -75,8 +80,7 @@ def sync_all(client: redis.Redis, prefix: str, session: Session) -> int:
     only tokens present before PostgreSQL was read and absent from it are removed.
     """
     before = set(client.hkeys(prefix + TOKENS_KEY))
-    recorders = session.scalars(select(Recorder)).all()
-    mapping = {token_digest(r.webhook_token): RecorderRef.of(r).to_json() for r in recorders}
+    mapping = {digest: ref.to_json() for digest, ref in token_map(session).items()}
     stale = {t.decode() if isinstance(t, bytes) else t for t in before} - mapping.keys()
     pipe = client.pipeline(transaction=True)
     if mapping:

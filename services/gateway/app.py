@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import redis
 from flask import Flask, Request, Response, g, jsonify, request
@@ -37,7 +39,8 @@ MAX_BODY_BYTES = 16 * 1024
 PENDING_TTL_S = 86_400  # the UI answers "pending" from this key until the engine has the signal
 TOO_LARGE = "The body is larger than 16 KiB."
 REDIS_DOWN = "The signal could not be stored right now; TradingView will send it again."
-# While Redis is down the gateway admits only tokens it has already seen in Redis's map.
+# While Redis is down the gateway admits the tokens of its copy of the map, read from Redis
+# before the outage or from PostgreSQL during it; only without a database is a miss unknowable.
 UNKNOWN_WHILE_DOWN = (
     "The webhook token cannot be checked while Redis is unreachable; "
     "TradingView will send it again."
@@ -64,6 +67,8 @@ class Gateway:
     spool: Spool
     known: KnownTokens
     local_rate: LocalRateWindow
+    # Reads the whole token map from PostgreSQL, for when Redis is down (None: no database).
+    tokens_from_database: Callable[[], dict[str, RecorderRef]] | None = None
 
     def admit(self, token: str, req: Request) -> RecorderRef:
         """The recorder the request is for, once address, size, token and rate allow it."""
@@ -81,7 +86,11 @@ class Gateway:
             self.known.remember(token, recorder)
         except redis.RedisError:
             recorder = self.known.get(token)
-            if recorder is None:  # not in our copy, but the map in Redis may have it: not a 404
+            if recorder is None:  # a recorder made since our copy was taken? read it again
+                self.known.refresh(self.client, self.tokens_from_database)
+                recorder = self.known.get(token)
+            if recorder is None and self.tokens_from_database is None:
+                # Not in our copy, but the map in Redis may have it: not a 404.
                 raise WebhookError(503, UNKNOWN_WHILE_DOWN) from None
         if recorder is None:
             raise WebhookError(404, "No recorder has this webhook token.")
@@ -208,6 +217,11 @@ def _log_request(settings: Settings, response: Response) -> Response:
     return response
 
 
+def _tokens_from_database(sessions: sessionmaker[Session]) -> dict[str, RecorderRef]:
+    with sessions() as session:
+        return recorder_tokens.token_map(session)
+
+
 def create_app(
     settings: Settings,
     redis_client: redis.Redis | None = None,
@@ -222,11 +236,13 @@ def create_app(
         Spool(settings.gateway_spool_dir, settings.gateway_spool_max),
         KnownTokens(settings.stream_prefix),
         LocalRateWindow(settings.webhook_rate_limit, settings.webhook_rate_window_s),
+        None if sessions is None else partial(_tokens_from_database, sessions),
     )  # fmt: skip
-    gateway.known.refresh(client)
+    gateway.known.refresh(client, gateway.tokens_from_database)
     drainer = SpoolDrainer(
-        gateway.spool, gateway.store, on_tick=lambda: gateway.known.refresh(client)
-    )
+        gateway.spool, gateway.store,
+        on_tick=lambda: gateway.known.refresh(client, gateway.tokens_from_database),
+    )  # fmt: skip
     drainer.start()
     app = Flask(__name__)
     # One byte over the limit: a chunked body is cut at this length without an error, so

@@ -231,19 +231,34 @@ class KnownTokens:
             else:
                 self._by_digest[token_digest(token)] = recorder
 
-    def refresh(self, client: redis.Redis) -> None:
-        """Replace the copy with Redis's map, at most every `refresh_s`; quiet when Redis is down."""
+    def refresh(self, client: redis.Redis, from_database: Callable[[], dict[str, RecorderRef]] | None = None) -> None:
+        """Replace the copy with Redis's map, at most every `refresh_s`. While Redis is down, with
+        `from_database`, the copy comes from PostgreSQL instead (every few seconds), so a worker
+        that starts during the outage still knows every recorder."""
         if time.monotonic() - self._refreshed_at < self._refresh_s:
             return
         try:
             mapping = client.hgetall(self._key)
         except redis.RedisError:  # keep the copy; try again in a few seconds, not every tick
             self._refreshed_at = time.monotonic() - self._refresh_s + RETRY_S
+            self._fill_from(from_database)
             return
         fresh = {_text(k): RecorderRef.from_json(_text(v)) for k, v in mapping.items()}
         with self._lock:
             self._by_digest = fresh
             self._refreshed_at = time.monotonic()
+
+
+    def _fill_from(self, from_database: Callable[[], dict[str, RecorderRef]] | None) -> None:
+        if from_database is None:
+            return
+        try:
+            fresh = from_database()
+        except Exception as exc:  # PostgreSQL away too: keep what we have
+            log.warning("token copy not read from PostgreSQL", extra={"kv": {"error": type(exc).__name__}})
+            return
+        with self._lock:
+            self._by_digest = fresh
 
 
 def _text(value: str | bytes) -> str:

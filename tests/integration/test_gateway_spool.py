@@ -221,6 +221,27 @@ def test_token_learned_by_a_lookup_still_works_while_down(
     assert fields["recorder_id"] == str(newer.id)
 
 
+def test_a_gateway_started_while_redis_is_down_knows_every_recorder_from_postgresql(
+    spool_settings, make_recorder, own_redis, sessions
+):
+    # Given Redis down before the gateway starts (a restart during the outage), with PostgreSQL up
+    newer = make_recorder()  # never written to Redis's map
+    own_redis.stop()
+    app = create_app(spool_settings, redis_client=connect_redis(spool_settings.redis_url), sessions=sessions)
+    try:
+        client = app.test_client()
+        # When TradingView sends a signal for a recorder, and another to a token nobody has
+        accepted = post(client, newer.webhook_token)
+        stranger = post(client, "0" * 32)
+        # Then the recorder's is spooled with a 202, and the stranger's is a 404, not a 503
+        assert accepted.status_code == 202, accepted.get_json()
+        assert [f["recorder_id"] for f in spooled(app)] == [str(newer.id)]
+        assert stranger.status_code == 404
+    finally:
+        app.extensions["spool_drainer"].stop()
+        app.extensions["token_sync"].stop()
+
+
 def test_rate_limit_holds_in_process_while_down(gateway, recorder, own_redis):
     app = gateway(webhook_rate_limit=2, webhook_rate_window_s=3600)
     client = app.test_client()

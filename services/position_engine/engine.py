@@ -29,12 +29,20 @@ from libs.common.db import transaction
 from libs.common.instruments import contract_spec
 from libs.common.models import Signal
 from libs.common.serialize import num
-from libs.common.streams import MalformedMessage, SignalMessage, TickMessage
+from libs.common.streams import MalformedMessage, SignalMessage
 from services.position_engine import outbox as outbox_rules
 from services.position_engine import rules
 from services.position_engine import ticks as tick_rules
+from services.position_engine.book import OpenBook
 from services.position_engine.publisher import Outbox, Publisher
-from services.position_engine.repository import Batch, Tracked, ms_to_dt, recorder_settings
+from services.position_engine.repository import (
+    Batch,
+    StaleBook,
+    Tracked,
+    ms_to_dt,
+    recorder_settings,
+)
+from services.position_engine.tick_entries import TickReader
 
 log = logging.getLogger("position_engine")
 
@@ -74,6 +82,8 @@ class PositionEngine:
         self.stats = Stats()
         self.on_batch: Callable[[int, float], None] = lambda size, seconds: None  # e.g. metrics
         self.last_prices: dict[str, Decimal] = {}
+        self.book = OpenBook()  # the open positions, loaded at start and kept current
+        self.tick_reader = TickReader()
         # Streams whose own pending entries are read before new ones: at the start, after a
         # failure or a claim, and when entries had to wait for the other stream.
         self._backlog = {self.signals_stream, self.ticks_stream}
@@ -87,7 +97,8 @@ class PositionEngine:
             streams.ensure_group(self.redis, stream, streams.ENGINE_GROUP)
         self.last_prices = {k: Decimal(v) for k, v in self.redis.hgetall(self.publisher.last_price_key).items()}
         with transaction(self.sessions) as session:
-            counts = Batch(session).open_symbol_counts()
+            self.book.load(session)  # started, or just took the lead: read what the last one left
+            counts = Batch(session, self.book).open_symbol_counts()
         pipe = self.redis.pipeline(transaction=False)
         pipe.delete(self.settings.stream(streams.OPEN_SYMBOLS) + ":next")
         self.publisher.write_open_symbols(pipe, counts)
@@ -157,6 +168,9 @@ class PositionEngine:
         the rest goes back to pending."""
         got = {stream: [e for e in entries if e[0] == stream] for stream in starts}
         frontier = {stream: self._read_up_to(stream, start, got[stream]) for stream, start in starts.items()}
+        for other in (self.signals_stream, self.ticks_stream):
+            if not got[other] and frontier[other] == NO_FRONTIER:
+                return entries  # one stream's entries, in their order, and nothing of the other waits
         entries.sort(key=lambda e: _order_key(e[0] == self.ticks_stream, e[1]))
         for index, (stream, entry_id, _) in enumerate(entries):
             other = self.ticks_stream if stream == self.signals_stream else self.signals_stream
@@ -188,6 +202,7 @@ class PositionEngine:
         """Read and apply one batch; returns how many entries it held."""
         if time.monotonic() - self._last_claim > CLAIM_EVERY_S:
             self.claim_abandoned()
+            self.check_book()
         if time.monotonic() - self._last_window_check > WINDOW_CHECK_EVERY_S:
             try:
                 self.check_trading_windows()
@@ -217,32 +232,57 @@ class PositionEngine:
         return len(entries)
 
     def apply_batch(self, entries: list[tuple[str, str, dict]]) -> Outbox:
+        try:
+            return self._apply_batch(entries)
+        except StaleBook:
+            log.warning("open positions changed outside the engine; book reloaded, batch applied again")
+            return self._apply_batch(entries)
+
+    def _apply_batch(self, entries: list[tuple[str, str, dict]]) -> Outbox:
         outbox = Outbox()
         prices_before = dict(self.last_prices)
         try:
             with transaction(self.sessions) as session:
-                batch = Batch(session)
-                batch.load_symbols(self._symbols_of(entries))
+                batch = Batch(session, self.book)
                 # Ticks wait in a run per symbol until a signal of that symbol (or the batch end)
                 # needs the positions up to date; a run is applied in one pass per position.
-                runs: dict[str, list[tuple[Decimal, int, bool]]] = {}
+                runs: dict[str, tuple[list[Decimal], list[int], list[bool]]] = {}
+                signal_ids: list[str] = []
+                tick_ids: list[str] = []
+                read_tick = self.tick_reader.read
                 for stream, entry_id, fields in entries:
-                    if stream == self.signals_stream:
-                        symbol = str(fields.get("symbol", "")).strip()
-                        if symbol in runs:
-                            self._apply_ticks(batch, symbol, runs.pop(symbol), outbox)
-                        self._apply_signal_entry(batch, entry_id, fields, outbox)
-                    elif tick := self._read_tick(fields, outbox):
-                        runs.setdefault(tick.symbol, []).append((tick.price, tick.ts, tick.delayed))
-                    outbox.acks.setdefault(stream, []).append(entry_id)
-                for symbol, ticks in runs.items():
-                    self._apply_ticks(batch, symbol, ticks, outbox)
+                    if stream == self.ticks_stream:
+                        tick_ids.append(entry_id)
+                        try:
+                            symbol, price, ts, delayed = read_tick(fields)
+                        except MalformedMessage as exc:
+                            log.warning("malformed tick skipped", extra={"kv": {"reason": repr(str(exc))}})
+                            self.stats.rejected_entries += 1
+                            continue
+                        run = runs.get(symbol)
+                        if run is None:
+                            run = runs[symbol] = ([], [], [])
+                        run[0].append(price)
+                        run[1].append(ts)
+                        run[2].append(delayed)
+                        continue
+                    signal_ids.append(entry_id)
+                    symbol = str(fields.get("symbol", "")).strip()
+                    if symbol in runs:
+                        self._apply_ticks(batch, symbol, runs.pop(symbol), outbox)
+                    self._apply_signal_entry(batch, entry_id, fields, outbox)
+                for symbol, run in runs.items():
+                    self._apply_ticks(batch, symbol, run, outbox)
+                outbox.acks = {s: ids for s, ids in ((self.signals_stream, signal_ids),
+                                                     (self.ticks_stream, tick_ids)) if ids}  # fmt: skip
                 batch.flush_positions()
                 if any(t in ("position.opened", "position.closed") for t, _ in outbox.events):
                     outbox.open_symbols = batch.open_symbol_counts()
                 self.publisher.resolve_events(outbox)
         except Exception:
+            # Rolled back: the book may hold changes that never reached PostgreSQL.
             self.last_prices = prices_before
+            self.book.invalidate()
             raise
         return outbox
 
@@ -268,8 +308,19 @@ class PositionEngine:
                 merged.acks.setdefault(stream, []).extend(ids)
         return merged
 
-    def _symbols_of(self, entries: list[tuple[str, str, dict]]) -> set[str]:
-        return {f.get("symbol", "").strip() for _, _, f in entries if f.get("symbol", "").strip()}
+    def check_book(self) -> None:
+        """Load the book again when the open rows are no longer the ones it holds (a recorder
+        deleted with its open positions, which no write of the engine has run into yet)."""
+        if not self.book.loaded:
+            return
+        try:
+            with transaction(self.sessions) as session:
+                if self.book.matches(session):
+                    return
+            log.warning("open positions changed outside the engine; book reloaded")
+        except OperationalError:
+            pass  # the batch that reloads it meets the outage too, and retries
+        self.book.invalidate()
 
     # --- signals -----------------------------------------------------------------------------
 
@@ -301,7 +352,7 @@ class PositionEngine:
         position_id = None
         for change in outcome.changes:
             touched = batch.apply_change(change, recorder, tracked, message.received_at, signal_id)
-            position_id = touched.row.id
+            position_id = touched.id
             outbox.events.append((f"position.{change.event}", {"_tracked": touched}))
         now = ms_to_dt(message.received_at)
         queued, notes = outbox_rules.intents_for_signal(
@@ -363,7 +414,7 @@ class PositionEngine:
         if stream == self.signals_stream:
             try:
                 with transaction(self.sessions) as session:
-                    self._record_malformed(Batch(session), entry_id, fields, reason, outbox)
+                    self._record_malformed(Batch(session, self.book), entry_id, fields, reason, outbox)
                 return outbox
             except Exception:
                 log.exception("could not record the rejected entry")
@@ -372,40 +423,48 @@ class PositionEngine:
 
     # --- ticks -------------------------------------------------------------------------------
 
-    def _read_tick(self, fields: dict, outbox: Outbox) -> TickMessage | None:
-        try:
-            tick = TickMessage.from_fields(fields)
-        except MalformedMessage as exc:
-            log.warning("malformed tick skipped", extra={"kv": {"reason": repr(str(exc))}})
-            self.stats.rejected_entries += 1
-            return None
-        self.stats.ticks += 1
-        self.last_prices[tick.symbol] = tick.price
-        outbox.last_prices[tick.symbol] = str(tick.price)
-        return tick
-
-    def _apply_ticks(self, batch: Batch, symbol: str, ticks: list[tuple[Decimal, int, bool]], outbox: Outbox) -> None:
+    def _apply_ticks(
+        self, batch: Batch, symbol: str, run: tuple[list[Decimal], list[int], list[bool]], outbox: Outbox
+    ) -> None:
         """Apply consecutive ticks of one symbol to its open positions, in stream order."""
-        run = tick_rules.TickRun.of(ticks)
+        prices, ts, delayed = run
+        self.stats.ticks += len(prices)
+        self.last_prices[symbol] = prices[-1]
+        outbox.last_prices[symbol] = str(prices[-1])
+        held = batch.by_symbol.get(symbol)
+        if not held:
+            return
+        ticks = tick_rules.TickRun.of_columns(prices, ts, delayed)
         spec = contract_spec(symbol)
-        for tracked in list(batch.by_symbol.get(symbol, ())):
-            result = tick_rules.apply_tick_run(tracked.state, run, spec, allow_delayed_exits=tracked.allow_delayed_exits)
+        delayed_exits = batch.delayed_exits() if ticks.any_delayed else set()
+        last_price, marked = prices[-1], outbox.marked
+        for tracked in list(held):
+            allow = tracked.recorder_id in delayed_exits
+            if tick_rules.leaves_unchanged(tracked.state, ticks, allow_delayed_exits=allow, folded=tracked.folded):
+                tracked.last_price = last_price
+                marked[tracked.id] = tracked
+                continue
+            result = tick_rules.apply_tick_run(tracked.state, ticks, spec, allow_delayed_exits=allow,
+                                               folded=tracked.folded)  # fmt: skip
             if result is None:
                 continue
-            tracked.last_price = run.prices[-1]
-            tracked.unrealized = result.unrealized_pnl
-            if result.position is not tracked.state:
-                batch.set_state(tracked, result.position)
-            outbox.marked[tracked.row.id] = tracked
-            if result.exit is not None:
-                batch.add_fills(tracked, result.exit, result.position.closed_ms, None)
-                outbox.events.append(("position.closed", {"_tracked": tracked}))
-                self._guard_after_exit(batch, tracked, outbox)
-                self.publisher.forget_marked(tracked.row.id)
-                self.stats.exits += 1
-                log.info("position exited", extra={"kv": {
-                    "position_id": tracked.row.id, "reason": result.position.exit_reason,
-                    "price": result.position.exit_price}})
+            tracked.last_price = last_price
+            marked[tracked.id] = tracked
+            if result.exit is None:
+                if result.position is not tracked.state:
+                    batch.set_state(tracked, result.position, marks_only=True)
+                if ticks.min_ts >= tracked.state.opened_ms:  # every tick marked it
+                    tracked.fold(ticks.low, ticks.high)
+                continue
+            batch.set_state(tracked, result.position)
+            batch.flush_positions()  # the row first: one gone meanwhile (StaleBook) takes no fill
+            batch.add_fills(tracked, result.exit, result.position.closed_ms, None)
+            outbox.events.append(("position.closed", {"_tracked": tracked}))
+            self._guard_after_exit(batch, tracked, outbox)
+            self.stats.exits += 1
+            log.info("position exited", extra={"kv": {
+                "position_id": tracked.id, "reason": result.position.exit_reason,
+                "price": result.position.exit_price}})
 
     def check_trading_windows(self, now: datetime | None = None) -> int:
         """Flatten traders whose trading window just ended; returns how many intents went out."""
@@ -424,7 +483,7 @@ class PositionEngine:
         return len(queued)
 
     def _guard_after_exit(self, batch: Batch, tracked: Tracked, outbox: Outbox) -> None:
-        recorder = batch.recorder(tracked.row.recorder_id)
+        recorder = batch.recorder(tracked.recorder_id)
         if recorder is None:
             return
         batch.flush_positions()

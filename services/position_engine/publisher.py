@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import redis
 
 from libs.common import orders, streams
 from libs.common.config import Settings
+from libs.common.instruments import contract_spec
 from libs.common.serialize import num, position_dict, usd
-from services.position_engine.repository import Tracked
+from services.position_engine.book import Tracked
+from services.position_engine.rules import PositionState
 
 MARK_INTERVAL_S = 0.5  # at most two position.marked events a second per position
 TICKS_MAXLEN = 1_000_000
@@ -32,6 +35,16 @@ class Outbox:
 
 
 
+@dataclass(frozen=True)
+class _Marked:
+    """The last position.marked of a position: when, at what price and state, its fields."""
+
+    at: float
+    price: Decimal | None
+    state: PositionState
+    fields: dict
+
+
 class Publisher:
     def __init__(self, settings: Settings, client: redis.Redis, rq: redis.Redis):
         self.settings = settings
@@ -40,33 +53,42 @@ class Publisher:
         self.events_stream = settings.stream(streams.EVENTS)
         self.ticks_stream = settings.stream(streams.TICKS)
         self.last_price_key = settings.stream("engine_last_price")
-        self._last_marked: dict[int, float] = {}
+        self._last_marked: dict[int, _Marked] = {}
 
     def forget_marked(self, position_id: int) -> None:
         self._last_marked.pop(position_id, None)
-
 
     def resolve_events(self, outbox: Outbox) -> None:
         """Turn position references into event payloads once the rows hold their final state."""
         resolved: list[tuple[str, dict]] = []
         for event_type, data in outbox.events:
             tracked: Tracked | None = data.get("_tracked")
+            if event_type == "position.closed" and tracked is not None:
+                self.forget_marked(tracked.id)
             resolved.append((event_type, data if tracked is None else self._position_payload(tracked)))
         now = time.monotonic()
         for pid, tracked in outbox.marked.items():
-            if tracked.state.status != "open" or now - self._last_marked.get(pid, 0.0) < MARK_INTERVAL_S:
-                continue
-            self._last_marked[pid] = now
-            payload = self._position_payload(tracked)
-            payload["last_price"] = num(tracked.last_price)
-            payload["unrealized_pnl"] = usd(tracked.unrealized)
-            resolved.append(("position.marked", payload))
+            if tracked.state.status == "open" and (payload := self._marked_payload(pid, tracked, now)):
+                resolved.append(("position.marked", payload))
         outbox.events = resolved
         outbox.marked = {}
 
+    def _marked_payload(self, pid: int, tracked: Tracked, now: float) -> dict | None:
+        """The position.marked payload, or None when one went out less than MARK_INTERVAL_S ago
+        or showed the same: a page shows the last price and the marks, nothing else moves."""
+        last = self._last_marked.get(pid)
+        if last is not None and (now - last.at < MARK_INTERVAL_S
+                                 or (last.price, last.state) == (tracked.last_price, tracked.state)):  # fmt: skip
+            return None
+        # The position's own fields change seldom: reuse them while its state is the same.
+        fields = last.fields if last is not None and last.state is tracked.state else self._position_payload(tracked)
+        self._last_marked[pid] = _Marked(now, tracked.last_price, tracked.state, fields)
+        unrealized = tracked.state.unrealized_pnl(tracked.last_price, contract_spec(tracked.state.symbol))
+        return {**fields, "last_price": num(tracked.last_price), "unrealized_pnl": usd(unrealized)}
+
     @staticmethod
     def _position_payload(tracked: Tracked) -> dict:
-        payload = position_dict(tracked.row)
+        payload = position_dict(tracked)  # type: ignore[arg-type]  # reads like a Position row
         payload["user_id"] = tracked.user_id
         return payload
 

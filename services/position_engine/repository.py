@@ -1,55 +1,32 @@
 """PostgreSQL side of the engine: one `Batch` per transaction of stream entries.
 
-A batch loads the open positions of the symbols it touches, keeps their state in memory while the
-entries are applied in stream order, and writes back only what changed before the commit.
+A batch works on the engine's book of open positions (`book.py`): signals and ticks change the
+positions there, in stream order, and the batch writes back before the commit only the rows whose
+values changed, in a few statements. A write that finds its row no longer open means the book
+was out of date: `StaleBook` undoes the batch, and the engine loads the book again.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from libs.common.models import Fill, Position, Recorder, Signal
+from services.position_engine.book import OpenBook, Tracked, ms_to_dt, state_of
 from services.position_engine.rules import PositionChange, PositionState, RecorderSettings
 
+__all__ = ["Batch", "StaleBook", "Tracked", "ms_to_dt", "recorder_settings", "state_of"]
 
-def ms_to_dt(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
-
-
-def state_of(row: Position) -> PositionState:
-    return PositionState(
-        symbol=row.symbol, side=row.side, quantity=row.quantity, entry_cost=row.entry_cost,
-        opened_ms=row.opened_ms, tp_price=row.tp_price, sl_price=row.sl_price,
-        realized_pnl=row.realized_pnl, max_favorable=row.max_favorable, max_adverse=row.max_adverse,
-        worst_unrealized_pnl=row.worst_unrealized_pnl, best_unrealized_pnl=row.best_unrealized_pnl,
-        status=row.status, exit_price=row.exit_price, exit_reason=row.exit_reason,
-        closed_ms=None, id=row.id,
-    )
+POSITIONS = Position.__table__
+MARKS = ("max_favorable", "max_adverse", "worst_unrealized_pnl", "best_unrealized_pnl")
+STATE_COLUMNS = ("side", "quantity", "entry_cost", "avg_entry_price", "tp_price", "sl_price", "status",
+                 "realized_pnl", "exit_price", "exit_reason", *MARKS)  # fmt: skip
 
 
-def write_state(row: Position, state: PositionState) -> None:
-    row.side = state.side
-    row.quantity = state.quantity
-    row.entry_cost = state.entry_cost
-    row.avg_entry_price = state.avg_entry_price
-    row.tp_price = state.tp_price
-    row.sl_price = state.sl_price
-    row.status = state.status
-    row.realized_pnl = state.realized_pnl
-    row.exit_price = state.exit_price
-    row.exit_reason = state.exit_reason
-    row.max_favorable = state.max_favorable
-    row.max_adverse = state.max_adverse
-    row.worst_unrealized_pnl = state.worst_unrealized_pnl
-    row.best_unrealized_pnl = state.best_unrealized_pnl
-    if state.closed_ms is not None:
-        row.closed_at = ms_to_dt(state.closed_ms)
+class StaleBook(Exception):
+    """A position the book holds open is no longer open in PostgreSQL."""
 
 
 def recorder_settings(r: Recorder) -> RecorderSettings:
@@ -60,45 +37,33 @@ def recorder_settings(r: Recorder) -> RecorderSettings:
     )
 
 
-@dataclass
-class Tracked:
-    """A position row and its state as the batch goes; `written` is what the row holds."""
+def _row_values(state: PositionState) -> dict:
+    values = {name: getattr(state, name) for name in STATE_COLUMNS}
+    values["closed_at"] = None if state.closed_ms is None else ms_to_dt(state.closed_ms)
+    return values
 
-    row: Position
-    state: PositionState
-    written: PositionState
-    user_id: int
-    allow_delayed_exits: bool
-    last_price: Decimal | None = None  # of the last tick applied, for position.marked
-    unrealized: Decimal | None = None
+
+# An UPDATE of open rows by id, run as executemany: its SET names the keys of the parameters.
+# A closed or missing row matches nothing, which the rowcount shows.
+UPDATE_OPEN = update(POSITIONS).where(POSITIONS.c.id == bindparam("_id"), POSITIONS.c.status == "open")
 
 
 class Batch:
-    def __init__(self, session: Session):
+    def __init__(self, session: Session, book: OpenBook):
         self.session = session
-        self.open: dict[tuple[int, str], Tracked] = {}  # (recorder_id, symbol) → open position
-        self.by_symbol: dict[str, list[Tracked]] = {}
-        self.touched: dict[int, Tracked] = {}  # every position changed in this batch, closed ones too
-        self._loaded: set[str] = set()
+        self.book = book
+        self.touched: dict[int, Tracked] = {}  # by position id: changed in this batch, closed ones too
         self._recorders: dict[int, Recorder | None] = {}
         self._seen_signals: set[uuid.UUID] = set()
+        self._delayed_exits: set[int] | None = None
+        if not book.loaded:
+            book.load(session)
 
     # --- reads -------------------------------------------------------------------------------
 
-    def load_symbols(self, symbols: set[str]) -> None:
-        missing = symbols - self._loaded
-        if not missing:
-            return
-        rows = self.session.execute(
-            select(Position, Recorder.user_id, Recorder.allow_delayed_exits)
-            .join(Recorder, Recorder.id == Position.recorder_id)
-            .where(Position.status == "open", Position.symbol.in_(missing))
-            .order_by(Position.id)
-        ).all()
-        for row, user_id, allow_delayed in rows:
-            state = state_of(row)
-            self._track(Tracked(row, state, state, user_id, allow_delayed))
-        self._loaded |= missing
+    @property
+    def by_symbol(self) -> dict[str, list[Tracked]]:
+        return self.book.by_symbol
 
     def open_symbol_counts(self) -> dict[str, int]:
         self.flush_positions()
@@ -112,6 +77,13 @@ class Batch:
             self._recorders[recorder_id] = self.session.get(Recorder, recorder_id)
         return self._recorders[recorder_id]
 
+    def delayed_exits(self) -> set[int]:
+        """Recorders that take TP/SL exits on delayed ticks, read once per batch that needs it
+        (a user may switch it at any time)."""
+        if self._delayed_exits is None:
+            self._delayed_exits = set(self.session.scalars(select(Recorder.id).where(Recorder.allow_delayed_exits)))
+        return self._delayed_exits
+
     def signal_seen(self, signal_id: uuid.UUID) -> bool:
         """True when this signal was already recorded, in this batch or an earlier commit."""
         if signal_id in self._seen_signals:
@@ -120,27 +92,18 @@ class Batch:
         return self.session.get(Signal, signal_id) is not None
 
     def open_position(self, recorder_id: int, symbol: str) -> Tracked | None:
-        self.load_symbols({symbol})
-        return self.open.get((recorder_id, symbol))
+        return self.book.open.get((recorder_id, symbol))
 
     # --- writes ------------------------------------------------------------------------------
 
-    def _track(self, tracked: Tracked) -> None:
-        key = (tracked.row.recorder_id, tracked.state.symbol)
-        self.open[key] = tracked
-        self.by_symbol.setdefault(tracked.state.symbol, []).append(tracked)
-
-    def _untrack(self, tracked: Tracked) -> None:
-        key = (tracked.row.recorder_id, tracked.state.symbol)
-        if self.open.get(key) is tracked:
-            del self.open[key]
-        self.by_symbol[tracked.state.symbol].remove(tracked)
-
-    def set_state(self, tracked: Tracked, state: PositionState) -> None:
-        self.touched[id(tracked)] = tracked
+    def set_state(self, tracked: Tracked, state: PositionState, *, marks_only: bool = False) -> None:
+        """The position's new state; `marks_only` when a tick moved only its extremes."""
+        self.touched[tracked.id] = tracked
         tracked.state = state
+        if not marks_only:
+            tracked.folded = None  # the marks of other prices depend on the new average
         if state.status != "open":
-            self._untrack(tracked)
+            self.book.untrack(tracked)
 
     def apply_change(
         self, change: PositionChange, recorder: Recorder, current: Tracked | None,
@@ -158,24 +121,22 @@ class Batch:
 
     def _insert(self, state: PositionState, recorder: Recorder) -> Tracked:
         self.flush_positions()  # a reversal's closed row must leave 'open' before the new row
-        row = Position(
-            recorder_id=recorder.id, symbol=state.symbol, opened_at=ms_to_dt(state.opened_ms),
-            opened_ms=state.opened_ms,
-        )
-        write_state(row, state)
-        self.session.add(row)
-        self.session.flush()  # the id is needed by fills and by the signal row
-        tracked = Tracked(row, state, state, recorder.user_id, recorder.allow_delayed_exits)
-        self._loaded.add(state.symbol)
-        self._track(tracked)
-        self.touched[id(tracked)] = tracked
+        opened_at = ms_to_dt(state.opened_ms)
+        position_id = self.session.execute(
+            insert(POSITIONS).returning(POSITIONS.c.id),
+            {"recorder_id": recorder.id, "symbol": state.symbol, "opened_at": opened_at,
+             "opened_ms": state.opened_ms, **_row_values(state)},
+        ).scalar_one()
+        tracked = Tracked(position_id, recorder.id, recorder.user_id, opened_at, state, state)
+        self.book.track(tracked)
+        self.touched[position_id] = tracked
         return tracked
 
     def add_fills(self, tracked: Tracked, change: PositionChange, at_ms: int, signal_id: uuid.UUID | None) -> None:
         for fill in change.fills:
             self.session.add(
                 Fill(
-                    position_id=tracked.row.id, signal_id=signal_id, kind=fill.kind, side=fill.side,
+                    position_id=tracked.id, signal_id=signal_id, kind=fill.kind, side=fill.side,
                     quantity=fill.quantity, price=fill.price, realized_pnl=fill.realized_pnl,
                     reason=fill.reason, filled_at=ms_to_dt(at_ms),
                 )
@@ -185,8 +146,29 @@ class Batch:
         self.session.add(row)
 
     def flush_positions(self) -> None:
+        """Write the rows whose values changed (most often only their extremes), then the rest
+        of the session (fills, signals, intents)."""
+        marks, full, written = [], [], []
         for tracked in self.touched.values():
-            if tracked.state != tracked.written:
-                write_state(tracked.row, tracked.state)
-                tracked.written = tracked.state
+            state, before = tracked.state, tracked.written
+            if state is before or state == before:
+                continue
+            if _only_marks_differ(state, before):
+                marks.append({"_id": tracked.id, **{name: getattr(state, name) for name in MARKS}})
+            else:
+                full.append({"_id": tracked.id, **_row_values(state)})
+            written.append(tracked)
+        for rows in (marks, full):
+            # On the connection, without autoflush: fills may name these rows.
+            if rows and self.session.connection().execute(UPDATE_OPEN, rows).rowcount != len(rows):
+                raise StaleBook("a position the book holds open is no longer open")
+        for tracked in written:
+            tracked.written = tracked.state
         self.session.flush()
+
+
+def _only_marks_differ(state: PositionState, before: PositionState) -> bool:
+    return (state.status == before.status and state.quantity == before.quantity
+            and state.entry_cost == before.entry_cost and state.tp_price == before.tp_price
+            and state.sl_price == before.sl_price and state.side == before.side
+            and state.realized_pnl == before.realized_pnl)  # fmt: skip

@@ -7,8 +7,11 @@ pass per position, and equals folding `apply_tick` over them (a property test ho
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_UP, Decimal
+from itertools import accumulate
+from operator import neg
 
 from libs.common.instruments import ContractSpec
 from services.position_engine.rules import (
@@ -84,22 +87,31 @@ class TickRun:
     prices: tuple[Decimal, ...]
     ts: tuple[int, ...]
     delayed: tuple[bool, ...]
-    highs: tuple[Decimal, ...]  # highs[i] = max(prices[: i + 1])
-    neg_lows: tuple[Decimal, ...]  # -min(prices[: i + 1]), nondecreasing, for bisect
+    highs: tuple[Decimal, ...]  # highs[i] = max(prices[: i + 1]), nondecreasing
+    lows: tuple[Decimal, ...]  # lows[i] = min(prices[: i + 1]), nonincreasing
+    min_ts: int
+    any_delayed: bool
 
     @classmethod
     def of(cls, ticks: list[tuple[Decimal, int, bool]]) -> TickRun:
-        highs, neg_lows = [], []
-        hi = lo = None
-        for price, _, _ in ticks:
-            hi = price if hi is None or price > hi else hi
-            lo = price if lo is None or price < lo else lo
-            highs.append(hi)
-            neg_lows.append(-lo)
+        prices, ts, delayed = zip(*ticks, strict=True)
+        return cls.of_columns(prices, ts, delayed)
+
+    @classmethod
+    def of_columns(cls, prices: Sequence[Decimal], ts: Sequence[int], delayed: Sequence[bool]) -> TickRun:
+        """A run from its prices, times and delayed flags, one entry per tick in stream order."""
         return cls(
-            tuple(p for p, _, _ in ticks), tuple(t for _, t, _ in ticks), tuple(d for _, _, d in ticks),
-            tuple(highs), tuple(neg_lows),
+            tuple(prices), tuple(ts), tuple(delayed), tuple(accumulate(prices, max)),
+            tuple(accumulate(prices, min)), min(ts), any(delayed),
         )
+
+    @property
+    def high(self) -> Decimal:
+        return self.highs[-1]
+
+    @property
+    def low(self) -> Decimal:
+        return self.lows[-1]
 
     @property
     def last_ts(self) -> int:
@@ -107,47 +119,81 @@ class TickRun:
 
 
 def apply_tick_run(
-    position: PositionState, run: TickRun, spec: ContractSpec, *, allow_delayed_exits: bool = False
+    position: PositionState, run: TickRun, spec: ContractSpec, *, allow_delayed_exits: bool = False,
+    folded: tuple[Decimal, Decimal] | None = None,
 ) -> TickOutcome | None:
-    """Mark `position` to every tick of `run` in order, stopping at the first exit."""
+    """Mark `position` to every tick of `run` in order, stopping at the first exit.
+
+    `folded` is a (low, high) price range whose marks the position's extremes already hold: a run
+    inside it that reaches no exit level cannot widen them (marks only grow with the distance from
+    the average), so they are not computed again.
+    """
     if position.status != "open":
         return None
-    if min(run.ts) < position.opened_ms or (any(run.delayed) and not allow_delayed_exits):
+    if run.min_ts < position.opened_ms or (run.any_delayed and not allow_delayed_exits):
         return _fold_ticks(position, run, spec, allow_delayed_exits)
     exit_at, reason, level = _first_exit(position, run)
+    if level is None and _within(run, folded):
+        return TickOutcome(position, None, False, _unrealized(position, run.prices[-1], spec))
     end = len(run.prices) if exit_at is None else exit_at  # ticks before the exit tick
     high = run.highs[end - 1] if end else None
-    low = -run.neg_lows[end - 1] if end else None
+    low = run.lows[end - 1] if end else None
     if level is not None:
         high = level if high is None or level > high else high
         low = level if low is None or level < low else low
     best, worst = (high, low) if position.side == "long" else (low, high)
     marked = _widened(position, best, worst, spec)
     last_mark = level if level is not None else run.prices[-1]
-    unrealized = (last_mark * position.quantity - position.entry_cost) * position.direction * spec.point_value
-    changed = marked != position
+    unrealized = _unrealized(position, last_mark, spec)
+    changed = marked is not position
     if level is None:
-        return TickOutcome(marked if changed else position, None, changed, unrealized)
+        return TickOutcome(marked, None, changed, unrealized)
     exit_change = close_position(marked, level, reason, run.ts[exit_at], spec)
     return TickOutcome(exit_change.position, exit_change, True, unrealized)
+
+
+def leaves_unchanged(
+    position: PositionState, run: TickRun, *, allow_delayed_exits: bool = False,
+    folded: tuple[Decimal, Decimal] | None = None,
+) -> bool:
+    """True when `apply_tick_run` would mark every tick of `run` and change nothing: the quick
+    answer for the common case of prices inside the range the extremes already hold."""
+    return (
+        _within(run, folded) and position.status == "open" and run.min_ts >= position.opened_ms
+        and not (run.any_delayed and not allow_delayed_exits) and _first_exit(position, run)[2] is None
+    )
+
+
+def _within(run: TickRun, folded: tuple[Decimal, Decimal] | None) -> bool:
+    return folded is not None and folded[0] <= run.low and run.high <= folded[1]
+
+
+def _unrealized(position: PositionState, price: Decimal, spec: ContractSpec) -> Decimal:
+    return (price * position.quantity - position.entry_cost) * position.direction * spec.point_value
 
 
 def _first_exit(position: PositionState, run: TickRun) -> tuple[int | None, str | None, Decimal | None]:
     """Index, reason and level of the first tick that reaches TP or SL."""
     tp, sl = position.tp_price, position.sl_price
+    up, down = (tp, sl) if position.side == "long" else (sl, tp)  # exits above and below
+    hit_up = up is not None and run.high >= up
+    hit_down = down is not None and run.low <= down
+    if not (hit_up or hit_down):
+        return None, None, None
     n = len(run.prices)
-    above = lambda level: bisect_left(run.highs, level) if level is not None else n  # noqa: E731
-    below = lambda level: bisect_left(run.neg_lows, -level) if level is not None else n  # noqa: E731
+    above = bisect_left(run.highs, up) if hit_up else n
+    below = bisect_left(run.lows, -down, key=neg) if hit_down else n
     if position.side == "long":
-        candidates = [(above(tp), "tp", tp), (below(sl), "sl", sl)]
+        candidates = [(above, "tp", tp), (below, "sl", sl)]
     else:
-        candidates = [(below(tp), "tp", tp), (above(sl), "sl", sl)]
+        candidates = [(below, "tp", tp), (above, "sl", sl)]
     index, reason, level = min(candidates, key=lambda c: c[0])
-    return (None, None, None) if index >= n else (index, reason, level)
+    return index, reason, level
 
 
 def _widened(position: PositionState, best: Decimal | None, worst: Decimal | None, spec: ContractSpec) -> PositionState:
-    """Extremes after marks at `best` (most favourable price) and `worst` (least)."""
+    """Extremes after marks at `best` (most favourable price) and `worst` (least); the same
+    object when none of them moves."""
     if best is None or worst is None:
         return position
 
@@ -156,16 +202,16 @@ def _widened(position: PositionState, best: Decimal | None, worst: Decimal | Non
             PRICE_QUANTUM, rounding=ROUND_HALF_UP
         )
 
-    def pnl(price: Decimal) -> Decimal:
-        return (price * position.quantity - position.entry_cost) * position.direction * spec.point_value
-
-    return replace(
-        position,
-        max_favorable=max(position.max_favorable, move(best)),
-        max_adverse=max(position.max_adverse, -move(worst)),
-        worst_unrealized_pnl=min(position.worst_unrealized_pnl, pnl(worst)),
-        best_unrealized_pnl=max(position.best_unrealized_pnl, pnl(best)),
-    )
+    favorable = max(position.max_favorable, move(best))
+    adverse = max(position.max_adverse, -move(worst))
+    worst_pnl = min(position.worst_unrealized_pnl, _unrealized(position, worst, spec))
+    best_pnl = max(position.best_unrealized_pnl, _unrealized(position, best, spec))
+    if (favorable, adverse, worst_pnl, best_pnl) == (
+        position.max_favorable, position.max_adverse, position.worst_unrealized_pnl, position.best_unrealized_pnl
+    ):
+        return position
+    return replace(position, max_favorable=favorable, max_adverse=adverse,
+                   worst_unrealized_pnl=worst_pnl, best_unrealized_pnl=best_pnl)
 
 
 def _fold_ticks(

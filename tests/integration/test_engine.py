@@ -275,3 +275,85 @@ def test_signals_wait_for_older_ticks_after_a_restart_too(settings, redis_client
     # Then the stop-loss still comes before the sell
     closed, opened = positions(sessions)
     assert (closed.exit_reason, opened.side) == ("sl", "short")
+
+
+def test_marks_written_by_one_engine_are_where_the_next_one_starts(
+    settings, redis_client, sessions, make_recorder, engine_for
+):
+    # Given a long marked by ticks, whose engine is replaced by another (a restart, a new leader)
+    recorder = make_recorder()
+    first = engine_for("engine-1")
+    send_signal(settings, redis_client, recorder, "buy", "25640", received_at=1_000)
+    send_tick(settings, redis_client, "25630", ts=2_000)
+    drain(first)
+    second = engine_for("engine-2")
+    # When prices come back inside what the first engine saw, then beyond it
+    send_tick(settings, redis_client, "25635", ts=3_000)
+    send_tick(settings, redis_client, "25650", ts=4_000)
+    drain(second)
+    # Then the row holds every extreme, and the unchanged marks were not lost
+    [pos] = positions(sessions)
+    assert (pos.max_adverse, pos.worst_unrealized_pnl) == (10, D("-20"))
+    assert (pos.max_favorable, pos.best_unrealized_pnl) == (10, D("20"))
+
+
+def test_a_recorder_deleted_with_its_open_position_does_not_stop_the_others_exits(
+    settings, redis_client, sessions, make_recorder, engine_for, caplog
+):
+    # Given two recorders long MNQ with the same take-profit, the engine holding both positions
+    kept, deleted = make_recorder(tp_ticks=4), make_recorder(tp_ticks=4)
+    engine = engine_for()
+    send_signal(settings, redis_client, kept, "buy", "25640", received_at=1_000)
+    send_signal(settings, redis_client, deleted, "buy", "25640", received_at=1_000)
+    drain(engine)
+    # When one recorder is deleted in the UI (its position goes with it), then a tick hits the TP
+    with sessions.begin() as s:
+        s.delete(s.get(type(deleted), deleted.id))
+    send_tick(settings, redis_client, "25641", ts=2_000)
+    drain(engine)
+    # Then the other position exits at its take-profit, and nothing is left pending or set aside
+    [pos] = positions(sessions)
+    assert (pos.recorder_id, pos.status, pos.exit_reason, pos.exit_price) == (kept.id, "closed", "tp", 25641)
+    assert [t for t, _ in events(redis_client, settings)].count("position.closed") == 1
+    assert redis_client.xlen(settings.stream("dead_letter")) == 0
+    assert pending(redis_client, settings, streams.TICKS) == 0
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []  # no batch failed
+
+
+def test_a_recorder_allowed_delayed_exits_meanwhile_exits_on_the_next_delayed_tick(
+    settings, redis_client, sessions, make_recorder, engine_for
+):
+    # Given a long whose recorder takes no exit on delayed ticks, and a delayed tick past its TP
+    recorder = make_recorder(tp_ticks=4, allow_delayed_exits=False)
+    engine = engine_for()
+    send_signal(settings, redis_client, recorder, "buy", "25640", received_at=1_000)
+    send_tick(settings, redis_client, "25642", ts=2_000, delayed=True)
+    drain(engine)
+    assert positions(sessions)[0].status == "open"
+    # When the user allows delayed exits while the engine runs, and another delayed tick comes
+    with sessions.begin() as s:
+        s.get(type(recorder), recorder.id).allow_delayed_exits = True
+    send_tick(settings, redis_client, "25642", ts=3_000, delayed=True)
+    drain(engine)
+    # Then the position exits at its take-profit
+    [pos] = positions(sessions)
+    assert (pos.status, pos.exit_reason, pos.exit_price) == ("closed", "tp", 25641)
+
+
+def test_the_engine_notices_open_positions_gone_without_any_write_of_its_own(
+    settings, redis_client, sessions, make_recorder, engine_for
+):
+    # Given an engine holding a recorder's open position
+    recorder = make_recorder()
+    engine = engine_for()
+    send_signal(settings, redis_client, recorder, "buy", "25640", received_at=1_000)
+    drain(engine)
+    # When the recorder is deleted, and the engine makes its periodic check
+    with sessions.begin() as s:
+        s.delete(s.get(type(recorder), recorder.id))
+    engine.check_book()
+    # Then a tick that would change nothing in the row no longer marks it for the pages either
+    redis_client.delete(settings.stream(streams.EVENTS))
+    send_tick(settings, redis_client, "25640", ts=2_000)
+    drain(engine)
+    assert [t for t, _ in events(redis_client, settings) if t == "position.marked"] == []

@@ -1,0 +1,120 @@
+"""The engine's book of open positions, held in memory between batches.
+
+It is loaded from PostgreSQL once (at start, which is when the engine takes the lead) and again
+whenever it may no longer match the rows: after a batch that failed, when a write finds its row
+gone or closed, or when the set of open rows differs from the book's. Only the engine opens,
+changes and closes positions; the one outside change is a recorder's deletion (its positions go
+by ON DELETE CASCADE), which those checks catch. A batch of ticks then reads nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from libs.common.models import Position, Recorder
+from services.position_engine.rules import PositionState
+
+
+def ms_to_dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def state_of(row: Position) -> PositionState:
+    return PositionState(
+        symbol=row.symbol,
+        side=row.side,
+        quantity=row.quantity,
+        entry_cost=row.entry_cost,
+        opened_ms=row.opened_ms,
+        tp_price=row.tp_price,
+        sl_price=row.sl_price,
+        realized_pnl=row.realized_pnl,
+        max_favorable=row.max_favorable,
+        max_adverse=row.max_adverse,
+        worst_unrealized_pnl=row.worst_unrealized_pnl,
+        best_unrealized_pnl=row.best_unrealized_pnl,
+        status=row.status,
+        exit_price=row.exit_price,
+        exit_reason=row.exit_reason,
+        closed_ms=None,
+        id=row.id,
+    )
+
+
+@dataclass(eq=False)
+class Tracked:
+    """One position as the engine holds it; `written` is what its row holds."""
+
+    id: int
+    recorder_id: int
+    user_id: int
+    opened_at: datetime
+    state: PositionState
+    written: PositionState
+    last_price: Decimal | None = None  # of the last tick applied, for position.marked
+    # (low, high): prices whose marks the extremes already hold, since the average last changed.
+    folded: tuple[Decimal, Decimal] | None = None
+
+    def __getattr__(self, name: str) -> object:
+        # Reads like a Position row (symbol, side, quantity, ...), for the events' payloads.
+        if name.startswith("__") or name == "state":
+            raise AttributeError(name)
+        return getattr(self.state, name)
+
+    @property
+    def closed_at(self) -> datetime | None:
+        return None if self.state.closed_ms is None else ms_to_dt(self.state.closed_ms)
+
+    def fold(self, low: Decimal, high: Decimal) -> None:
+        if self.folded is not None:
+            low, high = min(low, self.folded[0]), max(high, self.folded[1])
+        self.folded = (low, high)
+
+
+class OpenBook:
+    """Open positions by (recorder, symbol) and by symbol."""
+
+    def __init__(self) -> None:
+        self.loaded = False
+        self.open: dict[tuple[int, str], Tracked] = {}
+        self.by_symbol: dict[str, list[Tracked]] = {}
+
+    def load(self, session: Session) -> None:
+        self.invalidate()
+        rows = session.execute(
+            select(Position, Recorder.user_id)
+            .join(Recorder, Recorder.id == Position.recorder_id)
+            .where(Position.status == "open")
+            .order_by(Position.id)
+        ).all()
+        for row, user_id in rows:
+            state = state_of(row)
+            self.track(Tracked(row.id, row.recorder_id, user_id, row.opened_at, state, state))
+        self.loaded = True
+
+    def invalidate(self) -> None:
+        """Forget everything; the next batch loads the book again."""
+        self.loaded = False
+        self.open.clear()
+        self.by_symbol.clear()
+
+    def matches(self, session: Session) -> bool:
+        """True when the open rows are exactly the book's (a recorder deleted since goes unseen
+        otherwise until a write to one of its positions)."""
+        ids = set(session.scalars(select(Position.id).where(Position.status == "open")))
+        return ids == {t.id for t in self.open.values()}
+
+    def track(self, tracked: Tracked) -> None:
+        self.open[(tracked.recorder_id, tracked.state.symbol)] = tracked
+        self.by_symbol.setdefault(tracked.state.symbol, []).append(tracked)
+
+    def untrack(self, tracked: Tracked) -> None:
+        key = (tracked.recorder_id, tracked.state.symbol)
+        if self.open.get(key) is tracked:
+            del self.open[key]
+        self.by_symbol[tracked.state.symbol].remove(tracked)

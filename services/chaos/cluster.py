@@ -24,6 +24,7 @@ from libs.common.config import PROJECT_ROOT
 from libs.common.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from libs.common.exchange_calendar import trade_date
 from libs.common.rolls import front_contract
+from simulators.tradovate.account_socket import AccountSocketServer
 from simulators.tradovate.broker import BrokerSimulator
 from simulators.tradovate.contracts import ContractCatalogue
 
@@ -55,6 +56,7 @@ class Cluster:
     postgres: EmbeddedPostgres
     redis: EmbeddedRedis
     broker: BrokerSimulator
+    account_socket: AccountSocketServer
     env: dict[str, str]
     ports: dict[str, int]
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
@@ -79,6 +81,7 @@ class Cluster:
         broker = BrokerSimulator(ContractCatalogue.standard(datetime.now(UTC).date()),
                                  users={BROKER_USER: BROKER_PASSWORD}, environment="demo",
                                  app_id=APP_ID, cid=CID, sec=SEC).start()  # fmt: skip
+        account_socket = AccountSocketServer(broker).start()  # fills and positions, live
         ports = {name: free_port() for name in SERVICES}
         env = dict(os.environ)
         env.update(
@@ -88,10 +91,11 @@ class Cluster:
             PUBLIC_URL=f"http://127.0.0.1:{ports['gateway']}", WEBHOOK_IP_ALLOWLIST="",
             WEBHOOK_RATE_LIMIT="100000", PRICE_SOURCE="sim", SIM_INTERVAL_S="0.2",
             TRADOVATE_DEMO_URL=broker.url, TRADOVATE_LIVE_URL=broker.url,
+            TRADOVATE_DEMO_WS_URL=account_socket.url, TRADOVATE_LIVE_WS_URL=account_socket.url,
             TRADOVATE_RATE_LIMIT_PER_MIN="6000", EXECUTOR_WORKERS="1",
             **{PORT_VARS[name]: str(port) for name, port in ports.items()},
         )  # fmt: skip
-        cluster = cls(root, postgres, redis_server, broker, env, ports)
+        cluster = cls(root, postgres, redis_server, broker, account_socket, env, ports)
         for name in SERVICES:
             cluster._spawn(name)
         cluster.wait_healthy()
@@ -115,9 +119,9 @@ class Cluster:
     def wait_healthy(self, timeout: float = START_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout
         for name in SERVICES:
-            while not self._healthy(name):
+            while name not in self._held and not self._healthy(name):
                 process = self.processes[name]
-                if process.poll() is not None and name not in self._held:
+                if process.poll() is not None:
                     self._spawn(name)  # e.g. started while PostgreSQL was still recovering
                 if time.monotonic() > deadline:
                     raise ClusterError(f"{name} did not become healthy in {timeout:.0f}s; "
@@ -158,6 +162,14 @@ class Cluster:
         with self._lock:
             self._held.discard(name)
 
+    def stop_service(self, name: str) -> None:
+        """SIGTERM a service and keep it down (the price feed, so no tick arrives while checking)."""
+        with self._lock:
+            self._held.add(name)
+            process = self.processes[name]
+            process.terminate()
+            process.wait(15)
+
     def crash_redis(self, down_for_s: float) -> None:
         self.redis.kill()
         time.sleep(down_for_s)
@@ -181,6 +193,7 @@ class Cluster:
                     process.wait(15)
                 except subprocess.TimeoutExpired:
                     process.kill()
+        self.account_socket.stop()
         self.broker.stop()
         self.redis.stop()
         self.postgres.stop()

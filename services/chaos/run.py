@@ -84,6 +84,7 @@ def run_chaos(config: ChaosConfig) -> ChaosRun:
         time.sleep(max(0.0, config.duration_s - (time.monotonic() - started)))
         signals.stop()
         ticks.stop()
+        cluster.stop_service("price-feed")  # its ticks would move positions while they are checked
         _say("load stopped; waiting for the system to catch up")
         checker = Checker(cluster, scenario, signals.answers)
         run.verdict = checker.verdict(checker.wait_until_settled())

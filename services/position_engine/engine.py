@@ -27,7 +27,6 @@ from libs.common import orders, streams
 from libs.common.config import Settings
 from libs.common.db import transaction
 from libs.common.instruments import contract_spec
-from libs.common.models import Signal
 from libs.common.serialize import num
 from libs.common.streams import MalformedMessage, SignalMessage
 from services.position_engine import outbox as outbox_rules
@@ -363,7 +362,7 @@ class PositionEngine:
             guarded, guard_notes = outbox_rules.daily_loss_guard(batch.session, recorder, now, symbol=message.symbol)
             queued, notes = queued + guarded, notes + guard_notes
         self._add_intents(outbox, queued, notes)
-        batch.add_signal(Signal(
+        batch.add_signal(dict(
             id=signal_id, recorder_id=recorder.id, stream_id=entry_id,
             received_at=now, action=message.action, ticker=message.ticker,
             symbol=message.symbol, price=message.price, qty=message.qty,
@@ -392,7 +391,7 @@ class PositionEngine:
         if recorder is None or batch.signal_seen(signal_id):
             self._dead_letter(entry_id, fields, reason, outbox)
             return
-        batch.add_signal(Signal(
+        batch.add_signal(dict(
             id=signal_id, recorder_id=recorder.id, stream_id=entry_id, received_at=ms_to_dt(streams.now_ms()),
             raw=fields.get("raw") or json.dumps(fields), status="rejected", reason=reason,
         ))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from libs.common.models import Fill, Position, Recorder, Signal
@@ -20,6 +20,9 @@ from services.position_engine.rules import PositionChange, PositionState, Record
 __all__ = ["Batch", "StaleBook", "Tracked", "ms_to_dt", "recorder_settings", "state_of"]
 
 POSITIONS = Position.__table__
+FILLS = Fill.__table__
+SIGNALS = Signal.__table__
+SIGNAL_COLUMNS = tuple(c.name for c in SIGNALS.columns if c.name != "processed_at")  # that one: its default
 MARKS = ("max_favorable", "max_adverse", "worst_unrealized_pnl", "best_unrealized_pnl")
 STATE_COLUMNS = ("side", "quantity", "entry_cost", "avg_entry_price", "tp_price", "sl_price", "status",
                  "realized_pnl", "exit_price", "exit_reason", *MARKS)  # fmt: skip
@@ -56,6 +59,8 @@ class Batch:
         self._recorders: dict[int, Recorder | None] = {}
         self._seen_signals: set[uuid.UUID] = set()
         self._delayed_exits: set[int] | None = None
+        self._fills: list[dict] = []  # written with the positions, in one statement each
+        self._signals: list[dict] = []
         if not book.loaded:
             book.load(session)
 
@@ -66,11 +71,7 @@ class Batch:
         return self.book.by_symbol
 
     def open_symbol_counts(self) -> dict[str, int]:
-        self.flush_positions()
-        rows = self.session.execute(
-            select(Position.symbol, func.count()).where(Position.status == "open").group_by(Position.symbol)
-        ).all()
-        return {symbol: count for symbol, count in rows}
+        return {symbol: len(held) for symbol, held in self.book.by_symbol.items() if held}
 
     def recorder(self, recorder_id: int) -> Recorder | None:
         if recorder_id not in self._recorders:
@@ -134,16 +135,15 @@ class Batch:
 
     def add_fills(self, tracked: Tracked, change: PositionChange, at_ms: int, signal_id: uuid.UUID | None) -> None:
         for fill in change.fills:
-            self.session.add(
-                Fill(
-                    position_id=tracked.id, signal_id=signal_id, kind=fill.kind, side=fill.side,
-                    quantity=fill.quantity, price=fill.price, realized_pnl=fill.realized_pnl,
-                    reason=fill.reason, filled_at=ms_to_dt(at_ms),
-                )
-            )
+            self._fills.append(dict(
+                position_id=tracked.id, signal_id=signal_id, kind=fill.kind, side=fill.side,
+                quantity=fill.quantity, price=fill.price, realized_pnl=fill.realized_pnl,
+                reason=fill.reason, filled_at=ms_to_dt(at_ms),
+            ))  # fmt: skip
 
-    def add_signal(self, row: Signal) -> None:
-        self.session.add(row)
+    def add_signal(self, values: dict) -> None:
+        """A `signals` row (columns by name; those not given are NULL)."""
+        self._signals.append({name: values.get(name) for name in SIGNAL_COLUMNS})
 
     def flush_positions(self) -> None:
         """Write the rows whose values changed (most often only their extremes), then the rest
@@ -164,7 +164,11 @@ class Batch:
                 raise StaleBook("a position the book holds open is no longer open")
         for tracked in written:
             tracked.written = tracked.state
-        self.session.flush()
+        for table, rows in ((FILLS, self._fills), (SIGNALS, self._signals)):
+            if rows:
+                self.session.connection().execute(insert(table), rows)
+                rows.clear()
+        self.session.flush()  # order intents, trader changes
 
 
 def _only_marks_differ(state: PositionState, before: PositionState) -> bool:

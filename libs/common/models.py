@@ -155,6 +155,20 @@ class Fill(Base):
     position: Mapped[Position] = relationship(back_populates="fills")
 
 
+class StreamOffset(Base):
+    """How far the engine has applied a stream, written in the same transaction as the effects:
+    entries at or before it that come back (a crash between commit and acknowledgement) are
+    acknowledged without being applied again — a tick re-applied to a position a later signal
+    of its batch changed would mark it against the wrong average."""
+
+    __tablename__ = "stream_offsets"
+
+    stream: Mapped[str] = mapped_column(String(64), primary_key=True)
+    group_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ms: Mapped[int] = mapped_column(BigInteger)  # the last applied entry id, "ms-seq"
+    seq: Mapped[int] = mapped_column(BigInteger)
+
+
 def new_signal_id() -> str:
     return str(uuid.uuid4())
 

@@ -27,6 +27,7 @@ from libs.common.tradovate_accounts import (
     store_token,
     sync_subaccounts,
 )
+from services.bench.table import pct
 from services.executor.limiter import BrokerLimiter
 from simulators.tradovate.broker import BrokerSimulator
 from simulators.tradovate.contracts import ContractCatalogue
@@ -35,11 +36,6 @@ if TYPE_CHECKING:
     from services.bench.core import Bench
 
 USER, PASSWORD = "bench", "bench password"
-
-
-def _percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -120,8 +116,9 @@ class ExecutionBench:
             worker.join(5)
             _stop(executor)
             sim.stop()
+        p99 = pct(lat, 99)
         bench.add("Signal on stream -> order accepted by the Tradovate simulator, p50 / p99",
-                  f"{_percentile(lat, 50):.2f} / {_percentile(lat, 99):.2f} ms",
+                  f"{pct(lat, 50):.2f} / {p99:.2f} ms", "p99 <= 50 ms", p99 <= 50,
                   "engine + RQ + executor process + HTTP")
 
     def burst_utilisation(self, per_minute: int = 60, burst: int = 100, watch_s: float = 8.0) -> None:
@@ -154,5 +151,5 @@ class ExecutionBench:
         penalties = BrokerLimiter(bench.redis, self.settings.stream_prefix).usage(user).penalties
         sim.stop()
         bench.add(f"Limiter during a burst of {burst} orders, budget {per_minute}/min",
-                  f"{len(sent)} of {per_minute} sent ({len(sent) / per_minute:.0%})",
-                  f"{penalties} penalty answers; 5 slots stay reserved for exits, the rest waits")
+                  f"{len(sent)} of {per_minute} sent ({len(sent) / per_minute:.0%})", "no penalty answer",
+                  penalties == 0, f"{penalties} penalty answers; 5 slots stay reserved for exits, the rest waits")

@@ -1,0 +1,107 @@
+"""Event → browser: events published on `jt:events` at a steady rate, timed until a Socket.IO
+client logged in to a real `justtrades ui` process (gunicorn, the relay's consumer group, the Redis
+message queue) receives them. The publisher stamps each event with its wall-clock time; the client
+runs in this process, on the same clock."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import requests
+import socketio
+
+from libs.common import streams
+from libs.common.embedded import free_port
+from services.ui import live
+
+if TYPE_CHECKING:
+    from services.bench.core import Bench
+
+LOSS_WAIT_S = 5.0  # how long after the last event an event still counts as late rather than lost
+
+
+class LiveBench:
+    def __init__(self, bench: Bench):
+        self.bench = bench
+        self.settings = bench.settings
+
+    def _ui(self, port: int) -> subprocess.Popen:
+        s = self.settings
+        env = dict(os.environ, DATABASE_URL=s.database_url, REDIS_URL=s.redis_url, UI_PORT=str(port),
+                   JT_STREAM_PREFIX=s.stream_prefix, LOG_LEVEL="WARNING", JT_VAR_DIR=str(s.var_dir),
+                   SECRET_KEY=s.secret_key, ENCRYPTION_KEY=s.encryption_key)  # fmt: skip
+        return subprocess.Popen([sys.executable, "-m", "services.ui"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+    def _browser(self, base: str, email: str, password: str, on_event) -> socketio.Client:
+        http = requests.Session()
+        answer = http.post(f"{base}/login", json={"email": email, "password": password}, timeout=10)
+        answer.raise_for_status()
+        client = socketio.Client(reconnection=False)
+        client.on(live.SOCKET_EVENT, on_event)
+        cookie = "; ".join(f"{c.name}={c.value}" for c in http.cookies)
+        client.connect(base, transports=["websocket"], headers={"Cookie": cookie}, wait_timeout=10)
+        return client
+
+    def _wait_subscribed(self) -> None:
+        """The UI's message-queue listener subscribes when the first socket connects."""
+        channel = self.settings.stream(live.CHANNEL)
+        deadline = time.monotonic() + 10
+        while not dict(self.bench.redis.pubsub_numsub(channel)).get(channel):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the UI's message queue listener did not subscribe")
+            time.sleep(0.05)
+
+    def event_to_browser(self, per_s: int = 200) -> None:
+        bench = self.bench
+        user_id, email, password = bench.bench_login()
+        port = free_port()
+        ui = self._ui(port)
+        base = f"http://127.0.0.1:{port}"
+        arrived: dict[int, float] = {}
+        sent: dict[int, float] = {}
+        done = threading.Event()
+        total = bench.n(3_000)
+
+        def on_event(message: dict) -> None:
+            data = message.get("data") or {}
+            if message.get("type") == "bench.ping" and "seq" in data:
+                arrived[data["seq"]] = (time.time() - data["sent_at"]) * 1000
+                if len(arrived) >= total:
+                    done.set()
+
+        client = None
+        try:
+            bench.wait_http(f"{base}/healthz")
+            client = self._browser(base, email, password, on_event)
+            self._wait_subscribed()
+            stream = self.settings.stream(streams.EVENTS)
+            started = time.monotonic()
+            for seq in range(total):
+                time.sleep(max(0.0, started + seq / per_s - time.monotonic()))
+                sent[seq] = time.time()
+                streams.publish_event(bench.redis, stream, "bench.ping",
+                                      {"user_id": user_id, "seq": seq, "sent_at": sent[seq]})  # fmt: skip
+            rate = total / (time.monotonic() - started)
+            done.wait(LOSS_WAIT_S)
+        finally:
+            if client is not None:
+                client.disconnect()
+            ui.terminate()
+            try:
+                ui.wait(10)
+            except subprocess.TimeoutExpired:
+                ui.kill()
+        lat = list(arrived.values())
+        if not lat:
+            raise RuntimeError("no event reached the Socket.IO client")
+        p99 = bench.pct(lat, 99)
+        bench.add(f"Event on jt:events -> Socket.IO client, p50 / p99, {per_s} events/s",
+                  f"{bench.pct(lat, 50):.2f} / {p99:.2f} ms", "p99 <= 100 ms", p99 <= 100,
+                  f"{len(lat)} of {total} arrived at {rate:,.0f}/s; UI process (gunicorn, relay, Redis "
+                  "queue) and client on the same cores")  # fmt: skip

@@ -34,6 +34,7 @@ from libs.common.security import hash_password, new_webhook_token
 from libs.common.streams import SignalMessage, TickMessage
 from services.bench.execution import ExecutionBench
 from services.bench.live import LiveBench
+from services.bench.processes import background_ticks, engine_process
 from services.bench.table import Row, pct, render
 from services.position_engine.engine import PositionEngine
 
@@ -187,14 +188,10 @@ class Bench:
 
     def signal_to_position(self, recorder: Recorder) -> None:
         self.redis.delete(self.settings.stream(streams.SIGNALS))
-        engine = self.engine()
-        stop = threading.Event()
-        worker = threading.Thread(target=engine.run_forever, kwargs={"stop": stop.is_set}, daemon=True)
-        worker.start()
         events = self.settings.stream(streams.EVENTS)
-        last = self.redis.xadd(events, {"type": "bench.mark", "data": "{}"})
         lat = []
-        try:
+        with engine_process(self.settings):
+            last = self.redis.xadd(events, {"type": "bench.mark", "data": "{}"})
             for i in range(self.n(500)):
                 sid = str(uuid.uuid4())
                 msg = SignalMessage(sid, recorder.id, "buy" if i % 2 == 0 else "sell", "MNQ1!", "MNQ",
@@ -204,12 +201,9 @@ class Bench:
                 last = self._wait_event(events, last, sid)
                 lat.append((time.perf_counter() - t) * 1000)
                 time.sleep(max(0.0, 0.02 - (time.perf_counter() - t)))  # 50 signals/s
-        finally:
-            stop.set()
-            worker.join(5)
         p99 = pct(lat, 99)
         self.add("Signal on stream -> position committed, p50 / p99 (50/s)", f"{pct(lat, 50):.2f} / {p99:.2f} ms",
-                 "p99 <= 20 ms", p99 <= 20, "until the signal.applied event")
+                 "p99 <= 20 ms", p99 <= 20, "until the signal.applied event; engine in its own process")
 
     def _wait_event(self, events: str, last: str, signal_id: str) -> str:
         while True:
@@ -235,7 +229,7 @@ class Bench:
         engine = self.engine()
         while engine.step(block_ms=None):
             pass
-        n = self.n(50_000)
+        n = 20_000 if self.quick else 50_000  # fewer, and the first batch (every row written) weighs more
         tick_stream = self.settings.stream(streams.TICKS)
         pipe = self.redis.pipeline(transaction=False)
         for i in range(n):
@@ -257,16 +251,10 @@ class Bench:
         """A tick through a take-profit → the position.closed event, while other symbols tick."""
         self.clean_streams()
         [recorder] = self.make_recorders(1, tp_ticks=4)
-        engine = self.engine()
-        stop = threading.Event()
-        workers = [threading.Thread(target=engine.run_forever, kwargs={"stop": stop.is_set}, daemon=True),
-                   threading.Thread(target=self._background_ticks, args=(stop, background_per_s), daemon=True)]
-        for w in workers:
-            w.start()
         events = self.settings.stream(streams.EVENTS)
-        last = self.redis.xadd(events, {"type": "bench.mark", "data": "{}"})
         lat = []
-        try:
+        with engine_process(self.settings), background_ticks(self.settings, background_per_s) as rate:
+            last = self.redis.xadd(events, {"type": "bench.mark", "data": "{}"})
             for _ in range(self.n(300)):
                 msg = SignalMessage(str(uuid.uuid4()), recorder.id, "buy", "MNQ1!", "MNQ", Decimal("25600"),
                                     None, None, None, streams.now_ms(), "{}")
@@ -277,31 +265,11 @@ class Bench:
                 self.redis.xadd(self.settings.stream(streams.TICKS), tick.to_fields())
                 last = self._wait_type(events, last, "position.closed")
                 lat.append((time.perf_counter() - t) * 1000)
-        finally:
-            stop.set()
-            for w in workers:
-                w.join(5)
+            reached = rate()
         p99 = pct(lat, 99)
         self.add(f"Tick -> position.closed event, p50 / p99, {background_per_s:,} other ticks/s",
                  f"{pct(lat, 50):.2f} / {p99:.2f} ms", "p99 <= 10 ms", p99 <= 10,
-                 f"{len(lat)} exits; background reached {getattr(self, 'background_rate', 0):,.0f}/s")
-
-    def _background_ticks(self, stop: threading.Event, per_s: int) -> None:
-        stream = self.settings.stream(streams.TICKS)
-        chunk = max(1, per_s // 100)  # a pipelined chunk every 10 ms
-        started = time.monotonic()
-        sent = 0
-        while not stop.is_set():
-            pipe = self.redis.pipeline(transaction=False)
-            for i in range(chunk):
-                sym = SYMBOLS[(sent + i) % len(SYMBOLS)]
-                if sym == "MNQ":
-                    sym = "NQ"
-                pipe.xadd(stream, TickMessage(sym, Decimal(100), streams.now_ms(), "bg").to_fields())
-            pipe.execute()
-            sent += chunk
-            time.sleep(max(0.0, started + sent / per_s - time.monotonic()))
-        self.background_rate = sent / (time.monotonic() - started)
+                 f"{len(lat)} exits; background reached {reached:,.0f}/s; engine in its own process")
 
     def _wait_type(self, events: str, last: str, event_type: str) -> str:
         deadline = time.monotonic() + 5

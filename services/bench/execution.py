@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from dataclasses import replace
@@ -27,6 +26,7 @@ from libs.common.tradovate_accounts import (
     store_token,
     sync_subaccounts,
 )
+from services.bench.processes import engine_process
 from services.bench.table import pct
 from services.executor.limiter import BrokerLimiter
 from simulators.tradovate.broker import BrokerSimulator
@@ -94,26 +94,21 @@ class ExecutionBench:
         sim = self._simulator()
         self._connect(sim, recorder.id, recorder.user_id)
         executor = self._executor(sim, per_minute=1_000_000)  # room in the limiter: latency only
-        engine = bench.engine()
-        stop = threading.Event()
-        worker = threading.Thread(target=engine.run_forever, kwargs={"stop": stop.is_set}, daemon=True)
-        worker.start()
         events = self.settings.stream(streams.EVENTS)
-        last = bench.redis.xadd(events, {"type": "bench.mark", "data": "{}"})
         lat = []
         try:
-            for i in range(bench.n(200) + 5):
-                action = "buy" if i % 2 == 0 else "close"
-                msg = SignalMessage(str(uuid.uuid4()), recorder.id, action, "MNQ1!", "MNQ", Decimal("25640"),
-                                    None, None, None, streams.now_ms(), "{}")
-                t = time.perf_counter()
-                bench.redis.xadd(self.settings.stream(streams.SIGNALS), msg.to_fields())
-                last = bench._wait_type(events, last, "order.accepted")
-                if i >= 5:  # the first orders warm the executor (connections, contract lookup)
-                    lat.append((time.perf_counter() - t) * 1000)
+            with engine_process(self.settings):
+                last = bench.redis.xadd(events, {"type": "bench.mark", "data": "{}"})
+                for i in range(bench.n(200) + 5):
+                    action = "buy" if i % 2 == 0 else "close"
+                    msg = SignalMessage(str(uuid.uuid4()), recorder.id, action, "MNQ1!", "MNQ", Decimal("25640"),
+                                        None, None, None, streams.now_ms(), "{}")
+                    t = time.perf_counter()
+                    bench.redis.xadd(self.settings.stream(streams.SIGNALS), msg.to_fields())
+                    last = bench._wait_type(events, last, "order.accepted")
+                    if i >= 5:  # the first orders warm the executor (connections, contract lookup)
+                        lat.append((time.perf_counter() - t) * 1000)
         finally:
-            stop.set()
-            worker.join(5)
             _stop(executor)
             sim.stop()
         p99 = pct(lat, 99)

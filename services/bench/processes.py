@@ -1,0 +1,90 @@
+"""What runs beside the latency figures in processes of its own, so that no client waits on the
+GIL of what it measures: the position engine, as in production (minus the service's leader lock:
+the bench's streams have a prefix of their own, and an installation's engine may hold the lock on
+the same database), and a steady writer of background ticks."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+
+import redis
+
+from libs.common import db, streams
+from libs.common.config import Settings
+from libs.common.streams import TickMessage
+from services.position_engine.engine import PositionEngine
+
+START_TIMEOUT_S = 30.0
+BACKGROUND_SYMBOLS = ("ES", "MES", "NQ", "YM", "MYM", "RTY", "M2K", "CL", "MCL", "NG", "GC", "MGC", "SI",
+                      "HG", "ZB", "ZN", "6E", "6J")  # fmt: skip
+
+
+def _run(settings: Settings, ready, stop) -> None:  # noqa: ANN001 (multiprocessing events)
+    logging.getLogger("position_engine").setLevel(logging.WARNING)  # one line per signal otherwise
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    engine = PositionEngine(settings, db.make_sessionmaker(db.make_engine(settings.database_url)), client,
+                            consumer=f"bench-{os.getpid()}")  # fmt: skip
+    engine.prepare()
+    ready.set()
+    engine.run_forever(stop=stop.is_set)
+
+
+@contextmanager
+def engine_process(settings: Settings) -> Iterator[None]:
+    """An engine reading the bench's streams until the block ends."""
+    context = multiprocessing.get_context("spawn")
+    ready, stop = context.Event(), context.Event()
+    process = context.Process(target=_run, args=(settings, ready, stop), daemon=True)
+    process.start()
+    try:
+        if not ready.wait(START_TIMEOUT_S):
+            raise RuntimeError("the bench's engine process did not start")
+        yield
+    finally:
+        stop.set()
+        process.join(5)
+        if process.is_alive():
+            process.kill()
+            process.join(5)
+
+
+def _write_ticks(settings: Settings, per_s: int, started_event, stop, rate) -> None:  # noqa: ANN001
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    stream = settings.stream(streams.TICKS)
+    chunk = max(1, per_s // 100)  # a pipelined chunk every 10 ms
+    started, sent = time.monotonic(), 0
+    while not stop.is_set():
+        pipe = client.pipeline(transaction=False)
+        for i in range(chunk):
+            symbol = BACKGROUND_SYMBOLS[(sent + i) % len(BACKGROUND_SYMBOLS)]
+            pipe.xadd(stream, TickMessage(symbol, Decimal(100), streams.now_ms(), "bg").to_fields())
+        pipe.execute()
+        sent += chunk
+        started_event.set()
+        time.sleep(max(0.0, started + sent / per_s - time.monotonic()))
+        rate.value = sent / (time.monotonic() - started)
+
+
+@contextmanager
+def background_ticks(settings: Settings, per_s: int) -> Iterator[Callable[[], float]]:
+    """Ticks of other symbols at `per_s` until the block ends; yields how to read the rate reached."""
+    context = multiprocessing.get_context("spawn")
+    started, stop, rate = context.Event(), context.Event(), context.Value("d", 0.0)
+    process = context.Process(target=_write_ticks, args=(settings, per_s, started, stop, rate), daemon=True)
+    process.start()
+    try:
+        if not started.wait(START_TIMEOUT_S):
+            raise RuntimeError("the bench's tick writer did not start")
+        time.sleep(1.0)  # at its pace before the first figure
+        yield lambda: rate.value
+    finally:
+        stop.set()
+        process.join(5)
+        if process.is_alive():
+            process.kill()

@@ -41,7 +41,7 @@ from services.position_engine.repository import (
     ms_to_dt,
     recorder_settings,
 )
-from services.position_engine.tick_entries import TickReader
+from services.position_engine.tick_entries import Runs, TickReader
 
 log = logging.getLogger("position_engine")
 
@@ -245,31 +245,23 @@ class PositionEngine:
                 batch = Batch(session, self.book)
                 # Ticks wait in a run per symbol until a signal of that symbol (or the batch end)
                 # needs the positions up to date; a run is applied in one pass per position.
-                runs: dict[str, tuple[list[Decimal], list[int], list[bool]]] = {}
+                runs: Runs = {}
                 signal_ids: list[str] = []
                 tick_ids: list[str] = []
-                read_tick = self.tick_reader.read
+                ticks: list[dict] = []  # read into runs at the next signal, or at the batch end
                 for stream, entry_id, fields in entries:
                     if stream == self.ticks_stream:
                         tick_ids.append(entry_id)
-                        try:
-                            symbol, price, ts, delayed = read_tick(fields)
-                        except MalformedMessage as exc:
-                            log.warning("malformed tick skipped", extra={"kv": {"reason": repr(str(exc))}})
-                            self.stats.rejected_entries += 1
-                            continue
-                        run = runs.get(symbol)
-                        if run is None:
-                            run = runs[symbol] = ([], [], [])
-                        run[0].append(price)
-                        run[1].append(ts)
-                        run[2].append(delayed)
+                        ticks.append(fields)
                         continue
                     signal_ids.append(entry_id)
+                    self._collect_ticks(ticks, runs)
+                    ticks = []
                     symbol = str(fields.get("symbol", "")).strip()
                     if symbol in runs:
                         self._apply_ticks(batch, symbol, runs.pop(symbol), outbox)
                     self._apply_signal_entry(batch, entry_id, fields, outbox)
+                self._collect_ticks(ticks, runs)
                 for symbol, run in runs.items():
                     self._apply_ticks(batch, symbol, run, outbox)
                 outbox.acks = {s: ids for s, ids in ((self.signals_stream, signal_ids),
@@ -421,6 +413,11 @@ class PositionEngine:
         return outbox
 
     # --- ticks -------------------------------------------------------------------------------
+
+    def _collect_ticks(self, entries: list[dict], runs: Runs) -> None:
+        for refused in self.tick_reader.collect(entries, runs):
+            log.warning("malformed tick skipped", extra={"kv": {"reason": repr(str(refused))}})
+            self.stats.rejected_entries += 1
 
     def _apply_ticks(
         self, batch: Batch, symbol: str, run: tuple[list[Decimal], list[int], list[bool]], outbox: Outbox

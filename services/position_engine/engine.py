@@ -405,7 +405,9 @@ class PositionEngine:
         if stream == self.signals_stream:
             try:
                 with transaction(self.sessions) as session:
-                    self._record_malformed(Batch(session, self.book), entry_id, fields, reason, outbox)
+                    batch = Batch(session, self.book)
+                    self._record_malformed(batch, entry_id, fields, reason, outbox)
+                    batch.flush_positions()
                 return outbox
             except Exception:
                 log.exception("could not record the rejected entry")

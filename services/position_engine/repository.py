@@ -52,6 +52,9 @@ UPDATE_OPEN = update(POSITIONS).where(POSITIONS.c.id == bindparam("_id"), POSITI
 
 
 class Batch:
+    """Changes to positions, fills and signal rows wait in memory until `flush_positions()`,
+    which every use of a batch calls before its transaction commits."""
+
     def __init__(self, session: Session, book: OpenBook):
         self.session = session
         self.book = book

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from libs.common import streams
 from libs.common.models import Fill, Position, Signal
 from libs.common.streams import SignalMessage, TickMessage
+from services.position_engine import engine as engine_module
 from services.position_engine.engine import PositionEngine
 
 
@@ -357,3 +358,28 @@ def test_the_engine_notices_open_positions_gone_without_any_write_of_its_own(
     send_tick(settings, redis_client, "25640", ts=2_000)
     drain(engine)
     assert [t for t, _ in events(redis_client, settings) if t == "position.marked"] == []
+
+
+def test_a_signal_that_fails_on_its_own_is_recorded_rejected_and_the_others_applied(
+    settings, redis_client, sessions, make_recorder, engine_for, monkeypatch
+):
+    # Given a bug that makes one signal's rules fail, in a batch with a good signal
+    recorder = make_recorder()
+    engine = engine_for()
+    real = engine_module.rules.apply_signal
+
+    def failing(current, signal, *args):
+        if signal.price == D("13"):
+            raise RuntimeError("a bug")
+        return real(current, signal, *args)
+
+    monkeypatch.setattr(engine_module.rules, "apply_signal", failing)
+    bad = send_signal(settings, redis_client, recorder, "buy", "13", symbol="CL")
+    good = send_signal(settings, redis_client, recorder, "buy", "25640")
+    # When the engine applies them
+    drain(engine)
+    # Then the failing one is recorded rejected with why, and the good one applied
+    assert (signal_row(sessions, bad).status, signal_row(sessions, bad).reason) == (
+        "rejected", "malformed stream entry: internal error while applying it: RuntimeError")
+    assert signal_row(sessions, good).status == "applied"
+    assert pending(redis_client, settings, streams.SIGNALS) == 0

@@ -66,6 +66,9 @@ class Settings:
     webhook_rate_limit: int = 30
     webhook_rate_window_s: int = 10
     trust_proxy: bool = False
+    login_max_failures: int = 5  # per email and address, in login_window_s
+    login_max_failures_per_address: int = 50
+    login_window_s: int = 900
     var_dir: Path = field(default=PROJECT_ROOT / "var")
     # Where the gateway keeps signals while Redis is unreachable, and how many it may hold.
     gateway_spool_dir: Path = field(default=PROJECT_ROOT / "var" / "spool")
@@ -139,6 +142,11 @@ def load_settings(environ: dict[str, str] | None = None, env_file: Path | None =
         webhook_rate_limit=int(_env(env, "WEBHOOK_RATE_LIMIT", str(d.webhook_rate_limit))),
         webhook_rate_window_s=int(_env(env, "WEBHOOK_RATE_WINDOW_S", str(d.webhook_rate_window_s))),
         trust_proxy=_bool(env.get("TRUST_PROXY")),
+        login_max_failures=int(_env(env, "LOGIN_MAX_FAILURES", str(d.login_max_failures))),
+        login_max_failures_per_address=int(
+            _env(env, "LOGIN_MAX_FAILURES_PER_ADDRESS", str(d.login_max_failures_per_address))
+        ),
+        login_window_s=int(_env(env, "LOGIN_WINDOW_S", str(d.login_window_s))),
         var_dir=var_dir,
         gateway_spool_dir=Path(_env(env, "GATEWAY_SPOOL_DIR", str(var_dir / "spool"))),
         gateway_spool_max=int(_env(env, "GATEWAY_SPOOL_MAX", str(d.gateway_spool_max))),

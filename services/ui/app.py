@@ -23,6 +23,7 @@ from services.ui import context, pages
 from services.ui.api import register_api
 from services.ui.auth import init_auth
 from services.ui.errors import register_error_handlers
+from services.ui.headers import install_security_headers
 from services.ui.live import init_live
 
 MAX_BODY = 64 * 1024  # recorder settings are tiny; anything bigger is a mistake or an attack
@@ -55,6 +56,7 @@ def create_app(
     context.install(app, context.Resources(settings, sessions, redis_client))
     register_error_handlers(app)
     init_auth(app)
+    install_security_headers(app, https=settings.ui_public_url.startswith("https://"))
     register_api(app)
     pages.register_pages(app)
     socketio = init_live(app, settings)  # wraps wsgi_app with /socket.io; ProxyFix must stay outermost

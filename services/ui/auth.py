@@ -20,7 +20,8 @@ from libs.common.db import transaction
 from libs.common.models import ApiKey, User, utcnow
 from libs.common.security import hash_api_key, hash_password, verify_password
 from services.ui import context
-from services.ui.errors import BadRequest, NotAuthenticated, ValidationFailed
+from services.ui.errors import BadRequest, NotAuthenticated, TooManyRequests, ValidationFailed
+from services.ui.login_throttle import LoginLimits, LoginThrottle, TooManyLogins
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 LAST_USED_EVERY = timedelta(minutes=1)  # one write a minute per key, not one per request
@@ -169,6 +170,12 @@ def login_page() -> ResponseReturnValue:
     return login_form(None, next_page)
 
 
+def _throttle() -> LoginThrottle:
+    s = context.settings()
+    limits = LoginLimits(s.login_max_failures, s.login_max_failures_per_address, s.login_window_s)
+    return LoginThrottle(context.redis_client(), s.stream_prefix, limits)
+
+
 @bp.post("/login")
 def login() -> ResponseReturnValue:
     try:
@@ -177,11 +184,21 @@ def login() -> ResponseReturnValue:
         if request.is_json:
             raise
         return login_form("Enter your email and password.", _safe_next(request.form.get("next"))), 422
+    throttle, address = _throttle(), request.remote_addr or "-"
+    try:
+        throttle.check(email, address)
+    except TooManyLogins as exc:
+        if request.is_json:
+            raise TooManyRequests(str(exc), exc.retry_after_s) from None
+        page = login_form(str(exc), _safe_next(request.form.get("next")), email)
+        return page, 429, {"Retry-After": str(exc.retry_after_s)}
     user = authenticate(email, password)
     if user is None:
+        throttle.failed(email, address)
         if request.is_json:
             raise NotAuthenticated(WRONG_LOGIN)
         return login_form(WRONG_LOGIN, _safe_next(request.form.get("next")), email), 401
+    throttle.succeeded(email, address)
     session.clear()  # a fresh session (and CSRF token) at every login
     login_user(CurrentUser(user.id, user.email, "session"))
     if not request.is_json:

@@ -42,6 +42,14 @@ class ValidationFailed(ApiError):
     status = 422
 
 
+class TooManyRequests(ApiError):
+    status = 429
+
+    def __init__(self, message: str, retry_after_s: int):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 # Werkzeug's own messages are long and technical; these are what a user reads instead.
 HTTP_MESSAGES = {
     400: "The request could not be read.",
@@ -71,7 +79,10 @@ def error_response(message: str, status: int) -> ResponseReturnValue:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError) -> ResponseReturnValue:
-        return error_response(exc.message, exc.status)
+        body, status = error_response(exc.message, exc.status)
+        if isinstance(exc, TooManyRequests):
+            return body, status, {"Retry-After": str(exc.retry_after_s)}
+        return body, status
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError) -> ResponseReturnValue:

@@ -45,16 +45,20 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def new_page(browser) -> Iterator:
     contexts = []
+    refused: list[str] = []  # what the Content-Security-Policy blocked, from the browser's console
 
     def make(viewport: dict = DESKTOP) -> Page:
         context = browser.new_context(viewport=viewport, is_mobile=viewport is PHONE)
         context.set_default_timeout(LIVE_S)
         contexts.append(context)
-        return context.new_page()
+        page = context.new_page()
+        page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+        return page
 
     yield make
     for context in contexts:  # closes the sockets before the stack stops
         context.close()
+    assert refused == [], f"the pages broke their own Content-Security-Policy: {refused}"
 
 
 def shoot(page: Page, name: str, viewport: str = "desktop") -> None:

@@ -33,6 +33,8 @@ SERVICES = {
 }
 # Processes without an HTTP port: started with the stack, "healthy" while they run.
 WORKERS = {"executor": "services.executor"}
+# Started only by the tests that need them (`stack.start(name)`), "healthy" while they run.
+OPTIONAL = {"price-feed": "services.price_feed"}
 START_TIMEOUT_S = 45.0  # a cold start imports Flask, SQLAlchemy and gunicorn in three processes
 STOP_TIMEOUT_S = 15.0
 POLL_TIMEOUT_S = 10.0
@@ -170,12 +172,12 @@ class Stack:
     def start(self, name: str) -> None:
         with self.log_path(name).open("ab") as err, self.log_path(name, "stdout").open("ab") as out:
             self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", {**SERVICES, **WORKERS}[name]],
+                [sys.executable, "-m", {**SERVICES, **WORKERS, **OPTIONAL}[name]],
                 cwd=PROJECT_ROOT, env=self.env, stdout=out, stderr=err,
             )  # fmt: skip
 
     def wait_healthy(self, name: str, timeout: float = START_TIMEOUT_S) -> None:
-        if name in WORKERS:
+        if name in WORKERS or name in OPTIONAL:
             process = self.processes[name]
             if process.poll() is not None:
                 pytest.fail(f"{name} exited with {process.returncode}:\n{self.log(name)[-4000:]}")

@@ -94,6 +94,22 @@ def _env(env: dict[str, str], name: str, default: str) -> str:
     return default if value is None or value == "" else value
 
 
+# The addresses TradingView sends webhooks from (reference/tradingview.md).
+TRADINGVIEW_WEBHOOK_ADDRESSES = ("52.89.214.238", "34.212.75.30", "54.218.53.128", "52.32.178.7")
+
+
+def webhook_allowlist(value: str) -> tuple[str, ...]:
+    """WEBHOOK_IP_ALLOWLIST: addresses or networks, comma-separated; `tradingview` stands for
+    TradingView's four published addresses (and can be combined with others)."""
+    entries: list[str] = []
+    for entry in (e.strip() for e in value.split(",")):
+        if entry.lower() == "tradingview":
+            entries += TRADINGVIEW_WEBHOOK_ADDRESSES
+        elif entry:
+            entries.append(entry)
+    return tuple(entries)
+
+
 def load_settings(environ: dict[str, str] | None = None, env_file: Path | None = None) -> Settings:
     """Read settings from `.env` (if present) overridden by the process environment."""
     env_file = env_file or PROJECT_ROOT / ".env"
@@ -105,7 +121,7 @@ def load_settings(environ: dict[str, str] | None = None, env_file: Path | None =
     d = Settings()
     var_dir = Path(_env(env, "JT_VAR_DIR", str(d.var_dir)))
     database_url = env.get("DATABASE_URL") or None
-    allowlist = tuple(a.strip() for a in env.get("WEBHOOK_IP_ALLOWLIST", "").split(",") if a.strip())
+    allowlist = webhook_allowlist(env.get("WEBHOOK_IP_ALLOWLIST", ""))
     ui_port = int(_env(env, "UI_PORT", str(d.ui_port)))
     settings = Settings(
         database_url=normalize_database_url(database_url) if database_url else None,

@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from libs.common import recorder_tokens
+from libs.common.config import load_settings
 from libs.common.embedded import free_port
 from libs.common.logs import KeyValueFormatter
 from libs.common.streams import SignalMessage
@@ -162,6 +163,19 @@ def test_address_outside_the_allowlist_is_403(gateway, recorder, redis_client, s
     assert_refused(refused, 403, redis_client, settings)
     allowed = post(client, recorder.webhook_token, BUY, environ_base={"REMOTE_ADDR": "10.1.7.7"})
     assert allowed.status_code == 202
+
+
+def test_allowlist_tradingview_admits_its_four_published_addresses_only(gateway, recorder, redis_client, settings):
+    # Given WEBHOOK_IP_ALLOWLIST=tradingview, as the README suggests for a public gateway
+    allowlist = load_settings({"WEBHOOK_IP_ALLOWLIST": "tradingview"}, env_file=Path("/nonexistent")).webhook_ip_allowlist
+    client = gateway(webhook_ip_allowlist=allowlist)
+
+    # Then each of TradingView's addresses gets in and a neighbour of one of them does not
+    for address in ("52.89.214.238", "34.212.75.30", "54.218.53.128", "52.32.178.7"):
+        assert post(client, recorder.webhook_token, BUY, environ_base={"REMOTE_ADDR": address}).status_code == 202
+    refused = post(client, recorder.webhook_token, BUY, environ_base={"REMOTE_ADDR": "52.89.214.239"})
+    assert refused.get_json() == {"ok": False, "error": "This address may not send webhooks."}
+    assert redis_client.xlen(settings.stream("signals")) == 4
 
 
 def test_forwarded_address_counts_only_behind_a_trusted_proxy(

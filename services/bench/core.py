@@ -52,6 +52,7 @@ class Bench:
         self.redis = redis.Redis.from_url(settings.redis_url, decode_responses=True)
         self.sessions = db.make_sessionmaker(db.make_engine(settings.database_url))
         self.rows: list[Row] = []
+        self.load_at_start = os.getloadavg()[0]
 
     pct = staticmethod(pct)
 
@@ -282,6 +283,7 @@ class Bench:
         raise RuntimeError(f"no {event_type} event within 5 s")
 
     def run(self) -> None:
+        self.load_at_start = os.getloadavg()[0]
         self.clean_streams()
         try:
             _, read_rate = self.raw_redis()
@@ -302,7 +304,9 @@ class Bench:
     def print_table(self) -> None:
         servers = (f"servers: {self.settings.database_url.split('@')[-1]}, "
                    f"{self.settings.redis_url.split('@')[-1]}")  # fmt: skip
-        print(render(self.rows, [servers, *NOTES]))
+        load = (f"1-minute load average when the bench started: {self.load_at_start:.2f} (other work on "
+                "these cores weighs on every figure)")  # fmt: skip
+        print(render(self.rows, [servers, *NOTES, load]))
 
 
 # What the figures share, printed under the table.

@@ -49,6 +49,7 @@ CLAIM_EVERY_S = 30.0
 WINDOW_CHECK_EVERY_S = 15.0  # trading windows end on the minute; a flatten goes out within this
 CLAIM_MIN_IDLE_MS = 60_000
 NO_FRONTIER = (1 << 62, True, 0)  # after every possible order key
+NOTHING_APPLIED = (-1, -1)  # before every entry id
 
 
 @dataclass
@@ -243,6 +244,13 @@ class PositionEngine:
         try:
             with transaction(self.sessions) as session:
                 batch = Batch(session, self.book)
+                # Ticks already applied (committed, then the engine died before acknowledging
+                # them) are only acknowledged: applied again after a later signal of their batch
+                # changed a position, they would mark it against the wrong average. (A signal
+                # is known by its id, and a repeated one is settled without effect.)
+                done = batch.applied_up_to(streams.ENGINE_GROUP, (self.ticks_stream,)).get(
+                    self.ticks_stream, NOTHING_APPLIED)
+                last_tick = NOTHING_APPLIED
                 # Ticks wait in a run per symbol until a signal of that symbol (or the batch end)
                 # needs the positions up to date; a run is applied in one pass per position.
                 runs: Runs = {}
@@ -252,7 +260,9 @@ class PositionEngine:
                 for stream, entry_id, fields in entries:
                     if stream == self.ticks_stream:
                         tick_ids.append(entry_id)
-                        ticks.append(fields)
+                        if (position := _entry_id(entry_id)) > done:
+                            ticks.append(fields)
+                            last_tick = max(last_tick, position)
                         continue
                     signal_ids.append(entry_id)
                     self._collect_ticks(ticks, runs)
@@ -266,6 +276,8 @@ class PositionEngine:
                     self._apply_ticks(batch, symbol, run, outbox)
                 outbox.acks = {s: ids for s, ids in ((self.signals_stream, signal_ids),
                                                      (self.ticks_stream, tick_ids)) if ids}  # fmt: skip
+                if last_tick > done:
+                    batch.record_applied(streams.ENGINE_GROUP, {self.ticks_stream: last_tick})
                 batch.flush_positions()
                 if any(t in ("position.opened", "position.closed") for t, _ in outbox.events):
                     outbox.open_symbols = batch.open_symbol_counts()
@@ -495,6 +507,11 @@ class PositionEngine:
         for note in notes:
             outbox.events.append((f"account.trader_{note.kind}", {
                 "trader_id": note.trader_id, "user_id": note.user_id, "message": note.message}))
+
+
+def _entry_id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def _order_key(is_tick: bool, entry_id: str) -> tuple[int, bool, int]:

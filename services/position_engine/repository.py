@@ -11,9 +11,10 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from libs.common.models import Fill, Position, Recorder, Signal
+from libs.common.models import Fill, Position, Recorder, Signal, StreamOffset
 from services.position_engine.book import OpenBook, Tracked, ms_to_dt, state_of
 from services.position_engine.rules import PositionChange, PositionState, RecorderSettings
 
@@ -75,6 +76,21 @@ class Batch:
 
     def open_symbol_counts(self) -> dict[str, int]:
         return {symbol: len(held) for symbol, held in self.book.by_symbol.items() if held}
+
+    def applied_up_to(self, group: str, streams: tuple[str, ...]) -> dict[str, tuple[int, int]]:
+        """Per stream, the id of the last entry whose effects are committed ("ms-seq" as a pair)."""
+        rows = self.session.execute(
+            select(StreamOffset.stream, StreamOffset.ms, StreamOffset.seq)
+            .where(StreamOffset.group_name == group, StreamOffset.stream.in_(streams))
+        )  # fmt: skip
+        return {stream: (ms, seq) for stream, ms, seq in rows}
+
+    def record_applied(self, group: str, last: dict[str, tuple[int, int]]) -> None:
+        """Move the streams' offsets forward, in the transaction that holds the effects."""
+        for stream, (ms, seq) in last.items():
+            insert = pg_insert(StreamOffset).values(stream=stream, group_name=group, ms=ms, seq=seq)
+            self.session.execute(insert.on_conflict_do_update(
+                index_elements=[StreamOffset.stream, StreamOffset.group_name], set_={"ms": ms, "seq": seq}))
 
     def recorder(self, recorder_id: int) -> Recorder | None:
         if recorder_id not in self._recorders:

@@ -383,3 +383,26 @@ def test_a_signal_that_fails_on_its_own_is_recorded_rejected_and_the_others_appl
         "rejected", "malformed stream entry: internal error while applying it: RuntimeError")
     assert signal_row(sessions, good).status == "applied"
     assert pending(redis_client, settings, streams.SIGNALS) == 0
+
+
+def test_ticks_committed_but_not_acknowledged_are_not_applied_again(settings, redis_client, sessions,
+                                                                    make_recorder, engine_for):
+    # Given a long 1 @ 25640
+    recorder = make_recorder()
+    engine = engine_for(consumer="engine-crashy")
+    send_signal(settings, redis_client, recorder, "buy", "25640", received_at=1_000)
+    drain(engine)
+    # and a batch holding a tick at 25650 (+10) then an add at 25600 (average 25620), applied and
+    # committed by an engine that died before acknowledging it
+    send_tick(settings, redis_client, "25650", ts=2_000)
+    time.sleep(0.005)  # a later millisecond: within one, signals go first
+    send_signal(settings, redis_client, recorder, "buy", "25600", received_at=3_000)
+    engine.apply_batch(engine.read(block_ms=None))
+
+    # When the engine comes back and reads its pending entries again
+    drain(engine_for(consumer="engine-crashy"))
+
+    # Then the old tick is not marked again against the new average (it would make MFE +30)
+    [position] = positions(sessions)
+    assert (position.quantity, position.avg_entry_price, position.max_favorable) == (2, 25620, 10)
+    assert pending(redis_client, settings, streams.SIGNALS) == pending(redis_client, settings, streams.TICKS) == 0

@@ -91,12 +91,17 @@ class Sender:
             if intent.status == "sending":
                 found = broker.lookup(ticket, session)
                 if found is not None:
-                    log.info("interrupted intent found at the broker", extra={"kv": {"intent_id": intent.id}})
+                    log.info("interrupted intent found at the broker", extra={"kv": {
+                        "intent_id": intent.id, "signal_id": intent.signal_id, "cl_ord_id": intent.cl_ord_id}})
                     self._answer(session, intent, found)
                     return True
             intent.status, intent.contract = "sending", ticket.contract
             intent.attempts += 1
             intent.sent_at = datetime.now(UTC)
+            log.info("intent sending", extra={"kv": {
+                "intent_id": intent.id, "signal_id": intent.signal_id, "cl_ord_id": intent.cl_ord_id,
+                "subaccount_id": subaccount_id, "kind": intent.kind, "side": intent.side,
+                "quantity": intent.quantity, "contract": ticket.contract, "attempt": intent.attempts}})
         # The claim is committed: from here a crash leaves `sending`, which the next drain checks.
         with transaction(self.sessions) as session:
             intent = session.get(OrderIntent, intent.id, with_for_update=True)
@@ -137,8 +142,9 @@ class Sender:
         session.flush()
         self._publish(f"order.{answer.status}", intent)
         ORDERS.labels(status=answer.status).inc()
-        log.info("intent answered", extra={"kv": {"intent_id": intent.id, "status": answer.status,
-                                                  "signal_id": intent.signal_id}})
+        log.info("intent answered", extra={"kv": {
+            "intent_id": intent.id, "signal_id": intent.signal_id, "cl_ord_id": intent.cl_ord_id,
+            "status": answer.status, "broker_order_id": answer.broker_order_id}})
 
     def _publish(self, event_type: str, intent: OrderIntent) -> None:
         self._events.append((event_type, intent_dict(intent)))

@@ -366,6 +366,10 @@ class PositionEngine:
             guarded, guard_notes = outbox_rules.daily_loss_guard(batch.session, recorder, now, symbol=message.symbol)
             queued, notes = queued + guarded, notes + guard_notes
         self._add_intents(outbox, queued, notes)
+        for intent in queued:
+            log.info("order intent queued", extra={"kv": {
+                "signal_id": signal_id, "intent_id": intent.intent_id, "recorder_id": recorder.id,
+                "subaccount_id": intent.subaccount_id, "priority": intent.priority}})
         batch.add_signal(dict(
             id=signal_id, recorder_id=recorder.id, stream_id=entry_id,
             received_at=now, action=message.action, ticker=message.ticker,

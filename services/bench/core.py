@@ -34,6 +34,7 @@ from libs.common.security import hash_password, new_webhook_token
 from libs.common.streams import SignalMessage, TickMessage
 from services.bench.execution import ExecutionBench
 from services.bench.live import LiveBench
+from services.bench.machine import OtherWork
 from services.bench.processes import background_ticks, engine_process
 from services.bench.table import Row, pct, render
 from services.position_engine.engine import PositionEngine
@@ -53,6 +54,7 @@ class Bench:
         self.sessions = db.make_sessionmaker(db.make_engine(settings.database_url))
         self.rows: list[Row] = []
         self.load_at_start = os.getloadavg()[0]
+        self.other_work = OtherWork()
 
     pct = staticmethod(pct)
 
@@ -65,6 +67,10 @@ class Bench:
             self.redis.delete(*keys)
 
     def add(self, what: str, value: str, goal: str, met: bool | None, note: str = "") -> None:
+        """One row; its note ends with how much CPU other processes took while it was measured."""
+        others = self.other_work.since_last()
+        if others is not None:
+            note = f"{note}; others used {others:.0%} of the cores" if note else f"others used {others:.0%} of the cores"
         self.rows.append(Row(what, value, goal, met, note))
         print(f"  measured: {what}: {value} (goal {goal})", file=sys.stderr, flush=True)
 
@@ -284,6 +290,7 @@ class Bench:
 
     def run(self) -> None:
         self.load_at_start = os.getloadavg()[0]
+        self.other_work = OtherWork()
         self.clean_streams()
         try:
             _, read_rate = self.raw_redis()
@@ -313,6 +320,9 @@ class Bench:
 NOTES = (
     "Every client (HTTP, Socket.IO, the tick and signal writers) runs on the same cores as Redis,",
     "PostgreSQL and the service it measures: a client's CPU is taken from the server it times.",
+    "'others': the CPU of every process outside the bench and the services it started (the Redis",
+    "and PostgreSQL servers among them) while a row was measured, as a share of all cores; much",
+    "more than the servers' own share means other work on the machine weighed on that row.",
 )
 
 

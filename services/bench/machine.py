@@ -19,10 +19,33 @@ def _machine_busy_s() -> float | None:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def _stat(pid: int | str) -> list[str] | None:
+    """/proc/<pid>/stat after the command name: [state, ppid, ...]."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+
+
 def _own_s() -> float:
-    """CPU seconds of this process and of its children that have ended (the services it ran)."""
+    """CPU seconds of this process and of every process it started, living or ended (the
+    services it measures, and the embedded servers when it started them)."""
     t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
+    total = t.user + t.system + t.children_user + t.children_system
+    children: dict[int, list[tuple[int, list[str]]]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (fields := _stat(entry)) is not None:
+            children.setdefault(int(fields[1]), []).append((int(entry), fields))
+    ticks = os.sysconf("SC_CLK_TCK")
+    stack = [os.getpid()]
+    while stack:
+        for pid, fields in children.get(stack.pop(), []):
+            total += (
+                sum(int(v) for v in fields[11:15]) / ticks
+            )  # utime, stime, and of its ended children
+            stack.append(pid)
+    return total
 
 
 class OtherWork:

@@ -52,11 +52,21 @@ def server_urls() -> Iterator[tuple[str, str]]:
         servers.stop()
 
 
+# Outside services point at a closed loopback port unless a test starts a simulator for them:
+# no test ever sends traffic beyond this machine.
+NOWHERE = "http://127.0.0.1:9"
+OFFLINE = {
+    "tradingview_url": NOWHERE, "tradingview_scanner_url": NOWHERE, "tradingview_ws_url": "ws://127.0.0.1:9",
+    "tradovate_live_url": NOWHERE + "/v1", "tradovate_demo_url": NOWHERE + "/v1",
+    "tradovate_md_url": "ws://127.0.0.1:9", "tradovate_oauth_url": NOWHERE + "/oauth",
+}  # fmt: skip
+
+
 @pytest.fixture
 def settings(server_urls, tmp_path) -> Settings:
     pg, rd = server_urls
     base = load_settings(environ={"JT_VAR_DIR": str(tmp_path / "var")}, env_file=tmp_path / "none.env")
-    return replace(base, database_url=pg, redis_url=rd, public_url="http://hooks.test")
+    return replace(base, database_url=pg, redis_url=rd, public_url="http://hooks.test", **OFFLINE)
 
 
 @pytest.fixture

@@ -207,7 +207,10 @@ class Account(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
-    subaccounts: Mapped[list[Subaccount]] = relationship(back_populates="account", order_by="Subaccount.id")
+    # The database deletes an account's subaccounts (and their traders) with it (ON DELETE CASCADE).
+    subaccounts: Mapped[list[Subaccount]] = relationship(
+        back_populates="account", order_by="Subaccount.id", cascade="all, delete-orphan", passive_deletes=True
+    )
 
 
 class Subaccount(Base):

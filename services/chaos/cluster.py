@@ -93,6 +93,9 @@ class Cluster:
             TRADOVATE_DEMO_URL=broker.url, TRADOVATE_LIVE_URL=broker.url,
             TRADOVATE_DEMO_WS_URL=account_socket.url, TRADOVATE_LIVE_WS_URL=account_socket.url,
             TRADOVATE_RATE_LIMIT_PER_MIN="6000", EXECUTOR_WORKERS="1",
+            TRADOVATE_MD_URL="ws://127.0.0.1:9", TRADOVATE_OAUTH_URL="http://127.0.0.1:9",
+            TRADINGVIEW_URL="http://127.0.0.1:9", TRADINGVIEW_SCANNER_URL="http://127.0.0.1:9",
+            TRADINGVIEW_WS_URL="ws://127.0.0.1:9",  # loopback only: nothing leaves the machine
             **{PORT_VARS[name]: str(port) for name, port in ports.items()},
         )  # fmt: skip
         cluster = cls(root, postgres, redis_server, broker, account_socket, env, ports)

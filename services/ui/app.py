@@ -22,7 +22,7 @@ from libs.common.metrics import ScrapeCollector
 from services.ui import context, pages
 from services.ui.api import register_api
 from services.ui.auth import init_auth
-from services.ui.errors import register_error_handlers
+from services.ui.errors import BadRequest, register_error_handlers
 from services.ui.headers import install_security_headers
 from services.ui.live import init_live
 
@@ -55,6 +55,7 @@ def create_app(
     app.config.update(SECRET_KEY=settings.secret_key, MAX_CONTENT_LENGTH=MAX_BODY)
     context.install(app, context.Resources(settings, sessions, redis_client))
     register_error_handlers(app)
+    app.before_request(refuse_nul_characters)
     init_auth(app)
     install_security_headers(app, https=settings.ui_public_url.startswith("https://"))
     register_api(app)
@@ -65,6 +66,25 @@ def create_app(
         # Behind a reverse proxy: honour its X-Forwarded-For/-Proto so https is seen as https.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
     return app
+
+
+def refuse_nul_characters() -> None:
+    """PostgreSQL text cannot hold a NUL character: refuse it here, in one sentence, instead of
+    failing inside the database with a 500."""
+    body = request.get_json(silent=True) if request.is_json else None
+    texts = [*request.args.values(), *request.form.values(), *_strings_in(body)]
+    if any("\x00" in text for text in texts):
+        raise BadRequest("Text in the request may not contain the NUL character (\\u0000).")
+
+
+def _strings_in(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (*_strings_in(k), *_strings_in(v))]
+    if isinstance(value, list):
+        return [s for item in value for s in _strings_in(item)]
+    return []
 
 
 def register_metrics(app: Flask, socketio: SocketIO) -> None:

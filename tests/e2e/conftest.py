@@ -68,6 +68,11 @@ def service_env(settings: Settings, var_dir: Path, **extra: str) -> dict[str, st
         LOG_LEVEL="INFO",
         JT_STREAM_PREFIX="jt:",  # the tests use the stream names of DESIGN §2, as redis-cli would
         WEBHOOK_IP_ALLOWLIST="",
+        # Outside services: nowhere, unless a test starts a simulator and says where it is.
+        TRADINGVIEW_URL="http://127.0.0.1:9", TRADINGVIEW_SCANNER_URL="http://127.0.0.1:9",
+        TRADINGVIEW_WS_URL="ws://127.0.0.1:9", TRADOVATE_LIVE_URL="http://127.0.0.1:9/v1",
+        TRADOVATE_DEMO_URL="http://127.0.0.1:9/v1", TRADOVATE_MD_URL="ws://127.0.0.1:9",
+        TRADOVATE_OAUTH_URL="http://127.0.0.1:9/oauth",
         **extra,
     )
     return env

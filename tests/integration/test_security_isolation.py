@@ -143,3 +143,14 @@ def test_ids_in_queries_and_bodies_are_checked_too(client, alice, bob, alices_wo
         listed = ok(client.get(path, headers=bob_key))
         assert all(not v for k, v in listed.items() if isinstance(v, list)), (path, listed)
     assert snapshot(client, alice_key) == before
+
+
+def test_deleting_an_account_removes_its_subaccounts_traders_and_orders(client, alice, alices_world):
+    # Found by the API fuzz: this answered 500 (the ORM nulled the subaccounts' account_id)
+    _, key = alice
+    deleted = client.delete(f"/api/accounts/{alices_world['account_id']}", headers=key)
+    assert deleted.status_code == 200, deleted.get_data(as_text=True)
+    assert client.get(f"/api/accounts/{alices_world['account_id']}", headers=key).status_code == 404
+    assert client.get(f"/api/traders/{alices_world['trader_id']}", headers=key).status_code == 404
+    assert client.get(f"/api/orders/{alices_world['order_id']}", headers=key).status_code == 404
+    assert [a["name"] for a in ok(client.get("/api/accounts", headers=key))["accounts"]] == ["B"]

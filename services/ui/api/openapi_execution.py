@@ -34,7 +34,7 @@ def execution_paths() -> dict[str, Any]:
     return {
         "/api/traders": {
             "get": operation("Your traders", obj(ok=BOOL, traders={"type": "array", "items": trader}),
-                             params=[query("recorder_id", INT)]),
+                             params=[query("recorder_id", INT)], errors=("401", "404", "422")),
             "post": operation("Link a recorder to a subaccount", trader, status="201", body="TraderCreate",
                               errors=("400", *w)),
         },

@@ -53,7 +53,8 @@ def operation(
     responses: dict[str, Any] = {
         status: {"description": "Success", "content": {"application/json": {"schema": schema}}}
     }
-    for code in errors:
+    # Any request with parameters or a body can be unreadable (malformed JSON, a NUL character).
+    for code in sorted({*errors, "400"} if params or body else set(errors)):
         responses[code] = {"$ref": f"#/components/responses/E{code}"}
     op: dict[str, Any] = {"summary": summary, "responses": responses}
     if params:

@@ -11,10 +11,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 from sqlalchemy import select
 
 from libs.common import db, streams
-from libs.common.models import Account, OrderIntent, Trader
+from libs.common.models import Account, OrderIntent, Subaccount, Trader
 from libs.common.streams import SignalMessage
 from services.executor.jobs import ExecutorContext
 from services.executor.limiter import BrokerLimiter
@@ -299,3 +302,109 @@ def test_the_contract_mapping_in_use_is_visible_with_the_brokers_confirmation(
     after = client.get("/api/contracts?ticker=MNQ1!", headers=key).get_json()
     assert after["tradovate_contract_id"] == broker.catalogue.find(FRONT).id
     assert client.get("/api/contracts?ticker=MNQ", headers=key).status_code == 422
+
+
+# --- the intent life cycle as a state machine ------------------------------------------------
+# Signals, drains, workers dying after the claim or after the send, and broker refusals in any
+# order: no intent reaches the broker twice, a status only moves forward, and after a last drain
+# every intent is answered.
+
+INTENT_ORDER = {"queued": 0, "sending": 1, "accepted": 2, "filled": 2, "rejected": 2, "failed": 2, "skipped": 2}
+LONG_AGO = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_intents_are_sent_at_most_once_whatever_fails(tv_settings, redis_client, sessions, position_engine,
+                                                      account, ctx, broker, make_recorder):  # fmt: skip
+    user, account_id, subaccount_id = account
+
+    class IntentMachine(RuleBasedStateMachine):
+        def __init__(self):
+            super().__init__()
+            self.recorder = make_recorder(user=user)  # a fresh recorder (flat) per run
+            with db.transaction(sessions) as s:
+                s.add(Trader(user_id=user.id, recorder_id=self.recorder.id, subaccount_id=subaccount_id,
+                             multiplier=Decimal(1)))  # fmt: skip
+            self.seen: dict[uuid.UUID, str] = {}
+            with broker.lock:
+                broker.book.forced.clear()  # a refusal left over from the previous run
+
+        def intents(self) -> list[OrderIntent]:
+            with sessions() as s:
+                return s.scalars(select(OrderIntent).where(OrderIntent.subaccount_id == subaccount_id)
+                                 .order_by(OrderIntent.sequence)).all()  # fmt: skip
+
+        def first_unsent(self) -> OrderIntent | None:
+            return next((i for i in self.intents() if i.status == "queued"), None)
+
+        @rule(action=st.sampled_from(["buy", "sell", "close"]), qty=st.integers(1, 3))
+        def signal(self, action, qty):
+            message = SignalMessage(str(uuid.uuid4()), self.recorder.id, action, "MNQ1!", "MNQ", Decimal("25640"),
+                                    Decimal(qty), None, None, streams.now_ms(), "{}")  # fmt: skip
+            redis_client.xadd(tv_settings.stream(streams.SIGNALS), message.to_fields())
+            while position_engine.step(block_ms=None):
+                pass
+
+        @rule()
+        def drain(self):
+            ctx.sender.drain(subaccount_id)
+
+        @rule()
+        def worker_dies_after_the_claim(self):
+            """Claimed (committed `sending`), then killed before any request left."""
+            intent = self.first_unsent()
+            if intent is not None:
+                self._claim(intent)
+
+        @rule()
+        def worker_dies_after_the_send(self):
+            """Claimed and sent; the broker has the order, the worker never recorded its answer."""
+            intent = self.first_unsent()
+            if intent is None:
+                return
+            self._claim(intent)
+            with sessions() as s:
+                sub = s.get(Subaccount, subaccount_id)
+                s.expunge(sub)
+            ticket = ctx.sender._ticket(intent, sub)
+            with sessions() as s:
+                ctx.broker_for(s.get(Account, account_id)).send(ticket, s)
+
+        @rule()
+        def broker_refuses_the_next_order(self):
+            with broker.lock:
+                if not broker.book.forced:  # one refusal at a time, or every order is refused
+                    broker.reject_next("MaxPosLimitReached", "Max position limit reached")
+
+        def _claim(self, intent: OrderIntent) -> None:
+            with db.transaction(sessions) as s:
+                row = s.get(OrderIntent, intent.id)
+                row.status, row.attempts, row.sent_at, row.contract = "sending", row.attempts + 1, LONG_AGO, FRONT
+
+        @invariant()
+        def no_order_reaches_the_broker_twice(self):
+            with broker.lock:
+                placed = Counter(c.get("clOrdId") for c in broker.book.commands.values()
+                                 if c["commandType"] == "New" and c.get("clOrdId"))  # fmt: skip
+            assert all(n == 1 for n in placed.values()), placed
+
+        @invariant()
+        def statuses_only_move_forward(self):
+            for intent in self.intents():
+                before = self.seen.get(intent.id, "queued")
+                assert INTENT_ORDER[intent.status] >= INTENT_ORDER[before], (intent.id, before, intent.status)
+                if INTENT_ORDER[before] == 2:
+                    assert intent.status == before  # an answer is final
+                self.seen[intent.id] = intent.status
+
+        def teardown(self):
+            ctx.sender.drain(subaccount_id)
+            unanswered = [(i.kind, i.status) for i in self.intents() if i.status in ("queued", "sending")]
+            assert unanswered == []
+            outcomes.update(i.status for i in self.intents())
+
+    outcomes: Counter = Counter()
+    run_state_machine_as_test(IntentMachine, settings=settings(
+        max_examples=12, stateful_step_count=10, deadline=None, derandomize=True,
+        suppress_health_check=list(HealthCheck)))  # fmt: skip
+    # The runs did reach the broker, and saw refusals too
+    assert outcomes["accepted"] > 10 and outcomes["rejected"] > 0, outcomes

@@ -66,6 +66,7 @@ class Settings:
     webhook_rate_limit: int = 30
     webhook_rate_window_s: int = 10
     trust_proxy: bool = False
+    metrics_host: str = "127.0.0.1"  # where the UI reads the services' /metrics for the Control Center
     login_max_failures: int = 5  # per email and address, in login_window_s
     login_max_failures_per_address: int = 50
     login_window_s: int = 900
@@ -158,6 +159,7 @@ def load_settings(environ: dict[str, str] | None = None, env_file: Path | None =
         webhook_rate_limit=int(_env(env, "WEBHOOK_RATE_LIMIT", str(d.webhook_rate_limit))),
         webhook_rate_window_s=int(_env(env, "WEBHOOK_RATE_WINDOW_S", str(d.webhook_rate_window_s))),
         trust_proxy=_bool(env.get("TRUST_PROXY")),
+        metrics_host=_env(env, "METRICS_HOST", d.metrics_host),
         login_max_failures=int(_env(env, "LOGIN_MAX_FAILURES", str(d.login_max_failures))),
         login_max_failures_per_address=int(
             _env(env, "LOGIN_MAX_FAILURES_PER_ADDRESS", str(d.login_max_failures_per_address))

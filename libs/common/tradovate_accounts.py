@@ -198,3 +198,9 @@ class TokenKeeper:
     def _unusable(self, account: Account, message: str) -> None:
         account.status, account.status_message = "error", message
         raise AccountUnusable(message)
+
+
+def limiter_user(account: Account) -> str:
+    """The rate limiter's key for an account: Tradovate limits per user, so subaccounts of one
+    login share a budget (the executor counts by it; the Control Center shows it)."""
+    return f"tradovate:{account.environment}:{account.broker_user_id or f'account{account.id}'}"

@@ -30,10 +30,15 @@ from libs.common.db import transaction
 from libs.common.models import Account, OrderIntent, Position, Subaccount, Trader
 from libs.common.serialize import intent_dict, num
 from libs.common.tradovate import PenaltyTicket, RateLimited, TradovateError
-from libs.common.tradovate_accounts import AccountUnusable, TokenKeeper, base_url, risk_status
+from libs.common.tradovate_accounts import (
+    AccountUnusable,
+    TokenKeeper,
+    base_url,
+    limiter_user,
+    risk_status,
+)
 from services.executor import reconcile
 from services.executor.limiter import BrokerLimiter, Penalty, penalty_for
-from services.executor.tradovate_broker import limiter_user
 
 if TYPE_CHECKING:
     from services.executor.jobs import ExecutorContext

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from libs.common import streams, tradovate
 from libs.common.models import Account
-from libs.common.tradovate_accounts import AccountUnusable, TokenKeeper
+from libs.common.tradovate_accounts import AccountUnusable, TokenKeeper, limiter_user
 from services.executor.brokers import Answer, Broker, BrokerPaused, BrokerUnavailable, Ticket
 from services.executor.limiter import (
     CAPTCHA_PAUSE_S,
@@ -34,11 +34,6 @@ MAX_PENALTY_RETRIES = 3
 WAIT_FOR_SLOT_S = 90.0  # a worker waits this long for budget; longer pauses put the intent back
 EXIT_KINDS = ("close", "flatten", "reduce")
 _CONTRACT_IDS: dict[tuple[str, str], int] = {}  # (base url, contract name) → Tradovate contract id
-
-
-def limiter_user(account: Account) -> str:
-    """The limiter key: Tradovate limits per user, so subaccounts of one login share a budget."""
-    return f"tradovate:{account.environment}:{account.broker_user_id or f'account{account.id}'}"
 
 
 class TradovateBroker(Broker):

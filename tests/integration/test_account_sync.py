@@ -16,12 +16,12 @@ from libs.common import db, streams
 from libs.common.models import Account, OrderIntent, Subaccount, Trader
 from libs.common.streams import SignalMessage
 from libs.common.tradovate_accounts import (
+    limiter_user,
     login,
     new_credentials,
 )
 from services.executor.account_sync import SyncTimings, start_account_sync
 from services.executor.jobs import ExecutorContext
-from services.executor.tradovate_broker import limiter_user
 from services.position_engine.engine import PositionEngine
 from simulators.tradovate.account_socket import AccountSocketServer
 from simulators.tradovate.broker import BrokerSimulator

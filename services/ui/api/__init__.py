@@ -12,6 +12,7 @@ from services.ui.api import (
     openapi,
     positions,
     recorders,
+    service_metrics,
     signals,
     status,
     traders,
@@ -23,5 +24,5 @@ from services.ui.api import (
 
 def register_api(app: Flask) -> None:
     for module in (recorders, signals, positions, dashboard, status, tradingview, accounts, traders, trading,
-                   tradovate_connect, contracts, api_keys, openapi):
+                   tradovate_connect, contracts, api_keys, service_metrics, openapi):
         app.register_blueprint(module.bp)

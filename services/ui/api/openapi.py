@@ -266,6 +266,16 @@ def _session_paths() -> dict[str, Any]:
                 ),
             )
         },
+        "/api/status/metrics": {
+            "get": operation(
+                "The services' own /metrics figures (webhook answers, engine batches, stream lag and "
+                "pending, orders, your limiter budgets, the feed), for the Control Center",
+                obj(ok=BOOL, services={"type": "object", "additionalProperties": obj(
+                    up=BOOL, samples={"type": "array", "items": obj(
+                        name=STR, labels={"type": "object", "additionalProperties": STR},
+                        value={"type": "number"})})}),
+            )
+        },
         "/api/openapi.json": {
             "get": {**operation("This document", {"type": "object"}, errors=()), "security": []}
         },

@@ -1,10 +1,12 @@
-// The control center: every open position and signal live, each service's health, an alerts
+// The control center: every open position and signal live, each service's health and pipeline
+// figures, an alerts
 // feed, and the kill switch (flatten all) behind a typed confirmation.
 import { api, toast } from "./api.js";
 import { el, fillBody, flash, numCell, timeCell } from "./dom.js";
 import { loadRecorders, wireDialog } from "./directory.js";
 import { price, utcTime } from "./format.js";
 import { coalesced, onEvent, onResync } from "./live.js";
+import { loadPipeline } from "./pipeline_metrics.js";
 import { OpenPositions } from "./positions.js";
 
 let recorders = [];
@@ -116,11 +118,12 @@ const refreshSignals = coalesced(loadSignals);
 const refreshHealth = coalesced(loadHealth);
 const refreshAll = coalesced(async () => {
   recorders = await loadRecorders();
-  await Promise.all([open.load(), loadSignals(), loadHealth()]);
+  await Promise.all([open.load(), loadSignals(), loadHealth(), loadPipeline()]);
   document.body.dataset.loaded = "true";
 });
 onEvent("signal.*", () => refreshSignals());
 onEvent("price.status", () => refreshHealth());
 onResync(() => refreshAll());
-setInterval(() => { if (!document.hidden) refreshHealth(); }, 5000);
+const refreshPipeline = coalesced(loadPipeline);
+setInterval(() => { if (!document.hidden) { refreshHealth(); refreshPipeline(); } }, 5000);
 refreshAll();

@@ -1,0 +1,68 @@
+"""`GET /api/status/metrics`: the figures the services' own `/metrics` endpoints expose, read from
+them when the Control Center asks (not on any hot path), so the page and Prometheus always agree.
+
+Limiter figures are per Tradovate login: a user sees only those of their own accounts.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+from flask import Blueprint, jsonify
+from flask.typing import ResponseReturnValue
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select
+
+from libs.common.config import Settings
+from libs.common.models import Account
+from libs.common.tradovate_accounts import limiter_user
+from services.ui.context import db, settings, user_id
+
+bp = Blueprint("service_metrics", __name__)
+
+SCRAPE_TIMEOUT_S = 1.0
+# The families the Control Center shows (histograms as their _count and _sum).
+SHOWN = ("jt_webhook_", "jt_engine_", "jt_stream_", "jt_orders", "jt_limiter_", "jt_feed_")
+
+
+def targets(s: Settings) -> dict[str, str]:
+    found = {
+        "gateway": f"http://{s.metrics_host}:{s.gateway_port}/metrics",
+        "engine": f"http://{s.metrics_host}:{s.engine_port}/metrics",
+        "price_feed": f"http://{s.metrics_host}:{s.price_feed_port}/metrics",
+    }
+    if s.executor_metrics_port:
+        for n in range(s.executor_workers):
+            found[f"executor-{n + 1}"] = f"http://{s.metrics_host}:{s.executor_metrics_port + n}/metrics"
+    return found
+
+
+def scrape(url: str) -> list[dict] | None:
+    """The shown samples of one endpoint; None when it does not answer."""
+    try:
+        answer = requests.get(url, timeout=SCRAPE_TIMEOUT_S)
+        answer.raise_for_status()
+    except requests.RequestException:
+        return None
+    samples = []
+    for family in text_string_to_metric_families(answer.text):
+        for sample in family.samples:
+            if sample.name.startswith(SHOWN) and not sample.name.endswith(("_bucket", "_created")):
+                samples.append({"name": sample.name, "labels": sample.labels, "value": sample.value})
+    return samples
+
+
+@bp.get("/api/status/metrics")
+def service_metrics() -> ResponseReturnValue:
+    s = settings()
+    mine = {limiter_user(a) for a in db().scalars(select(Account).where(Account.user_id == user_id()))}
+    urls = targets(s)
+    with ThreadPoolExecutor(max_workers=len(urls)) as pool:
+        scraped = dict(zip(urls, pool.map(scrape, urls.values()), strict=True))
+    services = {}
+    for name, samples in scraped.items():
+        visible = None if samples is None else [
+            x for x in samples if "user" not in x["labels"] or x["labels"]["user"] in mine]  # fmt: skip
+        services[name] = {"up": samples is not None, "samples": visible or []}
+    return jsonify(ok=True, services=services)

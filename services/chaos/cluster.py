@@ -24,19 +24,13 @@ from libs.common.config import PROJECT_ROOT
 from libs.common.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from libs.common.exchange_calendar import trade_date
 from libs.common.rolls import front_contract
+from services.supervisor import SERVICES  # the same children `justtrades run` starts
 from simulators.tradovate.account_socket import AccountSocketServer
 from simulators.tradovate.broker import BrokerSimulator
 from simulators.tradovate.contracts import ContractCatalogue
 
 log = logging.getLogger("chaos")
 
-SERVICES = {
-    "gateway": "services.gateway",
-    "engine": "services.position_engine",
-    "ui": "services.ui",
-    "price-feed": "services.price_feed",
-    "executor": "services.executor",
-}
 HEALTH_PATHS = {"gateway": "/healthz", "engine": "/healthz", "ui": "/healthz"}
 PORT_VARS = {"gateway": "GATEWAY_PORT", "engine": "ENGINE_PORT", "ui": "UI_PORT",
              "price-feed": "PRICE_FEED_PORT", "executor": "EXECUTOR_METRICS_PORT"}  # fmt: skip

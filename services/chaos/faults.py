@@ -38,20 +38,18 @@ def kill_executor_mid_send(cluster: Cluster, rng: random.Random) -> str:
     return "kill -9 executor mid-send (order placed at the broker, answer not yet received)"
 
 
-def kill_gateway(cluster: Cluster, rng: random.Random) -> str:
-    # Four senders post continuously, so some request is nearly always being handled.
-    cluster.kill("gateway", down_for_s=rng.uniform(0.2, 1.0))
-    return "kill -9 gateway (mid-request under the webhook flow)"
+def _kill(name: str, what: str) -> Callable[[Cluster, random.Random], str]:
+    def fault(cluster: Cluster, rng: random.Random) -> str:
+        cluster.kill(name, down_for_s=rng.uniform(0.2, 1.0))
+        return f"kill -9 {name}{what}"
+
+    return fault
 
 
-def kill_ui(cluster: Cluster, rng: random.Random) -> str:
-    cluster.kill("ui", down_for_s=rng.uniform(0.2, 1.0))
-    return "kill -9 ui (its live relay mid-read)"
-
-
-def kill_price_feed(cluster: Cluster, rng: random.Random) -> str:
-    cluster.kill("price-feed", down_for_s=rng.uniform(0.2, 1.0))
-    return "kill -9 price-feed"
+# Four senders post continuously, so some request is nearly always being handled.
+kill_gateway = _kill("gateway", " (mid-request under the webhook flow)")
+kill_ui = _kill("ui", " (its live relay mid-read)")
+kill_price_feed = _kill("price-feed", "")
 
 
 def crash_redis(cluster: Cluster, rng: random.Random) -> str:

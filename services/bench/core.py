@@ -105,7 +105,8 @@ class Bench:
             s.execute(delete(User).where(User.email == BENCH_EMAIL))
 
     def engine(self) -> PositionEngine:
-        eng = PositionEngine(self.settings, self.sessions, self.redis, consumer=f"bench-{os.getpid()}")
+        sessions = db.make_sessionmaker(db.make_engine(self.settings.database_url, pre_ping=False))  # as the service's
+        eng = PositionEngine(self.settings, sessions, self.redis, consumer=f"bench-{os.getpid()}")
         eng.prepare()
         return eng
 

@@ -28,8 +28,8 @@ BACKGROUND_SYMBOLS = ("ES", "MES", "NQ", "YM", "MYM", "RTY", "M2K", "CL", "MCL",
 def _run(settings: Settings, ready, stop) -> None:  # noqa: ANN001 (multiprocessing events)
     logging.getLogger("position_engine").setLevel(logging.WARNING)  # one line per signal otherwise
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    engine = PositionEngine(settings, db.make_sessionmaker(db.make_engine(settings.database_url)), client,
-                            consumer=f"bench-{os.getpid()}")  # fmt: skip
+    sessions = db.make_sessionmaker(db.make_engine(settings.database_url, pre_ping=False))  # as the service's
+    engine = PositionEngine(settings, sessions, client, consumer=f"bench-{os.getpid()}")
     engine.prepare()
     ready.set()
     engine.run_forever(stop=stop.is_set)

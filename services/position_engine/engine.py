@@ -89,10 +89,14 @@ class PositionEngine:
         self._backlog = {self.signals_stream, self.ticks_stream}
         self._last_window_check = 0.0
         self._last_claim = 0.0
+        # The `stream_offsets` row of the ticks as this engine last committed it; None: read it
+        # (at the start, after a failed batch, whenever the book is reloaded).
+        self._ticks_applied: tuple[int, int] | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     def prepare(self) -> None:
+        self._ticks_applied = None
         for stream in (self.signals_stream, self.ticks_stream):
             streams.ensure_group(self.redis, stream, streams.ENGINE_GROUP)
         self.last_prices = {k: Decimal(v) for k, v in self.redis.hgetall(self.publisher.last_price_key).items()}
@@ -248,8 +252,10 @@ class PositionEngine:
                 # them) are only acknowledged: applied again after a later signal of their batch
                 # changed a position, they would mark it against the wrong average. (A signal
                 # is known by its id, and a repeated one is settled without effect.)
-                done = batch.applied_up_to(streams.ENGINE_GROUP, (self.ticks_stream,)).get(
-                    self.ticks_stream, NOTHING_APPLIED)
+                done = self._ticks_applied
+                if done is None or not self.book.loaded:
+                    done = batch.applied_up_to(streams.ENGINE_GROUP, (self.ticks_stream,)).get(
+                        self.ticks_stream, NOTHING_APPLIED)
                 last_tick = NOTHING_APPLIED
                 # Ticks wait in a run per symbol until a signal of that symbol (or the batch end)
                 # needs the positions up to date; a run is applied in one pass per position.
@@ -286,7 +292,9 @@ class PositionEngine:
             # Rolled back: the book may hold changes that never reached PostgreSQL.
             self.last_prices = prices_before
             self.book.invalidate()
+            self._ticks_applied = None
             raise
+        self._ticks_applied = max(done, last_tick)
         return outbox
 
     def apply_one_by_one(self, entries: list[tuple[str, str, dict]]) -> Outbox:
@@ -359,11 +367,12 @@ class PositionEngine:
             outbox.events.append((f"position.{change.event}", {"_tracked": touched}))
         now = ms_to_dt(message.received_at)
         queued, notes = outbox_rules.intents_for_signal(
-            batch.session, recorder, outcome, symbol=message.symbol, ticker=message.ticker,
+            batch.session, batch.traders(recorder.id), outcome, symbol=message.symbol, ticker=message.ticker,
             signal_id=signal_id, now=now)
         if any(c.event == "closed" for c in outcome.changes):
             batch.flush_positions()
-            guarded, guard_notes = outbox_rules.daily_loss_guard(batch.session, recorder, now, symbol=message.symbol)
+            guarded, guard_notes = outbox_rules.daily_loss_guard(
+                batch.session, recorder, batch.traders(recorder.id), now, symbol=message.symbol)
             queued, notes = queued + guarded, notes + guard_notes
         self._add_intents(outbox, queued, notes)
         for intent in queued:
@@ -501,8 +510,9 @@ class PositionEngine:
         if recorder is None:
             return
         batch.flush_positions()
+        closed_at = ms_to_dt(tracked.state.closed_ms)
         queued, notes = outbox_rules.daily_loss_guard(
-            batch.session, recorder, ms_to_dt(tracked.state.closed_ms), symbol=tracked.state.symbol)
+            batch.session, recorder, batch.traders(recorder.id), closed_at, symbol=tracked.state.symbol)
         self._add_intents(outbox, queued, notes)
 
     @staticmethod

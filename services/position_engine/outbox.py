@@ -44,14 +44,6 @@ def rule_of(trader: Trader) -> TraderRule:
                       _clock(trader.window_start), _clock(trader.window_end), trader.window_tz)
 
 
-def traders_of(session: Session, recorder_id: int) -> list[tuple[Trader, Subaccount]]:
-    return list(session.execute(
-        select(Trader, Subaccount).join(Subaccount, Subaccount.id == Trader.subaccount_id)
-        .where(Trader.recorder_id == recorder_id, Trader.enabled.is_(True), Subaccount.active.is_(True))
-        .order_by(Trader.id)
-    ).tuples())
-
-
 def _entries_blocked(trader: Trader, subaccount: Subaccount, now: datetime) -> str | None:
     if subaccount.risk_status != "normal":
         return f"the account {subaccount.name} is {subaccount.risk_status.replace('_', '-')} at the broker"
@@ -82,15 +74,19 @@ def _with_copies(session: Session, row: OrderIntent) -> list[QueuedIntent]:
     return [QueuedIntent(r.id, r.subaccount_id, r.priority) for r in rows]
 
 
+# A recorder's traders that are on, each with its subaccount, oldest first.
+Traders = list[tuple[Trader, Subaccount]]
+
+
 def intents_for_signal(
-    session: Session, recorder: Recorder, outcome: SignalOutcome, *, symbol: str, ticker: str,
+    session: Session, traders: Traders, outcome: SignalOutcome, *, symbol: str, ticker: str,
     signal_id: uuid.UUID, now: datetime,
 ) -> tuple[list[QueuedIntent], list[OutboxNote]]:
     queued: list[QueuedIntent] = []
     notes: list[OutboxNote] = []
     if outcome.status != "applied" or not outcome.changes:
         return queued, notes
-    for trader, subaccount in traders_of(session, recorder.id):
+    for trader, subaccount in traders:
         blocked = _entries_blocked(trader, subaccount, now)
         plans, skipped = plan_intents(outcome.changes, rule_of(trader), entries_allowed=blocked is None)
         for plan in plans:
@@ -114,14 +110,14 @@ def realized_today(session: Session, recorder_id: int, now: datetime) -> Decimal
 
 
 def daily_loss_guard(
-    session: Session, recorder: Recorder, now: datetime, *, symbol: str,
+    session: Session, recorder: Recorder, traders: Traders, now: datetime, *, symbol: str,
 ) -> tuple[list[QueuedIntent], list[OutboxNote]]:
     """Flatten and pause, until the next trade date, each trader past its daily loss limit."""
     queued: list[QueuedIntent] = []
     notes: list[OutboxNote] = []
     today = trade_date(now)
     realized = None
-    for trader, _subaccount in traders_of(session, recorder.id):
+    for trader, _subaccount in traders:
         if trader.daily_loss_limit is None or (trader.disabled_until and trader.disabled_until > today):
             continue
         realized = realized_today(session, recorder.id, now) if realized is None else realized

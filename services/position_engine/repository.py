@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from libs.common.models import Fill, Position, Recorder, Signal, StreamOffset
+from libs.common.models import Fill, Position, Recorder, Signal, StreamOffset, Subaccount, Trader
 from services.position_engine.book import OpenBook, Tracked, ms_to_dt, state_of
 from services.position_engine.rules import PositionChange, PositionState, RecorderSettings
 
@@ -61,6 +61,7 @@ class Batch:
         self.book = book
         self.touched: dict[int, Tracked] = {}  # by position id: changed in this batch, closed ones too
         self._recorders: dict[int, Recorder | None] = {}
+        self._traders: dict[int, list[tuple[Trader, Subaccount]]] = {}
         self._seen_signals: set[uuid.UUID] = set()
         self._delayed_exits: set[int] | None = None
         self._fills: list[dict] = []  # written with the positions, in one statement each
@@ -96,6 +97,17 @@ class Batch:
         if recorder_id not in self._recorders:
             self._recorders[recorder_id] = self.session.get(Recorder, recorder_id)
         return self._recorders[recorder_id]
+
+    def traders(self, recorder_id: int) -> list[tuple[Trader, Subaccount]]:
+        """The recorder's traders that are on, with their subaccounts, oldest first; read once
+        per batch (a trader the batch pauses is the same object, so later signals see it)."""
+        if recorder_id not in self._traders:
+            self._traders[recorder_id] = list(self.session.execute(
+                select(Trader, Subaccount).join(Subaccount, Subaccount.id == Trader.subaccount_id)
+                .where(Trader.recorder_id == recorder_id, Trader.enabled.is_(True), Subaccount.active.is_(True))
+                .order_by(Trader.id)
+            ).tuples())  # fmt: skip
+        return self._traders[recorder_id]
 
     def delayed_exits(self) -> set[int]:
         """Recorders that take TP/SL exits on delayed ticks, read once per batch that needs it

@@ -146,7 +146,7 @@ def start_health_server(port: int, engine: PositionEngine, active: threading.Eve
 
 
 def run(settings: Settings) -> None:
-    sql = db.make_engine(settings.database_url)
+    sql = db.make_engine(settings.database_url, pre_ping=False)
     sessions = db.make_sessionmaker(sql)
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     engine = PositionEngine(settings, sessions, client)

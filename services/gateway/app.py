@@ -1,7 +1,10 @@
 """The gateway's Flask app: `POST /webhook/<token>` puts one signal on `jt:signals`; `/healthz`; `/metrics`.
 
-Checks run cheapest first and the body is parsed last; PostgreSQL is never touched on a request
-(the token map lives in Redis). Errors map to a status and one sentence in `_error` only.
+Checks run cheapest first and the body is parsed after the token is known; a well-formed signal
+is then counted against its token's rate limit and stored in one Redis script, so an accepted
+request costs two round trips (the token lookup and that script) and one AOF write. PostgreSQL
+is never touched on a request (the token map lives in Redis). Errors map to a status and one
+sentence in `_error` only.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import redis
 from flask import Flask, Request, Response, g, jsonify, request
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from redis.backoff import NoBackoff
+from redis.commands.core import Script
 from redis.retry import Retry
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -25,7 +29,7 @@ from libs.common import recorder_tokens, streams
 from libs.common.config import Settings
 from libs.common.metrics import LATENCY_BUCKETS, exposition, scrape_registry
 from libs.common.models import new_signal_id
-from libs.common.recorder_tokens import RecorderRef
+from libs.common.recorder_tokens import RecorderRef, token_digest
 from libs.common.streams import SIGNALS, SignalMessage, now_ms
 from services.gateway import guards
 from services.gateway.parsing import WebhookError, parse_webhook
@@ -45,6 +49,25 @@ UNKNOWN_WHILE_DOWN = (
     "The webhook token cannot be checked while Redis is unreachable; "
     "TradingView will send it again."
 )
+# KEYS: the token's rate window, the signals stream, the signal's pending marker, the token map.
+# ARGV: the limit, the window's time to live, the marker's, the recorder id, the token's digest,
+# the recorder as the worker's copy of the map has it ("": already read from the map), then the
+# signal's fields. When the map no longer says what the copy does, nothing happens (STALE);
+# otherwise the signal is counted, and stored with its marker only when the window has room.
+STORED, LIMITED, STALE = 1, 0, -1
+STORE_WITHIN_LIMIT = """
+if ARGV[6] ~= '' and redis.call('HGET', KEYS[4], ARGV[5]) ~= ARGV[6] then return -1 end
+local count = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+if count > tonumber(ARGV[1]) then return 0 end
+redis.call('XADD', KEYS[2], '*', unpack(ARGV, 7))
+redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[3])
+return 1
+"""
+
+
+class StaleToken(Exception):
+    """The worker's copy of the token map was out of date for this token."""
 SPOOL_FULL = (
     "The gateway is holding too many signals while Redis is unreachable; "
     "TradingView will send it again."
@@ -67,11 +90,14 @@ class Gateway:
     spool: Spool
     known: KnownTokens
     local_rate: LocalRateWindow
+    store_script: Script
     # Reads the whole token map from PostgreSQL, for when Redis is down (None: no database).
     tokens_from_database: Callable[[], dict[str, RecorderRef]] | None = None
 
-    def admit(self, token: str, req: Request) -> RecorderRef:
-        """The recorder the request is for, once address, size, token and rate allow it."""
+    def admit(self, token: str, req: Request, *, from_copy: bool = True) -> tuple[RecorderRef, bool]:
+        """The recorder the request is for, once address, size and token allow it, and whether
+        it was read from Redis just now. `from_copy`: take it from this worker's copy of the map
+        when the copy has the token; the store script then checks it against Redis's map."""
         s = self.settings
         if not guards.address_allowed(_sender(req, s), self.allowlist):
             raise WebhookError(403, "This address may not send webhooks.")
@@ -81,10 +107,14 @@ class Gateway:
         # close a guess came to a real token, so there is no timing to leak it.
         if not guards.well_formed_token(token):
             raise WebhookError(404, "No recorder has this webhook token.")
+        if from_copy and (copied := self.known.get(token)) is not None:
+            return copied, False
+        confirmed = True
         try:
             recorder = recorder_tokens.lookup(self.client, s.stream_prefix, token)
             self.known.remember(token, recorder)
         except redis.RedisError:
+            confirmed = False
             recorder = self.known.get(token)
             if recorder is None:  # a recorder made since our copy was taken? read it again
                 self.known.refresh(self.client, self.tokens_from_database)
@@ -94,38 +124,81 @@ class Gateway:
                 raise WebhookError(503, UNKNOWN_WHILE_DOWN) from None
         if recorder is None:
             raise WebhookError(404, "No recorder has this webhook token.")
-        limit, window = s.webhook_rate_limit, s.webhook_rate_window_s
-        if not self._within_rate_limit(token):
-            raise WebhookError(
-                429, f"Too many signals for this webhook: at most {limit} every {window} seconds."
-            )
-        return recorder
+        return recorder, confirmed
 
-    def _within_rate_limit(self, token: str) -> bool:
-        s = self.settings
-        limit, window = s.webhook_rate_limit, s.webhook_rate_window_s
-        try:
-            return guards.within_rate_limit(self.client, s.stream_prefix, token, limit, window)
-        except redis.RedisError:
-            return self.local_rate.allow(token)
+    def _too_many(self) -> WebhookError:
+        limit, window = self.settings.webhook_rate_limit, self.settings.webhook_rate_window_s
+        return WebhookError(
+            429, f"Too many signals for this webhook: at most {limit} every {window} seconds."
+        )
 
-    def publish(self, message: SignalMessage) -> bool:
-        """Store the signal for the engine; True when it went to the spool instead of Redis.
+    def publish(self, token: str, message: SignalMessage, unconfirmed: RecorderRef | None) -> bool:
+        """Count the signal against its token's rate limit and store it for the engine; True
+        when it went to the spool instead of Redis. `unconfirmed`: the recorder the message was
+        made for, from this worker's copy of the token map, stored only if Redis's map agrees.
 
-        Raises SpoolFull, or OSError when the spool cannot be written.
+        Raises StaleToken when Redis's map says otherwise (look the token up and parse again),
+        WebhookError 429 past the limit, SpoolFull, or OSError when the spool cannot be written.
         """
         fields = message.to_fields()
         with self.spool.routing():
             # Behind spooled signals a new one waits its turn, or the engine would see it first.
+            redis_up = True
             if self.spool.is_empty():
                 try:
-                    self.store(fields)
+                    outcome = self.store_within_limit(token, fields, unconfirmed)
+                    if outcome == STALE:
+                        self.known.remember(token, None)
+                        raise StaleToken
+                    if outcome == LIMITED:
+                        raise self._too_many()
                     return False
                 except redis.RedisError as exc:
+                    redis_up = False
                     kv = {"error": type(exc).__name__, "signal_id": message.signal_id}
                     log.warning("redis error, spooling", extra={"kv": kv})
+            elif unconfirmed is not None:
+                self._confirm(token, unconfirmed)
+            if not self._within_rate_limit(token, redis_up):
+                raise self._too_many()
             self.spool.put(fields)
         return True
+
+    def _confirm(self, token: str, recorder: RecorderRef) -> None:
+        """Raise StaleToken unless Redis's map has `recorder` for the token (or cannot say)."""
+        try:
+            current = recorder_tokens.lookup(self.client, self.settings.stream_prefix, token)
+        except redis.RedisError:
+            return  # down: the copy is what the gateway goes by, as for any token meanwhile
+        if current != recorder:
+            self.known.remember(token, current)
+            raise StaleToken
+
+    def _within_rate_limit(self, token: str, redis_up: bool) -> bool:
+        """Count one signal: in Redis, shared by every worker, or while it is down in this one."""
+        s = self.settings
+        if redis_up:
+            limit, window = s.webhook_rate_limit, s.webhook_rate_window_s
+            try:
+                return guards.within_rate_limit(self.client, s.stream_prefix, token, limit, window)
+            except redis.RedisError:
+                pass
+        return self.local_rate.allow(token)
+
+    def store_within_limit(self, token: str, fields: dict[str, str], unconfirmed: RecorderRef | None) -> int:
+        """In one script (atomic, one round trip): check `unconfirmed` against the token map,
+        count the signal, and when within the limit store it and its pending marker. Returns
+        STORED, LIMITED or STALE (nothing counted or stored)."""
+        s = self.settings
+        rate = guards.rate_key(s.stream_prefix, token, time.time(), s.webhook_rate_window_s)
+        pending = s.stream(streams.SIGNAL_PENDING + fields["signal_id"])
+        expected = "" if unconfirmed is None else unconfirmed.to_json()
+        args = [s.webhook_rate_limit, s.webhook_rate_window_s + 1, PENDING_TTL_S, fields["recorder_id"],
+                token_digest(token), expected]  # fmt: skip
+        for name, value in fields.items():
+            args += (name, value)
+        keys = [rate, s.stream(SIGNALS), pending, s.stream_prefix + recorder_tokens.TOKENS_KEY]
+        return int(self.store_script(keys=keys, args=args))
 
     def store(self, fields: dict[str, str]) -> None:
         """One MULTI: the signal and its pending marker are stored together or not at all."""
@@ -236,6 +309,7 @@ def create_app(
         Spool(settings.gateway_spool_dir, settings.gateway_spool_max),
         KnownTokens(settings.stream_prefix),
         LocalRateWindow(settings.webhook_rate_limit, settings.webhook_rate_window_s),
+        client.register_script(STORE_WITHIN_LIMIT),
         None if sessions is None else partial(_tokens_from_database, sessions),
     )  # fmt: skip
     gateway.known.refresh(client, gateway.tokens_from_database)
@@ -261,15 +335,27 @@ def create_app(
         g.started = time.perf_counter()
         g.received_at = now_ms()
 
+    def accept(token: str, body: bytes, recorder: RecorderRef, confirmed: bool) -> tuple[SignalMessage, bool]:
+        g.recorder_id = recorder.recorder_id
+        message = parse_webhook(body, recorder, new_signal_id(), g.received_at)
+        return message, gateway.publish(token, message, None if confirmed else recorder)
+
     @app.post("/webhook/<token>")
     def webhook(token: str) -> tuple[Response, int]:
         try:
-            recorder = gateway.admit(token, request)
-            g.recorder_id = recorder.recorder_id
-            message = parse_webhook(_read_body(), recorder, new_signal_id(), g.received_at)
-            if gateway.publish(message):
+            recorder, confirmed = gateway.admit(token, request)
+            body = _read_body()
+            try:
+                message, spooled = accept(token, body, recorder, confirmed)
+            except (StaleToken, WebhookError) as exc:
+                if confirmed or (isinstance(exc, WebhookError) and exc.status == 429):
+                    raise
+                # Refused or stale by this worker's copy of the map: ask Redis's and go again.
+                recorder, confirmed = gateway.admit(token, request, from_copy=False)
+                message, spooled = accept(token, body, recorder, confirmed)
+            if spooled:
                 drainer.wake()
-        except redis.RedisError as exc:
+        except (redis.RedisError, StaleToken) as exc:  # the map changed under us twice: rare
             log.warning("redis error", extra={"kv": {"error": type(exc).__name__}})
             return _error(503, REDIS_DOWN)
         except SpoolFull:

@@ -156,6 +156,47 @@ def test_too_many_signals_for_one_token_is_429(
     assert not any(recorder.webhook_token in key for key in redis_client.keys("*webhook_rate*"))
 
 
+def test_a_refused_body_does_not_count_against_the_rate_limit(gateway, recorder, redis_client, settings):
+    client = gateway(webhook_rate_limit=2, webhook_rate_window_s=3600)
+
+    refused = post(client, recorder.webhook_token, {"action": "hold", "ticker": "MNQ1!"})
+    statuses = [post(client, recorder.webhook_token, BUY).status_code for _ in range(3)]
+
+    assert refused.status_code == 422  # an action the gateway does not know
+    assert statuses == [202, 202, 429]  # the two signals the limit allows, then the limit
+    assert len(signals(redis_client, settings)) == 2
+    # the refused signal left no pending marker either
+    assert len(redis_client.keys(settings.stream("signal_pending:*"))) == 2
+
+
+def test_a_token_revoked_after_the_worker_copied_the_map_is_404(gateway, recorder, redis_client, settings):
+    client = gateway()  # its worker copies the token map at start
+    assert post(client, recorder.webhook_token, BUY).status_code == 202
+
+    old_token = recorder.webhook_token
+    recorder.webhook_token = "b" * 32  # the user regenerated the URL: the UI moves the map entry
+    recorder_tokens.put(redis_client, settings.stream_prefix, recorder, old_token=old_token)
+
+    assert post(client, old_token, BUY).status_code == 404
+    assert post(client, recorder.webhook_token, BUY).status_code == 202
+    assert len(signals(redis_client, settings)) == 2
+
+
+def test_a_recorder_renamed_after_the_worker_copied_the_map_is_matched_by_its_new_name(
+    gateway, recorder, redis_client, settings
+):
+    client = gateway()
+    recorder.name = "MNQ scalper"
+    recorder_tokens.put(redis_client, settings.stream_prefix, recorder)
+
+    answer = post(client, recorder.webhook_token, {**BUY, "recorder": "MNQ scalper"})
+    stale = post(client, recorder.webhook_token, {**BUY, "recorder": "MNQ trend"})
+
+    assert answer.status_code == 202, answer.get_json()
+    assert stale.status_code == 422 and "MNQ scalper" in stale.get_json()["error"]
+    assert len(signals(redis_client, settings)) == 1
+
+
 def test_address_outside_the_allowlist_is_403(gateway, recorder, redis_client, settings):
     client = gateway(webhook_ip_allowlist=("52.89.214.238", "10.1.0.0/16"))
 

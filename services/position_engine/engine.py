@@ -48,8 +48,15 @@ log = logging.getLogger("position_engine")
 CLAIM_EVERY_S = 30.0
 WINDOW_CHECK_EVERY_S = 15.0  # trading windows end on the minute; a flatten goes out within this
 CLAIM_MIN_IDLE_MS = 60_000
+# How often the active engine makes sure it still holds the leader lock (and after any database
+# error); a standby that takes the lock waits longer than this before it applies anything.
+LEAD_CHECK_EVERY_S = 0.2
 NO_FRONTIER = (1 << 62, True, 0)  # after every possible order key
 NOTHING_APPLIED = (-1, -1)  # before every entry id
+
+
+class LostLead(Exception):
+    """Another engine may be applying entries now: this one must stop and stand by."""
 
 
 @dataclass
@@ -89,6 +96,9 @@ class PositionEngine:
         self._backlog = {self.signals_stream, self.ticks_stream}
         self._last_window_check = 0.0
         self._last_claim = 0.0
+        # Whether this copy still holds the leader lock (the service's; always, by default).
+        self.still_leading: Callable[[], bool] = lambda: True
+        self._lead_checked_at = float("-inf")  # -inf: check before the next batch
         # The `stream_offsets` row of the ticks as this engine last committed it; None: read it
         # (at the start, after a failed batch, whenever the book is reloaded).
         self._ticks_applied: tuple[int, int] | None = None
@@ -204,6 +214,7 @@ class PositionEngine:
 
     def step(self, block_ms: int | None = 200) -> int:
         """Read and apply one batch; returns how many entries it held."""
+        self.check_lead()
         if time.monotonic() - self._last_claim > CLAIM_EVERY_S:
             self.claim_abandoned()
             self.check_book()
@@ -215,6 +226,7 @@ class PositionEngine:
         entries = self.read(block_ms)
         if not entries:
             return 0
+        self.check_lead()  # entries read after the lock was lost stay pending for the next leader
         started = time.perf_counter()
         try:
             outbox = self.apply_batch(entries)
@@ -222,6 +234,8 @@ class PositionEngine:
             # The database is away: acknowledge nothing, re-read our pending entries later.
             log.warning("batch not applied, will retry", extra={"kv": {"error": type(exc).__name__}})
             self._backlog = {self.signals_stream, self.ticks_stream}
+            # A restarted PostgreSQL has let go of the leader lock: ask before the next batch.
+            self._lead_checked_at = float("-inf")
             time.sleep(1.0)
             return len(entries)
         except Exception:
@@ -234,6 +248,16 @@ class PositionEngine:
         self.stats.last_batch_ms = (time.perf_counter() - started) * 1000
         self.on_batch(len(entries), self.stats.last_batch_ms / 1000)
         return len(entries)
+
+    def check_lead(self) -> None:
+        """Raise LostLead when this copy no longer holds the leader lock; asked every
+        LEAD_CHECK_EVERY_S, and before the first batch after a database error."""
+        if time.monotonic() - self._lead_checked_at < LEAD_CHECK_EVERY_S:
+            return
+        if not self.still_leading():
+            self._backlog = {self.signals_stream, self.ticks_stream}
+            raise LostLead
+        self._lead_checked_at = time.monotonic()
 
     def apply_batch(self, entries: list[tuple[str, str, dict]]) -> Outbox:
         try:

@@ -6,7 +6,6 @@ import json
 import logging
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -14,12 +13,13 @@ import redis
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
-from sqlalchemy import text
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from libs.common import db, streams
 from libs.common.config import Settings
 from libs.common.metrics import BATCH_SIZE_BUCKETS, LATENCY_BUCKETS, ScrapeCollector, write_metrics
-from services.position_engine.engine import PositionEngine
+from services.position_engine.engine import LostLead, PositionEngine
 
 log = logging.getLogger("position_engine")
 LEADER_LOCK = 727_002  # PostgreSQL advisory lock held by the active engine
@@ -145,6 +145,57 @@ def start_health_server(port: int, engine: PositionEngine, active: threading.Eve
     return server
 
 
+LEAD_GRACE_S = 1.0  # after taking the lock, longer than a lost leader takes to notice (engine.py)
+LEAD_BACKOFF_S = 3.0  # after losing it: a standby (asking every second) gets it first
+
+
+class LeaderLock:
+    """The PostgreSQL advisory lock that makes one engine the active one, on a connection of its
+    own: a session lock lasts as long as that connection, and a restarted server drops it."""
+
+    def __init__(self, sql: Engine):
+        self.sql = sql
+        self.conn: Connection | None = None
+
+    def acquire(self, stopping: threading.Event) -> bool:
+        """Wait for the lock (a hot standby waits here); False when asked to stop first."""
+        while not stopping.is_set():
+            try:
+                if self.conn is None:
+                    self.conn = self.sql.connect()
+                got = self.conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LEADER_LOCK}).scalar()
+                self.conn.commit()
+                if got:
+                    return True
+            except DBAPIError:
+                self.release()  # PostgreSQL is away: a new connection next time
+            stopping.wait(1.0)
+        return False
+
+    def held(self) -> bool:
+        """True while our connection is alive and still holds the lock."""
+        if self.conn is None:
+            return False
+        try:
+            held = self.conn.execute(text(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objid = :k"
+                " AND pid = pg_backend_pid() AND granted)"), {"k": LEADER_LOCK}).scalar()
+            self.conn.commit()
+            return bool(held)
+        except DBAPIError:
+            return False
+
+    def release(self) -> None:
+        """Let go of the connection, and the lock with it if the connection is still alive."""
+        if self.conn is not None:
+            conn, self.conn = self.conn, None
+            try:
+                conn.invalidate()  # closed for good, not returned to the pool holding the lock
+                conn.close()
+            except DBAPIError:
+                pass
+
+
 def run(settings: Settings) -> None:
     sql = db.make_engine(settings.database_url, pre_ping=False)
     sessions = db.make_sessionmaker(sql)
@@ -156,19 +207,26 @@ def run(settings: Settings) -> None:
         signal.signal(sig, lambda *_: stopping.set())
     server = start_health_server(settings.engine_port, engine, active)
     log.info("engine starting", extra={"kv": {"consumer": engine.consumer, "port": settings.engine_port}})
-    with sql.connect() as lock_conn:
-        # Only one engine applies entries at a time, so ticks reach each position in order;
-        # a second copy waits here as a hot standby and takes over when the first one dies.
-        while not stopping.is_set():
-            got = lock_conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LEADER_LOCK}).scalar()
-            lock_conn.commit()
-            if got:
-                break
-            time.sleep(1.0)
-        if not stopping.is_set():
-            active.set()
-            log.info("engine active", extra={"kv": {"consumer": engine.consumer}})
+    lock = LeaderLock(sql)
+    engine.still_leading = lock.held
+    # Only one engine applies entries at a time, so ticks reach each position in order; another
+    # copy waits as a hot standby and takes over when the active one dies or loses the lock.
+    while lock.acquire(stopping):
+        stopping.wait(LEAD_GRACE_S)  # a leader that lost the lock a moment ago stops first
+        if stopping.is_set():
+            break
+        active.set()
+        log.info("engine active", extra={"kv": {"consumer": engine.consumer}})
+        try:
             engine.run_forever(stop=stopping.is_set)
+        except LostLead:
+            log.warning("leader lock lost; standing by", extra={"kv": {"consumer": engine.consumer}})
+            lock.release()
+            stopping.wait(LEAD_BACKOFF_S)
+        finally:
+            active.clear()
+        lock.release()
+    lock.release()
     server.shutdown()
     client.close()
     sql.dispose()

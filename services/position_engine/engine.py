@@ -260,11 +260,43 @@ class PositionEngine:
         self._lead_checked_at = time.monotonic()
 
     def apply_batch(self, entries: list[tuple[str, str, dict]]) -> Outbox:
+        quiet = self._quiet_ticks(entries)
+        if quiet is not None:
+            return quiet
         try:
             return self._apply_batch(entries)
         except StaleBook:
             log.warning("open positions changed outside the engine; book reloaded, batch applied again")
             return self._apply_batch(entries)
+
+    def _quiet_ticks(self, entries: list[tuple[str, str, dict]]) -> Outbox | None:
+        """A batch of ticks that leave every open position as it is (prices inside the range its
+        extremes already hold, no exit reached), applied without a transaction: nothing to write.
+        None when the batch needs PostgreSQL. If the engine dies before acknowledging it, its
+        ticks are applied again and again change nothing, so no offset needs recording."""
+        done = self._ticks_applied
+        if done is None or not self.book.loaded or any(e[0] != self.ticks_stream for e in entries):
+            return None
+        runs: Runs = {}
+        refused = self.tick_reader.collect([f for _, i, f in entries if _entry_id(i) > done], runs)
+        for symbol, (prices, ts, delayed) in runs.items():
+            if held := self.book.by_symbol.get(symbol):
+                run = tick_rules.TickRun.of_columns(prices, ts, delayed)
+                if not all(tick_rules.leaves_unchanged(t.state, run, folded=t.folded) for t in held):
+                    return None
+        outbox = Outbox(acks={self.ticks_stream: [entry_id for _, entry_id, _ in entries]})
+        for reason in refused:
+            log.warning("malformed tick skipped", extra={"kv": {"reason": repr(str(reason))}})
+            self.stats.rejected_entries += 1
+        for symbol, (prices, _, _) in runs.items():
+            self.stats.ticks += len(prices)
+            self.last_prices[symbol] = prices[-1]
+            outbox.last_prices[symbol] = str(prices[-1])
+            for tracked in self.book.by_symbol.get(symbol) or ():
+                tracked.last_price = prices[-1]
+                outbox.marked[tracked.id] = tracked
+        self.publisher.resolve_events(outbox)
+        return outbox
 
     def _apply_batch(self, entries: list[tuple[str, str, dict]]) -> Outbox:
         outbox = Outbox()

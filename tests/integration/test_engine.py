@@ -406,3 +406,34 @@ def test_ticks_committed_but_not_acknowledged_are_not_applied_again(settings, re
     [position] = positions(sessions)
     assert (position.quantity, position.avg_entry_price, position.max_favorable) == (2, 25620, 10)
     assert pending(redis_client, settings, streams.SIGNALS) == pending(redis_client, settings, streams.TICKS) == 0
+
+
+def test_ticks_inside_the_marked_range_move_the_last_price_and_change_nothing_else(
+    settings, redis_client, sessions, make_recorder, engine_for
+):
+    # Given a long 1 @ 25640 whose extremes ticks have taken to 25650 and 25630
+    recorder = make_recorder(tp_ticks=80, sl_ticks=80)
+    engine = engine_for()
+    send_signal(settings, redis_client, recorder, "buy", "25640", received_at=1_000)
+    drain(engine)
+    send_tick(settings, redis_client, "25650", ts=2_000)
+    send_tick(settings, redis_client, "25630", ts=2_001)
+    drain(engine)
+    [before] = positions(sessions)
+    time.sleep(0.6)  # past the interval between two position.marked events of one position
+
+    # When ticks inside that range follow
+    send_tick(settings, redis_client, "25645.25", ts=3_000)
+    send_tick(settings, redis_client, "25635.5", ts=3_001)
+    drain(engine)
+
+    # Then the row is as it was, the last price is the newest tick's, and pages are told so
+    [after] = positions(sessions)
+    marks = ("status", "quantity", "max_favorable", "max_adverse", "worst_unrealized_pnl", "best_unrealized_pnl")
+    assert [getattr(after, m) for m in marks] == [getattr(before, m) for m in marks]
+    assert (after.max_favorable, after.max_adverse) == (10, 10)
+    assert redis_client.hget(settings.stream("engine_last_price"), "MNQ") == "25635.5"
+    last_mark = [data for kind, data in events(redis_client, settings) if kind == "position.marked"][-1]
+    assert D(str(last_mark["last_price"])) == D("25635.5")
+    assert D(str(last_mark["unrealized_pnl"])) == D("-9.0")  # 4.5 points of MNQ at $2
+    assert pending(redis_client, settings, streams.TICKS) == 0

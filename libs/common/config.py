@@ -67,6 +67,8 @@ class Settings:
     webhook_rate_window_s: int = 10
     trust_proxy: bool = False
     metrics_host: str = "127.0.0.1"  # where the UI reads the services' /metrics for the Control Center
+    # Instead, each service's host and port by name (METRICS_TARGETS), as under Docker.
+    metrics_targets: tuple[tuple[str, tuple[str, int]], ...] = ()
     login_max_failures: int = 5  # per email and address, in login_window_s
     login_max_failures_per_address: int = 50
     login_window_s: int = 900
@@ -109,6 +111,20 @@ def webhook_allowlist(value: str) -> tuple[str, ...]:
         elif entry:
             entries.append(entry)
     return tuple(entries)
+
+
+def metrics_targets(value: str) -> tuple[tuple[str, tuple[str, int]], ...]:
+    """METRICS_TARGETS: `name=host:port`, comma-separated, e.g. `engine=engine:8085`."""
+    targets = []
+    for entry in (e.strip() for e in value.split(",")):
+        if not entry:
+            continue
+        name, _, address = entry.partition("=")
+        host, _, port = address.strip().rpartition(":")
+        if not (name.strip() and host and port.isdigit() and 0 < int(port) < 65_536):
+            raise ValueError(f"METRICS_TARGETS entry {entry!r} is not name=host:port (e.g. engine=engine:8085)")
+        targets.append((name.strip(), (host, int(port))))
+    return tuple(targets)
 
 
 def load_settings(environ: dict[str, str] | None = None, env_file: Path | None = None) -> Settings:
@@ -160,6 +176,7 @@ def load_settings(environ: dict[str, str] | None = None, env_file: Path | None =
         webhook_rate_window_s=int(_env(env, "WEBHOOK_RATE_WINDOW_S", str(d.webhook_rate_window_s))),
         trust_proxy=_bool(env.get("TRUST_PROXY")),
         metrics_host=_env(env, "METRICS_HOST", d.metrics_host),
+        metrics_targets=metrics_targets(env.get("METRICS_TARGETS", "")),
         login_max_failures=int(_env(env, "LOGIN_MAX_FAILURES", str(d.login_max_failures))),
         login_max_failures_per_address=int(
             _env(env, "LOGIN_MAX_FAILURES_PER_ADDRESS", str(d.login_max_failures_per_address))

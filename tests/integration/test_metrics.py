@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import uuid
@@ -13,6 +14,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from libs.common import recorder_tokens, streams
+from libs.common.config import metrics_targets
 from libs.common.embedded import free_port
 from libs.common.streams import SignalMessage
 from services.executor.service import start_metrics_server
@@ -22,6 +24,8 @@ from services.position_engine.service import start_health_server
 from services.price_feed.feed import Feed
 from services.price_feed.service import start_status_server
 from services.price_feed.sim import SimSource
+from services.ui.api.service_metrics import targets
+from services.ui.app import create_app as ui_app
 from tests.integration.test_execution_paper import (  # noqa: F401 (fixtures)
     executor,
     paper,
@@ -167,3 +171,43 @@ def test_ui_counts_requests_by_route_and_status(client):
     found = samples(client.get("/metrics").get_data(as_text=True))
     assert found[("jt_ui_requests_total", (("route", "/api/recorders"), ("status", "401")))] == 1
     assert found[("jt_ui_socket_connections", ())] == 0
+
+
+def test_the_control_center_reads_the_services_named_in_metrics_targets(
+    settings, sessions, redis_client, alice, serving
+):
+    # Given an engine's /metrics on a port of its own, and METRICS_TARGETS naming it by host name
+    engine = PositionEngine(settings, sessions, redis_client, consumer="metrics-targets")
+    engine.prepare()
+    port = free_port()
+    serving(start_health_server(port, engine, threading.Event()))
+    nowhere = free_port()
+    targets = (("engine", ("localhost", port)), ("gateway", ("localhost", nowhere)))
+    client = ui_app(replace(settings, metrics_targets=targets), sessions=sessions,
+                    redis_client=redis_client).test_client()  # fmt: skip
+
+    # When the Control Center asks for the pipeline's figures
+    answer = client.get("/api/status/metrics", headers=alice[1])
+
+    # Then it read exactly those targets: the engine's figures, and the gateway as not answering
+    services = answer.get_json()["services"]
+    assert set(services) == {"engine", "gateway"}
+    assert services["engine"]["up"] and any(s["name"] == "jt_engine_active" for s in services["engine"]["samples"])
+    assert services["gateway"] == {"up": False, "samples": []}
+
+
+def test_metrics_targets_name_each_replica_behind_one_host_name(settings, monkeypatch):
+    def two_replicas(host, *args, **kwargs):
+        assert host == "executor"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, 0)) for ip in ("10.0.0.12", "10.0.0.9")]
+
+    monkeypatch.setattr(socket, "getaddrinfo", two_replicas)  # as Docker's DNS answers for replicas
+    found = targets(replace(settings, metrics_targets=metrics_targets("executor=executor:8086")))
+
+    assert found == {"executor-1": "http://10.0.0.9:8086/metrics", "executor-2": "http://10.0.0.12:8086/metrics"}
+
+
+@pytest.mark.parametrize("value", ["engine", "engine=engine", "engine=engine:http", "=engine:8085", "e=h:70000"])
+def test_a_malformed_metrics_targets_entry_is_named(value):
+    with pytest.raises(ValueError, match="METRICS_TARGETS entry"):
+        metrics_targets(f"gateway=gateway:8083,{value}")

@@ -6,6 +6,7 @@ Limiter figures are per Tradovate login: a user sees only those of their own acc
 
 from __future__ import annotations
 
+import socket
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
@@ -27,6 +28,19 @@ SHOWN = ("jt_webhook_", "jt_engine_", "jt_stream_", "jt_orders", "jt_limiter_", 
 
 
 def targets(s: Settings) -> dict[str, str]:
+    """Each service's /metrics URL by name. With METRICS_TARGETS (`name=host:port,...`), a host
+    name with several addresses (replicas behind one name, as under Docker) gives one target per
+    address: `executor-1`, `executor-2`; without it, every service on METRICS_HOST."""
+    if s.metrics_targets:
+        found: dict[str, str] = {}
+        for name, (host, port) in s.metrics_targets:
+            addresses = _addresses(host)
+            if len(addresses) <= 1:
+                found[name] = f"http://{host}:{port}/metrics"
+                continue
+            for n, address in enumerate(addresses):
+                found[f"{name}-{n + 1}"] = f"http://{address}:{port}/metrics"
+        return found
     found = {
         "gateway": f"http://{s.metrics_host}:{s.gateway_port}/metrics",
         "engine": f"http://{s.metrics_host}:{s.engine_port}/metrics",
@@ -36,6 +50,15 @@ def targets(s: Settings) -> dict[str, str]:
         for n in range(s.executor_workers):
             found[f"executor-{n + 1}"] = f"http://{s.metrics_host}:{s.executor_metrics_port + n}/metrics"
     return found
+
+
+def _addresses(host: str) -> list[str]:
+    """The IPv4 addresses a name resolves to, sorted (none when it does not resolve now)."""
+    try:
+        infos = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)
+    except OSError:
+        return []
+    return sorted({info[4][0] for info in infos}, key=lambda a: tuple(int(part) for part in a.split(".")))
 
 
 def scrape(url: str) -> list[dict] | None:

@@ -52,6 +52,7 @@ CLAIM_MIN_IDLE_MS = 60_000
 # error); a standby that takes the lock waits longer than this before it applies anything.
 LEAD_CHECK_EVERY_S = 0.2
 NO_FRONTIER = (1 << 62, True, 0)  # after every possible order key
+HOLD_BLOCK_MS = 1  # how long a read waits for new entries while ticks are held for their millisecond
 NOTHING_APPLIED = (-1, -1)  # before every entry id
 
 
@@ -102,11 +103,15 @@ class PositionEngine:
         # The `stream_offsets` row of the ticks as this engine last committed it; None: read it
         # (at the start, after a failed batch, whenever the book is reloaded).
         self._ticks_applied: tuple[int, int] | None = None
+        self._held: list[tuple[str, str, dict]] = []  # ticks of the millisecond of the last read
+        self._server_ms = 0  # Redis's clock at the last read
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     def prepare(self) -> None:
         self._ticks_applied = None
+        self._held = []
+        self._backlog = {self.signals_stream, self.ticks_stream}
         for stream in (self.signals_stream, self.ticks_stream):
             streams.ensure_group(self.redis, stream, streams.ENGINE_GROUP)
         self.last_prices = {k: Decimal(v) for k, v in self.redis.hgetall(self.publisher.last_price_key).items()}
@@ -159,21 +164,27 @@ class PositionEngine:
         millisecond (sequence numbers are per stream, so within one ms signals go first). An entry
         is handed out only when every entry of the other stream with an earlier id has been read
         as well: a backlog of ticks is never overtaken by a later signal, nor signals by later
-        ticks. What must wait stays pending and is read again next time.
+        ticks. What must wait stays pending and is read again next time. Ticks of the millisecond
+        Redis is in when they are read are held until it is over: a signal may still arrive in
+        that millisecond, and it goes before them.
         """
         while True:
             entries, starts = self._read_round(block_ms)
             ready = self._in_order(entries, starts)
             # Nothing to hand out after reading pending entries: a stream has just caught up, or
-            # what we hold waits for the other stream's next entries. Read those now.
-            if ready or ">" == starts[self.signals_stream] == starts[self.ticks_stream]:
+            # what we hold waits for the other stream's next entries (or for the millisecond to
+            # end). Read those now.
+            if ready or (not self._held and ">" == starts[self.signals_stream] == starts[self.ticks_stream]):
                 return ready
 
     def _read_round(self, block_ms: int | None) -> tuple[list[tuple[str, str, dict]], dict[str, str]]:
-        """One XREADGROUP over both streams; returns the entries and each stream's start id."""
+        """One XREADGROUP over both streams, after the ticks held from the last round; returns
+        the entries and each stream's start id."""
         both = (self.signals_stream, self.ticks_stream)
         starts = {stream: "0" if stream in self._backlog else ">" for stream in both}
-        entries = self._read(starts, None if self._backlog else block_ms)
+        held, self._held = ([], []) if self.ticks_stream in self._backlog else (self._held, [])
+        block = None if self._backlog else (HOLD_BLOCK_MS if held else block_ms)
+        entries = held + self._read(starts, block)
         self._backlog -= {s for s, start in starts.items() if start == "0" and not any(e[0] == s for e in entries)}
         return entries, starts
 
@@ -185,13 +196,23 @@ class PositionEngine:
         for other in (self.signals_stream, self.ticks_stream):
             if not got[other] and frontier[other] == NO_FRONTIER:
                 return entries  # one stream's entries, in their order, and nothing of the other waits
-        entries.sort(key=lambda e: _order_key(e[0] == self.ticks_stream, e[1]))
-        for index, (stream, entry_id, _) in enumerate(entries):
-            other = self.ticks_stream if stream == self.signals_stream else self.signals_stream
-            if _order_key(stream == self.ticks_stream, entry_id) > frontier[other]:
-                self._backlog.update(e[0] for e in entries[index:])
-                return entries[:index]
-        return entries
+        if not got[self.signals_stream]:  # ticks only, in stream order: cut where signals may come
+            index = len(entries)
+            while index and _order_key(True, entries[index - 1][1]) > frontier[self.signals_stream]:
+                index -= 1
+        else:
+            entries.sort(key=lambda e: _order_key(e[0] == self.ticks_stream, e[1]))
+            index = next((i for i, (stream, entry_id, _) in enumerate(entries) if _order_key(
+                stream == self.ticks_stream, entry_id) > frontier[self._other(stream)]), len(entries))  # fmt: skip
+        waiting = entries[index:]
+        if waiting and starts[self.ticks_stream] == ">" and all(e[0] == self.ticks_stream for e in waiting):
+            self._held = waiting  # new ticks of this millisecond: read again with the next ones
+        else:
+            self._backlog.update(e[0] for e in waiting)
+        return entries[:index]
+
+    def _other(self, stream: str) -> str:
+        return self.ticks_stream if stream == self.signals_stream else self.signals_stream
 
     def _read_up_to(self, stream: str, start: str, got: list[tuple[str, str, dict]]) -> tuple[int, bool, int]:
         """The order key up to which every entry of `stream` is either done or in `got`."""
@@ -199,17 +220,26 @@ class PositionEngine:
         if len(got) >= self.batch_size:  # a full batch: more may follow it
             return _order_key(is_tick, got[-1][1])
         if start == ">":  # read to the end; anything newer gets a later id than what we hold
-            return NO_FRONTIER
+            return self._newer_than_now(is_tick)
         # Our pending entries only: the group has handed out everything up to its last-delivered id.
         info = self.redis.xinfo_stream(stream)
         group = next(g for g in self.redis.xinfo_groups(stream) if g["name"] == streams.ENGINE_GROUP)
         delivered = group["last-delivered-id"]
-        return NO_FRONTIER if delivered == info["last-generated-id"] else _order_key(is_tick, delivered)
+        return self._newer_than_now(is_tick) if delivered == info["last-generated-id"] else _order_key(is_tick, delivered)
+
+    def _newer_than_now(self, is_tick: bool) -> tuple[int, bool, int]:
+        """The frontier of a stream read to its end: a tick written from now on sorts after every
+        entry already written, but a signal can still take the current millisecond, before its
+        ticks."""
+        return NO_FRONTIER if is_tick else (self._server_ms, False, 0)
 
     def _read(self, starts: dict[str, str], block_ms: int | None) -> list[tuple[str, str, dict]]:
-        response = self.redis.xreadgroup(
-            streams.ENGINE_GROUP, self.consumer, starts, count=self.batch_size, block=block_ms,
-        )
+        """XREADGROUP, and Redis's clock right after it (in the same round trip)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xreadgroup(streams.ENGINE_GROUP, self.consumer, starts, count=self.batch_size, block=block_ms)
+        pipe.time()
+        response, (seconds, micros) = pipe.execute()
+        self._server_ms = seconds * 1000 + micros // 1000
         return [(stream, entry_id, fields) for stream, items in response or [] for entry_id, fields in items]
 
     def step(self, block_ms: int | None = 200) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from decimal import Decimal as D
@@ -433,7 +434,41 @@ def test_ticks_inside_the_marked_range_move_the_last_price_and_change_nothing_el
     assert [getattr(after, m) for m in marks] == [getattr(before, m) for m in marks]
     assert (after.max_favorable, after.max_adverse) == (10, 10)
     assert redis_client.hget(settings.stream("engine_last_price"), "MNQ") == "25635.5"
+    # (a page gets at most two position.marked a second, so it shows one of them until the next)
     last_mark = [data for kind, data in events(redis_client, settings) if kind == "position.marked"][-1]
-    assert D(str(last_mark["last_price"])) == D("25635.5")
-    assert D(str(last_mark["unrealized_pnl"])) == D("-9.0")  # 4.5 points of MNQ at $2
+    price = D(str(last_mark["last_price"]))
+    assert price in (D("25645.25"), D("25635.5"))
+    assert D(str(last_mark["unrealized_pnl"])) == (price - D("25640")) * 2  # MNQ: $2 a point
     assert pending(redis_client, settings, streams.TICKS) == 0
+
+
+def test_a_signal_in_the_millisecond_of_ticks_already_read_goes_before_them(
+    settings, redis_client, sessions, make_recorder, engine_for
+):
+    # Given ticks written in a millisecond Redis has not finished (ids given ahead of its clock,
+    # so that millisecond lasts long enough to write into it)
+    recorder = make_recorder()
+    engine = engine_for()
+    seconds, micros = redis_client.time()
+    ms = seconds * 1000 + micros // 1000 + 400
+    for seq, price in enumerate(("25650", "25660")):
+        tick = TickMessage("MNQ", D(price), ms, "test").to_fields()
+        redis_client.xadd(settings.stream(streams.TICKS), tick, id=f"{ms}-{seq}")
+
+    # When a buy arrives in that same millisecond, after the engine has read the ticks
+    def buy_in_that_millisecond() -> None:
+        time.sleep(0.1)
+        signal = SignalMessage(str(uuid.uuid4()), recorder.id, "buy", "MNQ1!", "MNQ", D("25640"), None, None,
+                               None, ms, "{}")  # fmt: skip
+        redis_client.xadd(settings.stream(streams.SIGNALS), signal.to_fields(), id=f"{ms}-0")
+
+    writer = threading.Thread(target=buy_in_that_millisecond)
+    writer.start()
+    drain(engine)
+    writer.join()
+    drain(engine)
+
+    # Then the buy went first, as stream order says (signals first within a millisecond), and
+    # both ticks marked the position it opened
+    [position] = positions(sessions)
+    assert (position.side, position.avg_entry_price, position.max_favorable) == ("long", 25640, 20)

@@ -52,7 +52,7 @@ CLAIM_MIN_IDLE_MS = 60_000
 # error); a standby that takes the lock waits longer than this before it applies anything.
 LEAD_CHECK_EVERY_S = 0.2
 NO_FRONTIER = (1 << 62, True, 0)  # after every possible order key
-HOLD_BLOCK_MS = 1  # how long a read waits for new entries while ticks are held for their millisecond
+HOLD_WAIT_S = 0.001  # before reading again while ticks are held for their millisecond
 NOTHING_APPLIED = (-1, -1)  # before every entry id
 
 
@@ -183,8 +183,9 @@ class PositionEngine:
         both = (self.signals_stream, self.ticks_stream)
         starts = {stream: "0" if stream in self._backlog else ">" for stream in both}
         held, self._held = ([], []) if self.ticks_stream in self._backlog else (self._held, [])
-        block = None if self._backlog else (HOLD_BLOCK_MS if held else block_ms)
-        entries = held + self._read(starts, block)
+        if held:  # their millisecond ends within one; Redis's own block timeouts are far coarser
+            time.sleep(HOLD_WAIT_S)
+        entries = held + self._read(starts, None if self._backlog or held else block_ms)
         self._backlog -= {s for s, start in starts.items() if start == "0" and not any(e[0] == s for e in entries)}
         return entries, starts
 

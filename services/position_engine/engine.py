@@ -291,45 +291,50 @@ class PositionEngine:
         self._lead_checked_at = time.monotonic()
 
     def apply_batch(self, entries: list[tuple[str, str, dict]]) -> Outbox:
-        quiet = self._quiet_ticks(entries)
-        if quiet is not None:
-            return quiet
+        runs = self._tick_runs(entries)
+        if runs is not None and self._leaves_positions_unchanged(runs):
+            return self._apply_quiet_ticks(entries, runs)
         try:
-            return self._apply_batch(entries)
+            return self._apply_batch(entries, runs)
         except StaleBook:
             log.warning("open positions changed outside the engine; book reloaded, batch applied again")
-            return self._apply_batch(entries)
+            return self._apply_batch(entries, runs)
 
-    def _quiet_ticks(self, entries: list[tuple[str, str, dict]]) -> Outbox | None:
-        """A batch of ticks that leave every open position as it is (prices inside the range its
-        extremes already hold, no exit reached), applied without a transaction: nothing to write.
-        None when the batch needs PostgreSQL. If the engine dies before acknowledging it, its
-        ticks are applied again and again change nothing, so no offset needs recording."""
+    def _tick_runs(self, entries: list[tuple[str, str, dict]]) -> Runs | None:
+        """The runs of a batch of ticks only, past the committed offset; None for a batch with
+        signals, or before the offset is known."""
         done = self._ticks_applied
         if done is None or not self.book.loaded or any(e[0] != self.ticks_stream for e in entries):
             return None
         runs: Runs = {}
-        refused = self.tick_reader.collect([f for _, i, f in entries if _entry_id(i) > done], runs)
+        self._collect_ticks([f for _, i, f in entries if _entry_id(i) > done], runs)
+        return runs
+
+    def _leaves_positions_unchanged(self, runs: Runs) -> bool:
+        """True when every open position takes these ticks without a change: prices inside the
+        range its extremes already hold, no exit reached."""
         for symbol, (prices, ts, delayed) in runs.items():
             if held := self.book.by_symbol.get(symbol):
                 run = tick_rules.TickRun.of_columns(prices, ts, delayed)
                 if not all(tick_rules.leaves_unchanged(t.state, run, folded=t.folded) for t in held):
-                    return None
+                    return False
+        return True
+
+    def _apply_quiet_ticks(self, entries: list[tuple[str, str, dict]], runs: Runs) -> Outbox:
+        """Ticks that change no position, applied without a transaction: nothing to write. If the
+        engine dies before acknowledging them, they are applied again and again change nothing,
+        so no offset needs recording."""
         outbox = Outbox(acks={self.ticks_stream: [entry_id for _, entry_id, _ in entries]})
-        for reason in refused:
-            log.warning("malformed tick skipped", extra={"kv": {"reason": repr(str(reason))}})
-            self.stats.rejected_entries += 1
         for symbol, (prices, _, _) in runs.items():
-            self.stats.ticks += len(prices)
-            self.last_prices[symbol] = prices[-1]
-            outbox.last_prices[symbol] = str(prices[-1])
+            self._take_last_price(symbol, prices, outbox)
             for tracked in self.book.by_symbol.get(symbol) or ():
                 tracked.last_price = prices[-1]
                 outbox.marked[tracked.id] = tracked
         self.publisher.resolve_events(outbox)
         return outbox
 
-    def _apply_batch(self, entries: list[tuple[str, str, dict]]) -> Outbox:
+    def _apply_batch(self, entries: list[tuple[str, str, dict]], collected: Runs | None = None) -> Outbox:
+        """`collected`: the runs of a batch of ticks only, already read by `_tick_runs`."""
         outbox = Outbox()
         prices_before = dict(self.last_prices)
         try:
@@ -364,7 +369,10 @@ class PositionEngine:
                     if symbol in runs:
                         self._apply_ticks(batch, symbol, runs.pop(symbol), outbox)
                     self._apply_signal_entry(batch, entry_id, fields, outbox)
-                self._collect_ticks(ticks, runs)
+                if collected is None:
+                    self._collect_ticks(ticks, runs)
+                else:
+                    runs = collected
                 for symbol, run in runs.items():
                     self._apply_ticks(batch, symbol, run, outbox)
                 outbox.acks = {s: ids for s, ids in ((self.signals_stream, signal_ids),
@@ -533,14 +541,17 @@ class PositionEngine:
             log.warning("malformed tick skipped", extra={"kv": {"reason": repr(str(refused))}})
             self.stats.rejected_entries += 1
 
+    def _take_last_price(self, symbol: str, prices: list[Decimal], outbox: Outbox) -> None:
+        self.stats.ticks += len(prices)
+        self.last_prices[symbol] = prices[-1]
+        outbox.last_prices[symbol] = str(prices[-1])
+
     def _apply_ticks(
         self, batch: Batch, symbol: str, run: tuple[list[Decimal], list[int], list[bool]], outbox: Outbox
     ) -> None:
         """Apply consecutive ticks of one symbol to its open positions, in stream order."""
         prices, ts, delayed = run
-        self.stats.ticks += len(prices)
-        self.last_prices[symbol] = prices[-1]
-        outbox.last_prices[symbol] = str(prices[-1])
+        self._take_last_price(symbol, prices, outbox)
         held = batch.by_symbol.get(symbol)
         if not held:
             return

@@ -217,16 +217,18 @@ def run(settings: Settings) -> None:
             break
         active.set()
         log.info("engine active", extra={"kv": {"consumer": engine.consumer}})
+        lost = False
         try:
             engine.run_forever(stop=stopping.is_set)
         except LostLead:
             log.warning("leader lock lost; standing by", extra={"kv": {"consumer": engine.consumer}})
-            lock.release()
-            stopping.wait(LEAD_BACKOFF_S)
+            lost = True
         finally:
             active.clear()
-        lock.release()
-    lock.release()
+            lock.release()
+        if lost:
+            stopping.wait(LEAD_BACKOFF_S)
+    lock.release()  # asked to stop while waiting: the connection, if any
     server.shutdown()
     client.close()
     sql.dispose()

@@ -91,15 +91,14 @@ def get_signal(signal_id: str) -> ResponseReturnValue:
     parsed = _parse_uuid(signal_id)
     if parsed is None:
         raise NotFound("Signal not found.")
-    signal = db().scalar(_owned_signals().where(Signal.id == parsed))
-    if signal is not None:
+    stored = _owned_signals().where(Signal.id == parsed)
+    if (signal := db().scalar(stored)) is not None:
         return jsonify(ok=True, **signal_dict(signal))
     recorder_id = _pending_recorder_id(str(parsed))
     if recorder_id is None:
         # The engine deletes the pending key only after its commit: a signal applied between
         # the two reads above is in PostgreSQL now, so look there once more before a 404.
-        signal = db().scalar(_owned_signals().where(Signal.id == parsed))
-        if signal is not None:
+        if (signal := db().scalar(stored)) is not None:
             return jsonify(ok=True, **signal_dict(signal))
         raise NotFound("Signal not found.")
     owned = db().scalar(

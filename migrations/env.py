@@ -1,9 +1,9 @@
-"""Alembic environment: runs migrations against the URL set by `libs.common.db.upgrade`."""
+"""Alembic environment: runs migrations against the URL set by `libs.common.storage.db.upgrade`."""
 
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from libs.common.models import Base
+from libs.common.storage.models import Base
 
 config = context.config
 target_metadata = Base.metadata

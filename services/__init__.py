@@ -1,1 +1,1 @@
-"""Just Trades services, one package each; `services.cli` is the `justtrades` command."""
+"""Just Trades services, one package each; `tools.cli` is the `justtrades` command."""

@@ -32,11 +32,13 @@ class LocalHttpServer:
         return self._server.server_port
 
     def start(self) -> Self:
-        self._server = make_server("127.0.0.1", self.port, self._wsgi, threaded=True,
-                                   request_handler=_QuietHandler)  # fmt: skip
+        self._server = make_server(
+            "127.0.0.1", self.port, self._wsgi, threaded=True, request_handler=_QuietHandler
+        )
         # A short poll interval so `stop` (and each test using the server) ends at once.
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True,
-                                        name=self.thread_name)  # fmt: skip
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.02,), daemon=True, name=self.thread_name
+        )
         self._thread.start()
         return self
 
@@ -74,11 +76,20 @@ class LocalWebSocketServer:
         return f"ws://127.0.0.1:{self._port}{self.path}"
 
     def start(self) -> Self:
-        self._server = serve(self._handle, "127.0.0.1", self._port, compression=None,
-                             process_request=self._process_request, ping_interval=None,
-                             close_timeout=1, server_header=None)  # fmt: skip
+        self._server = serve(
+            self._handle,
+            "127.0.0.1",
+            self._port,
+            compression=None,
+            process_request=self._process_request,
+            ping_interval=None,
+            close_timeout=1,
+            server_header=None,
+        )
         self._port = self._server.socket.getsockname()[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name=self.thread_name)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, daemon=True, name=self.thread_name
+        )
         self._thread.start()
         return self
 

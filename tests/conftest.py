@@ -18,11 +18,11 @@ import pytest
 import redis
 from sqlalchemy import text
 
-from libs.common import db
 from libs.common.config import Settings, load_settings, normalize_database_url
-from libs.common.embedded import start_embedded
-from libs.common.models import Base, Recorder, User
 from libs.common.security import hash_password, new_webhook_token
+from libs.common.storage import db
+from libs.common.storage.embedded import start_embedded
+from libs.common.storage.models import Base, Recorder, User
 
 TEST_DB = "justtrades_test"
 
@@ -56,16 +56,22 @@ def server_urls() -> Iterator[tuple[str, str]]:
 # no test ever sends traffic beyond this machine.
 NOWHERE = "http://127.0.0.1:9"
 OFFLINE = {
-    "tradingview_url": NOWHERE, "tradingview_scanner_url": NOWHERE, "tradingview_ws_url": "ws://127.0.0.1:9",
-    "tradovate_live_url": NOWHERE + "/v1", "tradovate_demo_url": NOWHERE + "/v1",
-    "tradovate_md_url": "ws://127.0.0.1:9", "tradovate_oauth_url": NOWHERE + "/oauth",
-}  # fmt: skip
+    "tradingview_url": NOWHERE,
+    "tradingview_scanner_url": NOWHERE,
+    "tradingview_ws_url": "ws://127.0.0.1:9",
+    "tradovate_live_url": NOWHERE + "/v1",
+    "tradovate_demo_url": NOWHERE + "/v1",
+    "tradovate_md_url": "ws://127.0.0.1:9",
+    "tradovate_oauth_url": NOWHERE + "/oauth",
+}
 
 
 @pytest.fixture
 def settings(server_urls, tmp_path) -> Settings:
     pg, rd = server_urls
-    base = load_settings(environ={"JT_VAR_DIR": str(tmp_path / "var")}, env_file=tmp_path / "none.env")
+    base = load_settings(
+        environ={"JT_VAR_DIR": str(tmp_path / "var")}, env_file=tmp_path / "none.env"
+    )
     return replace(base, database_url=pg, redis_url=rd, public_url="http://hooks.test", **OFFLINE)
 
 
@@ -108,8 +114,14 @@ def make_recorder(sessions, make_user):
     def make(user: User | None = None, **fields) -> Recorder:
         user = user or make_user(email=f"owner{os.urandom(3).hex()}@example.com")
         values = dict(
-            name="MNQ trend", webhook_token=new_webhook_token(), default_qty=Decimal(1),
-            tp_ticks=None, sl_ticks=None, on_opposite="reverse", allow_dca=True, enabled=True,
+            name="MNQ trend",
+            webhook_token=new_webhook_token(),
+            default_qty=Decimal(1),
+            tp_ticks=None,
+            sl_ticks=None,
+            on_opposite="reverse",
+            allow_dca=True,
+            enabled=True,
         )
         values.update(fields)
         with db.transaction(sessions) as s:

@@ -66,7 +66,9 @@ class Settings:
     webhook_rate_limit: int = 30
     webhook_rate_window_s: int = 10
     trust_proxy: bool = False
-    metrics_host: str = "127.0.0.1"  # where the UI reads the services' /metrics for the Control Center
+    metrics_host: str = (
+        "127.0.0.1"  # where the UI reads the services' /metrics for the Control Center
+    )
     # Instead, each service's host and port by name (METRICS_TARGETS), as under Docker.
     metrics_targets: tuple[tuple[str, tuple[str, int]], ...] = ()
     login_max_failures: int = 5  # per email and address, in login_window_s
@@ -122,7 +124,9 @@ def metrics_targets(value: str) -> tuple[tuple[str, tuple[str, int]], ...]:
         name, _, address = entry.partition("=")
         host, _, port = address.strip().rpartition(":")
         if not (name.strip() and host and port.isdigit() and 0 < int(port) < 65_536):
-            raise ValueError(f"METRICS_TARGETS entry {entry!r} is not name=host:port (e.g. engine=engine:8085)")
+            raise ValueError(
+                f"METRICS_TARGETS entry {entry!r} is not name=host:port (e.g. engine=engine:8085)"
+            )
         targets.append((name.strip(), (host, int(port))))
     return tuple(targets)
 
@@ -192,12 +196,16 @@ def load_settings(environ: dict[str, str] | None = None, env_file: Path | None =
 
 def _with_generated_keys(settings: Settings) -> Settings:
     """SECRET_KEY and ENCRYPTION_KEY default to keys generated once into `var/` (mode 0600)."""
-    secret_key = settings.secret_key or _persisted_key(settings.var_dir / "secret_key", secrets.token_urlsafe(48))
+    secret_key = settings.secret_key or _persisted_key(
+        settings.var_dir / "secret_key", secrets.token_urlsafe(48)
+    )
     encryption_key = settings.encryption_key
     if not encryption_key:
         from cryptography.fernet import Fernet
 
-        encryption_key = _persisted_key(settings.var_dir / "encryption_key", Fernet.generate_key().decode())
+        encryption_key = _persisted_key(
+            settings.var_dir / "encryption_key", Fernet.generate_key().decode()
+        )
     return replace(settings, secret_key=secret_key, encryption_key=encryption_key)
 
 

@@ -12,7 +12,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from libs.common.models import CopyFollower, CopyGroup, OrderIntent, Subaccount
+from libs.common.storage.models import CopyFollower, CopyGroup, OrderIntent, Subaccount
 
 
 def follower_quantity(quantity: Decimal, multiplier: Decimal) -> Decimal:
@@ -23,13 +23,22 @@ def copies_of(session: Session, leader_intent: OrderIntent) -> list[OrderIntent]
     """Add the followers' copies of a leader's intent to the session; returns them."""
     if leader_intent.source == "copy":
         return []
-    rows = session.execute(
-        select(CopyFollower).join(CopyGroup, CopyGroup.id == CopyFollower.group_id)
-        .join(Subaccount, Subaccount.id == CopyFollower.subaccount_id)
-        .where(CopyGroup.leader_subaccount_id == leader_intent.subaccount_id, CopyGroup.enabled.is_(True),
-               CopyFollower.enabled.is_(True), Subaccount.active.is_(True))
-        .order_by(CopyFollower.subaccount_id)
-    ).scalars().all()
+    rows = (
+        session.execute(
+            select(CopyFollower)
+            .join(CopyGroup, CopyGroup.id == CopyFollower.group_id)
+            .join(Subaccount, Subaccount.id == CopyFollower.subaccount_id)
+            .where(
+                CopyGroup.leader_subaccount_id == leader_intent.subaccount_id,
+                CopyGroup.enabled.is_(True),
+                CopyFollower.enabled.is_(True),
+                Subaccount.active.is_(True),
+            )
+            .order_by(CopyFollower.subaccount_id)
+        )
+        .scalars()
+        .all()
+    )
     copies = []
     for follower in rows:
         quantity = follower_quantity(leader_intent.quantity, follower.multiplier)
@@ -37,12 +46,24 @@ def copies_of(session: Session, leader_intent: OrderIntent) -> list[OrderIntent]
             continue
         intent_id = uuid.uuid4()
         copy = OrderIntent(
-            id=intent_id, user_id=leader_intent.user_id, subaccount_id=follower.subaccount_id,
-            trader_id=None, source="copy", signal_id=leader_intent.signal_id, parent_id=leader_intent.id,
-            kind=leader_intent.kind, symbol=leader_intent.symbol, ticker=leader_intent.ticker,
-            side=leader_intent.side, quantity=quantity, order_type=leader_intent.order_type,
-            limit_price=leader_intent.limit_price, tp_price=leader_intent.tp_price,
-            sl_price=leader_intent.sl_price, priority=leader_intent.priority, status="queued",
+            id=intent_id,
+            user_id=leader_intent.user_id,
+            subaccount_id=follower.subaccount_id,
+            trader_id=None,
+            source="copy",
+            signal_id=leader_intent.signal_id,
+            parent_id=leader_intent.id,
+            kind=leader_intent.kind,
+            symbol=leader_intent.symbol,
+            ticker=leader_intent.ticker,
+            side=leader_intent.side,
+            quantity=quantity,
+            order_type=leader_intent.order_type,
+            limit_price=leader_intent.limit_price,
+            tp_price=leader_intent.tp_price,
+            sl_price=leader_intent.sl_price,
+            priority=leader_intent.priority,
+            status="queued",
             cl_ord_id=f"jt-{intent_id.hex[:24]}",
         )
         session.add(copy)

@@ -41,7 +41,10 @@ class ScrapeCollector(Collector):
         try:
             return list(self._collect())
         except Exception as exc:  # a failed probe must not cost the scrape its other metrics
-            log.warning("metrics not collected", extra={"kv": {"what": self.what, "error": type(exc).__name__}})
+            log.warning(
+                "metrics not collected",
+                extra={"kv": {"what": self.what, "error": type(exc).__name__}},
+            )
             return []
 
     def describe(self) -> Iterable[Metric]:

@@ -39,6 +39,10 @@ def enqueue(conn: redis.Redis, prefix: str, intents: Iterable[QueuedIntent]) -> 
     """One drain job per intent; its id names the intent, for the logs and for RQ's own views."""
     for intent in intents:
         Queue(queue_name(prefix, intent.priority), connection=conn).enqueue(
-            DRAIN_JOB, intent.subaccount_id, job_id=f"intent-{intent.intent_id}",
-            result_ttl=3600, failure_ttl=86_400, job_timeout=120,
+            DRAIN_JOB,
+            intent.subaccount_id,
+            job_id=f"intent-{intent.intent_id}",
+            result_ttl=3600,
+            failure_ttl=86_400,
+            job_timeout=120,
         )

@@ -16,7 +16,7 @@ import redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from libs.common.models import Recorder
+from libs.common.storage.models import Recorder
 
 TOKENS_KEY = "recorder_tokens"  # hash: sha256(token) → JSON RecorderRef
 SYNCED_KEY = "recorder_tokens:synced"  # present once the hash holds every recorder
@@ -49,7 +49,11 @@ def put(client: redis.Redis, prefix: str, recorder: Recorder, old_token: str | N
     pipe = client.pipeline()
     if old_token and old_token != recorder.webhook_token:
         pipe.hdel(prefix + TOKENS_KEY, token_digest(old_token))
-    pipe.hset(prefix + TOKENS_KEY, token_digest(recorder.webhook_token), RecorderRef.of(recorder).to_json())
+    pipe.hset(
+        prefix + TOKENS_KEY,
+        token_digest(recorder.webhook_token),
+        RecorderRef.of(recorder).to_json(),
+    )
     pipe.execute()
 
 
@@ -70,7 +74,9 @@ def is_synced(client: redis.Redis, prefix: str) -> bool:
 
 def token_map(session: Session) -> dict[str, RecorderRef]:
     """The whole map as PostgreSQL has it: sha256(token) → recorder."""
-    return {token_digest(r.webhook_token): RecorderRef.of(r) for r in session.scalars(select(Recorder))}
+    return {
+        token_digest(r.webhook_token): RecorderRef.of(r) for r in session.scalars(select(Recorder))
+    }
 
 
 def sync_all(client: redis.Redis, prefix: str, session: Session) -> int:

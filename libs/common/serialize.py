@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
-from libs.common.models import OrderIntent, Position, Recorder, Signal
+from libs.common.storage.models import OrderIntent, Position, Recorder, Signal
 
 CENT = Decimal("0.01")
 
@@ -94,14 +94,28 @@ def recorder_dict(r: Recorder, public_url: str) -> dict:
 def intent_dict(intent: OrderIntent) -> dict:
     """An order intent as the API and the `order.*` events show it."""
     return {
-        "id": str(intent.id), "user_id": intent.user_id, "trader_id": intent.trader_id,
-        "subaccount_id": intent.subaccount_id, "source": intent.source,
+        "id": str(intent.id),
+        "user_id": intent.user_id,
+        "trader_id": intent.trader_id,
+        "subaccount_id": intent.subaccount_id,
+        "source": intent.source,
         "signal_id": str(intent.signal_id) if intent.signal_id else None,
-        "parent_id": str(intent.parent_id) if intent.parent_id else None, "kind": intent.kind,
-        "symbol": intent.symbol, "contract": intent.contract, "side": intent.side,
-        "quantity": num(intent.quantity), "order_type": intent.order_type, "tp_price": num(intent.tp_price),
-        "sl_price": num(intent.sl_price), "status": intent.status, "broker_order_id": intent.broker_order_id,
-        "fill_price": num(intent.fill_price), "error": intent.error, "attempts": intent.attempts,
-        "cl_ord_id": intent.cl_ord_id, "created_at": iso(intent.created_at), "sent_at": iso(intent.sent_at),
+        "parent_id": str(intent.parent_id) if intent.parent_id else None,
+        "kind": intent.kind,
+        "symbol": intent.symbol,
+        "contract": intent.contract,
+        "side": intent.side,
+        "quantity": num(intent.quantity),
+        "order_type": intent.order_type,
+        "tp_price": num(intent.tp_price),
+        "sl_price": num(intent.sl_price),
+        "status": intent.status,
+        "broker_order_id": intent.broker_order_id,
+        "fill_price": num(intent.fill_price),
+        "error": intent.error,
+        "attempts": intent.attempts,
+        "cl_ord_id": intent.cl_ord_id,
+        "created_at": iso(intent.created_at),
+        "sent_at": iso(intent.sent_at),
         "finished_at": iso(intent.finished_at),
     }

@@ -39,7 +39,9 @@ class GunicornServer(BaseApplication):
         return self.build_app()
 
 
-def gunicorn_defaults(port: int, name: str, log_level: str, workers: int, threads: int) -> dict[str, Any]:
+def gunicorn_defaults(
+    port: int, name: str, log_level: str, workers: int, threads: int
+) -> dict[str, Any]:
     return {
         "bind": f"0.0.0.0:{port}",
         "worker_class": "gthread",

@@ -18,9 +18,13 @@ SIGNALS = "signals"
 TICKS = "ticks"
 EVENTS = "events"
 LAST_PRICE = "last_price"
-OPEN_SYMBOLS = "open_symbols"  # hash root → open positions; the engine writes it, the feed follows it
+OPEN_SYMBOLS = (
+    "open_symbols"  # hash root → open positions; the engine writes it, the feed follows it
+)
 PRICE_FEED_STATUS = "price_feed_status"  # JSON of the feed's last status (expires), for the UI
-CONFIRMED_CONTRACTS = "tradovate_contracts"  # hash contract name → Tradovate id, kept by the executor
+CONFIRMED_CONTRACTS = (
+    "tradovate_contracts"  # hash contract name → Tradovate id, kept by the executor
+)
 SIGNAL_PENDING = "signal_pending:"  # + signal_id → recorder_id, set by the gateway on accept
 ENGINE_GROUP = "position_engine"
 EVENTS_MAXLEN = 100_000  # approximate trim: the UI reads events live, history lives in PostgreSQL
@@ -93,7 +97,9 @@ class SignalMessage:
             raise MalformedMessage(f"field action must be buy, sell or close, not {action!r}")
         market_position = _text(fields, "market_position").strip().lower() or None
         if market_position not in (None, "long", "short", "flat"):
-            raise MalformedMessage(f"field market_position must be long, short or flat, not {market_position!r}")
+            raise MalformedMessage(
+                f"field market_position must be long, short or flat, not {market_position!r}"
+            )
         symbol = _text(fields, "symbol").strip()
         if not symbol:
             raise MalformedMessage("field symbol is missing")
@@ -127,7 +133,12 @@ class TickMessage:
     delayed: bool = False
 
     def to_fields(self) -> dict[str, str]:
-        fields = {"symbol": self.symbol, "price": str(self.price), "ts": str(self.ts), "source": self.source}
+        fields = {
+            "symbol": self.symbol,
+            "price": str(self.price),
+            "ts": str(self.ts),
+            "source": self.source,
+        }
         if self.delayed:
             fields["delayed"] = "1"
         return fields
@@ -159,7 +170,10 @@ def _json_default(value: Any) -> Any:
 
 
 def event_fields(event_type: str, data: dict) -> dict[str, str]:
-    return {"type": event_type, "data": json.dumps(data, default=_json_default, separators=(",", ":"))}
+    return {
+        "type": event_type,
+        "data": json.dumps(data, default=_json_default, separators=(",", ":")),
+    }
 
 
 def publish_event(client: redis.Redis, stream: str, event_type: str, data: dict) -> None:

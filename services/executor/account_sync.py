@@ -24,19 +24,19 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from libs.common import streams
-from libs.common import tradovate_frames as frames  # the same framing as the md socket
 from libs.common.config import Settings
-from libs.common.db import transaction
-from libs.common.models import Account, OrderIntent, Position, Subaccount, Trader
 from libs.common.serialize import intent_dict, num
-from libs.common.tradovate import PenaltyTicket, RateLimited, TradovateError
-from libs.common.tradovate_accounts import (
+from libs.common.storage.db import transaction
+from libs.common.storage.models import Account, OrderIntent, Position, Subaccount, Trader
+from libs.common.tradovate import frames  # the same framing as the md socket
+from libs.common.tradovate.accounts import (
     AccountUnusable,
     TokenKeeper,
     base_url,
     limiter_user,
     risk_status,
 )
+from libs.common.tradovate.client import PenaltyTicket, RateLimited, TradovateError
 from services.executor import reconcile
 from services.executor.limiter import BrokerLimiter, Penalty, penalty_for
 
@@ -78,10 +78,18 @@ class AccountSync:
     Several executor processes may run it: a Redis lease per account lets one of them own it.
     """
 
-    def __init__(self, settings: Settings, sessions: sessionmaker[Session], redis_client: redis.Redis,
-                 keeper: TokenKeeper, limiter: BrokerLimiter, *,
-                 socket_urls: dict[str, str] | None = None, timings: SyncTimings | None = None,
-                 seed: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        redis_client: redis.Redis,
+        keeper: TokenKeeper,
+        limiter: BrokerLimiter,
+        *,
+        socket_urls: dict[str, str] | None = None,
+        timings: SyncTimings | None = None,
+        seed: int | None = None,
+    ) -> None:
         self.settings, self.sessions, self.redis = settings, sessions, redis_client
         self.keeper, self.limiter = keeper, limiter
         self.socket_urls = socket_urls or {}  # environment → URL; derived from REST when absent
@@ -96,9 +104,16 @@ class AccountSync:
         return cls(ctx.settings, ctx.sessions, ctx.redis, ctx.keeper, ctx.limiter, **kw)
 
     def socket_url(self, environment: str) -> str:
-        configured = self.settings.tradovate_live_ws_url if environment == "live" else self.settings.tradovate_demo_ws_url
-        return (self.socket_urls.get(environment) or configured
-                or account_socket_url(base_url(self.settings, environment)))
+        configured = (
+            self.settings.tradovate_live_ws_url
+            if environment == "live"
+            else self.settings.tradovate_demo_ws_url
+        )
+        return (
+            self.socket_urls.get(environment)
+            or configured
+            or account_socket_url(base_url(self.settings, environment))
+        )
 
     def publish(self, event_type: str, data: dict) -> None:
         streams.publish_event(self.redis, self.settings.stream(streams.EVENTS), event_type, data)
@@ -108,7 +123,9 @@ class AccountSync:
 
     def start(self, stop: threading.Event) -> AccountSync:
         """`run` in a daemon thread (`self.thread`), beside the RQ worker."""
-        self.thread = threading.Thread(target=self.run, args=(stop,), daemon=True, name="account-sync")
+        self.thread = threading.Thread(
+            target=self.run, args=(stop,), daemon=True, name="account-sync"
+        )
         self.thread.start()
         return self
 
@@ -127,14 +144,26 @@ class AccountSync:
     def refresh(self) -> None:
         """Start streams for newly connected accounts, stop those gone, renew the leases."""
         with self.sessions() as s:
-            wanted = set(s.scalars(select(Account.id).where(Account.broker == "tradovate",
-                                                            Account.status == "connected")))  # fmt: skip
+            wanted = set(
+                s.scalars(
+                    select(Account.id).where(
+                        Account.broker == "tradovate", Account.status == "connected"
+                    )
+                )
+            )
         for account_id, stream in list(self._streams.items()):
-            if account_id not in wanted or not stream.thread.is_alive() or not self._renew(account_id):
+            if (
+                account_id not in wanted
+                or not stream.thread.is_alive()
+                or not self._renew(account_id)
+            ):
                 self._drop(account_id)
         for account_id in sorted(wanted - set(self._streams)):
-            lease = self.redis.lock(self.settings.stream(f"account_sync:lease:{account_id}"),
-                                    timeout=3 * self.timings.refresh_s, thread_local=False)  # fmt: skip
+            lease = self.redis.lock(
+                self.settings.stream(f"account_sync:lease:{account_id}"),
+                timeout=3 * self.timings.refresh_s,
+                thread_local=False,
+            )
             if lease.acquire(blocking=False):
                 self._leases[account_id] = lease
                 self._streams[account_id] = _AccountStream(self, account_id)
@@ -176,7 +205,9 @@ class _AccountStream:
         self._stop = threading.Event()
         self._next_check = self._next_settle = math.inf
         self._last_check = -math.inf
-        self.thread = threading.Thread(target=self._run, daemon=True, name=f"account-sync-{account_id}")
+        self.thread = threading.Thread(
+            target=self._run, daemon=True, name=f"account-sync-{account_id}"
+        )
 
     def stop(self) -> None:
         self._stop.set()
@@ -186,8 +217,11 @@ class _AccountStream:
     def positions(self) -> dict[tuple[int, str], Decimal]:
         """The broker's net per (subaccount, contract name, or `#id` while unnamed)."""
         with self.lock:
-            return {(self.subs[a], self.mirror.contracts.get(c, f"#{c}")): net
-                    for (a, c), net in self.mirror.positions.items() if a in self.subs}  # fmt: skip
+            return {
+                (self.subs[a], self.mirror.contracts.get(c, f"#{c}")): net
+                for (a, c), net in self.mirror.positions.items()
+                if a in self.subs
+            }
 
     # -- connection ------------------------------------------------------------------------------
 
@@ -205,9 +239,15 @@ class _AccountStream:
             if verdict == "quota":
                 wait = self.t.quota_backoff_s * self.sync.rng.uniform(1.0, 1.2)
             else:  # jittered, so accounts dropped together do not return in step
-                wait = min(self.t.backoff_max_s, self.t.backoff_base_s * 2**attempt) * self.sync.rng.uniform(0.5, 1)
-            log.info("account sync reconnect", extra={"kv": {"account_id": self.account_id,
-                                                             "why": verdict, "in_s": round(wait, 2)}})  # fmt: skip
+                wait = min(
+                    self.t.backoff_max_s, self.t.backoff_base_s * 2**attempt
+                ) * self.sync.rng.uniform(0.5, 1)
+            log.info(
+                "account sync reconnect",
+                extra={
+                    "kv": {"account_id": self.account_id, "why": verdict, "in_s": round(wait, 2)}
+                },
+            )
             self._stop.wait(wait)
 
     def _connect(self) -> str:
@@ -219,20 +259,28 @@ class _AccountStream:
         try:
             token = self.sync.keeper.token(None, account)
         except (AccountUnusable, TradovateError) as exc:
-            log.warning("account sync has no token", extra={"kv": {"account_id": self.account_id, "error": str(exc)}})
+            log.warning(
+                "account sync has no token",
+                extra={"kv": {"account_id": self.account_id, "error": str(exc)}},
+            )
             return "no token"
         self.user = limiter_user(account)
         if not self._background_slot():  # the syncrequest is the request this slot pays for
             return "stopped"
         try:
-            ws = websocket.create_connection(self.sync.socket_url(account.environment), timeout=10,
-                                             enable_multithread=True)  # fmt: skip
+            ws = websocket.create_connection(
+                self.sync.socket_url(account.environment), timeout=10, enable_multithread=True
+            )
         except (OSError, websocket.WebSocketException) as exc:
             return f"unreachable ({type(exc).__name__})"
         ws.settimeout(None)  # the reader blocks; silence is judged by the loop, which shuts it
         self._ws, self._inbox = ws, queue.Queue()
-        threading.Thread(target=self._read, args=(ws, self._inbox), daemon=True,
-                         name=f"account-sync-reader-{self.account_id}").start()  # fmt: skip
+        threading.Thread(
+            target=self._read,
+            args=(ws, self._inbox),
+            daemon=True,
+            name=f"account-sync-reader-{self.account_id}",
+        ).start()
         try:
             return self._serve(account, token)
         finally:
@@ -270,7 +318,9 @@ class _AccountStream:
         """Frames, heartbeats and timers of one connection; returns why it ended."""
         last_frame = last_beat = time.monotonic()
         while not self._stop.is_set():
-            timers = (self._next_check, self._next_settle) if self.synced else ()  # none before a sync
+            timers = (
+                (self._next_check, self._next_settle) if self.synced else ()
+            )  # none before a sync
             due = min(last_beat + self.t.heartbeat_s, last_frame + self.t.silence_s, *timers)
             try:
                 item = self._inbox.get(timeout=max(0.0, due - time.monotonic()))
@@ -315,10 +365,17 @@ class _AccountStream:
                 elif message.e == "shutdown":
                     reason = message.d.get("reasonCode") if isinstance(message.d, dict) else None
                     return "quota" if reason in QUOTA_REASONS else "shutdown"
-                elif message.e == "props" and isinstance(message.d, dict) and isinstance(message.d.get("entity"), dict):
+                elif (
+                    message.e == "props"
+                    and isinstance(message.d, dict)
+                    and isinstance(message.d.get("entity"), dict)
+                ):
                     with self.lock:
-                        found = self.mirror.apply(str(message.d.get("entityType")),
-                                                  str(message.d.get("eventType")), message.d["entity"])  # fmt: skip
+                        found = self.mirror.apply(
+                            str(message.d.get("entityType")),
+                            str(message.d.get("eventType")),
+                            message.d["entity"],
+                        )
                     touched += [found] if found else []
             self._after(touched)
         return None
@@ -329,7 +386,11 @@ class _AccountStream:
                 with transaction(self.sync.sessions) as s:
                     s.get(Account, self.account_id).token_expires_at = datetime.now(UTC)
                 return "token refused"
-            body = {"users": [account.broker_user_id]} if account.broker_user_id else {"accounts": sorted(self.subs)}
+            body = (
+                {"users": [account.broker_user_id]}
+                if account.broker_user_id
+                else {"accounts": sorted(self.subs)}
+            )
             self._send(frames.build_request("user/syncrequest", 1, "", body))
             return None
         penalty = penalty_for(response.s, response.d if isinstance(response.d, dict) else None)
@@ -342,16 +403,26 @@ class _AccountStream:
             self.mirror = reconcile.BrokerMirror(contracts=self.mirror.contracts)  # names last
             touched = self.mirror.load(response.d)
         self.synced, self.syncs = True, self.syncs + 1
-        self._next_check = time.monotonic()  # events missed while down are not replayed: compare now
+        self._next_check = (
+            time.monotonic()
+        )  # events missed while down are not replayed: compare now
         self._after(touched)
-        log.info("account synced", extra={"kv": {"account_id": self.account_id, "orders": len(self.mirror.orders)}})
+        log.info(
+            "account synced",
+            extra={"kv": {"account_id": self.account_id, "orders": len(self.mirror.orders)}},
+        )
         return None
 
     def _penalized(self, penalty: Penalty) -> None:
         self.sync.limiter.apply_penalty(self.user, penalty)
         if penalty.alert:  # a lockout or captcha needs a person
-            self.sync.publish("account.alert", {"broker_user": self.user, "message":
-                              f"Tradovate paused account sync ({penalty.reason}) for {penalty.seconds} s"})  # fmt: skip
+            self.sync.publish(
+                "account.alert",
+                {
+                    "broker_user": self.user,
+                    "message": f"Tradovate paused account sync ({penalty.reason}) for {penalty.seconds} s",
+                },
+            )
 
     # -- applying what the socket said -----------------------------------------------------------
 
@@ -362,7 +433,9 @@ class _AccountStream:
                 finished = finished or ident not in self.unsettled
                 self.unsettled.setdefault(ident, now)
             elif kind == "position":  # debounced: a burst of fills makes one comparison
-                self._next_check = min(self._next_check, max(now, self._last_check + self.t.debounce_s))
+                self._next_check = min(
+                    self._next_check, max(now, self._last_check + self.t.debounce_s)
+                )
         risks = {ident for kind, ident in touched if kind == "risk"}
         if risks:
             self._apply_risks(risks)
@@ -372,12 +445,23 @@ class _AccountStream:
     def _apply_risks(self, broker_ids: set[int]) -> None:
         events = []
         with transaction(self.sync.sessions) as s:
-            for sub in s.scalars(select(Subaccount).where(Subaccount.account_id == self.account_id,
-                                                          Subaccount.broker_account_id.in_(broker_ids))):  # fmt: skip
+            for sub in s.scalars(
+                select(Subaccount).where(
+                    Subaccount.account_id == self.account_id,
+                    Subaccount.broker_account_id.in_(broker_ids),
+                )
+            ):
                 status = risk_status(self.mirror.risks.get(sub.broker_account_id))
                 if status != sub.risk_status:
-                    events.append({"account_id": self.account_id, "subaccount_id": sub.id, "name": sub.name,
-                                   "risk_status": status, "previous": sub.risk_status})  # fmt: skip
+                    events.append(
+                        {
+                            "account_id": self.account_id,
+                            "subaccount_id": sub.id,
+                            "name": sub.name,
+                            "risk_status": status,
+                            "previous": sub.risk_status,
+                        }
+                    )
                     sub.risk_status, sub.refreshed_at = status, datetime.now(UTC)
         for data in events:
             self.sync.publish("account.risk_status", data)
@@ -390,17 +474,23 @@ class _AccountStream:
         by_cl = {self.mirror.cl_ord_ids[oid]: oid for oid in done if oid in self.mirror.cl_ord_ids}
         events: list[tuple[str, dict]] = []
         with transaction(self.sync.sessions) as s:
-            rows = s.scalars(select(OrderIntent).where(
-                OrderIntent.subaccount_id.in_(self.subs.values()),
-                OrderIntent.status.in_(("sending", "accepted")),
-                or_(OrderIntent.broker_order_id.in_(by_id), OrderIntent.cl_ord_id.in_(by_cl)),
-            ).with_for_update(skip_locked=True)).all()
+            rows = s.scalars(
+                select(OrderIntent)
+                .where(
+                    OrderIntent.subaccount_id.in_(self.subs.values()),
+                    OrderIntent.status.in_(("sending", "accepted")),
+                    or_(OrderIntent.broker_order_id.in_(by_id), OrderIntent.cl_ord_id.in_(by_cl)),
+                )
+                .with_for_update(skip_locked=True)
+            ).all()
             for intent in rows:
                 oid = by_id.get(intent.broker_order_id or "") or by_cl[intent.cl_ord_id]
                 status, price, why = done[oid]  # type: ignore[misc]
                 intent.status, intent.broker_order_id = status, intent.broker_order_id or str(oid)
                 intent.fill_price, intent.finished_at = price, datetime.now(UTC)
-                intent.error = f"Tradovate rejected the order after accepting it: {why}" if why else None
+                intent.error = (
+                    f"Tradovate rejected the order after accepting it: {why}" if why else None
+                )
                 events.append((f"order.{status}", intent_dict(intent)))
                 self._account(oid)
             for oid in [o for o in self.unsettled if self.mirror.is_bracket(o)]:
@@ -419,22 +509,40 @@ class _AccountStream:
         self.unsettled.pop(order_id, None)
         self.accounted.add(order_id)
 
-    def _bracket_filled(self, s: Session, order_id: int, price: Decimal | None) -> list[tuple[str, dict]]:
+    def _bracket_filled(
+        self, s: Session, order_id: int, price: Decimal | None
+    ) -> list[tuple[str, dict]]:
         key = self.sync.settings.stream(f"account_sync:bracket:{order_id}")
         if not self.sync.redis.set(key, 1, nx=True, ex=BRACKET_SEEN_S):
             return []  # announced before this re-sync (or by another process)
         order = self.mirror.orders[order_id]
         parent, contract_id = order.get("parentId"), order.get("contractId")
-        intent_id = parent and s.scalar(select(OrderIntent.id).where(OrderIntent.broker_order_id == str(parent)))
+        intent_id = parent and s.scalar(
+            select(OrderIntent.id).where(OrderIntent.broker_order_id == str(parent))
+        )
         order_type = self.mirror.order_types.get(order_id, "")
-        return [("order.bracket_filled", {
-            "account_id": self.account_id, "subaccount_id": self.subs.get(order.get("accountId")),
-            "contract": self.mirror.contracts.get(contract_id), "broker_order_id": str(order_id),
-            "intent_id": str(intent_id) if intent_id else None,
-            "reason": "tp" if order_type == "Limit" else "sl" if "Stop" in order_type else None,
-            "side": str(order.get("action", "")).lower(), "fill_price": num(price),
-            "net_qty": num(self.mirror.positions.get((order.get("accountId"), contract_id))),
-        })]  # fmt: skip
+        return [
+            (
+                "order.bracket_filled",
+                {
+                    "account_id": self.account_id,
+                    "subaccount_id": self.subs.get(order.get("accountId")),
+                    "contract": self.mirror.contracts.get(contract_id),
+                    "broker_order_id": str(order_id),
+                    "intent_id": str(intent_id) if intent_id else None,
+                    "reason": "tp"
+                    if order_type == "Limit"
+                    else "sl"
+                    if "Stop" in order_type
+                    else None,
+                    "side": str(order.get("action", "")).lower(),
+                    "fill_price": num(price),
+                    "net_qty": num(
+                        self.mirror.positions.get((order.get("accountId"), contract_id))
+                    ),
+                },
+            )
+        ]
 
     # -- reconciliation --------------------------------------------------------------------------
 
@@ -445,27 +553,56 @@ class _AccountStream:
             self._next_check = now + self.t.debounce_s
             return
         with self.sync.sessions() as s:  # subaccounts too: the UI may have added or retired one
-            self.subs = dict(s.execute(select(Subaccount.broker_account_id, Subaccount.id).where(
-                Subaccount.account_id == self.account_id, Subaccount.active.is_(True))).tuples().all())
-            traders = list(s.scalars(select(Trader).where(Trader.subaccount_id.in_(self.subs.values()),
-                                                          Trader.enabled.is_(True))))  # fmt: skip
-            positions = list(s.scalars(select(Position).where(
-                Position.recorder_id.in_({t.recorder_id for t in traders}), Position.status == "open")))
+            self.subs = dict(
+                s.execute(
+                    select(Subaccount.broker_account_id, Subaccount.id).where(
+                        Subaccount.account_id == self.account_id, Subaccount.active.is_(True)
+                    )
+                )
+                .tuples()
+                .all()
+            )
+            traders = list(
+                s.scalars(
+                    select(Trader).where(
+                        Trader.subaccount_id.in_(self.subs.values()), Trader.enabled.is_(True)
+                    )
+                )
+            )
+            positions = list(
+                s.scalars(
+                    select(Position).where(
+                        Position.recorder_id.in_({t.recorder_id for t in traders}),
+                        Position.status == "open",
+                    )
+                )
+            )
         traded = {t.subaccount_id for t in traders}  # only where the platform has an expectation
         expected = reconcile.expected_positions(traders, positions, at=datetime.now(UTC))
-        found = [m for m in reconcile.compare(expected, self.positions()) if m.subaccount_id in traded]
+        found = [
+            m for m in reconcile.compare(expected, self.positions()) if m.subaccount_id in traded
+        ]
         state = self.alerts.observe(found, now)
         self._next_check = min(self._next_check, self.alerts.next_due(now) or math.inf)
         report = reconcile.mismatch_report(self.account_id, state, now, time.time() - now)
-        self.sync.redis.set(self.sync.settings.stream(f"reconcile:{self.account_id}"), json.dumps(report))
+        self.sync.redis.set(
+            self.sync.settings.stream(f"reconcile:{self.account_id}"), json.dumps(report)
+        )
         if state.changed:
             self.sync.publish("account.mismatch", report)
-            log.warning("reconcile", extra={"kv": {"account_id": self.account_id, "mismatches": len(state.alerted)}})
+            log.warning(
+                "reconcile",
+                extra={"kv": {"account_id": self.account_id, "mismatches": len(state.alerted)}},
+            )
 
     def _name_contracts(self) -> bool:
         """Names of the contracts held, looked up (a background slot each) when the snapshot had
         none; False while one is unknown: comparing without it would raise false alarms."""
-        missing = {c for (_, c), net in self.mirror.positions.items() if net and c not in self.mirror.contracts}
+        missing = {
+            c
+            for (_, c), net in self.mirror.positions.items()
+            if net and c not in self.mirror.contracts
+        }
         for contract_id in sorted(missing):
             if not self.sync.limiter.try_acquire(self.user, "background").granted:
                 return False
@@ -483,5 +620,7 @@ class _AccountStream:
             except (TradovateError, AccountUnusable):
                 return False
             with self.lock:
-                self.mirror.contracts[contract_id] = str((found or {}).get("name") or f"#{contract_id}")
+                self.mirror.contracts[contract_id] = str(
+                    (found or {}).get("name") or f"#{contract_id}"
+                )
         return True

@@ -8,10 +8,11 @@ from functools import cached_property
 
 import redis
 
-from libs.common import db, streams
+from libs.common import streams
 from libs.common.config import Settings, load_settings
-from libs.common.models import Account
-from libs.common.tradovate_accounts import TokenKeeper
+from libs.common.storage import db
+from libs.common.storage.models import Account
+from libs.common.tradovate.accounts import TokenKeeper
 from services.executor.brokers import Answer, Broker, Ticket
 from services.executor.limiter import BrokerLimiter
 from services.executor.paper import PaperBroker
@@ -50,16 +51,24 @@ class ExecutorContext:
 
     @cached_property
     def limiter(self) -> BrokerLimiter:
-        return BrokerLimiter(self.redis, self.settings.stream_prefix,
-                             per_minute=self.settings.tradovate_rate_limit_per_min, guard_ms=250)
+        return BrokerLimiter(
+            self.redis,
+            self.settings.stream_prefix,
+            per_minute=self.settings.tradovate_rate_limit_per_min,
+            guard_ms=250,
+        )
 
     @cached_property
     def keeper(self) -> TokenKeeper:
         return TokenKeeper(self.settings, self.redis, sessions=self.sessions)
 
     def alert(self, user: str, message: str) -> None:
-        streams.publish_event(self.redis, self.settings.stream(streams.EVENTS), "account.alert",
-                              {"broker_user": user, "message": message})
+        streams.publish_event(
+            self.redis,
+            self.settings.stream(streams.EVENTS),
+            "account.alert",
+            {"broker_user": user, "message": message},
+        )
 
     def broker_for(self, account: Account) -> Broker:
         if account.broker == "paper":

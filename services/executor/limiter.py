@@ -250,7 +250,11 @@ class BrokerLimiter:
         # may land in the next one. Counting each grant for `guard_ms` longer than the window
         # keeps the broker's own count within the budget despite that skew.
         self.limits = Limits(
-            per_minute, per_hour, exit_reserve, background_share, minute_ms + guard_ms,
+            per_minute,
+            per_hour,
+            exit_reserve,
+            background_share,
+            minute_ms + guard_ms,
             hour_ms + guard_ms,
         )
         self._acquire = client.register_script(_ACQUIRE_LUA)
@@ -335,6 +339,11 @@ class BrokerLimiter:
         minute, hour, background, penalties = pipe.execute()
         pause = self.paused(user)
         return Usage(
-            minute, hour, limits.per_minute, limits.per_hour,
-            pause.reason if pause else None, int(penalties or 0), background,
-        )  # fmt: skip
+            minute,
+            hour,
+            limits.per_minute,
+            limits.per_hour,
+            pause.reason if pause else None,
+            int(penalties or 0),
+            background,
+        )

@@ -14,8 +14,8 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from libs.common import streams
-from libs.common.instruments import contract_spec
-from libs.common.models import PaperPosition
+from libs.common.futures.instruments import contract_spec
+from libs.common.storage.models import PaperPosition
 from services.executor.brokers import Answer, Broker, Ticket
 
 ZERO = Decimal(0)
@@ -39,31 +39,53 @@ class PaperBroker(Broker):
             return self._flatten(ticket, session)
         price = self.last_price(ticket.symbol)
         if price is None:
-            return Answer("rejected", error=f"no price for {ticket.symbol} yet; the paper broker fills at the last price")
-        book = session.get(PaperPosition, (ticket.subaccount_id, ticket.contract), with_for_update=True)
+            return Answer(
+                "rejected",
+                error=f"no price for {ticket.symbol} yet; the paper broker fills at the last price",
+            )
+        book = session.get(
+            PaperPosition, (ticket.subaccount_id, ticket.contract), with_for_update=True
+        )
         if book is None:
-            book = PaperPosition(subaccount_id=ticket.subaccount_id, contract=ticket.contract, symbol=ticket.symbol,
-                                 net_qty=ZERO, realized_pnl=ZERO)
+            book = PaperPosition(
+                subaccount_id=ticket.subaccount_id,
+                contract=ticket.contract,
+                symbol=ticket.symbol,
+                net_qty=ZERO,
+                realized_pnl=ZERO,
+            )
             session.add(book)
         if ticket.order_type == "limit":
-            marketable = price <= ticket.limit_price if ticket.side == "buy" else price >= ticket.limit_price
+            marketable = (
+                price <= ticket.limit_price if ticket.side == "buy" else price >= ticket.limit_price
+            )
             if not marketable:
-                return Answer("rejected", error="the paper broker fills limit orders only when the last price "
-                                                 "already reaches the limit; resting limit orders are not simulated")
+                return Answer(
+                    "rejected",
+                    error="the paper broker fills limit orders only when the last price "
+                    "already reaches the limit; resting limit orders are not simulated",
+                )
         if ticket.kind == "close":
             if book.net_qty == 0:
-                return Answer("filled", broker_order_id=f"paper-{ticket.cl_ord_id}", error="already flat")
+                return Answer(
+                    "filled", broker_order_id=f"paper-{ticket.cl_ord_id}", error="already flat"
+                )
             qty, side = abs(book.net_qty), ("sell" if book.net_qty > 0 else "buy")
             _fill(book, side, qty, price)
             book.tp_price = book.sl_price = None
         else:
             _fill(book, ticket.side, ticket.quantity, price)
-            book.tp_price, book.sl_price = (ticket.tp_price, ticket.sl_price) if book.net_qty else (None, None)
+            book.tp_price, book.sl_price = (
+                (ticket.tp_price, ticket.sl_price) if book.net_qty else (None, None)
+            )
         return Answer("filled", broker_order_id=f"paper-{ticket.cl_ord_id}", fill_price=price)
 
     def _flatten(self, ticket: Ticket, session: Session) -> Answer:
-        books = session.scalars(select(PaperPosition).where(
-            PaperPosition.subaccount_id == ticket.subaccount_id, PaperPosition.net_qty != 0).with_for_update()).all()
+        books = session.scalars(
+            select(PaperPosition)
+            .where(PaperPosition.subaccount_id == ticket.subaccount_id, PaperPosition.net_qty != 0)
+            .with_for_update()
+        ).all()
         unpriced = []
         for book in books:
             price = self.last_price(book.symbol)
@@ -73,7 +95,10 @@ class PaperBroker(Broker):
             _fill(book, "sell" if book.net_qty > 0 else "buy", abs(book.net_qty), price)
             book.tp_price = book.sl_price = None
         if unpriced:
-            return Answer("rejected", error=f"no last price to flatten {', '.join(unpriced)}; the rest was flattened")
+            return Answer(
+                "rejected",
+                error=f"no last price to flatten {', '.join(unpriced)}; the rest was flattened",
+            )
         return Answer("filled", broker_order_id=f"paper-{ticket.cl_ord_id}")
 
     def lookup(self, ticket: Ticket, session: Session) -> Answer | None:
@@ -119,27 +144,38 @@ def extremes_in_order(ticks: list[tuple[str, Decimal]]) -> list[tuple[str, Decim
 
 def bracketed_symbols(session: Session) -> set[str]:
     """Roots with a resting paper bracket: the only ones a tick can fill anything on."""
-    return set(session.scalars(
-        select(PaperPosition.symbol).where(
-            PaperPosition.net_qty != 0,
-            or_(PaperPosition.tp_price.is_not(None), PaperPosition.sl_price.is_not(None)),
-        ).distinct()
-    ))
+    return set(
+        session.scalars(
+            select(PaperPosition.symbol)
+            .where(
+                PaperPosition.net_qty != 0,
+                or_(PaperPosition.tp_price.is_not(None), PaperPosition.sl_price.is_not(None)),
+            )
+            .distinct()
+        )
+    )
 
 
-def fill_brackets(session: Session, symbol: str, price: Decimal) -> list[tuple[PaperPosition, str, Decimal]]:
+def fill_brackets(
+    session: Session, symbol: str, price: Decimal
+) -> list[tuple[PaperPosition, str, Decimal]]:
     """Fill resting brackets of `symbol` that `price` reaches; returns (book, tp|sl, level)."""
     filled = []
     books = session.scalars(
-        select(PaperPosition).where(PaperPosition.symbol == symbol, PaperPosition.net_qty != 0)
+        select(PaperPosition)
+        .where(PaperPosition.symbol == symbol, PaperPosition.net_qty != 0)
         .with_for_update()
     ).all()
     for book in books:
         long = book.net_qty > 0
         hit = None
-        if book.tp_price is not None and (price >= book.tp_price if long else price <= book.tp_price):
+        if book.tp_price is not None and (
+            price >= book.tp_price if long else price <= book.tp_price
+        ):
             hit = ("tp", book.tp_price)
-        elif book.sl_price is not None and (price <= book.sl_price if long else price >= book.sl_price):
+        elif book.sl_price is not None and (
+            price <= book.sl_price if long else price >= book.sl_price
+        ):
             hit = ("sl", book.sl_price)
         if hit is None:
             continue
@@ -147,4 +183,3 @@ def fill_brackets(session: Session, symbol: str, price: Decimal) -> list[tuple[P
         book.tp_price = book.sl_price = None
         filled.append((book, hit[0], hit[1]))
     return filled
-

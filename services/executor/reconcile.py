@@ -10,18 +10,25 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from libs.common.exchange_calendar import trade_date
-from libs.common.instruments import TickerError, parse_ticker
+from libs.common.futures.exchange_calendar import trade_date
+from libs.common.futures.instruments import TickerError, parse_ticker
 from libs.common.serialize import num
 
 JSON = dict[str, Any]
 ZERO = Decimal(0)
 Key = tuple[int, str]  # (subaccount id, root)
 # Snapshot array → entity type (§6.4); commands come before the reports that point at them.
-SNAPSHOT = {"contracts": "contract", "accountRiskStatuses": "accountRiskStatus",
-            "commands": "command", "orderVersions": "orderVersion", "orders": "order",
-            "commandReports": "commandReport", "executionReports": "executionReport",
-            "fills": "fill", "positions": "position"}  # fmt: skip
+SNAPSHOT = {
+    "contracts": "contract",
+    "accountRiskStatuses": "accountRiskStatus",
+    "commands": "command",
+    "orderVersions": "orderVersion",
+    "orders": "order",
+    "commandReports": "commandReport",
+    "executionReports": "executionReport",
+    "fills": "fill",
+    "positions": "position",
+}
 Touched = tuple[str, int]  # ("order" | "position" | "risk", id)
 
 
@@ -41,8 +48,12 @@ class BrokerMirror:
 
     def load(self, snapshot: JSON) -> list[Touched]:
         """A `user/syncrequest` answer, into an empty mirror."""
-        return [t for array, kind in SNAPSHOT.items() for e in snapshot.get(array) or []
-                if isinstance(e, dict) and (t := self.apply(kind, "Created", e))]  # fmt: skip
+        return [
+            t
+            for array, kind in SNAPSHOT.items()
+            for e in snapshot.get(array) or []
+            if isinstance(e, dict) and (t := self.apply(kind, "Created", e))
+        ]
 
     def apply(self, kind: str, event_type: str, e: JSON) -> Touched | None:
         """Record one entity; says what it touched: ("order"|"position"|"risk", id) or None."""
@@ -66,8 +77,9 @@ class BrokerMirror:
             command = self.commands.get(e.get("commandId"), {})
             order_id = order_id or command.get("orderId")
             refused = e.get("commandStatus") in ("RiskRejected", "ExecutionRejected")
-            if order_id and ((refused and command.get("commandType") == "New")
-                             or e.get("execType") == "Rejected"):  # fmt: skip
+            if order_id and (
+                (refused and command.get("commandType") == "New") or e.get("execType") == "Rejected"
+            ):
                 why = ": ".join(str(e[k]) for k in ("rejectReason", "text") if e.get(k))
                 self.rejections[order_id] = why or str(e.get("commandStatus") or "Rejected")
                 return "order", order_id
@@ -89,7 +101,9 @@ class BrokerMirror:
         if status == "Filled":
             fills = [f for f in self.fills.get(order_id, {}).values() if f.get("active", True)]
             qty = sum(Decimal(f["qty"]) for f in fills)
-            price = sum(Decimal(f["qty"]) * Decimal(f["price"]) for f in fills) / qty if qty else None
+            price = (
+                sum(Decimal(f["qty"]) * Decimal(f["price"]) for f in fills) / qty if qty else None
+            )
             return "filled", price, None
         if status == "Rejected" or order_id in self.rejections:
             return "rejected", None, self.rejections.get(order_id) or "no reason given"
@@ -159,9 +173,12 @@ def outside_window(trader: TraderLike, at: datetime) -> bool:
     return not inside
 
 
-def expected_positions(traders: Iterable[TraderLike],
-                       recorder_positions: Iterable[RecorderPositionLike], *,
-                       at: datetime | None = None) -> dict[Key, Decimal]:  # fmt: skip
+def expected_positions(
+    traders: Iterable[TraderLike],
+    recorder_positions: Iterable[RecorderPositionLike],
+    *,
+    at: datetime | None = None,
+) -> dict[Key, Decimal]:
     """Signed net contracts the platform expects per (subaccount, root), every trader summed.
 
     At `at`, a trader expects nothing when it is disabled, paused by its daily loss guard (the
@@ -176,7 +193,11 @@ def expected_positions(traders: Iterable[TraderLike],
     today = trade_date(at) if at is not None else None
     expected: dict[Key, Decimal] = {}
     for trader in traders:
-        paused = trader.disabled_until is not None and today is not None and today < trader.disabled_until
+        paused = (
+            trader.disabled_until is not None
+            and today is not None
+            and today < trader.disabled_until
+        )
         if not trader.enabled or paused or (at is not None and outside_window(trader, at)):
             continue
         for position in open_by_recorder.get(trader.recorder_id, []):
@@ -186,8 +207,9 @@ def expected_positions(traders: Iterable[TraderLike],
     return expected
 
 
-def compare(expected: Mapping[Key, Decimal],
-            broker: Mapping[tuple[int, str], Decimal]) -> list[Mismatch]:  # fmt: skip
+def compare(
+    expected: Mapping[Key, Decimal], broker: Mapping[tuple[int, str], Decimal]
+) -> list[Mismatch]:
     """Every (subaccount, root) where the broker's net differs from the expected one.
 
     `broker` may be keyed by contract name (`MNQZ6`) or root: names are folded into roots, so two
@@ -227,8 +249,11 @@ class MismatchAlerts:
         changed = alerted != self._alerted
         self._alerted = alerted
         pending = [(m, self._since[k]) for k, m in current.items() if k not in alerted]
-        return AlertState(tuple((m, self._since[k]) for k, m in sorted(alerted.items())),
-                          tuple(sorted(pending)), changed)  # fmt: skip
+        return AlertState(
+            tuple((m, self._since[k]) for k, m in sorted(alerted.items())),
+            tuple(sorted(pending)),
+            changed,
+        )
 
     def next_due(self, now: float) -> float | None:
         """When a pending difference would cross its grace period, if any is pending."""
@@ -240,14 +265,27 @@ def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
 
 
-def mismatch_report(account_id: int, state: AlertState, now: float, wall_minus_clock: float) -> JSON:
+def mismatch_report(
+    account_id: int, state: AlertState, now: float, wall_minus_clock: float
+) -> JSON:
     """What the UI reads (Redis) and is told (`account.mismatch`): the alerted differences and
     those still within grace; times turned from the caller's clock into UTC with the offset."""
 
     def rows(pairs: tuple[tuple[Mismatch, float], ...]) -> list[JSON]:
-        return [{"subaccount_id": m.subaccount_id, "symbol": m.root, "expected": num(m.expected),
-                 "actual": num(m.actual), "since": _iso(since + wall_minus_clock)}
-                for m, since in pairs]  # fmt: skip
+        return [
+            {
+                "subaccount_id": m.subaccount_id,
+                "symbol": m.root,
+                "expected": num(m.expected),
+                "actual": num(m.actual),
+                "since": _iso(since + wall_minus_clock),
+            }
+            for m, since in pairs
+        ]
 
-    return {"account_id": account_id, "checked_at": _iso(now + wall_minus_clock),
-            "mismatches": rows(state.alerted), "pending": rows(state.pending)}  # fmt: skip
+    return {
+        "account_id": account_id,
+        "checked_at": _iso(now + wall_minus_clock),
+        "mismatches": rows(state.alerted),
+        "pending": rows(state.pending),
+    }

@@ -18,20 +18,24 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from libs.common import streams
-from libs.common.db import transaction
-from libs.common.exchange_calendar import trade_date
-from libs.common.instruments import CONTRACTS
-from libs.common.models import Account, OrderIntent, Subaccount
-from libs.common.rolls import ContractError, resolve_ticker
+from libs.common.futures.exchange_calendar import trade_date
+from libs.common.futures.instruments import CONTRACTS
+from libs.common.futures.rolls import ContractError, resolve_ticker
 from libs.common.serialize import intent_dict
+from libs.common.storage.db import transaction
+from libs.common.storage.models import Account, OrderIntent, Subaccount
 from services.executor.brokers import Answer, Broker, BrokerPaused, BrokerUnavailable, Ticket
 
 log = logging.getLogger("executor")
 
 LOCK_TIMEOUT_S = 120  # a worker killed while holding the lock frees it after this
 # In no registry of its own: the executor's /metrics registry adds it (tests build several).
-ORDERS = Counter("jt_orders", "Intents answered, by outcome (filled, accepted, rejected).", ["status"],
-                 registry=None)
+ORDERS = Counter(
+    "jt_orders",
+    "Intents answered, by outcome (filled, accepted, rejected).",
+    ["status"],
+    registry=None,
+)
 
 
 @dataclass
@@ -43,8 +47,11 @@ class Sender:
 
     def drain(self, subaccount_id: int, wait_s: float = 60.0) -> int:
         """Send every queued intent of the subaccount in order; returns how many were answered."""
-        lock = self.redis.lock(f"{self.settings_prefix}executor:subaccount:{subaccount_id}",
-                               timeout=LOCK_TIMEOUT_S, blocking_timeout=wait_s)
+        lock = self.redis.lock(
+            f"{self.settings_prefix}executor:subaccount:{subaccount_id}",
+            timeout=LOCK_TIMEOUT_S,
+            blocking_timeout=wait_s,
+        )
         if not lock.acquire():
             return 0
         answered = 0
@@ -56,14 +63,22 @@ class Sender:
             try:
                 lock.release()
             except redis.exceptions.LockError:
-                log.warning("subaccount lock expired while sending", extra={"kv": {"subaccount_id": subaccount_id}})
+                log.warning(
+                    "subaccount lock expired while sending",
+                    extra={"kv": {"subaccount_id": subaccount_id}},
+                )
         return answered
 
     def _next(self, session: Session, subaccount_id: int) -> OrderIntent | None:
         return session.scalar(
-            select(OrderIntent).where(OrderIntent.subaccount_id == subaccount_id,
-                                      OrderIntent.status.in_(("queued", "sending")))
-            .order_by(OrderIntent.sequence).limit(1).with_for_update()
+            select(OrderIntent)
+            .where(
+                OrderIntent.subaccount_id == subaccount_id,
+                OrderIntent.status.in_(("queued", "sending")),
+            )
+            .order_by(OrderIntent.sequence)
+            .limit(1)
+            .with_for_update()
         )
 
     def _send_next(self, subaccount_id: int) -> bool:
@@ -74,7 +89,9 @@ class Sender:
             self._events = []  # the transaction rolled back: there is nothing to tell
             raise
         for event_type, data in self._events:
-            streams.publish_event(self.redis, self.settings_prefix + streams.EVENTS, event_type, data)
+            streams.publish_event(
+                self.redis, self.settings_prefix + streams.EVENTS, event_type, data
+            )
         return sent
 
     def _claim_and_send(self, subaccount_id: int) -> bool:
@@ -91,17 +108,37 @@ class Sender:
             if intent.status == "sending":
                 found = broker.lookup(ticket, session)
                 if found is not None:
-                    log.info("interrupted intent found at the broker", extra={"kv": {
-                        "intent_id": intent.id, "signal_id": intent.signal_id, "cl_ord_id": intent.cl_ord_id}})
+                    log.info(
+                        "interrupted intent found at the broker",
+                        extra={
+                            "kv": {
+                                "intent_id": intent.id,
+                                "signal_id": intent.signal_id,
+                                "cl_ord_id": intent.cl_ord_id,
+                            }
+                        },
+                    )
                     self._answer(session, intent, found)
                     return True
             intent.status, intent.contract = "sending", ticket.contract
             intent.attempts += 1
             intent.sent_at = datetime.now(UTC)
-            log.info("intent sending", extra={"kv": {
-                "intent_id": intent.id, "signal_id": intent.signal_id, "cl_ord_id": intent.cl_ord_id,
-                "subaccount_id": subaccount_id, "kind": intent.kind, "side": intent.side,
-                "quantity": intent.quantity, "contract": ticket.contract, "attempt": intent.attempts}})
+            log.info(
+                "intent sending",
+                extra={
+                    "kv": {
+                        "intent_id": intent.id,
+                        "signal_id": intent.signal_id,
+                        "cl_ord_id": intent.cl_ord_id,
+                        "subaccount_id": subaccount_id,
+                        "kind": intent.kind,
+                        "side": intent.side,
+                        "quantity": intent.quantity,
+                        "contract": ticket.contract,
+                        "attempt": intent.attempts,
+                    }
+                },
+            )
         # The claim is committed: from here a crash leaves `sending`, which the next drain checks.
         with transaction(self.sessions) as session:
             intent = session.get(OrderIntent, intent.id, with_for_update=True)
@@ -113,24 +150,37 @@ class Sender:
                 self._publish("order.paused", intent)
                 return False
             except BrokerUnavailable as exc:
-                intent.error = f"the broker did not answer: {exc}; it will be asked before any resend"
+                intent.error = (
+                    f"the broker did not answer: {exc}; it will be asked before any resend"
+                )
                 return False
             self._answer(session, intent, answer)
         return True
 
     def _ticket(self, intent: OrderIntent, subaccount: Subaccount) -> Ticket | str:
         # A guard's close names only the root: it closes the front contract, as entries trade it.
-        ticker = intent.ticker or (f"{intent.symbol}1!" if intent.symbol in CONTRACTS else intent.symbol)
+        ticker = intent.ticker or (
+            f"{intent.symbol}1!" if intent.symbol in CONTRACTS else intent.symbol
+        )
         try:
             contract = resolve_ticker(ticker, trade_date(datetime.now(UTC)))
         except ContractError:
             contract = intent.symbol  # not a futures root we know (e.g. AAPL): trade it as named
         return Ticket(
-            intent_id=str(intent.id), cl_ord_id=intent.cl_ord_id, subaccount_id=subaccount.id,
-            account_spec=subaccount.name, broker_account_id=subaccount.broker_account_id, kind=intent.kind,
-            symbol=intent.symbol, contract=intent.contract or contract, side=intent.side,
-            quantity=intent.quantity, order_type=intent.order_type, limit_price=intent.limit_price,
-            tp_price=intent.tp_price, sl_price=intent.sl_price,
+            intent_id=str(intent.id),
+            cl_ord_id=intent.cl_ord_id,
+            subaccount_id=subaccount.id,
+            account_spec=subaccount.name,
+            broker_account_id=subaccount.broker_account_id,
+            kind=intent.kind,
+            symbol=intent.symbol,
+            contract=intent.contract or contract,
+            side=intent.side,
+            quantity=intent.quantity,
+            order_type=intent.order_type,
+            limit_price=intent.limit_price,
+            tp_price=intent.tp_price,
+            sl_price=intent.sl_price,
         )
 
     def _answer(self, session: Session, intent: OrderIntent, answer: Answer) -> None:
@@ -142,9 +192,18 @@ class Sender:
         session.flush()
         self._publish(f"order.{answer.status}", intent)
         ORDERS.labels(status=answer.status).inc()
-        log.info("intent answered", extra={"kv": {
-            "intent_id": intent.id, "signal_id": intent.signal_id, "cl_ord_id": intent.cl_ord_id,
-            "status": answer.status, "broker_order_id": answer.broker_order_id}})
+        log.info(
+            "intent answered",
+            extra={
+                "kv": {
+                    "intent_id": intent.id,
+                    "signal_id": intent.signal_id,
+                    "cl_ord_id": intent.cl_ord_id,
+                    "status": answer.status,
+                    "broker_order_id": answer.broker_order_id,
+                }
+            },
+        )
 
     def _publish(self, event_type: str, intent: OrderIntent) -> None:
         self._events.append((event_type, intent_dict(intent)))

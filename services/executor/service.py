@@ -31,17 +31,28 @@ log = logging.getLogger("executor")
 def limiter_users(limiter: BrokerLimiter) -> list[str]:
     """Broker users with limiter keys in Redis: those seen by any executor, not only this one."""
     prefix = limiter.key("", "")[: -len("::")] + ":"  # `<stream prefix>limiter:`
-    users = {key[len(prefix):].rsplit(":", 1)[0] for key in limiter.client.scan_iter(prefix + "*", count=500)}
+    users = {
+        key[len(prefix) :].rsplit(":", 1)[0]
+        for key in limiter.client.scan_iter(prefix + "*", count=500)
+    }
     return sorted(users)
 
 
 def limiter_metrics(limiter: BrokerLimiter) -> Iterator[Metric]:
-    used = GaugeMetricFamily("jt_limiter_requests_used", "Requests counted in the current window.",
-                             labels=["user", "window"])
-    left = GaugeMetricFamily("jt_limiter_tokens_left", "Requests the user may still make this minute.",
-                             labels=["user"])
-    paused = GaugeMetricFamily("jt_limiter_paused", "1 while the user's requests are paused.", labels=["user"])
-    penalties = CounterMetricFamily("jt_limiter_penalties", "Penalty answers from the broker.", labels=["user"])
+    used = GaugeMetricFamily(
+        "jt_limiter_requests_used",
+        "Requests counted in the current window.",
+        labels=["user", "window"],
+    )
+    left = GaugeMetricFamily(
+        "jt_limiter_tokens_left", "Requests the user may still make this minute.", labels=["user"]
+    )
+    paused = GaugeMetricFamily(
+        "jt_limiter_paused", "1 while the user's requests are paused.", labels=["user"]
+    )
+    penalties = CounterMetricFamily(
+        "jt_limiter_penalties", "Penalty answers from the broker.", labels=["user"]
+    )
     for user in limiter_users(limiter):
         usage = limiter.usage(user)
         used.add_metric([user, "minute"], usage.minute_used)
@@ -102,7 +113,9 @@ def run(settings: Settings) -> None:
     rq_conn = orders.rq_connection(settings.redis_url)
     stop = threading.Event()
     name = f"{socket.gethostname()}-{os.getpid()}"
-    threading.Thread(target=run_sweeper, args=(ctx, rq_conn, stop), daemon=True, name="sweeper").start()
+    threading.Thread(
+        target=run_sweeper, args=(ctx, rq_conn, stop), daemon=True, name="sweeper"
+    ).start()
     start_account_sync(ctx, stop)  # fills, risk status and reconciliation from Tradovate's sockets
     if settings.executor_metrics_port:
         serve_metrics(settings, ctx)

@@ -16,9 +16,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from libs.common import streams, tradovate
-from libs.common.models import Account
-from libs.common.tradovate_accounts import AccountUnusable, TokenKeeper, limiter_user
+from libs.common import streams
+from libs.common.storage.models import Account
+from libs.common.tradovate import client as tradovate
+from libs.common.tradovate.accounts import AccountUnusable, TokenKeeper, limiter_user
 from services.executor.brokers import Answer, Broker, BrokerPaused, BrokerUnavailable, Ticket
 from services.executor.limiter import (
     CAPTCHA_PAUSE_S,
@@ -39,8 +40,13 @@ _CONTRACT_IDS: dict[tuple[str, str], int] = {}  # (base url, contract name) → 
 class TradovateBroker(Broker):
     name = "tradovate"
 
-    def __init__(self, account_id: int, keeper: TokenKeeper, limiter: BrokerLimiter,
-                 alert: Callable[[str, str], None] = lambda user, message: None):
+    def __init__(
+        self,
+        account_id: int,
+        keeper: TokenKeeper,
+        limiter: BrokerLimiter,
+        alert: Callable[[str, str], None] = lambda user, message: None,
+    ):
         self.account_id = account_id
         self.keeper = keeper
         self.limiter = limiter
@@ -54,15 +60,24 @@ class TradovateBroker(Broker):
             client = self.keeper.client_for(session, account)
         except AccountUnusable as exc:
             return Answer("rejected", error=str(exc))
-        call = _Caller(self.limiter, limiter_user(account), "exit" if ticket.kind in EXIT_KINDS else "entry",
-                       self.alert)
+        call = _Caller(
+            self.limiter,
+            limiter_user(account),
+            "exit" if ticket.kind in EXIT_KINDS else "entry",
+            self.alert,
+        )
         try:
             return self._send(client, call, ticket)
         except tradovate.Rejected as exc:
-            return Answer("rejected", error=f"Tradovate refused the order: {exc.failure_reason}: {exc.failure_text}")
+            return Answer(
+                "rejected",
+                error=f"Tradovate refused the order: {exc.failure_reason}: {exc.failure_text}",
+            )
         except tradovate.TokenExpired:
             account.token_expires_at = datetime.now(UTC)  # renew before the next try
-            raise BrokerUnavailable("Tradovate no longer accepted the token; it is renewed before a retry") from None
+            raise BrokerUnavailable(
+                "Tradovate no longer accepted the token; it is renewed before a retry"
+            ) from None
         except tradovate.BrokerUnavailable as exc:
             raise BrokerUnavailable(str(exc)) from exc
 
@@ -71,7 +86,9 @@ class TradovateBroker(Broker):
             return self._flatten(client, call, ticket)
         contract_id = self._contract_id(client, call, ticket.contract)
         if contract_id is None:
-            return Answer("rejected", error=f"Tradovate does not know the contract {ticket.contract}")
+            return Answer(
+                "rejected", error=f"Tradovate does not know the contract {ticket.contract}"
+            )
         if ticket.kind == "close":
             return _accepted(call(client.liquidate_position, ticket.broker_account_id, contract_id))
         action = "Buy" if ticket.side == "buy" else "Sell"
@@ -79,16 +96,37 @@ class TradovateBroker(Broker):
         order_type = "Limit" if ticket.order_type == "limit" else "Market"
         brackets = _brackets(ticket)
         if ticket.kind == "entry" and brackets:
-            result = call(client.place_oso, ticket.broker_account_id, ticket.account_spec, action, ticket.contract,
-                          qty, *brackets, order_type=order_type, price=ticket.limit_price, cl_ord_id=ticket.cl_ord_id)
+            result = call(
+                client.place_oso,
+                ticket.broker_account_id,
+                ticket.account_spec,
+                action,
+                ticket.contract,
+                qty,
+                *brackets,
+                order_type=order_type,
+                price=ticket.limit_price,
+                cl_ord_id=ticket.cl_ord_id,
+            )
             return _accepted(result.order_id)
-        order_id = call(client.place_order, ticket.broker_account_id, ticket.account_spec, action, ticket.contract,
-                        qty, order_type=order_type, price=ticket.limit_price, cl_ord_id=ticket.cl_ord_id)
+        order_id = call(
+            client.place_order,
+            ticket.broker_account_id,
+            ticket.account_spec,
+            action,
+            ticket.contract,
+            qty,
+            order_type=order_type,
+            price=ticket.limit_price,
+            cl_ord_id=ticket.cl_ord_id,
+        )
         if ticket.kind in ("add", "reduce") and brackets:
             self._rearm(client, call, ticket, contract_id)
         return _accepted(order_id)
 
-    def _contract_id(self, client: tradovate.TradovateClient, call: _Caller, name: str) -> int | None:
+    def _contract_id(
+        self, client: tradovate.TradovateClient, call: _Caller, name: str
+    ) -> int | None:
         """Contract ids never change, so each is looked up once per process (one request saved
         from the budget on every later order)."""
         key = (client.base_url, name)
@@ -102,33 +140,68 @@ class TradovateBroker(Broker):
             self.keeper.redis.hset(settings.stream(streams.CONFIRMED_CONTRACTS), name, found["id"])
         return _CONTRACT_IDS[key]
 
-    def _rearm(self, client: tradovate.TradovateClient, call: _Caller, ticket: Ticket, contract_id: int) -> None:
+    def _rearm(
+        self, client: tradovate.TradovateClient, call: _Caller, ticket: Ticket, contract_id: int
+    ) -> None:
         """Replace the protective orders so they cover the position's new size at the new levels."""
         account_id = ticket.broker_account_id
         for order in call(client.order_deps, account_id, ticket=False):
-            if order.get("contractId") == contract_id and order.get("ordStatus") in ("Working", "Suspended"):
+            if order.get("contractId") == contract_id and order.get("ordStatus") in (
+                "Working",
+                "Suspended",
+            ):
                 call(client.cancel_order, int(order["id"]))
-        net = next((p.get("netPos", 0) for p in call(client.position_list, ticket=False)
-                    if p.get("accountId") == account_id and p.get("contractId") == contract_id), 0)
+        net = next(
+            (
+                p.get("netPos", 0)
+                for p in call(client.position_list, ticket=False)
+                if p.get("accountId") == account_id and p.get("contractId") == contract_id
+            ),
+            0,
+        )
         if not net:
             return
         first, second = _brackets(ticket, closing_action="Sell" if net > 0 else "Buy")
         if second is None:  # one level only: a plain order, not an OCO pair
-            call(client.place_order, account_id, ticket.account_spec, first["action"], ticket.contract, abs(net),
-                 order_type=first["orderType"], price=first.get("price"), stop_price=first.get("stopPrice"),
-                 time_in_force="GTC")
+            call(
+                client.place_order,
+                account_id,
+                ticket.account_spec,
+                first["action"],
+                ticket.contract,
+                abs(net),
+                order_type=first["orderType"],
+                price=first.get("price"),
+                stop_price=first.get("stopPrice"),
+                time_in_force="GTC",
+            )
             return
-        call(client.place_oco, account_id, ticket.account_spec, first["action"], ticket.contract, abs(net),
-             second, order_type=first["orderType"], price=first.get("price"),
-             stop_price=first.get("stopPrice"), time_in_force="GTC")
+        call(
+            client.place_oco,
+            account_id,
+            ticket.account_spec,
+            first["action"],
+            ticket.contract,
+            abs(net),
+            second,
+            order_type=first["orderType"],
+            price=first.get("price"),
+            stop_price=first.get("stopPrice"),
+            time_in_force="GTC",
+        )
 
     def _flatten(self, client: tradovate.TradovateClient, call: _Caller, ticket: Ticket) -> Answer:
         last = None
         for position in call(client.position_list, ticket=False):
             if position.get("accountId") == ticket.broker_account_id and position.get("netPos"):
-                last = call(client.liquidate_position, ticket.broker_account_id, int(position["contractId"]))
-        return Answer("accepted", broker_order_id=None if last is None else str(last),
-                      error=None if last is not None else "already flat")
+                last = call(
+                    client.liquidate_position, ticket.broker_account_id, int(position["contractId"])
+                )
+        return Answer(
+            "accepted",
+            broker_order_id=None if last is None else str(last),
+            error=None if last is not None else "already flat",
+        )
 
     # --- after a crash -----------------------------------------------------------------------
 
@@ -141,16 +214,29 @@ class TradovateBroker(Broker):
         try:
             if ticket.kind in ("close", "flatten"):
                 return self._liquidated(client, call, ticket)
-            order = call(client.find_order_by_cl_ord_id, ticket.broker_account_id, ticket.cl_ord_id, ticket=False)
+            order = call(
+                client.find_order_by_cl_ord_id,
+                ticket.broker_account_id,
+                ticket.cl_ord_id,
+                ticket=False,
+            )
         except tradovate.BrokerUnavailable as exc:
             raise BrokerUnavailable(str(exc)) from exc
         return None if order is None else _accepted(order.get("id"))
 
-    def _liquidated(self, client: tradovate.TradovateClient, call: _Caller, ticket: Ticket) -> Answer | None:
-        contract_id = None if ticket.kind == "flatten" else self._contract_id(client, call, ticket.contract)
-        open_positions = [p for p in call(client.position_list, ticket=False)
-                          if p.get("accountId") == ticket.broker_account_id and p.get("netPos")
-                          and (contract_id is None or p.get("contractId") == contract_id)]  # fmt: skip
+    def _liquidated(
+        self, client: tradovate.TradovateClient, call: _Caller, ticket: Ticket
+    ) -> Answer | None:
+        contract_id = (
+            None if ticket.kind == "flatten" else self._contract_id(client, call, ticket.contract)
+        )
+        open_positions = [
+            p
+            for p in call(client.position_list, ticket=False)
+            if p.get("accountId") == ticket.broker_account_id
+            and p.get("netPos")
+            and (contract_id is None or p.get("contractId") == contract_id)
+        ]
         if open_positions:
             return None  # not done: liquidate (again)
         return Answer("accepted", error="found flat after an interrupted send; not sent again")
@@ -159,26 +245,44 @@ class TradovateBroker(Broker):
 class _Caller:
     """One broker request: a slot from the shared limiter, then the call; penalties handled."""
 
-    def __init__(self, limiter: BrokerLimiter, user: str, priority: str, alert: Callable[[str, str], None]):
+    def __init__(
+        self, limiter: BrokerLimiter, user: str, priority: str, alert: Callable[[str, str], None]
+    ):
         self.limiter, self.user, self.priority, self.alert = limiter, user, priority, alert
 
-    def __call__(self, fn: Callable[..., Any], *args: Any, ticket: bool = True, **kwargs: Any) -> Any:
+    def __call__(
+        self, fn: Callable[..., Any], *args: Any, ticket: bool = True, **kwargs: Any
+    ) -> Any:
         p_ticket = None
         for _ in range(MAX_PENALTY_RETRIES + 1):
             self._slot()
             try:
-                return fn(*args, **kwargs, **({"p_ticket": p_ticket} if ticket and p_ticket else {}))
+                return fn(
+                    *args, **kwargs, **({"p_ticket": p_ticket} if ticket and p_ticket else {})
+                )
             except tradovate.PenaltyTicket as exc:
                 if exc.captcha:
-                    self._pause(CAPTCHA_PAUSE_S, "Tradovate asked for a captcha; requests for this user stop for an hour")
-                self.limiter.apply_penalty(self.user, Penalty(max(1, math.ceil(exc.wait_s)), "p-ticket", False,
-                                                              exc.ticket))
+                    self._pause(
+                        CAPTCHA_PAUSE_S,
+                        "Tradovate asked for a captcha; requests for this user stop for an hour",
+                    )
+                self.limiter.apply_penalty(
+                    self.user, Penalty(max(1, math.ceil(exc.wait_s)), "p-ticket", False, exc.ticket)
+                )
                 p_ticket = exc.ticket if ticket else None
-                log.warning("tradovate penalty ticket", extra={"kv": {"user": self.user, "wait_s": exc.wait_s}})
+                log.warning(
+                    "tradovate penalty ticket",
+                    extra={"kv": {"user": self.user, "wait_s": exc.wait_s}},
+                )
             except tradovate.RateLimited as exc:
-                self._pause(LOCKOUT_PAUSE_S, f"Tradovate locked this user out (HTTP {exc.status}); requests stop for an hour")
+                self._pause(
+                    LOCKOUT_PAUSE_S,
+                    f"Tradovate locked this user out (HTTP {exc.status}); requests stop for an hour",
+                )
         pause = self.limiter.paused(self.user)
-        raise BrokerPaused("Tradovate kept answering with penalty tickets", (pause and pause.remaining_s) or 1.0)
+        raise BrokerPaused(
+            "Tradovate kept answering with penalty tickets", (pause and pause.remaining_s) or 1.0
+        )
 
     def _slot(self) -> None:
         pause = self.limiter.paused(self.user)
@@ -187,7 +291,9 @@ class _Caller:
         try:
             self.limiter.acquire_request_slot(self.user, self.priority, timeout_s=WAIT_FOR_SLOT_S)
         except SlotTimeout:
-            raise BrokerPaused("the request budget for this Tradovate user is used up for now", WAIT_FOR_SLOT_S) from None
+            raise BrokerPaused(
+                "the request budget for this Tradovate user is used up for now", WAIT_FOR_SLOT_S
+            ) from None
 
     def _pause(self, seconds: float, reason: str) -> None:
         self.limiter.record_penalty(self.user)
@@ -200,14 +306,30 @@ def _accepted(order_id: Any) -> Answer:
     return Answer("accepted", broker_order_id=None if order_id is None else str(order_id))
 
 
-def _brackets(ticket: Ticket, closing_action: str | None = None) -> tuple[dict, dict | None] | tuple[()]:
+def _brackets(
+    ticket: Ticket, closing_action: str | None = None
+) -> tuple[dict, dict | None] | tuple[()]:
     """TP as a GTC limit and SL as a GTC stop, on the side that closes the position."""
     action = closing_action or ("Sell" if ticket.side == "buy" else "Buy")
     orders = []
     if ticket.tp_price is not None:
-        orders.append({"action": action, "orderType": "Limit", "price": Decimal(ticket.tp_price), "timeInForce": "GTC"})
+        orders.append(
+            {
+                "action": action,
+                "orderType": "Limit",
+                "price": Decimal(ticket.tp_price),
+                "timeInForce": "GTC",
+            }
+        )
     if ticket.sl_price is not None:
-        orders.append({"action": action, "orderType": "Stop", "stopPrice": Decimal(ticket.sl_price), "timeInForce": "GTC"})
+        orders.append(
+            {
+                "action": action,
+                "orderType": "Stop",
+                "stopPrice": Decimal(ticket.sl_price),
+                "timeInForce": "GTC",
+            }
+        )
     if not orders:
         return ()
     return orders[0], (orders[1] if len(orders) > 1 else None)

@@ -13,9 +13,9 @@ import redis
 from sqlalchemy import or_, select
 
 from libs.common import orders, streams
-from libs.common.db import transaction
-from libs.common.models import OrderIntent
 from libs.common.serialize import num
+from libs.common.storage.db import transaction
+from libs.common.storage.models import OrderIntent
 from libs.common.streams import MalformedMessage, TickMessage
 from services.executor.jobs import ExecutorContext
 from services.executor.paper import bracketed_symbols, extremes_in_order, fill_brackets
@@ -34,10 +34,15 @@ def sweep(ctx: ExecutorContext, rq_conn: redis.Redis) -> int:
     now = datetime.now(UTC)
     with ctx.sessions() as session:
         rows = session.execute(
-            select(OrderIntent.id, OrderIntent.subaccount_id, OrderIntent.priority).where(or_(
-                (OrderIntent.status == "queued") & (OrderIntent.created_at < now - QUEUED_GRACE),
-                (OrderIntent.status == "sending") & (OrderIntent.sent_at < now - SENDING_GRACE),
-            )).order_by(OrderIntent.sequence)
+            select(OrderIntent.id, OrderIntent.subaccount_id, OrderIntent.priority)
+            .where(
+                or_(
+                    (OrderIntent.status == "queued")
+                    & (OrderIntent.created_at < now - QUEUED_GRACE),
+                    (OrderIntent.status == "sending") & (OrderIntent.sent_at < now - SENDING_GRACE),
+                )
+            )
+            .order_by(OrderIntent.sequence)
         ).all()
     first: dict[int, orders.QueuedIntent] = {}
     for intent_id, subaccount_id, priority in rows:
@@ -46,7 +51,9 @@ def sweep(ctx: ExecutorContext, rq_conn: redis.Redis) -> int:
     return len(first)
 
 
-def run_sweeper(ctx: ExecutorContext, rq_conn: redis.Redis, stop: threading.Event, every_s: float = 2.0) -> None:
+def run_sweeper(
+    ctx: ExecutorContext, rq_conn: redis.Redis, stop: threading.Event, every_s: float = 2.0
+) -> None:
     while not stop.wait(every_s):
         try:
             sweep(ctx, rq_conn)
@@ -81,7 +88,8 @@ class PaperBracketWatcher:
         claimed, start = 0, "0-0"
         while True:
             start, entries = self.ctx.redis.xautoclaim(
-                self.stream, PAPER_GROUP, self.consumer, min_idle_ms, start, count=1000)[:2]
+                self.stream, PAPER_GROUP, self.consumer, min_idle_ms, start, count=1000
+            )[:2]
             claimed += len(entries)
             if start in ("0-0", b"0-0"):
                 break
@@ -95,11 +103,14 @@ class PaperBracketWatcher:
             self.claim_abandoned()
         got = None
         if self._backlog:
-            got = self.ctx.redis.xreadgroup(PAPER_GROUP, self.consumer, {self.stream: "0"}, count=1000)
+            got = self.ctx.redis.xreadgroup(
+                PAPER_GROUP, self.consumer, {self.stream: "0"}, count=1000
+            )
             self._backlog = bool(got and got[0][1])
         if not self._backlog:
-            got = self.ctx.redis.xreadgroup(PAPER_GROUP, self.consumer, {self.stream: ">"}, count=1000,
-                                            block=block_ms)
+            got = self.ctx.redis.xreadgroup(
+                PAPER_GROUP, self.consumer, {self.stream: ">"}, count=1000, block=block_ms
+            )
         return [(entry_id, fields) for _, items in got or [] for entry_id, fields in items]
 
     def step(self, block_ms: int | None = 500) -> int:
@@ -118,11 +129,23 @@ class PaperBracketWatcher:
             bracketed = bracketed_symbols(session)
             for symbol, price in extremes_in_order([t for t in ticks if t[0] in bracketed]):
                 for book, reason, level in fill_brackets(session, symbol, price):
-                    events.append({"subaccount_id": book.subaccount_id, "contract": book.contract,
-                                   "reason": reason, "fill_price": num(level), "net_qty": num(book.net_qty),
-                                   "realized_pnl": num(book.realized_pnl)})
+                    events.append(
+                        {
+                            "subaccount_id": book.subaccount_id,
+                            "contract": book.contract,
+                            "reason": reason,
+                            "fill_price": num(level),
+                            "net_qty": num(book.net_qty),
+                            "realized_pnl": num(book.realized_pnl),
+                        }
+                    )
         for data in events:
-            streams.publish_event(self.ctx.redis, self.ctx.settings.stream(streams.EVENTS), "order.bracket_filled", data)
+            streams.publish_event(
+                self.ctx.redis,
+                self.ctx.settings.stream(streams.EVENTS),
+                "order.bracket_filled",
+                data,
+            )
         self.ctx.redis.xack(self.stream, PAPER_GROUP, *(entry_id for entry_id, _ in entries))
         return len(entries)
 

@@ -28,8 +28,8 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from libs.common import recorder_tokens, streams
 from libs.common.config import Settings
 from libs.common.metrics import LATENCY_BUCKETS, exposition, scrape_registry
-from libs.common.models import new_signal_id
 from libs.common.recorder_tokens import RecorderRef, token_digest
+from libs.common.storage.models import new_signal_id
 from libs.common.streams import SIGNALS, SignalMessage, now_ms
 from services.gateway import guards
 from services.gateway.parsing import WebhookError, parse_webhook
@@ -68,6 +68,8 @@ return 1
 
 class StaleToken(Exception):
     """The worker's copy of the token map was out of date for this token."""
+
+
 SPOOL_FULL = (
     "The gateway is holding too many signals while Redis is unreachable; "
     "TradingView will send it again."
@@ -77,9 +79,13 @@ SPOOL_FULL = (
 def connect_redis(url: str) -> redis.Redis:
     """TradingView gives up after 3 s, so fail fast: short timeouts, one reconnect, no backoff."""
     return redis.Redis.from_url(
-        url, decode_responses=True, socket_connect_timeout=1.0, socket_timeout=1.0,
-        retry=Retry(NoBackoff(), 1), health_check_interval=30,
-    )  # fmt: skip
+        url,
+        decode_responses=True,
+        socket_connect_timeout=1.0,
+        socket_timeout=1.0,
+        retry=Retry(NoBackoff(), 1),
+        health_check_interval=30,
+    )
 
 
 @dataclass(frozen=True)
@@ -94,7 +100,9 @@ class Gateway:
     # Reads the whole token map from PostgreSQL, for when Redis is down (None: no database).
     tokens_from_database: Callable[[], dict[str, RecorderRef]] | None = None
 
-    def admit(self, token: str, req: Request, *, from_copy: bool = True) -> tuple[RecorderRef, bool]:
+    def admit(
+        self, token: str, req: Request, *, from_copy: bool = True
+    ) -> tuple[RecorderRef, bool]:
         """The recorder the request is for, once address, size and token allow it, and whether
         it was read from Redis just now. `from_copy`: take it from this worker's copy of the map
         when the copy has the token; the store script then checks it against Redis's map."""
@@ -185,7 +193,9 @@ class Gateway:
                 pass
         return self.local_rate.allow(token)
 
-    def store_within_limit(self, token: str, fields: dict[str, str], unconfirmed: RecorderRef | None) -> int:
+    def store_within_limit(
+        self, token: str, fields: dict[str, str], unconfirmed: RecorderRef | None
+    ) -> int:
         """In one script (atomic, one round trip): check `unconfirmed` against the token map,
         count the signal, and when within the limit store it and its pending marker. Returns
         STORED, LIMITED or STALE (nothing counted or stored)."""
@@ -193,8 +203,14 @@ class Gateway:
         rate = guards.rate_key(s.stream_prefix, token, time.time(), s.webhook_rate_window_s)
         pending = s.stream(streams.SIGNAL_PENDING + fields["signal_id"])
         expected = "" if unconfirmed is None else unconfirmed.to_json()
-        args = [s.webhook_rate_limit, s.webhook_rate_window_s + 1, PENDING_TTL_S, fields["recorder_id"],
-                token_digest(token), expected]  # fmt: skip
+        args = [
+            s.webhook_rate_limit,
+            s.webhook_rate_window_s + 1,
+            PENDING_TTL_S,
+            fields["recorder_id"],
+            token_digest(token),
+            expected,
+        ]
         for name, value in fields.items():
             args += (name, value)
         keys = [rate, s.stream(SIGNALS), pending, s.stream_prefix + recorder_tokens.TOKENS_KEY]
@@ -219,10 +235,18 @@ class GatewayMetrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def __post_init__(self) -> None:
-        self.answers = Counter("jt_webhook_answers", "Webhook answers by HTTP status code.", ["code"],
-                               registry=self.registry)
-        self.accept_seconds = Histogram("jt_webhook_accept_seconds", "Time to accept a signal (202).",
-                                        buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.answers = Counter(
+            "jt_webhook_answers",
+            "Webhook answers by HTTP status code.",
+            ["code"],
+            registry=self.registry,
+        )
+        self.accept_seconds = Histogram(
+            "jt_webhook_accept_seconds",
+            "Time to accept a signal (202).",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
 
     def observe(self, response: Response) -> Response:
         if request.path in ("/metrics", "/healthz"):  # scrapes and probes are not webhook answers
@@ -305,18 +329,21 @@ def create_app(
         raise ValueError("REDIS_URL must be set for the gateway")
     client = redis_client or connect_redis(settings.redis_url or "")
     gateway = Gateway(
-        settings, client, guards.parse_allowlist(settings.webhook_ip_allowlist),
+        settings,
+        client,
+        guards.parse_allowlist(settings.webhook_ip_allowlist),
         Spool(settings.gateway_spool_dir, settings.gateway_spool_max),
         KnownTokens(settings.stream_prefix),
         LocalRateWindow(settings.webhook_rate_limit, settings.webhook_rate_window_s),
         client.register_script(STORE_WITHIN_LIMIT),
         None if sessions is None else partial(_tokens_from_database, sessions),
-    )  # fmt: skip
+    )
     gateway.known.refresh(client, gateway.tokens_from_database)
     drainer = SpoolDrainer(
-        gateway.spool, gateway.store,
+        gateway.spool,
+        gateway.store,
         on_tick=lambda: gateway.known.refresh(client, gateway.tokens_from_database),
-    )  # fmt: skip
+    )
     drainer.start()
     app = Flask(__name__)
     # One byte over the limit: a chunked body is cut at this length without an error, so
@@ -335,7 +362,9 @@ def create_app(
         g.started = time.perf_counter()
         g.received_at = now_ms()
 
-    def accept(token: str, body: bytes, recorder: RecorderRef, confirmed: bool) -> tuple[SignalMessage, bool]:
+    def accept(
+        token: str, body: bytes, recorder: RecorderRef, confirmed: bool
+    ) -> tuple[SignalMessage, bool]:
         g.recorder_id = recorder.recorder_id
         message = parse_webhook(body, recorder, new_signal_id(), g.received_at)
         return message, gateway.publish(token, message, None if confirmed else recorder)
@@ -384,6 +413,7 @@ def create_app(
     app.register_error_handler(WebhookError, lambda exc: _error(exc.status, exc.message))
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)
+
     @app.get("/metrics")
     def metrics_view() -> Response:
         body, content_type = exposition(scrape_registry(metrics.registry))

@@ -11,15 +11,20 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from libs.common.instruments import TickerError, parse_ticker
+from libs.common.futures.instruments import TickerError, parse_ticker
 from libs.common.recorder_tokens import RecorderRef
 from libs.common.streams import SignalMessage
 
 ACTIONS = {
-    "buy": "buy", "long": "buy",
-    "sell": "sell", "short": "sell",
-    "close": "close", "exit": "close", "flat": "close", "flatten": "close",
-}  # fmt: skip
+    "buy": "buy",
+    "long": "buy",
+    "sell": "sell",
+    "short": "sell",
+    "close": "close",
+    "exit": "close",
+    "flat": "close",
+    "flatten": "close",
+}
 MARKET_POSITIONS = ("long", "short", "flat")
 QTY_FIELDS = ("contracts", "quantity", "qty")
 KNOWN_FIELDS = {
@@ -132,9 +137,12 @@ def _load(body: bytes) -> tuple[str, _JsonObject]:
     try:
         data = json.loads(
             text.lstrip("\ufeff"),
-            parse_float=Decimal, parse_int=Decimal, parse_constant=_NonFinite,
-            object_pairs_hook=_object, strict=False,  # tolerate a raw newline inside a comment
-        )  # fmt: skip
+            parse_float=Decimal,
+            parse_int=Decimal,
+            parse_constant=_NonFinite,
+            object_pairs_hook=_object,
+            strict=False,  # tolerate a raw newline inside a comment
+        )
     except json.JSONDecodeError as exc:
         raise _not_json(text.lstrip("\ufeff"), exc) from None
     except RecursionError:

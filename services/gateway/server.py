@@ -9,9 +9,10 @@ from flask import Flask
 from gunicorn.glogging import Logger
 from sqlalchemy import create_engine
 
-from libs.common import db, metrics
+from libs.common import metrics
 from libs.common.config import Settings, normalize_database_url
 from libs.common.service_process import GunicornServer, gunicorn_defaults
+from libs.common.storage import db
 from services.gateway.app import create_app
 from services.gateway.redaction import RedactTokens
 
@@ -33,22 +34,29 @@ def worker_app(settings: Settings) -> Flask:
         # Only the token-map sync uses PostgreSQL; a bounded connect keeps a slow database from
         # holding the worker's boot past gunicorn's timeout.
         engine = create_engine(
-            normalize_database_url(settings.database_url), pool_size=1, max_overflow=1,
-            pool_pre_ping=True, connect_args={"connect_timeout": 5},
-        )  # fmt: skip
+            normalize_database_url(settings.database_url),
+            pool_size=1,
+            max_overflow=1,
+            pool_pre_ping=True,
+            connect_args={"connect_timeout": 5},
+        )
         sessions = db.make_sessionmaker(engine)
     return create_app(settings, sessions=sessions)
 
 
 def gunicorn_options(settings: Settings, workers: int = 2, threads: int = 8) -> dict[str, Any]:
-    options = gunicorn_defaults(settings.gateway_port, "gateway", settings.log_level, workers, threads)
-    options.update({
-        "timeout": 30,
-        "keepalive": 5,
-        "accesslog": None,  # the app logs each request itself, token redacted and with signal_id
-        "logger_class": RedactingLogger,
-        "child_exit": lambda _server, worker: metrics.mark_worker_dead(worker.pid),
-    })
+    options = gunicorn_defaults(
+        settings.gateway_port, "gateway", settings.log_level, workers, threads
+    )
+    options.update(
+        {
+            "timeout": 30,
+            "keepalive": 5,
+            "accesslog": None,  # the app logs each request itself, token redacted and with signal_id
+            "logger_class": RedactingLogger,
+            "child_exit": lambda _server, worker: metrics.mark_worker_dead(worker.pid),
+        }
+    )
     return options
 
 

@@ -231,7 +231,9 @@ class KnownTokens:
             else:
                 self._by_digest[token_digest(token)] = recorder
 
-    def refresh(self, client: redis.Redis, from_database: Callable[[], dict[str, RecorderRef]] | None = None) -> None:
+    def refresh(
+        self, client: redis.Redis, from_database: Callable[[], dict[str, RecorderRef]] | None = None
+    ) -> None:
         """Replace the copy with Redis's map, at most every `refresh_s`. While Redis is down, with
         `from_database`, the copy comes from PostgreSQL instead (every few seconds), so a worker
         that starts during the outage still knows every recorder."""
@@ -248,14 +250,15 @@ class KnownTokens:
             self._by_digest = fresh
             self._refreshed_at = time.monotonic()
 
-
     def _fill_from(self, from_database: Callable[[], dict[str, RecorderRef]] | None) -> None:
         if from_database is None:
             return
         try:
             fresh = from_database()
         except Exception as exc:  # PostgreSQL away too: keep what we have
-            log.warning("token copy not read from PostgreSQL", extra={"kv": {"error": type(exc).__name__}})
+            log.warning(
+                "token copy not read from PostgreSQL", extra={"kv": {"error": type(exc).__name__}}
+            )
             return
         with self._lock:
             self._by_digest = fresh

@@ -16,7 +16,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from libs.common.models import Position, Recorder
+from libs.common.storage.models import Position, Recorder
 from services.position_engine.rules import PositionState
 
 

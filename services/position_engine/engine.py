@@ -25,9 +25,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from libs.common import orders, streams
 from libs.common.config import Settings
-from libs.common.db import transaction
-from libs.common.instruments import contract_spec
+from libs.common.futures.instruments import contract_spec
 from libs.common.serialize import num
+from libs.common.storage.db import transaction
 from libs.common.streams import MalformedMessage, SignalMessage
 from services.position_engine import outbox as outbox_rules
 from services.position_engine import rules
@@ -77,8 +77,14 @@ class PositionEngine:
     # more ticks; a batch still takes only milliseconds, which bounds the added signal latency.
     DEFAULT_BATCH = 2000
 
-    def __init__(self, settings: Settings, sessions: sessionmaker[Session], client: redis.Redis,
-                 consumer: str | None = None, batch_size: int = DEFAULT_BATCH):
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        client: redis.Redis,
+        consumer: str | None = None,
+        batch_size: int = DEFAULT_BATCH,
+    ):
         self.settings = settings
         self.sessions = sessions
         self.redis = client
@@ -114,7 +120,9 @@ class PositionEngine:
         self._backlog = {self.signals_stream, self.ticks_stream}
         for stream in (self.signals_stream, self.ticks_stream):
             streams.ensure_group(self.redis, stream, streams.ENGINE_GROUP)
-        self.last_prices = {k: Decimal(v) for k, v in self.redis.hgetall(self.publisher.last_price_key).items()}
+        self.last_prices = {
+            k: Decimal(v) for k, v in self.redis.hgetall(self.publisher.last_price_key).items()
+        }
         with transaction(self.sessions) as session:
             self.book.load(session)  # started, or just took the lead: read what the last one left
             counts = Batch(session, self.book).open_symbol_counts()
@@ -174,10 +182,14 @@ class PositionEngine:
             # Nothing to hand out after reading pending entries: a stream has just caught up, or
             # what we hold waits for the other stream's next entries (or for the millisecond to
             # end). Read those now.
-            if ready or (not self._held and ">" == starts[self.signals_stream] == starts[self.ticks_stream]):
+            if ready or (
+                not self._held and ">" == starts[self.signals_stream] == starts[self.ticks_stream]
+            ):
                 return ready
 
-    def _read_round(self, block_ms: int | None) -> tuple[list[tuple[str, str, dict]], dict[str, str]]:
+    def _read_round(
+        self, block_ms: int | None
+    ) -> tuple[list[tuple[str, str, dict]], dict[str, str]]:
         """One XREADGROUP over both streams, after the ticks held from the last round; returns
         the entries and each stream's start id."""
         both = (self.signals_stream, self.ticks_stream)
@@ -186,27 +198,46 @@ class PositionEngine:
         if held:  # their millisecond ends within one; Redis's own block timeouts are far coarser
             time.sleep(HOLD_WAIT_S)
         entries = held + self._read(starts, None if self._backlog or held else block_ms)
-        self._backlog -= {s for s, start in starts.items() if start == "0" and not any(e[0] == s for e in entries)}
+        self._backlog -= {
+            s for s, start in starts.items() if start == "0" and not any(e[0] == s for e in entries)
+        }
         return entries, starts
 
-    def _in_order(self, entries: list[tuple[str, str, dict]], starts: dict[str, str]) -> list[tuple[str, str, dict]]:
+    def _in_order(
+        self, entries: list[tuple[str, str, dict]], starts: dict[str, str]
+    ) -> list[tuple[str, str, dict]]:
         """The longest run, in arrival order, that no unread entry of the other stream precedes;
         the rest goes back to pending."""
         got = {stream: [e for e in entries if e[0] == stream] for stream in starts}
-        frontier = {stream: self._read_up_to(stream, start, got[stream]) for stream, start in starts.items()}
+        frontier = {
+            stream: self._read_up_to(stream, start, got[stream]) for stream, start in starts.items()
+        }
         for other in (self.signals_stream, self.ticks_stream):
             if not got[other] and frontier[other] == NO_FRONTIER:
-                return entries  # one stream's entries, in their order, and nothing of the other waits
+                return (
+                    entries  # one stream's entries, in their order, and nothing of the other waits
+                )
         if not got[self.signals_stream]:  # ticks only, in stream order: cut where signals may come
             index = len(entries)
             while index and _order_key(True, entries[index - 1][1]) > frontier[self.signals_stream]:
                 index -= 1
         else:
             entries.sort(key=lambda e: _order_key(e[0] == self.ticks_stream, e[1]))
-            index = next((i for i, (stream, entry_id, _) in enumerate(entries) if _order_key(
-                stream == self.ticks_stream, entry_id) > frontier[self._other(stream)]), len(entries))  # fmt: skip
+            index = next(
+                (
+                    i
+                    for i, (stream, entry_id, _) in enumerate(entries)
+                    if _order_key(stream == self.ticks_stream, entry_id)
+                    > frontier[self._other(stream)]
+                ),
+                len(entries),
+            )
         waiting = entries[index:]
-        if waiting and starts[self.ticks_stream] == ">" and all(e[0] == self.ticks_stream for e in waiting):
+        if (
+            waiting
+            and starts[self.ticks_stream] == ">"
+            and all(e[0] == self.ticks_stream for e in waiting)
+        ):
             self._held = waiting  # new ticks of this millisecond: read again with the next ones
         else:
             self._backlog.update(e[0] for e in waiting)
@@ -215,7 +246,9 @@ class PositionEngine:
     def _other(self, stream: str) -> str:
         return self.ticks_stream if stream == self.signals_stream else self.signals_stream
 
-    def _read_up_to(self, stream: str, start: str, got: list[tuple[str, str, dict]]) -> tuple[int, bool, int]:
+    def _read_up_to(
+        self, stream: str, start: str, got: list[tuple[str, str, dict]]
+    ) -> tuple[int, bool, int]:
         """The order key up to which every entry of `stream` is either done or in `got`."""
         is_tick = stream == self.ticks_stream
         if len(got) >= self.batch_size:  # a full batch: more may follow it
@@ -224,9 +257,15 @@ class PositionEngine:
             return self._newer_than_now(is_tick)
         # Our pending entries only: the group has handed out everything up to its last-delivered id.
         info = self.redis.xinfo_stream(stream)
-        group = next(g for g in self.redis.xinfo_groups(stream) if g["name"] == streams.ENGINE_GROUP)
+        group = next(
+            g for g in self.redis.xinfo_groups(stream) if g["name"] == streams.ENGINE_GROUP
+        )
         delivered = group["last-delivered-id"]
-        return self._newer_than_now(is_tick) if delivered == info["last-generated-id"] else _order_key(is_tick, delivered)
+        return (
+            self._newer_than_now(is_tick)
+            if delivered == info["last-generated-id"]
+            else _order_key(is_tick, delivered)
+        )
 
     def _newer_than_now(self, is_tick: bool) -> tuple[int, bool, int]:
         """The frontier of a stream read to its end: a tick written from now on sorts after every
@@ -237,11 +276,17 @@ class PositionEngine:
     def _read(self, starts: dict[str, str], block_ms: int | None) -> list[tuple[str, str, dict]]:
         """XREADGROUP, and Redis's clock right after it (in the same round trip)."""
         pipe = self.redis.pipeline(transaction=False)
-        pipe.xreadgroup(streams.ENGINE_GROUP, self.consumer, starts, count=self.batch_size, block=block_ms)
+        pipe.xreadgroup(
+            streams.ENGINE_GROUP, self.consumer, starts, count=self.batch_size, block=block_ms
+        )
         pipe.time()
         response, (seconds, micros) = pipe.execute()
         self._server_ms = seconds * 1000 + micros // 1000
-        return [(stream, entry_id, fields) for stream, items in response or [] for entry_id, fields in items]
+        return [
+            (stream, entry_id, fields)
+            for stream, items in response or []
+            for entry_id, fields in items
+        ]
 
     def step(self, block_ms: int | None = 200) -> int:
         """Read and apply one batch; returns how many entries it held."""
@@ -263,7 +308,9 @@ class PositionEngine:
             outbox = self.apply_batch(entries)
         except (OperationalError, redis.ConnectionError) as exc:
             # The database is away: acknowledge nothing, re-read our pending entries later.
-            log.warning("batch not applied, will retry", extra={"kv": {"error": type(exc).__name__}})
+            log.warning(
+                "batch not applied, will retry", extra={"kv": {"error": type(exc).__name__}}
+            )
             self._backlog = {self.signals_stream, self.ticks_stream}
             # A restarted PostgreSQL has let go of the leader lock: ask before the next batch.
             self._lead_checked_at = float("-inf")
@@ -297,7 +344,9 @@ class PositionEngine:
         try:
             return self._apply_batch(entries, runs)
         except StaleBook:
-            log.warning("open positions changed outside the engine; book reloaded, batch applied again")
+            log.warning(
+                "open positions changed outside the engine; book reloaded, batch applied again"
+            )
             return self._apply_batch(entries, runs)
 
     def _tick_runs(self, entries: list[tuple[str, str, dict]]) -> Runs | None:
@@ -316,7 +365,9 @@ class PositionEngine:
         for symbol, (prices, ts, delayed) in runs.items():
             if held := self.book.by_symbol.get(symbol):
                 run = tick_rules.TickRun.of_columns(prices, ts, delayed)
-                if not all(tick_rules.leaves_unchanged(t.state, run, folded=t.folded) for t in held):
+                if not all(
+                    tick_rules.leaves_unchanged(t.state, run, folded=t.folded) for t in held
+                ):
                     return False
         return True
 
@@ -333,7 +384,9 @@ class PositionEngine:
         self.publisher.resolve_events(outbox)
         return outbox
 
-    def _apply_batch(self, entries: list[tuple[str, str, dict]], collected: Runs | None = None) -> Outbox:
+    def _apply_batch(
+        self, entries: list[tuple[str, str, dict]], collected: Runs | None = None
+    ) -> Outbox:
         """`collected`: the runs of a batch of ticks only, already read by `_tick_runs`."""
         outbox = Outbox()
         prices_before = dict(self.last_prices)
@@ -347,7 +400,8 @@ class PositionEngine:
                 done = self._ticks_applied
                 if done is None or not self.book.loaded:
                     done = batch.applied_up_to(streams.ENGINE_GROUP, (self.ticks_stream,)).get(
-                        self.ticks_stream, NOTHING_APPLIED)
+                        self.ticks_stream, NOTHING_APPLIED
+                    )
                 last_tick = NOTHING_APPLIED
                 # Ticks wait in a run per symbol until a signal of that symbol (or the batch end)
                 # needs the positions up to date; a run is applied in one pass per position.
@@ -375,8 +429,11 @@ class PositionEngine:
                     runs = collected
                 for symbol, run in runs.items():
                     self._apply_ticks(batch, symbol, run, outbox)
-                outbox.acks = {s: ids for s, ids in ((self.signals_stream, signal_ids),
-                                                     (self.ticks_stream, tick_ids)) if ids}  # fmt: skip
+                outbox.acks = {
+                    s: ids
+                    for s, ids in ((self.signals_stream, signal_ids), (self.ticks_stream, tick_ids))
+                    if ids
+                }
                 if last_tick > done:
                     batch.record_applied(streams.ENGINE_GROUP, {self.ticks_stream: last_tick})
                 batch.flush_positions()
@@ -401,8 +458,12 @@ class PositionEngine:
             except (OperationalError, redis.ConnectionError):
                 raise
             except Exception as exc:
-                log.exception("entry failed on its own; rejecting it", extra={"kv": {"entry_id": entry[1]}})
-                outbox = self._reject_entry(entry, f"internal error while applying it: {type(exc).__name__}")
+                log.exception(
+                    "entry failed on its own; rejecting it", extra={"kv": {"entry_id": entry[1]}}
+                )
+                outbox = self._reject_entry(
+                    entry, f"internal error while applying it: {type(exc).__name__}"
+                )
             merged.events += outbox.events
             merged.last_prices.update(outbox.last_prices)
             merged.dead_letters += outbox.dead_letters
@@ -430,7 +491,9 @@ class PositionEngine:
 
     # --- signals -----------------------------------------------------------------------------
 
-    def _apply_signal_entry(self, batch: Batch, entry_id: str, fields: dict, outbox: Outbox) -> None:
+    def _apply_signal_entry(
+        self, batch: Batch, entry_id: str, fields: dict, outbox: Outbox
+    ) -> None:
         try:
             message = SignalMessage.from_fields(fields)
             signal_id = uuid.UUID(message.signal_id)
@@ -449,12 +512,22 @@ class PositionEngine:
         tracked = batch.open_position(recorder.id, message.symbol)
         current = tracked.state if tracked else None
         signal_input = rules.SignalInput(
-            signal_id=message.signal_id, symbol=message.symbol, action=message.action,
-            price=message.price, qty=message.qty, position_size=message.position_size,
-            market_position=message.market_position, received_ms=message.received_at,
+            signal_id=message.signal_id,
+            symbol=message.symbol,
+            action=message.action,
+            price=message.price,
+            qty=message.qty,
+            position_size=message.position_size,
+            market_position=message.market_position,
+            received_ms=message.received_at,
         )
-        outcome = rules.apply_signal(current, signal_input, recorder_settings(recorder), spec,
-                                     self.last_prices.get(message.symbol))
+        outcome = rules.apply_signal(
+            current,
+            signal_input,
+            recorder_settings(recorder),
+            spec,
+            self.last_prices.get(message.symbol),
+        )
         position_id = None
         for change in outcome.changes:
             touched = batch.apply_change(change, recorder, tracked, message.received_at, signal_id)
@@ -462,37 +535,84 @@ class PositionEngine:
             outbox.events.append((f"position.{change.event}", {"_tracked": touched}))
         now = ms_to_dt(message.received_at)
         queued, notes = outbox_rules.intents_for_signal(
-            batch.session, batch.traders(recorder.id), outcome, symbol=message.symbol, ticker=message.ticker,
-            signal_id=signal_id, now=now)
+            batch.session,
+            batch.traders(recorder.id),
+            outcome,
+            symbol=message.symbol,
+            ticker=message.ticker,
+            signal_id=signal_id,
+            now=now,
+        )
         if any(c.event == "closed" for c in outcome.changes):
             batch.flush_positions()
             guarded, guard_notes = outbox_rules.daily_loss_guard(
-                batch.session, recorder, batch.traders(recorder.id), now, symbol=message.symbol)
+                batch.session, recorder, batch.traders(recorder.id), now, symbol=message.symbol
+            )
             queued, notes = queued + guarded, notes + guard_notes
         self._add_intents(outbox, queued, notes)
         for intent in queued:
-            log.info("order intent queued", extra={"kv": {
-                "signal_id": signal_id, "intent_id": intent.intent_id, "recorder_id": recorder.id,
-                "subaccount_id": intent.subaccount_id, "priority": intent.priority}})
-        batch.add_signal(dict(
-            id=signal_id, recorder_id=recorder.id, stream_id=entry_id,
-            received_at=now, action=message.action, ticker=message.ticker,
-            symbol=message.symbol, price=message.price, qty=message.qty,
-            position_size=message.position_size, market_position=message.market_position,
-            raw=message.raw, status=outcome.status, reason=outcome.reason, position_id=position_id,
-        ))
+            log.info(
+                "order intent queued",
+                extra={
+                    "kv": {
+                        "signal_id": signal_id,
+                        "intent_id": intent.intent_id,
+                        "recorder_id": recorder.id,
+                        "subaccount_id": intent.subaccount_id,
+                        "priority": intent.priority,
+                    }
+                },
+            )
+        batch.add_signal(
+            dict(
+                id=signal_id,
+                recorder_id=recorder.id,
+                stream_id=entry_id,
+                received_at=now,
+                action=message.action,
+                ticker=message.ticker,
+                symbol=message.symbol,
+                price=message.price,
+                qty=message.qty,
+                position_size=message.position_size,
+                market_position=message.market_position,
+                raw=message.raw,
+                status=outcome.status,
+                reason=outcome.reason,
+                position_id=position_id,
+            )
+        )
         self.stats.signals += 1
         outbox.settled.append(str(signal_id))
-        outbox.events.append((f"signal.{outcome.status}", {
-            "signal_id": str(signal_id), "recorder_id": recorder.id, "user_id": recorder.user_id,
-            "status": outcome.status, "reason": outcome.reason, "position_id": position_id,
-            "price": num(outcome.price),
-        }))
-        log.info("signal processed", extra={"kv": {
-            "signal_id": signal_id, "recorder_id": recorder.id, "status": outcome.status,
-            "position_id": position_id}})
+        outbox.events.append(
+            (
+                f"signal.{outcome.status}",
+                {
+                    "signal_id": str(signal_id),
+                    "recorder_id": recorder.id,
+                    "user_id": recorder.user_id,
+                    "status": outcome.status,
+                    "reason": outcome.reason,
+                    "position_id": position_id,
+                    "price": num(outcome.price),
+                },
+            )
+        )
+        log.info(
+            "signal processed",
+            extra={
+                "kv": {
+                    "signal_id": signal_id,
+                    "recorder_id": recorder.id,
+                    "status": outcome.status,
+                    "position_id": position_id,
+                }
+            },
+        )
 
-    def _record_malformed(self, batch: Batch, entry_id: str, fields: dict, reason: str, outbox: Outbox) -> None:
+    def _record_malformed(
+        self, batch: Batch, entry_id: str, fields: dict, reason: str, outbox: Outbox
+    ) -> None:
         """Mark a malformed entry rejected when it names a signal of a known recorder."""
         reason = f"malformed stream entry: {reason}"
         try:
@@ -503,21 +623,45 @@ class PositionEngine:
         if recorder is None or batch.signal_seen(signal_id):
             self._dead_letter(entry_id, fields, reason, outbox)
             return
-        batch.add_signal(dict(
-            id=signal_id, recorder_id=recorder.id, stream_id=entry_id, received_at=ms_to_dt(streams.now_ms()),
-            raw=fields.get("raw") or json.dumps(fields), status="rejected", reason=reason,
-        ))
+        batch.add_signal(
+            dict(
+                id=signal_id,
+                recorder_id=recorder.id,
+                stream_id=entry_id,
+                received_at=ms_to_dt(streams.now_ms()),
+                raw=fields.get("raw") or json.dumps(fields),
+                status="rejected",
+                reason=reason,
+            )
+        )
         self.stats.rejected_entries += 1
         outbox.settled.append(str(signal_id))
-        outbox.events.append(("signal.rejected", {
-            "signal_id": str(signal_id), "recorder_id": recorder.id, "user_id": recorder.user_id,
-            "status": "rejected", "reason": reason, "position_id": None}))
-        log.warning("malformed signal entry rejected", extra={"kv": {"entry_id": entry_id, "signal_id": signal_id}})
+        outbox.events.append(
+            (
+                "signal.rejected",
+                {
+                    "signal_id": str(signal_id),
+                    "recorder_id": recorder.id,
+                    "user_id": recorder.user_id,
+                    "status": "rejected",
+                    "reason": reason,
+                    "position_id": None,
+                },
+            )
+        )
+        log.warning(
+            "malformed signal entry rejected",
+            extra={"kv": {"entry_id": entry_id, "signal_id": signal_id}},
+        )
 
     def _dead_letter(self, entry_id: str, fields: dict, reason: str, outbox: Outbox) -> None:
         self.stats.rejected_entries += 1
-        outbox.dead_letters.append({"entry_id": entry_id, "reason": reason, "fields": json.dumps(fields)})
-        log.warning("stream entry set aside", extra={"kv": {"entry_id": entry_id, "reason": repr(reason)}})
+        outbox.dead_letters.append(
+            {"entry_id": entry_id, "reason": reason, "fields": json.dumps(fields)}
+        )
+        log.warning(
+            "stream entry set aside", extra={"kv": {"entry_id": entry_id, "reason": repr(reason)}}
+        )
 
     def _reject_entry(self, entry: tuple[str, str, dict], reason: str) -> Outbox:
         stream, entry_id, fields = entry
@@ -547,7 +691,11 @@ class PositionEngine:
         outbox.last_prices[symbol] = str(prices[-1])
 
     def _apply_ticks(
-        self, batch: Batch, symbol: str, run: tuple[list[Decimal], list[int], list[bool]], outbox: Outbox
+        self,
+        batch: Batch,
+        symbol: str,
+        run: tuple[list[Decimal], list[int], list[bool]],
+        outbox: Outbox,
     ) -> None:
         """Apply consecutive ticks of one symbol to its open positions, in stream order."""
         prices, ts, delayed = run
@@ -561,12 +709,15 @@ class PositionEngine:
         last_price, marked = prices[-1], outbox.marked
         for tracked in list(held):
             allow = tracked.recorder_id in delayed_exits
-            if tick_rules.leaves_unchanged(tracked.state, ticks, allow_delayed_exits=allow, folded=tracked.folded):
+            if tick_rules.leaves_unchanged(
+                tracked.state, ticks, allow_delayed_exits=allow, folded=tracked.folded
+            ):
                 tracked.last_price = last_price
                 marked[tracked.id] = tracked
                 continue
-            result = tick_rules.apply_tick_run(tracked.state, ticks, spec, allow_delayed_exits=allow,
-                                               folded=tracked.folded)  # fmt: skip
+            result = tick_rules.apply_tick_run(
+                tracked.state, ticks, spec, allow_delayed_exits=allow, folded=tracked.folded
+            )
             if result is None:
                 continue
             tracked.last_price = last_price
@@ -583,9 +734,16 @@ class PositionEngine:
             outbox.events.append(("position.closed", {"_tracked": tracked}))
             self._guard_after_exit(batch, tracked, outbox)
             self.stats.exits += 1
-            log.info("position exited", extra={"kv": {
-                "position_id": tracked.id, "reason": result.position.exit_reason,
-                "price": result.position.exit_price}})
+            log.info(
+                "position exited",
+                extra={
+                    "kv": {
+                        "position_id": tracked.id,
+                        "reason": result.position.exit_reason,
+                        "price": result.position.exit_price,
+                    }
+                },
+            )
 
     def check_trading_windows(self, now: datetime | None = None) -> int:
         """Flatten traders whose trading window just ended; returns how many intents went out."""
@@ -610,15 +768,24 @@ class PositionEngine:
         batch.flush_positions()
         closed_at = ms_to_dt(tracked.state.closed_ms)
         queued, notes = outbox_rules.daily_loss_guard(
-            batch.session, recorder, batch.traders(recorder.id), closed_at, symbol=tracked.state.symbol)
+            batch.session,
+            recorder,
+            batch.traders(recorder.id),
+            closed_at,
+            symbol=tracked.state.symbol,
+        )
         self._add_intents(outbox, queued, notes)
 
     @staticmethod
     def _add_intents(outbox: Outbox, queued: list[orders.QueuedIntent], notes: list) -> None:
         outbox.intents += queued
         for note in notes:
-            outbox.events.append((f"account.trader_{note.kind}", {
-                "trader_id": note.trader_id, "user_id": note.user_id, "message": note.message}))
+            outbox.events.append(
+                (
+                    f"account.trader_{note.kind}",
+                    {"trader_id": note.trader_id, "user_id": note.user_id, "message": note.message},
+                )
+            )
 
 
 def _entry_id(entry_id: str) -> tuple[int, int]:

@@ -65,7 +65,10 @@ def _capped(rule: TraderRule, size: Decimal) -> Decimal:
 
 
 def plan_intents(
-    changes: tuple[PositionChange, ...], rule: TraderRule, *, entries_allowed: bool = True,
+    changes: tuple[PositionChange, ...],
+    rule: TraderRule,
+    *,
+    entries_allowed: bool = True,
 ) -> tuple[list[PlannedIntent], list[str]]:
     """Orders for the trader from one signal's position changes, and why any part was skipped.
 
@@ -84,16 +87,38 @@ def plan_intents(
         wanted = contracts(position.quantity, rule.multiplier)
         target = _capped(rule, wanted)
         if target > before and not entries_allowed:
-            skipped.append("entries are off for this trader now (trading window or daily loss limit)")
+            skipped.append(
+                "entries are off for this trader now (trading window or daily loss limit)"
+            )
         elif target > before:
             kind = "entry" if change.event == "opened" else "add"
-            planned.append(PlannedIntent(kind, _side(position.side, True), target - before, "entry",
-                                         position.tp_price, position.sl_price, target))
+            planned.append(
+                PlannedIntent(
+                    kind,
+                    _side(position.side, True),
+                    target - before,
+                    "entry",
+                    position.tp_price,
+                    position.sl_price,
+                    target,
+                )
+            )
         elif target < before:
-            planned.append(PlannedIntent("reduce", _side(position.side, False), before - target, "exit",
-                                         position.tp_price, position.sl_price, target))
+            planned.append(
+                PlannedIntent(
+                    "reduce",
+                    _side(position.side, False),
+                    before - target,
+                    "exit",
+                    position.tp_price,
+                    position.sl_price,
+                    target,
+                )
+            )
         elif wanted > target:
-            skipped.append(f"the trader already holds its maximum of {rule.max_contracts} contracts")
+            skipped.append(
+                f"the trader already holds its maximum of {rule.max_contracts} contracts"
+            )
         elif change.event == "opened":
             skipped.append(f"{position.quantity} × {rule.multiplier} rounds to no whole contract")
     return planned, skipped

@@ -18,9 +18,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from libs.common.copy_trading import copies_of
-from libs.common.exchange_calendar import add_business_days, trade_date
-from libs.common.models import OrderIntent, Position, Recorder, Subaccount, Trader
+from libs.common.futures.exchange_calendar import add_business_days, trade_date
 from libs.common.orders import QueuedIntent
+from libs.common.storage.models import OrderIntent, Position, Recorder, Subaccount, Trader
 from services.position_engine.intents import PlannedIntent, TraderRule, in_window, plan_intents
 from services.position_engine.rules import SignalOutcome
 
@@ -40,8 +40,15 @@ def _clock(text: str | None) -> time | None:
 
 
 def rule_of(trader: Trader) -> TraderRule:
-    return TraderRule(trader.id, trader.subaccount_id, trader.multiplier, trader.max_contracts,
-                      _clock(trader.window_start), _clock(trader.window_end), trader.window_tz)
+    return TraderRule(
+        trader.id,
+        trader.subaccount_id,
+        trader.multiplier,
+        trader.max_contracts,
+        _clock(trader.window_start),
+        _clock(trader.window_end),
+        trader.window_tz,
+    )
 
 
 def _entries_blocked(trader: Trader, subaccount: Subaccount, now: datetime) -> str | None:
@@ -54,14 +61,33 @@ def _entries_blocked(trader: Trader, subaccount: Subaccount, now: datetime) -> s
     return None
 
 
-def _row(trader: Trader, plan: PlannedIntent, *, source: str, symbol: str, ticker: str | None,
-         signal_id: uuid.UUID | None) -> OrderIntent:
+def _row(
+    trader: Trader,
+    plan: PlannedIntent,
+    *,
+    source: str,
+    symbol: str,
+    ticker: str | None,
+    signal_id: uuid.UUID | None,
+) -> OrderIntent:
     intent_id = uuid.uuid4()
     return OrderIntent(
-        id=intent_id, user_id=trader.user_id, subaccount_id=trader.subaccount_id, trader_id=trader.id,
-        source=source, signal_id=signal_id, kind=plan.kind, symbol=symbol, ticker=ticker,
-        side=plan.side, quantity=plan.quantity, order_type="market", tp_price=plan.tp_price,
-        sl_price=plan.sl_price, priority=plan.priority, status="queued",
+        id=intent_id,
+        user_id=trader.user_id,
+        subaccount_id=trader.subaccount_id,
+        trader_id=trader.id,
+        source=source,
+        signal_id=signal_id,
+        kind=plan.kind,
+        symbol=symbol,
+        ticker=ticker,
+        side=plan.side,
+        quantity=plan.quantity,
+        order_type="market",
+        tp_price=plan.tp_price,
+        sl_price=plan.sl_price,
+        priority=plan.priority,
+        status="queued",
         cl_ord_id=f"jt-{intent_id.hex[:24]}",
     )
 
@@ -79,8 +105,14 @@ Traders = list[tuple[Trader, Subaccount]]
 
 
 def intents_for_signal(
-    session: Session, traders: Traders, outcome: SignalOutcome, *, symbol: str, ticker: str,
-    signal_id: uuid.UUID, now: datetime,
+    session: Session,
+    traders: Traders,
+    outcome: SignalOutcome,
+    *,
+    symbol: str,
+    ticker: str,
+    signal_id: uuid.UUID,
+    now: datetime,
 ) -> tuple[list[QueuedIntent], list[OutboxNote]]:
     queued: list[QueuedIntent] = []
     notes: list[OutboxNote] = []
@@ -88,9 +120,13 @@ def intents_for_signal(
         return queued, notes
     for trader, subaccount in traders:
         blocked = _entries_blocked(trader, subaccount, now)
-        plans, skipped = plan_intents(outcome.changes, rule_of(trader), entries_allowed=blocked is None)
+        plans, skipped = plan_intents(
+            outcome.changes, rule_of(trader), entries_allowed=blocked is None
+        )
         for plan in plans:
-            row = _row(trader, plan, source="signal", symbol=symbol, ticker=ticker, signal_id=signal_id)
+            row = _row(
+                trader, plan, source="signal", symbol=symbol, ticker=ticker, signal_id=signal_id
+            )
             queued += _with_copies(session, row)
         for reason in skipped:
             notes.append(OutboxNote(trader.id, trader.user_id, "skipped", blocked or reason))
@@ -102,7 +138,8 @@ def realized_today(session: Session, recorder_id: int, now: datetime) -> Decimal
     today = trade_date(now)
     rows = session.execute(
         select(Position.closed_at, Position.realized_pnl).where(
-            Position.recorder_id == recorder_id, Position.status == "closed",
+            Position.recorder_id == recorder_id,
+            Position.status == "closed",
             Position.closed_at >= now - timedelta(days=5),
         )
     ).all()
@@ -110,7 +147,12 @@ def realized_today(session: Session, recorder_id: int, now: datetime) -> Decimal
 
 
 def daily_loss_guard(
-    session: Session, recorder: Recorder, traders: Traders, now: datetime, *, symbol: str,
+    session: Session,
+    recorder: Recorder,
+    traders: Traders,
+    now: datetime,
+    *,
+    symbol: str,
 ) -> tuple[list[QueuedIntent], list[OutboxNote]]:
     """Flatten and pause, until the next trade date, each trader past its daily loss limit."""
     queued: list[QueuedIntent] = []
@@ -118,15 +160,19 @@ def daily_loss_guard(
     today = trade_date(now)
     realized = None
     for trader, _subaccount in traders:
-        if trader.daily_loss_limit is None or (trader.disabled_until and trader.disabled_until > today):
+        if trader.daily_loss_limit is None or (
+            trader.disabled_until and trader.disabled_until > today
+        ):
             continue
         realized = realized_today(session, recorder.id, now) if realized is None else realized
         loss = realized * trader.multiplier
         if loss > -trader.daily_loss_limit:
             continue
         trader.disabled_until = add_business_days(today, 1)
-        trader.disabled_reason = (f"the daily loss limit of ${trader.daily_loss_limit:.2f} was reached "
-                                  f"(realized ${loss:.2f}); on again on {trader.disabled_until.isoformat()}")
+        trader.disabled_reason = (
+            f"the daily loss limit of ${trader.daily_loss_limit:.2f} was reached "
+            f"(realized ${loss:.2f}); on again on {trader.disabled_until.isoformat()}"
+        )
         flatten = PlannedIntent("close", "sell", Decimal(0), "exit")
         row = _row(trader, flatten, source="guard", symbol=symbol, ticker=None, signal_id=None)
         queued += _with_copies(session, row)
@@ -138,7 +184,9 @@ FLATTEN_AFTER_WINDOW = timedelta(minutes=2)  # how late after the window's end a
 
 
 def window_end_flattens(
-    session: Session, now: datetime, claim: Callable[[int, date], bool],
+    session: Session,
+    now: datetime,
+    claim: Callable[[int, date], bool],
 ) -> tuple[list[QueuedIntent], list[OutboxNote]]:
     """At the end of a trader's trading window, close what its recorder holds open.
 
@@ -147,21 +195,34 @@ def window_end_flattens(
     """
     queued: list[QueuedIntent] = []
     notes: list[OutboxNote] = []
-    traders = session.scalars(select(Trader).where(Trader.enabled.is_(True), Trader.window_end.is_not(None)))
+    traders = session.scalars(
+        select(Trader).where(Trader.enabled.is_(True), Trader.window_end.is_not(None))
+    )
     for trader in traders:
         rule = rule_of(trader)
         local = now.astimezone(ZoneInfo(rule.window_tz))
         end = datetime.combine(local.date(), rule.window_end, tzinfo=local.tzinfo)
         if not (end <= local < end + FLATTEN_AFTER_WINDOW) or not claim(trader.id, trade_date(now)):
             continue
-        open_symbols = session.scalars(select(Position.symbol).where(
-            Position.recorder_id == trader.recorder_id, Position.status == "open")).all()
+        open_symbols = session.scalars(
+            select(Position.symbol).where(
+                Position.recorder_id == trader.recorder_id, Position.status == "open"
+            )
+        ).all()
         for symbol in open_symbols:
             close = PlannedIntent("close", "sell", Decimal(0), "exit")
-            queued += _with_copies(session, _row(trader, close, source="guard", symbol=symbol, ticker=None,
-                                                 signal_id=None))
+            queued += _with_copies(
+                session,
+                _row(trader, close, source="guard", symbol=symbol, ticker=None, signal_id=None),
+            )
         if open_symbols:
-            notes.append(OutboxNote(trader.id, trader.user_id, "flattened",
-                                    f"the trading window ended at {rule.window_end:%H:%M} {rule.window_tz}; "
-                                    f"flattened {', '.join(open_symbols)}"))
+            notes.append(
+                OutboxNote(
+                    trader.id,
+                    trader.user_id,
+                    "flattened",
+                    f"the trading window ended at {rule.window_end:%H:%M} {rule.window_tz}; "
+                    f"flattened {', '.join(open_symbols)}",
+                )
+            )
     return queued, notes

@@ -11,7 +11,7 @@ import redis
 
 from libs.common import orders, streams
 from libs.common.config import Settings
-from libs.common.instruments import contract_spec
+from libs.common.futures.instruments import contract_spec
 from libs.common.serialize import num, position_dict, usd
 from services.position_engine.book import Tracked
 from services.position_engine.rules import PositionState
@@ -29,10 +29,11 @@ class Outbox:
     last_prices: dict[str, str] = field(default_factory=dict)
     dead_letters: list[dict[str, str]] = field(default_factory=list)
     marked: dict[int, Tracked] = field(default_factory=dict)  # positions a tick moved, by row id
-    settled: list[str] = field(default_factory=list)  # signal ids now in PostgreSQL, no longer pending
+    settled: list[str] = field(
+        default_factory=list
+    )  # signal ids now in PostgreSQL, no longer pending
     open_symbols: dict[str, int] | None = None  # recounted when a position opened or closed
     intents: list[orders.QueuedIntent] = field(default_factory=list)  # committed; tell the executor
-
 
 
 @dataclass(frozen=True)
@@ -65,10 +66,14 @@ class Publisher:
             tracked: Tracked | None = data.get("_tracked")
             if event_type == "position.closed" and tracked is not None:
                 self.forget_marked(tracked.id)
-            resolved.append((event_type, data if tracked is None else self._position_payload(tracked)))
+            resolved.append(
+                (event_type, data if tracked is None else self._position_payload(tracked))
+            )
         now = time.monotonic()
         for pid, tracked in outbox.marked.items():
-            if tracked.state.status == "open" and (payload := self._marked_payload(pid, tracked, now)):
+            if tracked.state.status == "open" and (
+                payload := self._marked_payload(pid, tracked, now)
+            ):
                 resolved.append(("position.marked", payload))
         outbox.events = resolved
         outbox.marked = {}
@@ -77,13 +82,21 @@ class Publisher:
         """The position.marked payload, or None when one went out less than MARK_INTERVAL_S ago
         or showed the same: a page shows the last price and the marks, nothing else moves."""
         last = self._last_marked.get(pid)
-        if last is not None and (now - last.at < MARK_INTERVAL_S
-                                 or (last.price, last.state) == (tracked.last_price, tracked.state)):  # fmt: skip
+        if last is not None and (
+            now - last.at < MARK_INTERVAL_S
+            or (last.price, last.state) == (tracked.last_price, tracked.state)
+        ):
             return None
         # The position's own fields change seldom: reuse them while its state is the same.
-        fields = last.fields if last is not None and last.state is tracked.state else self._position_payload(tracked)
+        fields = (
+            last.fields
+            if last is not None and last.state is tracked.state
+            else self._position_payload(tracked)
+        )
         self._last_marked[pid] = _Marked(now, tracked.last_price, tracked.state, fields)
-        unrealized = tracked.state.unrealized_pnl(tracked.last_price, contract_spec(tracked.state.symbol))
+        unrealized = tracked.state.unrealized_pnl(
+            tracked.last_price, contract_spec(tracked.state.symbol)
+        )
         return {**fields, "last_price": num(tracked.last_price), "unrealized_pnl": usd(unrealized)}
 
     @staticmethod
@@ -95,14 +108,20 @@ class Publisher:
     def publish(self, outbox: Outbox) -> None:
         pipe = self.redis.pipeline(transaction=False)
         for event_type, data in outbox.events:
-            pipe.xadd(self.events_stream, streams.event_fields(event_type, data),
-                      maxlen=streams.EVENTS_MAXLEN, approximate=True)
+            pipe.xadd(
+                self.events_stream,
+                streams.event_fields(event_type, data),
+                maxlen=streams.EVENTS_MAXLEN,
+                approximate=True,
+            )
         for letter in outbox.dead_letters:
             pipe.xadd(self.settings.stream("dead_letter"), letter, maxlen=10_000, approximate=True)
         if outbox.last_prices:
             pipe.hset(self.last_price_key, mapping=outbox.last_prices)
         if outbox.settled:
-            pipe.delete(*(self.settings.stream(streams.SIGNAL_PENDING + sid) for sid in outbox.settled))
+            pipe.delete(
+                *(self.settings.stream(streams.SIGNAL_PENDING + sid) for sid in outbox.settled)
+            )
         for stream, ids in outbox.acks.items():
             pipe.xack(stream, streams.ENGINE_GROUP, *ids)
         if self.ticks_stream in outbox.acks:

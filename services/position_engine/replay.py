@@ -8,14 +8,27 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from libs.common.instruments import contract_spec
+from libs.common.futures.instruments import contract_spec
 from services.position_engine import rules
 from services.position_engine.ticks import apply_tick
 
 # Every field of a position the rules decide (times aside).
-COMPARED_FIELDS = ("symbol", "side", "quantity", "avg_entry_price", "status", "exit_price",
-                   "exit_reason", "realized_pnl", "tp_price", "sl_price", "max_favorable",
-                   "max_adverse", "worst_unrealized_pnl", "best_unrealized_pnl")  # fmt: skip
+COMPARED_FIELDS = (
+    "symbol",
+    "side",
+    "quantity",
+    "avg_entry_price",
+    "status",
+    "exit_price",
+    "exit_reason",
+    "realized_pnl",
+    "tp_price",
+    "sl_price",
+    "max_favorable",
+    "max_adverse",
+    "worst_unrealized_pnl",
+    "best_unrealized_pnl",
+)
 COMPARED_TO = Decimal("1e-9")
 
 
@@ -57,8 +70,13 @@ def replay_log(
             last_price[item.symbol] = item.price
             index = open_at.get(item.symbol)
             marked = index is not None and apply_tick(
-                replay.positions[index], item.price, item.ts, spec,
-                delayed=item.delayed, allow_delayed_exits=settings.allow_delayed_exits)  # fmt: skip
+                replay.positions[index],
+                item.price,
+                item.ts,
+                spec,
+                delayed=item.delayed,
+                allow_delayed_exits=settings.allow_delayed_exits,
+            )
             if marked:
                 replay.positions[index] = marked.position
                 if marked.exit is not None:

@@ -14,7 +14,15 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from libs.common.models import Fill, Position, Recorder, Signal, StreamOffset, Subaccount, Trader
+from libs.common.storage.models import (
+    Fill,
+    Position,
+    Recorder,
+    Signal,
+    StreamOffset,
+    Subaccount,
+    Trader,
+)
 from services.position_engine.book import OpenBook, Tracked, ms_to_dt, state_of
 from services.position_engine.rules import PositionChange, PositionState, RecorderSettings
 
@@ -23,10 +31,23 @@ __all__ = ["Batch", "StaleBook", "Tracked", "ms_to_dt", "recorder_settings", "st
 POSITIONS = Position.__table__
 FILLS = Fill.__table__
 SIGNALS = Signal.__table__
-SIGNAL_COLUMNS = tuple(c.name for c in SIGNALS.columns if c.name != "processed_at")  # that one: its default
+SIGNAL_COLUMNS = tuple(
+    c.name for c in SIGNALS.columns if c.name != "processed_at"
+)  # that one: its default
 MARKS = ("max_favorable", "max_adverse", "worst_unrealized_pnl", "best_unrealized_pnl")
-STATE_COLUMNS = ("side", "quantity", "entry_cost", "avg_entry_price", "tp_price", "sl_price", "status",
-                 "realized_pnl", "exit_price", "exit_reason", *MARKS)  # fmt: skip
+STATE_COLUMNS = (
+    "side",
+    "quantity",
+    "entry_cost",
+    "avg_entry_price",
+    "tp_price",
+    "sl_price",
+    "status",
+    "realized_pnl",
+    "exit_price",
+    "exit_reason",
+    *MARKS,
+)
 
 
 class StaleBook(Exception):
@@ -35,8 +56,12 @@ class StaleBook(Exception):
 
 def recorder_settings(r: Recorder) -> RecorderSettings:
     return RecorderSettings(
-        default_qty=r.default_qty, tp_ticks=r.tp_ticks, sl_ticks=r.sl_ticks,
-        on_opposite=r.on_opposite, allow_dca=r.allow_dca, enabled=r.enabled,
+        default_qty=r.default_qty,
+        tp_ticks=r.tp_ticks,
+        sl_ticks=r.sl_ticks,
+        on_opposite=r.on_opposite,
+        allow_dca=r.allow_dca,
+        enabled=r.enabled,
         allow_delayed_exits=r.allow_delayed_exits,
     )
 
@@ -49,7 +74,9 @@ def _row_values(state: PositionState) -> dict:
 
 # An UPDATE of open rows by id, run as executemany: its SET names the keys of the parameters.
 # A closed or missing row matches nothing, which the rowcount shows.
-UPDATE_OPEN = update(POSITIONS).where(POSITIONS.c.id == bindparam("_id"), POSITIONS.c.status == "open")
+UPDATE_OPEN = update(POSITIONS).where(
+    POSITIONS.c.id == bindparam("_id"), POSITIONS.c.status == "open"
+)
 
 
 class Batch:
@@ -59,7 +86,9 @@ class Batch:
     def __init__(self, session: Session, book: OpenBook):
         self.session = session
         self.book = book
-        self.touched: dict[int, Tracked] = {}  # by position id: changed in this batch, closed ones too
+        self.touched: dict[
+            int, Tracked
+        ] = {}  # by position id: changed in this batch, closed ones too
         self._recorders: dict[int, Recorder | None] = {}
         self._traders: dict[int, list[tuple[Trader, Subaccount]]] = {}
         self._seen_signals: set[uuid.UUID] = set()
@@ -81,17 +110,22 @@ class Batch:
     def applied_up_to(self, group: str, streams: tuple[str, ...]) -> dict[str, tuple[int, int]]:
         """Per stream, the id of the last entry whose effects are committed ("ms-seq" as a pair)."""
         rows = self.session.execute(
-            select(StreamOffset.stream, StreamOffset.ms, StreamOffset.seq)
-            .where(StreamOffset.group_name == group, StreamOffset.stream.in_(streams))
-        )  # fmt: skip
+            select(StreamOffset.stream, StreamOffset.ms, StreamOffset.seq).where(
+                StreamOffset.group_name == group, StreamOffset.stream.in_(streams)
+            )
+        )
         return {stream: (ms, seq) for stream, ms, seq in rows}
 
     def record_applied(self, group: str, last: dict[str, tuple[int, int]]) -> None:
         """Move the streams' offsets forward, in the transaction that holds the effects."""
         for stream, (ms, seq) in last.items():
             insert = pg_insert(StreamOffset).values(stream=stream, group_name=group, ms=ms, seq=seq)
-            self.session.execute(insert.on_conflict_do_update(
-                index_elements=[StreamOffset.stream, StreamOffset.group_name], set_={"ms": ms, "seq": seq}))
+            self.session.execute(
+                insert.on_conflict_do_update(
+                    index_elements=[StreamOffset.stream, StreamOffset.group_name],
+                    set_={"ms": ms, "seq": seq},
+                )
+            )
 
     def recorder(self, recorder_id: int) -> Recorder | None:
         if recorder_id not in self._recorders:
@@ -102,18 +136,27 @@ class Batch:
         """The recorder's traders that are on, with their subaccounts, oldest first; read once
         per batch (a trader the batch pauses is the same object, so later signals see it)."""
         if recorder_id not in self._traders:
-            self._traders[recorder_id] = list(self.session.execute(
-                select(Trader, Subaccount).join(Subaccount, Subaccount.id == Trader.subaccount_id)
-                .where(Trader.recorder_id == recorder_id, Trader.enabled.is_(True), Subaccount.active.is_(True))
-                .order_by(Trader.id)
-            ).tuples())  # fmt: skip
+            self._traders[recorder_id] = list(
+                self.session.execute(
+                    select(Trader, Subaccount)
+                    .join(Subaccount, Subaccount.id == Trader.subaccount_id)
+                    .where(
+                        Trader.recorder_id == recorder_id,
+                        Trader.enabled.is_(True),
+                        Subaccount.active.is_(True),
+                    )
+                    .order_by(Trader.id)
+                ).tuples()
+            )
         return self._traders[recorder_id]
 
     def delayed_exits(self) -> set[int]:
         """Recorders that take TP/SL exits on delayed ticks, read once per batch that needs it
         (a user may switch it at any time)."""
         if self._delayed_exits is None:
-            self._delayed_exits = set(self.session.scalars(select(Recorder.id).where(Recorder.allow_delayed_exits)))
+            self._delayed_exits = set(
+                self.session.scalars(select(Recorder.id).where(Recorder.allow_delayed_exits))
+            )
         return self._delayed_exits
 
     def signal_seen(self, signal_id: uuid.UUID) -> bool:
@@ -128,7 +171,9 @@ class Batch:
 
     # --- writes ------------------------------------------------------------------------------
 
-    def set_state(self, tracked: Tracked, state: PositionState, *, marks_only: bool = False) -> None:
+    def set_state(
+        self, tracked: Tracked, state: PositionState, *, marks_only: bool = False
+    ) -> None:
         """The position's new state; `marks_only` when a tick moved only its extremes."""
         self.touched[tracked.id] = tracked
         tracked.state = state
@@ -138,8 +183,12 @@ class Batch:
             self.book.untrack(tracked)
 
     def apply_change(
-        self, change: PositionChange, recorder: Recorder, current: Tracked | None,
-        at_ms: int, signal_id: uuid.UUID | None,
+        self,
+        change: PositionChange,
+        recorder: Recorder,
+        current: Tracked | None,
+        at_ms: int,
+        signal_id: uuid.UUID | None,
     ) -> Tracked:
         """Record one position change from a signal; returns the tracked position it concerns."""
         if change.event == "opened":
@@ -156,21 +205,36 @@ class Batch:
         opened_at = ms_to_dt(state.opened_ms)
         position_id = self.session.execute(
             insert(POSITIONS).returning(POSITIONS.c.id),
-            {"recorder_id": recorder.id, "symbol": state.symbol, "opened_at": opened_at,
-             "opened_ms": state.opened_ms, **_row_values(state)},
+            {
+                "recorder_id": recorder.id,
+                "symbol": state.symbol,
+                "opened_at": opened_at,
+                "opened_ms": state.opened_ms,
+                **_row_values(state),
+            },
         ).scalar_one()
         tracked = Tracked(position_id, recorder.id, recorder.user_id, opened_at, state, state)
         self.book.track(tracked)
         self.touched[position_id] = tracked
         return tracked
 
-    def add_fills(self, tracked: Tracked, change: PositionChange, at_ms: int, signal_id: uuid.UUID | None) -> None:
+    def add_fills(
+        self, tracked: Tracked, change: PositionChange, at_ms: int, signal_id: uuid.UUID | None
+    ) -> None:
         for fill in change.fills:
-            self._fills.append(dict(
-                position_id=tracked.id, signal_id=signal_id, kind=fill.kind, side=fill.side,
-                quantity=fill.quantity, price=fill.price, realized_pnl=fill.realized_pnl,
-                reason=fill.reason, filled_at=ms_to_dt(at_ms),
-            ))  # fmt: skip
+            self._fills.append(
+                dict(
+                    position_id=tracked.id,
+                    signal_id=signal_id,
+                    kind=fill.kind,
+                    side=fill.side,
+                    quantity=fill.quantity,
+                    price=fill.price,
+                    realized_pnl=fill.realized_pnl,
+                    reason=fill.reason,
+                    filled_at=ms_to_dt(at_ms),
+                )
+            )
 
     def add_signal(self, values: dict) -> None:
         """A `signals` row (columns by name; those not given are NULL)."""
@@ -203,7 +267,12 @@ class Batch:
 
 
 def _only_marks_differ(state: PositionState, before: PositionState) -> bool:
-    return (state.status == before.status and state.quantity == before.quantity
-            and state.entry_cost == before.entry_cost and state.tp_price == before.tp_price
-            and state.sl_price == before.sl_price and state.side == before.side
-            and state.realized_pnl == before.realized_pnl)  # fmt: skip
+    return (
+        state.status == before.status
+        and state.quantity == before.quantity
+        and state.entry_cost == before.entry_cost
+        and state.tp_price == before.tp_price
+        and state.sl_price == before.sl_price
+        and state.side == before.side
+        and state.realized_pnl == before.realized_pnl
+    )

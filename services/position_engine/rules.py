@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_DOWN, ROUND_HALF_UP, Decimal
 
-from libs.common.instruments import ContractSpec, round_to_tick
+from libs.common.futures.instruments import ContractSpec, round_to_tick
 
 ZERO = Decimal(0)
 COST_QUANTUM = Decimal("1e-16")  # scale of the stored cost basis
@@ -139,7 +139,9 @@ def _level(avg: Decimal, ticks: int, above: bool, tick: Decimal) -> Decimal:
     return (raw / tick).quantize(Decimal(1), rounding=mode) * tick
 
 
-def with_levels(position: PositionState, recorder: RecorderSettings, spec: ContractSpec) -> PositionState:
+def with_levels(
+    position: PositionState, recorder: RecorderSettings, spec: ContractSpec
+) -> PositionState:
     avg = position.entry_cost / position.quantity
     long = position.side == "long"
     tp = _level(avg, recorder.tp_ticks, long, spec.tick_size) if recorder.tp_ticks else None
@@ -163,26 +165,42 @@ def _exit_side(side: str) -> str:
 
 
 def _open(
-    symbol: str, side: str, qty: Decimal, price: Decimal, ms: int,
-    recorder: RecorderSettings, spec: ContractSpec,
+    symbol: str,
+    side: str,
+    qty: Decimal,
+    price: Decimal,
+    ms: int,
+    recorder: RecorderSettings,
+    spec: ContractSpec,
 ) -> PositionChange:
-    position = PositionState(symbol=symbol, side=side, quantity=qty, entry_cost=qty * price, opened_ms=ms)
+    position = PositionState(
+        symbol=symbol, side=side, quantity=qty, entry_cost=qty * price, opened_ms=ms
+    )
     fill = Fill("entry", _entry_side(side), qty, price)
     return PositionChange("opened", with_levels(position, recorder, spec), (fill,))
 
 
 def _add(
-    position: PositionState, qty: Decimal, price: Decimal,
-    recorder: RecorderSettings, spec: ContractSpec,
+    position: PositionState,
+    qty: Decimal,
+    price: Decimal,
+    recorder: RecorderSettings,
+    spec: ContractSpec,
 ) -> PositionChange:
-    grown = replace(position, quantity=position.quantity + qty, entry_cost=position.entry_cost + qty * price)
+    grown = replace(
+        position, quantity=position.quantity + qty, entry_cost=position.entry_cost + qty * price
+    )
     fill = Fill("entry", _entry_side(position.side), qty, price)
     return PositionChange("changed", with_levels(grown, recorder, spec), (fill,))
 
 
-def _reduce(position: PositionState, qty: Decimal, price: Decimal, spec: ContractSpec) -> PositionChange:
+def _reduce(
+    position: PositionState, qty: Decimal, price: Decimal, spec: ContractSpec
+) -> PositionChange:
     """Close `qty` of a larger position at `price`; the average entry stays."""
-    removed_cost = (position.entry_cost * qty / position.quantity).quantize(COST_QUANTUM, rounding=ROUND_HALF_UP)
+    removed_cost = (position.entry_cost * qty / position.quantity).quantize(
+        COST_QUANTUM, rounding=ROUND_HALF_UP
+    )
     pnl = (price * qty - removed_cost) * position.direction * spec.point_value
     reduced = replace(
         position,
@@ -225,12 +243,16 @@ def apply_signal(
         return _ignored("the recorder is disabled")
     raw_price = signal.price if signal.price is not None else last_price
     if raw_price is None:
-        return _rejected(f"the signal has no price and no tick of {signal.symbol} has been received yet")
+        return _rejected(
+            f"the signal has no price and no tick of {signal.symbol} has been received yet"
+        )
     if raw_price <= 0:
         return _rejected("the price must be positive")
     price = round_to_tick(raw_price, spec.tick_size)
     if price <= 0:
-        return _rejected(f"the price {raw_price} rounds to zero on the tick grid of {signal.symbol}")
+        return _rejected(
+            f"the price {raw_price} rounds to zero on the tick grid of {signal.symbol}"
+        )
     if signal.is_target:
         outcome = _apply_target(position, signal, recorder, spec, price)
     else:
@@ -239,26 +261,35 @@ def apply_signal(
 
 
 def _apply_action(
-    position: PositionState | None, signal: SignalInput, recorder: RecorderSettings,
-    spec: ContractSpec, price: Decimal,
+    position: PositionState | None,
+    signal: SignalInput,
+    recorder: RecorderSettings,
+    spec: ContractSpec,
+    price: Decimal,
 ) -> SignalOutcome:
     qty = signal.qty if signal.qty is not None else recorder.default_qty
     ms = signal.received_ms
     if signal.action == "close":
         if position is None:
             return _ignored(f"there is no open {signal.symbol} position to close")
-        return SignalOutcome("applied", changes=(close_position(position, price, "signal", ms, spec),))
+        return SignalOutcome(
+            "applied", changes=(close_position(position, price, "signal", ms, spec),)
+        )
     if signal.action not in ("buy", "sell"):
         return _rejected(f"unknown action {signal.action!r}")
     side = _side_of(signal.action)
     if position is None:
-        return SignalOutcome("applied", changes=(_open(signal.symbol, side, qty, price, ms, recorder, spec),))
+        return SignalOutcome(
+            "applied", changes=(_open(signal.symbol, side, qty, price, ms, recorder, spec),)
+        )
     if position.side == side:
         if not recorder.allow_dca:
             return _ignored(f"already {side} {signal.symbol} and DCA is off for this recorder")
         return SignalOutcome("applied", changes=(_add(position, qty, price, recorder, spec),))
     if recorder.on_opposite == "close":
-        return SignalOutcome("applied", changes=(close_position(position, price, "signal", ms, spec),))
+        return SignalOutcome(
+            "applied", changes=(close_position(position, price, "signal", ms, spec),)
+        )
     closed = close_position(position, price, "reverse", ms, spec)
     opened = _open(signal.symbol, side, qty, price, ms, recorder, spec)
     return SignalOutcome("applied", changes=(closed, opened))
@@ -280,8 +311,11 @@ def target_quantity(signal: SignalInput) -> Decimal:
 
 
 def _apply_target(
-    position: PositionState | None, signal: SignalInput, recorder: RecorderSettings,
-    spec: ContractSpec, price: Decimal,
+    position: PositionState | None,
+    signal: SignalInput,
+    recorder: RecorderSettings,
+    spec: ContractSpec,
+    price: Decimal,
 ) -> SignalOutcome:
     try:
         target = target_quantity(signal)
@@ -293,14 +327,22 @@ def _apply_target(
         return _ignored(f"the position is already {target} {signal.symbol}")
     if position is None:
         side = "long" if target > 0 else "short"
-        return SignalOutcome("applied", changes=(_open(signal.symbol, side, abs(target), price, ms, recorder, spec),))
+        return SignalOutcome(
+            "applied", changes=(_open(signal.symbol, side, abs(target), price, ms, recorder, spec),)
+        )
     if target == 0:
-        return SignalOutcome("applied", changes=(close_position(position, price, "signal", ms, spec),))
+        return SignalOutcome(
+            "applied", changes=(close_position(position, price, "signal", ms, spec),)
+        )
     if (target > 0) != (current > 0):
         closed = close_position(position, price, "reverse", ms, spec)
         side = "long" if target > 0 else "short"
         opened = _open(signal.symbol, side, abs(target), price, ms, recorder, spec)
         return SignalOutcome("applied", changes=(closed, opened))
     if abs(target) > abs(current):
-        return SignalOutcome("applied", changes=(_add(position, abs(target) - abs(current), price, recorder, spec),))
-    return SignalOutcome("applied", changes=(_reduce(position, abs(current) - abs(target), price, spec),))
+        return SignalOutcome(
+            "applied", changes=(_add(position, abs(target) - abs(current), price, recorder, spec),)
+        )
+    return SignalOutcome(
+        "applied", changes=(_reduce(position, abs(current) - abs(target), price, spec),)
+    )

@@ -16,9 +16,10 @@ from prometheus_client.metrics_core import Metric
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from libs.common import db, streams
+from libs.common import streams
 from libs.common.config import Settings
 from libs.common.metrics import BATCH_SIZE_BUCKETS, LATENCY_BUCKETS, ScrapeCollector, write_metrics
+from libs.common.storage import db
 from services.position_engine.engine import LostLead, PositionEngine
 
 log = logging.getLogger("position_engine")
@@ -67,10 +68,15 @@ def _unread(engine: PositionEngine, key: str, group: dict) -> int:
 def stream_metrics(engine: PositionEngine) -> Iterator[Metric]:
     """Lag (entries the group has not read, and how far behind in time) and pending (read, not
     acknowledged) for each stream the engine reads, asked of Redis at scrape time."""
-    lag = GaugeMetricFamily("jt_stream_lag", "Entries the engine's group has not read yet.", labels=["stream"])
-    lag_s = GaugeMetricFamily("jt_stream_lag_seconds", "Newest entry's time minus the last read one's.",
-                              labels=["stream"])
-    pending = GaugeMetricFamily("jt_stream_pending", "Entries read but not acknowledged.", labels=["stream"])
+    lag = GaugeMetricFamily(
+        "jt_stream_lag", "Entries the engine's group has not read yet.", labels=["stream"]
+    )
+    lag_s = GaugeMetricFamily(
+        "jt_stream_lag_seconds", "Newest entry's time minus the last read one's.", labels=["stream"]
+    )
+    pending = GaugeMetricFamily(
+        "jt_stream_pending", "Entries read but not acknowledged.", labels=["stream"]
+    )
     for name in (streams.SIGNALS, streams.TICKS):
         key = engine.settings.stream(name)
         try:
@@ -93,20 +99,34 @@ def stats_metrics(engine: PositionEngine, active: threading.Event) -> Iterator[M
         ("jt_engine_signals", stats.signals, "Signals applied."),
         ("jt_engine_ticks", stats.ticks, "Ticks read."),
         ("jt_engine_exits", stats.exits, "Positions closed by a tick (take profit, stop loss)."),
-        ("jt_engine_rejected_entries", stats.rejected_entries, "Malformed or refused stream entries."),
+        (
+            "jt_engine_rejected_entries",
+            stats.rejected_entries,
+            "Malformed or refused stream entries.",
+        ),
         ("jt_engine_batches", stats.batches, "Batches applied."),
     ):
         yield CounterMetricFamily(name, doc, value=value)
-    yield GaugeMetricFamily("jt_engine_active", "1 when this copy holds the leader lock.", value=int(active.is_set()))
+    yield GaugeMetricFamily(
+        "jt_engine_active", "1 when this copy holds the leader lock.", value=int(active.is_set())
+    )
 
 
 def engine_registry(engine: PositionEngine, active: threading.Event) -> CollectorRegistry:
     """The engine's metrics; batch histograms are fed by the engine's `on_batch` hook."""
     registry = CollectorRegistry()
-    sizes = Histogram("jt_engine_batch_size", "Entries per applied batch.", buckets=BATCH_SIZE_BUCKETS,
-                      registry=registry)
-    seconds = Histogram("jt_engine_batch_seconds", "Time to apply and publish one batch.",
-                        buckets=LATENCY_BUCKETS, registry=registry)
+    sizes = Histogram(
+        "jt_engine_batch_size",
+        "Entries per applied batch.",
+        buckets=BATCH_SIZE_BUCKETS,
+        registry=registry,
+    )
+    seconds = Histogram(
+        "jt_engine_batch_seconds",
+        "Time to apply and publish one batch.",
+        buckets=LATENCY_BUCKETS,
+        registry=registry,
+    )
 
     def on_batch(size: int, took_s: float) -> None:
         sizes.observe(size)
@@ -118,7 +138,9 @@ def engine_registry(engine: PositionEngine, active: threading.Event) -> Collecto
     return registry
 
 
-def start_health_server(port: int, engine: PositionEngine, active: threading.Event) -> ThreadingHTTPServer:
+def start_health_server(
+    port: int, engine: PositionEngine, active: threading.Event
+) -> ThreadingHTTPServer:
     registry = engine_registry(engine, active)
 
     class Handler(BaseHTTPRequestHandler):
@@ -163,7 +185,9 @@ class LeaderLock:
             try:
                 if self.conn is None:
                     self.conn = self.sql.connect()
-                got = self.conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LEADER_LOCK}).scalar()
+                got = self.conn.execute(
+                    text("SELECT pg_try_advisory_lock(:k)"), {"k": LEADER_LOCK}
+                ).scalar()
                 self.conn.commit()
                 if got:
                     return True
@@ -177,9 +201,13 @@ class LeaderLock:
         if self.conn is None:
             return False
         try:
-            held = self.conn.execute(text(
-                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objid = :k"
-                " AND pid = pg_backend_pid() AND granted)"), {"k": LEADER_LOCK}).scalar()
+            held = self.conn.execute(
+                text(
+                    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objid = :k"
+                    " AND pid = pg_backend_pid() AND granted)"
+                ),
+                {"k": LEADER_LOCK},
+            ).scalar()
             self.conn.commit()
             return bool(held)
         except DBAPIError:
@@ -206,7 +234,9 @@ def run(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
     server = start_health_server(settings.engine_port, engine, active)
-    log.info("engine starting", extra={"kv": {"consumer": engine.consumer, "port": settings.engine_port}})
+    log.info(
+        "engine starting", extra={"kv": {"consumer": engine.consumer, "port": settings.engine_port}}
+    )
     lock = LeaderLock(sql)
     engine.still_leading = lock.held
     # Only one engine applies entries at a time, so ticks reach each position in order; another
@@ -221,7 +251,9 @@ def run(settings: Settings) -> None:
         try:
             engine.run_forever(stop=stopping.is_set)
         except LostLead:
-            log.warning("leader lock lost; standing by", extra={"kv": {"consumer": engine.consumer}})
+            log.warning(
+                "leader lock lost; standing by", extra={"kv": {"consumer": engine.consumer}}
+            )
             lost = True
         finally:
             active.clear()

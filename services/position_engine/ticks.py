@@ -13,7 +13,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from itertools import accumulate
 from operator import neg
 
-from libs.common.instruments import ContractSpec
+from libs.common.futures.instruments import ContractSpec
 from services.position_engine.rules import (
     PRICE_QUANTUM,
     ZERO,
@@ -48,8 +48,13 @@ def _exit_level(position: PositionState, price: Decimal) -> tuple[str, Decimal] 
 
 
 def apply_tick(
-    position: PositionState, price: Decimal, ts: int, spec: ContractSpec,
-    *, delayed: bool = False, allow_delayed_exits: bool = False,
+    position: PositionState,
+    price: Decimal,
+    ts: int,
+    spec: ContractSpec,
+    *,
+    delayed: bool = False,
+    allow_delayed_exits: bool = False,
 ) -> TickOutcome | None:
     """Mark `position` to a tick at `price`; None when the tick predates the position."""
     if ts < position.opened_ms or position.status != "open":
@@ -60,10 +65,12 @@ def apply_tick(
         held, level = level[0], None
     mark = level[1] if level else price
 
-    move = ((mark * position.quantity - position.entry_cost) / position.quantity * position.direction).quantize(
-        PRICE_QUANTUM, rounding=ROUND_HALF_UP
+    move = (
+        (mark * position.quantity - position.entry_cost) / position.quantity * position.direction
+    ).quantize(PRICE_QUANTUM, rounding=ROUND_HALF_UP)
+    unrealized = (
+        (mark * position.quantity - position.entry_cost) * position.direction * spec.point_value
     )
-    unrealized = (mark * position.quantity - position.entry_cost) * position.direction * spec.point_value
     marked = replace(
         position,
         max_favorable=max(position.max_favorable, move),
@@ -98,11 +105,18 @@ class TickRun:
         return cls.of_columns(prices, ts, delayed)
 
     @classmethod
-    def of_columns(cls, prices: Sequence[Decimal], ts: Sequence[int], delayed: Sequence[bool]) -> TickRun:
+    def of_columns(
+        cls, prices: Sequence[Decimal], ts: Sequence[int], delayed: Sequence[bool]
+    ) -> TickRun:
         """A run from its prices, times and delayed flags, one entry per tick in stream order."""
         return cls(
-            tuple(prices), tuple(ts), tuple(delayed), tuple(accumulate(prices, max)),
-            tuple(accumulate(prices, min)), min(ts), any(delayed),
+            tuple(prices),
+            tuple(ts),
+            tuple(delayed),
+            tuple(accumulate(prices, max)),
+            tuple(accumulate(prices, min)),
+            min(ts),
+            any(delayed),
         )
 
     @property
@@ -119,7 +133,11 @@ class TickRun:
 
 
 def apply_tick_run(
-    position: PositionState, run: TickRun, spec: ContractSpec, *, allow_delayed_exits: bool = False,
+    position: PositionState,
+    run: TickRun,
+    spec: ContractSpec,
+    *,
+    allow_delayed_exits: bool = False,
     folded: tuple[Decimal, Decimal] | None = None,
 ) -> TickOutcome | None:
     """Mark `position` to every tick of `run` in order, stopping at the first exit.
@@ -153,14 +171,20 @@ def apply_tick_run(
 
 
 def leaves_unchanged(
-    position: PositionState, run: TickRun, *, allow_delayed_exits: bool = False,
+    position: PositionState,
+    run: TickRun,
+    *,
+    allow_delayed_exits: bool = False,
     folded: tuple[Decimal, Decimal] | None = None,
 ) -> bool:
     """True when `apply_tick_run` would mark every tick of `run` and change nothing: the quick
     answer for the common case of prices inside the range the extremes already hold."""
     return (
-        _within(run, folded) and position.status == "open" and run.min_ts >= position.opened_ms
-        and not (run.any_delayed and not allow_delayed_exits) and _first_exit(position, run)[2] is None
+        _within(run, folded)
+        and position.status == "open"
+        and run.min_ts >= position.opened_ms
+        and not (run.any_delayed and not allow_delayed_exits)
+        and _first_exit(position, run)[2] is None
     )
 
 
@@ -172,7 +196,9 @@ def _unrealized(position: PositionState, price: Decimal, spec: ContractSpec) -> 
     return (price * position.quantity - position.entry_cost) * position.direction * spec.point_value
 
 
-def _first_exit(position: PositionState, run: TickRun) -> tuple[int | None, str | None, Decimal | None]:
+def _first_exit(
+    position: PositionState, run: TickRun
+) -> tuple[int | None, str | None, Decimal | None]:
     """Index, reason and level of the first tick that reaches TP or SL."""
     tp, sl = position.tp_price, position.sl_price
     up, down = (tp, sl) if position.side == "long" else (sl, tp)  # exits above and below
@@ -191,27 +217,39 @@ def _first_exit(position: PositionState, run: TickRun) -> tuple[int | None, str 
     return index, reason, level
 
 
-def _widened(position: PositionState, best: Decimal | None, worst: Decimal | None, spec: ContractSpec) -> PositionState:
+def _widened(
+    position: PositionState, best: Decimal | None, worst: Decimal | None, spec: ContractSpec
+) -> PositionState:
     """Extremes after marks at `best` (most favourable price) and `worst` (least); the same
     object when none of them moves."""
     if best is None or worst is None:
         return position
 
     def move(price: Decimal) -> Decimal:
-        return ((price * position.quantity - position.entry_cost) / position.quantity * position.direction).quantize(
-            PRICE_QUANTUM, rounding=ROUND_HALF_UP
-        )
+        return (
+            (price * position.quantity - position.entry_cost)
+            / position.quantity
+            * position.direction
+        ).quantize(PRICE_QUANTUM, rounding=ROUND_HALF_UP)
 
     favorable = max(position.max_favorable, move(best))
     adverse = max(position.max_adverse, -move(worst))
     worst_pnl = min(position.worst_unrealized_pnl, _unrealized(position, worst, spec))
     best_pnl = max(position.best_unrealized_pnl, _unrealized(position, best, spec))
     if (favorable, adverse, worst_pnl, best_pnl) == (
-        position.max_favorable, position.max_adverse, position.worst_unrealized_pnl, position.best_unrealized_pnl
+        position.max_favorable,
+        position.max_adverse,
+        position.worst_unrealized_pnl,
+        position.best_unrealized_pnl,
     ):
         return position
-    return replace(position, max_favorable=favorable, max_adverse=adverse,
-                   worst_unrealized_pnl=worst_pnl, best_unrealized_pnl=best_pnl)
+    return replace(
+        position,
+        max_favorable=favorable,
+        max_adverse=adverse,
+        worst_unrealized_pnl=worst_pnl,
+        best_unrealized_pnl=best_pnl,
+    )
 
 
 def _fold_ticks(
@@ -221,7 +259,9 @@ def _fold_ticks(
     result: TickOutcome | None = None
     changed = False
     for price, ts, delayed in zip(run.prices, run.ts, run.delayed, strict=True):
-        step = apply_tick(position, price, ts, spec, delayed=delayed, allow_delayed_exits=allow_delayed_exits)
+        step = apply_tick(
+            position, price, ts, spec, delayed=delayed, allow_delayed_exits=allow_delayed_exits
+        )
         if step is None:
             continue
         changed = changed or step.marked

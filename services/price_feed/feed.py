@@ -37,10 +37,17 @@ class TickLog:
 
 
 class Feed:
-    def __init__(self, settings: Settings, client: redis.Redis, primary: PriceSource,
-                 fallback: PriceSource | None = None, *, fallback_grace_s: float = 5.0,
-                 session_state: Callable[[], dict | None] = lambda: None,
-                 housekeeping: Callable[[], None] = lambda: None):
+    def __init__(
+        self,
+        settings: Settings,
+        client: redis.Redis,
+        primary: PriceSource,
+        fallback: PriceSource | None = None,
+        *,
+        fallback_grace_s: float = 5.0,
+        session_state: Callable[[], dict | None] = lambda: None,
+        housekeeping: Callable[[], None] = lambda: None,
+    ):
         self.settings = settings
         self.redis = client
         self.primary = primary
@@ -60,14 +67,21 @@ class Feed:
 
     def publish(self, quote: Quote) -> None:
         """Called by sources, from their own threads, for every new price."""
-        fields = TickMessage(quote.symbol, quote.price, quote.ts, quote.source, quote.delayed).to_fields()
+        fields = TickMessage(
+            quote.symbol, quote.price, quote.ts, quote.source, quote.delayed
+        ).to_fields()
         pipe = self.redis.pipeline(transaction=False)
-        pipe.xadd(self.settings.stream(streams.TICKS), fields, maxlen=TICKS_MAXLEN, approximate=True)
+        pipe.xadd(
+            self.settings.stream(streams.TICKS), fields, maxlen=TICKS_MAXLEN, approximate=True
+        )
         pipe.hset(self.settings.stream(streams.LAST_PRICE), quote.symbol, str(quote.price))
         try:
             pipe.execute()
         except redis.RedisError as exc:
-            log.warning("tick not published", extra={"kv": {"symbol": quote.symbol, "error": type(exc).__name__}})
+            log.warning(
+                "tick not published",
+                extra={"kv": {"symbol": quote.symbol, "error": type(exc).__name__}},
+            )
             return
         with self._lock:
             self.ticks.last_ms[quote.symbol] = quote.ts
@@ -106,7 +120,11 @@ class Feed:
         self.report()
 
     def refresh_symbols(self) -> None:
-        open_symbols = {s for s, n in self.redis.hgetall(self.settings.stream(streams.OPEN_SYMBOLS)).items() if int(n) > 0}
+        open_symbols = {
+            s
+            for s, n in self.redis.hgetall(self.settings.stream(streams.OPEN_SYMBOLS)).items()
+            if int(n) > 0
+        }
         wanted = open_symbols | set(self.settings.price_watchlist)
         if wanted != self.wanted:
             log.info("following symbols", extra={"kv": {"symbols": ",".join(sorted(wanted))}})
@@ -132,7 +150,10 @@ class Feed:
             self.fallback.set_symbols(self.wanted)
             self.fallback.start(self.publish)
             self.fallback_active = True
-            log.warning("primary source down; fallback polling", extra={"kv": {"fallback": self.fallback.name}})
+            log.warning(
+                "primary source down; fallback polling",
+                extra={"kv": {"fallback": self.fallback.name}},
+            )
 
     # --- status ------------------------------------------------------------------------------
 
@@ -165,13 +186,30 @@ class Feed:
     def report(self) -> None:
         """Publish a `price.status` event when something a user would care about changed."""
         status = self.status()
-        summary = {k: status[k] for k in ("ok", "active_source", "connected", "fallback_active",
-                                          "authenticated", "delayed_symbols", "failed_symbols", "error")}
+        summary = {
+            k: status[k]
+            for k in (
+                "ok",
+                "active_source",
+                "connected",
+                "fallback_active",
+                "authenticated",
+                "delayed_symbols",
+                "failed_symbols",
+                "error",
+            )
+        }
         pipe = self.redis.pipeline(transaction=False)
-        pipe.set(self.settings.stream(streams.PRICE_FEED_STATUS), json.dumps(status), ex=STATUS_TTL_S)
+        pipe.set(
+            self.settings.stream(streams.PRICE_FEED_STATUS), json.dumps(status), ex=STATUS_TTL_S
+        )
         if summary != self._last_status:
-            pipe.xadd(self.settings.stream(streams.EVENTS), streams.event_fields("price.status", status),
-                      maxlen=streams.EVENTS_MAXLEN, approximate=True)
+            pipe.xadd(
+                self.settings.stream(streams.EVENTS),
+                streams.event_fields("price.status", status),
+                maxlen=streams.EVENTS_MAXLEN,
+                approximate=True,
+            )
             self._last_status = summary
         try:
             pipe.execute()

@@ -96,7 +96,9 @@ class ThreadedSource(PriceSource):
     def start(self, emit: Emit) -> None:
         self._stop.clear()
         self._status.connected = True
-        self._thread = threading.Thread(target=self._run, args=(emit,), daemon=True, name=f"{self.name}-source")
+        self._thread = threading.Thread(
+            target=self._run, args=(emit,), daemon=True, name=f"{self.name}-source"
+        )
         self._thread.start()
 
     def stop(self) -> None:

@@ -21,11 +21,11 @@ from prometheus_client.metrics_core import Metric
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from libs.common import db
 from libs.common.config import Settings
 from libs.common.metrics import ScrapeCollector, write_metrics
-from libs.common.models import TradingViewSession
 from libs.common.security import SecretBox
+from libs.common.storage import db
+from libs.common.storage.models import TradingViewSession
 from services.price_feed.feed import Feed
 from services.price_feed.quotes import PriceSource
 
@@ -67,7 +67,11 @@ class CookieStore:
     def _read(self) -> StoredCookies | None:
         try:
             with self.sessions() as s:
-                row = s.scalar(select(TradingViewSession).order_by(TradingViewSession.updated_at.desc()).limit(1))
+                row = s.scalar(
+                    select(TradingViewSession)
+                    .order_by(TradingViewSession.updated_at.desc())
+                    .limit(1)
+                )
                 if row is None:
                     return None
                 values = json.loads(self.box.decrypt(row.cookies_encrypted))
@@ -140,7 +144,9 @@ def _tradingview_sources(settings: Settings, cookies: CookieStore | None):
     scanner = ScannerSource(settings.tradingview_scanner_url, session_cookies)
     if settings.price_source == "scanner":
         return FeedSources(scanner, None, session_state)
-    socket = TradingViewSocketSource(settings.tradingview_ws_url, keeper.token, on_token_refused=keeper.invalidate)
+    socket = TradingViewSocketSource(
+        settings.tradingview_ws_url, keeper.token, on_token_refused=keeper.invalidate
+    )
     seen = {"cookies": session_cookies()}
 
     def reconnect_on_new_cookies() -> None:
@@ -155,9 +161,9 @@ def _tradingview_sources(settings: Settings, cookies: CookieStore | None):
 
 def _tradovate_sources(settings: Settings, sessions: sessionmaker[Session] | None) -> FeedSources:
     """Tradovate's market-data socket with the token of the most recently connected account."""
-    from libs.common.exchange_calendar import trade_date
-    from libs.common.models import Account
-    from libs.common.tradovate_accounts import AccountUnusable, TokenKeeper, base_url
+    from libs.common.futures.exchange_calendar import trade_date
+    from libs.common.storage.models import Account
+    from libs.common.tradovate.accounts import AccountUnusable, TokenKeeper, base_url
     from services.price_feed.tradovate import TradovateMarketDataSource
 
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
@@ -165,8 +171,12 @@ def _tradovate_sources(settings: Settings, sessions: sessionmaker[Session] | Non
 
     def account() -> Account | None:
         with keeper.sessions() as s:
-            return s.scalar(select(Account).where(Account.broker == "tradovate", Account.status == "connected")
-                            .order_by(Account.updated_at.desc()).limit(1))
+            return s.scalar(
+                select(Account)
+                .where(Account.broker == "tradovate", Account.status == "connected")
+                .order_by(Account.updated_at.desc())
+                .limit(1)
+            )
 
     def token(md: bool) -> str | None:
         found = account()
@@ -175,13 +185,19 @@ def _tradovate_sources(settings: Settings, sessions: sessionmaker[Session] | Non
         try:
             return keeper.md_token(None, found) if md else keeper.token(None, found)
         except AccountUnusable as exc:
-            log.warning("tradovate account unusable for market data", extra={"kv": {"reason": repr(str(exc))}})
+            log.warning(
+                "tradovate account unusable for market data",
+                extra={"kv": {"reason": repr(str(exc))}},
+            )
             return None
 
     first = account()
     rest_url = base_url(settings, first.environment if first else "demo")
     source = TradovateMarketDataSource(
-        settings.tradovate_md_url, rest_url, lambda: token(md=True), rest_token_provider=lambda: token(md=False),
+        settings.tradovate_md_url,
+        rest_url,
+        lambda: token(md=True),
+        rest_token_provider=lambda: token(md=False),
         clock_date=lambda: trade_date(datetime.now(UTC)),
     )
     return FeedSources(source)
@@ -190,16 +206,25 @@ def _tradovate_sources(settings: Settings, sessions: sessionmaker[Session] | Non
 def feed_metrics(feed: Feed) -> Iterator[Metric]:
     """The same numbers `/status` shows, read from the feed when Prometheus scrapes."""
     status = feed.status()
-    yield CounterMetricFamily("jt_feed_ticks_published", "Ticks put on the ticks stream.",
-                              value=status["ticks_published"])
-    yield GaugeMetricFamily("jt_feed_connected", "1 while the primary source is connected.",
-                            value=int(bool(status["connected"])))
-    yield GaugeMetricFamily("jt_feed_fallback_active", "1 while the polling fallback runs.",
-                            value=int(bool(status["fallback_active"])))
-    yield CounterMetricFamily("jt_feed_reconnects", "Reconnects of the primary source.",
-                              value=status["reconnects"] or 0)
-    ages = GaugeMetricFamily("jt_feed_last_tick_age_seconds", "Seconds since the symbol last ticked.",
-                             labels=["symbol"])
+    yield CounterMetricFamily(
+        "jt_feed_ticks_published", "Ticks put on the ticks stream.", value=status["ticks_published"]
+    )
+    yield GaugeMetricFamily(
+        "jt_feed_connected",
+        "1 while the primary source is connected.",
+        value=int(bool(status["connected"])),
+    )
+    yield GaugeMetricFamily(
+        "jt_feed_fallback_active",
+        "1 while the polling fallback runs.",
+        value=int(bool(status["fallback_active"])),
+    )
+    yield CounterMetricFamily(
+        "jt_feed_reconnects", "Reconnects of the primary source.", value=status["reconnects"] or 0
+    )
+    ages = GaugeMetricFamily(
+        "jt_feed_last_tick_age_seconds", "Seconds since the symbol last ticked.", labels=["symbol"]
+    )
     for symbol, age in status["last_tick_age_s"].items():
         ages.add_metric([symbol], age)
     yield ages
@@ -246,13 +271,22 @@ def run(settings: Settings) -> None:
         sources = build_sources(settings, cookies)
     except FeedConfigError as exc:
         raise SystemExit(f"price feed: {exc}") from None
-    feed = Feed(settings, client, sources.primary, sources.fallback,
-                session_state=sources.session_state, housekeeping=sources.housekeeping)
+    feed = Feed(
+        settings,
+        client,
+        sources.primary,
+        sources.fallback,
+        session_state=sources.session_state,
+        housekeeping=sources.housekeeping,
+    )
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
     server = start_status_server(settings.price_feed_port, feed)
-    log.info("price feed starting", extra={"kv": {"source": sources.primary.name, "port": settings.price_feed_port}})
+    log.info(
+        "price feed starting",
+        extra={"kv": {"source": sources.primary.name, "port": settings.price_feed_port}},
+    )
     feed.run(stopping)
     server.shutdown()
     client.close()

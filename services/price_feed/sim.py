@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from libs.common.instruments import canonical_symbol, contract_spec, round_to_tick
+from libs.common.futures.instruments import canonical_symbol, contract_spec, round_to_tick
 from libs.common.streams import now_ms
 from services.price_feed.quotes import Emit, PriceSource, Quote, ThreadedSource
 
@@ -20,10 +20,30 @@ log = logging.getLogger("price_feed")
 
 # Plausible late-2026 levels, so a demo looks like the market it imitates.
 START_PRICES = {
-    "ES": "6900", "MES": "6900", "NQ": "25600", "MNQ": "25600", "YM": "47000", "MYM": "47000",
-    "RTY": "2450", "M2K": "2450", "CL": "58.50", "MCL": "58.50", "NG": "4.500", "GC": "4100",
-    "MGC": "4100", "SI": "50.000", "SIL": "50.000", "HG": "5.1000", "ZB": "116", "ZN": "112",
-    "ZF": "108.5", "ZT": "104", "6E": "1.16500", "6J": "0.0064500", "6B": "1.3200", "M6E": "1.1650",
+    "ES": "6900",
+    "MES": "6900",
+    "NQ": "25600",
+    "MNQ": "25600",
+    "YM": "47000",
+    "MYM": "47000",
+    "RTY": "2450",
+    "M2K": "2450",
+    "CL": "58.50",
+    "MCL": "58.50",
+    "NG": "4.500",
+    "GC": "4100",
+    "MGC": "4100",
+    "SI": "50.000",
+    "SIL": "50.000",
+    "HG": "5.1000",
+    "ZB": "116",
+    "ZN": "112",
+    "ZF": "108.5",
+    "ZT": "104",
+    "6E": "1.16500",
+    "6J": "0.0064500",
+    "6B": "1.3200",
+    "M6E": "1.1650",
 }
 
 
@@ -60,7 +80,9 @@ class OffSource(PriceSource):
 
     def __init__(self) -> None:
         super().__init__()
-        self._status.error = "PRICE_SOURCE is off: no prices are published; write ticks to jt:ticks yourself"
+        self._status.error = (
+            "PRICE_SOURCE is off: no prices are published; write ticks to jt:ticks yourself"
+        )
 
     def start(self, emit: Emit) -> None:
         pass
@@ -101,7 +123,9 @@ def read_replay(path: Path) -> list[RecordedTick]:
                 price = Decimal(row[2].strip())
                 at = _parse_time(row[0])
             except (InvalidOperation, ValueError):
-                raise ReplayError(f"{path}:{number}: {','.join(row)!r} is not ts,symbol,price") from None
+                raise ReplayError(
+                    f"{path}:{number}: {','.join(row)!r} is not ts,symbol,price"
+                ) from None
             if not price.is_finite() or price <= 0:
                 raise ReplayError(f"{path}:{number}: the price must be a positive number")
             ticks.append(RecordedTick(at, canonical_symbol(row[1]), price))

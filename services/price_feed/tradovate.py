@@ -21,9 +21,9 @@ from typing import Any
 import requests
 import websocket
 
-from libs.common.instruments import contract_spec, round_to_tick
+from libs.common.futures.instruments import contract_spec, round_to_tick
 from libs.common.streams import now_ms
-from libs.common.tradovate_frames import (
+from libs.common.tradovate.frames import (
     HEARTBEAT,
     Close,
     ContractLookup,
@@ -61,7 +61,7 @@ def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> 
 
 def _default_front_contract(root: str, on: date) -> str:
     # Imported late: rolls.py is written separately and only this default needs it.
-    from libs.common.rolls import front_contract
+    from libs.common.futures.rolls import front_contract
 
     return front_contract(root, on)
 
@@ -189,8 +189,9 @@ class TradovateMarketDataSource(PriceSource):
     def _connect(self, token: str) -> tuple[bool, bool]:
         """Run one connection to its end; (was it authorized, did the server cite a quota)."""
         try:
-            ws = websocket.create_connection(self.md_url, timeout=min(10.0, self.silence_timeout_s),
-                                             enable_multithread=True)  # fmt: skip
+            ws = websocket.create_connection(
+                self.md_url, timeout=min(10.0, self.silence_timeout_s), enable_multithread=True
+            )
         except (OSError, websocket.WebSocketException) as exc:
             self._status.error = f"cannot reach Tradovate market data ({type(exc).__name__})"
             log.warning("tradovate md connect failed", extra={"kv": {"error": type(exc).__name__}})
@@ -199,8 +200,9 @@ class TradovateMarketDataSource(PriceSource):
         self._generation += 1
         now = time.monotonic()
         sess = _Session(ws, self._generation, now, now, now)
-        threading.Thread(target=self._read, args=(ws, sess.generation), daemon=True,
-                         name="tradovate-md-reader").start()  # fmt: skip
+        threading.Thread(
+            target=self._read, args=(ws, sess.generation), daemon=True, name="tradovate-md-reader"
+        ).start()
         try:
             self._serve(sess, token)
         finally:
@@ -230,9 +232,11 @@ class TradovateMarketDataSource(PriceSource):
         """Answer frames, send heartbeats, follow the symbols, until the connection must end."""
         while not self._stop.is_set():
             now = time.monotonic()
-            due = min(sess.last_heartbeat + self.heartbeat_interval_s,
-                      sess.last_frame + self.silence_timeout_s,
-                      sess.next_reconcile if sess.authorized else now + 1.0)  # fmt: skip
+            due = min(
+                sess.last_heartbeat + self.heartbeat_interval_s,
+                sess.last_frame + self.silence_timeout_s,
+                sess.next_reconcile if sess.authorized else now + 1.0,
+            )
             try:
                 generation, item = self._inbox.get(timeout=max(0.0, due - now))
             except queue.Empty:
@@ -290,8 +294,10 @@ class TradovateMarketDataSource(PriceSource):
         if response.i == 0 and not sess.authorized:
             if not response.ok:
                 self._status.authenticated = False
-                self._status.error = (f"Tradovate refused the market-data access token "
-                                      f"({response.s} {response.d}); retrying with a fresh one")  # fmt: skip
+                self._status.error = (
+                    f"Tradovate refused the market-data access token "
+                    f"({response.s} {response.d}); retrying with a fresh one"
+                )
                 log.warning("tradovate md authorize refused", extra={"kv": {"status": response.s}})
                 return False
             sess.authorized = True
@@ -411,10 +417,12 @@ class TradovateMarketDataSource(PriceSource):
         if not token:
             return ContractLookup(transient=NO_TOKEN)
         try:
-            response = self._http.get(f"{self.rest_url}/contract/find", params={"name": name},
-                                      headers={"Authorization": f"Bearer {token}",
-                                               "Accept": "application/json"},
-                                      timeout=LOOKUP_TIMEOUT_S)  # fmt: skip
+            response = self._http.get(
+                f"{self.rest_url}/contract/find",
+                params={"name": name},
+                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+                timeout=LOOKUP_TIMEOUT_S,
+            )
             body = response.json() if response.content else None
         except (requests.RequestException, ValueError) as exc:
             return ContractLookup(transient=f"contract lookup failed ({type(exc).__name__})")

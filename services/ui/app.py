@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from libs.common import db
 from libs.common.config import Settings
 from libs.common.metrics import ScrapeCollector
+from libs.common.storage import db
 from services.ui import context, pages
 from services.ui.api import register_api
 from services.ui.auth import init_auth
@@ -60,7 +60,9 @@ def create_app(
     install_security_headers(app, https=settings.ui_public_url.startswith("https://"))
     register_api(app)
     pages.register_pages(app)
-    socketio = init_live(app, settings)  # wraps wsgi_app with /socket.io; ProxyFix must stay outermost
+    socketio = init_live(
+        app, settings
+    )  # wraps wsgi_app with /socket.io; ProxyFix must stay outermost
     register_metrics(app, socketio)
     if settings.trust_proxy:
         # Behind a reverse proxy: honour its X-Forwarded-For/-Proto so https is seen as https.
@@ -90,20 +92,31 @@ def _strings_in(value: object) -> list[str]:
 def register_metrics(app: Flask, socketio: SocketIO) -> None:
     """`GET /metrics`: requests by route and status, and the Socket.IO connections open here."""
     registry = CollectorRegistry()
-    requests = Counter("jt_ui_requests", "HTTP requests by route pattern and status.", ["route", "status"],
-                       registry=registry)
+    requests = Counter(
+        "jt_ui_requests",
+        "HTTP requests by route pattern and status.",
+        ["route", "status"],
+        registry=registry,
+    )
 
     def sockets() -> list[GaugeMetricFamily]:
         # Every connected client is in the namespace's `None` room (python-socketio's manager).
         connected = socketio.server.manager.rooms.get("/", {}).get(None, {})
-        return [GaugeMetricFamily("jt_ui_socket_connections", "Socket.IO clients connected to this process.",
-                                  value=len(connected))]
+        return [
+            GaugeMetricFamily(
+                "jt_ui_socket_connections",
+                "Socket.IO clients connected to this process.",
+                value=len(connected),
+            )
+        ]
 
     registry.register(ScrapeCollector(sockets, "socket connections"))
 
     @app.after_request
     def count(response: Response) -> Response:
-        route = request.url_rule.rule if request.url_rule else "unmatched"  # patterns keep labels few
+        route = (
+            request.url_rule.rule if request.url_rule else "unmatched"
+        )  # patterns keep labels few
         requests.labels(route=route, status=str(response.status_code)).inc()
         return response
 

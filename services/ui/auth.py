@@ -16,9 +16,9 @@ from flask_login import LoginManager, UserMixin, current_user, login_user, logou
 from flask_wtf.csrf import CSRFProtect, generate_csrf
 from sqlalchemy import func, or_, select, update
 
-from libs.common.db import transaction
-from libs.common.models import ApiKey, User, utcnow
 from libs.common.security import hash_api_key, hash_password, verify_password
+from libs.common.storage.db import transaction
+from libs.common.storage.models import ApiKey, User, utcnow
 from services.ui import context
 from services.ui.errors import BadRequest, NotAuthenticated, TooManyRequests, ValidationFailed
 from services.ui.login_throttle import LoginLimits, LoginThrottle, TooManyLogins
@@ -183,7 +183,9 @@ def login() -> ResponseReturnValue:
     except ValidationFailed:
         if request.is_json:
             raise
-        return login_form("Enter your email and password.", _safe_next(request.form.get("next"))), 422
+        return login_form(
+            "Enter your email and password.", _safe_next(request.form.get("next"))
+        ), 422
     throttle, address = _throttle(), request.remote_addr or "-"
     try:
         throttle.check(email, address)

@@ -92,8 +92,11 @@ def register_error_handlers(app: Flask) -> None:
 
             return login_form("The login form expired; please try again.", "/"), 403
         if wants_page():
-            return error_response("This form expired or did not come from this site; go back, "
-                                  "reload the page and try again.", 403)
+            return error_response(
+                "This form expired or did not come from this site; go back, "
+                "reload the page and try again.",
+                403,
+            )
         return error_response(
             f"{exc.description.rstrip('.')}; send the token from GET /api/csrf-token "
             "in the X-CSRFToken header.",

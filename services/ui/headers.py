@@ -9,19 +9,21 @@ from __future__ import annotations
 
 from flask import Flask, Response
 
-CONTENT_SECURITY_POLICY = "; ".join((
-    "default-src 'self'",
-    "script-src 'self'",
-    # lightweight-charts sets style attributes on the elements it builds; styles cannot run code,
-    # so allowing inline ones costs little while scripts stay strictly our own files.
-    "style-src 'self' 'unsafe-inline'",
-    "img-src 'self' data:",
-    "connect-src 'self'",  # the JSON API and Socket.IO's websocket, same origin
-    "object-src 'none'",
-    "base-uri 'none'",
-    "form-action 'self'",
-    "frame-ancestors 'none'",
-))  # fmt: skip
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        # lightweight-charts sets style attributes on the elements it builds; styles cannot run code,
+        # so allowing inline ones costs little while scripts stay strictly our own files.
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",
+        "connect-src 'self'",  # the JSON API and Socket.IO's websocket, same origin
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    )
+)
 HSTS = "max-age=31536000; includeSubDomains"
 
 

@@ -201,7 +201,9 @@ def start_relay(app: Flask, settings: Settings) -> EventRelay:
     """Start this process's relay thread (call once per process, after the fork)."""
     client = redis.Redis.from_url(settings.redis_url or "", decode_responses=True)
     consumer = f"{socket.gethostname()}-{os.getpid()}"
-    relay = EventRelay(app.extensions["socketio"], client, settings.stream(streams.EVENTS), consumer)
+    relay = EventRelay(
+        app.extensions["socketio"], client, settings.stream(streams.EVENTS), consumer
+    )
     relay.start()
     log.info("event relay started", extra={"kv": {"consumer": consumer, "group": GROUP}})
     return relay

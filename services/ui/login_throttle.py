@@ -44,7 +44,10 @@ class LoginThrottle:
     def _keys(self, email: str, address: str) -> tuple[str, str]:
         # The email is hashed so Redis never holds who tried to log in.
         who = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
-        return f"{self.prefix}login_failures:{who}:{address}", f"{self.prefix}login_failures:{address}"
+        return (
+            f"{self.prefix}login_failures:{who}:{address}",
+            f"{self.prefix}login_failures:{address}",
+        )
 
     def check(self, email: str, address: str) -> None:
         """Raise TooManyLogins while a window is full. Without Redis the check is skipped: a
@@ -55,7 +58,10 @@ class LoginThrottle:
             pipe.get(account_key).ttl(account_key).get(address_key).ttl(address_key)
             account, account_ttl, by_address, address_ttl = pipe.execute()
         except redis.RedisError as exc:
-            log.warning("login throttle skipped: redis unreachable", extra={"kv": {"error": type(exc).__name__}})
+            log.warning(
+                "login throttle skipped: redis unreachable",
+                extra={"kv": {"error": type(exc).__name__}},
+            )
             return
         if int(account or 0) >= self.limits.per_account:
             raise TooManyLogins(max(1, int(account_ttl)))

@@ -75,8 +75,10 @@ def register_pages(app: Flask) -> None:
     vendor = Path(app.static_folder or "") / "vendor"
     missing = [name for name in VENDOR_FILES if not (vendor / name).is_file()]
     if missing:
-        log.warning("browser libraries missing; run `make install`",
-                    extra={"kv": {"missing": ",".join(missing)}})
+        log.warning(
+            "browser libraries missing; run `make install`",
+            extra={"kv": {"missing": ",".join(missing)}},
+        )
 
     @app.context_processor
     def navigation() -> dict:

@@ -83,7 +83,9 @@ class Market:
 
         return unsubscribe
 
-    def add_account(self, sessionid: str, token: str, ttl_s: int = 4 * 3600, sessionid_sign: str | None = None) -> Account:
+    def add_account(
+        self, sessionid: str, token: str, ttl_s: int = 4 * 3600, sessionid_sign: str | None = None
+    ) -> Account:
         account = Account(sessionid, token, int(time.time()) + ttl_s, sessionid_sign)
         with self._lock:
             self.accounts[sessionid] = account
@@ -92,7 +94,9 @@ class Market:
     def token_valid(self, token: str) -> bool:
         now = time.time()
         with self._lock:
-            return any(a.token == token and a.token_expires_at > now for a in self.accounts.values())
+            return any(
+                a.token == token and a.token_expires_at > now for a in self.accounts.values()
+            )
 
     def expire_token(self, token: str) -> None:
         with self._lock:
@@ -107,7 +111,9 @@ class Market:
             account = self.accounts[sessionid]
             claims = read_claims(account.token) or {}
             expires_at = int(time.time()) + ttl_s
-            account.token = make_jwt(int(claims.get("user_id", 0)), expires_at, claims.get("plan", "pro"))
+            account.token = make_jwt(
+                int(claims.get("user_id", 0)), expires_at, claims.get("plan", "pro")
+            )
             account.token_expires_at = expires_at
             return account.token
 

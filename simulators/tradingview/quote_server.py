@@ -36,8 +36,12 @@ def _frame(payload: str) -> str:
 
 
 def _msg(method: str, params: list[Any]) -> str:
-    body = json.dumps({"m": method, "p": params}, separators=(",", ":"), ensure_ascii=False,
-                      default=lambda d: float(d) if isinstance(d, Decimal) else str(d))  # fmt: skip
+    body = json.dumps(
+        {"m": method, "p": params},
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=lambda d: float(d) if isinstance(d, Decimal) else str(d),
+    )
     return _frame(body)
 
 
@@ -224,17 +228,23 @@ class _Peer:
                     session.sent[symbol] = values
                     trade = {k: v for k, v in changed.items() if k in TRADE_FIELDS}
                     book = {k: v for k, v in changed.items() if k not in TRADE_FIELDS}
-                    packets = [_msg("qsd", [qs, {"n": symbol, "s": "ok", "v": part}])
-                               for part in (trade, book) if part]  # fmt: skip
+                    packets = [
+                        _msg("qsd", [qs, {"n": symbol, "s": "ok", "v": part}])
+                        for part in (trade, book)
+                        if part
+                    ]
                     if packets:
                         self.send(*packets)
 
     def info(self) -> ConnectionInfo:
         with self.lock:
-            sessions = {qs: frozenset() if s.dead else frozenset(s.symbols)
-                        for qs, s in self.sessions.items()}  # fmt: skip
-            return ConnectionInfo(self.number, self.auth, sessions, self.heartbeats_sent,
-                                  self.heartbeats_echoed)  # fmt: skip
+            sessions = {
+                qs: frozenset() if s.dead else frozenset(s.symbols)
+                for qs, s in self.sessions.items()
+            }
+            return ConnectionInfo(
+                self.number, self.auth, sessions, self.heartbeats_sent, self.heartbeats_echoed
+            )
 
 
 class QuoteServer(LocalWebSocketServer):
@@ -330,20 +340,30 @@ class QuoteServer(LocalWebSocketServer):
         delayed_venue = exchange if exchange.endswith(("_DL", "_DLY")) else f"{exchange}_DL"
         delayed = listing.delayed or not authenticated
         return {
-            "lp": listing.price, "lp_time": listing.lp_time, "ch": ch,
+            "lp": listing.price,
+            "lp_time": listing.lp_time,
+            "ch": ch,
             "chp": (ch / prev * 100).quantize(Decimal("0.01")) if prev else Decimal(0),
-            "bid": listing.price - tick, "ask": listing.price,
+            "bid": listing.price - tick,
+            "ask": listing.price,
             "bid_size": 1 + int(listing.price / tick) % 9,
             "ask_size": 1 + int(listing.price / tick) % 7,
-            "volume": volume, "prev_close_price": prev, "current_session": "market",
+            "volume": volume,
+            "prev_close_price": prev,
+            "current_session": "market",
             "update_mode": "delayed_streaming_600" if delayed else "streaming",
             # anonymous users are served from the delayed venue; pro_name keeps the asked name
             "original_name": listing.name if authenticated else f"{delayed_venue}:{short}",
-            "pro_name": listing.name, "short_name": short, "exchange": exchange.split("_")[0],
-            "description": listing.description, "type": "futures",
-            "pricescale": listing.pricescale, "minmov": listing.minmov,
-            "currency_code": "USD", "timezone": "America/Chicago",
-        }  # fmt: skip
+            "pro_name": listing.name,
+            "short_name": short,
+            "exchange": exchange.split("_")[0],
+            "description": listing.description,
+            "type": "futures",
+            "pricescale": listing.pricescale,
+            "minmov": listing.minmov,
+            "currency_code": "USD",
+            "timezone": "America/Chicago",
+        }
 
     def _process_request(self, connection: ServerConnection, request: Any) -> Any:
         with self._lock:
@@ -376,10 +396,15 @@ class QuoteServer(LocalWebSocketServer):
         now = time.time()
         return {
             "session_id": f"<0.{self.connections_accepted}.4410>_sim-charts-1@sim-compute-1",
-            "timestamp": int(now), "timestampMs": int(now * 1000), "release": "sim_release_1",
-            "studies_metadata_hash": "5e0c0ffee0ddba11", "auth_scheme_vsn": 2,
-            "protocol": "json", "via": f"127.0.0.1:{self._port}", "javastudies": ["3.66"],
-        }  # fmt: skip
+            "timestamp": int(now),
+            "timestampMs": int(now * 1000),
+            "release": "sim_release_1",
+            "studies_metadata_hash": "5e0c0ffee0ddba11",
+            "auth_scheme_vsn": 2,
+            "protocol": "json",
+            "via": f"127.0.0.1:{self._port}",
+            "javastudies": ["3.66"],
+        }
 
     def _beat(self, peer: _Peer) -> None:
         while not peer.closed.wait(self.heartbeat_interval_s):

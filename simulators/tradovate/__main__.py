@@ -9,7 +9,7 @@ import threading
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from libs.common.instruments import contract_spec
+from libs.common.futures.instruments import contract_spec
 from simulators.tradovate.account_socket import AccountSocketServer
 from simulators.tradovate.broker import BrokerSimulator
 from simulators.tradovate.contracts import ContractCatalogue
@@ -18,12 +18,21 @@ from simulators.tradovate.market_data import MarketDataServer
 DEMO_USER, DEMO_PASSWORD = "demo", "demo-password"
 APP_ID, CID, SEC = "JustTrades", 1234, "sim-api-secret"
 OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET = "jt-oauth-client", "jt-oauth-secret"
-START_PRICES = {"MNQ": Decimal("21000"), "NQ": Decimal("21000"), "MES": Decimal("6000"),
-                "ES": Decimal("6000")}  # fmt: skip
+START_PRICES = {
+    "MNQ": Decimal("21000"),
+    "NQ": Decimal("21000"),
+    "MES": Decimal("6000"),
+    "ES": Decimal("6000"),
+}
 
 
-def random_walk(catalogue: ContractCatalogue, brokers: list[BrokerSimulator],
-                md: MarketDataServer, stop: threading.Event, interval_s: float = 1.0) -> None:  # fmt: skip
+def random_walk(
+    catalogue: ContractCatalogue,
+    brokers: list[BrokerSimulator],
+    md: MarketDataServer,
+    stop: threading.Event,
+    interval_s: float = 1.0,
+) -> None:
     """Every root moves a few ticks a step; all its listed months trade at the same price."""
     prices = dict(START_PRICES)
     while not stop.wait(interval_s):
@@ -51,15 +60,21 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     catalogue = ContractCatalogue.standard(datetime.now(UTC).date())
     users = {DEMO_USER: DEMO_PASSWORD}
-    common = {"users": users, "app_id": APP_ID, "cid": CID, "sec": SEC,
-              "oauth_clients": {OAUTH_CLIENT_ID: OAUTH_CLIENT_SECRET},
-              "token_ttl_s": args.token_ttl}  # fmt: skip
+    common = {
+        "users": users,
+        "app_id": APP_ID,
+        "cid": CID,
+        "sec": SEC,
+        "oauth_clients": {OAUTH_CLIENT_ID: OAUTH_CLIENT_SECRET},
+        "token_ttl_s": args.token_ttl,
+    }
     demo = BrokerSimulator(catalogue, environment="demo", port=args.demo_port, **common).start()
     live = BrokerSimulator(catalogue, environment="live", port=args.live_port, **common).start()
     if args.live_locked:
         live.lock_out(10 * 365 * 86400)
-    md = MarketDataServer(catalogue, lambda t: demo.md_token_valid(t) or live.md_token_valid(t),
-                          port=args.md_port).start()  # fmt: skip
+    md = MarketDataServer(
+        catalogue, lambda t: demo.md_token_valid(t) or live.md_token_valid(t), port=args.md_port
+    ).start()
     demo_ws = AccountSocketServer(demo, port=args.demo_ws_port).start()
     live_ws = AccountSocketServer(live, port=args.live_ws_port).start()
     account = demo.book.accounts_of(DEMO_USER)[0].name

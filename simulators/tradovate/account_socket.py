@@ -27,15 +27,37 @@ from simulators.tradovate.broker_access import LOCKED, Penalty
 from simulators.tradovate.broker_entities import JSON
 
 # Snapshot arrays of §6.4 the sim has no entities for: present and empty, as for a quiet account.
-EMPTY_ARRAYS = ("marginSnapshots", "userAccountAutoLiqs", "cashBalances", "currencies", "fillPairs",
-                "contractMaturities", "products", "exchanges", "spreadDefinitions",
-                "commandReports", "executionReports", "orderStrategies", "orderStrategyLinks",
-                "orderStrategyTypes", "userProperties", "properties", "userPlugins",
-                "contractGroups", "userReadStatuses")  # fmt: skip
+EMPTY_ARRAYS = (
+    "marginSnapshots",
+    "userAccountAutoLiqs",
+    "cashBalances",
+    "currencies",
+    "fillPairs",
+    "contractMaturities",
+    "products",
+    "exchanges",
+    "spreadDefinitions",
+    "commandReports",
+    "executionReports",
+    "orderStrategies",
+    "orderStrategyLinks",
+    "orderStrategyTypes",
+    "userProperties",
+    "properties",
+    "userPlugins",
+    "contractGroups",
+    "userReadStatuses",
+)
 # Snapshot array → the Book's entity (`Book.rows`).
-BOOK_ARRAYS = {"accounts": "account", "accountRiskStatuses": "accountriskstatus",
-               "positions": "position", "orders": "order", "orderVersions": "orderversion",
-               "commands": "command", "fills": "fill"}  # fmt: skip
+BOOK_ARRAYS = {
+    "accounts": "account",
+    "accountRiskStatuses": "accountriskstatus",
+    "positions": "position",
+    "orders": "order",
+    "orderVersions": "orderversion",
+    "commands": "command",
+    "fills": "fill",
+}
 
 
 def _number(value: Any) -> float:
@@ -105,8 +127,9 @@ class _Peer:
     def abort(self) -> None:
         """Drop the TCP connection without a close frame (the client sees 1006)."""
         with contextlib.suppress(OSError):  # linger 0 makes close send RST, not FIN
-            self.connection.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                              struct.pack("ii", 1, 0))  # fmt: skip
+            self.connection.socket.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
         self.connection.close_socket()
 
     def info(self) -> PeerInfo:
@@ -116,9 +139,15 @@ class _Peer:
 class AccountSocketServer(LocalWebSocketServer):
     """`wss://demo.tradovateapi.com/v1/websocket` for one `BrokerSimulator`, on 127.0.0.1."""
 
-    def __init__(self, broker: BrokerSimulator, *, heartbeat_interval_s: float = 2.5,
-                 idle_timeout_s: float = 15.0, auth_timeout_s: float | None = None,
-                 port: int = 0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        broker: BrokerSimulator,
+        *,
+        heartbeat_interval_s: float = 2.5,
+        idle_timeout_s: float = 15.0,
+        auth_timeout_s: float | None = None,
+        port: int = 0,
+    ) -> None:
         super().__init__(port)
         self.broker = broker
         self.heartbeat_interval_s = heartbeat_interval_s
@@ -167,8 +196,10 @@ class AccountSocketServer(LocalWebSocketServer):
         """The `shutdown` event (§6.1), then the sockets are closed as Tradovate does."""
         for peer in self._forget_all():
             with contextlib.suppress(ConnectionClosed, OSError):
-                peer.connection.send("a" + _dumps({"e": "shutdown", "d": {
-                    "reasonCode": reason_code, "reason": reason}}))  # fmt: skip
+                peer.connection.send(
+                    "a"
+                    + _dumps({"e": "shutdown", "d": {"reasonCode": reason_code, "reason": reason}})
+                )
             peer.connection.close()
 
     def connections(self) -> list[PeerInfo]:
@@ -179,8 +210,10 @@ class AccountSocketServer(LocalWebSocketServer):
 
     def _on_change(self, entity_type: str, event_type: str, entity: JSON, account_id: int) -> None:
         # Called under the broker's lock; only queues, so a slow client never holds the book.
-        event = {"e": "props", "d": {"entityType": entity_type, "eventType": event_type,
-                                     "entity": entity}}  # fmt: skip
+        event = {
+            "e": "props",
+            "d": {"entityType": entity_type, "eventType": event_type, "entity": entity},
+        }
         for peer in self._peers.values():
             if account_id in peer.accounts:
                 peer.message(event)
@@ -302,13 +335,25 @@ class AccountSocketServer(LocalWebSocketServer):
             order = book.orders.get(row.get("orderId", 0))
             return order.account_id if order else row.get("id")
 
-        snapshot: JSON = {"users": [{"id": self.broker.user_ids[user], "name": user,
-                                     "status": "Active", "professional": False}]}  # fmt: skip
+        snapshot: JSON = {
+            "users": [
+                {
+                    "id": self.broker.user_ids[user],
+                    "name": user,
+                    "status": "Active",
+                    "professional": False,
+                }
+            ]
+        }
         for array, entity in BOOK_ARRAYS.items():
             snapshot[array] = [r for r in book.rows(entity, user) if account_of(r) in covered]
-        contract_ids = {r["contractId"] for a in ("orders", "positions", "fills")
-                        for r in snapshot[a]}  # fmt: skip
-        snapshot["contracts"] = [book.catalogue.contract_json(c) for i in sorted(contract_ids)
-                                 if (c := book.catalogue.item(i))]  # fmt: skip
+        contract_ids = {
+            r["contractId"] for a in ("orders", "positions", "fills") for r in snapshot[a]
+        }
+        snapshot["contracts"] = [
+            book.catalogue.contract_json(c)
+            for i in sorted(contract_ids)
+            if (c := book.catalogue.item(i))
+        ]
         snapshot.update({array: [] for array in EMPTY_ARRAYS})
         return snapshot

@@ -39,8 +39,15 @@ from simulators.tradovate.broker_state import Book, Listener
 from simulators.tradovate.contracts import ContractCatalogue, ContractRestServer
 
 # Entity → the field its `/deps?masterid=` filters on (§4: Account → Order, Order → Fill, …).
-DEPS = {"account": "id", "accountriskstatus": "id", "order": "accountId", "position": "accountId",
-        "orderversion": "orderId", "command": "orderId", "fill": "orderId"}  # fmt: skip
+DEPS = {
+    "account": "id",
+    "accountriskstatus": "id",
+    "order": "accountId",
+    "position": "accountId",
+    "orderversion": "orderId",
+    "command": "orderId",
+    "fill": "orderId",
+}
 BAD_LOGIN = "Incorrect username or password. Please try again."
 
 
@@ -77,34 +84,55 @@ def _price(body: JSON, field: str) -> Decimal | None:
 
 
 def _spec(body: JSON, qty: Any = None) -> OrderSpec:
-    return OrderSpec(action=body.get("action"), qty=body.get("orderQty", qty),
-                     order_type=body.get("orderType"), price=_price(body, "price"),
-                     stop_price=_price(body, "stopPrice"), time_in_force=body.get("timeInForce"),
-                     cl_ord_id=body.get("clOrdId"))  # fmt: skip
+    return OrderSpec(
+        action=body.get("action"),
+        qty=body.get("orderQty", qty),
+        order_type=body.get("orderType"),
+        price=_price(body, "price"),
+        stop_price=_price(body, "stopPrice"),
+        time_in_force=body.get("timeInForce"),
+        cl_ord_id=body.get("clOrdId"),
+    )
 
 
 class BrokerSimulator(ContractRestServer):
     """One Tradovate environment (live or demo) with users, accounts and test hooks."""
 
-    def __init__(self, catalogue: ContractCatalogue, *, users: dict[str, str],
-                 environment: str = "demo", port: int = 0, app_id: str = "JustTrades",
-                 cid: int = 1234, sec: str = "sim-api-secret",
-                 oauth_clients: dict[str, str] | None = None,
-                 require_device_id: bool | None = None, token_ttl_s: float = 5400.0,
-                 rate_limit_per_minute: int | None = None, lockout_per_minute: int | None = None,
-                 penalty_s: float = 5.0, lockout_s: float = 3600.0,
-                 clock: Callable[[], float] = time.time) -> None:  # fmt: skip
+    def __init__(
+        self,
+        catalogue: ContractCatalogue,
+        *,
+        users: dict[str, str],
+        environment: str = "demo",
+        port: int = 0,
+        app_id: str = "JustTrades",
+        cid: int = 1234,
+        sec: str = "sim-api-secret",
+        oauth_clients: dict[str, str] | None = None,
+        require_device_id: bool | None = None,
+        token_ttl_s: float = 5400.0,
+        rate_limit_per_minute: int | None = None,
+        lockout_per_minute: int | None = None,
+        penalty_s: float = 5.0,
+        lockout_s: float = 3600.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         super().__init__(catalogue, lambda token: self.access.token_valid(token), port=port)
         self.environment = environment
         self.app_id, self.cid, self.sec = app_id, cid, sec
         # Live refuses orders from unverified devices while demo does not (§2.6).
         live = environment == "live"
         self.require_device_id = live if require_device_id is None else require_device_id
-        self.access = Access(users, clock=clock, token_ttl_s=token_ttl_s,
-                             oauth_clients=oauth_clients or {"jt-oauth-client": "jt-oauth-secret"},
-                             rate_limit_per_minute=rate_limit_per_minute,
-                             lockout_per_minute=lockout_per_minute, penalty_s=penalty_s,
-                             lockout_s=lockout_s)  # fmt: skip
+        self.access = Access(
+            users,
+            clock=clock,
+            token_ttl_s=token_ttl_s,
+            oauth_clients=oauth_clients or {"jt-oauth-client": "jt-oauth-secret"},
+            rate_limit_per_minute=rate_limit_per_minute,
+            lockout_per_minute=lockout_per_minute,
+            penalty_s=penalty_s,
+            lockout_s=lockout_s,
+        )
         self.book = Book(catalogue, clock)
         self.clock = clock
         self.user_ids = {name: 4_411_223 + i for i, name in enumerate(users)}
@@ -133,8 +161,9 @@ class BrokerSimulator(ContractRestServer):
         with self._lock:
             return self.book.add_account(user, self.user_ids[user], name)
 
-    def set_risk_status(self, account_name: str, *, admin_action: str = "Normal",
-                        liquidate_only: bool = False) -> None:  # fmt: skip
+    def set_risk_status(
+        self, account_name: str, *, admin_action: str = "Normal", liquidate_only: bool = False
+    ) -> None:
         with self._lock:
             account = self.book.account_named(account_name)
             stamp = _iso(self.clock())
@@ -240,8 +269,9 @@ class BrokerSimulator(ContractRestServer):
             raise ValueError("the body is not an object")
         return body
 
-    def _route(self, route: str, request: Request, body: JSON, session: Session | None,
-               token: str) -> Response:  # fmt: skip
+    def _route(
+        self, route: str, request: Request, body: JSON, session: Session | None, token: str
+    ) -> Response:
         if route == "auth/accesstokenrequest":
             return self._login(body)
         if route == "auth/oauthtoken":
@@ -253,13 +283,24 @@ class BrokerSimulator(ContractRestServer):
             _, new_token, expiry = self.access.renew(token)
             return _json(self._token_body(user, new_token, expiry, session.md_token))
         if route == "auth/me":
-            return _json({"userId": self.user_ids[user], "name": user, "fullName": user,
-                          "email": f"{user}@example.com", "emailVerified": True,
-                          "isTrial": False})  # fmt: skip
-        command = {"order/placeorder": self._place_order, "order/placeoso": self._place_oso,
-                   "order/placeoco": self._place_oco, "order/modifyorder": self._modify,
-                   "order/cancelorder": self._cancel,
-                   "order/liquidateposition": self._liquidate}.get(route)  # fmt: skip
+            return _json(
+                {
+                    "userId": self.user_ids[user],
+                    "name": user,
+                    "fullName": user,
+                    "email": f"{user}@example.com",
+                    "emailVerified": True,
+                    "isTrial": False,
+                }
+            )
+        command = {
+            "order/placeorder": self._place_order,
+            "order/placeoso": self._place_oso,
+            "order/placeoco": self._place_oco,
+            "order/modifyorder": self._modify,
+            "order/cancelorder": self._cancel,
+            "order/liquidateposition": self._liquidate,
+        }.get(route)
         if command is not None:
             if self.require_device_id and not session.device_id:
                 return Response("Access is denied", status=401)  # unverified device (§2.6, §8.3)
@@ -290,10 +331,16 @@ class BrokerSimulator(ContractRestServer):
         return _json(self._token_body(name, token, expiry, session.md_token))
 
     def _token_body(self, user: str, token: str, expiry: float, md_token: str) -> JSON:
-        return {"accessToken": token, "mdAccessToken": md_token, "expirationTime": _iso(expiry),
-                "passwordExpirationTime": _iso(self.clock() + 90 * 86400),
-                "userStatus": "Active", "userId": self.user_ids[user], "name": user,
-                "hasLive": self.environment == "live"}  # fmt: skip
+        return {
+            "accessToken": token,
+            "mdAccessToken": md_token,
+            "expirationTime": _iso(expiry),
+            "passwordExpirationTime": _iso(self.clock() + 90 * 86400),
+            "userStatus": "Active",
+            "userId": self.user_ids[user],
+            "name": user,
+            "hasLive": self.environment == "live",
+        }
 
     def _authorize(self, args: MultiDict[str, str]) -> Response:
         client_id, redirect_uri = args.get("client_id", ""), args.get("redirect_uri", "")
@@ -313,8 +360,13 @@ class BrokerSimulator(ContractRestServer):
         except OAuthRefused as refused:
             return _json({"error": refused.error, "error_description": refused.description}, 400)
         _, token, _ = self.access.open_session(user)
-        return _json({"access_token": token, "token_type": "bearer",
-                      "expires_in": int(self.access.token_ttl_s)})  # fmt: skip
+        return _json(
+            {
+                "access_token": token,
+                "token_type": "bearer",
+                "expires_in": int(self.access.token_ttl_s),
+            }
+        )
 
     # -- reads (§4, §5.2) ------------------------------------------------------------------------
 
@@ -342,21 +394,30 @@ class BrokerSimulator(ContractRestServer):
 
     def _account(self, user: str, body: JSON) -> Account:
         spec = body.get("accountSpec")
-        return self.book.resolve_account(user, _int(body.get("accountId")),
-                                         spec if isinstance(spec, str) else None)  # fmt: skip
+        return self.book.resolve_account(
+            user, _int(body.get("accountId")), spec if isinstance(spec, str) else None
+        )
 
     def _place_order(self, user: str, body: JSON) -> JSON:
-        order = self.book.place(self._account(user, body), body.get("symbol"), _spec(body),
-                                bool(body.get("isAutomated")))  # fmt: skip
+        order = self.book.place(
+            self._account(user, body),
+            body.get("symbol"),
+            _spec(body),
+            bool(body.get("isAutomated")),
+        )
         return {"orderId": order.id}
 
     def _place_oso(self, user: str, body: JSON) -> JSON:
         brackets = [body[k] for k in ("bracket1", "bracket2") if isinstance(body.get(k), dict)]
         if not isinstance(body.get("bracket1"), dict):
             raise OrderInvalid("bracket1", "", "bracket1 is required")
-        orders = self.book.place_oso(self._account(user, body), body.get("symbol"), _spec(body),
-                                     [_spec(b, qty=0) for b in brackets],
-                                     bool(body.get("isAutomated")))  # fmt: skip
+        orders = self.book.place_oso(
+            self._account(user, body),
+            body.get("symbol"),
+            _spec(body),
+            [_spec(b, qty=0) for b in brackets],
+            bool(body.get("isAutomated")),
+        )
         result = {"orderId": orders[0].id, "oso1Id": orders[1].id}
         if len(orders) > 2:
             result["oso2Id"] = orders[2].id
@@ -365,16 +426,21 @@ class BrokerSimulator(ContractRestServer):
     def _place_oco(self, user: str, body: JSON) -> JSON:
         if not isinstance(body.get("other"), dict):
             raise OrderInvalid("other", "", "other is required")
-        first, other = self.book.place_oco(self._account(user, body), body.get("symbol"),
-                                           _spec(body), _spec(body["other"], qty=0),
-                                           bool(body.get("isAutomated")))  # fmt: skip
+        first, other = self.book.place_oco(
+            self._account(user, body),
+            body.get("symbol"),
+            _spec(body),
+            _spec(body["other"], qty=0),
+            bool(body.get("isAutomated")),
+        )
         return {"orderId": first.id, "ocoId": other.id}
 
     def _modify(self, user: str, body: JSON) -> JSON:
         order = self.book.owned_order(user, _int(body.get("orderId")))
         spec = _spec(body)
-        command = self.book.modify(order, spec.qty, spec.order_type, spec.price, spec.stop_price,
-                                   spec.time_in_force)  # fmt: skip
+        command = self.book.modify(
+            order, spec.qty, spec.order_type, spec.price, spec.stop_price, spec.time_in_force
+        )
         return {"commandId": command}
 
     def _cancel(self, user: str, body: JSON) -> JSON:

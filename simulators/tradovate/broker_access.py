@@ -53,12 +53,20 @@ class OAuthRefused(Exception):
 class Access:
     """Sessions and throttles of one simulated environment; time comes from `clock`."""
 
-    def __init__(self, users: dict[str, str], *, clock: Callable[[], float],
-                 token_ttl_s: float, max_sessions: int = 2,
-                 oauth_clients: dict[str, str] | None = None,
-                 rate_limit_per_minute: int | None = None, lockout_per_minute: int | None = None,
-                 penalty_s: float = 5.0, lockout_s: float = 3600.0,
-                 login_failures_before_penalty: int | None = 5) -> None:  # fmt: skip
+    def __init__(
+        self,
+        users: dict[str, str],
+        *,
+        clock: Callable[[], float],
+        token_ttl_s: float,
+        max_sessions: int = 2,
+        oauth_clients: dict[str, str] | None = None,
+        rate_limit_per_minute: int | None = None,
+        lockout_per_minute: int | None = None,
+        penalty_s: float = 5.0,
+        lockout_s: float = 3600.0,
+        login_failures_before_penalty: int | None = 5,
+    ) -> None:
         self.passwords = dict(users)
         self.clock = clock
         self.token_ttl_s = token_ttl_s

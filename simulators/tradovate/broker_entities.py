@@ -26,8 +26,9 @@ class OrderInvalid(Exception):
 
     def __init__(self, constraint: str, value: object, description: str) -> None:
         super().__init__(description)
-        self.violations = [{"constraint": constraint, "value": str(value),
-                            "description": description}]  # fmt: skip
+        self.violations = [
+            {"constraint": constraint, "value": str(value), "description": description}
+        ]
 
 
 @dataclass(frozen=True)
@@ -59,15 +60,23 @@ class Account:
         return self.liquidate_only is not None or self.admin_action in LIQUIDATE_ONLY_ACTIONS
 
     def json(self) -> JSON:
-        return {"id": self.id, "name": self.name, "userId": self.user_id,
-                "accountType": "Customer", "active": True, "clearingHouseId": 2,
-                "riskCategoryId": 2, "autoLiqProfileId": self.id,
-                "marginAccountType": "Speculator", "legalStatus": "Individual",
-                "timestamp": self.timestamp, "readonly": False}  # fmt: skip
+        return {
+            "id": self.id,
+            "name": self.name,
+            "userId": self.user_id,
+            "accountType": "Customer",
+            "active": True,
+            "clearingHouseId": 2,
+            "riskCategoryId": 2,
+            "autoLiqProfileId": self.id,
+            "marginAccountType": "Speculator",
+            "legalStatus": "Individual",
+            "timestamp": self.timestamp,
+            "readonly": False,
+        }
 
     def risk_json(self) -> JSON:
-        row: JSON = {"id": self.id, "adminAction": self.admin_action,
-                     "userTriggeredLiqOnly": False}  # fmt: skip
+        row: JSON = {"id": self.id, "adminAction": self.admin_action, "userTriggeredLiqOnly": False}
         if self.admin_timestamp:
             row["adminTimestamp"] = self.admin_timestamp
         if self.liquidate_only:
@@ -89,9 +98,15 @@ class Order:
     triggered: bool = False  # a stop whose stop price was reached
 
     def json(self) -> JSON:
-        row: JSON = {"id": self.id, "accountId": self.account_id, "contractId": self.contract_id,
-                     "timestamp": self.timestamp, "action": self.spec.action,
-                     "ordStatus": self.status, "admin": False}  # fmt: skip
+        row: JSON = {
+            "id": self.id,
+            "accountId": self.account_id,
+            "contractId": self.contract_id,
+            "timestamp": self.timestamp,
+            "action": self.spec.action,
+            "ordStatus": self.status,
+            "admin": False,
+        }
         if self.parent_id:
             row["parentId"] = self.parent_id
         if self.oco_id:
@@ -100,8 +115,15 @@ class Order:
 
 
 def version_json(version_id: int, order_id: int, spec: OrderSpec) -> JSON:
-    row = {"id": version_id, "orderId": order_id, "orderQty": spec.qty, "orderType": spec.order_type,
-           "price": spec.price, "stopPrice": spec.stop_price, "timeInForce": spec.time_in_force}  # fmt: skip
+    row = {
+        "id": version_id,
+        "orderId": order_id,
+        "orderQty": spec.qty,
+        "orderType": spec.order_type,
+        "price": spec.price,
+        "stopPrice": spec.stop_price,
+        "timeInForce": spec.time_in_force,
+    }
     return {k: v for k, v in row.items() if v is not None}
 
 
@@ -135,9 +157,18 @@ class Position:
         self.net_pos, self.timestamp = new, stamp
 
     def json(self) -> JSON:
-        row = {"id": self.id, "accountId": self.account_id, "contractId": self.contract_id,
-               "timestamp": self.timestamp, "tradeDate": self.trade_date, "netPos": self.net_pos,
-               "netPrice": self.net_price, "bought": self.bought,
-               "boughtValue": self.bought_value, "sold": self.sold, "soldValue": self.sold_value,
-               "prevPos": 0}  # fmt: skip
+        row = {
+            "id": self.id,
+            "accountId": self.account_id,
+            "contractId": self.contract_id,
+            "timestamp": self.timestamp,
+            "tradeDate": self.trade_date,
+            "netPos": self.net_pos,
+            "netPrice": self.net_price,
+            "bought": self.bought,
+            "boughtValue": self.bought_value,
+            "sold": self.sold,
+            "soldValue": self.sold_value,
+            "prevPos": 0,
+        }
         return {k: v for k, v in row.items() if v is not None}

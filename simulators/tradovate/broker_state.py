@@ -9,7 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from libs.common.instruments import contract_spec
+from libs.common.futures.instruments import contract_spec
 from simulators.tradovate.broker_entities import (
     JSON,
     LIVE,
@@ -55,8 +55,9 @@ class Book:
 
     def add_account(self, user: str, user_id: int, name: str | None = None) -> Account:
         account_id = next(self._account_ids)
-        account = Account(account_id, name or f"DEMO{account_id - 6_419_000}", user, user_id,
-                          self._stamp())  # fmt: skip
+        account = Account(
+            account_id, name or f"DEMO{account_id - 6_419_000}", user, user_id, self._stamp()
+        )
         self.accounts[account.id] = account
         self.notify("account", "Created", account.json(), account.id)
         self.notify("accountRiskStatus", "Created", account.risk_json(), account.id)
@@ -117,22 +118,31 @@ class Book:
         self._match(contract.id)
         return order
 
-    def place_oso(self, account: Account, symbol: str, entry: OrderSpec,
-                  brackets: list[OrderSpec], automated: bool) -> list[Order]:  # fmt: skip
+    def place_oso(
+        self,
+        account: Account,
+        symbol: str,
+        entry: OrderSpec,
+        brackets: list[OrderSpec],
+        automated: bool,
+    ) -> list[Order]:
         contract = self._checked(account, symbol, entry)
         brackets = [replace(b, qty=entry.qty) for b in brackets]  # brackets take the entry's size
         for bracket in brackets:
             self._validate(bracket, contract)
         order = self._new_order(account, contract.id, entry, automated)
-        kids = [self._new_order(account, contract.id, b, automated, "Suspended", order.id)
-                for b in brackets]  # fmt: skip
+        kids = [
+            self._new_order(account, contract.id, b, automated, "Suspended", order.id)
+            for b in brackets
+        ]
         if len(kids) == 2:
             kids[0].oco_id, kids[1].oco_id = kids[1].id, kids[0].id
         self._match(contract.id)
         return [order, *kids]
 
-    def place_oco(self, account: Account, symbol: str, first: OrderSpec, other: OrderSpec,
-                  automated: bool) -> tuple[Order, Order]:  # fmt: skip
+    def place_oco(
+        self, account: Account, symbol: str, first: OrderSpec, other: OrderSpec, automated: bool
+    ) -> tuple[Order, Order]:
         contract = self._checked(account, symbol, first)
         other = replace(other, qty=first.qty)
         self._validate(other, contract)
@@ -143,14 +153,26 @@ class Book:
         self._match(contract.id)
         return a, b
 
-    def modify(self, order: Order, qty: int, order_type: str, price: Decimal | None,
-               stop_price: Decimal | None, time_in_force: str | None) -> int:  # fmt: skip
+    def modify(
+        self,
+        order: Order,
+        qty: int,
+        order_type: str,
+        price: Decimal | None,
+        stop_price: Decimal | None,
+        time_in_force: str | None,
+    ) -> int:
         self._take_forced()
         if order.status not in LIVE:
             raise OrderRefused("TooLate", f"The order is {order.status}")
-        spec = replace(order.spec, qty=qty, order_type=order_type, price=price,
-                       stop_price=stop_price,
-                       time_in_force=time_in_force or order.spec.time_in_force)  # fmt: skip
+        spec = replace(
+            order.spec,
+            qty=qty,
+            order_type=order_type,
+            price=price,
+            stop_price=stop_price,
+            time_in_force=time_in_force or order.spec.time_in_force,
+        )
         self._validate(spec, self.catalogue.contracts[order.contract_id])
         order.spec, order.rested = spec, False
         command = self._command(order, "Modify", None, True)
@@ -211,8 +233,10 @@ class Book:
         if spec.order_type not in ORDER_TYPES:
             raise OrderRefused("Unsupported", f"orderType {spec.order_type} is not simulated")
         tick = contract_spec(contract.root).tick_size
-        prices = (("price", spec.price, ("Limit", "StopLimit")),
-                  ("stopPrice", spec.stop_price, ("Stop", "StopLimit")))  # fmt: skip
+        prices = (
+            ("price", spec.price, ("Limit", "StopLimit")),
+            ("stopPrice", spec.stop_price, ("Stop", "StopLimit")),
+        )
         for field, value, needed_by in prices:
             if spec.order_type in needed_by and value is None:
                 raise OrderRefused("InvalidPrice", f"{spec.order_type} needs {field}")
@@ -233,10 +257,18 @@ class Book:
 
     # -- the book --------------------------------------------------------------------------------
 
-    def _new_order(self, account: Account, contract_id: int, spec: OrderSpec, automated: bool,
-                   status: str = "Working", parent_id: int | None = None) -> Order:  # fmt: skip
-        order = Order(next(self._ids), account.id, contract_id, spec, status, self._stamp(),
-                      parent_id)  # fmt: skip
+    def _new_order(
+        self,
+        account: Account,
+        contract_id: int,
+        spec: OrderSpec,
+        automated: bool,
+        status: str = "Working",
+        parent_id: int | None = None,
+    ) -> Order:
+        order = Order(
+            next(self._ids), account.id, contract_id, spec, status, self._stamp(), parent_id
+        )
         self.orders[order.id] = order
         command = self._command(order, "New", spec.cl_ord_id, automated)
         self.versions[command] = version_json(command, order.id, spec)  # version id = command id
@@ -246,8 +278,14 @@ class Book:
 
     def _command(self, order: Order, kind: str, cl_ord_id: str | None, automated: bool) -> int:
         command_id = next(self._ids)
-        row = {"id": command_id, "orderId": order.id, "timestamp": self._stamp(),
-               "commandType": kind, "commandStatus": "AtExecution", "isAutomated": automated}  # fmt: skip
+        row = {
+            "id": command_id,
+            "orderId": order.id,
+            "timestamp": self._stamp(),
+            "commandType": kind,
+            "commandStatus": "AtExecution",
+            "isAutomated": automated,
+        }
         if cl_ord_id:
             row["clOrdId"] = cl_ord_id
         self.commands[command_id] = row
@@ -271,8 +309,11 @@ class Book:
             order.rested = True
 
     def _working(self, contract_id: int) -> list[Order]:
-        return [o for o in self.orders.values()
-                if o.contract_id == contract_id and o.status == "Working"]  # fmt: skip
+        return [
+            o
+            for o in self.orders.values()
+            if o.contract_id == contract_id and o.status == "Working"
+        ]
 
     def _try_fill(self, order: Order) -> bool:
         price = self.prices.get(order.contract_id)
@@ -297,10 +338,18 @@ class Book:
         stamp, spec = self._stamp(), order.spec
         order.status = "Filled"
         fill_id = next(self._ids)
-        self.fills[fill_id] = {"id": fill_id, "orderId": order.id, "contractId": order.contract_id,
-                               "timestamp": stamp, "tradeDate": self._trade_date(),
-                               "action": spec.action, "qty": spec.qty, "price": price,
-                               "active": True, "finallyPaired": False}  # fmt: skip
+        self.fills[fill_id] = {
+            "id": fill_id,
+            "orderId": order.id,
+            "contractId": order.contract_id,
+            "timestamp": stamp,
+            "tradeDate": self._trade_date(),
+            "action": spec.action,
+            "qty": spec.qty,
+            "price": price,
+            "active": True,
+            "finallyPaired": False,
+        }
         self.notify("fill", "Created", self.fills[fill_id], order.account_id)
         self.notify("order", "Updated", order.json(), order.account_id)
         key = (order.account_id, order.contract_id)
@@ -308,8 +357,12 @@ class Book:
         if created:
             self.positions[key] = Position(next(self._ids), *key, stamp, self._trade_date())
         self.positions[key].apply(spec.action, spec.qty, price, stamp)
-        self.notify("position", "Created" if created else "Updated", self.positions[key].json(),
-                    order.account_id)  # fmt: skip
+        self.notify(
+            "position",
+            "Created" if created else "Updated",
+            self.positions[key].json(),
+            order.account_id,
+        )
         for child in self.orders.values():
             if child.parent_id == order.id and child.status == "Suspended":
                 child.status = "Working"

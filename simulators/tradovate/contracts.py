@@ -16,7 +16,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from libs.common.instruments import MONTH_CODES, contract_spec, parse_ticker
+from libs.common.futures.instruments import MONTH_CODES, contract_spec, parse_ticker
 from simulators.local_servers import LocalHttpServer
 
 Tokens = set[str] | Callable[[str], bool]  # the tokens the simulator accepts, or a test of one
@@ -65,8 +65,9 @@ class ContractCatalogue:
         self._by_name: dict[str, Contract] = {}
 
     @classmethod
-    def standard(cls, on: date, roots: Iterable[str] = ("MNQ", "MES", "NQ", "ES"),
-                 count: int = 4) -> ContractCatalogue:  # fmt: skip
+    def standard(
+        cls, on: date, roots: Iterable[str] = ("MNQ", "MES", "NQ", "ES"), count: int = 4
+    ) -> ContractCatalogue:
         """The next `count` quarterly (HMUZ) contracts of each root, as listed on `on`."""
         catalogue = cls()
         for root in roots:
@@ -120,25 +121,45 @@ class ContractCatalogue:
     # -- JSON shapes (§5.2) ----------------------------------------------------------------------
 
     def contract_json(self, contract: Contract) -> dict[str, Any]:
-        return {"id": contract.id, "name": contract.name, "contractMaturityId": contract.maturity_id,
-                "status": "DefinitionChecked",
-                "providerTickSize": float(contract_spec(contract.root).tick_size)}  # fmt: skip
+        return {
+            "id": contract.id,
+            "name": contract.name,
+            "contractMaturityId": contract.maturity_id,
+            "status": "DefinitionChecked",
+            "providerTickSize": float(contract_spec(contract.root).tick_size),
+        }
 
     def maturity_json(self, maturity: Maturity, now: datetime | None = None) -> dict[str, Any]:
         now = now or datetime.now(UTC)
-        siblings = [m for m in self.maturities.values()
-                    if m.product_id == maturity.product_id and m.expiration > now]  # fmt: skip
+        siblings = [
+            m
+            for m in self.maturities.values()
+            if m.product_id == maturity.product_id and m.expiration > now
+        ]
         front = min(siblings, key=lambda m: m.expiration, default=None)
-        return {"id": maturity.id, "productId": maturity.product_id,
-                "expirationMonth": maturity.expiration.year * 100 + maturity.expiration.month,
-                "expirationDate": maturity.expiration.strftime("%Y-%m-%dT%H:%MZ"),
-                "isFront": front is maturity, "archived": False, "seqNo": 1}  # fmt: skip
+        return {
+            "id": maturity.id,
+            "productId": maturity.product_id,
+            "expirationMonth": maturity.expiration.year * 100 + maturity.expiration.month,
+            "expirationDate": maturity.expiration.strftime("%Y-%m-%dT%H:%MZ"),
+            "isFront": front is maturity,
+            "archived": False,
+            "seqNo": 1,
+        }
 
     def product_json(self, product: Product) -> dict[str, Any]:
         spec = contract_spec(product.name)
-        return {"id": product.id, "name": product.name, "currencyId": 1, "productType": "Futures",
-                "description": product.name, "status": "Verified", "months": "HMUZ",
-                "valuePerPoint": float(spec.point_value), "tickSize": float(spec.tick_size)}  # fmt: skip
+        return {
+            "id": product.id,
+            "name": product.name,
+            "currencyId": 1,
+            "productType": "Futures",
+            "description": product.name,
+            "status": "Verified",
+            "months": "HMUZ",
+            "valuePerPoint": float(spec.point_value),
+            "tickSize": float(spec.tick_size),
+        }
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -148,10 +169,16 @@ def _json(body: Any, status: int = 200) -> Response:
 class ContractRestServer(LocalHttpServer):
     """The contract lookups of the REST API on 127.0.0.1, bearer token required (§4)."""
 
-    def __init__(self, catalogue: ContractCatalogue, tokens: Tokens, *, port: int = 0,
-                 unknown_find: str = "null") -> None:
+    def __init__(
+        self,
+        catalogue: ContractCatalogue,
+        tokens: Tokens,
+        *,
+        port: int = 0,
+        unknown_find: str = "null",
+    ) -> None:
         super().__init__(port)
- # fmt: skip
+
         self.catalogue = catalogue
         self.tokens = tokens
         # An unknown name answers 200 + `null` or 200 + errorText (both plausible, §4);
@@ -175,10 +202,14 @@ class ContractRestServer(LocalHttpServer):
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token_accepted(self.tokens, token.strip()):
             return Response("", status=401)
-        handler = {"contract/find": self._find, "contract/item": self._item,
-                   "contract/items": self._items, "contract/suggest": self._suggest,
-                   "contractmaturity/item": self._maturity,
-                   "product/find": self._product}.get(route)  # fmt: skip
+        handler = {
+            "contract/find": self._find,
+            "contract/item": self._item,
+            "contract/items": self._items,
+            "contract/suggest": self._suggest,
+            "contractmaturity/item": self._maturity,
+            "product/find": self._product,
+        }.get(route)
         return handler(request.args) if handler else Response("", status=404)
 
     def _find(self, args: Any) -> Response:

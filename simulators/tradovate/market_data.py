@@ -139,9 +139,16 @@ class MarketDataServer(LocalWebSocketServer):
 
     thread_name = "tradovate-md-server"
 
-    def __init__(self, catalogue: ContractCatalogue, tokens: Tokens, *,
-                 heartbeat_interval_s: float = 2.5, idle_timeout_s: float = 15.0,
-                 auth_timeout_s: float | None = None, port: int = 0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        catalogue: ContractCatalogue,
+        tokens: Tokens,
+        *,
+        heartbeat_interval_s: float = 2.5,
+        idle_timeout_s: float = 15.0,
+        auth_timeout_s: float | None = None,
+        port: int = 0,
+    ) -> None:
         super().__init__(port)
         self.catalogue = catalogue
         self.tokens = tokens  # a set the test may change later, or a callable
@@ -168,14 +175,32 @@ class MarketDataServer(LocalWebSocketServer):
     def set_trade(self, name: str, price: Decimal | str, size: int = 1) -> None:
         """A trade print: the event carries Trade and the volume (size only), no book."""
         volume = self.snapshot(self._contract(name)).get("TotalTradeVolume", {}).get("size", 0)
-        self.send_entries({name: {"Trade": {"price": Decimal(price), "size": size},
-                                  "TotalTradeVolume": {"size": volume + size}}})  # fmt: skip
+        self.send_entries(
+            {
+                name: {
+                    "Trade": {"price": Decimal(price), "size": size},
+                    "TotalTradeVolume": {"size": volume + size},
+                }
+            }
+        )
 
-    def set_book(self, name: str, bid: Decimal | str, offer: Decimal | str, bid_size: int = 5,
-                 offer_size: int = 4) -> None:  # fmt: skip
+    def set_book(
+        self,
+        name: str,
+        bid: Decimal | str,
+        offer: Decimal | str,
+        bid_size: int = 5,
+        offer_size: int = 4,
+    ) -> None:
         """A book change: the event carries Bid and Offer only."""
-        self.send_entries({name: {"Bid": {"price": Decimal(bid), "size": bid_size},
-                                  "Offer": {"price": Decimal(offer), "size": offer_size}}})  # fmt: skip
+        self.send_entries(
+            {
+                name: {
+                    "Bid": {"price": Decimal(bid), "size": bid_size},
+                    "Offer": {"price": Decimal(offer), "size": offer_size},
+                }
+            }
+        )
 
     def set_trades(self, prices: dict[str, Decimal | str]) -> None:
         """Trades of several contracts in one `quotes` array."""
@@ -230,8 +255,14 @@ class MarketDataServer(LocalWebSocketServer):
     @staticmethod
     def md_event(quotes: list[tuple[Contract, Entries]]) -> dict[str, Any]:
         stamp = _stamp()
-        return {"e": "md", "d": {"quotes": [{"timestamp": stamp, "contractId": c.id, "entries": e}
-                                            for c, e in quotes]}}  # fmt: skip
+        return {
+            "e": "md",
+            "d": {
+                "quotes": [
+                    {"timestamp": stamp, "contractId": c.id, "entries": e} for c, e in quotes
+                ]
+            },
+        }
 
     def _count(self, counter: str) -> None:
         with self._lock:
@@ -252,8 +283,9 @@ class MarketDataServer(LocalWebSocketServer):
     def _handle(self, connection: ServerConnection) -> None:
         with self._lock:
             self.connections_accepted += 1
-            peer = self._peers[self.connections_accepted] = _Peer(self, connection,
-                                                                  self.connections_accepted)  # fmt: skip
+            peer = self._peers[self.connections_accepted] = _Peer(
+                self, connection, self.connections_accepted
+            )
         try:
             peer.send("o")
             self._serve(peer)

@@ -18,14 +18,27 @@ from libs.common.config import PROJECT_ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--headless",
-    "--disable-background-networking", "--disable-component-update", "--no-first-run",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--headless",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
     "--disable-sync",
-]  # fmt: skip
+]
 SCREENSHOTS = PROJECT_ROOT / "var" / "screenshots"
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
-PAGES = ["dashboard", "recorders", "traders", "accounts", "manual-trader", "control-center", "settings"]
+PAGES = [
+    "dashboard",
+    "recorders",
+    "traders",
+    "accounts",
+    "manual-trader",
+    "control-center",
+    "settings",
+]
 LIVE_S = 10_000  # ms a live update may take to show
 CENT = Decimal("0.01")
 expect.set_options(timeout=LIVE_S)
@@ -52,7 +65,10 @@ def new_page(browser) -> Iterator:
         context.set_default_timeout(LIVE_S)
         contexts.append(context)
         page = context.new_page()
-        page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+        page.on(
+            "console",
+            lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None,
+        )
         return page
 
     yield make
@@ -78,13 +94,17 @@ def log_in(page: Page, base: str, email: str, password: str, next_page: str = "/
 
 def send(url: str, body: dict) -> None:
     """What TradingView does: POST the alert message to the webhook URL."""
-    answer = requests.post(url, data=json.dumps(body), headers={"Content-Type": "text/plain"}, timeout=5)
+    answer = requests.post(
+        url, data=json.dumps(body), headers={"Content-Type": "text/plain"}, timeout=5
+    )
     assert answer.status_code == 202, answer.text
 
 
 def send_tick(redis_client, price: str, symbol: str = "MNQ") -> None:
     now_ms = str(time.time_ns() // 1_000_000)
-    redis_client.xadd("jt:ticks", {"symbol": symbol, "price": price, "ts": now_ms, "source": "test"})
+    redis_client.xadd(
+        "jt:ticks", {"symbol": symbol, "price": price, "ts": now_ms, "source": "test"}
+    )
 
 
 def amount(text: str) -> Decimal:

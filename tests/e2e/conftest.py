@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from libs.common.config import PROJECT_ROOT, Settings
-from libs.common.embedded import free_port
+from libs.common.storage.embedded import free_port
 from tests.e2e.browser_support import browser, new_page  # noqa: F401 (fixtures for the browser tests)
 
 T = TypeVar("T")
@@ -69,9 +69,12 @@ def service_env(settings: Settings, var_dir: Path, **extra: str) -> dict[str, st
         JT_STREAM_PREFIX="jt:",  # the tests use the stream names of DESIGN §2, as redis-cli would
         WEBHOOK_IP_ALLOWLIST="",
         # Outside services: nowhere, unless a test starts a simulator and says where it is.
-        TRADINGVIEW_URL="http://127.0.0.1:9", TRADINGVIEW_SCANNER_URL="http://127.0.0.1:9",
-        TRADINGVIEW_WS_URL="ws://127.0.0.1:9", TRADOVATE_LIVE_URL="http://127.0.0.1:9/v1",
-        TRADOVATE_DEMO_URL="http://127.0.0.1:9/v1", TRADOVATE_MD_URL="ws://127.0.0.1:9",
+        TRADINGVIEW_URL="http://127.0.0.1:9",
+        TRADINGVIEW_SCANNER_URL="http://127.0.0.1:9",
+        TRADINGVIEW_WS_URL="ws://127.0.0.1:9",
+        TRADOVATE_LIVE_URL="http://127.0.0.1:9/v1",
+        TRADOVATE_DEMO_URL="http://127.0.0.1:9/v1",
+        TRADOVATE_MD_URL="ws://127.0.0.1:9",
         TRADOVATE_OAUTH_URL="http://127.0.0.1:9/oauth",
         **extra,
     )
@@ -80,9 +83,13 @@ def service_env(settings: Settings, var_dir: Path, **extra: str) -> dict[str, st
 
 def run_cli_in(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args],
-        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [sys.executable, "-m", "tools.cli", *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def create_user_with_key(env: dict[str, str], email: str) -> str:
@@ -96,7 +103,7 @@ def create_user_with_key(env: dict[str, str], email: str) -> str:
 
 @pytest.fixture
 def run_cli(settings, tmp_path) -> Callable[..., subprocess.CompletedProcess[str]]:
-    """`python -m services.cli ARGS` against the test databases; returns the finished process."""
+    """`python -m tools.cli ARGS` against the test databases; returns the finished process."""
     env = service_env(settings, tmp_path / "cli-var")
     return lambda *args: run_cli_in(env, *args)
 
@@ -178,8 +185,11 @@ class Stack:
         with self.log_path(name).open("ab") as err, self.log_path(name, "stdout").open("ab") as out:
             self.processes[name] = subprocess.Popen(
                 [sys.executable, "-m", {**SERVICES, **WORKERS, **OPTIONAL}[name]],
-                cwd=PROJECT_ROOT, env=self.env, stdout=out, stderr=err,
-            )  # fmt: skip
+                cwd=PROJECT_ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=err,
+            )
 
     def wait_healthy(self, name: str, timeout: float = START_TIMEOUT_S) -> None:
         if name in WORKERS or name in OPTIONAL:
@@ -236,11 +246,14 @@ def stack(settings, engine, redis_client, tmp_path) -> Iterator[Stack]:
     """Gateway, engine, UI and an executor running against emptied tables (`engine`) and a flushed Redis."""
     ports = {name: free_port() for name in SERVICES}
     env = service_env(
-        settings, tmp_path / "var",
-        GATEWAY_PORT=str(ports["gateway"]), ENGINE_PORT=str(ports["engine"]),
-        UI_PORT=str(ports["ui"]), PUBLIC_URL=f"http://127.0.0.1:{ports['gateway']}",
+        settings,
+        tmp_path / "var",
+        GATEWAY_PORT=str(ports["gateway"]),
+        ENGINE_PORT=str(ports["engine"]),
+        UI_PORT=str(ports["ui"]),
+        PUBLIC_URL=f"http://127.0.0.1:{ports['gateway']}",
         WEBHOOK_RATE_LIMIT="1000",  # tests post bursts; the limiter has tests of its own
-    )  # fmt: skip
+    )
     log_dir = tmp_path / "logs"
     log_dir.mkdir()
     stack = Stack(env, ports, log_dir)

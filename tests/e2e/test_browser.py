@@ -105,9 +105,21 @@ def test_a_trader_logs_in_and_watches_a_position_open_and_close_live(
     expect(page.locator("#trades tbody tr[data-position-id]")).to_have_count(4)
     metrics = stack.api.ok("/api/dashboard/metrics")
     assert metrics["trades"] == 4 and metrics["expectancy"] == -2.13  # -8.50 / 4, half up
-    for key in ("net_pnl", "avg_win", "avg_loss", "expectancy", "max_drawdown", "win_rate", "profit_factor"):
+    for key in (
+        "net_pnl",
+        "avg_win",
+        "avg_loss",
+        "expectancy",
+        "max_drawdown",
+        "win_rate",
+        "profit_factor",
+    ):
         shown = page.locator(f"[data-metric={key}] .card-value").inner_text()
-        assert amount(shown) == Decimal(str(metrics[key])).quantize(CENT), (key, shown, metrics[key])
+        assert amount(shown) == Decimal(str(metrics[key])).quantize(CENT), (
+            key,
+            shown,
+            metrics[key],
+        )
     assert page.locator("[data-metric=net_pnl] .card-value").inner_text() == "-$8.50"
     today = page.locator("#calendar .day.loss")
     expect(today).to_have_count(1)
@@ -118,12 +130,16 @@ def test_a_trader_logs_in_and_watches_a_position_open_and_close_live(
         page.click("#export-csv")
     rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
     history = stack.api.ok("/api/dashboard/trade-history")["trades"]
-    assert [Decimal(r["realized_pnl"]) for r in rows] == [Decimal(str(t["realized_pnl"])) for t in history]
+    assert [Decimal(r["realized_pnl"]) for r in rows] == [
+        Decimal(str(t["realized_pnl"])) for t in history
+    ]
 
     # Every page, desktop and phone
     for name in PAGES:
         page.goto(f"{base}/{name}")
-        expect(page.locator(f"#nav-{name.replace('-', '_')}")).to_have_attribute("aria-current", "page")
+        expect(page.locator(f"#nav-{name.replace('-', '_')}")).to_have_attribute(
+            "aria-current", "page"
+        )
         if name in ("dashboard", "recorders"):
             expect(page.locator("body")).to_have_attribute("data-loaded", "true")
             page.wait_for_timeout(300)  # the chart's first paint
@@ -156,13 +172,19 @@ def test_a_second_user_sees_none_of_the_first_users_data(stack, new_page):
     log_in(theirs, base, "second@example.com", stack.password, "/recorders")
     expect(theirs.locator("#first-recorder")).to_be_visible()
     for table in ("#recorders", "#open-positions", "#closed-positions", "#signals"):
-        expect(theirs.locator(f"{table} tbody tr[data-position-id], {table} tbody tr[data-signal-id], "
-                              f"{table} tbody tr[data-recorder-id]")).to_have_count(0)
+        expect(
+            theirs.locator(
+                f"{table} tbody tr[data-position-id], {table} tbody tr[data-signal-id], "
+                f"{table} tbody tr[data-recorder-id]"
+            )
+        ).to_have_count(0)
     expect(theirs.locator("main")).not_to_contain_text("First's secret")
 
     # When the first user's position changes live, only the first user's page hears of it
     send(recorder["webhook_url"], {"action": "buy", "ticker": "MNQ1!", "price": 25010})
-    expect(mine.locator("#open-positions tbody tr[data-position-id] td.num").nth(0)).to_have_text("2")
+    expect(mine.locator("#open-positions tbody tr[data-position-id] td.num").nth(0)).to_have_text(
+        "2"
+    )
     theirs.wait_for_timeout(500)
     expect(theirs.locator("#open-positions tbody tr[data-position-id]")).to_have_count(0)
     shoot(theirs, "recorders-second-user")
@@ -202,7 +224,12 @@ def test_a_recorder_is_edited_and_its_reset_and_delete_ask_first(stack, new_page
     form.locator("button[type=submit]").click()
     expect(row.locator("td").first).to_have_text("Edited")
     saved = stack.api.ok(f"/api/recorders/{recorder['id']}")
-    assert (saved["name"], saved["default_qty"], saved["tp_ticks"], saved["sl_ticks"]) == ("Edited", 2, None, 12)
+    assert (saved["name"], saved["default_qty"], saved["tp_ticks"], saved["sl_ticks"]) == (
+        "Edited",
+        2,
+        None,
+        12,
+    )
 
     # Reset history asks first; Cancel keeps everything
     row.locator("[data-action=reset]").click()
@@ -238,7 +265,10 @@ def test_a_page_reloads_its_state_when_its_socket_reconnects(stack, new_page, re
     expect(page.locator("body")).to_have_attribute("data-live", "reconnecting")
     send(recorder["webhook_url"], {"action": "sell", "ticker": "MNQ1!", "price": 25500})
     deadline = time.monotonic() + 10
-    while redis_client.xlen("jt:events") == 0 or redis_client.xpending("jt:signals", "position_engine")["pending"]:
+    while (
+        redis_client.xlen("jt:events") == 0
+        or redis_client.xpending("jt:signals", "position_engine")["pending"]
+    ):
         assert time.monotonic() < deadline, "the engine did not apply the signal"
         time.sleep(0.05)
     redis_client.xtrim("jt:events", maxlen=0)  # nothing left to relay: only a reload can tell
@@ -263,8 +293,9 @@ def test_a_form_post_without_its_csrf_token_is_refused(stack):
     assert refused.status_code == 403
     assert browser.get(base + "/dashboard", allow_redirects=False, timeout=5).status_code == 302
 
-    logged_in = browser.post(base + "/login", data={**form, "csrf_token": token},
-                             allow_redirects=False, timeout=5)
+    logged_in = browser.post(
+        base + "/login", data={**form, "csrf_token": token}, allow_redirects=False, timeout=5
+    )
     assert (logged_in.status_code, logged_in.headers["Location"]) == (302, "/dashboard")
     # The logout form is a form too: without its token the session survives
     assert browser.post(base + "/logout", data={}, timeout=5).status_code == 403

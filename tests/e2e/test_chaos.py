@@ -7,9 +7,9 @@ import uuid
 import pytest
 from sqlalchemy import delete, select
 
-from libs.common.models import Fill, Signal
-from services.chaos.run import ChaosConfig, run_chaos, table
-from services.chaos.verify import Checker
+from libs.common.storage.models import Fill, Signal
+from tools.chaos.run import ChaosConfig, run_chaos, table
+from tools.chaos.verify import Checker
 
 
 @pytest.mark.timeout(420)  # boots its own servers and services, 25 s of load, then settles
@@ -20,8 +20,17 @@ def test_every_service_killed_and_both_servers_crashed_lose_and_duplicate_nothin
         """After the verdict: break the books the way a bug would, and check again."""
         with checker.sessions.begin() as s:
             fill = s.scalars(select(Fill).where(Fill.signal_id.is_not(None)).limit(1)).one()
-            s.add(Fill(position_id=fill.position_id, signal_id=fill.signal_id, kind=fill.kind, side=fill.side,
-                       quantity=fill.quantity, price=fill.price, filled_at=fill.filled_at))  # fmt: skip
+            s.add(
+                Fill(
+                    position_id=fill.position_id,
+                    signal_id=fill.signal_id,
+                    kind=fill.kind,
+                    side=fill.side,
+                    quantity=fill.quantity,
+                    price=fill.price,
+                    filled_at=fill.filled_at,
+                )
+            )
             lost = s.scalars(select(Signal.id).where(Signal.id != fill.signal_id).limit(1)).one()
             s.execute(delete(Signal).where(Signal.id == lost))
         checker.answers.accepted.append(str(uuid.uuid4()))  # a 202 the engine never saw
@@ -29,8 +38,16 @@ def test_every_service_killed_and_both_servers_crashed_lose_and_duplicate_nothin
 
     # Given the whole platform under 15 webhooks/s and ~4,000 ticks/s, with a trader on the broker
     # simulator; when each service is killed once (the executor mid-send) and Redis and PostgreSQL crash
-    run = run_chaos(ChaosConfig(duration_s=25, faults=7, signal_rate=15, seed=20261124,
-                                root=tmp_path / "chaos", inspect=tamper))  # fmt: skip
+    run = run_chaos(
+        ChaosConfig(
+            duration_s=25,
+            faults=7,
+            signal_rate=15,
+            seed=20261124,
+            root=tmp_path / "chaos",
+            inspect=tamper,
+        )
+    )
     report = table(run)
     verdict = run.verdict
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from libs.common.models import ApiKey, User
+from libs.common.storage.models import ApiKey, User
 from services.ui.app import create_app
 
 

@@ -10,7 +10,7 @@ import sys
 import requests
 from sqlalchemy import text
 
-from libs.common.embedded import free_port
+from libs.common.storage.embedded import free_port
 from services.position_engine.service import LEADER_LOCK
 from tests.e2e.conftest import PROJECT_ROOT
 
@@ -34,18 +34,29 @@ def test_an_engine_that_loses_the_leader_lock_stands_by_and_the_standby_takes_ov
     first, second = stack.ports["engine"], free_port()
     log = (tmp_path / "second-engine.log").open("wb")
     standby = subprocess.Popen(
-        [sys.executable, "-m", "services.position_engine"], cwd=PROJECT_ROOT,
-        env={**stack.env, "ENGINE_PORT": str(second)}, stdout=log, stderr=log,
-    )  # fmt: skip
+        [sys.executable, "-m", "services.position_engine"],
+        cwd=PROJECT_ROOT,
+        env={**stack.env, "ENGINE_PORT": str(second)},
+        stdout=log,
+        stderr=log,
+    )
     try:
         eventually(lambda: engine_health(second), "the second engine to answer", timeout=45)
         assert active(first) and not active(second)
 
         # When the active engine's lock connection is cut
         with engine.connect() as conn:
-            cut = conn.execute(text(
-                "SELECT pg_terminate_backend(pid) FROM pg_locks"
-                " WHERE locktype = 'advisory' AND objid = :k AND granted"), {"k": LEADER_LOCK}).scalars().all()
+            cut = (
+                conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_locks"
+                        " WHERE locktype = 'advisory' AND objid = :k AND granted"
+                    ),
+                    {"k": LEADER_LOCK},
+                )
+                .scalars()
+                .all()
+            )
             conn.commit()
         assert cut == [True]
 
@@ -59,7 +70,9 @@ def test_an_engine_that_loses_the_leader_lock_stands_by_and_the_standby_takes_ov
         url = api.ok(f"/api/recorders/{recorder['id']}/webhook")["webhook_url"]
         sent = []
         for price in ("25600", "25601", "25602"):
-            answer = requests.post(url, json={"action": "buy", "ticker": "MNQ1!", "price": price}, timeout=5)
+            answer = requests.post(
+                url, json={"action": "buy", "ticker": "MNQ1!", "price": price}, timeout=5
+            )
             assert answer.status_code == 202, answer.text
             sent.append(answer.json()["signal_id"])
         assert [api.settled_signal(s)["status"] for s in sent] == ["applied"] * 3

@@ -41,7 +41,9 @@ def test_a_paper_account_and_a_trader_made_on_the_pages_fill_a_webhook_order_liv
     shoot(page, "traders-empty")
     page.locator("#first-trader [data-action=new]").click()
     page.select_option("#trader-form select[name=recorder_id]", str(recorder["id"]))
-    page.select_option("#trader-form select[name=subaccount_id]", label=f"{subaccount} · Sim (paper)")
+    page.select_option(
+        "#trader-form select[name=subaccount_id]", label=f"{subaccount} · Sim (paper)"
+    )
     page.fill("#trader-form input[name=multiplier]", "2")
     page.fill("#trader-form input[name=max_contracts]", "5")
     page.click("#trader-save")
@@ -103,7 +105,9 @@ def test_an_api_key_made_on_settings_works_once_read_and_stops_when_revoked(stac
     base = stack.url("ui")
     page = new_page()
     log_in(page, base, stack.email, stack.password, "/settings")
-    expect(page.locator("#api-keys tbody")).to_contain_text("cli")  # the stack's own key, made by the CLI
+    expect(page.locator("#api-keys tbody")).to_contain_text(
+        "cli"
+    )  # the stack's own key, made by the CLI
     page.fill("#key-form input[name=name]", "my bot")
     page.click("#key-create")
     expect(page.locator("#new-key")).to_be_visible()

@@ -13,8 +13,8 @@ from decimal import Decimal
 import requests
 from sqlalchemy import func, select
 
-from libs.common.models import Fill, Signal
 from libs.common.serialize import num, usd
+from libs.common.storage.models import Fill, Signal
 from libs.common.streams import SignalMessage
 from services.position_engine import rules
 from services.position_engine.replay import replay_log
@@ -73,7 +73,10 @@ def test_worked_example_from_webhook_to_take_profit(stack, api, redis_client, ev
         assert api.settled_signal(signal_id)["status"] == "applied"
     [position] = api.positions(recorder["id"])
     assert {k: position[k] for k in ("symbol", "side", "status")} == {
-        "symbol": "MNQ", "side": "long", "status": "open"}  # fmt: skip
+        "symbol": "MNQ",
+        "side": "long",
+        "status": "open",
+    }
     assert (position["quantity"], position["avg_entry_price"]) == (2, 25635)
     assert (position["tp_price"], position["sl_price"]) == (25640, 25625)
 
@@ -81,10 +84,13 @@ def test_worked_example_from_webhook_to_take_profit(stack, api, redis_client, ev
     send_tick(redis_client, "25628")
     # Then the position is marked: unrealized −28.00 at worst, 7 points adverse
     eventually(
-        lambda: [p for p in api.positions(recorder["id"])
-                 if p["worst_unrealized_pnl"] == -28 and p["max_adverse"] == 7],
+        lambda: [
+            p
+            for p in api.positions(recorder["id"])
+            if p["worst_unrealized_pnl"] == -28 and p["max_adverse"] == 7
+        ],
         "worst_unrealized_pnl -28 and max_adverse 7",
-    )  # fmt: skip
+    )
 
     # When a tick at 25641 goes through the take-profit
     send_tick(redis_client, "25641")
@@ -106,12 +112,30 @@ def test_pine_strategy_alert_as_text_plain_reverses_to_the_target(stack, api):
     setup = api.ok(f"/api/recorders/{recorder['id']}/webhook")
     template = setup["templates"]["strategy"]
     common = {"ticker": "MNQ1!", "timenow": "2026-11-24T14:30:00Z"}
-    go_long = render(template, {**common, "strategy.order.action": "buy", "strategy.order.price": "25640",
-                                "strategy.order.contracts": "2", "strategy.position_size": "2",
-                                "strategy.market_position": "long", "strategy.order.id": "Long"})  # fmt: skip
-    go_short = render(template, {**common, "strategy.order.action": "sell", "strategy.order.price": "25650",
-                                 "strategy.order.contracts": "3", "strategy.position_size": "-1",
-                                 "strategy.market_position": "short", "strategy.order.id": "Short"})  # fmt: skip
+    go_long = render(
+        template,
+        {
+            **common,
+            "strategy.order.action": "buy",
+            "strategy.order.price": "25640",
+            "strategy.order.contracts": "2",
+            "strategy.position_size": "2",
+            "strategy.market_position": "long",
+            "strategy.order.id": "Long",
+        },
+    )
+    go_short = render(
+        template,
+        {
+            **common,
+            "strategy.order.action": "sell",
+            "strategy.order.price": "25650",
+            "strategy.order.contracts": "3",
+            "strategy.position_size": "-1",
+            "strategy.market_position": "short",
+            "strategy.order.id": "Short",
+        },
+    )
 
     # When both arrive as text/plain, the way TradingView sends a non-JSON-typed alert
     long_id = accepted(send(setup["webhook_url"], go_long, "text/plain; charset=utf-8"))
@@ -174,8 +198,16 @@ def test_malformed_stream_entry_is_rejected_and_the_engine_keeps_going(
 
     # When someone XADDs an entry with an action the engine does not know
     bad_id = str(uuid.uuid4())
-    redis_client.xadd(SIGNALS, {"signal_id": bad_id, "recorder_id": str(recorder["id"]),
-                                "action": "hold", "symbol": "MNQ", "received_at": "1"})  # fmt: skip
+    redis_client.xadd(
+        SIGNALS,
+        {
+            "signal_id": bad_id,
+            "recorder_id": str(recorder["id"]),
+            "action": "hold",
+            "symbol": "MNQ",
+            "received_at": "1",
+        },
+    )
 
     # Then the API shows that signal rejected, with the reason
     def rejected() -> dict | None:
@@ -203,18 +235,28 @@ def _replay(entries, recorder: dict) -> tuple[list[rules.PositionState], Outcome
     """Every position the recorder rules give for the stream's signals in order, and per
     signal its status and number of fills."""
     settings = rules.RecorderSettings(
-        default_qty=Decimal(str(recorder["default_qty"])), tp_ticks=recorder["tp_ticks"],
-        sl_ticks=recorder["sl_ticks"], on_opposite=recorder["on_opposite"],
-        allow_dca=recorder["allow_dca"], enabled=recorder["enabled"],
-    )  # fmt: skip
+        default_qty=Decimal(str(recorder["default_qty"])),
+        tp_ticks=recorder["tp_ticks"],
+        sl_ticks=recorder["sl_ticks"],
+        on_opposite=recorder["on_opposite"],
+        allow_dca=recorder["allow_dca"],
+        enabled=recorder["enabled"],
+    )
     signals = []
     for _, fields in entries:
         m = SignalMessage.from_fields(fields)
-        signals.append(rules.SignalInput(
-            signal_id=m.signal_id, symbol=m.symbol, action=m.action, price=m.price, qty=m.qty,
-            position_size=m.position_size, market_position=m.market_position,
-            received_ms=m.received_at,
-        ))  # fmt: skip
+        signals.append(
+            rules.SignalInput(
+                signal_id=m.signal_id,
+                symbol=m.symbol,
+                action=m.action,
+                price=m.price,
+                qty=m.qty,
+                position_size=m.position_size,
+                market_position=m.market_position,
+                received_ms=m.received_at,
+            )
+        )
     replayed = replay_log(signals, settings)
     return replayed.positions, replayed.outcomes
 
@@ -222,10 +264,14 @@ def _replay(entries, recorder: dict) -> tuple[list[rules.PositionState], Outcome
 def _as_api(p: rules.PositionState) -> dict:
     """The fields of a replayed position as GET /api/positions shows them."""
     return {
-        "side": p.side, "quantity": num(p.quantity), "avg_entry_price": num(p.avg_entry_price),
-        "status": p.status, "exit_price": num(p.exit_price), "exit_reason": p.exit_reason,
+        "side": p.side,
+        "quantity": num(p.quantity),
+        "avg_entry_price": num(p.avg_entry_price),
+        "status": p.status,
+        "exit_price": num(p.exit_price),
+        "exit_reason": p.exit_reason,
         "realized_pnl": usd(p.realized_pnl),
-    }  # fmt: skip
+    }
 
 
 def test_engine_killed_mid_flow_applies_every_signal_exactly_once(
@@ -235,10 +281,14 @@ def test_engine_killed_mid_flow_applies_every_signal_exactly_once(
     recorder = api.create_recorder(name="Crash test")
     url = api.ok(f"/api/recorders/{recorder['id']}/webhook")["webhook_url"]
     bodies = [
-        {"action": "buy" if i % 2 == 0 else "sell", "ticker": "MNQ1!",
-         "price": str(Decimal("25600") + Decimal("1.25") * i), "qty": i % 3 + 1}
+        {
+            "action": "buy" if i % 2 == 0 else "sell",
+            "ticker": "MNQ1!",
+            "price": str(Decimal("25600") + Decimal("1.25") * i),
+            "qty": i % 3 + 1,
+        }
         for i in range(30)
-    ]  # fmt: skip
+    ]
     sent: list[str] = []
 
     def post_all() -> None:
@@ -296,8 +346,11 @@ def test_another_user_sees_nothing_of_the_first_users_recorder(stack, api):
     other = stack.user_api("other@example.com")
 
     # Then the first user's recorder, its webhook, signals and positions answer as if missing
-    for path in (f"/api/recorders/{recorder['id']}", f"/api/recorders/{recorder['id']}/webhook",
-                 f"/api/signals/{signal_id}"):  # fmt: skip
+    for path in (
+        f"/api/recorders/{recorder['id']}",
+        f"/api/recorders/{recorder['id']}/webhook",
+        f"/api/signals/{signal_id}",
+    ):
         response = other.get(path)
         assert response.status_code == 404, (path, response.text)
         assert response.json()["ok"] is False

@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from libs.common import db
-from libs.common.models import ApiKey
 from libs.common.security import hash_api_key, new_api_key
+from libs.common.storage import db
+from libs.common.storage.models import ApiKey
 from services.ui.app import create_app
 
 T0 = datetime(2026, 11, 2, 14, 30, tzinfo=UTC)

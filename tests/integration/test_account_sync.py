@@ -12,10 +12,11 @@ from decimal import Decimal
 
 import pytest
 
-from libs.common import db, streams
-from libs.common.models import Account, OrderIntent, Subaccount, Trader
+from libs.common import streams
+from libs.common.storage import db
+from libs.common.storage.models import Account, OrderIntent, Subaccount, Trader
 from libs.common.streams import SignalMessage
-from libs.common.tradovate_accounts import (
+from libs.common.tradovate.accounts import (
     limiter_user,
     login,
     new_credentials,
@@ -30,9 +31,18 @@ from tests.integration.tradovate_support import FRONT, PASSWORD, USER, connect_d
 from tests.polling import wait_for
 
 GRACE_S = 1.0
-FAST = SyncTimings(heartbeat_s=0.3, silence_s=3.0, backoff_base_s=0.2, backoff_max_s=1.0, refresh_s=0.3,
-                   grace_s=GRACE_S, debounce_s=0.2, check_every_s=0.5, settle_s=0.1, settle_window_s=5.0)
-
+FAST = SyncTimings(
+    heartbeat_s=0.3,
+    silence_s=3.0,
+    backoff_base_s=0.2,
+    backoff_max_s=1.0,
+    refresh_s=0.3,
+    grace_s=GRACE_S,
+    debounce_s=0.2,
+    check_every_s=0.5,
+    settle_s=0.1,
+    settle_window_s=5.0,
+)
 
 
 @pytest.fixture
@@ -60,7 +70,13 @@ def account(tv_settings, sessions, make_user):
     """A Tradovate demo account connected with API credentials, as POST /api/accounts does."""
     user = make_user()
     connected = connect_demo_account(tv_settings, sessions, user.id)
-    return user, connected.account_id, connected.subaccount_id, connected.broker_account_id, connected.account_spec
+    return (
+        user,
+        connected.account_id,
+        connected.subaccount_id,
+        connected.broker_account_id,
+        connected.account_spec,
+    )
 
 
 @pytest.fixture
@@ -68,7 +84,14 @@ def trader(make_recorder, account, sessions):
     user, _, subaccount_id, _, _ = account
     recorder = make_recorder(user=user, tp_ticks=20, sl_ticks=40)
     with db.transaction(sessions) as s:
-        s.add(Trader(user_id=user.id, recorder_id=recorder.id, subaccount_id=subaccount_id, multiplier=Decimal(1)))
+        s.add(
+            Trader(
+                user_id=user.id,
+                recorder_id=recorder.id,
+                subaccount_id=subaccount_id,
+                multiplier=Decimal(1),
+            )
+        )
     return recorder
 
 
@@ -89,8 +112,11 @@ def sync(ctx, sock, account):
 
 
 def events(redis_client, settings, event_type: str) -> list[dict]:
-    return [json.loads(f["data"]) for _, f in redis_client.xrange(settings.stream(streams.EVENTS))
-            if f["type"] == event_type]  # fmt: skip
+    return [
+        json.loads(f["data"])
+        for _, f in redis_client.xrange(settings.stream(streams.EVENTS))
+        if f["type"] == event_type
+    ]
 
 
 def intent_row(sessions, intent_id) -> OrderIntent:
@@ -106,19 +132,41 @@ def risk_status(sessions, subaccount_id) -> str:
 def manual_intent(sessions, account, **fields) -> uuid.UUID:
     user, _, subaccount_id, _, _ = account
     intent_id = uuid.uuid4()
-    values = dict(kind="entry", symbol="MNQ", ticker=FRONT, side="buy", quantity=Decimal(1), priority="entry")
+    values = dict(
+        kind="entry", symbol="MNQ", ticker=FRONT, side="buy", quantity=Decimal(1), priority="entry"
+    )
     values.update(fields)
     with db.transaction(sessions) as s:
-        s.add(OrderIntent(id=intent_id, user_id=user.id, subaccount_id=subaccount_id, source="manual",
-                          status="queued", cl_ord_id=f"jt-{intent_id.hex[:24]}", **values))
+        s.add(
+            OrderIntent(
+                id=intent_id,
+                user_id=user.id,
+                subaccount_id=subaccount_id,
+                source="manual",
+                status="queued",
+                cl_ord_id=f"jt-{intent_id.hex[:24]}",
+                **values,
+            )
+        )
     return intent_id
 
 
 def signal(settings, redis_client, sessions, recorder, action: str, price: str) -> None:
     engine = PositionEngine(settings, sessions, redis_client, consumer="engine-sync")
     engine.prepare()
-    msg = SignalMessage(str(uuid.uuid4()), recorder.id, action, "MNQ1!", "MNQ", Decimal(price), None,
-                        None, None, streams.now_ms(), "{}")
+    msg = SignalMessage(
+        str(uuid.uuid4()),
+        recorder.id,
+        action,
+        "MNQ1!",
+        "MNQ",
+        Decimal(price),
+        None,
+        None,
+        None,
+        streams.now_ms(),
+        "{}",
+    )
     redis_client.xadd(settings.stream(streams.SIGNALS), msg.to_fields())
     while engine.step(block_ms=None):
         pass
@@ -167,13 +215,29 @@ def test_an_order_rejected_after_it_was_accepted_is_marked_rejected_with_the_rea
     order_id = int(intent_row(sessions, intent_id).broker_order_id)
     assert intent_row(sessions, intent_id).status == "accepted"
     command = next(c for c in broker.book.commands.values() if c["orderId"] == order_id)
-    sock.push(account[3], "commandReport", "Created", {"id": 1, "commandId": command["id"],
-              "commandStatus": "RiskRejected", "rejectReason": "MaxPosLimitReached",
-              "text": "Max position limit reached"})  # fmt: skip
-    sock.push(account[3], "order", "Updated", {**broker.book.orders[order_id].json(), "ordStatus": "Rejected"})
+    sock.push(
+        account[3],
+        "commandReport",
+        "Created",
+        {
+            "id": 1,
+            "commandId": command["id"],
+            "commandStatus": "RiskRejected",
+            "rejectReason": "MaxPosLimitReached",
+            "text": "Max position limit reached",
+        },
+    )
+    sock.push(
+        account[3],
+        "order",
+        "Updated",
+        {**broker.book.orders[order_id].json(), "ordStatus": "Rejected"},
+    )
     wait_for(lambda: intent_row(sessions, intent_id).status == "rejected")
     assert "MaxPosLimitReached: Max position limit reached" in intent_row(sessions, intent_id).error
-    assert [e["id"] for e in events(redis_client, tv_settings, "order.rejected")] == [str(intent_id)]
+    assert [e["id"] for e in events(redis_client, tv_settings, "order.rejected")] == [
+        str(intent_id)
+    ]
 
 
 def test_liquidate_only_at_the_broker_updates_the_subaccount(
@@ -203,20 +267,34 @@ def test_a_position_opened_by_hand_raises_a_mismatch_after_the_grace_and_clears_
         client = ctx.keeper.client_for(s, s.get(Account, account[1]))
     opened = time.monotonic()
     client.place_order(account[3], account[4], "Buy", FRONT, 1)  # at the broker, not from a signal
-    raised = wait_for(lambda: [e for e in events(redis_client, tv_settings, "account.mismatch") if e["mismatches"]])
+    raised = wait_for(
+        lambda: [
+            e for e in events(redis_client, tv_settings, "account.mismatch") if e["mismatches"]
+        ]
+    )
     assert time.monotonic() - opened >= GRACE_S  # fills lag orders: no alarm before the grace
     [gap] = raised[0]["mismatches"]
-    assert (gap["subaccount_id"], gap["symbol"], gap["expected"], gap["actual"]) == (account[2], "MNQ", 0, 1)
+    assert (gap["subaccount_id"], gap["symbol"], gap["expected"], gap["actual"]) == (
+        account[2],
+        "MNQ",
+        0,
+        1,
+    )
     stored = json.loads(redis_client.get(tv_settings.stream(f"reconcile:{account[1]}")))
     assert stored["mismatches"] == raised[0]["mismatches"]
 
     contract_id = client.contract_find(FRONT)["id"]
     client.liquidate_position(account[3], contract_id)
     wait_for(lambda: not events(redis_client, tv_settings, "account.mismatch")[-1]["mismatches"])
-    assert json.loads(redis_client.get(tv_settings.stream(f"reconcile:{account[1]}")))["mismatches"] == []
+    assert (
+        json.loads(redis_client.get(tv_settings.stream(f"reconcile:{account[1]}")))["mismatches"]
+        == []
+    )
 
 
-def test_a_penalty_on_the_sync_request_pauses_the_user_then_it_syncs(ctx, account, broker, sock, sessions):
+def test_a_penalty_on_the_sync_request_pauses_the_user_then_it_syncs(
+    ctx, account, broker, sock, sessions
+):
     broker.penalize_next(1, p_time=1.0)  # the next request is the syncrequest
     stop = threading.Event()
     syncer = start_account_sync(ctx, stop, socket_urls={"demo": sock.url}, timings=FAST, seed=7)
@@ -233,10 +311,13 @@ def test_a_penalty_on_the_sync_request_pauses_the_user_then_it_syncs(ctx, accoun
 def test_the_simulated_account_socket_speaks_the_protocol(broker, sock, tv_settings, account):
     import websocket
 
-    from libs.common.tradovate_frames import Messages, build_request, parse_frame
+    from libs.common.tradovate.frames import Messages, build_request, parse_frame
 
-    _, token = login(tv_settings, "demo", new_credentials(USER, PASSWORD, "JustTrades", "1.0", "1234",
-                                                          "sim-api-secret"))  # fmt: skip
+    _, token = login(
+        tv_settings,
+        "demo",
+        new_credentials(USER, PASSWORD, "JustTrades", "1.0", "1234", "sim-api-secret"),
+    )
     ws = websocket.create_connection(sock.url, timeout=5)
     try:
         assert ws.recv() == "o"
@@ -248,8 +329,17 @@ def test_the_simulated_account_socket_speaks_the_protocol(broker, sock, tv_setti
         assert parse_frame(ws.recv()).items[0].s == 200
         ws.send(build_request("user/syncrequest", 4, "", {"accounts": [account[3]]}))
         snapshot = parse_frame(ws.recv()).items[0].d
-        assert {"users", "accounts", "accountRiskStatuses", "positions", "orders", "fills",
-                "commands", "contracts", "cashBalances"} <= set(snapshot)  # fmt: skip
+        assert {
+            "users",
+            "accounts",
+            "accountRiskStatuses",
+            "positions",
+            "orders",
+            "fills",
+            "commands",
+            "contracts",
+            "cashBalances",
+        } <= set(snapshot)
         assert [a["id"] for a in snapshot["accounts"]] == [account[3]]
         broker.set_risk_status(account[4], liquidate_only=True)
         frame = parse_frame(ws.recv())

@@ -18,10 +18,11 @@ import pytest
 import requests
 from sqlalchemy import func, select, update
 
-from libs.common import db, recorder_tokens, streams
+from libs.common import recorder_tokens, streams
 from libs.common.config import PROJECT_ROOT
-from libs.common.embedded import free_port
-from libs.common.models import ApiKey, Fill, Position, Recorder, Signal
+from libs.common.storage import db
+from libs.common.storage.embedded import free_port
+from libs.common.storage.models import ApiKey, Fill, Position, Recorder, Signal
 
 T0 = datetime(2026, 11, 2, 14, 30, tzinfo=UTC)
 
@@ -407,7 +408,10 @@ def test_open_positions_carry_last_price_and_unrealized_pnl(
     body = client.get("/api/positions", headers=alice[1]).get_json()
     by_id = {p["id"]: p for p in body["positions"]}
     # (25652.25 - 25640) x long x 2 contracts x $2 a point
-    assert by_id[long_mnq.id]["last_price"] == 25652.25 and by_id[long_mnq.id]["unrealized_pnl"] == 49.0
+    assert (
+        by_id[long_mnq.id]["last_price"] == 25652.25
+        and by_id[long_mnq.id]["unrealized_pnl"] == 49.0
+    )
     assert by_id[short_es.id]["last_price"] is None and by_id[short_es.id]["unrealized_pnl"] is None
     assert "unrealized_pnl" not in by_id[closed.id]
     redis_client.hset(settings.stream(streams.LAST_PRICE), "ES", "5990.5")

@@ -17,29 +17,36 @@ from schemathesis.core import NotSet
 from schemathesis.specs.openapi.checks import ignored_auth, positive_data_acceptance
 from sqlalchemy import text
 
-from libs.common.models import Base
+from libs.common.storage.models import Base
 from services.ui.api.openapi import build_document
 from services.ui.app import create_app
 from simulators.tradovate.broker import BrokerSimulator
 from simulators.tradovate.contracts import ContractCatalogue
 
 SCHEMA = schemathesis.openapi.from_dict(build_document())
-OPERATIONS = sorted((op.ok().method.upper(), op.ok().path) for op in SCHEMA.get_all_operations()
-                    if op.ok().path.startswith("/api/"))  # fmt: skip
+OPERATIONS = sorted(
+    (op.ok().method.upper(), op.ok().path)
+    for op in SCHEMA.get_all_operations()
+    if op.ok().path.startswith("/api/")
+)
 EXAMPLES = 12
 
 
 @pytest.fixture
 def broker():
     """Tradovate for POST /api/accounts: generated credentials get its real refusals."""
-    with BrokerSimulator(ContractCatalogue.standard(date.today()), users={"jdoe": "correct horse"}) as sim:
+    with BrokerSimulator(
+        ContractCatalogue.standard(date.today()), users={"jdoe": "correct horse"}
+    ) as sim:
         yield sim
 
 
 @pytest.fixture
 def client(settings, sessions, redis_client, broker):
     tradovate = {"tradovate_demo_url": broker.url, "tradovate_live_url": broker.url}
-    return create_app(replace(settings, **tradovate), sessions=sessions, redis_client=redis_client).test_client()
+    return create_app(
+        replace(settings, **tradovate), sessions=sessions, redis_client=redis_client
+    ).test_client()
 
 
 @pytest.fixture
@@ -55,33 +62,59 @@ def database_digest(engine) -> dict[str, str]:
     """A fingerprint of every table's rows: equal before and after means nothing changed."""
     with engine.connect() as conn:
         return {
-            table.name: conn.execute(text(f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) "
-                                          f"FROM {table.name} t")).scalar_one()  # noqa: S608 (our own table names)
+            table.name: conn.execute(
+                text(
+                    f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) "
+                    f"FROM {table.name} t"
+                )
+            ).scalar_one()  # noqa: S608 (our own table names)
             for table in Base.metadata.sorted_tables
-        }  # fmt: skip
+        }
 
 
 def send(client, case, headers: dict):
     body = {}
     if not isinstance(case.body, NotSet):
-        body = {"data": json.dumps(case.body), "content_type": case.media_type or "application/json"}
-    return client.open(case.formatted_path, method=case.method, query_string=case.query or {},
-                       headers={**(case.headers or {}), **headers}, **body)  # fmt: skip
+        body = {
+            "data": json.dumps(case.body),
+            "content_type": case.media_type or "application/json",
+        }
+    return client.open(
+        case.formatted_path,
+        method=case.method,
+        query_string=case.query or {},
+        headers={**(case.headers or {}), **headers},
+        **body,
+    )
 
 
 @pytest.mark.parametrize(("method", "path"), OPERATIONS)
-def test_no_generated_request_gets_a_5xx_or_changes_anything_when_refused(method, path, client, owner, engine):
+def test_no_generated_request_gets_a_5xx_or_changes_anything_when_refused(
+    method, path, client, owner, engine
+):
     operation = SCHEMA[path][method.lower()]
 
     @given(case=operation.as_strategy())
     # Derandomized: the same cases every run, so `make test` stays reproducible; raise EXAMPLES
     # (or drop derandomize) locally to search further.
-    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None,
-              derandomize=True)  # fmt: skip
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        database=None,
+        derandomize=True,
+    )
     def check(case):
         before = database_digest(engine)
         response = send(client, case, owner)
-        where = (method, case.formatted_path, case.query, case.body, response.status_code, response.get_data(True)[:300])
+        where = (
+            method,
+            case.formatted_path,
+            case.query,
+            case.body,
+            response.status_code,
+            response.get_data(True)[:300],
+        )
         assert response.status_code < 500, where
         # Every call carries alice's valid key (in place of any generated one), so the check that a
         # made-up Authorization header is refused does not apply; the isolation tests cover auth.
@@ -94,12 +127,16 @@ def test_no_generated_request_gets_a_5xx_or_changes_anything_when_refused(method
     check()
 
 
-def test_a_nul_character_anywhere_is_refused_with_a_sentence_and_changes_nothing(client, owner, engine):
+def test_a_nul_character_anywhere_is_refused_with_a_sentence_and_changes_nothing(
+    client, owner, engine
+):
     # Found by the fuzz: PostgreSQL cannot store NUL, and the database's refusal was a 500
     before = database_digest(engine)
-    for response in (client.post("/api/recorders", json={"name": "bad\u0000name"}, headers=owner),
-                     client.post("/api/accounts", json={"broker": "paper", "name": "\u0000"}, headers=owner),
-                     client.get("/api/positions", query_string={"symbol": "MNQ\x00"}, headers=owner)):  # fmt: skip
+    for response in (
+        client.post("/api/recorders", json={"name": "bad\u0000name"}, headers=owner),
+        client.post("/api/accounts", json={"broker": "paper", "name": "\u0000"}, headers=owner),
+        client.get("/api/positions", query_string={"symbol": "MNQ\x00"}, headers=owner),
+    ):
         assert response.status_code == 400, response.get_data(as_text=True)
         assert "NUL character" in response.get_json()["error"]
     assert database_digest(engine) == before

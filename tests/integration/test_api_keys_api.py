@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from libs.common.models import ApiKey
 from libs.common.security import hash_api_key
+from libs.common.storage.models import ApiKey
 
 
 def test_a_new_key_is_shown_once_stored_hashed_and_works(client, alice, sessions):
@@ -13,7 +13,9 @@ def test_a_new_key_is_shown_once_stored_hashed_and_works(client, alice, sessions
     assert made.status_code == 201
     body = made.get_json()
     key = body["key"]
-    assert body["name"] == "my bot" and key.startswith(body["prefix"]) and body["revoked_at"] is None
+    assert (
+        body["name"] == "my bot" and key.startswith(body["prefix"]) and body["revoked_at"] is None
+    )
     with sessions() as s:
         row = s.scalar(select(ApiKey).where(ApiKey.id == body["id"]))
         assert row.key_hash == hash_api_key(key) and key not in (row.key_hash, row.prefix)
@@ -39,8 +41,13 @@ def test_a_revoked_key_stops_working_at_once(client, alice):
 def test_another_users_key_is_not_found_and_stays_valid(client, alice, bob):
     made = client.post("/api/api-keys", json={"name": "bob's"}, headers=bob[1]).get_json()
     assert client.delete(f"/api/api-keys/{made['id']}", headers=alice[1]).status_code == 404
-    assert made["id"] not in [k["id"] for k in client.get("/api/api-keys", headers=alice[1]).get_json()["api_keys"]]
-    assert client.get("/api/recorders", headers={"Authorization": f"Bearer {made['key']}"}).status_code == 200
+    assert made["id"] not in [
+        k["id"] for k in client.get("/api/api-keys", headers=alice[1]).get_json()["api_keys"]
+    ]
+    assert (
+        client.get("/api/recorders", headers={"Authorization": f"Bearer {made['key']}"}).status_code
+        == 200
+    )
 
 
 def test_a_key_needs_a_sensible_name(client, alice):

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from libs.common import streams
-from libs.common.models import Fill, Position, Signal
+from libs.common.storage.models import Fill, Position, Signal
 from libs.common.streams import SignalMessage, TickMessage
 from services.position_engine import engine as engine_module
 from services.position_engine.engine import PositionEngine
@@ -22,8 +22,12 @@ from services.position_engine.engine import PositionEngine
 def engine_for(settings, sessions, redis_client):
     made = []
 
-    def make(consumer: str = "engine-1", batch_size: int = PositionEngine.DEFAULT_BATCH) -> PositionEngine:
-        eng = PositionEngine(settings, sessions, redis_client, consumer=consumer, batch_size=batch_size)
+    def make(
+        consumer: str = "engine-1", batch_size: int = PositionEngine.DEFAULT_BATCH
+    ) -> PositionEngine:
+        eng = PositionEngine(
+            settings, sessions, redis_client, consumer=consumer, batch_size=batch_size
+        )
         eng.prepare()
         made.append(eng)
         return eng
@@ -31,21 +35,43 @@ def engine_for(settings, sessions, redis_client):
     return make
 
 
-def send_signal(settings, client, recorder, action="buy", price="25640", qty=None, symbol="MNQ",
-                received_at=1_000, signal_id=None, **target) -> str:
+def send_signal(
+    settings,
+    client,
+    recorder,
+    action="buy",
+    price="25640",
+    qty=None,
+    symbol="MNQ",
+    received_at=1_000,
+    signal_id=None,
+    **target,
+) -> str:
     signal_id = signal_id or str(uuid.uuid4())
     msg = SignalMessage(
-        signal_id=signal_id, recorder_id=recorder.id, action=action, ticker=f"{symbol}1!", symbol=symbol,
-        price=None if price is None else D(price), qty=None if qty is None else D(qty),
-        position_size=None if target.get("position_size") is None else D(str(target["position_size"])),
-        market_position=target.get("market_position"), received_at=received_at, raw="{}",
+        signal_id=signal_id,
+        recorder_id=recorder.id,
+        action=action,
+        ticker=f"{symbol}1!",
+        symbol=symbol,
+        price=None if price is None else D(price),
+        qty=None if qty is None else D(qty),
+        position_size=None
+        if target.get("position_size") is None
+        else D(str(target["position_size"])),
+        market_position=target.get("market_position"),
+        received_at=received_at,
+        raw="{}",
     )
     client.xadd(settings.stream(streams.SIGNALS), msg.to_fields())
     return signal_id
 
 
 def send_tick(settings, client, price, ts=2_000, symbol="MNQ", delayed=False):
-    client.xadd(settings.stream(streams.TICKS), TickMessage(symbol, D(price), ts, "test", delayed).to_fields())
+    client.xadd(
+        settings.stream(streams.TICKS),
+        TickMessage(symbol, D(price), ts, "test", delayed).to_fields(),
+    )
 
 
 def drain(engine: PositionEngine) -> None:
@@ -64,14 +90,19 @@ def signal_row(sessions, signal_id) -> Signal:
 
 
 def events(client, settings):
-    return [(f["type"], json.loads(f["data"])) for _, f in client.xrange(settings.stream(streams.EVENTS))]
+    return [
+        (f["type"], json.loads(f["data"]))
+        for _, f in client.xrange(settings.stream(streams.EVENTS))
+    ]
 
 
 def pending(client, settings, name):
     return client.xpending(settings.stream(name), streams.ENGINE_GROUP)["pending"]
 
 
-def test_worked_example_through_the_streams(settings, redis_client, sessions, make_recorder, engine_for):
+def test_worked_example_through_the_streams(
+    settings, redis_client, sessions, make_recorder, engine_for
+):
     recorder = make_recorder(tp_ticks=20, sl_ticks=40)
     engine = engine_for()
     send_signal(settings, redis_client, recorder, "buy", "25640", received_at=1_000)
@@ -79,17 +110,31 @@ def test_worked_example_through_the_streams(settings, redis_client, sessions, ma
     send_tick(settings, redis_client, "25628", ts=2_000)
     drain(engine)
     [pos] = positions(sessions)
-    assert (pos.quantity, pos.avg_entry_price, pos.tp_price, pos.sl_price) == (2, 25635, 25640, 25625)
+    assert (pos.quantity, pos.avg_entry_price, pos.tp_price, pos.sl_price) == (
+        2,
+        25635,
+        25640,
+        25625,
+    )
     assert (pos.worst_unrealized_pnl, pos.max_adverse) == (D("-28"), 7)
 
     send_tick(settings, redis_client, "25641", ts=3_000)
     drain(engine)
     [pos] = positions(sessions)
-    assert (pos.status, pos.exit_reason, pos.exit_price, pos.realized_pnl) == ("closed", "tp", 25640, 20)
+    assert (pos.status, pos.exit_reason, pos.exit_price, pos.realized_pnl) == (
+        "closed",
+        "tp",
+        25640,
+        20,
+    )
     assert pos.max_favorable == 5
     with sessions() as s:
         fills = s.scalars(select(Fill).where(Fill.position_id == pos.id).order_by(Fill.id)).all()
-    assert [(f.kind, f.price, f.quantity) for f in fills] == [("entry", 25640, 1), ("entry", 25630, 1), ("exit", 25640, 2)]
+    assert [(f.kind, f.price, f.quantity) for f in fills] == [
+        ("entry", 25640, 1),
+        ("entry", 25630, 1),
+        ("exit", 25640, 2),
+    ]
     types = [t for t, _ in events(redis_client, settings)]
     assert types.count("position.opened") == 1 and types.count("position.closed") == 1
     assert "signal.applied" in types
@@ -97,7 +142,9 @@ def test_worked_example_through_the_streams(settings, redis_client, sessions, ma
     assert pending(redis_client, settings, streams.TICKS) == 0
 
 
-def test_a_committed_signal_is_no_longer_marked_pending(settings, redis_client, sessions, make_recorder, engine_for):
+def test_a_committed_signal_is_no_longer_marked_pending(
+    settings, redis_client, sessions, make_recorder, engine_for
+):
     recorder = make_recorder()
     engine = engine_for()
     sid = str(uuid.uuid4())
@@ -109,7 +156,9 @@ def test_a_committed_signal_is_no_longer_marked_pending(settings, redis_client, 
     assert not redis_client.exists(marker)
 
 
-def test_redelivered_signal_changes_nothing(settings, redis_client, sessions, make_recorder, engine_for):
+def test_redelivered_signal_changes_nothing(
+    settings, redis_client, sessions, make_recorder, engine_for
+):
     recorder = make_recorder()
     engine = engine_for()
     sid = send_signal(settings, redis_client, recorder, "buy", "100", symbol="AAPL")
@@ -140,7 +189,9 @@ def test_entries_of_a_dead_consumer_are_claimed_and_applied_once(
     assert pending(redis_client, settings, streams.SIGNALS) == 0
 
 
-def test_a_commit_that_fails_acknowledges_nothing(settings, redis_client, sessions, make_recorder, engine_for):
+def test_a_commit_that_fails_acknowledges_nothing(
+    settings, redis_client, sessions, make_recorder, engine_for
+):
     recorder = make_recorder()
     engine = engine_for()
     sid = send_signal(settings, redis_client, recorder, "buy", "100", symbol="AAPL")
@@ -166,9 +217,16 @@ def test_malformed_entry_is_rejected_with_its_reason_and_does_not_stop_the_engin
     recorder = make_recorder()
     engine = engine_for()
     bad_id = str(uuid.uuid4())
-    redis_client.xadd(settings.stream(streams.SIGNALS), {
-        "signal_id": bad_id, "recorder_id": str(recorder.id), "action": "hold", "symbol": "MNQ",
-        "received_at": "1"})
+    redis_client.xadd(
+        settings.stream(streams.SIGNALS),
+        {
+            "signal_id": bad_id,
+            "recorder_id": str(recorder.id),
+            "action": "hold",
+            "symbol": "MNQ",
+            "received_at": "1",
+        },
+    )
     redis_client.xadd(settings.stream(streams.SIGNALS), {"garbage": "yes"})
     redis_client.xadd(settings.stream(streams.TICKS), {"symbol": "MNQ", "price": "abc", "ts": "1"})
     good = send_signal(settings, redis_client, recorder, "buy", "25640")
@@ -182,7 +240,9 @@ def test_malformed_entry_is_rejected_with_its_reason_and_does_not_stop_the_engin
     assert pending(redis_client, settings, streams.TICKS) == 0
 
 
-def test_signal_without_price_takes_the_last_tick_consumed(settings, redis_client, sessions, make_recorder, engine_for):
+def test_signal_without_price_takes_the_last_tick_consumed(
+    settings, redis_client, sessions, make_recorder, engine_for
+):
     recorder = make_recorder()
     engine = engine_for()
     early = send_signal(settings, redis_client, recorder, "buy", None, symbol="ES")
@@ -198,7 +258,9 @@ def test_signal_without_price_takes_the_last_tick_consumed(settings, redis_clien
     assert signal_row(sessions, later).position_id == pos.id
 
 
-def test_ticks_older_than_the_position_are_ignored(settings, redis_client, sessions, make_recorder, engine_for):
+def test_ticks_older_than_the_position_are_ignored(
+    settings, redis_client, sessions, make_recorder, engine_for
+):
     recorder = make_recorder(tp_ticks=4, sl_ticks=4)
     engine = engine_for()
     send_signal(settings, redis_client, recorder, "buy", "25640", received_at=10_000)
@@ -226,7 +288,9 @@ def test_reverse_and_ignored_signals_are_recorded_with_reasons(
         assert s.scalar(select(func.count()).select_from(Signal)) == 3
 
 
-def test_signal_for_a_deleted_recorder_is_set_aside(settings, redis_client, sessions, make_recorder, engine_for):
+def test_signal_for_a_deleted_recorder_is_set_aside(
+    settings, redis_client, sessions, make_recorder, engine_for
+):
     recorder = make_recorder()
     engine = engine_for()
     with sessions.begin() as s:
@@ -237,8 +301,9 @@ def test_signal_for_a_deleted_recorder_is_set_aside(settings, redis_client, sess
     assert pending(redis_client, settings, streams.SIGNALS) == 0
 
 
-def test_a_backlog_of_ticks_is_not_overtaken_by_a_later_signal(settings, redis_client, sessions, make_recorder,
-                                                               engine_for):
+def test_a_backlog_of_ticks_is_not_overtaken_by_a_later_signal(
+    settings, redis_client, sessions, make_recorder, engine_for
+):
     # Given a long with its stop-loss at 25630, and an engine that reads 5 entries of a stream at a time
     recorder = make_recorder(tp_ticks=40, sl_ticks=40)
     engine = engine_for(batch_size=5)
@@ -254,11 +319,16 @@ def test_a_backlog_of_ticks_is_not_overtaken_by_a_later_signal(settings, redis_c
     closed, opened = positions(sessions)
     assert (closed.exit_reason, closed.exit_price) == ("sl", 25630)
     assert (opened.side, opened.avg_entry_price, opened.status) == ("short", 25650, "open")
-    assert pending(redis_client, settings, streams.SIGNALS) == pending(redis_client, settings, streams.TICKS) == 0
+    assert (
+        pending(redis_client, settings, streams.SIGNALS)
+        == pending(redis_client, settings, streams.TICKS)
+        == 0
+    )
 
 
-def test_signals_wait_for_older_ticks_after_a_restart_too(settings, redis_client, sessions, make_recorder,
-                                                         engine_for):
+def test_signals_wait_for_older_ticks_after_a_restart_too(
+    settings, redis_client, sessions, make_recorder, engine_for
+):
     # Given a long, then ticks through its stop and a sell, all read by an engine that died
     # before applying them (its entries pending)
     recorder = make_recorder(tp_ticks=40, sl_ticks=40)
@@ -315,11 +385,18 @@ def test_a_recorder_deleted_with_its_open_position_does_not_stop_the_others_exit
     drain(engine)
     # Then the other position exits at its take-profit, and nothing is left pending or set aside
     [pos] = positions(sessions)
-    assert (pos.recorder_id, pos.status, pos.exit_reason, pos.exit_price) == (kept.id, "closed", "tp", 25641)
+    assert (pos.recorder_id, pos.status, pos.exit_reason, pos.exit_price) == (
+        kept.id,
+        "closed",
+        "tp",
+        25641,
+    )
     assert [t for t, _ in events(redis_client, settings)].count("position.closed") == 1
     assert redis_client.xlen(settings.stream("dead_letter")) == 0
     assert pending(redis_client, settings, streams.TICKS) == 0
-    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []  # no batch failed
+    assert [
+        r.getMessage() for r in caplog.records if r.levelname == "ERROR"
+    ] == []  # no batch failed
 
 
 def test_a_recorder_allowed_delayed_exits_meanwhile_exits_on_the_next_delayed_tick(
@@ -381,13 +458,16 @@ def test_a_signal_that_fails_on_its_own_is_recorded_rejected_and_the_others_appl
     drain(engine)
     # Then the failing one is recorded rejected with why, and the good one applied
     assert (signal_row(sessions, bad).status, signal_row(sessions, bad).reason) == (
-        "rejected", "malformed stream entry: internal error while applying it: RuntimeError")
+        "rejected",
+        "malformed stream entry: internal error while applying it: RuntimeError",
+    )
     assert signal_row(sessions, good).status == "applied"
     assert pending(redis_client, settings, streams.SIGNALS) == 0
 
 
-def test_ticks_committed_but_not_acknowledged_are_not_applied_again(settings, redis_client, sessions,
-                                                                    make_recorder, engine_for):
+def test_ticks_committed_but_not_acknowledged_are_not_applied_again(
+    settings, redis_client, sessions, make_recorder, engine_for
+):
     # Given a long 1 @ 25640
     recorder = make_recorder()
     engine = engine_for(consumer="engine-crashy")
@@ -406,7 +486,11 @@ def test_ticks_committed_but_not_acknowledged_are_not_applied_again(settings, re
     # Then the old tick is not marked again against the new average (it would make MFE +30)
     [position] = positions(sessions)
     assert (position.quantity, position.avg_entry_price, position.max_favorable) == (2, 25620, 10)
-    assert pending(redis_client, settings, streams.SIGNALS) == pending(redis_client, settings, streams.TICKS) == 0
+    assert (
+        pending(redis_client, settings, streams.SIGNALS)
+        == pending(redis_client, settings, streams.TICKS)
+        == 0
+    )
 
 
 def test_ticks_inside_the_marked_range_move_the_last_price_and_change_nothing_else(
@@ -430,12 +514,21 @@ def test_ticks_inside_the_marked_range_move_the_last_price_and_change_nothing_el
 
     # Then the row is as it was, the last price is the newest tick's, and pages are told so
     [after] = positions(sessions)
-    marks = ("status", "quantity", "max_favorable", "max_adverse", "worst_unrealized_pnl", "best_unrealized_pnl")
+    marks = (
+        "status",
+        "quantity",
+        "max_favorable",
+        "max_adverse",
+        "worst_unrealized_pnl",
+        "best_unrealized_pnl",
+    )
     assert [getattr(after, m) for m in marks] == [getattr(before, m) for m in marks]
     assert (after.max_favorable, after.max_adverse) == (10, 10)
     assert redis_client.hget(settings.stream("engine_last_price"), "MNQ") == "25635.5"
     # (a page gets at most two position.marked a second, so it shows one of them until the next)
-    last_mark = [data for kind, data in events(redis_client, settings) if kind == "position.marked"][-1]
+    last_mark = [
+        data for kind, data in events(redis_client, settings) if kind == "position.marked"
+    ][-1]
     price = D(str(last_mark["last_price"]))
     assert price in (D("25645.25"), D("25635.5"))
     assert D(str(last_mark["unrealized_pnl"])) == (price - D("25640")) * 2  # MNQ: $2 a point
@@ -458,8 +551,19 @@ def test_a_signal_in_the_millisecond_of_ticks_already_read_goes_before_them(
     # When a buy arrives in that same millisecond, after the engine has read the ticks
     def buy_in_that_millisecond() -> None:
         time.sleep(0.1)
-        signal = SignalMessage(str(uuid.uuid4()), recorder.id, "buy", "MNQ1!", "MNQ", D("25640"), None, None,
-                               None, ms, "{}")  # fmt: skip
+        signal = SignalMessage(
+            str(uuid.uuid4()),
+            recorder.id,
+            "buy",
+            "MNQ1!",
+            "MNQ",
+            D("25640"),
+            None,
+            None,
+            None,
+            ms,
+            "{}",
+        )
         redis_client.xadd(settings.stream(streams.SIGNALS), signal.to_fields(), id=f"{ms}-0")
 
     writer = threading.Thread(target=buy_in_that_millisecond)

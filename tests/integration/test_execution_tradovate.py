@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 from sqlalchemy import select
 
-from libs.common import db, streams
-from libs.common.models import Account, OrderIntent, Subaccount, Trader
+from libs.common import streams
+from libs.common.storage import db
+from libs.common.storage.models import Account, OrderIntent, Subaccount, Trader
 from libs.common.streams import SignalMessage
 from services.executor.jobs import ExecutorContext
 from services.executor.limiter import BrokerLimiter
@@ -55,7 +56,14 @@ def recorder_with_trader(make_recorder, account, sessions):
     user, _, subaccount_id = account
     recorder = make_recorder(user=user, tp_ticks=20, sl_ticks=40)
     with db.transaction(sessions) as s:
-        s.add(Trader(user_id=user.id, recorder_id=recorder.id, subaccount_id=subaccount_id, multiplier=Decimal(1)))
+        s.add(
+            Trader(
+                user_id=user.id,
+                recorder_id=recorder.id,
+                subaccount_id=subaccount_id,
+                multiplier=Decimal(1),
+            )
+        )
     return recorder
 
 
@@ -73,8 +81,19 @@ def position_engine(tv_settings, sessions, redis_client):
 
 
 def signal(settings, redis_client, eng, recorder, action, price):
-    msg = SignalMessage(str(uuid.uuid4()), recorder.id, action, "MNQ1!", "MNQ", Decimal(str(price)), None,
-                        None, None, streams.now_ms(), "{}")
+    msg = SignalMessage(
+        str(uuid.uuid4()),
+        recorder.id,
+        action,
+        "MNQ1!",
+        "MNQ",
+        Decimal(str(price)),
+        None,
+        None,
+        None,
+        streams.now_ms(),
+        "{}",
+    )
     redis_client.xadd(settings.stream(streams.SIGNALS), msg.to_fields())
     while eng.step(block_ms=None):
         pass
@@ -114,7 +133,10 @@ def test_reverse_liquidates_then_enters_in_order(
     signal(tv_settings, redis_client, position_engine, recorder_with_trader, "sell", 25642)
     ctx.sender.drain(account[2])
     assert [(i.kind, i.status) for i in intents(sessions)] == [
-        ("entry", "accepted"), ("close", "accepted"), ("entry", "accepted")]
+        ("entry", "accepted"),
+        ("close", "accepted"),
+        ("entry", "accepted"),
+    ]
     [position] = [p for p in broker.book.positions.values()]
     assert position.json()["netPos"] == -1
     working = [o for o in sim_orders(broker) if o.status == "Working"]
@@ -129,7 +151,11 @@ def test_a_rejected_order_is_shown_and_not_retried(
     ctx.sender.drain(account[2])
     ctx.sender.drain(account[2])
     [intent] = intents(sessions)
-    assert intent.status == "rejected" and "MaxPosLimitReached" in intent.error and intent.attempts == 1
+    assert (
+        intent.status == "rejected"
+        and "MaxPosLimitReached" in intent.error
+        and intent.attempts == 1
+    )
 
 
 def test_a_token_expiring_mid_run_is_renewed_and_nothing_is_sent_twice(
@@ -157,7 +183,12 @@ def test_a_worker_killed_after_sending_does_not_send_again(
     # The worker claimed the intent and the broker got the order; then the worker died.
     with db.transaction(sessions) as s:
         row = s.get(OrderIntent, intent.id)
-        row.status, row.attempts, row.sent_at, row.contract = "sending", 1, datetime(2026, 1, 1, tzinfo=UTC), FRONT
+        row.status, row.attempts, row.sent_at, row.contract = (
+            "sending",
+            1,
+            datetime(2026, 1, 1, tzinfo=UTC),
+            FRONT,
+        )
     ticket = ctx.sender._ticket(intent, _subaccount(sessions, account[2]))
     with sessions() as s:
         ctx.broker_for(s.get(Account, account[1])).send(ticket, s)
@@ -166,7 +197,9 @@ def test_a_worker_killed_after_sending_does_not_send_again(
     ctx.sender.drain(account[2])
     [intent] = intents(sessions)
     assert intent.status == "accepted" and intent.attempts == 1
-    assert sum(1 for c in broker.book.commands.values() if c.get("clOrdId") == intent.cl_ord_id) == 1
+    assert (
+        sum(1 for c in broker.book.commands.values() if c.get("clOrdId") == intent.cl_ord_id) == 1
+    )
 
 
 def test_a_worker_killed_after_a_liquidation_does_not_liquidate_again(
@@ -181,11 +214,18 @@ def test_a_worker_killed_after_a_liquidation_does_not_liquidate_again(
     assert close.kind == "close"
     with db.transaction(sessions) as s:
         row = s.get(OrderIntent, close.id)
-        row.status, row.attempts, row.sent_at, row.contract = "sending", 1, datetime(2026, 1, 1, tzinfo=UTC), FRONT
+        row.status, row.attempts, row.sent_at, row.contract = (
+            "sending",
+            1,
+            datetime(2026, 1, 1, tzinfo=UTC),
+            FRONT,
+        )
     ticket = ctx.sender._ticket(close, _subaccount(sessions, account[2]))
     with sessions() as s:
         ctx.broker_for(s.get(Account, account[1])).send(ticket, s)
-    liquidations = sum(1 for o in broker.book.orders.values() if o.spec.cl_ord_id is None and o.parent_id is None)
+    liquidations = sum(
+        1 for o in broker.book.orders.values() if o.spec.cl_ord_id is None and o.parent_id is None
+    )
 
     # When the next drain finds it in `sending`
     ctx.sender.drain(account[2])
@@ -193,12 +233,19 @@ def test_a_worker_killed_after_a_liquidation_does_not_liquidate_again(
     # Then the flat position tells it the close went through: no second liquidation
     close = intents(sessions)[-1]
     assert close.status == "accepted" and close.attempts == 1 and "found flat" in close.error
-    assert sum(1 for o in broker.book.orders.values() if o.spec.cl_ord_id is None and o.parent_id is None) == liquidations
+    assert (
+        sum(
+            1
+            for o in broker.book.orders.values()
+            if o.spec.cl_ord_id is None and o.parent_id is None
+        )
+        == liquidations
+    )
     assert all(p.net_pos == 0 for p in broker.book.positions.values())
 
 
 def _subaccount(sessions, subaccount_id):
-    from libs.common.models import Subaccount
+    from libs.common.storage.models import Subaccount
 
     with sessions() as s:
         sub = s.get(Subaccount, subaccount_id)
@@ -211,16 +258,39 @@ def test_many_intents_from_four_workers_never_exceed_the_rate_limit(
 ):
     user, _, subaccount_id = account
     limit = 60
-    ctx.limiter = BrokerLimiter(redis_client, tv_settings.stream_prefix, per_minute=limit, per_hour=10_000,
-                                exit_reserve=2, minute_ms=1000, hour_ms=60_000, guard_ms=50)
+    ctx.limiter = BrokerLimiter(
+        redis_client,
+        tv_settings.stream_prefix,
+        per_minute=limit,
+        per_hour=10_000,
+        exit_reserve=2,
+        minute_ms=1000,
+        hour_ms=60_000,
+        guard_ms=50,
+    )
     with db.transaction(sessions) as s:
         for _ in range(300):
             intent_id = uuid.uuid4()
-            s.add(OrderIntent(id=intent_id, user_id=user.id, subaccount_id=subaccount_id, source="manual",
-                              kind="entry", symbol="MNQ", ticker=FRONT, side="buy", quantity=Decimal(1),
-                              priority="entry", status="queued", cl_ord_id=f"jt-{intent_id.hex[:24]}"))
+            s.add(
+                OrderIntent(
+                    id=intent_id,
+                    user_id=user.id,
+                    subaccount_id=subaccount_id,
+                    source="manual",
+                    kind="entry",
+                    symbol="MNQ",
+                    ticker=FRONT,
+                    side="buy",
+                    quantity=Decimal(1),
+                    priority="entry",
+                    status="queued",
+                    cl_ord_id=f"jt-{intent_id.hex[:24]}",
+                )
+            )
     time.sleep(1.1)  # the account's connect (login, account list) must not share the first window
-    workers = [threading.Thread(target=ctx.sender.drain, args=(subaccount_id, 120)) for _ in range(4)]
+    workers = [
+        threading.Thread(target=ctx.sender.drain, args=(subaccount_id, 120)) for _ in range(4)
+    ]
     for w in workers:
         w.start()
     for w in workers:
@@ -264,11 +334,15 @@ def test_price_feed_streams_tradovate_quotes_with_the_connected_accounts_token(
     from simulators.tradovate.market_data import MarketDataServer
 
     with MarketDataServer(broker.catalogue, broker.md_token_valid, heartbeat_interval_s=0.5) as md:
-        settings = replace(tv_settings, price_source="tradovate", tradovate_md_url=md.url, price_watchlist=("MNQ",))
+        settings = replace(
+            tv_settings, price_source="tradovate", tradovate_md_url=md.url, price_watchlist=("MNQ",)
+        )
         sources = build_sources(settings, CookieStore(sessions, settings.encryption_key))
         feed = Feed(settings, redis_client, sources.primary)
         stop = threading.Event()
-        worker = threading.Thread(target=feed.run, args=(stop,), kwargs={"every_s": 0.05}, daemon=True)
+        worker = threading.Thread(
+            target=feed.run, args=(stop,), kwargs={"every_s": 0.05}, daemon=True
+        )
         worker.start()
         try:
             deadline = clock.monotonic() + 10
@@ -288,7 +362,15 @@ def test_price_feed_streams_tradovate_quotes_with_the_connected_accounts_token(
 
 
 def test_the_contract_mapping_in_use_is_visible_with_the_brokers_confirmation(
-    tv_settings, redis_client, sessions, position_engine, recorder_with_trader, account, ctx, broker, alice
+    tv_settings,
+    redis_client,
+    sessions,
+    position_engine,
+    recorder_with_trader,
+    account,
+    ctx,
+    broker,
+    alice,
 ):
     from services.ui.app import create_app
 
@@ -296,7 +378,10 @@ def test_the_contract_mapping_in_use_is_visible_with_the_brokers_confirmation(
     key = alice[1]
     before = client.get("/api/contracts?ticker=CME_MINI:MNQ1!", headers=key).get_json()
     assert before["contract"] == FRONT and before["tradovate_contract_id"] is None
-    assert before["rolls_on"] > before["trade_date"] and before["last_trading_day"] >= before["rolls_on"]
+    assert (
+        before["rolls_on"] > before["trade_date"]
+        and before["last_trading_day"] >= before["rolls_on"]
+    )
     signal(tv_settings, redis_client, position_engine, recorder_with_trader, "buy", 25640)
     ctx.sender.drain(account[2])
     after = client.get("/api/contracts?ticker=MNQ1!", headers=key).get_json()
@@ -309,12 +394,21 @@ def test_the_contract_mapping_in_use_is_visible_with_the_brokers_confirmation(
 # order: no intent reaches the broker twice, a status only moves forward, and after a last drain
 # every intent is answered.
 
-INTENT_ORDER = {"queued": 0, "sending": 1, "accepted": 2, "filled": 2, "rejected": 2, "failed": 2, "skipped": 2}
+INTENT_ORDER = {
+    "queued": 0,
+    "sending": 1,
+    "accepted": 2,
+    "filled": 2,
+    "rejected": 2,
+    "failed": 2,
+    "skipped": 2,
+}
 LONG_AGO = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def test_intents_are_sent_at_most_once_whatever_fails(tv_settings, redis_client, sessions, position_engine,
-                                                      account, ctx, broker, make_recorder):  # fmt: skip
+def test_intents_are_sent_at_most_once_whatever_fails(
+    tv_settings, redis_client, sessions, position_engine, account, ctx, broker, make_recorder
+):
     user, account_id, subaccount_id = account
 
     class IntentMachine(RuleBasedStateMachine):
@@ -322,24 +416,44 @@ def test_intents_are_sent_at_most_once_whatever_fails(tv_settings, redis_client,
             super().__init__()
             self.recorder = make_recorder(user=user)  # a fresh recorder (flat) per run
             with db.transaction(sessions) as s:
-                s.add(Trader(user_id=user.id, recorder_id=self.recorder.id, subaccount_id=subaccount_id,
-                             multiplier=Decimal(1)))  # fmt: skip
+                s.add(
+                    Trader(
+                        user_id=user.id,
+                        recorder_id=self.recorder.id,
+                        subaccount_id=subaccount_id,
+                        multiplier=Decimal(1),
+                    )
+                )
             self.seen: dict[uuid.UUID, str] = {}
             with broker.lock:
                 broker.book.forced.clear()  # a refusal left over from the previous run
 
         def intents(self) -> list[OrderIntent]:
             with sessions() as s:
-                return s.scalars(select(OrderIntent).where(OrderIntent.subaccount_id == subaccount_id)
-                                 .order_by(OrderIntent.sequence)).all()  # fmt: skip
+                return s.scalars(
+                    select(OrderIntent)
+                    .where(OrderIntent.subaccount_id == subaccount_id)
+                    .order_by(OrderIntent.sequence)
+                ).all()
 
         def first_unsent(self) -> OrderIntent | None:
             return next((i for i in self.intents() if i.status == "queued"), None)
 
         @rule(action=st.sampled_from(["buy", "sell", "close"]), qty=st.integers(1, 3))
         def signal(self, action, qty):
-            message = SignalMessage(str(uuid.uuid4()), self.recorder.id, action, "MNQ1!", "MNQ", Decimal("25640"),
-                                    Decimal(qty), None, None, streams.now_ms(), "{}")  # fmt: skip
+            message = SignalMessage(
+                str(uuid.uuid4()),
+                self.recorder.id,
+                action,
+                "MNQ1!",
+                "MNQ",
+                Decimal("25640"),
+                Decimal(qty),
+                None,
+                None,
+                streams.now_ms(),
+                "{}",
+            )
             redis_client.xadd(tv_settings.stream(streams.SIGNALS), message.to_fields())
             while position_engine.step(block_ms=None):
                 pass
@@ -378,33 +492,54 @@ def test_intents_are_sent_at_most_once_whatever_fails(tv_settings, redis_client,
         def _claim(self, intent: OrderIntent) -> None:
             with db.transaction(sessions) as s:
                 row = s.get(OrderIntent, intent.id)
-                row.status, row.attempts, row.sent_at, row.contract = "sending", row.attempts + 1, LONG_AGO, FRONT
+                row.status, row.attempts, row.sent_at, row.contract = (
+                    "sending",
+                    row.attempts + 1,
+                    LONG_AGO,
+                    FRONT,
+                )
 
         @invariant()
         def no_order_reaches_the_broker_twice(self):
             with broker.lock:
-                placed = Counter(c.get("clOrdId") for c in broker.book.commands.values()
-                                 if c["commandType"] == "New" and c.get("clOrdId"))  # fmt: skip
+                placed = Counter(
+                    c.get("clOrdId")
+                    for c in broker.book.commands.values()
+                    if c["commandType"] == "New" and c.get("clOrdId")
+                )
             assert all(n == 1 for n in placed.values()), placed
 
         @invariant()
         def statuses_only_move_forward(self):
             for intent in self.intents():
                 before = self.seen.get(intent.id, "queued")
-                assert INTENT_ORDER[intent.status] >= INTENT_ORDER[before], (intent.id, before, intent.status)
+                assert INTENT_ORDER[intent.status] >= INTENT_ORDER[before], (
+                    intent.id,
+                    before,
+                    intent.status,
+                )
                 if INTENT_ORDER[before] == 2:
                     assert intent.status == before  # an answer is final
                 self.seen[intent.id] = intent.status
 
         def teardown(self):
             ctx.sender.drain(subaccount_id)
-            unanswered = [(i.kind, i.status) for i in self.intents() if i.status in ("queued", "sending")]
+            unanswered = [
+                (i.kind, i.status) for i in self.intents() if i.status in ("queued", "sending")
+            ]
             assert unanswered == []
             outcomes.update(i.status for i in self.intents())
 
     outcomes: Counter = Counter()
-    run_state_machine_as_test(IntentMachine, settings=settings(
-        max_examples=12, stateful_step_count=10, deadline=None, derandomize=True,
-        suppress_health_check=list(HealthCheck)))  # fmt: skip
+    run_state_machine_as_test(
+        IntentMachine,
+        settings=settings(
+            max_examples=12,
+            stateful_step_count=10,
+            deadline=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
     # The runs did reach the broker, and saw refusals too
     assert outcomes["accepted"] > 10 and outcomes["rejected"] > 0, outcomes

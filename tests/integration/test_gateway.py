@@ -17,21 +17,33 @@ import requests
 
 from libs.common import recorder_tokens
 from libs.common.config import load_settings
-from libs.common.embedded import free_port
 from libs.common.logs import KeyValueFormatter
+from libs.common.storage.embedded import free_port
 from libs.common.streams import SignalMessage
 from services.gateway.app import connect_redis, create_app
 from services.gateway.redaction import RedactTokens
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SIGNAL_FIELDS = {
-    "signal_id", "recorder_id", "action", "ticker", "symbol", "price", "qty", "position_size",
-    "market_position", "received_at", "raw",
-}  # fmt: skip
+    "signal_id",
+    "recorder_id",
+    "action",
+    "ticker",
+    "symbol",
+    "price",
+    "qty",
+    "position_size",
+    "market_position",
+    "received_at",
+    "raw",
+}
 BUY = {
-    "action": "buy", "ticker": "CME_MINI:MNQ1!", "price": 21034.25, "contracts": 2,
+    "action": "buy",
+    "ticker": "CME_MINI:MNQ1!",
+    "price": 21034.25,
+    "contracts": 2,
     "time": "2026-11-23T14:37:12Z",
-}  # fmt: skip
+}
 
 
 @pytest.fixture
@@ -81,8 +93,11 @@ def test_accepted_signal_puts_exactly_one_entry_on_the_signals_stream(
     assert set(fields) == SIGNAL_FIELDS
     message = SignalMessage.from_fields(fields)
     assert (message.signal_id, message.recorder_id, message.action, message.symbol) == (
-        body["signal_id"], recorder.id, "buy", "MNQ",
-    )  # fmt: skip
+        body["signal_id"],
+        recorder.id,
+        "buy",
+        "MNQ",
+    )
     assert json.loads(message.raw)["time"] == BUY["time"]
 
 
@@ -156,7 +171,9 @@ def test_too_many_signals_for_one_token_is_429(
     assert not any(recorder.webhook_token in key for key in redis_client.keys("*webhook_rate*"))
 
 
-def test_a_refused_body_does_not_count_against_the_rate_limit(gateway, recorder, redis_client, settings):
+def test_a_refused_body_does_not_count_against_the_rate_limit(
+    gateway, recorder, redis_client, settings
+):
     client = gateway(webhook_rate_limit=2, webhook_rate_window_s=3600)
 
     refused = post(client, recorder.webhook_token, {"action": "hold", "ticker": "MNQ1!"})
@@ -169,7 +186,9 @@ def test_a_refused_body_does_not_count_against_the_rate_limit(gateway, recorder,
     assert len(redis_client.keys(settings.stream("signal_pending:*"))) == 2
 
 
-def test_a_token_revoked_after_the_worker_copied_the_map_is_404(gateway, recorder, redis_client, settings):
+def test_a_token_revoked_after_the_worker_copied_the_map_is_404(
+    gateway, recorder, redis_client, settings
+):
     client = gateway()  # its worker copies the token map at start
     assert post(client, recorder.webhook_token, BUY).status_code == 202
 
@@ -206,15 +225,26 @@ def test_address_outside_the_allowlist_is_403(gateway, recorder, redis_client, s
     assert allowed.status_code == 202
 
 
-def test_allowlist_tradingview_admits_its_four_published_addresses_only(gateway, recorder, redis_client, settings):
+def test_allowlist_tradingview_admits_its_four_published_addresses_only(
+    gateway, recorder, redis_client, settings
+):
     # Given WEBHOOK_IP_ALLOWLIST=tradingview, as the README suggests for a public gateway
-    allowlist = load_settings({"WEBHOOK_IP_ALLOWLIST": "tradingview"}, env_file=Path("/nonexistent")).webhook_ip_allowlist
+    allowlist = load_settings(
+        {"WEBHOOK_IP_ALLOWLIST": "tradingview"}, env_file=Path("/nonexistent")
+    ).webhook_ip_allowlist
     client = gateway(webhook_ip_allowlist=allowlist)
 
     # Then each of TradingView's addresses gets in and a neighbour of one of them does not
     for address in ("52.89.214.238", "34.212.75.30", "54.218.53.128", "52.32.178.7"):
-        assert post(client, recorder.webhook_token, BUY, environ_base={"REMOTE_ADDR": address}).status_code == 202
-    refused = post(client, recorder.webhook_token, BUY, environ_base={"REMOTE_ADDR": "52.89.214.239"})
+        assert (
+            post(
+                client, recorder.webhook_token, BUY, environ_base={"REMOTE_ADDR": address}
+            ).status_code
+            == 202
+        )
+    refused = post(
+        client, recorder.webhook_token, BUY, environ_base={"REMOTE_ADDR": "52.89.214.239"}
+    )
     assert refused.get_json() == {"ok": False, "error": "This address may not send webhooks."}
     assert redis_client.xlen(settings.stream("signals")) == 4
 
@@ -299,9 +329,14 @@ def test_unexpected_failure_is_a_json_500_and_its_log_omits_the_token(
 
 def test_gunicorn_error_lines_are_redacted(recorder):
     record = logging.LogRecord(
-        "gunicorn.error", logging.ERROR, __file__, 1, "Error handling request %s",
-        (f"/webhook/{recorder.webhook_token}?x=1",), None,
-    )  # fmt: skip
+        "gunicorn.error",
+        logging.ERROR,
+        __file__,
+        1,
+        "Error handling request %s",
+        (f"/webhook/{recorder.webhook_token}?x=1",),
+        None,
+    )
 
     RedactTokens().filter(record)
 
@@ -343,15 +378,22 @@ def test_gunicorn_server_accepts_a_real_request_and_redacts_the_token(
 ):
     port = free_port()
     env = {
-        **os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
-        "GATEWAY_PORT": str(port), "JT_VAR_DIR": str(tmp_path / "var"), "LOG_LEVEL": "INFO",
-    }  # fmt: skip
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "GATEWAY_PORT": str(port),
+        "JT_VAR_DIR": str(tmp_path / "var"),
+        "LOG_LEVEL": "INFO",
+    }
     log_path = tmp_path / "gateway.log"
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "services.gateway"], cwd=PROJECT_ROOT, env=env,
-            stdout=log_file, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [sys.executable, "-m", "services.gateway"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
     try:
         base = f"http://127.0.0.1:{port}"
         _wait_until_healthy(proc, f"{base}/healthz", log_path)

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from libs.common import recorder_tokens, streams
-from libs.common.embedded import EmbeddedRedis, free_port
+from libs.common.storage.embedded import EmbeddedRedis, free_port
 from services.gateway.app import SPOOL_FULL, UNKNOWN_WHILE_DOWN, connect_redis, create_app
 from services.gateway.spool import SpoolDrainer
 
@@ -102,8 +102,11 @@ def test_signals_taken_while_redis_is_down_reach_the_stream_in_order_when_it_ret
 
     assert [fields["signal_id"] for fields in spooled(app)] == ids
     assert client.get("/healthz").get_json() == {
-        "ok": True, "status": "degraded", "redis": "down", "spooled": 3,
-    }  # fmt: skip
+        "ok": True,
+        "status": "degraded",
+        "redis": "down",
+        "spooled": 3,
+    }
 
     restart(own_redis)
     wait_until(lambda: not spooled(app))
@@ -227,7 +230,9 @@ def test_a_gateway_started_while_redis_is_down_knows_every_recorder_from_postgre
     # Given Redis down before the gateway starts (a restart during the outage), with PostgreSQL up
     newer = make_recorder()  # never written to Redis's map
     own_redis.stop()
-    app = create_app(spool_settings, redis_client=connect_redis(spool_settings.redis_url), sessions=sessions)
+    app = create_app(
+        spool_settings, redis_client=connect_redis(spool_settings.redis_url), sessions=sessions
+    )
     try:
         client = app.test_client()
         # When TradingView sends a signal for a recorder, and another to a token nobody has

@@ -49,7 +49,9 @@ def quick_websocket_close(monkeypatch) -> None:
     # python-engineio's reader thread swallows the server's close frame, so websocket-client's
     # close() would wait out its 3 s timeout for a frame that never reaches it.
     monkeypatch.setattr(
-        websocket.WebSocket, "close", functools.partialmethod(websocket.WebSocket.close, timeout=0.1)
+        websocket.WebSocket,
+        "close",
+        functools.partialmethod(websocket.WebSocket.close, timeout=0.1),
     )
 
 
@@ -82,7 +84,9 @@ class Browser:
         self.sio.on("connect_error", self.refusals.append)
 
     def login(self, email: str, password: str) -> Browser:
-        answer = self.http.post(f"{self.base_url}/login", json={"email": email, "password": password})
+        answer = self.http.post(
+            f"{self.base_url}/login", json={"email": email, "password": password}
+        )
         assert answer.status_code == 200, answer.text
         return self
 
@@ -90,7 +94,9 @@ class Browser:
         headers = {"Cookie": "; ".join(f"{c.name}={c.value}" for c in self.http.cookies)}
         if origin:
             headers["Origin"] = origin
-        self.sio.connect(self.base_url, transports=[transport], headers=headers, wait_timeout=WAIT_S)
+        self.sio.connect(
+            self.base_url, transports=[transport], headers=headers, wait_timeout=WAIT_S
+        )
         return self
 
     def types(self) -> list[tuple[str, object]]:
@@ -121,7 +127,9 @@ def publish(redis_client, event_type: str, data: dict) -> None:
 def wait_subscribed(redis_client, settings) -> None:
     """The message queue's listener subscribes when the first socket connects."""
     channel = settings.stream(live.CHANNEL)
-    eventually(lambda: dict(redis_client.pubsub_numsub(channel)).get(channel), "the pub/sub listener")
+    eventually(
+        lambda: dict(redis_client.pubsub_numsub(channel)).get(channel), "the pub/sub listener"
+    )
 
 
 def test_an_event_reaches_its_users_socket_and_no_one_elses(

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from libs.common import recorder_tokens, streams
 from libs.common.config import metrics_targets
-from libs.common.embedded import free_port
+from libs.common.storage.embedded import free_port
 from libs.common.streams import SignalMessage
 from services.executor.service import start_metrics_server
 from services.gateway.app import create_app
@@ -98,8 +98,19 @@ def test_engine_metrics_show_signals_applied_and_entries_pending(
     stream = settings.stream(streams.SIGNALS)
 
     def send() -> None:
-        msg = SignalMessage(str(uuid.uuid4()), recorder.id, "buy", "MNQ1!", "MNQ", Decimal("25640"),
-                            Decimal(1), None, None, streams.now_ms(), "{}")
+        msg = SignalMessage(
+            str(uuid.uuid4()),
+            recorder.id,
+            "buy",
+            "MNQ1!",
+            "MNQ",
+            Decimal("25640"),
+            Decimal(1),
+            None,
+            None,
+            streams.now_ms(),
+            "{}",
+        )
         redis_client.xadd(stream, msg.to_fields())
 
     send()
@@ -121,13 +132,24 @@ def test_engine_metrics_show_signals_applied_and_entries_pending(
 
 
 def test_executor_counts_answered_intents_by_outcome(
-    client, alice, paper, recorder_of_alice, settings, redis_client, position_engine, executor, serving  # noqa: F811
+    client,
+    alice,
+    paper,  # noqa: F811 (fixtures of test_execution_paper)
+    recorder_of_alice,  # noqa: F811
+    settings,
+    redis_client,
+    position_engine,  # noqa: F811
+    executor,  # noqa: F811
+    serving,
 ):
     url = serving(start_metrics_server(free_port(), executor.ctx))
     filled = ("jt_orders_total", (("status", "filled"),))
     before = scrape(url).get(filled, 0.0)  # the counter is the process's; other tests add to it
-    client.post("/api/traders", json={"recorder_id": recorder_of_alice["id"], "subaccount_id": paper["id"]},
-                headers=alice[1])
+    client.post(
+        "/api/traders",
+        json={"recorder_id": recorder_of_alice["id"], "subaccount_id": paper["id"]},
+        headers=alice[1],
+    )
     set_price(settings, redis_client, "25641.25")
     signal(settings, redis_client, position_engine, recorder_of_alice["id"], "buy", 25640)
 
@@ -142,12 +164,19 @@ def test_executor_metrics_show_limiter_usage_of_users_seen(settings, executor, s
     limiter.record_penalty("trader-one")
     found = scrape(serving(start_metrics_server(free_port(), executor.ctx)))
     assert found[("jt_limiter_requests_used", (("user", "trader-one"), ("window", "minute")))] == 1
-    assert found[("jt_limiter_tokens_left", (("user", "trader-one"),))] == limiter.limits.per_minute - 1
+    assert (
+        found[("jt_limiter_tokens_left", (("user", "trader-one"),))]
+        == limiter.limits.per_minute - 1
+    )
     assert found[("jt_limiter_penalties_total", (("user", "trader-one"),))] == 1
 
 
 def test_price_feed_metrics_show_ticks_published(settings, redis_client, serving):
-    feed = Feed(replace(settings, price_watchlist=("MNQ",)), redis_client, SimSource(interval_s=0.01, seed=5))
+    feed = Feed(
+        replace(settings, price_watchlist=("MNQ",)),
+        redis_client,
+        SimSource(interval_s=0.01, seed=5),
+    )
     url = serving(start_status_server(free_port(), feed))
     stop = threading.Event()
     thread = threading.Thread(target=feed.run, args=(stop,), kwargs={"every_s": 0.05}, daemon=True)
@@ -183,8 +212,9 @@ def test_the_control_center_reads_the_services_named_in_metrics_targets(
     serving(start_health_server(port, engine, threading.Event()))
     nowhere = free_port()
     targets = (("engine", ("localhost", port)), ("gateway", ("localhost", nowhere)))
-    client = ui_app(replace(settings, metrics_targets=targets), sessions=sessions,
-                    redis_client=redis_client).test_client()  # fmt: skip
+    client = ui_app(
+        replace(settings, metrics_targets=targets), sessions=sessions, redis_client=redis_client
+    ).test_client()
 
     # When the Control Center asks for the pipeline's figures
     answer = client.get("/api/status/metrics", headers=alice[1])
@@ -192,22 +222,31 @@ def test_the_control_center_reads_the_services_named_in_metrics_targets(
     # Then it read exactly those targets: the engine's figures, and the gateway as not answering
     services = answer.get_json()["services"]
     assert set(services) == {"engine", "gateway"}
-    assert services["engine"]["up"] and any(s["name"] == "jt_engine_active" for s in services["engine"]["samples"])
+    assert services["engine"]["up"] and any(
+        s["name"] == "jt_engine_active" for s in services["engine"]["samples"]
+    )
     assert services["gateway"] == {"up": False, "samples": []}
 
 
 def test_metrics_targets_name_each_replica_behind_one_host_name(settings, monkeypatch):
     def two_replicas(host, *args, **kwargs):
         assert host == "executor"
-        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, 0)) for ip in ("10.0.0.12", "10.0.0.9")]
+        return [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, 0)) for ip in ("10.0.0.12", "10.0.0.9")
+        ]
 
     monkeypatch.setattr(socket, "getaddrinfo", two_replicas)  # as Docker's DNS answers for replicas
     found = targets(replace(settings, metrics_targets=metrics_targets("executor=executor:8086")))
 
-    assert found == {"executor-1": "http://10.0.0.9:8086/metrics", "executor-2": "http://10.0.0.12:8086/metrics"}
+    assert found == {
+        "executor-1": "http://10.0.0.9:8086/metrics",
+        "executor-2": "http://10.0.0.12:8086/metrics",
+    }
 
 
-@pytest.mark.parametrize("value", ["engine", "engine=engine", "engine=engine:http", "=engine:8085", "e=h:70000"])
+@pytest.mark.parametrize(
+    "value", ["engine", "engine=engine", "engine=engine:http", "=engine:8085", "e=h:70000"]
+)
 def test_a_malformed_metrics_targets_entry_is_named(value):
     with pytest.raises(ValueError, match="METRICS_TARGETS entry"):
         metrics_targets(f"gateway=gateway:8083,{value}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from libs.common.models import Base
+from libs.common.storage.models import Base
 
 
 def test_the_migrated_schema_matches_the_models(engine):

@@ -16,7 +16,9 @@ def login(client, body: dict, address: str = "203.0.113.7"):
     return client.post("/login", json=body, environ_base={"REMOTE_ADDR": address})
 
 
-def test_five_wrong_passwords_lock_that_email_from_that_address_even_for_the_right_one(client, alice):
+def test_five_wrong_passwords_lock_that_email_from_that_address_even_for_the_right_one(
+    client, alice
+):
     # Given five wrong passwords for alice from one address
     assert [login(client, WRONG).status_code for _ in range(5)] == [401] * 5
 
@@ -41,21 +43,33 @@ def test_a_successful_login_clears_the_count(client, alice):
     assert login(client, ALICE).status_code == 200
 
 
-def test_many_emails_from_one_address_hit_the_address_limit(settings, sessions, redis_client, make_user):
+def test_many_emails_from_one_address_hit_the_address_limit(
+    settings, sessions, redis_client, make_user
+):
     # Given a UI allowing 3 failures per address, whatever the email
-    app = create_app(replace(settings, login_max_failures_per_address=3), sessions=sessions,
-                     redis_client=redis_client)  # fmt: skip
+    app = create_app(
+        replace(settings, login_max_failures_per_address=3),
+        sessions=sessions,
+        redis_client=redis_client,
+    )
     make_user(email="carol@example.com", password="carol pass")
     client = app.test_client()
     for n in range(3):
-        assert login(client, {"email": f"nobody{n}@example.com", "password": "x"}).status_code == 401
+        assert (
+            login(client, {"email": f"nobody{n}@example.com", "password": "x"}).status_code == 401
+        )
 
     # When a real user logs in from that address
     refused = login(client, {"email": "carol@example.com", "password": "carol pass"})
 
     # Then the address is refused until its window ends
     assert refused.status_code == 429
-    assert login(client, {"email": "carol@example.com", "password": "carol pass"}, "192.0.2.1").status_code == 200
+    assert (
+        login(
+            client, {"email": "carol@example.com", "password": "carol pass"}, "192.0.2.1"
+        ).status_code
+        == 200
+    )
 
 
 def test_the_login_form_shows_the_lockout_on_the_page(client, alice):
@@ -70,12 +84,16 @@ def test_the_login_form_shows_the_lockout_on_the_page(client, alice):
     assert answer.headers["Retry-After"]
 
 
-@pytest.mark.parametrize(("public_url", "secure"), [("http://localhost:8082", False),
-                                                     ("https://trade.example.com", True)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("public_url", "secure"),
+    [("http://localhost:8082", False), ("https://trade.example.com", True)],
+)
 def test_session_cookie_is_httponly_samesite_and_secure_over_https(
     settings, sessions, redis_client, alice, public_url, secure
 ):
-    app = create_app(replace(settings, ui_public_url=public_url), sessions=sessions, redis_client=redis_client)
+    app = create_app(
+        replace(settings, ui_public_url=public_url), sessions=sessions, redis_client=redis_client
+    )
     answer = login(app.test_client(), ALICE)
     assert answer.status_code == 200
     [cookie] = [c for c in answer.headers.getlist("Set-Cookie") if c.startswith("session=")]
@@ -89,15 +107,24 @@ def test_pages_carry_security_headers(client):
     page = client.get("/login")
     assert page.status_code == 200
     csp = page.headers["Content-Security-Policy"]
-    assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp and "object-src 'none'" in csp
+    assert (
+        "default-src 'self'" in csp
+        and "frame-ancestors 'none'" in csp
+        and "object-src 'none'" in csp
+    )
     assert page.headers["X-Content-Type-Options"] == "nosniff"
     assert page.headers["X-Frame-Options"] == "DENY"
     assert page.headers["Referrer-Policy"] == "same-origin"
-    assert "Strict-Transport-Security" not in page.headers  # plain http: HSTS would be ignored anyway
+    assert (
+        "Strict-Transport-Security" not in page.headers
+    )  # plain http: HSTS would be ignored anyway
 
 
 def test_https_pages_add_strict_transport_security(settings, sessions, redis_client):
-    app = create_app(replace(settings, ui_public_url="https://trade.example.com"), sessions=sessions,
-                     redis_client=redis_client)  # fmt: skip
+    app = create_app(
+        replace(settings, ui_public_url="https://trade.example.com"),
+        sessions=sessions,
+        redis_client=redis_client,
+    )
     page = app.test_client().get("/login")
     assert page.headers["Strict-Transport-Security"].startswith("max-age=")

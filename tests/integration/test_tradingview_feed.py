@@ -10,9 +10,10 @@ from dataclasses import replace
 
 import pytest
 
-from libs.common import db, streams
-from libs.common.models import TradingViewSession
+from libs.common import streams
 from libs.common.security import SecretBox
+from libs.common.storage import db
+from libs.common.storage.models import TradingViewSession
 from libs.common.streams import TickMessage
 from services.price_feed.feed import Feed
 from services.price_feed.service import CookieStore, build_sources
@@ -45,16 +46,34 @@ def feed_for(settings, redis_client, sessions):
     running = []
 
     def start(site, quotes, **changes) -> Feed:
-        s = replace(settings, price_source="tradingview", price_watchlist=("MNQ",), tradingview_url=site.url,
-                    tradingview_scanner_url=site.url, tradingview_ws_url=quotes.url, **changes)
+        s = replace(
+            settings,
+            price_source="tradingview",
+            price_watchlist=("MNQ",),
+            tradingview_url=site.url,
+            tradingview_scanner_url=site.url,
+            tradingview_ws_url=quotes.url,
+            **changes,
+        )
         cookies = CookieStore(sessions, s.encryption_key, every_s=0.1)
         sources = build_sources(s, cookies)
-        sources.primary.backoff_base_s = sources.primary.backoff_max_s = 0.2  # reconnect quickly in tests
+        sources.primary.backoff_base_s = sources.primary.backoff_max_s = (
+            0.2  # reconnect quickly in tests
+        )
         sources.fallback.interval_s = 0.1
-        feed = Feed(s, redis_client, sources.primary, sources.fallback, fallback_grace_s=0.3,
-                    session_state=sources.session_state, housekeeping=sources.housekeeping)
+        feed = Feed(
+            s,
+            redis_client,
+            sources.primary,
+            sources.fallback,
+            fallback_grace_s=0.3,
+            session_state=sources.session_state,
+            housekeeping=sources.housekeeping,
+        )
         stop = threading.Event()
-        thread = threading.Thread(target=feed.run, args=(stop,), kwargs={"every_s": 0.05}, daemon=True)
+        thread = threading.Thread(
+            target=feed.run, args=(stop,), kwargs={"every_s": 0.05}, daemon=True
+        )
         thread.start()
         running.append((stop, thread))
         return feed
@@ -66,7 +85,9 @@ def feed_for(settings, redis_client, sessions):
 
 
 def store_cookies(sessions, settings, user, sessionid="sess-1", sign="sign-1"):
-    sealed = SecretBox(settings.encryption_key).encrypt(json.dumps({"sessionid": sessionid, "sessionid_sign": sign}))
+    sealed = SecretBox(settings.encryption_key).encrypt(
+        json.dumps({"sessionid": sessionid, "sessionid_sign": sign})
+    )
     with db.transaction(sessions) as s:
         row = s.get(TradingViewSession, user.id)
         if row:
@@ -80,30 +101,44 @@ def last_tick(redis_client, settings) -> TickMessage | None:
     return TickMessage.from_fields(entries[0][1]) if entries else None
 
 
-def test_without_cookies_quotes_are_delayed_and_flagged(tradingview, feed_for, redis_client, settings, market):
+def test_without_cookies_quotes_are_delayed_and_flagged(
+    tradingview, feed_for, redis_client, settings, market
+):
     feed = feed_for(*tradingview)
     wait_for(lambda: feed.status()["connected"], "the socket")
     market.set_price("CME_MINI:MNQ1!", "25641.00")
-    tick = wait_for(lambda: (t := last_tick(redis_client, settings)) and t.price == 25641 and t, "the new price")
+    tick = wait_for(
+        lambda: (t := last_tick(redis_client, settings)) and t.price == 25641 and t, "the new price"
+    )
     assert tick.delayed and tick.source == "tradingview"
     status = feed.status()
     assert status["authenticated"] is False and status["delayed_symbols"] == ["MNQ"]
     assert status["tradingview_session"]["configured"] is False
 
 
-def test_stored_cookies_give_real_time_quotes(tradingview, feed_for, redis_client, settings, sessions, make_user, market):
+def test_stored_cookies_give_real_time_quotes(
+    tradingview, feed_for, redis_client, settings, sessions, make_user, market
+):
     user = make_user()
     store_cookies(sessions, settings, user)
     feed = feed_for(*tradingview)
     wait_for(lambda: feed.status()["authenticated"], "an authenticated connection")
     market.set_price("CME_MINI:MNQ1!", "25642.00")
-    tick = wait_for(lambda: (t := last_tick(redis_client, settings)) and t.price == 25642 and t, "the new price")
+    tick = wait_for(
+        lambda: (t := last_tick(redis_client, settings)) and t.price == 25642 and t, "the new price"
+    )
     assert not tick.delayed
     session = feed.status()["tradingview_session"]
-    assert session["user_id"] == user.id and session["authenticated"] is True and session["token_expires_at"]
+    assert (
+        session["user_id"] == user.id
+        and session["authenticated"] is True
+        and session["token_expires_at"]
+    )
 
 
-def test_scanner_takes_over_while_the_socket_is_down_and_hands_back(tradingview, feed_for, redis_client, settings, market):
+def test_scanner_takes_over_while_the_socket_is_down_and_hands_back(
+    tradingview, feed_for, redis_client, settings, market
+):
     site, quotes = tradingview
     feed = feed_for(site, quotes)
     wait_for(lambda: feed.status()["connected"], "the socket")
@@ -111,15 +146,25 @@ def test_scanner_takes_over_while_the_socket_is_down_and_hands_back(tradingview,
     quotes.stop()
     wait_for(lambda: feed.fallback_active, "the fallback to start")
     market.set_price("CME_MINI:MNQ1!", "25650.00")
-    tick = wait_for(lambda: (t := last_tick(redis_client, settings)) and t.price == 25650 and t, "a scanner tick")
+    tick = wait_for(
+        lambda: (t := last_tick(redis_client, settings)) and t.price == 25650 and t,
+        "a scanner tick",
+    )
     assert tick.source == "scanner"
     assert feed.status()["active_source"] == "scanner"
 
     revived = QuoteServer(market, heartbeat_interval_s=0.2, port=port).start()
     try:
-        wait_for(lambda: feed.status()["connected"] and not feed.fallback_active, "the socket to take back over", 15)
+        wait_for(
+            lambda: feed.status()["connected"] and not feed.fallback_active,
+            "the socket to take back over",
+            15,
+        )
         market.set_price("CME_MINI:MNQ1!", "25651.00")
-        tick = wait_for(lambda: (t := last_tick(redis_client, settings)) and t.price == 25651 and t, "a socket tick")
+        tick = wait_for(
+            lambda: (t := last_tick(redis_client, settings)) and t.price == 25651 and t,
+            "a socket tick",
+        )
         assert tick.source == "tradingview"
         assert feed.status()["reconnects"] >= 1
     finally:
@@ -136,9 +181,15 @@ def test_signed_out_cookies_are_reported_and_the_feed_goes_on_anonymously(
     market.end_session("sess-1")  # the user signed out in the browser: cookies and token are dead
     tradingview[1].drop_all(abrupt=False)
     wait_for(lambda: feed.status()["tradingview_session"]["error"], "the session error", 15)
-    assert "did not accept the stored session cookies" in feed.status()["tradingview_session"]["error"]
+    assert (
+        "did not accept the stored session cookies" in feed.status()["tradingview_session"]["error"]
+    )
     market.set_price("CME_MINI:MNQ1!", "25660.00")
-    tick = wait_for(lambda: (t := last_tick(redis_client, settings)) and t.price == 25660 and t, "an anonymous tick", 15)
+    tick = wait_for(
+        lambda: (t := last_tick(redis_client, settings)) and t.price == 25660 and t,
+        "an anonymous tick",
+        15,
+    )
     assert tick.delayed
 
     # New cookies are picked up without a restart, and without waiting for a disconnect.
@@ -154,7 +205,12 @@ def test_cookies_saved_while_streaming_anonymously_switch_to_real_time(
     wait_for(lambda: feed.status()["connected"], "the socket")
     assert feed.status()["authenticated"] is False
     store_cookies(sessions, settings, make_user())
-    wait_for(lambda: feed.status()["authenticated"] is True, "the feed to log in with the new cookies")
+    wait_for(
+        lambda: feed.status()["authenticated"] is True, "the feed to log in with the new cookies"
+    )
     market.set_price("CME_MINI:MNQ1!", "25670.00")
-    tick = wait_for(lambda: (t := last_tick(redis_client, settings)) and t.price == 25670 and t, "a real-time tick")
+    tick = wait_for(
+        lambda: (t := last_tick(redis_client, settings)) and t.price == 25670 and t,
+        "a real-time tick",
+    )
     assert not tick.delayed

@@ -31,7 +31,6 @@ COOKIES = SessionCookies("sess-alice", "sign-alice")
 TTL_S = 4 * 3600
 
 
-
 def open_account(
     market: Market, cookies: SessionCookies, user_id: int = 7, ttl_s: int = TTL_S
 ) -> Account:

@@ -7,8 +7,8 @@ import json
 from sqlalchemy import select
 
 from libs.common import streams
-from libs.common.models import TradingViewSession
 from libs.common.security import SecretBox
+from libs.common.storage.models import TradingViewSession
 
 COOKIES = {"sessionid": "abc123secretvalue", "sessionid_sign": "v2:signature+/="}
 
@@ -36,8 +36,13 @@ def test_a_user_without_cookies_is_told_how_to_get_them(client, alice):
 
 
 def test_bad_cookie_values_are_refused_naming_the_field_and_change_nothing(client, alice, sessions):
-    for body in ({"sessionid": ""}, {"sessionid": "a b"}, {"sessionid": "x;y"}, {"sessionid": 5},
-                 {"sessionid": "ok", "extra": 1}):
+    for body in (
+        {"sessionid": ""},
+        {"sessionid": "a b"},
+        {"sessionid": "x;y"},
+        {"sessionid": 5},
+        {"sessionid": "ok", "extra": 1},
+    ):
         answer = client.post("/api/tradingview/session", json=body, headers=alice[1])
         assert answer.status_code == 422, body
         assert answer.get_json()["ok"] is False
@@ -45,24 +50,43 @@ def test_bad_cookie_values_are_refused_naming_the_field_and_change_nothing(clien
         assert s.scalar(select(TradingViewSession)) is None
 
 
-def test_new_cookies_replace_the_old_ones_and_delete_forgets_them(client, alice, sessions, settings):
+def test_new_cookies_replace_the_old_ones_and_delete_forgets_them(
+    client, alice, sessions, settings
+):
     _, key = alice
     client.post("/api/tradingview/session", json=COOKIES, headers=key)
     client.post("/api/tradingview/session", json={"sessionid": "fresh"}, headers=key)
     with sessions() as s:
         rows = s.scalars(select(TradingViewSession)).all()
     assert len(rows) == 1
-    assert json.loads(SecretBox(settings.encryption_key).decrypt(rows[0].cookies_encrypted))["sessionid"] == "fresh"
+    assert (
+        json.loads(SecretBox(settings.encryption_key).decrypt(rows[0].cookies_encrypted))[
+            "sessionid"
+        ]
+        == "fresh"
+    )
     assert client.delete("/api/tradingview/session", headers=key).get_json()["configured"] is False
 
 
-def test_feed_state_is_shown_only_to_the_user_whose_cookies_it_uses(client, alice, bob, redis_client, settings):
+def test_feed_state_is_shown_only_to_the_user_whose_cookies_it_uses(
+    client, alice, bob, redis_client, settings
+):
     user, key = alice
     client.post("/api/tradingview/session", json=COOKIES, headers=key)
-    redis_client.set(settings.stream(streams.PRICE_FEED_STATUS), json.dumps({
-        "connected": True, "tradingview_session": {
-            "user_id": user.id, "authenticated": False, "token_expires_at": None,
-            "error": "TradingView did not accept the stored session cookies"}}))
+    redis_client.set(
+        settings.stream(streams.PRICE_FEED_STATUS),
+        json.dumps(
+            {
+                "connected": True,
+                "tradingview_session": {
+                    "user_id": user.id,
+                    "authenticated": False,
+                    "token_expires_at": None,
+                    "error": "TradingView did not accept the stored session cookies",
+                },
+            }
+        ),
+    )
     mine = client.get("/api/tradingview/session", headers=key).get_json()
     assert (mine["in_use"], mine["authenticated"]) == (True, False)
     assert "did not accept" in mine["error"] and "how_to_refresh" in mine

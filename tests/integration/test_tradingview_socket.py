@@ -32,7 +32,6 @@ TOKEN = "token-alice-1"
 HEARTBEAT_S = 0.2
 
 
-
 class Tape:
     """Every quote a source emitted, in order."""
 
@@ -80,8 +79,16 @@ def connect(server) -> Iterator[Callable[..., tuple[TradingViewSocketSource, Tap
 
     def make(token: str | None | Callable[[], str | None] = None, symbols=("MNQ", "ES"), **kw):
         provider = token if callable(token) else (lambda: token)
-        options = dict(heartbeat_timeout_s=1.0, hello_timeout_s=2.0, backoff_base_s=0.05,
-                       backoff_max_s=0.2, refused_backoff_s=0.5) | kw  # fmt: skip
+        options = (
+            dict(
+                heartbeat_timeout_s=1.0,
+                hello_timeout_s=2.0,
+                backoff_base_s=0.05,
+                backoff_max_s=0.2,
+                refused_backoff_s=0.5,
+            )
+            | kw
+        )
         source = TradingViewSocketSource(server.url, provider, **options)
         source.set_symbols(set(symbols))
         tape = Tape()

@@ -13,9 +13,9 @@ import pytest
 import requests
 from sqlalchemy import select, text, update
 
-from libs.common.models import Account, Subaccount
 from libs.common.security import SecretBox
-from libs.common.tradovate_accounts import TokenKeeper, open_credentials
+from libs.common.storage.models import Account, Subaccount
+from libs.common.tradovate.accounts import TokenKeeper, open_credentials
 from simulators.tradovate.broker import BrokerSimulator
 from simulators.tradovate.contracts import ContractCatalogue
 
@@ -47,14 +47,26 @@ def live(catalogue) -> Iterator[BrokerSimulator]:
 @pytest.fixture
 def settings(settings, demo, live):
     """The UI pointed at the simulators; Tradovate's one consent page is the demo simulator's."""
-    return replace(settings, tradovate_demo_url=demo.url, tradovate_live_url=live.url,
-                   tradovate_oauth_url=f"{demo.root_url}/oauth", tradovate_oauth_client_id=OAUTH_CLIENT,
-                   tradovate_oauth_client_secret=OAUTH_SECRET, ui_public_url=UI)  # fmt: skip
+    return replace(
+        settings,
+        tradovate_demo_url=demo.url,
+        tradovate_live_url=live.url,
+        tradovate_oauth_url=f"{demo.root_url}/oauth",
+        tradovate_oauth_client_id=OAUTH_CLIENT,
+        tradovate_oauth_client_secret=OAUTH_SECRET,
+        ui_public_url=UI,
+    )
 
 
 def connect(client, key, environment="demo", **fields):
-    body = {"broker": "tradovate", "environment": environment, "username": USER, "password": PASSWORD,
-            **API_KEY, **fields}  # fmt: skip
+    body = {
+        "broker": "tradovate",
+        "environment": environment,
+        "username": USER,
+        "password": PASSWORD,
+        **API_KEY,
+        **fields,
+    }
     return client.post("/api/accounts", json=body, headers=key)
 
 
@@ -93,8 +105,9 @@ def test_credentials_connect_answers_the_simulators_subaccounts(client, alice, d
     assert [a["id"] for a in listed] == [body["id"]]
 
 
-def test_secrets_are_encrypted_at_rest_never_answered_and_never_logged(client, alice, demo, settings,
-                                                                        engine, sessions, caplog):  # fmt: skip
+def test_secrets_are_encrypted_at_rest_never_answered_and_never_logged(
+    client, alice, demo, settings, engine, sessions, caplog
+):
     caplog.set_level(logging.DEBUG)
     r = connect(client, alice[1], environment="demo")
     assert r.status_code == 201
@@ -120,8 +133,11 @@ def test_secrets_are_encrypted_at_rest_never_answered_and_never_logged(client, a
 def test_bad_password_is_refused_with_tradovates_words_and_stores_nothing(client, alice, sessions):
     r = connect(client, alice[1], password="not it")
     assert r.status_code == 422
-    assert r.get_json() == {"ok": False, "error": "Tradovate refused the credentials: Incorrect "
-                                                   "username or password. Please try again."}  # fmt: skip
+    assert r.get_json() == {
+        "ok": False,
+        "error": "Tradovate refused the credentials: Incorrect "
+        "username or password. Please try again.",
+    }
     assert account_rows(sessions) == []
 
 
@@ -129,8 +145,9 @@ def test_a_locked_out_user_gets_503_and_nothing_is_stored(client, alice, live, s
     live.lock_out(3600, user=USER)
     r = connect(client, alice[1], environment="live")
     assert r.status_code == 503
-    assert r.get_json()["error"] == ("Tradovate has locked this user out for a while (HTTP 429); "
-                                     "try again in an hour.")  # fmt: skip
+    assert r.get_json()["error"] == (
+        "Tradovate has locked this user out for a while (HTTP 429); try again in an hour."
+    )
     assert account_rows(sessions) == []
 
 
@@ -143,27 +160,36 @@ def test_a_penalty_ticket_says_how_long_to_wait(client, alice, demo, sessions):
 
 
 def test_an_unreachable_broker_is_a_502(client, alice, settings, app, sessions):
-    app.extensions["justtrades"] = replace(app.extensions["justtrades"],
-                                           settings=replace(settings, tradovate_demo_url="http://127.0.0.1:9/v1"))  # fmt: skip
+    app.extensions["justtrades"] = replace(
+        app.extensions["justtrades"],
+        settings=replace(settings, tradovate_demo_url="http://127.0.0.1:9/v1"),
+    )
     r = connect(client, alice[1])
     assert r.status_code == 502
     assert r.get_json()["error"].startswith("Tradovate did not answer: ")
     assert account_rows(sessions) == []
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"cid": None}, "cid must be the API key's numeric id."),
-    ({"environment": "paper"}, 'environment must be "demo" or "live".'),
-    ({"password": ""}, "password must be your Tradovate password (or the API key's dedicated password)."),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"cid": None}, "cid must be the API key's numeric id."),
+        ({"environment": "paper"}, 'environment must be "demo" or "live".'),
+        (
+            {"password": ""},
+            "password must be your Tradovate password (or the API key's dedicated password).",
+        ),
+    ],
+)
 def test_a_wrong_field_is_named_and_the_password_never_echoed(client, alice, change, message):
     r = connect(client, alice[1], **change)
     assert r.status_code == 422
     assert r.get_json()["error"] == message
 
 
-def test_connecting_the_same_user_again_renews_that_account_and_keeps_its_device(client, alice, sessions,
-                                                                                  settings):  # fmt: skip
+def test_connecting_the_same_user_again_renews_that_account_and_keeps_its_device(
+    client, alice, sessions, settings
+):
     first = connect(client, alice[1]).get_json()
     again = connect(client, alice[1])
     assert again.status_code == 200
@@ -231,12 +257,16 @@ def test_another_users_account_is_not_found(client, alice, bob):
 
 def expiring_soon(sessions, account_id: int) -> None:
     with sessions.begin() as s:
-        s.execute(update(Account).where(Account.id == account_id)
-                  .values(token_expires_at=datetime.now(UTC) + timedelta(minutes=2)))  # fmt: skip
+        s.execute(
+            update(Account)
+            .where(Account.id == account_id)
+            .values(token_expires_at=datetime.now(UTC) + timedelta(minutes=2))
+        )
 
 
-def test_two_owners_near_expiry_renew_the_token_exactly_once(client, alice, demo, settings, sessions,
-                                                             redis_client):  # fmt: skip
+def test_two_owners_near_expiry_renew_the_token_exactly_once(
+    client, alice, demo, settings, sessions, redis_client
+):
     account_id = connect(client, alice[1]).get_json()["id"]
     expiring_soon(sessions, account_id)
     start, tokens = threading.Barrier(2), []
@@ -256,8 +286,9 @@ def test_two_owners_near_expiry_renew_the_token_exactly_once(client, alice, demo
     assert len(tokens) == 2 and tokens[0] == tokens[1] and demo.access.token_valid(tokens[0])
 
 
-def test_keeper_logs_in_again_with_stored_credentials_when_tokens_were_expired(client, alice, demo, settings,
-                                                                               sessions, redis_client):  # fmt: skip
+def test_keeper_logs_in_again_with_stored_credentials_when_tokens_were_expired(
+    client, alice, demo, settings, sessions, redis_client
+):
     account_id = connect(client, alice[1]).get_json()["id"]
     expiring_soon(sessions, account_id)
     demo.expire_tokens()
@@ -288,8 +319,9 @@ def test_oauth_start_needs_a_login_and_a_configured_client(client, alice, app, s
     r = client.get("/oauth/tradovate/start?environment=demo")
     assert r.status_code == 302 and r.headers["Location"].startswith("/login?next=")
     browser_login(client)
-    app.extensions["justtrades"] = replace(app.extensions["justtrades"],
-                                           settings=replace(settings, tradovate_oauth_client_id=""))  # fmt: skip
+    app.extensions["justtrades"] = replace(
+        app.extensions["justtrades"], settings=replace(settings, tradovate_oauth_client_id="")
+    )
     r = client.get("/oauth/tradovate/start")
     assert r.status_code == 400
     assert "TRADOVATE_OAUTH_CLIENT_ID and TRADOVATE_OAUTH_CLIENT_SECRET" in r.get_json()["error"]

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from libs.common.tradovate import (
+from libs.common.tradovate.client import (
     AuthFailed,
     BrokerUnavailable,
     PenaltyTicket,
@@ -26,8 +26,11 @@ from simulators.tradovate.contracts import ContractCatalogue
 
 USER, PASSWORD = "jdoe", "correct horse"
 APP = {"app_id": "JustTrades", "app_version": "1.0", "cid": 1234, "sec": "sim-api-secret"}
-OAUTH = {"client_id": "jt-oauth-client", "client_secret": "jt-oauth-secret",
-         "redirect_uri": "http://ui.test/tradovate/callback"}  # fmt: skip
+OAUTH = {
+    "client_id": "jt-oauth-client",
+    "client_secret": "jt-oauth-secret",
+    "redirect_uri": "http://ui.test/tradovate/callback",
+}
 
 
 class Clock:
@@ -78,8 +81,9 @@ def account(client) -> dict:
 
 
 def place(client: TradovateClient, account: dict, action: str, qty: int = 1, **kw) -> int:
-    return client.place_order(account["id"], account["name"], action, kw.pop("symbol", "MNQZ6"),
-                              qty, **kw)  # fmt: skip
+    return client.place_order(
+        account["id"], account["name"], action, kw.pop("symbol", "MNQZ6"), qty, **kw
+    )
 
 
 def statuses(client: TradovateClient) -> dict[int, str]:
@@ -91,9 +95,17 @@ def net_pos(client: TradovateClient, contract_id: int) -> int:
 
 
 def authorize(sim: BrokerSimulator, state: str = "s-1") -> str:
-    answer = requests.get(f"{sim.root_url}/oauth/authorize", allow_redirects=False, timeout=5,
-                          params={"response_type": "code", "client_id": OAUTH["client_id"],
-                                  "redirect_uri": OAUTH["redirect_uri"], "state": state})  # fmt: skip
+    answer = requests.get(
+        f"{sim.root_url}/oauth/authorize",
+        allow_redirects=False,
+        timeout=5,
+        params={
+            "response_type": "code",
+            "client_id": OAUTH["client_id"],
+            "redirect_uri": OAUTH["redirect_uri"],
+            "state": state,
+        },
+    )
     assert answer.status_code == 302
     return parse_qs(urlsplit(answer.headers["Location"]).query)["code"][0]
 
@@ -156,9 +168,17 @@ def test_expired_token_raises_token_expired(demo, client):
 
 
 def test_authorize_redirects_back_with_a_code_and_the_state(demo):
-    answer = requests.get(f"{demo.root_url}/oauth", allow_redirects=False, timeout=5,
-                          params={"response_type": "code", "client_id": OAUTH["client_id"],
-                                  "redirect_uri": OAUTH["redirect_uri"], "state": "xyz"})  # fmt: skip
+    answer = requests.get(
+        f"{demo.root_url}/oauth",
+        allow_redirects=False,
+        timeout=5,
+        params={
+            "response_type": "code",
+            "client_id": OAUTH["client_id"],
+            "redirect_uri": OAUTH["redirect_uri"],
+            "state": "xyz",
+        },
+    )
     location = urlsplit(answer.headers["Location"])
     assert answer.status_code == 302
     assert f"{location.scheme}://{location.netloc}{location.path}" == OAUTH["redirect_uri"]
@@ -208,8 +228,9 @@ def test_account_list_gives_the_account_id_and_spec(demo, client):
 
 def test_liquidate_only_account_shows_in_risk_status_and_refuses_entries(demo, client, account):
     place(client, account, "Buy", 2)
-    demo.set_risk_status(account["name"], admin_action="LiquidateOnlyModeImmediately",
-                         liquidate_only=True)  # fmt: skip
+    demo.set_risk_status(
+        account["name"], admin_action="LiquidateOnlyModeImmediately", liquidate_only=True
+    )
     [risk] = client.account_risk_status_list()
     assert risk["id"] == account["id"] and risk["liquidateOnly"]
     with pytest.raises(Rejected) as refused:
@@ -246,10 +267,17 @@ def test_market_order_fills_at_the_set_price_and_opens_a_position(demo, client, 
 
 
 def test_oso_brackets_wait_for_the_entry_then_form_an_oco(demo, client, account):
-    result = client.place_oso(account["id"], account["name"], "Buy", "MNQZ6", 1,
-                              {"action": "Sell", "orderType": "Limit", "price": Decimal("21020")},
-                              {"action": "Sell", "orderType": "Stop", "stopPrice": Decimal("20980")},
-                              order_type="Limit", price=Decimal("20995"))  # fmt: skip
+    result = client.place_oso(
+        account["id"],
+        account["name"],
+        "Buy",
+        "MNQZ6",
+        1,
+        {"action": "Sell", "orderType": "Limit", "price": Decimal("21020")},
+        {"action": "Sell", "orderType": "Stop", "stopPrice": Decimal("20980")},
+        order_type="Limit",
+        price=Decimal("20995"),
+    )
     tp, sl = result.oso1_id, result.oso2_id
     assert statuses(client) == {result.order_id: "Working", tp: "Suspended", sl: "Suspended"}
     demo.set_price("MNQZ6", "20995")
@@ -260,9 +288,15 @@ def test_oso_brackets_wait_for_the_entry_then_form_an_oco(demo, client, account)
 
 
 def test_take_profit_fill_cancels_the_stop_loss(demo, client, account, catalogue):
-    result = client.place_oso(account["id"], account["name"], "Buy", "MNQZ6", 2,
-                              {"action": "Sell", "orderType": "Limit", "price": Decimal("21010")},
-                              {"action": "Sell", "orderType": "Stop", "stopPrice": Decimal("20990")})  # fmt: skip
+    result = client.place_oso(
+        account["id"],
+        account["name"],
+        "Buy",
+        "MNQZ6",
+        2,
+        {"action": "Sell", "orderType": "Limit", "price": Decimal("21010")},
+        {"action": "Sell", "orderType": "Stop", "stopPrice": Decimal("20990")},
+    )
     demo.set_price("MNQZ6", "21010.50")
     state = statuses(client)
     assert (state[result.oso1_id], state[result.oso2_id]) == ("Filled", "Canceled")
@@ -273,20 +307,27 @@ def test_take_profit_fill_cancels_the_stop_loss(demo, client, account, catalogue
 
 def test_oco_fill_of_one_cancels_the_other(demo, client, account):
     place(client, account, "Buy", 1)
-    order_id, oco_id = client.place_oco(account["id"], account["name"], "Sell", "MNQZ6", 1,
-                                        {"action": "Sell", "orderType": "Stop",
-                                         "stopPrice": Decimal("20990")},
-                                        price=Decimal("21010"))  # fmt: skip
+    order_id, oco_id = client.place_oco(
+        account["id"],
+        account["name"],
+        "Sell",
+        "MNQZ6",
+        1,
+        {"action": "Sell", "orderType": "Stop", "stopPrice": Decimal("20990")},
+        price=Decimal("21010"),
+    )
     assert {statuses(client)[i] for i in (order_id, oco_id)} == {"Working"}
     demo.set_price("MNQZ6", "20989.75")
     assert (statuses(client)[order_id], statuses(client)[oco_id]) == ("Canceled", "Filled")
 
 
 def test_modify_moves_a_resting_limit_and_cancel_removes_one(demo, client, account):
-    order_id = place(client, account, "Buy", 1, order_type="Limit", price=Decimal("20950"),
-                     time_in_force="GTC")  # fmt: skip
-    command_id = client.modify_order(order_id, 3, "Limit", price=Decimal("20990"),
-                                     time_in_force="GTC")  # fmt: skip
+    order_id = place(
+        client, account, "Buy", 1, order_type="Limit", price=Decimal("20950"), time_in_force="GTC"
+    )
+    command_id = client.modify_order(
+        order_id, 3, "Limit", price=Decimal("20990"), time_in_force="GTC"
+    )
     latest = client.order_version_deps(order_id)[-1]
     assert (latest["id"], latest["orderQty"], latest["price"]) == (command_id, 3, Decimal("20990"))
     demo.set_price("MNQZ6", "20990")
@@ -302,8 +343,9 @@ def test_liquidate_position_flattens_and_cancels_working_orders(demo, client, ac
     contract_id = catalogue.find("MNQZ6").id
     place(client, account, "Buy", 3)
     stop = place(client, account, "Sell", 3, order_type="Stop", stop_price=Decimal("20900"))
-    other_contract = place(client, account, "Buy", 1, symbol="MESZ6", order_type="Limit",
-                           price=Decimal("6000"))  # fmt: skip
+    other_contract = place(
+        client, account, "Buy", 1, symbol="MESZ6", order_type="Limit", price=Decimal("6000")
+    )
     demo.set_price("MNQZ6", "21005.50")
     closing = client.liquidate_position(account["id"], contract_id)
     state = statuses(client)
@@ -319,8 +361,10 @@ def test_liquidate_position_flattens_and_cancels_working_orders(demo, client, ac
 def test_unknown_symbol_is_rejected_with_reason_and_text(client, account):
     with pytest.raises(Rejected) as refused:
         place(client, account, "Buy", 1, symbol="MNQ1!")
-    assert (refused.value.failure_reason, refused.value.failure_text) == ("UnknownReason",
-                                                                           "Access is denied")  # fmt: skip
+    assert (refused.value.failure_reason, refused.value.failure_text) == (
+        "UnknownReason",
+        "Access is denied",
+    )
 
 
 def test_zero_quantity_is_a_violation(client, account):
@@ -354,8 +398,9 @@ def test_live_refuses_orders_from_a_session_without_device_id(live, catalogue):
 # -- throttles -----------------------------------------------------------------------------------
 
 
-def test_penalty_ticket_resend_after_p_time_succeeds_and_early_resend_is_penalized(demo, client,
-                                                                                  account):  # fmt: skip
+def test_penalty_ticket_resend_after_p_time_succeeds_and_early_resend_is_penalized(
+    demo, client, account
+):
     demo.penalize_next(1, p_time=0.3)
     with pytest.raises(PenaltyTicket) as first:
         place(client, account, "Buy", 1, cl_ord_id="jt-1")
@@ -368,8 +413,9 @@ def test_penalty_ticket_resend_after_p_time_succeeds_and_early_resend_is_penaliz
 
 
 def test_too_many_requests_a_minute_earn_a_ticket_then_a_lockout(catalogue):
-    with BrokerSimulator(catalogue, users={USER: PASSWORD}, rate_limit_per_minute=4,
-                         lockout_per_minute=6) as sim:  # fmt: skip
+    with BrokerSimulator(
+        catalogue, users={USER: PASSWORD}, rate_limit_per_minute=4, lockout_per_minute=6
+    ) as sim:
         client = login(sim)  # request 1
         for _ in range(3):  # requests 2–4
             client.account_list()
@@ -382,7 +428,9 @@ def test_too_many_requests_a_minute_earn_a_ticket_then_a_lockout(catalogue):
         assert locked.value.status == 429
         assert sim.max_requests_in_window(USER) == 7
         assert [path for _, path in sim.requests_per_user[USER]][:2] == [
-            "auth/accesstokenrequest", "account/list"]  # fmt: skip
+            "auth/accesstokenrequest",
+            "account/list",
+        ]
 
 
 def test_lockout_answers_429_until_the_user_stays_quiet(demo, client):
@@ -429,8 +477,9 @@ def test_refused_connection_is_unavailable_and_not_sent():
 
 def test_decimal_prices_survive_round_trips_exactly(demo, client, account):
     demo.set_price("ZNZ6", "112.03125")
-    order_id = place(client, account, "Buy", 1, symbol="ZNZ6", order_type="Limit",
-                     price=Decimal("112.015625"))  # fmt: skip
+    order_id = place(
+        client, account, "Buy", 1, symbol="ZNZ6", order_type="Limit", price=Decimal("112.015625")
+    )
     assert client.order_version_deps(order_id)[-1]["price"] == Decimal("112.015625")
     demo.set_price("ZNZ6", "112")
     fill = next(f for f in client.fill_list() if f["orderId"] == order_id)

@@ -23,7 +23,6 @@ GOOD = "md-token-good"
 IDLE_TIMEOUT_S = 0.8
 
 
-
 class Quotes:
     """What the source emitted, safe to read from the test thread."""
 
@@ -61,8 +60,9 @@ def rest(catalogue, tokens) -> Iterator[ContractRestServer]:
 
 @pytest.fixture
 def md(catalogue, tokens) -> Iterator[MarketDataServer]:
-    with MarketDataServer(catalogue, tokens, heartbeat_interval_s=0.2,
-                          idle_timeout_s=IDLE_TIMEOUT_S) as server:  # fmt: skip
+    with MarketDataServer(
+        catalogue, tokens, heartbeat_interval_s=0.2, idle_timeout_s=IDLE_TIMEOUT_S
+    ) as server:
         yield server
 
 
@@ -73,9 +73,16 @@ def make_source(md, rest) -> Iterator[Callable[..., TradovateMarketDataSource]]:
     def make(
         symbols: set[str], token: Callable[[], str | None] = lambda: GOOD, **kw
     ) -> TradovateMarketDataSource:
-        options = dict(front_contract=lambda root, on: f"{root}Z{on.year % 10}",
-                       clock_date=lambda: TODAY, heartbeat_interval_s=0.2, silence_timeout_s=1.5,
-                       backoff_base_s=0.05, backoff_max_s=0.2, reconcile_interval_s=0.5, seed=7)  # fmt: skip
+        options = dict(
+            front_contract=lambda root, on: f"{root}Z{on.year % 10}",
+            clock_date=lambda: TODAY,
+            heartbeat_interval_s=0.2,
+            silence_timeout_s=1.5,
+            backoff_base_s=0.05,
+            backoff_max_s=0.2,
+            reconcile_interval_s=0.5,
+            seed=7,
+        )
         source = TradovateMarketDataSource(md.url, rest.url, token, **(options | kw))
         source.set_symbols(symbols)
         started.append(source)
@@ -288,8 +295,11 @@ def test_set_symbols_follows_subscriptions_on_the_server(make_source, md):
 
 def test_front_contract_follows_the_clock_date(make_source, md):
     today = {"date": TODAY}
-    source = make_source({"MNQ"}, clock_date=lambda: today["date"],
-                         front_contract=lambda root, on: f"{root}{'Z6' if on < date(2026, 12, 11) else 'H7'}")  # fmt: skip
+    source = make_source(
+        {"MNQ"},
+        clock_date=lambda: today["date"],
+        front_contract=lambda root, on: f"{root}{'Z6' if on < date(2026, 12, 11) else 'H7'}",
+    )
     source.start(Quotes())
     wait_for(streaming(md, "MNQZ6"))
     today["date"] = date(2026, 12, 14)
@@ -308,7 +318,7 @@ def test_stop_closes_promptly(make_source, md):
 
 
 def test_default_front_contract_comes_from_the_roll_calendar(make_source, md):
-    source = make_source({"MNQ", "XYZ"}, front_contract=None)  # libs.common.rolls decides
+    source = make_source({"MNQ", "XYZ"}, front_contract=None)  # libs.common.futures.rolls decides
     source.start(Quotes())
     wait_for(streaming(md, "MNQZ6"))
     wait_for(lambda: source.status().failed_symbols == {"XYZ"})

@@ -14,48 +14,91 @@ from libs.common import recorder_tokens
 from services.gateway.app import create_app
 
 # What TradingView could send: its documented fields with any JSON value, plus noise.
-FIELDS = ("action", "ticker", "price", "contracts", "qty", "position_size", "market_position",
-          "order_id", "time", "comment", "sentiment")  # fmt: skip
+FIELDS = (
+    "action",
+    "ticker",
+    "price",
+    "contracts",
+    "qty",
+    "position_size",
+    "market_position",
+    "order_id",
+    "time",
+    "comment",
+    "sentiment",
+)
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=30),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
     max_leaves=8,
 )
-plausible = st.fixed_dictionaries({}, optional={
-    "action": st.sampled_from(["buy", "sell", "close", "flatten", "BUY", "long", "", "{{strategy.order.action}}"])
-    | json_values,
-    "ticker": st.sampled_from(["MNQ1!", "CME_MINI:MNQ1!", "MNQZ6", "ES1!", "AAPL", "{{ticker}}", ""]) | json_values,
-    **{name: json_values | st.text(max_size=12) for name in FIELDS[2:]},
-})  # fmt: skip
+plausible = st.fixed_dictionaries(
+    {},
+    optional={
+        "action": st.sampled_from(
+            ["buy", "sell", "close", "flatten", "BUY", "long", "", "{{strategy.order.action}}"]
+        )
+        | json_values,
+        "ticker": st.sampled_from(
+            ["MNQ1!", "CME_MINI:MNQ1!", "MNQZ6", "ES1!", "AAPL", "{{ticker}}", ""]
+        )
+        | json_values,
+        **{name: json_values | st.text(max_size=12) for name in FIELDS[2:]},
+    },
+)
 bodies = (
     plausible.map(json.dumps)
     | st.dictionaries(st.text(max_size=10), json_values, max_size=5).map(json.dumps)
     | st.text(max_size=200)
     | st.binary(max_size=200).map(lambda b: b.decode("latin-1"))
 )
-content_types = st.sampled_from(["application/json", "text/plain; charset=utf-8", "text/plain",
-                                 "application/x-www-form-urlencoded", "application/octet-stream"])  # fmt: skip
+content_types = st.sampled_from(
+    [
+        "application/json",
+        "text/plain; charset=utf-8",
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "application/octet-stream",
+    ]
+)
 
 
 @pytest.fixture
 def webhook(settings, redis_client, make_recorder):
     recorder = make_recorder(name="Fuzzed")
     recorder_tokens.put(redis_client, settings.stream_prefix, recorder)
-    client = create_app(replace(settings, webhook_rate_limit=1_000_000), redis_client=redis_client).test_client()
+    client = create_app(
+        replace(settings, webhook_rate_limit=1_000_000), redis_client=redis_client
+    ).test_client()
     return client, f"/webhook/{recorder.webhook_token}"
 
 
 @given(body=bodies, content_type=content_types)
-@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=True)
-def test_any_body_is_answered_without_a_5xx_and_stored_only_when_accepted(webhook, redis_client, settings,
-                                                                            body, content_type):  # fmt: skip
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    database=None,
+    derandomize=True,
+)
+def test_any_body_is_answered_without_a_5xx_and_stored_only_when_accepted(
+    webhook, redis_client, settings, body, content_type
+):
     client, path = webhook
     stream = settings.stream("signals")
     before = redis_client.xlen(stream)
 
-    answer = client.post(path, data=body.encode("utf-8", "surrogatepass"), content_type=content_type)
+    answer = client.post(
+        path, data=body.encode("utf-8", "surrogatepass"), content_type=content_type
+    )
 
-    assert answer.status_code in (202, 400, 413, 415, 422), (answer.status_code, body, answer.get_data(True))
+    assert answer.status_code in (202, 400, 413, 415, 422), (
+        answer.status_code,
+        body,
+        answer.get_data(True),
+    )
     reply = answer.get_json()
     assert reply["ok"] is (answer.status_code == 202)
     added = redis_client.xlen(stream) - before

@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from libs.common import db
 from libs.common.config import Settings
-from libs.common.exchange_calendar import trade_date
-from libs.common.models import Account
-from libs.common.rolls import front_contract
+from libs.common.futures.exchange_calendar import trade_date
+from libs.common.futures.rolls import front_contract
 from libs.common.security import SecretBox
-from libs.common.tradovate_accounts import (
+from libs.common.storage import db
+from libs.common.storage.models import Account
+from libs.common.tradovate.accounts import (
     login,
     new_credentials,
     seal_credentials,
@@ -33,13 +33,21 @@ class Connected:
     account_spec: str
 
 
-def connect_demo_account(settings: Settings, sessions: sessionmaker[Session], user_id: int) -> Connected:
+def connect_demo_account(
+    settings: Settings, sessions: sessionmaker[Session], user_id: int
+) -> Connected:
     creds = new_credentials(USER, PASSWORD, "JustTrades", "1.0", "1234", "sim-api-secret")
     client, token = login(settings, "demo", creds)
     box = SecretBox(settings.encryption_key)
     with db.transaction(sessions) as s:
-        account = Account(user_id=user_id, broker="tradovate", name="demo", environment="demo",
-                          auth_method="credentials", credentials_encrypted=seal_credentials(box, creds))
+        account = Account(
+            user_id=user_id,
+            broker="tradovate",
+            name="demo",
+            environment="demo",
+            auth_method="credentials",
+            credentials_encrypted=seal_credentials(box, creds),
+        )
         store_token(box, account, token)
         s.add(account)
         s.flush()

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from libs.common.exchange_calendar import (
+from libs.common.futures.exchange_calendar import (
     HOLIDAYS,
     add_business_days,
     is_business_day,

@@ -61,8 +61,11 @@ def test_several_traders_on_one_subaccount_add_up_and_shorts_count_negative():
 
 
 def test_disabled_paused_and_closed_expect_nothing():
-    traders = [Trader(1, 10, enabled=False), Trader(2, 10, disabled_until=date(2026, 11, 4)),
-               Trader(3, 10)]  # fmt: skip
+    traders = [
+        Trader(1, 10, enabled=False),
+        Trader(2, 10, disabled_until=date(2026, 11, 4)),
+        Trader(3, 10),
+    ]
     positions = [Recorded(1, D(1)), Recorded(2, D(1)), Recorded(3, D(1), status="closed")]
     assert expected_positions(traders, positions, at=datetime(2026, 11, 3, 15, tzinfo=UTC)) == {}
     # From the pause's end date on, the trader counts again.
@@ -71,8 +74,10 @@ def test_disabled_paused_and_closed_expect_nothing():
 
 
 def test_outside_its_trading_window_a_trader_expects_to_be_flat():
-    traders = [Trader(1, 10, window_start="09:30", window_end="16:00"),
-               Trader(2, 11, window_start="18:00", window_end="09:00")]  # over midnight
+    traders = [
+        Trader(1, 10, window_start="09:30", window_end="16:00"),
+        Trader(2, 11, window_start="18:00", window_end="09:00"),
+    ]  # over midnight
     positions = [Recorded(1, D(1)), Recorded(2, D(2), side="short")]
     at_noon_ny = datetime(2026, 11, 3, 17, tzinfo=UTC)  # 12:00 in New York
     assert expected_positions(traders, positions, at=at_noon_ny) == {(10, "MNQ"): D(1)}
@@ -120,25 +125,47 @@ def test_the_report_gives_numbers_and_utc_times():
     state = alerts.observe([Mismatch(10, "MNQ", D(0), D("-1"))], now=5.0)
     report = mismatch_report(7, state, now=6.0, wall_minus_clock=1_800_000_000.0)
     assert report["account_id"] == 7 and report["checked_at"] == "2027-01-15T08:00:06Z"
-    assert report["mismatches"] == [{"subaccount_id": 10, "symbol": "MNQ", "expected": 0, "actual": -1,
-                                     "since": "2027-01-15T08:00:05Z"}]  # fmt: skip
+    assert report["mismatches"] == [
+        {
+            "subaccount_id": 10,
+            "symbol": "MNQ",
+            "expected": 0,
+            "actual": -1,
+            "since": "2027-01-15T08:00:05Z",
+        }
+    ]
 
 
 def test_a_filled_order_has_the_quantity_weighted_price_of_its_fills():
     mirror = BrokerMirror()
-    mirror.apply("order", "Created", {"id": 1, "accountId": 5, "contractId": 9, "ordStatus": "Working"})
+    mirror.apply(
+        "order", "Created", {"id": 1, "accountId": 5, "contractId": 9, "ordStatus": "Working"}
+    )
     assert mirror.outcome(1) is None
     mirror.apply("fill", "Created", {"id": 2, "orderId": 1, "qty": 1, "price": D("100.25")})
     mirror.apply("fill", "Created", {"id": 3, "orderId": 1, "qty": 3, "price": D("100.5")})
-    mirror.apply("order", "Updated", {"id": 1, "accountId": 5, "contractId": 9, "ordStatus": "Filled"})
+    mirror.apply(
+        "order", "Updated", {"id": 1, "accountId": 5, "contractId": 9, "ordStatus": "Filled"}
+    )
     assert mirror.outcome(1) == ("filled", D("100.4375"), None)
 
 
 def test_a_risk_rejected_new_command_rejects_its_order_with_the_reason():
     mirror = BrokerMirror()
-    mirror.apply("command", "Created", {"id": 11, "orderId": 1, "commandType": "New", "clOrdId": "jt-1"})
-    assert mirror.apply("commandReport", "Created", {"id": 12, "commandId": 11, "commandStatus": "RiskRejected",
-                                                     "rejectReason": "RiskCheck", "text": "Margin"}) == ("order", 1)  # fmt: skip
+    mirror.apply(
+        "command", "Created", {"id": 11, "orderId": 1, "commandType": "New", "clOrdId": "jt-1"}
+    )
+    assert mirror.apply(
+        "commandReport",
+        "Created",
+        {
+            "id": 12,
+            "commandId": 11,
+            "commandStatus": "RiskRejected",
+            "rejectReason": "RiskCheck",
+            "text": "Margin",
+        },
+    ) == ("order", 1)
     assert mirror.outcome(1) == ("rejected", None, "RiskCheck: Margin")
     assert mirror.cl_ord_ids == {1: "jt-1"}
 
@@ -146,13 +173,19 @@ def test_a_risk_rejected_new_command_rejects_its_order_with_the_reason():
 def test_a_rejected_cancel_leaves_the_order_alone():
     mirror = BrokerMirror()
     mirror.apply("command", "Created", {"id": 11, "orderId": 1, "commandType": "Cancel"})
-    mirror.apply("commandReport", "Created", {"id": 12, "commandId": 11, "commandStatus": "ExecutionRejected"})
+    mirror.apply(
+        "commandReport",
+        "Created",
+        {"id": 12, "commandId": 11, "commandStatus": "ExecutionRejected"},
+    )
     assert mirror.outcome(1) is None
 
 
 def test_bracket_children_are_told_from_an_intents_own_order():
     mirror = BrokerMirror()
-    mirror.apply("command", "Created", {"id": 20, "orderId": 1, "commandType": "New", "clOrdId": "jt-1"})
+    mirror.apply(
+        "command", "Created", {"id": 20, "orderId": 1, "commandType": "New", "clOrdId": "jt-1"}
+    )
     mirror.apply("order", "Created", {"id": 1, "ordStatus": "Filled"})
     mirror.apply("order", "Created", {"id": 2, "parentId": 1, "ocoId": 3, "ordStatus": "Working"})
     mirror.apply("order", "Created", {"id": 4, "ocoId": 5, "ordStatus": "Working"})  # re-armed pair
@@ -161,13 +194,21 @@ def test_bracket_children_are_told_from_an_intents_own_order():
 
 def test_the_snapshot_loads_positions_and_contract_names():
     mirror = BrokerMirror()
-    touched = mirror.load({"users": [{"id": 1}], "contracts": [{"id": 9, "name": "MNQZ6"}],
-                           "positions": [{"id": 4, "accountId": 5, "contractId": 9, "netPos": -2}],
-                           "accountRiskStatuses": [{"id": 5, "adminAction": "Normal"}]})  # fmt: skip
+    touched = mirror.load(
+        {
+            "users": [{"id": 1}],
+            "contracts": [{"id": 9, "name": "MNQZ6"}],
+            "positions": [{"id": 4, "accountId": 5, "contractId": 9, "netPos": -2}],
+            "accountRiskStatuses": [{"id": 5, "adminAction": "Normal"}],
+        }
+    )
     assert mirror.positions == {(5, 9): D(-2)} and mirror.contracts == {9: "MNQZ6"}
     assert set(touched) == {("position", 4), ("risk", 5)}
 
 
 def test_the_account_socket_url_is_derived_from_the_rest_base():
-    assert account_socket_url("https://demo.tradovateapi.com/v1") == "wss://demo.tradovateapi.com/v1/websocket"
+    assert (
+        account_socket_url("https://demo.tradovateapi.com/v1")
+        == "wss://demo.tradovateapi.com/v1/websocket"
+    )
     assert account_socket_url("http://127.0.0.1:8770/v1/") == "ws://127.0.0.1:8770/v1/websocket"

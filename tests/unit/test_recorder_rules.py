@@ -4,7 +4,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from libs.common.instruments import contract_spec
+from libs.common.futures.instruments import contract_spec
 from services.position_engine.rules import (
     PositionState,
     RecorderSettings,
@@ -19,11 +19,16 @@ WORKED = RecorderSettings(default_qty=D(1), tp_ticks=20, sl_ticks=40)
 
 def signal(action=None, price=None, qty=None, symbol="MNQ", ms=1_000, **target) -> SignalInput:
     return SignalInput(
-        signal_id="s", symbol=symbol, action=action,
+        signal_id="s",
+        symbol=symbol,
+        action=action,
         price=None if price is None else D(str(price)),
         qty=None if qty is None else D(str(qty)),
-        position_size=None if target.get("position_size") is None else D(str(target["position_size"])),
-        market_position=target.get("market_position"), received_ms=ms,
+        position_size=None
+        if target.get("position_size") is None
+        else D(str(target["position_size"])),
+        market_position=target.get("market_position"),
+        received_ms=ms,
     )
 
 
@@ -67,7 +72,11 @@ def test_opposite_signal_reverses_and_realizes_pnl():
     _, pos = run(None, signal("buy", 25640, qty=2), RecorderSettings())
     outcome, new = run(pos, signal("sell", 25650, qty=1), RecorderSettings())
     closed = outcome.changes[0].position
-    assert (closed.status, closed.exit_reason, closed.exit_price) == ("closed", "reverse", D("25650"))
+    assert (closed.status, closed.exit_reason, closed.exit_price) == (
+        "closed",
+        "reverse",
+        D("25650"),
+    )
     assert closed.realized_pnl == D("40")  # 10 points × 2 contracts × $2
     assert (new.side, new.quantity, new.avg_entry_price) == ("short", 1, 25650)
 
@@ -139,11 +148,15 @@ class TestTargetSignals:
         assert pos.signed_quantity == 2
         _, pos = run(pos, signal(price=110, position_size=3, market_position="long"), self.rec)
         assert pos.avg_entry_price == D("103.333333333333")
-        outcome, pos = run(pos, signal(price=120, position_size=1, market_position="long"), self.rec)
+        outcome, pos = run(
+            pos, signal(price=120, position_size=1, market_position="long"), self.rec
+        )
         assert pos.quantity == 1
         assert outcome.changes[0].fills[0].realized_pnl > 0
         assert pos.avg_entry_price == D("103.333333333333")  # the average stays on a reduce
-        outcome, pos = run(pos, signal(price=90, position_size=-2, market_position="short"), self.rec)
+        outcome, pos = run(
+            pos, signal(price=90, position_size=-2, market_position="short"), self.rec
+        )
         closed = outcome.changes[0].position
         assert closed.exit_reason == "reverse"
         assert (pos.side, pos.quantity) == ("short", 2)
@@ -191,7 +204,9 @@ class TestTicks:
     def test_delayed_tick_takes_no_exit_unless_allowed(self):
         held = apply_tick(self.position(), D("25700"), 2_000, MNQ, delayed=True)
         assert held.exit is None and held.held_exit == "tp"
-        taken = apply_tick(self.position(), D("25700"), 2_000, MNQ, delayed=True, allow_delayed_exits=True)
+        taken = apply_tick(
+            self.position(), D("25700"), 2_000, MNQ, delayed=True, allow_delayed_exits=True
+        )
         assert taken.position.exit_reason == "tp"
 
     def test_extremes_never_cross_zero(self):

@@ -5,7 +5,7 @@ from decimal import Decimal as D
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from libs.common.instruments import contract_spec
+from libs.common.futures.instruments import contract_spec
 from services.position_engine.rules import (
     RecorderSettings,
     SignalInput,
@@ -46,7 +46,10 @@ def realized_from_fills(fills, point_value) -> D:
 @given(
     spec=st.sampled_from(SPECS),
     recorder=recorders,
-    steps=st.lists(st.one_of(action_signals, target_signals, st.tuples(st.just("tick"), prices, st.just(0))), max_size=40),
+    steps=st.lists(
+        st.one_of(action_signals, target_signals, st.tuples(st.just("tick"), prices, st.just(0))),
+        max_size=40,
+    ),
 )
 def test_every_closed_position_realizes_exactly_the_sum_over_its_fills(spec, recorder, steps):
     position, fills = None, []
@@ -73,12 +76,17 @@ def test_every_closed_position_realizes_exactly_the_sum_over_its_fills(spec, rec
 
 
 @settings(max_examples=300, deadline=None)
-@given(spec=st.sampled_from(SPECS), entries=st.lists(st.tuples(prices, quantities), min_size=1, max_size=12))
+@given(
+    spec=st.sampled_from(SPECS),
+    entries=st.lists(st.tuples(prices, quantities), min_size=1, max_size=12),
+)
 def test_average_entry_lies_between_lowest_and_highest_entry(spec, entries):
     position = None
     for ms, (ticks, qty) in enumerate(entries):
         sig = SignalInput("s", spec.root, "buy", ticks * spec.tick_size, qty, None, None, ms)
-        position = apply_signal(position, sig, RecorderSettings(tp_ticks=10, sl_ticks=10), spec).open_position
+        position = apply_signal(
+            position, sig, RecorderSettings(tp_ticks=10, sl_ticks=10), spec
+        ).open_position
     entry_prices = [t * spec.tick_size for t, _ in entries]
     assert min(entry_prices) <= position.entry_cost / position.quantity <= max(entry_prices)
     assert position.quantity == sum(q for _, q in entries)
@@ -124,7 +132,9 @@ def test_a_run_of_ticks_equals_applying_them_one_by_one(
 
     one_by_one, last = position, None
     for price, ts, delayed in run:
-        out = apply_tick(one_by_one, price, ts, spec, delayed=delayed, allow_delayed_exits=allow_delayed)
+        out = apply_tick(
+            one_by_one, price, ts, spec, delayed=delayed, allow_delayed_exits=allow_delayed
+        )
         if out is None:
             continue
         last, one_by_one = out, out.position

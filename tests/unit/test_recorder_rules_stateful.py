@@ -9,7 +9,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from libs.common.instruments import contract_spec
+from libs.common.futures.instruments import contract_spec
 from services.position_engine.rules import RecorderSettings, SignalInput, apply_signal
 from services.position_engine.ticks import apply_tick
 
@@ -22,11 +22,16 @@ quantities = st.integers(1, 4).map(D)
 class RecorderMachine(RuleBasedStateMachine):
     """One recorder on MNQ. `net` is the model: signed contracts the rules must hold."""
 
-    @initialize(on_opposite=st.sampled_from(["reverse", "close"]), allow_dca=st.booleans(),
-                tp=st.none() | st.integers(1, 40), sl=st.none() | st.integers(1, 40))  # fmt: skip
+    @initialize(
+        on_opposite=st.sampled_from(["reverse", "close"]),
+        allow_dca=st.booleans(),
+        tp=st.none() | st.integers(1, 40),
+        sl=st.none() | st.integers(1, 40),
+    )
     def set_up(self, on_opposite, allow_dca, tp, sl):
-        self.recorder = RecorderSettings(default_qty=D(1), tp_ticks=tp, sl_ticks=sl, on_opposite=on_opposite,
-                                         allow_dca=allow_dca)  # fmt: skip
+        self.recorder = RecorderSettings(
+            default_qty=D(1), tp_ticks=tp, sl_ticks=sl, on_opposite=on_opposite, allow_dca=allow_dca
+        )
         self.position = None
         self.closed = []
         self.net = D(0)
@@ -116,9 +121,14 @@ class RecorderMachine(RuleBasedStateMachine):
     @invariant()
     def closed_positions_are_flat_with_an_exit(self):
         for p in self.closed:
-            assert p.status == "closed" and p.exit_price is not None and p.exit_reason in (
-                "signal", "reverse", "tp", "sl")  # fmt: skip
+            assert (
+                p.status == "closed"
+                and p.exit_price is not None
+                and p.exit_reason in ("signal", "reverse", "tp", "sl")
+            )
 
 
-RecorderMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=30, deadline=None)
+RecorderMachine.TestCase.settings = settings(
+    max_examples=150, stateful_step_count=30, deadline=None
+)
 test_recorder_rules_as_a_state_machine = RecorderMachine.TestCase

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from libs.common.exchange_calendar import add_business_days
-from libs.common.instruments import CONTRACTS
-from libs.common.rolls import (
+from libs.common.futures.exchange_calendar import add_business_days
+from libs.common.futures.instruments import CONTRACTS
+from libs.common.futures.rolls import (
     EQUITY_TRADINGVIEW_RULE,
     ROLL_RULES,
     ContractError,

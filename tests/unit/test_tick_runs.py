@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from libs.common.instruments import contract_spec
+from libs.common.futures.instruments import contract_spec
 from libs.common.streams import MalformedMessage, TickMessage
 from services.position_engine.book import Tracked
 from services.position_engine.rules import RecorderSettings, SignalInput, apply_signal
@@ -19,19 +19,31 @@ prices = st.integers(min_value=900, max_value=1_100)  # in ticks, around entries
 runs = st.lists(
     st.lists(st.tuples(prices, st.booleans()), min_size=1, max_size=12), min_size=1, max_size=8
 )
-recorders = st.builds(RecorderSettings, tp_ticks=st.none() | st.integers(1, 120),
-                      sl_ticks=st.none() | st.integers(1, 120))  # fmt: skip
+recorders = st.builds(
+    RecorderSettings,
+    tp_ticks=st.none() | st.integers(1, 120),
+    sl_ticks=st.none() | st.integers(1, 120),
+)
 
 
 @settings(max_examples=400, deadline=None)
-@given(spec=st.sampled_from(SPECS), side=st.sampled_from(["buy", "sell"]), recorder=recorders,
-       allow_delayed=st.booleans(), batches=runs)  # fmt: skip
+@given(
+    spec=st.sampled_from(SPECS),
+    side=st.sampled_from(["buy", "sell"]),
+    recorder=recorders,
+    allow_delayed=st.booleans(),
+    batches=runs,
+)
 def test_runs_taken_the_engines_way_equal_every_tick_one_by_one(
     spec, side, recorder, allow_delayed, batches
 ):
     # Given an open position, and batches of ticks (some delayed) that arrive one run at a time
-    opened = apply_signal(None, SignalInput("s", spec.root, side, 1000 * spec.tick_size, D(2), None, None, 0),
-                          recorder, spec).open_position  # fmt: skip
+    opened = apply_signal(
+        None,
+        SignalInput("s", spec.root, side, 1000 * spec.tick_size, D(2), None, None, 0),
+        recorder,
+        spec,
+    ).open_position
     tracked = Tracked(1, 1, 1, None, opened, opened)
     one_by_one, ms = opened, 0
     for batch in batches:
@@ -67,8 +79,12 @@ def test_runs_taken_the_engines_way_equal_every_tick_one_by_one(
 def test_a_run_inside_the_folded_range_gives_what_the_full_computation_gives(
     spec, side, first, second
 ):
-    opened = apply_signal(None, SignalInput("s", spec.root, side, 1000 * spec.tick_size, D(1), None, None, 0),
-                          RecorderSettings(), spec).open_position  # fmt: skip
+    opened = apply_signal(
+        None,
+        SignalInput("s", spec.root, side, 1000 * spec.tick_size, D(1), None, None, 0),
+        RecorderSettings(),
+        spec,
+    ).open_position
     before = TickRun.of([(p * spec.tick_size, 1, False) for p, _ in first[0]])
     marked = apply_tick_run(opened, before, spec).position
     after = TickRun.of([(p * spec.tick_size, 2, False) for p, _ in second[0]])
@@ -86,29 +102,35 @@ def from_fields(fields: dict) -> tuple:
     return tick.symbol, tick.price, tick.ts, tick.delayed
 
 
-@pytest.mark.parametrize("fields", [
-    {"symbol": "MNQ", "price": "25640.25", "ts": "1700000000000", "source": "feed"},
-    {"symbol": "MNQ", "price": "25640.25", "ts": "1700000000001", "delayed": "1"},
-    {"symbol": "MNQ", "price": "25640.25", "ts": " 17 ", "delayed": " true "},
-    {"symbol": " ES ", "price": " 6900.5 ", "ts": "5", "delayed": "0"},
-    {"symbol": "CL", "price": "1e2", "ts": "5"},
-    {"symbol": b"NQ", "price": b"21000", "ts": b"9"},
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"symbol": "MNQ", "price": "25640.25", "ts": "1700000000000", "source": "feed"},
+        {"symbol": "MNQ", "price": "25640.25", "ts": "1700000000001", "delayed": "1"},
+        {"symbol": "MNQ", "price": "25640.25", "ts": " 17 ", "delayed": " true "},
+        {"symbol": " ES ", "price": " 6900.5 ", "ts": "5", "delayed": "0"},
+        {"symbol": "CL", "price": "1e2", "ts": "5"},
+        {"symbol": b"NQ", "price": b"21000", "ts": b"9"},
+    ],
+)
 def test_the_tick_reader_reads_what_the_message_class_reads(fields):
     reader = TickReader()
     assert reader.read(fields) == from_fields(fields)
     assert reader.read(fields) == from_fields(fields)  # again, from what it has seen
 
 
-@pytest.mark.parametrize("fields", [
-    {"symbol": "MNQ", "price": "abc", "ts": "1"},
-    {"symbol": "MNQ", "price": "-1", "ts": "1"},
-    {"symbol": "MNQ", "price": "NaN", "ts": "1"},
-    {"symbol": "MNQ", "price": "25640", "ts": "soon"},
-    {"symbol": "MNQ", "price": "25640"},
-    {"symbol": "  ", "price": "25640", "ts": "1"},
-    {"price": "25640", "ts": "1"},
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"symbol": "MNQ", "price": "abc", "ts": "1"},
+        {"symbol": "MNQ", "price": "-1", "ts": "1"},
+        {"symbol": "MNQ", "price": "NaN", "ts": "1"},
+        {"symbol": "MNQ", "price": "25640", "ts": "soon"},
+        {"symbol": "MNQ", "price": "25640"},
+        {"symbol": "  ", "price": "25640", "ts": "1"},
+        {"price": "25640", "ts": "1"},
+    ],
+)
 def test_the_tick_reader_refuses_what_the_message_class_refuses(fields):
     reader = TickReader()
     reader.read(

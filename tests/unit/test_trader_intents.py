@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, time
 from decimal import Decimal as D
 
-from libs.common.instruments import contract_spec
+from libs.common.futures.instruments import contract_spec
 from services.position_engine.intents import TraderRule, in_window, plan_intents
 from services.position_engine.rules import RecorderSettings, SignalInput, apply_signal
 from services.position_engine.ticks import apply_tick
@@ -53,7 +53,12 @@ def test_reduce_from_a_pine_target_sells_the_part_closed():
     first = outcome(None, SignalInput("s", "MNQ", None, D(100), None, D(3), "long")).open_position
     out = outcome(first, SignalInput("s", "MNQ", None, D(101), None, D(1), "long"))
     [reduce], _ = plan_intents(out.changes, RULE)
-    assert (reduce.kind, reduce.side, reduce.quantity, reduce.position_quantity) == ("reduce", "sell", 2, 1)
+    assert (reduce.kind, reduce.side, reduce.quantity, reduce.position_quantity) == (
+        "reduce",
+        "sell",
+        2,
+        1,
+    )
 
 
 def test_recorder_tp_or_sl_exit_sends_nothing():

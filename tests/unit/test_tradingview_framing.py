@@ -22,11 +22,32 @@ from services.price_feed.tradingview.framing import (
 
 QS = "qs_k3JdU8pQx2Lm"
 FIELDS = [
-    "lp", "lp_time", "ch", "chp", "bid", "ask", "bid_size", "ask_size", "volume", "open_price",
-    "high_price", "low_price", "prev_close_price", "current_session", "update_mode",
-    "original_name", "pro_name", "short_name", "exchange", "description", "type", "pricescale",
-    "minmov", "currency_code", "timezone",
-]  # fmt: skip
+    "lp",
+    "lp_time",
+    "ch",
+    "chp",
+    "bid",
+    "ask",
+    "bid_size",
+    "ask_size",
+    "volume",
+    "open_price",
+    "high_price",
+    "low_price",
+    "prev_close_price",
+    "current_session",
+    "update_mode",
+    "original_name",
+    "pro_name",
+    "short_name",
+    "exchange",
+    "description",
+    "type",
+    "pricescale",
+    "minmov",
+    "currency_code",
+    "timezone",
+]
 AIRBUS = (
     '~m~107~m~{"m":"qsd","p":["qs_k3JdU8pQx2Lm",{"n":"EURONEXT:AIR","s":"ok",'
     '"v":{"description":"Airbus SE — Société"}}]}'
@@ -72,8 +93,9 @@ def test_non_ascii_payload_is_counted_in_utf16_units_not_bytes():
 
 
 def test_characters_outside_the_bmp_count_twice():
-    payload = json.dumps({"m": "qsd", "p": ["qs_x", {"v": {"description": "Rocket 🚀 Inc"}}]},
-                         ensure_ascii=False)  # fmt: skip
+    payload = json.dumps(
+        {"m": "qsd", "p": ["qs_x", {"v": {"description": "Rocket 🚀 Inc"}}]}, ensure_ascii=False
+    )
     frame = encode_packet(payload)
     assert frame.startswith(f"~m~{len(payload) + 1}~m~")
     assert decode(frame + encode_heartbeat(3))[1] == Heartbeat(3, "~m~4~m~~h~3")

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from libs.common.tradovate import (
+from libs.common.tradovate.client import (
     AccessToken,
     PenaltyTicket,
     Rejected,
@@ -29,8 +29,13 @@ def test_decimals_are_written_with_their_exact_digits(price):
 
 
 def test_encoded_bodies_are_plain_json():
-    body = {"accountId": 296445350031, "isAutomated": True, "clOrdId": 'a"b',
-            "bracket1": {"price": Decimal("1.5"), "stopPrice": None}, "ids": [1, 2]}  # fmt: skip
+    body = {
+        "accountId": 296445350031,
+        "isAutomated": True,
+        "clOrdId": 'a"b',
+        "bracket1": {"price": Decimal("1.5"), "stopPrice": None},
+        "ids": [1, 2],
+    }
     assert json.loads(encode_json(body)) == {**body, "bracket1": {"price": 1.5, "stopPrice": None}}
 
 
@@ -48,14 +53,23 @@ def test_answers_keep_int64_ids_as_int_and_prices_as_decimal():
 @pytest.mark.parametrize(
     ("body", "reason", "text"),
     [
-        ({"failureReason": "InvalidPrice", "failureText": "Price is above the market"},
-         "InvalidPrice", "Price is above the market"),
-        ({"violations": [{"constraint": "orderQty", "value": "0", "description": "qty > 0"}]},
-         "Violation", "qty > 0"),
-        ({"errorText": "This endpoint should be called on demo.tradovateapi.com"}, "Error",
-         "This endpoint should be called on demo.tradovateapi.com"),
+        (
+            {"failureReason": "InvalidPrice", "failureText": "Price is above the market"},
+            "InvalidPrice",
+            "Price is above the market",
+        ),
+        (
+            {"violations": [{"constraint": "orderQty", "value": "0", "description": "qty > 0"}]},
+            "Violation",
+            "qty > 0",
+        ),
+        (
+            {"errorText": "This endpoint should be called on demo.tradovateapi.com"},
+            "Error",
+            "This endpoint should be called on demo.tradovateapi.com",
+        ),
     ],
-)  # fmt: skip
+)
 def test_business_errors_in_200_bodies_are_rejections(body, reason, text):
     with pytest.raises(Rejected) as refused:
         _order_result(body)

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from libs.common.tradovate_frames import (
+from libs.common.tradovate.frames import (
     Close,
     Event,
     FrameError,
@@ -68,8 +68,13 @@ def test_requests_keep_empty_fields_and_json_bodies():
 
 
 def test_merge_keeps_missing_entries_and_missing_fields():
-    first = merge_entries(None, {"Trade": {"price": Decimal("100"), "size": 1},
-                                 "Bid": {"price": Decimal("99.75"), "size": 7}})  # fmt: skip
+    first = merge_entries(
+        None,
+        {
+            "Trade": {"price": Decimal("100"), "size": 1},
+            "Bid": {"price": Decimal("99.75"), "size": 7},
+        },
+    )
     second = merge_entries(first, {"Bid": {"size": 9}, "Offer": {"price": Decimal("100.25")}})
     assert second == {
         "Trade": {"price": Decimal("100"), "size": 1},

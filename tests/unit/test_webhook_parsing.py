@@ -32,17 +32,33 @@ def test_buy_signal_becomes_a_message_with_the_canonical_symbol():
     body = '{"action": "buy", "ticker": "CME_MINI:MNQ1!", "price": 21034.25, "contracts": 2, "time": "t", "id": "L"}'
     message = parse(body)
     assert message == SignalMessage(
-        signal_id="sig-1", recorder_id=7, action="buy", ticker="CME_MINI:MNQ1!", symbol="MNQ",
-        price=Decimal("21034.25"), qty=Decimal(2), position_size=None, market_position=None,
-        received_at=1_700_000_000_000, raw=body,
-    )  # fmt: skip
+        signal_id="sig-1",
+        recorder_id=7,
+        action="buy",
+        ticker="CME_MINI:MNQ1!",
+        symbol="MNQ",
+        price=Decimal("21034.25"),
+        qty=Decimal(2),
+        position_size=None,
+        market_position=None,
+        received_at=1_700_000_000_000,
+        raw=body,
+    )
 
 
 @pytest.mark.parametrize(
     ("written", "action"),
-    [("buy", "buy"), ("LONG", "buy"), ("Sell", "sell"), ("short", "sell"), ("close", "close"),
-     ("exit", "close"), ("flat", "close"), (" Flatten ", "close")],
-)  # fmt: skip
+    [
+        ("buy", "buy"),
+        ("LONG", "buy"),
+        ("Sell", "sell"),
+        ("short", "sell"),
+        ("close", "close"),
+        ("exit", "close"),
+        ("flat", "close"),
+        (" Flatten ", "close"),
+    ],
+)
 def test_action_aliases_are_case_insensitive(written, action):
     assert parse({"action": written, "ticker": "MNQ1!"}).action == action
 
@@ -97,9 +113,14 @@ def test_no_quantity_leaves_qty_to_the_recorder_default():
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("price", "{{close}}"), ("action", "{{strategy.order.action}}"), ("ticker", "{{Ticker}}"),
-     ("contracts", "{{strategy.order.contracts}}"), ("market_position", "{{strategy.market_position}}")],
-)  # fmt: skip
+    [
+        ("price", "{{close}}"),
+        ("action", "{{strategy.order.action}}"),
+        ("ticker", "{{Ticker}}"),
+        ("contracts", "{{strategy.order.contracts}}"),
+        ("market_position", "{{strategy.market_position}}"),
+    ],
+)
 def test_unrendered_placeholder_is_rejected_naming_the_field(field, value):
     body = {"action": "buy", "ticker": "MNQ1!", field: value}
     error = rejected(body)
@@ -115,7 +136,7 @@ def test_unquoted_placeholder_is_rejected_naming_its_field():
 
 
 def test_placeholder_outside_any_field_makes_a_body_that_is_not_json_and_says_why():
-    error = rejected('{{strategy.order.alert_message}}')
+    error = rejected("{{strategy.order.alert_message}}")
     assert error.status == 400 and "{{strategy.order.alert_message}}" in error.message
 
 
@@ -135,8 +156,11 @@ def test_target_signal_needs_no_action():
     body = {"ticker": "MNQ1!", "position_size": -1, "market_position": "short", "contracts": 4}
     message = parse(body)
     assert (message.action, message.position_size, message.market_position, message.qty) == (
-        None, Decimal(-1), "short", Decimal(4),
-    )  # fmt: skip
+        None,
+        Decimal(-1),
+        "short",
+        Decimal(4),
+    )
 
 
 def test_flat_market_position_alone_means_target_zero():
@@ -223,8 +247,13 @@ def test_other_fields_are_kept_only_in_raw_even_when_they_hold_nan():
 
 
 def test_every_error_is_one_sentence():
-    bodies = ["", "[]", {"action": "x", "ticker": "MNQ1!"}, {"action": "buy", "ticker": "{{ticker}}"},
-              {"recorder": "other", "action": "buy", "ticker": "MNQ1!"}]  # fmt: skip
+    bodies = [
+        "",
+        "[]",
+        {"action": "x", "ticker": "MNQ1!"},
+        {"action": "buy", "ticker": "{{ticker}}"},
+        {"recorder": "other", "action": "buy", "ticker": "MNQ1!"},
+    ]
     for body in bodies:
         message = rejected(body).message
         assert message[0].isupper() and message.endswith(".") and "\n" not in message

@@ -51,8 +51,9 @@ def encode_packet(payload: str) -> str:
 
 def encode_message(method: str, params: list[Any]) -> str:
     """One packet `{"m":method,"p":params}` in the compact JSON every client sends."""
-    body = json.dumps({"m": method, "p": params}, separators=(",", ":"), ensure_ascii=False,
-                      default=_json_default)  # fmt: skip
+    body = json.dumps(
+        {"m": method, "p": params}, separators=(",", ":"), ensure_ascii=False, default=_json_default
+    )
     return encode_packet(body)
 
 

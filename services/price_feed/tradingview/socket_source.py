@@ -21,7 +21,7 @@ from typing import Any
 
 import websocket
 
-from libs.common.instruments import contract_spec, round_to_tick
+from libs.common.futures.instruments import contract_spec, round_to_tick
 from services.price_feed.quotes import Emit, PriceSource, Quote
 from services.price_feed.tradingview.framing import (
     FramingError,
@@ -46,11 +46,32 @@ BROWSER_HEADERS = [
 ]
 ANONYMOUS = "unauthorized_user_token"
 QUOTE_FIELDS = (
-    "lp", "lp_time", "ch", "chp", "bid", "ask", "bid_size", "ask_size", "volume", "open_price",
-    "high_price", "low_price", "prev_close_price", "current_session", "update_mode",
-    "original_name", "pro_name", "short_name", "exchange", "description", "type", "pricescale",
-    "minmov", "currency_code", "timezone",
-)  # fmt: skip
+    "lp",
+    "lp_time",
+    "ch",
+    "chp",
+    "bid",
+    "ask",
+    "bid_size",
+    "ask_size",
+    "volume",
+    "open_price",
+    "high_price",
+    "low_price",
+    "prev_close_price",
+    "current_session",
+    "update_mode",
+    "original_name",
+    "pro_name",
+    "short_name",
+    "exchange",
+    "description",
+    "type",
+    "pricescale",
+    "minmov",
+    "currency_code",
+    "timezone",
+)
 REFUSED_TOKEN = (
     "TradingView refused the auth token; streaming anonymously (delayed) until a new token arrives"
 )
@@ -205,8 +226,9 @@ class TradingViewSocketSource(PriceSource):
             )
         except websocket.WebSocketBadStatusException as exc:
             refused = exc.status_code in REFUSING_STATUSES
-            raise _Closed(f"TradingView refused the upgrade with HTTP {exc.status_code}",
-                          refused=refused) from None  # fmt: skip
+            raise _Closed(
+                f"TradingView refused the upgrade with HTTP {exc.status_code}", refused=refused
+            ) from None
         except (websocket.WebSocketException, OSError) as exc:
             raise _Closed(f"cannot connect to TradingView: {exc}") from None
         ws.settimeout(_POLL_S)
@@ -296,8 +318,13 @@ class TradingViewSocketSource(PriceSource):
         self._status.connected = True
         if conn.token is None:
             self._status.authenticated = False
-        log.info("tradingview connected url=%s auth=%s session=%s symbols=%d", self.url,
-                 "token" if conn.token else "anonymous", conn.qs, len(conn.subscribed))  # fmt: skip
+        log.info(
+            "tradingview connected url=%s auth=%s session=%s symbols=%d",
+            self.url,
+            "token" if conn.token else "anonymous",
+            conn.qs,
+            len(conn.subscribed),
+        )
 
     def _open_session(self, conn: _Connection) -> None:
         """A fresh quote session with every wanted symbol: after the hello and after a rejection."""
@@ -353,8 +380,12 @@ class TradingViewSocketSource(PriceSource):
             return
         if body.get("s", "ok") != "ok":
             if root not in self._status.failed_symbols:
-                log.warning("tradingview symbol_failed symbol=%s status=%s reason=%r", name,
-                            body.get("s"), body.get("errmsg"))  # fmt: skip
+                log.warning(
+                    "tradingview symbol_failed symbol=%s status=%s reason=%r",
+                    name,
+                    body.get("s"),
+                    body.get("errmsg"),
+                )
                 self._status.failed_symbols = self._status.failed_symbols | {root}
             return
         values = body.get("v")

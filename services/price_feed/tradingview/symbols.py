@@ -6,7 +6,7 @@ come back under a delayed venue (`CME_MINI_DL:MNQ1!`), which maps to the same ro
 
 from __future__ import annotations
 
-from libs.common.instruments import canonical_symbol
+from libs.common.futures.instruments import canonical_symbol
 
 EXCHANGES: dict[str, str] = {
     **dict.fromkeys(("ES", "MES", "NQ", "MNQ", "RTY", "M2K"), "CME_MINI"),

@@ -23,6 +23,20 @@ from services.ui.api import (
 
 
 def register_api(app: Flask) -> None:
-    for module in (recorders, signals, positions, dashboard, status, tradingview, accounts, traders, trading,
-                   tradovate_connect, contracts, api_keys, service_metrics, openapi):
+    for module in (
+        recorders,
+        signals,
+        positions,
+        dashboard,
+        status,
+        tradingview,
+        accounts,
+        traders,
+        trading,
+        tradovate_connect,
+        contracts,
+        api_keys,
+        service_metrics,
+        openapi,
+    ):
         app.register_blueprint(module.bp)

@@ -7,8 +7,8 @@ from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
-from libs.common.models import Account, Subaccount
 from libs.common.serialize import iso
+from libs.common.storage.models import Account, Subaccount
 from services.ui.api.execution_schemas import PaperAccountCreate, TradovateAccountCreate
 from services.ui.api.recorders import MAX_ID
 from services.ui.api.schemas import json_object, parse
@@ -20,15 +20,27 @@ bp = Blueprint("accounts", __name__, url_prefix="/api/accounts")
 
 
 def subaccount_dict(s: Subaccount) -> dict:
-    return {"id": s.id, "name": s.name, "broker_account_id": s.broker_account_id, "active": s.active,
-            "risk_status": s.risk_status, "refreshed_at": iso(s.refreshed_at)}
+    return {
+        "id": s.id,
+        "name": s.name,
+        "broker_account_id": s.broker_account_id,
+        "active": s.active,
+        "risk_status": s.risk_status,
+        "refreshed_at": iso(s.refreshed_at),
+    }
 
 
 def account_dict(a: Account) -> dict:
     return {
-        "id": a.id, "broker": a.broker, "name": a.name, "environment": a.environment,
-        "auth_method": a.auth_method, "status": a.status, "status_message": a.status_message,
-        "token_expires_at": iso(a.token_expires_at), "created_at": iso(a.created_at),
+        "id": a.id,
+        "broker": a.broker,
+        "name": a.name,
+        "environment": a.environment,
+        "auth_method": a.auth_method,
+        "status": a.status,
+        "status_message": a.status_message,
+        "token_expires_at": iso(a.token_expires_at),
+        "created_at": iso(a.created_at),
         "subaccounts": [subaccount_dict(s) for s in a.subaccounts],
     }
 
@@ -59,7 +71,11 @@ def create_account() -> ResponseReturnValue:
     account = Account(user_id=user_id(), broker="paper", name=fields.name, status="connected")
     session.add(account)
     session.flush()
-    session.add(Subaccount(account_id=account.id, name=f"PAPER{account.id:06d}", broker_account_id=account.id))
+    session.add(
+        Subaccount(
+            account_id=account.id, name=f"PAPER{account.id:06d}", broker_account_id=account.id
+        )
+    )
     session.commit()
     session.refresh(account)
     return jsonify(ok=True, **account_dict(account)), 201
@@ -67,7 +83,9 @@ def create_account() -> ResponseReturnValue:
 
 @bp.get("")
 def list_accounts() -> ResponseReturnValue:
-    accounts = db().scalars(select(Account).where(Account.user_id == user_id()).order_by(Account.id))
+    accounts = db().scalars(
+        select(Account).where(Account.user_id == user_id()).order_by(Account.id)
+    )
     return jsonify(ok=True, accounts=[account_dict(a) for a in accounts])
 
 

@@ -8,9 +8,9 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
-from libs.common.models import ApiKey, utcnow
 from libs.common.security import hash_api_key, new_api_key
 from libs.common.serialize import iso
+from libs.common.storage.models import ApiKey, utcnow
 from services.ui.api.recorders import MAX_ID
 from services.ui.api.schemas import Name, json_object, parse
 from services.ui.context import db, user_id
@@ -26,8 +26,14 @@ class ApiKeyCreate(BaseModel):
 
 
 def api_key_dict(k: ApiKey) -> dict:
-    return {"id": k.id, "name": k.name, "prefix": k.prefix, "created_at": iso(k.created_at),
-            "last_used_at": iso(k.last_used_at), "revoked_at": iso(k.revoked_at)}
+    return {
+        "id": k.id,
+        "name": k.name,
+        "prefix": k.prefix,
+        "created_at": iso(k.created_at),
+        "last_used_at": iso(k.last_used_at),
+        "revoked_at": iso(k.revoked_at),
+    }
 
 
 def owned_api_key(key_id: int) -> ApiKey:
@@ -39,7 +45,9 @@ def owned_api_key(key_id: int) -> ApiKey:
 
 @bp.get("")
 def list_api_keys() -> ResponseReturnValue:
-    keys = db().scalars(select(ApiKey).where(ApiKey.user_id == user_id()).order_by(ApiKey.id.desc()))
+    keys = db().scalars(
+        select(ApiKey).where(ApiKey.user_id == user_id()).order_by(ApiKey.id.desc())
+    )
     return jsonify(ok=True, api_keys=[api_key_dict(k) for k in keys])
 
 
@@ -47,7 +55,9 @@ def list_api_keys() -> ResponseReturnValue:
 def create_api_key() -> ResponseReturnValue:
     body = parse(ApiKeyCreate, json_object())
     key = new_api_key()
-    row = ApiKey(user_id=user_id(), name=body.name, prefix=key[:PREFIX_LENGTH], key_hash=hash_api_key(key))
+    row = ApiKey(
+        user_id=user_id(), name=body.name, prefix=key[:PREFIX_LENGTH], key_hash=hash_api_key(key)
+    )
     session = db()
     session.add(row)
     session.commit()

@@ -8,9 +8,9 @@ from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from libs.common import streams
-from libs.common.exchange_calendar import trade_date
-from libs.common.instruments import parse_ticker
-from libs.common.rolls import (
+from libs.common.futures.exchange_calendar import trade_date
+from libs.common.futures.instruments import parse_ticker
+from libs.common.futures.rolls import (
     ROLL_RULES,
     ContractError,
     contract_year,
@@ -33,13 +33,19 @@ def contract_for() -> ResponseReturnValue:
     try:
         contract = resolve_ticker(ticker, today)
     except ContractError as exc:
-        raise ValidationFailed(f"ticker {ticker!r} does not name a futures contract: {exc}") from None
+        raise ValidationFailed(
+            f"ticker {ticker!r} does not name a futures contract: {exc}"
+        ) from None
     root = parse_ticker(ticker).root
     month = contract[len(root)]
-    full_year = contract_year(root, month, contract[len(root) + 1:], today)
+    full_year = contract_year(root, month, contract[len(root) + 1 :], today)
     confirmed = redis_client().hget(settings().stream(streams.CONFIRMED_CONTRACTS), contract)
     return jsonify(
-        ok=True, ticker=ticker, root=root, trade_date=today.isoformat(), contract=contract,
+        ok=True,
+        ticker=ticker,
+        root=root,
+        trade_date=today.isoformat(),
+        contract=contract,
         last_trading_day=last_trading_day(root, month, full_year).isoformat(),
         rolls_on=switch_date(root, month, full_year).isoformat() if root in ROLL_RULES else None,
         tradovate_contract_id=int(confirmed) if confirmed else None,

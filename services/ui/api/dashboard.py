@@ -12,8 +12,8 @@ from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 from sqlalchemy import Select, func, select
 
-from libs.common.models import Position, Recorder
 from libs.common.serialize import iso, position_dict, usd
+from libs.common.storage.models import Position, Recorder
 from services.ui import metrics
 from services.ui.api.params import date_arg, day_range, int_arg, month_arg
 from services.ui.api.recorders import owned_recorder

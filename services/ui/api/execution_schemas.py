@@ -10,19 +10,23 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, String
 from services.ui.api.schemas import FIELD_RULES, Name
 
 Clock = Annotated[str, StringConstraints(strict=True, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
-Multiplier = Annotated[Decimal, Field(gt=0, le=1000, max_digits=12, decimal_places=4, allow_inf_nan=False)]
+Multiplier = Annotated[
+    Decimal, Field(gt=0, le=1000, max_digits=12, decimal_places=4, allow_inf_nan=False)
+]
 Money = Annotated[Decimal, Field(gt=0, max_digits=14, decimal_places=2, allow_inf_nan=False)]
 Contracts = Annotated[StrictInt, Field(ge=1, le=10_000)]
 
-FIELD_RULES.update({
-    "broker": 'broker must be "paper" or "tradovate"',
-    "recorder_id": "recorder_id must be the id of one of your recorders",
-    "subaccount_id": "subaccount_id must be the id of one of your subaccounts",
-    "multiplier": "multiplier must be a number above 0 and at most 1000",
-    "max_contracts": "max_contracts must be null or a whole number from 1 to 10000",
-    "daily_loss_limit": "daily_loss_limit must be null or a positive amount in USD",
-    "window": 'window must be null or {"start": "HH:MM", "end": "HH:MM", "tz": "America/New_York"}',
-})
+FIELD_RULES.update(
+    {
+        "broker": 'broker must be "paper" or "tradovate"',
+        "recorder_id": "recorder_id must be the id of one of your recorders",
+        "subaccount_id": "subaccount_id must be the id of one of your subaccounts",
+        "multiplier": "multiplier must be a number above 0 and at most 1000",
+        "max_contracts": "max_contracts must be null or a whole number from 1 to 10000",
+        "daily_loss_limit": "daily_loss_limit must be null or a positive amount in USD",
+        "window": 'window must be null or {"start": "HH:MM", "end": "HH:MM", "tz": "America/New_York"}',
+    }
+)
 
 
 class PaperAccountCreate(BaseModel):
@@ -33,19 +37,26 @@ class PaperAccountCreate(BaseModel):
 
 
 # Tradovate's login fields (reference/tradovate.md §2.1). Secrets are never stripped or echoed.
-Word = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=100)]
+Word = Annotated[
+    str, StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=100)
+]
 Secret = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=256)]
-ApiKeyId = Annotated[StrictInt, Field(ge=1)] | Annotated[str, StringConstraints(strict=True, pattern=r"^\d{1,18}$")]
+ApiKeyId = (
+    Annotated[StrictInt, Field(ge=1)]
+    | Annotated[str, StringConstraints(strict=True, pattern=r"^\d{1,18}$")]
+)
 
-FIELD_RULES.update({
-    "environment": 'environment must be "demo" or "live"',
-    "username": "username must be your Tradovate user name",
-    "password": "password must be your Tradovate password (or the API key's dedicated password)",
-    "app_id": "app_id must be the name given to the API key in Tradovate",
-    "app_version": "app_version must be null or text such as 1.0",
-    "cid": "cid must be the API key's numeric id",
-    "sec": "sec must be the API key's secret",
-})
+FIELD_RULES.update(
+    {
+        "environment": 'environment must be "demo" or "live"',
+        "username": "username must be your Tradovate user name",
+        "password": "password must be your Tradovate password (or the API key's dedicated password)",
+        "app_id": "app_id must be the name given to the API key in Tradovate",
+        "app_version": "app_version must be null or text such as 1.0",
+        "cid": "cid must be the API key's numeric id",
+        "sec": "sec must be the API key's secret",
+    }
+)
 
 
 class TradovateAccountCreate(BaseModel):
@@ -90,22 +101,26 @@ class TraderUpdate(TraderFields):
     """Only the fields present in the body change."""
 
 
-Ticker = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=64)]
+Ticker = Annotated[
+    str, StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=64)
+]
 Ticks = Annotated[StrictInt, Field(ge=1, le=100_000)]
 Price = Annotated[Decimal, Field(gt=0, max_digits=24, decimal_places=12, allow_inf_nan=False)]
 
-FIELD_RULES.update({
-    "action": 'action must be "buy", "sell", "close" or "flatten"',
-    "ticker": "ticker must name a contract, such as MNQ1! or MNQZ6",
-    "quantity": "quantity must be a whole number of contracts from 1 to 10000",
-    "order_type": 'order_type must be "market" or "limit"',
-    "limit_price": "limit_price must be a positive price",
-    "tp_ticks": "tp_ticks must be null or a whole number of at least 1",
-    "sl_ticks": "sl_ticks must be null or a whole number of at least 1",
-    "copy": "copy must be true or false",
-    "leader_subaccount_id": "leader_subaccount_id must be the id of one of your subaccounts",
-    "followers": 'followers must be a list of {"subaccount_id": id, "multiplier": number}',
-})
+FIELD_RULES.update(
+    {
+        "action": 'action must be "buy", "sell", "close" or "flatten"',
+        "ticker": "ticker must name a contract, such as MNQ1! or MNQZ6",
+        "quantity": "quantity must be a whole number of contracts from 1 to 10000",
+        "order_type": 'order_type must be "market" or "limit"',
+        "limit_price": "limit_price must be a positive price",
+        "tp_ticks": "tp_ticks must be null or a whole number of at least 1",
+        "sl_ticks": "sl_ticks must be null or a whole number of at least 1",
+        "copy": "copy must be true or false",
+        "leader_subaccount_id": "leader_subaccount_id must be the id of one of your subaccounts",
+        "followers": 'followers must be a list of {"subaccount_id": id, "multiplier": number}',
+    }
+)
 
 
 class ManualTrade(BaseModel):

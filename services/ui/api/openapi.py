@@ -270,10 +270,23 @@ def _session_paths() -> dict[str, Any]:
             "get": operation(
                 "The services' own /metrics figures (webhook answers, engine batches, stream lag and "
                 "pending, orders, your limiter budgets, the feed), for the Control Center",
-                obj(ok=BOOL, services={"type": "object", "additionalProperties": obj(
-                    up=BOOL, samples={"type": "array", "items": obj(
-                        name=STR, labels={"type": "object", "additionalProperties": STR},
-                        value={"type": "number"})})}),
+                obj(
+                    ok=BOOL,
+                    services={
+                        "type": "object",
+                        "additionalProperties": obj(
+                            up=BOOL,
+                            samples={
+                                "type": "array",
+                                "items": obj(
+                                    name=STR,
+                                    labels={"type": "object", "additionalProperties": STR},
+                                    value={"type": "number"},
+                                ),
+                            },
+                        ),
+                    },
+                ),
             )
         },
         "/api/openapi.json": {
@@ -283,11 +296,20 @@ def _session_paths() -> dict[str, Any]:
 
 
 def _api_key_paths() -> dict[str, Any]:
-    key = obj(id=INT, name=STR, prefix={**STR, "description": "the key's first characters"},
-              created_at=TIME, last_used_at=TIME, revoked_at=TIME)
+    key = obj(
+        id=INT,
+        name=STR,
+        prefix={**STR, "description": "the key's first characters"},
+        created_at=TIME,
+        last_used_at=TIME,
+        revoked_at=TIME,
+    )
     return {
         "/api/api-keys": {
-            "get": operation("Your API keys (never the key itself)", obj(ok=BOOL, api_keys={"type": "array", "items": key})),
+            "get": operation(
+                "Your API keys (never the key itself)",
+                obj(ok=BOOL, api_keys={"type": "array", "items": key}),
+            ),
             "post": operation(
                 "Make an API key; `key` is in this answer only, and stored hashed",
                 {"allOf": [key, obj(ok=BOOL, key=STR)]},
@@ -298,8 +320,11 @@ def _api_key_paths() -> dict[str, Any]:
         },
         "/api/api-keys/{key_id}": {
             "parameters": [path_param("key_id", INT)],
-            "delete": operation("Revoke the key; it stops working at once", {"allOf": [key, obj(ok=BOOL)]},
-                                errors=("401", "403", "404")),
+            "delete": operation(
+                "Revoke the key; it stops working at once",
+                {"allOf": [key, obj(ok=BOOL)]},
+                errors=("401", "403", "404"),
+            ),
         },
     }
 
@@ -318,7 +343,9 @@ def _tradingview_paths() -> dict[str, Any]:
     )
     return {
         "/api/tradingview/session": {
-            "get": operation("Whether TradingView cookies are stored and worked (never the cookies)", view),
+            "get": operation(
+                "Whether TradingView cookies are stored and worked (never the cookies)", view
+            ),
             "post": operation(
                 "Store TradingView session cookies (encrypted); the feed uses them without a restart",
                 view,
@@ -359,8 +386,15 @@ def build_document() -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "security": [{"apiKey": []}, {"session": []}],
-        "paths": {**_session_paths(), **_recorder_paths(), **_read_paths(), **_tradingview_paths(),
-                  **account_paths(), **execution_paths(), **_api_key_paths()},
+        "paths": {
+            **_session_paths(),
+            **_recorder_paths(),
+            **_read_paths(),
+            **_tradingview_paths(),
+            **account_paths(),
+            **execution_paths(),
+            **_api_key_paths(),
+        },
         "components": {
             "schemas": schemas,
             "securitySchemes": {

@@ -20,63 +20,141 @@ from services.ui.api.openapi_parts import (
 
 
 def execution_paths() -> dict[str, Any]:
-    trader = obj(id=INT, recorder_id=INT, subaccount_id=INT, multiplier=NUM, enabled=BOOL,
-                 max_contracts=nullable(INT), daily_loss_limit=nullable(NUM), window=nullable(obj(
-                     start=STR, end=STR, tz=STR)), paused_until=nullable(STR), paused_reason=nullable(STR),
-                 created_at=STR, updated_at=STR)
-    order = obj(id=STR, trader_id=nullable(INT), subaccount_id=INT, source=STR, signal_id=nullable(STR),
-                kind=STR, symbol=STR, contract=nullable(STR), side=STR, quantity=NUM, status=STR,
-                broker_order_id=nullable(STR), fill_price=nullable(NUM), error=nullable(STR), attempts=INT)
-    copy_group = obj(id=INT, name=STR, leader_subaccount_id=INT, enabled=BOOL, followers={
-        "type": "array", "items": obj(subaccount_id=INT, multiplier=NUM, enabled=BOOL)})
+    trader = obj(
+        id=INT,
+        recorder_id=INT,
+        subaccount_id=INT,
+        multiplier=NUM,
+        enabled=BOOL,
+        max_contracts=nullable(INT),
+        daily_loss_limit=nullable(NUM),
+        window=nullable(obj(start=STR, end=STR, tz=STR)),
+        paused_until=nullable(STR),
+        paused_reason=nullable(STR),
+        created_at=STR,
+        updated_at=STR,
+    )
+    order = obj(
+        id=STR,
+        trader_id=nullable(INT),
+        subaccount_id=INT,
+        source=STR,
+        signal_id=nullable(STR),
+        kind=STR,
+        symbol=STR,
+        contract=nullable(STR),
+        side=STR,
+        quantity=NUM,
+        status=STR,
+        broker_order_id=nullable(STR),
+        fill_price=nullable(NUM),
+        error=nullable(STR),
+        attempts=INT,
+    )
+    copy_group = obj(
+        id=INT,
+        name=STR,
+        leader_subaccount_id=INT,
+        enabled=BOOL,
+        followers={"type": "array", "items": obj(subaccount_id=INT, multiplier=NUM, enabled=BOOL)},
+    )
     trader_id = path_param("trader_id", INT)
     w = ("401", "403", "404", "409", "422")
     return {
         "/api/traders": {
-            "get": operation("Your traders", obj(ok=BOOL, traders={"type": "array", "items": trader}),
-                             params=[query("recorder_id", INT)], errors=("401", "404", "422")),
-            "post": operation("Link a recorder to a subaccount", trader, status="201", body="TraderCreate",
-                              errors=("400", *w)),
+            "get": operation(
+                "Your traders",
+                obj(ok=BOOL, traders={"type": "array", "items": trader}),
+                params=[query("recorder_id", INT)],
+                errors=("401", "404", "422"),
+            ),
+            "post": operation(
+                "Link a recorder to a subaccount",
+                trader,
+                status="201",
+                body="TraderCreate",
+                errors=("400", *w),
+            ),
         },
         "/api/traders/{trader_id}": {
             "parameters": [trader_id],
             "get": operation("One trader", trader, errors=("401", "404")),
-            "put": operation("Change a trader (switching it on clears a pause)", trader, body="TraderUpdate",
-                             errors=("400", *w)),
+            "put": operation(
+                "Change a trader (switching it on clears a pause)",
+                trader,
+                body="TraderUpdate",
+                errors=("400", *w),
+            ),
             "delete": operation("Unlink", obj(ok=BOOL, id=INT), errors=("401", "403", "404")),
         },
         "/api/orders": {
-            "get": operation("Order intents, newest first, with their broker results",
-                             obj(ok=BOOL, orders={"type": "array", "items": order}),
-                             params=[query("trader_id", INT), query("subaccount_id", INT), query("status", STR),
-                                     query("limit", INT)], errors=("401", "404", "422")),
+            "get": operation(
+                "Order intents, newest first, with their broker results",
+                obj(ok=BOOL, orders={"type": "array", "items": order}),
+                params=[
+                    query("trader_id", INT),
+                    query("subaccount_id", INT),
+                    query("status", STR),
+                    query("limit", INT),
+                ],
+                errors=("401", "404", "422"),
+            ),
         },
         "/api/manual-trade": {
-            "post": operation("Buy, sell, close or flatten on one subaccount (copied to its followers)",
-                              obj(ok=BOOL, order=order, copies={"type": "array", "items": order}),
-                              status="202", body="ManualTrade", errors=("400", "401", "403", "404", "422")),
+            "post": operation(
+                "Buy, sell, close or flatten on one subaccount (copied to its followers)",
+                obj(ok=BOOL, order=order, copies={"type": "array", "items": order}),
+                status="202",
+                body="ManualTrade",
+                errors=("400", "401", "403", "404", "422"),
+            ),
         },
         "/api/control/flatten-all": {
-            "post": operation("Kill switch: every trader off, every subaccount flattened",
-                              obj(ok=BOOL, traders_switched_off=INT,
-                                  flatten_orders={"type": "array", "items": order}),
-                              status="202", errors=("401", "403")),
+            "post": operation(
+                "Kill switch: every trader off, every subaccount flattened",
+                obj(
+                    ok=BOOL,
+                    traders_switched_off=INT,
+                    flatten_orders={"type": "array", "items": order},
+                ),
+                status="202",
+                errors=("401", "403"),
+            ),
         },
         "/api/copy-groups": {
-            "get": operation("Your copy groups", obj(ok=BOOL, copy_groups={"type": "array", "items": copy_group})),
-            "post": operation("A leader subaccount and followers with multipliers", copy_group, status="201",
-                              body="CopyGroupCreate", errors=("400", *w)),
+            "get": operation(
+                "Your copy groups", obj(ok=BOOL, copy_groups={"type": "array", "items": copy_group})
+            ),
+            "post": operation(
+                "A leader subaccount and followers with multipliers",
+                copy_group,
+                status="201",
+                body="CopyGroupCreate",
+                errors=("400", *w),
+            ),
         },
         "/api/copy-groups/{group_id}": {
             "parameters": [path_param("group_id", INT)],
-            "delete": operation("Remove a copy group", obj(ok=BOOL, id=INT), errors=("401", "403", "404")),
+            "delete": operation(
+                "Remove a copy group", obj(ok=BOOL, id=INT), errors=("401", "403", "404")
+            ),
         },
         "/api/contracts": {
-            "get": operation("The dated contract a ticker trades as today, and Tradovate's confirmation",
-                             obj(ok=BOOL, ticker=STR, root=STR, trade_date=STR, contract=STR,
-                                 last_trading_day=STR, rolls_on=nullable(STR),
-                                 tradovate_contract_id=nullable(INT)),
-                             params=[query("ticker", STR, "e.g. MNQ1! or MNQZ6")], errors=("401", "422")),
+            "get": operation(
+                "The dated contract a ticker trades as today, and Tradovate's confirmation",
+                obj(
+                    ok=BOOL,
+                    ticker=STR,
+                    root=STR,
+                    trade_date=STR,
+                    contract=STR,
+                    last_trading_day=STR,
+                    rolls_on=nullable(STR),
+                    tradovate_contract_id=nullable(INT),
+                ),
+                params=[query("ticker", STR, "e.g. MNQ1! or MNQZ6")],
+                errors=("401", "422"),
+            ),
         },
         "/api/orders/{order_id}": {
             "parameters": [path_param("order_id", STR)],
@@ -91,35 +169,62 @@ def account_paths() -> dict[str, Any]:
         "Connect an account: paper (fills at the last price), or Tradovate with API credentials "
         "(logged in at once; nothing is stored when Tradovate refuses). Connecting the same "
         "Tradovate user again renews that account and answers 200.",
-        "Account", status="201", errors=("400", "401", "403", "422", "502", "503"))  # fmt: skip
-    connect["requestBody"] = {"required": True, "content": {"application/json": {"schema": {
-        "oneOf": [ref("PaperAccountCreate"), ref("TradovateAccountCreate")]}}}}  # fmt: skip
+        "Account",
+        status="201",
+        errors=("400", "401", "403", "422", "502", "503"),
+    )
+    connect["requestBody"] = {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"oneOf": [ref("PaperAccountCreate"), ref("TradovateAccountCreate")]}
+            }
+        },
+    }
     return {
         "/api/accounts": {
-            "get": operation("Your broker accounts with their subaccounts",
-                             obj(ok=BOOL, accounts={"type": "array", "items": ref("Account")})),  # fmt: skip
+            "get": operation(
+                "Your broker accounts with their subaccounts",
+                obj(ok=BOOL, accounts={"type": "array", "items": ref("Account")}),
+            ),
             "post": connect,
         },
         "/api/accounts/{account_id}": {
             "parameters": [account_id],
             "get": operation("One account", "Account", errors=("401", "404")),
-            "delete": operation("Remove an account, its subaccounts and their traders",
-                                obj(ok=BOOL, id=INT), errors=("401", "403", "404")),  # fmt: skip
+            "delete": operation(
+                "Remove an account, its subaccounts and their traders",
+                obj(ok=BOOL, id=INT),
+                errors=("401", "403", "404"),
+            ),
         },
         "/api/accounts/{account_id}/refresh": {
             "parameters": [account_id],
-            "post": operation("Ask Tradovate for the subaccounts and their risk status again (409 "
-                              "when the account must be reconnected)", "Account",
-                              errors=("401", "403", "404", "409", "502", "503")),  # fmt: skip
+            "post": operation(
+                "Ask Tradovate for the subaccounts and their risk status again (409 "
+                "when the account must be reconnected)",
+                "Account",
+                errors=("401", "403", "404", "409", "502", "503"),
+            ),
         },
-        "/oauth/tradovate/start": {"get": redirect_operation(
-            "Browser, logged in: off to Tradovate's consent page (login page first when logged out)",
-            [query("environment", {"enum": ["live", "demo"], "default": "live"},
-                   "the host that exchanges the code first")], ("400", "422"))},  # fmt: skip
-        "/oauth/tradovate/callback": {"get": redirect_operation(
-            "Browser: back from Tradovate; stores the account, then redirects to /api/accounts/{id}",
-            [query("code", STR), query("state", STR), query("error", STR)],
-            ("400", "401", "502", "503"))},  # fmt: skip
+        "/oauth/tradovate/start": {
+            "get": redirect_operation(
+                "Browser, logged in: off to Tradovate's consent page (login page first when logged out)",
+                [
+                    query(
+                        "environment",
+                        {"enum": ["live", "demo"], "default": "live"},
+                        "the host that exchanges the code first",
+                    )
+                ],
+                ("400", "422"),
+            )
+        },
+        "/oauth/tradovate/callback": {
+            "get": redirect_operation(
+                "Browser: back from Tradovate; stores the account, then redirects to /api/accounts/{id}",
+                [query("code", STR), query("state", STR), query("error", STR)],
+                ("400", "401", "502", "503"),
+            )
+        },
     }
-
-

@@ -139,8 +139,14 @@ SCHEMAS: dict[str, Any] = {
         max_adverse=NUM,
         worst_unrealized_pnl=MONEY,
         best_unrealized_pnl=MONEY,
-        last_price={"type": ["number", "null"], "description": "open positions: the last price seen, or null"},
-        unrealized_pnl={**MONEY, "description": "open positions: USD to the cent at last_price, or null"},
+        last_price={
+            "type": ["number", "null"],
+            "description": "open positions: the last price seen, or null",
+        },
+        unrealized_pnl={
+            **MONEY,
+            "description": "open positions: USD to the cent at last_price, or null",
+        },
         opened_at=TIME,
         closed_at=TIME,
     ),

@@ -9,9 +9,9 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import Select, select
 
 from libs.common import streams
-from libs.common.instruments import TickerError, canonical_symbol, contract_spec
-from libs.common.models import Fill, Position, Recorder
+from libs.common.futures.instruments import TickerError, canonical_symbol, contract_spec
 from libs.common.serialize import iso, num, position_dict, usd
+from libs.common.storage.models import Fill, Position, Recorder
 from services.ui.api.params import choice_arg, int_arg
 from services.ui.api.recorders import MAX_ID, owned_recorder
 from services.ui.context import db, redis_client, settings, user_id
@@ -48,8 +48,11 @@ def _last_prices(symbols: set[str]) -> dict[str, Decimal]:
         return {}
     names = sorted(symbols)
     values = redis_client().hmget(settings().stream(streams.LAST_PRICE), names)
-    return {name: Decimal(value if isinstance(value, str) else value.decode())
-            for name, value in zip(names, values, strict=True) if value is not None}
+    return {
+        name: Decimal(value if isinstance(value, str) else value.decode())
+        for name, value in zip(names, values, strict=True)
+        if value is not None
+    }
 
 
 def marked_dict(p: Position, last: Decimal | None) -> dict:
@@ -60,7 +63,12 @@ def marked_dict(p: Position, last: Decimal | None) -> dict:
     unrealized = None
     if last is not None:
         direction = 1 if p.side == "long" else -1
-        unrealized = (last - p.avg_entry_price) * direction * p.quantity * contract_spec(p.symbol).point_value
+        unrealized = (
+            (last - p.avg_entry_price)
+            * direction
+            * p.quantity
+            * contract_spec(p.symbol).point_value
+        )
     view["last_price"] = num(last)
     view["unrealized_pnl"] = usd(unrealized)
     return view

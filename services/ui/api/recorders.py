@@ -11,9 +11,9 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import delete, func, select
 
 from libs.common import recorder_tokens
-from libs.common.models import Position, Recorder, Signal
 from libs.common.security import new_webhook_token
 from libs.common.serialize import recorder_dict
+from libs.common.storage.models import Position, Recorder, Signal
 from services.ui import alert_templates
 from services.ui.api.schemas import RecorderCreate, RecorderUpdate, json_object, parse
 from services.ui.context import db, redis_client, settings, user_id

@@ -65,8 +65,10 @@ class RecorderFields(BaseModel):
 
 # A cookie value as a browser shows it: printable, no separators that would split the header.
 CookieValue = Annotated[
-    str, StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=1024,
-                           pattern=r"^[^\s;,]+$")
+    str,
+    StringConstraints(
+        strict=True, strip_whitespace=True, min_length=1, max_length=1024, pattern=r"^[^\s;,]+$"
+    ),
 ]
 
 

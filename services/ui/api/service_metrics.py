@@ -16,8 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from libs.common.config import Settings
-from libs.common.models import Account
-from libs.common.tradovate_accounts import limiter_user
+from libs.common.storage.models import Account
+from libs.common.tradovate.accounts import limiter_user
 from services.ui.context import db, settings, user_id
 
 bp = Blueprint("service_metrics", __name__)
@@ -48,7 +48,9 @@ def targets(s: Settings) -> dict[str, str]:
     }
     if s.executor_metrics_port:
         for n in range(s.executor_workers):
-            found[f"executor-{n + 1}"] = f"http://{s.metrics_host}:{s.executor_metrics_port + n}/metrics"
+            found[f"executor-{n + 1}"] = (
+                f"http://{s.metrics_host}:{s.executor_metrics_port + n}/metrics"
+            )
     return found
 
 
@@ -58,7 +60,9 @@ def _addresses(host: str) -> list[str]:
         infos = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)
     except OSError:
         return []
-    return sorted({info[4][0] for info in infos}, key=lambda a: tuple(int(part) for part in a.split(".")))
+    return sorted(
+        {info[4][0] for info in infos}, key=lambda a: tuple(int(part) for part in a.split("."))
+    )
 
 
 def scrape(url: str) -> list[dict] | None:
@@ -72,20 +76,27 @@ def scrape(url: str) -> list[dict] | None:
     for family in text_string_to_metric_families(answer.text):
         for sample in family.samples:
             if sample.name.startswith(SHOWN) and not sample.name.endswith(("_bucket", "_created")):
-                samples.append({"name": sample.name, "labels": sample.labels, "value": sample.value})
+                samples.append(
+                    {"name": sample.name, "labels": sample.labels, "value": sample.value}
+                )
     return samples
 
 
 @bp.get("/api/status/metrics")
 def service_metrics() -> ResponseReturnValue:
     s = settings()
-    mine = {limiter_user(a) for a in db().scalars(select(Account).where(Account.user_id == user_id()))}
+    mine = {
+        limiter_user(a) for a in db().scalars(select(Account).where(Account.user_id == user_id()))
+    }
     urls = targets(s)
     with ThreadPoolExecutor(max_workers=len(urls)) as pool:
         scraped = dict(zip(urls, pool.map(scrape, urls.values()), strict=True))
     services = {}
     for name, samples in scraped.items():
-        visible = None if samples is None else [
-            x for x in samples if "user" not in x["labels"] or x["labels"]["user"] in mine]  # fmt: skip
+        visible = (
+            None
+            if samples is None
+            else [x for x in samples if "user" not in x["labels"] or x["labels"]["user"] in mine]
+        )
         services[name] = {"up": samples is not None, "samples": visible or []}
     return jsonify(ok=True, services=services)

@@ -15,8 +15,8 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import Select, select, tuple_
 
 from libs.common import streams
-from libs.common.models import Recorder, Signal
 from libs.common.serialize import signal_dict
+from libs.common.storage.models import Recorder, Signal
 from services.ui.api.params import choice_arg, int_arg
 from services.ui.api.recorders import owned_recorder
 from services.ui.context import db, redis_client, settings, user_id

@@ -46,9 +46,20 @@ def _price_feed() -> tuple[str, dict | None]:
         return "down", None
     feed = json.loads(raw)
     state = "ok" if feed.get("connected") else ("degraded" if feed.get("ok") else "down")
-    summary = {k: feed.get(k) for k in ("source", "active_source", "connected", "fallback_active",
-                                         "authenticated", "delayed_symbols", "cached_prices",
-                                         "last_tick_age_s", "error")}
+    summary = {
+        k: feed.get(k)
+        for k in (
+            "source",
+            "active_source",
+            "connected",
+            "fallback_active",
+            "authenticated",
+            "delayed_symbols",
+            "cached_prices",
+            "last_tick_age_s",
+            "error",
+        )
+    }
     return state, summary
 
 
@@ -60,5 +71,10 @@ def healthz() -> ResponseReturnValue:
 @bp.get("/api/status")
 def status() -> ResponseReturnValue:
     feed_state, feed = _price_feed()
-    services = {"ui": "ok", "redis": _redis_status(), "postgres": _postgres_status(), "price_feed": feed_state}
+    services = {
+        "ui": "ok",
+        "redis": _redis_status(),
+        "postgres": _postgres_status(),
+        "price_feed": feed_state,
+    }
     return jsonify(ok=True, services=services, price_feed=feed)

@@ -9,8 +9,8 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from libs.common.models import OrderIntent, Trader
 from libs.common.serialize import intent_dict, iso, num, usd
+from libs.common.storage.models import OrderIntent, Trader
 from services.ui.api.accounts import owned_subaccount
 from services.ui.api.execution_schemas import TraderCreate, TraderUpdate
 from services.ui.api.params import choice_arg, int_arg
@@ -31,11 +31,18 @@ def trader_dict(t: Trader) -> dict:
     if t.window_start and t.window_end:
         window = {"start": t.window_start, "end": t.window_end, "tz": t.window_tz}
     return {
-        "id": t.id, "recorder_id": t.recorder_id, "subaccount_id": t.subaccount_id,
-        "multiplier": num(t.multiplier), "enabled": t.enabled, "max_contracts": t.max_contracts,
-        "daily_loss_limit": usd(t.daily_loss_limit), "window": window,
+        "id": t.id,
+        "recorder_id": t.recorder_id,
+        "subaccount_id": t.subaccount_id,
+        "multiplier": num(t.multiplier),
+        "enabled": t.enabled,
+        "max_contracts": t.max_contracts,
+        "daily_loss_limit": usd(t.daily_loss_limit),
+        "window": window,
         "paused_until": t.disabled_until.isoformat() if t.disabled_until else None,
-        "paused_reason": t.disabled_reason, "created_at": iso(t.created_at), "updated_at": iso(t.updated_at),
+        "paused_reason": t.disabled_reason,
+        "created_at": iso(t.created_at),
+        "updated_at": iso(t.updated_at),
     }
 
 

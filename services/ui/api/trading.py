@@ -12,9 +12,16 @@ from sqlalchemy.exc import IntegrityError
 
 from libs.common import orders, streams
 from libs.common.copy_trading import copies_of
-from libs.common.instruments import TickerError, contract_spec, parse_ticker, round_to_tick
-from libs.common.models import Account, CopyFollower, CopyGroup, OrderIntent, Subaccount, Trader
+from libs.common.futures.instruments import TickerError, contract_spec, parse_ticker, round_to_tick
 from libs.common.serialize import intent_dict, num
+from libs.common.storage.models import (
+    Account,
+    CopyFollower,
+    CopyGroup,
+    OrderIntent,
+    Subaccount,
+    Trader,
+)
 from services.ui.api.accounts import owned_subaccount
 from services.ui.api.execution_schemas import CopyGroupCreate, ManualTrade
 from services.ui.api.recorders import MAX_ID
@@ -26,12 +33,34 @@ from services.ui.errors import NotFound, ValidationFailed
 bp = Blueprint("trading", __name__, url_prefix="/api")
 
 
-def _intent(subaccount_id: int, *, source: str, kind: str, side: str, symbol: str, ticker: str | None,
-            quantity: Decimal, priority: str, **extra) -> OrderIntent:
+def _intent(
+    subaccount_id: int,
+    *,
+    source: str,
+    kind: str,
+    side: str,
+    symbol: str,
+    ticker: str | None,
+    quantity: Decimal,
+    priority: str,
+    **extra,
+) -> OrderIntent:
     intent_id = uuid.uuid4()
-    return OrderIntent(id=intent_id, user_id=user_id(), subaccount_id=subaccount_id, source=source, kind=kind,
-                       side=side, symbol=symbol, ticker=ticker, quantity=quantity, priority=priority,
-                       status="queued", cl_ord_id=f"jt-{intent_id.hex[:24]}", **extra)
+    return OrderIntent(
+        id=intent_id,
+        user_id=user_id(),
+        subaccount_id=subaccount_id,
+        source=source,
+        kind=kind,
+        side=side,
+        symbol=symbol,
+        ticker=ticker,
+        quantity=quantity,
+        priority=priority,
+        status="queued",
+        cl_ord_id=f"jt-{intent_id.hex[:24]}",
+        **extra,
+    )
 
 
 def _hand_over(rows: list[OrderIntent]) -> None:
@@ -40,8 +69,11 @@ def _hand_over(rows: list[OrderIntent]) -> None:
     session.commit()
     conn = orders.rq_connection(settings().redis_url)
     try:
-        orders.enqueue(conn, settings().stream_prefix,
-                       [orders.QueuedIntent(r.id, r.subaccount_id, r.priority) for r in rows])
+        orders.enqueue(
+            conn,
+            settings().stream_prefix,
+            [orders.QueuedIntent(r.id, r.subaccount_id, r.priority) for r in rows],
+        )
     finally:
         conn.close()
 
@@ -53,7 +85,9 @@ def _levels(trade: ManualTrade, symbol: str, side: str) -> tuple[Decimal | None,
     if base is None:
         last = redis_client().hget(settings().stream(streams.LAST_PRICE), symbol)
         if last is None:
-            raise ValidationFailed(f"tp_ticks and sl_ticks need a price: there is no last price of {symbol} yet.")
+            raise ValidationFailed(
+                f"tp_ticks and sl_ticks need a price: there is no last price of {symbol} yet."
+            )
         base = Decimal(last)
     tick = contract_spec(symbol).tick_size
     up = 1 if side == "buy" else -1
@@ -67,8 +101,16 @@ def manual_trade() -> ResponseReturnValue:
     trade = parse(ManualTrade, json_object())
     subaccount = owned_subaccount(trade.subaccount_id)
     if trade.action == "flatten":
-        row = _intent(subaccount.id, source="manual", kind="flatten", side="sell", symbol="*", ticker=None,
-                      quantity=Decimal(0), priority="exit")
+        row = _intent(
+            subaccount.id,
+            source="manual",
+            kind="flatten",
+            side="sell",
+            symbol="*",
+            ticker=None,
+            quantity=Decimal(0),
+            priority="exit",
+        )
     else:
         if not trade.ticker:
             raise ValidationFailed("ticker is required to buy, sell or close.")
@@ -79,13 +121,32 @@ def manual_trade() -> ResponseReturnValue:
         if trade.order_type == "limit" and trade.limit_price is None:
             raise ValidationFailed("limit_price is required for a limit order.")
         if trade.action == "close":
-            row = _intent(subaccount.id, source="manual", kind="close", side="sell", symbol=symbol,
-                          ticker=trade.ticker, quantity=Decimal(0), priority="exit")
+            row = _intent(
+                subaccount.id,
+                source="manual",
+                kind="close",
+                side="sell",
+                symbol=symbol,
+                ticker=trade.ticker,
+                quantity=Decimal(0),
+                priority="exit",
+            )
         else:
             tp, sl = _levels(trade, symbol, trade.action)
-            row = _intent(subaccount.id, source="manual", kind="entry", side=trade.action, symbol=symbol,
-                          ticker=trade.ticker, quantity=Decimal(trade.quantity), priority="entry",
-                          order_type=trade.order_type, limit_price=trade.limit_price, tp_price=tp, sl_price=sl)
+            row = _intent(
+                subaccount.id,
+                source="manual",
+                kind="entry",
+                side=trade.action,
+                symbol=symbol,
+                ticker=trade.ticker,
+                quantity=Decimal(trade.quantity),
+                priority="entry",
+                order_type=trade.order_type,
+                limit_price=trade.limit_price,
+                tp_price=tp,
+                sl_price=sl,
+            )
     session = db()
     session.add(row)
     session.flush()
@@ -99,29 +160,61 @@ def flatten_all() -> ResponseReturnValue:
     """The kill switch: every trader off, then a flatten for every subaccount."""
     session = db()
     switched = session.execute(
-        update(Trader).where(Trader.user_id == user_id(), Trader.enabled.is_(True)).values(enabled=False)
+        update(Trader)
+        .where(Trader.user_id == user_id(), Trader.enabled.is_(True))
+        .values(enabled=False)
     ).rowcount
     subaccounts = session.scalars(
-        select(Subaccount).join(Account, Account.id == Subaccount.account_id)
-        .where(Account.user_id == user_id(), Subaccount.active.is_(True)).order_by(Subaccount.id)
+        select(Subaccount)
+        .join(Account, Account.id == Subaccount.account_id)
+        .where(Account.user_id == user_id(), Subaccount.active.is_(True))
+        .order_by(Subaccount.id)
     ).all()
-    rows = [_intent(s.id, source="flatten", kind="flatten", side="sell", symbol="*", ticker=None,
-                    quantity=Decimal(0), priority="exit") for s in subaccounts]
+    rows = [
+        _intent(
+            s.id,
+            source="flatten",
+            kind="flatten",
+            side="sell",
+            symbol="*",
+            ticker=None,
+            quantity=Decimal(0),
+            priority="exit",
+        )
+        for s in subaccounts
+    ]
     session.add_all(rows)
     _hand_over(rows)
-    return jsonify(ok=True, traders_switched_off=switched, flatten_orders=[intent_dict(r) for r in rows]), 202
+    return jsonify(
+        ok=True, traders_switched_off=switched, flatten_orders=[intent_dict(r) for r in rows]
+    ), 202
 
 
 def group_dict(group: CopyGroup, followers: list[CopyFollower]) -> dict:
-    return {"id": group.id, "name": group.name, "leader_subaccount_id": group.leader_subaccount_id,
-            "enabled": group.enabled,
-            "followers": [{"subaccount_id": f.subaccount_id, "multiplier": num(f.multiplier), "enabled": f.enabled}
-                          for f in followers]}
+    return {
+        "id": group.id,
+        "name": group.name,
+        "leader_subaccount_id": group.leader_subaccount_id,
+        "enabled": group.enabled,
+        "followers": [
+            {
+                "subaccount_id": f.subaccount_id,
+                "multiplier": num(f.multiplier),
+                "enabled": f.enabled,
+            }
+            for f in followers
+        ],
+    }
 
 
 def _followers(group_id: int) -> list[CopyFollower]:
-    return list(db().scalars(select(CopyFollower).where(CopyFollower.group_id == group_id)
-                             .order_by(CopyFollower.subaccount_id)))
+    return list(
+        db().scalars(
+            select(CopyFollower)
+            .where(CopyFollower.group_id == group_id)
+            .order_by(CopyFollower.subaccount_id)
+        )
+    )
 
 
 @bp.post("/copy-groups")
@@ -134,22 +227,33 @@ def create_copy_group() -> ResponseReturnValue:
     for follower in body.followers:
         owned_subaccount(follower.subaccount_id)
     session = db()
-    group = CopyGroup(user_id=user_id(), name=body.name, leader_subaccount_id=leader.id, enabled=body.enabled)
+    group = CopyGroup(
+        user_id=user_id(), name=body.name, leader_subaccount_id=leader.id, enabled=body.enabled
+    )
     session.add(group)
     try:
         session.flush()
     except IntegrityError:
         session.rollback()
         raise Conflict("This subaccount already leads a copy group.") from None
-    session.add_all(CopyFollower(group_id=group.id, subaccount_id=f.subaccount_id, multiplier=f.multiplier,
-                                 enabled=f.enabled) for f in body.followers)
+    session.add_all(
+        CopyFollower(
+            group_id=group.id,
+            subaccount_id=f.subaccount_id,
+            multiplier=f.multiplier,
+            enabled=f.enabled,
+        )
+        for f in body.followers
+    )
     session.commit()
     return jsonify(ok=True, **group_dict(group, _followers(group.id))), 201
 
 
 @bp.get("/copy-groups")
 def list_copy_groups() -> ResponseReturnValue:
-    groups = db().scalars(select(CopyGroup).where(CopyGroup.user_id == user_id()).order_by(CopyGroup.id))
+    groups = db().scalars(
+        select(CopyGroup).where(CopyGroup.user_id == user_id()).order_by(CopyGroup.id)
+    )
     return jsonify(ok=True, copy_groups=[group_dict(g, _followers(g.id)) for g in groups])
 
 

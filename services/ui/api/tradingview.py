@@ -12,9 +12,9 @@ from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
 from libs.common import streams
-from libs.common.models import TradingViewSession
 from libs.common.security import SecretBox
 from libs.common.serialize import iso
+from libs.common.storage.models import TradingViewSession
 from services.ui.api.schemas import TradingViewCookies, json_object, parse
 from services.ui.context import db, redis_client, settings, user_id
 

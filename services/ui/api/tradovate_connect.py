@@ -25,19 +25,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from libs.common.config import Settings
-from libs.common.models import Account
 from libs.common.security import SecretBox, tokens_equal
-from libs.common.tradovate import (
-    AccessToken,
-    AuthFailed,
-    PenaltyTicket,
-    RateLimited,
-    TokenExpired,
-    TradovateClient,
-    TradovateError,
-    oauth_exchange,
-)
-from libs.common.tradovate_accounts import (
+from libs.common.storage.models import Account
+from libs.common.tradovate.accounts import (
     AccountUnusable,
     TokenKeeper,
     base_url,
@@ -47,6 +37,16 @@ from libs.common.tradovate_accounts import (
     seal_credentials,
     store_token,
     sync_subaccounts,
+)
+from libs.common.tradovate.client import (
+    AccessToken,
+    AuthFailed,
+    PenaltyTicket,
+    RateLimited,
+    TokenExpired,
+    TradovateClient,
+    TradovateError,
+    oauth_exchange,
 )
 from services.ui.api.execution_schemas import TradovateAccountCreate
 from services.ui.context import db, redis_client, resources, settings, user_id
@@ -86,8 +86,9 @@ def _sentence(text: str) -> str:
 
 
 @contextmanager
-def broker_errors(refused: str, *, refused_as: type[ApiError] = ValidationFailed,
-                  attempt: str = "login") -> Iterator[None]:  # fmt: skip
+def broker_errors(
+    refused: str, *, refused_as: type[ApiError] = ValidationFailed, attempt: str = "login"
+) -> Iterator[None]:
     """Tradovate's exceptions as API errors; `refused` opens the sentence of a refusal."""
     try:
         yield
@@ -96,11 +97,14 @@ def broker_errors(refused: str, *, refused_as: type[ApiError] = ValidationFailed
     except AuthFailed as exc:
         raise refused_as(_sentence(f"{refused}: {exc.message}")) from None
     except PenaltyTicket as exc:
-        raise BrokerBusy(f"Tradovate asks to wait {exc.wait_s:g} seconds before another {attempt} "
-                         "(too many attempts).") from None  # fmt: skip
+        raise BrokerBusy(
+            f"Tradovate asks to wait {exc.wait_s:g} seconds before another {attempt} "
+            "(too many attempts)."
+        ) from None
     except RateLimited:
-        raise BrokerBusy("Tradovate has locked this user out for a while (HTTP 429); "
-                         "try again in an hour.") from None  # fmt: skip
+        raise BrokerBusy(
+            "Tradovate has locked this user out for a while (HTTP 429); try again in an hour."
+        ) from None
     except TradovateError as exc:
         raise BrokerDown(_sentence(f"Tradovate did not answer: {exc}")) from None
 
@@ -108,16 +112,22 @@ def broker_errors(refused: str, *, refused_as: type[ApiError] = ValidationFailed
 # -- storing a connection ------------------------------------------------------------------------
 
 
-def _account_for(session: Session, owner: int, environment: str,
-                 broker_user_id: int | None) -> tuple[Account, bool]:  # fmt: skip
+def _account_for(
+    session: Session, owner: int, environment: str, broker_user_id: int | None
+) -> tuple[Account, bool]:
     """The owner's account of this Tradovate user, or a new one: connecting again (new password,
     expired OAuth) renews the connection and keeps its subaccounts and traders."""
     if broker_user_id is not None:
         existing = session.scalar(
-            select(Account).where(Account.user_id == owner, Account.broker == "tradovate",
-                                  Account.environment == environment,
-                                  Account.broker_user_id == broker_user_id).order_by(Account.id)
-        )  # fmt: skip
+            select(Account)
+            .where(
+                Account.user_id == owner,
+                Account.broker == "tradovate",
+                Account.environment == environment,
+                Account.broker_user_id == broker_user_id,
+            )
+            .order_by(Account.id)
+        )
         if existing is not None:
             return existing, False
     account = Account(user_id=owner, broker="tradovate", environment=environment)
@@ -125,14 +135,18 @@ def _account_for(session: Session, owner: int, environment: str,
     return account, True
 
 
-def _known_device(session: Session, box: SecretBox, owner: int, environment: str,
-                  username: str) -> str | None:  # fmt: skip
+def _known_device(
+    session: Session, box: SecretBox, owner: int, environment: str, username: str
+) -> str | None:
     """The device id already used for this login: live may require approving each new one (§2.6)."""
     accounts = session.scalars(
-        select(Account).where(Account.user_id == owner, Account.broker == "tradovate",
-                              Account.environment == environment,
-                              Account.credentials_encrypted.is_not(None))
-    )  # fmt: skip
+        select(Account).where(
+            Account.user_id == owner,
+            Account.broker == "tradovate",
+            Account.environment == environment,
+            Account.credentials_encrypted.is_not(None),
+        )
+    )
     for account in accounts:
         try:
             creds = open_credentials(box, account)
@@ -156,9 +170,13 @@ def _sync_new(session: Session, account: Account, client: TradovateClient) -> No
 
 
 def _connected(account: Account, created: bool) -> None:
-    kv = {"account_id": account.id, "environment": account.environment,
-          "auth_method": account.auth_method, "subaccounts": len(account.subaccounts),
-          "created": created}  # fmt: skip
+    kv = {
+        "account_id": account.id,
+        "environment": account.environment,
+        "auth_method": account.auth_method,
+        "subaccounts": len(account.subaccounts),
+        "created": created,
+    }
     log.info("tradovate account connected", extra={"kv": kv})
 
 
@@ -169,8 +187,14 @@ def connect_with_credentials(fields: TradovateAccountCreate) -> tuple[Account, b
     """
     cfg, session, owner = settings(), db(), user_id()
     box = SecretBox(cfg.encryption_key)
-    creds = new_credentials(fields.username, fields.password, fields.app_id, fields.app_version,
-                            str(fields.cid), fields.sec)  # fmt: skip
+    creds = new_credentials(
+        fields.username,
+        fields.password,
+        fields.app_id,
+        fields.app_version,
+        str(fields.cid),
+        fields.sec,
+    )
     device_id = _known_device(session, box, owner, fields.environment, fields.username)
     if device_id:
         creds = replace(creds, device_id=device_id)
@@ -209,8 +233,14 @@ def connect_with_oauth(code: str, wanted: str) -> tuple[Account, bool]:
     other = "demo" if wanted == "live" else "live"
     with broker_errors("Tradovate refused the sign-in", refused_as=BadRequest):
         # One host after the other, never both at once: the code is single-use (§2.5).
-        token, first = oauth_exchange(urls[wanted], urls[other], code, cfg.tradovate_oauth_client_id,
-                                      cfg.tradovate_oauth_client_secret, redirect_uri(cfg))  # fmt: skip
+        token, first = oauth_exchange(
+            urls[wanted],
+            urls[other],
+            code,
+            cfg.tradovate_oauth_client_id,
+            cfg.tradovate_oauth_client_secret,
+            redirect_uri(cfg),
+        )
         # oauth_exchange calls its first host "live", whichever it was.
         environment = wanted if first == "live" else other
         client = TradovateClient(base_url(cfg, environment), token.access_token)
@@ -231,8 +261,9 @@ def rediscover(account: Account) -> None:
     """Subaccounts and their risk status again, the token renewed (or a new login) when needed."""
     session = db()
     keeper = TokenKeeper(settings(), redis_client(), sessions=resources().sessions)
-    with broker_errors("Tradovate refused the account's token", refused_as=AccountNeedsAction,
-                       attempt="request"):  # fmt: skip
+    with broker_errors(
+        "Tradovate refused the account's token", refused_as=AccountNeedsAction, attempt="request"
+    ):
         try:
             sync_subaccounts(session, account, keeper.client_for(session, account))
         except TokenExpired:
@@ -255,9 +286,11 @@ def redirect_uri(cfg: Settings) -> str:
 def _state_ok(started: object, given: str) -> bool:
     if not isinstance(started, dict) or not given:
         return False
-    return (tokens_equal(str(started.get("state", "")), given)
-            and started.get("user_id") == user_id()
-            and time.time() - float(started.get("at", 0)) < OAUTH_MAX_AGE_S)  # fmt: skip
+    return (
+        tokens_equal(str(started.get("state", "")), given)
+        and started.get("user_id") == user_id()
+        and time.time() - float(started.get("at", 0)) < OAUTH_MAX_AGE_S
+    )
 
 
 @bp.get("/start")
@@ -272,10 +305,20 @@ def start() -> ResponseReturnValue:
         raise ValidationFailed('environment must be "live" or "demo".')
     state = secrets.token_urlsafe(24)
     # The state ties the callback to this browser and user: a code sent by anyone else is refused.
-    cookie_session[OAUTH_KEY] = {"state": state, "environment": environment, "user_id": user_id(),
-                                 "at": int(time.time())}  # fmt: skip
-    query = urlencode({"response_type": "code", "client_id": cfg.tradovate_oauth_client_id,
-                       "redirect_uri": redirect_uri(cfg), "state": state})  # fmt: skip
+    cookie_session[OAUTH_KEY] = {
+        "state": state,
+        "environment": environment,
+        "user_id": user_id(),
+        "at": int(time.time()),
+    }
+    query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": cfg.tradovate_oauth_client_id,
+            "redirect_uri": redirect_uri(cfg),
+            "state": state,
+        }
+    )
     joiner = "&" if "?" in cfg.tradovate_oauth_url else "?"
     return redirect(f"{cfg.tradovate_oauth_url}{joiner}{query}")
 

@@ -128,14 +128,20 @@ def _maybe_sent(exc: requests.RequestException) -> bool:
 def _access_token(body: JSON) -> AccessToken:
     expires = datetime.fromisoformat(body["expirationTime"])
     expires = expires if expires.tzinfo else expires.replace(tzinfo=UTC)  # Tradovate means UTC
-    return AccessToken(body["accessToken"], body.get("mdAccessToken"), expires,
-                       body.get("userId"), body.get("name"))  # fmt: skip
+    return AccessToken(
+        body["accessToken"],
+        body.get("mdAccessToken"),
+        expires,
+        body.get("userId"),
+        body.get("name"),
+    )
 
 
 def _penalty(body: Any) -> None:
     if isinstance(body, dict) and "p-ticket" in body:
-        raise PenaltyTicket(str(body["p-ticket"]), float(body.get("p-time") or 0),
-                            bool(body.get("p-captcha")))  # fmt: skip
+        raise PenaltyTicket(
+            str(body["p-ticket"]), float(body.get("p-time") or 0), bool(body.get("p-captcha"))
+        )
 
 
 def _order_result(body: Any) -> JSON:
@@ -143,29 +149,42 @@ def _order_result(body: Any) -> JSON:
     if not isinstance(body, dict):
         raise TradovateError(f"unexpected answer {body!r}")
     if body.get("failureReason") not in (None, "Success") or body.get("failureText"):
-        raise Rejected(str(body.get("failureReason") or "UnknownReason"),
-                       str(body.get("failureText") or ""))  # fmt: skip
+        raise Rejected(
+            str(body.get("failureReason") or "UnknownReason"), str(body.get("failureText") or "")
+        )
     if body.get("violations"):
-        text = "; ".join(str(v.get("description") or v.get("constraint") or v)
-                         for v in body["violations"])  # fmt: skip
+        text = "; ".join(
+            str(v.get("description") or v.get("constraint") or v) for v in body["violations"]
+        )
         raise Rejected("Violation", text)
     if body.get("errorText"):
         raise Rejected("Error", str(body["errorText"]))
     return body
 
 
-def _version(order_type: str, price: Decimal | None, stop_price: Decimal | None,
-             time_in_force: str | None) -> JSON:  # fmt: skip
-    fields = {"orderType": order_type, "price": price, "stopPrice": stop_price,
-              "timeInForce": time_in_force}  # fmt: skip
+def _version(
+    order_type: str, price: Decimal | None, stop_price: Decimal | None, time_in_force: str | None
+) -> JSON:
+    fields = {
+        "orderType": order_type,
+        "price": price,
+        "stopPrice": stop_price,
+        "timeInForce": time_in_force,
+    }
     return {k: v for k, v in fields.items() if v is not None}
 
 
 class TradovateClient:
     """One Tradovate environment (a REST base ending in `/v1`) and, once known, one bearer token."""
 
-    def __init__(self, base_url: str, token: str | None = None, *,
-                 http: requests.Session | None = None, timeout_s: float = 10.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        *,
+        http: requests.Session | None = None,
+        timeout_s: float = 10.0,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.timeout_s = timeout_s
@@ -176,9 +195,16 @@ class TradovateClient:
 
     # -- transport -------------------------------------------------------------------------------
 
-    def _send(self, method: str, path: str, *, body: JSON | None = None,
-              params: JSON | None = None, form: JSON | None = None,
-              bearer: bool = True) -> requests.Response:  # fmt: skip
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: JSON | None = None,
+        params: JSON | None = None,
+        form: JSON | None = None,
+        bearer: bool = True,
+    ) -> requests.Response:
         headers = {"Accept": "application/json"}
         if bearer and self.token:
             headers["Authorization"] = f"Bearer {self.token}"
@@ -187,8 +213,14 @@ class TradovateClient:
             headers["Content-Type"] = "application/json"
             data = encode_json(body)
         try:
-            response = self._http.request(method, f"{self.base_url}{path}", params=params,
-                                          data=data, headers=headers, timeout=self.timeout_s)  # fmt: skip
+            response = self._http.request(
+                method,
+                f"{self.base_url}{path}",
+                params=params,
+                data=data,
+                headers=headers,
+                timeout=self.timeout_s,
+            )
         except requests.RequestException as exc:
             kv = {"path": path, "error": type(exc).__name__}
             log.warning("tradovate request failed", extra={"kv": kv})
@@ -228,12 +260,27 @@ class TradovateClient:
 
     # -- auth (§2) -------------------------------------------------------------------------------
 
-    def access_token_request(self, name: str, password: str, app_id: str, app_version: str,
-                             cid: int, sec: str, device_id: str | None = None, *,
-                             p_ticket: str | None = None) -> AccessToken:  # fmt: skip
+    def access_token_request(
+        self,
+        name: str,
+        password: str,
+        app_id: str,
+        app_version: str,
+        cid: int,
+        sec: str,
+        device_id: str | None = None,
+        *,
+        p_ticket: str | None = None,
+    ) -> AccessToken:
         """Log in with credentials and an API key; the client keeps the new token."""
-        body: JSON = {"name": name, "password": password, "appId": app_id,
-                      "appVersion": app_version, "cid": cid, "sec": sec}  # fmt: skip
+        body: JSON = {
+            "name": name,
+            "password": password,
+            "appId": app_id,
+            "appVersion": app_version,
+            "cid": cid,
+            "sec": sec,
+        }
         if device_id:
             body["deviceId"] = device_id
         if p_ticket:
@@ -255,12 +302,18 @@ class TradovateClient:
     def me(self) -> JSON:
         return self._read("/auth/me")
 
-    def oauth_token(self, code: str, client_id: str, client_secret: str,
-                    redirect_uri: str) -> AccessToken:  # fmt: skip
+    def oauth_token(
+        self, code: str, client_id: str, client_secret: str, redirect_uri: str
+    ) -> AccessToken:
         """Exchange a single-use OAuth code, form-encoded as the tutorial does (§2.5), at
         `base_url/auth/oauthtoken` (give a base without `/v1` for the tutorial's URL)."""
-        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
-                "client_id": client_id, "client_secret": client_secret}  # fmt: skip
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect_uri,
+            "client_id": client_id,
+            "client_secret": client_secret,
+        }
         response = self._send("POST", "/auth/oauthtoken", form=form, bearer=False)
         try:
             body = decode_json(response.text)
@@ -303,71 +356,163 @@ class TradovateClient:
 
     # -- orders (§5.3–5.7) -----------------------------------------------------------------------
 
-    def place_order(self, account_id: int, account_spec: str, action: str, symbol: str, qty: int,
-                    order_type: str = "Market", price: Decimal | None = None,
-                    stop_price: Decimal | None = None, cl_ord_id: str | None = None,
-                    time_in_force: str | None = None, p_ticket: str | None = None) -> int:  # fmt: skip
+    def place_order(
+        self,
+        account_id: int,
+        account_spec: str,
+        action: str,
+        symbol: str,
+        qty: int,
+        order_type: str = "Market",
+        price: Decimal | None = None,
+        stop_price: Decimal | None = None,
+        cl_ord_id: str | None = None,
+        time_in_force: str | None = None,
+        p_ticket: str | None = None,
+    ) -> int:
         """Send one order; the id means accepted, not filled (§5.3)."""
-        body = self._entry(account_id, account_spec, action, symbol, qty, order_type, price,
-                           stop_price, cl_ord_id, time_in_force)  # fmt: skip
+        body = self._entry(
+            account_id,
+            account_spec,
+            action,
+            symbol,
+            qty,
+            order_type,
+            price,
+            stop_price,
+            cl_ord_id,
+            time_in_force,
+        )
         return int(self._command("/order/placeorder", body, p_ticket)["orderId"])
 
-    def place_oso(self, account_id: int, account_spec: str, action: str, symbol: str, qty: int,
-                  bracket1: JSON, bracket2: JSON | None = None, order_type: str = "Market",
-                  price: Decimal | None = None, stop_price: Decimal | None = None,
-                  cl_ord_id: str | None = None, time_in_force: str | None = None,
-                  p_ticket: str | None = None) -> OsoResult:  # fmt: skip
+    def place_oso(
+        self,
+        account_id: int,
+        account_spec: str,
+        action: str,
+        symbol: str,
+        qty: int,
+        bracket1: JSON,
+        bracket2: JSON | None = None,
+        order_type: str = "Market",
+        price: Decimal | None = None,
+        stop_price: Decimal | None = None,
+        cl_ord_id: str | None = None,
+        time_in_force: str | None = None,
+        p_ticket: str | None = None,
+    ) -> OsoResult:
         """An entry plus brackets (Tradovate field names: action, orderType, price, stopPrice,
         timeInForce, clOrdId); they work once the entry fills, as an OCO when two (§5.4)."""
-        body = self._entry(account_id, account_spec, action, symbol, qty, order_type, price,
-                           stop_price, cl_ord_id, time_in_force)  # fmt: skip
+        body = self._entry(
+            account_id,
+            account_spec,
+            action,
+            symbol,
+            qty,
+            order_type,
+            price,
+            stop_price,
+            cl_ord_id,
+            time_in_force,
+        )
         body["bracket1"] = bracket1
         if bracket2 is not None:
             body["bracket2"] = bracket2
         result = self._command("/order/placeoso", body, p_ticket)
         return OsoResult(int(result["orderId"]), result.get("oso1Id"), result.get("oso2Id"))
 
-    def place_oco(self, account_id: int, account_spec: str, action: str, symbol: str, qty: int,
-                  other: JSON, order_type: str = "Limit", price: Decimal | None = None,
-                  stop_price: Decimal | None = None, cl_ord_id: str | None = None,
-                  time_in_force: str | None = None,
-                  p_ticket: str | None = None) -> tuple[int, int]:  # fmt: skip
+    def place_oco(
+        self,
+        account_id: int,
+        account_spec: str,
+        action: str,
+        symbol: str,
+        qty: int,
+        other: JSON,
+        order_type: str = "Limit",
+        price: Decimal | None = None,
+        stop_price: Decimal | None = None,
+        cl_ord_id: str | None = None,
+        time_in_force: str | None = None,
+        p_ticket: str | None = None,
+    ) -> tuple[int, int]:
         """Two orders where a fill of one cancels the other (§5.5): (orderId, ocoId)."""
-        body = self._entry(account_id, account_spec, action, symbol, qty, order_type, price,
-                           stop_price, cl_ord_id, time_in_force)  # fmt: skip
+        body = self._entry(
+            account_id,
+            account_spec,
+            action,
+            symbol,
+            qty,
+            order_type,
+            price,
+            stop_price,
+            cl_ord_id,
+            time_in_force,
+        )
         body["other"] = other
         result = self._command("/order/placeoco", body, p_ticket)
         return int(result["orderId"]), int(result["ocoId"])
 
     @staticmethod
-    def _entry(account_id: int, account_spec: str, action: str, symbol: str, qty: int,
-               order_type: str, price: Decimal | None, stop_price: Decimal | None,
-               cl_ord_id: str | None, time_in_force: str | None) -> JSON:  # fmt: skip
+    def _entry(
+        account_id: int,
+        account_spec: str,
+        action: str,
+        symbol: str,
+        qty: int,
+        order_type: str,
+        price: Decimal | None,
+        stop_price: Decimal | None,
+        cl_ord_id: str | None,
+        time_in_force: str | None,
+    ) -> JSON:
         # Both account fields (§8.7) and isAutomated, an exchange rule for bots (§8.8).
-        body: JSON = {"accountSpec": account_spec, "accountId": account_id, "action": action,
-                      "symbol": symbol, "orderQty": qty, "isAutomated": True}  # fmt: skip
+        body: JSON = {
+            "accountSpec": account_spec,
+            "accountId": account_id,
+            "action": action,
+            "symbol": symbol,
+            "orderQty": qty,
+            "isAutomated": True,
+        }
         body.update(_version(order_type, price, stop_price, time_in_force))
         if cl_ord_id:
             body["clOrdId"] = cl_ord_id
         return body
 
-    def modify_order(self, order_id: int, qty: int, order_type: str, price: Decimal | None = None,
-                     stop_price: Decimal | None = None, time_in_force: str | None = None,
-                     p_ticket: str | None = None) -> int:  # fmt: skip
+    def modify_order(
+        self,
+        order_id: int,
+        qty: int,
+        order_type: str,
+        price: Decimal | None = None,
+        stop_price: Decimal | None = None,
+        time_in_force: str | None = None,
+        p_ticket: str | None = None,
+    ) -> int:
         """The order's full intended state (§5.6); keep its time in force. Returns commandId."""
-        body = {"orderId": order_id, "orderQty": qty, "isAutomated": True,
-                **_version(order_type, price, stop_price, time_in_force)}  # fmt: skip
+        body = {
+            "orderId": order_id,
+            "orderQty": qty,
+            "isAutomated": True,
+            **_version(order_type, price, stop_price, time_in_force),
+        }
         return int(self._command("/order/modifyorder", body, p_ticket)["commandId"])
 
     def cancel_order(self, order_id: int, p_ticket: str | None = None) -> int:
         body = {"orderId": order_id, "isAutomated": True}
         return int(self._command("/order/cancelorder", body, p_ticket)["commandId"])
 
-    def liquidate_position(self, account_id: int, contract_id: int,
-                           p_ticket: str | None = None) -> int:  # fmt: skip
+    def liquidate_position(
+        self, account_id: int, contract_id: int, p_ticket: str | None = None
+    ) -> int:
         """Cancel the contract's working orders and close the position (§5.7): the closing order."""
-        body = {"accountId": account_id, "contractId": contract_id, "admin": False,
-                "isAutomated": True}  # fmt: skip
+        body = {
+            "accountId": account_id,
+            "contractId": contract_id,
+            "admin": False,
+            "isAutomated": True,
+        }
         return int(self._command("/order/liquidateposition", body, p_ticket)["orderId"])
 
     # -- order state -----------------------------------------------------------------------------
@@ -395,17 +540,28 @@ class TradovateClient:
     def find_order_by_cl_ord_id(self, account_id: int, cl_ord_id: str) -> JSON | None:
         """The account's order sent with `cl_ord_id`, or None: what to ask after a send whose
         outcome is unknown, before sending again (§8.6). clOrdId is stored on the Command."""
-        order_ids = [c["orderId"] for c in self.command_list()
-                     if c.get("clOrdId") == cl_ord_id and c.get("commandType", "New") == "New"]  # fmt: skip
+        order_ids = [
+            c["orderId"]
+            for c in self.command_list()
+            if c.get("clOrdId") == cl_ord_id and c.get("commandType", "New") == "New"
+        ]
         if not order_ids:
             return None
         orders = {o["id"]: o for o in self.order_deps(account_id)}
         return next((orders[i] for i in order_ids if i in orders), None)
 
 
-def oauth_exchange(live_url: str, demo_url: str, code: str, client_id: str, client_secret: str,
-                   redirect_uri: str, *, http: requests.Session | None = None,
-                   timeout_s: float = 10.0) -> tuple[AccessToken, str]:  # fmt: skip
+def oauth_exchange(
+    live_url: str,
+    demo_url: str,
+    code: str,
+    client_id: str,
+    client_secret: str,
+    redirect_uri: str,
+    *,
+    http: requests.Session | None = None,
+    timeout_s: float = 10.0,
+) -> tuple[AccessToken, str]:
     """Exchange an OAuth code on the live host, then on demo when live answers 429 or fails.
 
     Returns the token and the environment that accepted it ("live" or "demo"). Sequential, never

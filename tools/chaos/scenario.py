@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import requests
 
 from libs.common.config import PROJECT_ROOT
-from services.chaos.cluster import APP_ID, BROKER_PASSWORD, BROKER_USER, CID, SEC, Cluster
-from services.chaos.flow import Target
+from tools.chaos.cluster import APP_ID, BROKER_PASSWORD, BROKER_USER, CID, SEC, Cluster
+from tools.chaos.flow import Target
 
 EMAIL, PASSWORD = "chaos@example.com", "chaos-user-password"
 # name, root, recorder fields, traded on the broker simulator
@@ -47,16 +47,23 @@ class Scenario:
 
 
 def _cli(cluster: Cluster, *args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "services.cli", *args], cwd=PROJECT_ROOT,
-                          env=cluster.env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.cli", *args],
+        cwd=PROJECT_ROOT,
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if done.returncode != 0:
         raise SetupError(f"justtrades {' '.join(args[:2])} failed: {done.stderr.strip()}")
     return done.stdout.strip().splitlines()[-1]
 
 
 def _post(cluster: Cluster, key: str, path: str, body: dict) -> dict:
-    response = requests.post(cluster.url("ui") + path, json=body, timeout=30,
-                             headers={"Authorization": f"Bearer {key}"})  # fmt: skip
+    response = requests.post(
+        cluster.url("ui") + path, json=body, timeout=30, headers={"Authorization": f"Bearer {key}"}
+    )
     if response.status_code not in (200, 201):
         raise SetupError(f"POST {path} answered {response.status_code}: {response.text[:300]}")
     return response.json()
@@ -65,9 +72,20 @@ def _post(cluster: Cluster, key: str, path: str, body: dict) -> dict:
 def set_up(cluster: Cluster) -> Scenario:
     _cli(cluster, "user", "create", EMAIL, "--password", PASSWORD)
     key = _cli(cluster, "apikey", "create", EMAIL)
-    account = _post(cluster, key, "/api/accounts", {
-        "broker": "tradovate", "environment": "demo", "username": BROKER_USER,
-        "password": BROKER_PASSWORD, "app_id": APP_ID, "cid": CID, "sec": SEC})  # fmt: skip
+    account = _post(
+        cluster,
+        key,
+        "/api/accounts",
+        {
+            "broker": "tradovate",
+            "environment": "demo",
+            "username": BROKER_USER,
+            "password": BROKER_PASSWORD,
+            "app_id": APP_ID,
+            "cid": CID,
+            "sec": SEC,
+        },
+    )
     subaccount = account["subaccounts"][0]
     targets, traded = [], []
     for name, root, fields, is_traded in RECORDERS:

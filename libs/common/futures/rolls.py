@@ -8,14 +8,14 @@ from datetime import date, timedelta
 from enum import Enum
 from typing import Literal
 
-from libs.common.exchange_calendar import (
+from libs.common.futures.exchange_calendar import (
     add_business_days,
     business_day_on_or_before,
     is_business_day,
     last_business_day_of_month,
     nth_weekday,
 )
-from libs.common.instruments import CONTRACTS, MONTH_CODES, TickerError, parse_ticker
+from libs.common.futures.instruments import CONTRACTS, MONTH_CODES, TickerError, parse_ticker
 
 ALL_MONTHS = MONTH_CODES
 QUARTERLY = "HMUZ"

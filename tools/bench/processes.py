@@ -15,20 +15,41 @@ from decimal import Decimal
 
 import redis
 
-from libs.common import db, streams
+from libs.common import streams
 from libs.common.config import Settings
+from libs.common.storage import db
 from libs.common.streams import TickMessage
 from services.position_engine.engine import PositionEngine
 
 START_TIMEOUT_S = 30.0
-BACKGROUND_SYMBOLS = ("ES", "MES", "NQ", "YM", "MYM", "RTY", "M2K", "CL", "MCL", "NG", "GC", "MGC", "SI",
-                      "HG", "ZB", "ZN", "6E", "6J")  # fmt: skip
+BACKGROUND_SYMBOLS = (
+    "ES",
+    "MES",
+    "NQ",
+    "YM",
+    "MYM",
+    "RTY",
+    "M2K",
+    "CL",
+    "MCL",
+    "NG",
+    "GC",
+    "MGC",
+    "SI",
+    "HG",
+    "ZB",
+    "ZN",
+    "6E",
+    "6J",
+)
 
 
 def _run(settings: Settings, ready, stop) -> None:  # noqa: ANN001 (multiprocessing events)
     logging.getLogger("position_engine").setLevel(logging.WARNING)  # one line per signal otherwise
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    sessions = db.make_sessionmaker(db.make_engine(settings.database_url, pre_ping=False))  # as the service's
+    sessions = db.make_sessionmaker(
+        db.make_engine(settings.database_url, pre_ping=False)
+    )  # as the service's
     engine = PositionEngine(settings, sessions, client, consumer=f"bench-{os.getpid()}")
     engine.prepare()
     ready.set()
@@ -76,7 +97,9 @@ def background_ticks(settings: Settings, per_s: int) -> Iterator[Callable[[], fl
     """Ticks of other symbols at `per_s` until the block ends; yields how to read the rate reached."""
     context = multiprocessing.get_context("spawn")
     started, stop, rate = context.Event(), context.Event(), context.Value("d", 0.0)
-    process = context.Process(target=_write_ticks, args=(settings, per_s, started, stop, rate), daemon=True)
+    process = context.Process(
+        target=_write_ticks, args=(settings, per_s, started, stop, rate), daemon=True
+    )
     process.start()
     try:
         if not started.wait(START_TIMEOUT_S):

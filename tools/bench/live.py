@@ -16,11 +16,11 @@ import requests
 import socketio
 
 from libs.common import streams
-from libs.common.embedded import free_port
+from libs.common.storage.embedded import free_port
 from services.ui import live
 
 if TYPE_CHECKING:
-    from services.bench.core import Bench
+    from tools.bench.core import Bench
 
 LOSS_WAIT_S = 5.0  # how long after the last event an event still counts as late rather than lost
 
@@ -32,11 +32,23 @@ class LiveBench:
 
     def _ui(self, port: int) -> subprocess.Popen:
         s = self.settings
-        env = dict(os.environ, DATABASE_URL=s.database_url, REDIS_URL=s.redis_url, UI_PORT=str(port),
-                   JT_STREAM_PREFIX=s.stream_prefix, LOG_LEVEL="WARNING", JT_VAR_DIR=str(s.var_dir),
-                   SECRET_KEY=s.secret_key, ENCRYPTION_KEY=s.encryption_key)  # fmt: skip
-        return subprocess.Popen([sys.executable, "-m", "services.ui"], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        env = dict(
+            os.environ,
+            DATABASE_URL=s.database_url,
+            REDIS_URL=s.redis_url,
+            UI_PORT=str(port),
+            JT_STREAM_PREFIX=s.stream_prefix,
+            LOG_LEVEL="WARNING",
+            JT_VAR_DIR=str(s.var_dir),
+            SECRET_KEY=s.secret_key,
+            ENCRYPTION_KEY=s.encryption_key,
+        )
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.ui"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def _browser(self, base: str, email: str, password: str, on_event) -> socketio.Client:
         http = requests.Session()
@@ -85,8 +97,12 @@ class LiveBench:
             for seq in range(total):
                 time.sleep(max(0.0, started + seq / per_s - time.monotonic()))
                 sent[seq] = time.time()
-                streams.publish_event(bench.redis, stream, "bench.ping",
-                                      {"user_id": user_id, "seq": seq, "sent_at": sent[seq]})  # fmt: skip
+                streams.publish_event(
+                    bench.redis,
+                    stream,
+                    "bench.ping",
+                    {"user_id": user_id, "seq": seq, "sent_at": sent[seq]},
+                )
             rate = total / (time.monotonic() - started)
             done.wait(LOSS_WAIT_S)
         finally:
@@ -101,7 +117,11 @@ class LiveBench:
         if not lat:
             raise RuntimeError("no event reached the Socket.IO client")
         p99 = bench.pct(lat, 99)
-        bench.add(f"Event on jt:events -> Socket.IO client, p50 / p99, {per_s} events/s",
-                  f"{bench.pct(lat, 50):.2f} / {p99:.2f} ms", "p99 <= 100 ms", p99 <= 100,
-                  f"{len(lat)} of {total} arrived at {rate:,.0f}/s; UI process (gunicorn, relay, Redis "
-                  "queue) and client on the same cores")  # fmt: skip
+        bench.add(
+            f"Event on jt:events -> Socket.IO client, p50 / p99, {per_s} events/s",
+            f"{bench.pct(lat, 50):.2f} / {p99:.2f} ms",
+            "p99 <= 100 ms",
+            p99 <= 100,
+            f"{len(lat)} of {total} arrived at {rate:,.0f}/s; UI process (gunicorn, relay, Redis "
+            "queue) and client on the same cores",
+        )

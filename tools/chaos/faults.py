@@ -7,7 +7,7 @@ import random
 import time
 from collections.abc import Callable
 
-from services.chaos.cluster import Cluster
+from tools.chaos.cluster import Cluster
 
 IN_FLIGHT_WAIT_S = 15.0  # how long to wait for an order to be in flight before killing anyway
 ANSWER_DELAY_S = 2.0  # the broker holds its answer this long, so the kill lands before it

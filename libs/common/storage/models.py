@@ -74,7 +74,9 @@ class Recorder(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     allow_delayed_exits: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
 
 
 class Signal(Base):
@@ -103,8 +105,11 @@ class Position(Base):
     __tablename__ = "positions"
     __table_args__ = (
         Index(
-            "uq_positions_open_per_symbol", "recorder_id", "symbol",
-            unique=True, postgresql_where=text("status = 'open'"),
+            "uq_positions_open_per_symbol",
+            "recorder_id",
+            "symbol",
+            unique=True,
+            postgresql_where=text("status = 'open'"),
         ),
         Index("ix_positions_symbol_open", "symbol", postgresql_where=text("status = 'open'")),
         Index("ix_positions_recorder_closed", "recorder_id", "closed_at"),
@@ -130,7 +135,9 @@ class Position(Base):
     worst_unrealized_pnl: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
     best_unrealized_pnl: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
     opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    opened_ms: Mapped[int] = mapped_column(BigInteger)  # epoch ms; ticks older than this are ignored
+    opened_ms: Mapped[int] = mapped_column(
+        BigInteger
+    )  # epoch ms; ticks older than this are ignored
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     fills: Mapped[list[Fill]] = relationship(back_populates="position", order_by="Fill.id")
@@ -142,7 +149,9 @@ class Fill(Base):
     __tablename__ = "fills"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    position_id: Mapped[int] = mapped_column(ForeignKey("positions.id", ondelete="CASCADE"), index=True)
+    position_id: Mapped[int] = mapped_column(
+        ForeignKey("positions.id", ondelete="CASCADE"), index=True
+    )
     signal_id: Mapped[uuid.UUID | None] = mapped_column()
     kind: Mapped[str] = mapped_column(String(5))  # entry | exit
     side: Mapped[str] = mapped_column(String(4))  # buy | sell
@@ -178,9 +187,13 @@ class TradingViewSession(Base):
 
     __tablename__ = "tradingview_sessions"
 
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
     cookies_encrypted: Mapped[str] = mapped_column(Text)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
 
 
 # --- execution: accounts, traders, order intents, copy groups (DESIGN §4) ---------------------
@@ -205,11 +218,16 @@ class Account(Base):
     status: Mapped[str] = mapped_column(String(16), default="connected")  # connected | error
     status_message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
 
     # The database deletes an account's subaccounts (and their traders) with it (ON DELETE CASCADE).
     subaccounts: Mapped[list[Subaccount]] = relationship(
-        back_populates="account", order_by="Subaccount.id", cascade="all, delete-orphan", passive_deletes=True
+        back_populates="account",
+        order_by="Subaccount.id",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
     )
 
 
@@ -217,14 +235,18 @@ class Subaccount(Base):
     """One trading account at the broker: Tradovate's `accountSpec` (name) and `accountId`."""
 
     __tablename__ = "subaccounts"
-    __table_args__ = (Index("uq_subaccounts_broker_id", "account_id", "broker_account_id", unique=True),)
+    __table_args__ = (
+        Index("uq_subaccounts_broker_id", "account_id", "broker_account_id", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(64))
     broker_account_id: Mapped[int] = mapped_column(BigInteger)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    risk_status: Mapped[str] = mapped_column(String(16), default="normal")  # normal | liquidate_only | locked
+    risk_status: Mapped[str] = mapped_column(
+        String(16), default="normal"
+    )  # normal | liquidate_only | locked
     refreshed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     account: Mapped[Account] = relationship(back_populates="subaccounts")
@@ -234,11 +256,15 @@ class Trader(Base):
     """A recorder's signals placed on one subaccount, scaled and guarded."""
 
     __tablename__ = "traders"
-    __table_args__ = (Index("uq_traders_recorder_subaccount", "recorder_id", "subaccount_id", unique=True),)
+    __table_args__ = (
+        Index("uq_traders_recorder_subaccount", "recorder_id", "subaccount_id", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    recorder_id: Mapped[int] = mapped_column(ForeignKey("recorders.id", ondelete="CASCADE"), index=True)
+    recorder_id: Mapped[int] = mapped_column(
+        ForeignKey("recorders.id", ondelete="CASCADE"), index=True
+    )
     subaccount_id: Mapped[int] = mapped_column(ForeignKey("subaccounts.id", ondelete="CASCADE"))
     multiplier: Mapped[Decimal] = mapped_column(Numeric(12, 4), default=Decimal(1))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -250,7 +276,9 @@ class Trader(Base):
     disabled_reason: Mapped[str | None] = mapped_column(Text)
     disabled_until: Mapped[date | None] = mapped_column(Date)  # a trade date; on again from then
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
 
 
 class OrderIntent(Base):
@@ -264,7 +292,9 @@ class OrderIntent(Base):
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    sequence: Mapped[int] = mapped_column(BigInteger, Identity(), unique=True)  # send order per subaccount
+    sequence: Mapped[int] = mapped_column(
+        BigInteger, Identity(), unique=True
+    )  # send order per subaccount
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     subaccount_id: Mapped[int] = mapped_column(ForeignKey("subaccounts.id", ondelete="CASCADE"))
     trader_id: Mapped[int | None] = mapped_column(ForeignKey("traders.id", ondelete="SET NULL"))
@@ -299,7 +329,9 @@ class PaperPosition(Base):
 
     __tablename__ = "paper_positions"
 
-    subaccount_id: Mapped[int] = mapped_column(ForeignKey("subaccounts.id", ondelete="CASCADE"), primary_key=True)
+    subaccount_id: Mapped[int] = mapped_column(
+        ForeignKey("subaccounts.id", ondelete="CASCADE"), primary_key=True
+    )
     contract: Mapped[str] = mapped_column(String(32), primary_key=True)
     symbol: Mapped[str] = mapped_column(String(32), index=True)  # root, to match ticks
     net_qty: Mapped[Decimal] = mapped_column(Numeric(18, 6), default=Decimal(0))
@@ -308,7 +340,9 @@ class PaperPosition(Base):
     tp_price: Mapped[Decimal | None] = mapped_column(PRICE)
     sl_price: Mapped[Decimal | None] = mapped_column(PRICE)
     realized_pnl: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
 
 
 class CopyGroup(Base):
@@ -317,14 +351,20 @@ class CopyGroup(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(100))
-    leader_subaccount_id: Mapped[int] = mapped_column(ForeignKey("subaccounts.id", ondelete="CASCADE"), unique=True)
+    leader_subaccount_id: Mapped[int] = mapped_column(
+        ForeignKey("subaccounts.id", ondelete="CASCADE"), unique=True
+    )
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
 class CopyFollower(Base):
     __tablename__ = "copy_followers"
 
-    group_id: Mapped[int] = mapped_column(ForeignKey("copy_groups.id", ondelete="CASCADE"), primary_key=True)
-    subaccount_id: Mapped[int] = mapped_column(ForeignKey("subaccounts.id", ondelete="CASCADE"), primary_key=True)
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("copy_groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    subaccount_id: Mapped[int] = mapped_column(
+        ForeignKey("subaccounts.id", ondelete="CASCADE"), primary_key=True
+    )
     multiplier: Mapped[Decimal] = mapped_column(Numeric(12, 4), default=Decimal(1))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -19,21 +19,26 @@ from pathlib import Path
 import requests
 from cryptography.fernet import Fernet
 
-from libs.common import db
 from libs.common.config import PROJECT_ROOT
-from libs.common.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
-from libs.common.exchange_calendar import trade_date
-from libs.common.rolls import front_contract
-from services.supervisor import SERVICES  # the same children `justtrades run` starts
+from libs.common.futures.exchange_calendar import trade_date
+from libs.common.futures.rolls import front_contract
+from libs.common.storage import db
+from libs.common.storage.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from simulators.tradovate.account_socket import AccountSocketServer
 from simulators.tradovate.broker import BrokerSimulator
 from simulators.tradovate.contracts import ContractCatalogue
+from tools.supervisor import SERVICES  # the same children `justtrades run` starts
 
 log = logging.getLogger("chaos")
 
 HEALTH_PATHS = {"gateway": "/healthz", "engine": "/healthz", "ui": "/healthz"}
-PORT_VARS = {"gateway": "GATEWAY_PORT", "engine": "ENGINE_PORT", "ui": "UI_PORT",
-             "price-feed": "PRICE_FEED_PORT", "executor": "EXECUTOR_METRICS_PORT"}  # fmt: skip
+PORT_VARS = {
+    "gateway": "GATEWAY_PORT",
+    "engine": "ENGINE_PORT",
+    "ui": "UI_PORT",
+    "price-feed": "PRICE_FEED_PORT",
+    "executor": "EXECUTOR_METRICS_PORT",
+}
 BROKER_USER, BROKER_PASSWORD = "chaos", "chaos-broker-password"
 APP_ID, CID, SEC = "JustTrades", 1234, "sim-api-secret"
 START_TIMEOUT_S = 60.0
@@ -72,26 +77,43 @@ class Cluster:
         postgres.start()
         redis_server.start()
         db.upgrade(postgres.url)
-        broker = BrokerSimulator(ContractCatalogue.standard(datetime.now(UTC).date()),
-                                 users={BROKER_USER: BROKER_PASSWORD}, environment="demo",
-                                 app_id=APP_ID, cid=CID, sec=SEC).start()  # fmt: skip
+        broker = BrokerSimulator(
+            ContractCatalogue.standard(datetime.now(UTC).date()),
+            users={BROKER_USER: BROKER_PASSWORD},
+            environment="demo",
+            app_id=APP_ID,
+            cid=CID,
+            sec=SEC,
+        ).start()
         account_socket = AccountSocketServer(broker).start()  # fills and positions, live
         ports = {name: free_port() for name in SERVICES}
         env = dict(os.environ)
         env.update(
-            DATABASE_URL=postgres.url, REDIS_URL=redis_server.url,
-            SECRET_KEY=secrets.token_urlsafe(48), ENCRYPTION_KEY=Fernet.generate_key().decode(),
-            JT_VAR_DIR=str(root / "var"), PYTHONUNBUFFERED="1", LOG_LEVEL="INFO",
-            PUBLIC_URL=f"http://127.0.0.1:{ports['gateway']}", WEBHOOK_IP_ALLOWLIST="",
-            WEBHOOK_RATE_LIMIT="100000", PRICE_SOURCE="sim", SIM_INTERVAL_S="0.2",
-            TRADOVATE_DEMO_URL=broker.url, TRADOVATE_LIVE_URL=broker.url,
-            TRADOVATE_DEMO_WS_URL=account_socket.url, TRADOVATE_LIVE_WS_URL=account_socket.url,
-            TRADOVATE_RATE_LIMIT_PER_MIN="6000", EXECUTOR_WORKERS="1",
-            TRADOVATE_MD_URL="ws://127.0.0.1:9", TRADOVATE_OAUTH_URL="http://127.0.0.1:9",
-            TRADINGVIEW_URL="http://127.0.0.1:9", TRADINGVIEW_SCANNER_URL="http://127.0.0.1:9",
+            DATABASE_URL=postgres.url,
+            REDIS_URL=redis_server.url,
+            SECRET_KEY=secrets.token_urlsafe(48),
+            ENCRYPTION_KEY=Fernet.generate_key().decode(),
+            JT_VAR_DIR=str(root / "var"),
+            PYTHONUNBUFFERED="1",
+            LOG_LEVEL="INFO",
+            PUBLIC_URL=f"http://127.0.0.1:{ports['gateway']}",
+            WEBHOOK_IP_ALLOWLIST="",
+            WEBHOOK_RATE_LIMIT="100000",
+            PRICE_SOURCE="sim",
+            SIM_INTERVAL_S="0.2",
+            TRADOVATE_DEMO_URL=broker.url,
+            TRADOVATE_LIVE_URL=broker.url,
+            TRADOVATE_DEMO_WS_URL=account_socket.url,
+            TRADOVATE_LIVE_WS_URL=account_socket.url,
+            TRADOVATE_RATE_LIMIT_PER_MIN="6000",
+            EXECUTOR_WORKERS="1",
+            TRADOVATE_MD_URL="ws://127.0.0.1:9",
+            TRADOVATE_OAUTH_URL="http://127.0.0.1:9",
+            TRADINGVIEW_URL="http://127.0.0.1:9",
+            TRADINGVIEW_SCANNER_URL="http://127.0.0.1:9",
             TRADINGVIEW_WS_URL="ws://127.0.0.1:9",  # loopback only: nothing leaves the machine
             **{PORT_VARS[name]: str(port) for name, port in ports.items()},
-        )  # fmt: skip
+        )
         cluster = cls(root, postgres, redis_server, broker, account_socket, env, ports)
         for name in SERVICES:
             cluster._spawn(name)
@@ -109,9 +131,12 @@ class Cluster:
         logs = self.root / "logs"
         with (logs / f"{name}.log").open("ab") as out:
             self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", SERVICES[name]], cwd=PROJECT_ROOT, env=self.env,
-                stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                [sys.executable, "-m", SERVICES[name]],
+                cwd=PROJECT_ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
 
     def wait_healthy(self, timeout: float = START_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout
@@ -121,8 +146,10 @@ class Cluster:
                 if process.poll() is not None:
                     self._spawn(name)  # e.g. started while PostgreSQL was still recovering
                 if time.monotonic() > deadline:
-                    raise ClusterError(f"{name} did not become healthy in {timeout:.0f}s; "
-                                       f"see {self.root / 'logs' / (name + '.log')}")  # fmt: skip
+                    raise ClusterError(
+                        f"{name} did not become healthy in {timeout:.0f}s; "
+                        f"see {self.root / 'logs' / (name + '.log')}"
+                    )
                 time.sleep(0.2)
 
     def _healthy(self, name: str) -> bool:

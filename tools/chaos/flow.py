@@ -14,11 +14,15 @@ import redis
 import requests
 
 from libs.common import streams
-from libs.common.instruments import contract_spec
+from libs.common.futures.instruments import contract_spec
 from simulators.tradovate.broker import BrokerSimulator
 
-START_PRICES = {"MNQ": Decimal("21000"), "MES": Decimal("6000"), "NQ": Decimal("21000"),
-                "ES": Decimal("6000")}  # fmt: skip
+START_PRICES = {
+    "MNQ": Decimal("21000"),
+    "MES": Decimal("6000"),
+    "NQ": Decimal("21000"),
+    "ES": Decimal("6000"),
+}
 TICK_EVERY_S = 0.02
 TICKS_PER_ROOT = 20  # per burst: 4 roots × 20 × 50 bursts/s ≈ 4,000 ticks/s
 HTTP_TIMEOUT_S = 10.0
@@ -86,8 +90,12 @@ class SignalFlow:
 
     def start(self) -> None:
         for n in range(self.threads):
-            worker = threading.Thread(target=self._send_loop, args=(random.Random(self.seed + n),),
-                                      name=f"chaos-webhooks-{n}", daemon=True)  # fmt: skip
+            worker = threading.Thread(
+                target=self._send_loop,
+                args=(random.Random(self.seed + n),),
+                name=f"chaos-webhooks-{n}",
+                daemon=True,
+            )
             worker.start()
             self._workers.append(worker)
 
@@ -101,9 +109,12 @@ class SignalFlow:
         with requests.Session() as http:
             while not self._stop.wait(pause * rng.uniform(0.5, 1.5)):
                 target = rng.choice(self.targets)
-                body = {"action": rng.choices(("buy", "sell", "close"), (45, 45, 10))[0],
-                        "ticker": f"{target.root}1!", "price": str(self.prices.now(target.root)),
-                        "qty": rng.randint(1, 3)}  # fmt: skip
+                body = {
+                    "action": rng.choices(("buy", "sell", "close"), (45, 45, 10))[0],
+                    "ticker": f"{target.root}1!",
+                    "price": str(self.prices.now(target.root)),
+                    "qty": rng.randint(1, 3),
+                }
                 try:
                     response = http.post(target.webhook_url, json=body, timeout=HTTP_TIMEOUT_S)
                 except requests.RequestException:
@@ -116,8 +127,14 @@ class TickFlow:
     its market orders fill near the signals' prices. Ticks written while Redis is down are lost,
     as a live feed's would be."""
 
-    def __init__(self, client: redis.Redis, stream: str, prices: Prices, broker: BrokerSimulator,
-                 contracts: dict[str, str]):  # fmt: skip
+    def __init__(
+        self,
+        client: redis.Redis,
+        stream: str,
+        prices: Prices,
+        broker: BrokerSimulator,
+        contracts: dict[str, str],
+    ):
         self.client = client
         self.stream = stream
         self.prices = prices

@@ -1,5 +1,5 @@
 """`justtrades bench`: one table of latency and throughput, each beside its reference."""
 
-from services.bench.core import run_bench
+from tools.bench.core import run_bench
 
 __all__ = ["run_bench"]

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from libs.common.config import normalize_database_url
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[3] / "migrations"
 
 
 def make_engine(database_url: str, pool_size: int = 5, *, pre_ping: bool = True) -> Engine:

@@ -13,27 +13,28 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from libs.common import db, orders, streams
-from libs.common.exchange_calendar import trade_date
-from libs.common.models import Account, OrderIntent, Trader
-from libs.common.rolls import front_contract
+from libs.common import orders, streams
+from libs.common.futures.exchange_calendar import trade_date
+from libs.common.futures.rolls import front_contract
 from libs.common.security import SecretBox
+from libs.common.storage import db
+from libs.common.storage.models import Account, OrderIntent, Trader
 from libs.common.streams import SignalMessage
-from libs.common.tradovate_accounts import (
+from libs.common.tradovate.accounts import (
     login,
     new_credentials,
     seal_credentials,
     store_token,
     sync_subaccounts,
 )
-from services.bench.processes import engine_process
-from services.bench.table import pct
 from services.executor.limiter import BrokerLimiter
 from simulators.tradovate.broker import BrokerSimulator
 from simulators.tradovate.contracts import ContractCatalogue
+from tools.bench.processes import engine_process
+from tools.bench.table import pct
 
 if TYPE_CHECKING:
-    from services.bench.core import Bench
+    from tools.bench.core import Bench
 
 USER, PASSWORD = "bench", "bench password"
 
@@ -68,8 +69,14 @@ class ExecutionBench:
         client, token = login(replace(settings, tradovate_demo_url=sim.url), "demo", creds)
         box = SecretBox(settings.encryption_key)
         with db.transaction(self.bench.sessions) as s:
-            account = Account(user_id=user_id, broker="tradovate", name="bench", environment="demo",
-                              auth_method="credentials", credentials_encrypted=seal_credentials(box, creds))
+            account = Account(
+                user_id=user_id,
+                broker="tradovate",
+                name="bench",
+                environment="demo",
+                auth_method="credentials",
+                credentials_encrypted=seal_credentials(box, creds),
+            )
             store_token(box, account, token)
             s.add(account)
             s.flush()
@@ -80,13 +87,25 @@ class ExecutionBench:
         return subaccount_id
 
     def _executor(self, sim: BrokerSimulator, per_minute: int) -> subprocess.Popen:
-        env = dict(os.environ, DATABASE_URL=self.settings.database_url, REDIS_URL=self.settings.redis_url,
-                   JT_STREAM_PREFIX=self.settings.stream_prefix, TRADOVATE_DEMO_URL=sim.url,
-                   TRADOVATE_LIVE_URL=sim.url, TRADOVATE_RATE_LIMIT_PER_MIN=str(per_minute), LOG_LEVEL="WARNING",
-                   JT_VAR_DIR=str(self.settings.var_dir), ENCRYPTION_KEY=self.settings.encryption_key,
-                   SECRET_KEY=self.settings.secret_key)
-        return subprocess.Popen([sys.executable, "-m", "services.executor"], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env = dict(
+            os.environ,
+            DATABASE_URL=self.settings.database_url,
+            REDIS_URL=self.settings.redis_url,
+            JT_STREAM_PREFIX=self.settings.stream_prefix,
+            TRADOVATE_DEMO_URL=sim.url,
+            TRADOVATE_LIVE_URL=sim.url,
+            TRADOVATE_RATE_LIMIT_PER_MIN=str(per_minute),
+            LOG_LEVEL="WARNING",
+            JT_VAR_DIR=str(self.settings.var_dir),
+            ENCRYPTION_KEY=self.settings.encryption_key,
+            SECRET_KEY=self.settings.secret_key,
+        )
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.executor"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def signal_to_order(self) -> None:
         bench = self.bench
@@ -101,8 +120,19 @@ class ExecutionBench:
                 last = bench.redis.xadd(events, {"type": "bench.mark", "data": "{}"})
                 for i in range(bench.n(200) + 5):
                     action = "buy" if i % 2 == 0 else "close"
-                    msg = SignalMessage(str(uuid.uuid4()), recorder.id, action, "MNQ1!", "MNQ", Decimal("25640"),
-                                        None, None, None, streams.now_ms(), "{}")
+                    msg = SignalMessage(
+                        str(uuid.uuid4()),
+                        recorder.id,
+                        action,
+                        "MNQ1!",
+                        "MNQ",
+                        Decimal("25640"),
+                        None,
+                        None,
+                        None,
+                        streams.now_ms(),
+                        "{}",
+                    )
                     t = time.perf_counter()
                     bench.redis.xadd(self.settings.stream(streams.SIGNALS), msg.to_fields())
                     last = bench._wait_type(events, last, "order.accepted")
@@ -112,11 +142,17 @@ class ExecutionBench:
             _stop(executor)
             sim.stop()
         p99 = pct(lat, 99)
-        bench.add("Signal on stream -> order accepted by the Tradovate simulator, p50 / p99",
-                  f"{pct(lat, 50):.2f} / {p99:.2f} ms", "p99 <= 50 ms", p99 <= 50,
-                  "engine + RQ + executor process + HTTP")
+        bench.add(
+            "Signal on stream -> order accepted by the Tradovate simulator, p50 / p99",
+            f"{pct(lat, 50):.2f} / {p99:.2f} ms",
+            "p99 <= 50 ms",
+            p99 <= 50,
+            "engine + RQ + executor process + HTTP",
+        )
 
-    def burst_utilisation(self, per_minute: int = 60, burst: int = 100, watch_s: float = 8.0) -> None:
+    def burst_utilisation(
+        self, per_minute: int = 60, burst: int = 100, watch_s: float = 8.0
+    ) -> None:
         """A burst larger than the budget: how much of the minute's budget goes out, penalties."""
         bench = self.bench
         bench.clean_streams()  # the latency run filled this broker user's windows
@@ -129,13 +165,28 @@ class ExecutionBench:
             rows = []
             for _ in range(burst):
                 intent_id = uuid.uuid4()
-                rows.append(OrderIntent(id=intent_id, user_id=recorder.user_id, subaccount_id=subaccount_id,
-                                        source="manual", kind="entry", symbol="MNQ", ticker=self.front, side="buy",
-                                        quantity=Decimal(1), priority="entry", status="queued",
-                                        cl_ord_id=f"jt-{intent_id.hex[:24]}"))
+                rows.append(
+                    OrderIntent(
+                        id=intent_id,
+                        user_id=recorder.user_id,
+                        subaccount_id=subaccount_id,
+                        source="manual",
+                        kind="entry",
+                        symbol="MNQ",
+                        ticker=self.front,
+                        side="buy",
+                        quantity=Decimal(1),
+                        priority="entry",
+                        status="queued",
+                        cl_ord_id=f"jt-{intent_id.hex[:24]}",
+                    )
+                )
             s.add_all(rows)
-        orders.enqueue(orders.rq_connection(self.settings.redis_url), self.settings.stream_prefix,
-                       [orders.QueuedIntent(r.id, r.subaccount_id, r.priority) for r in rows])
+        orders.enqueue(
+            orders.rq_connection(self.settings.redis_url),
+            self.settings.stream_prefix,
+            [orders.QueuedIntent(r.id, r.subaccount_id, r.priority) for r in rows],
+        )
         executor = self._executor(sim, per_minute=per_minute)
         try:
             time.sleep(watch_s)
@@ -145,6 +196,10 @@ class ExecutionBench:
         user = f"tradovate:demo:{sim.user_ids[USER]}"
         penalties = BrokerLimiter(bench.redis, self.settings.stream_prefix).usage(user).penalties
         sim.stop()
-        bench.add(f"Limiter during a burst of {burst} orders, budget {per_minute}/min",
-                  f"{len(sent)} of {per_minute} sent ({len(sent) / per_minute:.0%})", "no penalty answer",
-                  penalties == 0, f"{penalties} penalty answers; 5 slots stay reserved for exits, the rest waits")
+        bench.add(
+            f"Limiter during a burst of {burst} orders, budget {per_minute}/min",
+            f"{len(sent)} of {per_minute} sent ({len(sent) / per_minute:.0%})",
+            "no penalty answer",
+            penalties == 0,
+            f"{penalties} penalty answers; 5 slots stay reserved for exits, the rest waits",
+        )

@@ -17,11 +17,11 @@ from datetime import UTC, datetime, timedelta
 import redis
 from sqlalchemy.orm import Session, sessionmaker
 
-from libs.common import db
 from libs.common.config import Settings
-from libs.common.models import Account, Subaccount
 from libs.common.security import SecretBox
-from libs.common.tradovate import AccessToken, AuthFailed, TradovateClient, TradovateError
+from libs.common.storage import db
+from libs.common.storage.models import Account, Subaccount
+from libs.common.tradovate.client import AccessToken, AuthFailed, TradovateClient, TradovateError
 
 log = logging.getLogger("tradovate")
 
@@ -66,26 +66,39 @@ def risk_status(risk: dict | None) -> str:
 
 def store_token(box: SecretBox, account: Account, token: AccessToken) -> None:
     account.access_token_encrypted = box.encrypt(token.access_token)
-    account.md_access_token_encrypted = box.encrypt(token.md_access_token) if token.md_access_token else None
+    account.md_access_token_encrypted = (
+        box.encrypt(token.md_access_token) if token.md_access_token else None
+    )
     account.token_expires_at = token.expiration_time
     if token.user_id:
         account.broker_user_id = token.user_id
     account.status, account.status_message = "connected", None
 
 
-def login(settings: Settings, environment: str, creds: Credentials,
-          http: object | None = None) -> tuple[TradovateClient, AccessToken]:
+def login(
+    settings: Settings, environment: str, creds: Credentials, http: object | None = None
+) -> tuple[TradovateClient, AccessToken]:
     client = TradovateClient(base_url(settings, environment), http=http)
     # cid is an integer in Tradovate's model (§2.1); it is stored as text.
     cid = int(creds.cid) if creds.cid.isdigit() else creds.cid
-    token = client.access_token_request(creds.username, creds.password, creds.app_id, creds.app_version,
-                                        cid, creds.sec, creds.device_id)
+    token = client.access_token_request(
+        creds.username,
+        creds.password,
+        creds.app_id,
+        creds.app_version,
+        cid,
+        creds.sec,
+        creds.device_id,
+    )
     return client, token
 
 
-def new_credentials(username: str, password: str, app_id: str, app_version: str | None, cid: str,
-                    sec: str) -> Credentials:
-    return Credentials(username, password, app_id, app_version or APP_VERSION, cid, sec, str(uuid.uuid4()))
+def new_credentials(
+    username: str, password: str, app_id: str, app_version: str | None, cid: str, sec: str
+) -> Credentials:
+    return Credentials(
+        username, password, app_id, app_version or APP_VERSION, cid, sec, str(uuid.uuid4())
+    )
 
 
 def seal_credentials(box: SecretBox, creds: Credentials) -> str:
@@ -98,7 +111,9 @@ def open_credentials(box: SecretBox, account: Account) -> Credentials | None:
     return Credentials(**json.loads(box.decrypt(account.credentials_encrypted)))
 
 
-def sync_subaccounts(session: Session, account: Account, client: TradovateClient) -> list[Subaccount]:
+def sync_subaccounts(
+    session: Session, account: Account, client: TradovateClient
+) -> list[Subaccount]:
     """Bring the subaccounts in line with `account/list` and their risk status."""
     risks = {r.get("accountId", r.get("id")): r for r in client.account_risk_status_list()}
     known = {s.broker_account_id: s for s in account.subaccounts}
@@ -113,7 +128,9 @@ def sync_subaccounts(session: Session, account: Account, client: TradovateClient
             session.add(sub)
             account.subaccounts.append(sub)
         sub.name = item["name"]
-        sub.active = bool(item.get("active", True)) and not item.get("closed") and not item.get("archived")
+        sub.active = (
+            bool(item.get("active", True)) and not item.get("closed") and not item.get("archived")
+        )
         sub.risk_status = risk_status(risks.get(broker_id))
         sub.refreshed_at = now
     for broker_id, sub in known.items():
@@ -125,13 +142,21 @@ def sync_subaccounts(session: Session, account: Account, client: TradovateClient
 class TokenKeeper:
     """The access token of a Tradovate account, renewed before expiry by one owner at a time."""
 
-    def __init__(self, settings: Settings, client: redis.Redis, *, http: object | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 sessions: sessionmaker[Session] | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        client: redis.Redis,
+        *,
+        http: object | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sessions: sessionmaker[Session] | None = None,
+    ):
         self.settings = settings
         self.redis = client
         # Renewal commits in a session of its own: callers are often inside their own transaction.
-        self.sessions = sessions or db.make_sessionmaker(db.make_engine(settings.database_url, pool_size=1))
+        self.sessions = sessions or db.make_sessionmaker(
+            db.make_engine(settings.database_url, pool_size=1)
+        )
         self.box = SecretBox(settings.encryption_key)
         self.http = http
         self.clock = clock
@@ -153,8 +178,11 @@ class TokenKeeper:
     def _fresh(self, account: Account) -> tuple[str, str | None]:
         if not self._expiring(account):
             return self._tokens(account)
-        lock = self.redis.lock(f"{self.settings.stream_prefix}tradovate:renew:{account.id}", timeout=30,
-                               blocking_timeout=30)
+        lock = self.redis.lock(
+            f"{self.settings.stream_prefix}tradovate:renew:{account.id}",
+            timeout=30,
+            blocking_timeout=30,
+        )
         with lock, self.sessions() as own:
             current = own.get(Account, account.id)  # another owner may have renewed it meanwhile
             if self._expiring(current):
@@ -166,7 +194,9 @@ class TokenKeeper:
 
     def _tokens(self, account: Account) -> tuple[str, str | None]:
         md = account.md_access_token_encrypted
-        return self.box.decrypt(account.access_token_encrypted), (self.box.decrypt(md) if md else None)
+        return self.box.decrypt(account.access_token_encrypted), (
+            self.box.decrypt(md) if md else None
+        )
 
     def _expiring(self, account: Account) -> bool:
         if not account.access_token_encrypted or account.token_expires_at is None:
@@ -175,9 +205,15 @@ class TokenKeeper:
 
     def _renew(self, session: Session, account: Account) -> None:
         url = base_url(self.settings, account.environment)
-        if account.access_token_encrypted and account.token_expires_at and account.token_expires_at > self.clock():
+        if (
+            account.access_token_encrypted
+            and account.token_expires_at
+            and account.token_expires_at > self.clock()
+        ):
             try:
-                client = TradovateClient(url, self.box.decrypt(account.access_token_encrypted), http=self.http)
+                client = TradovateClient(
+                    url, self.box.decrypt(account.access_token_encrypted), http=self.http
+                )
                 store_token(self.box, account, client.renew_access_token())
                 log.info("tradovate token renewed", extra={"kv": {"account_id": account.id}})
                 return
@@ -185,7 +221,9 @@ class TokenKeeper:
                 pass  # the session ended at the broker: log in again below, if we can
         creds = open_credentials(self.box, account)
         if creds is None:
-            self._unusable(account, "the Tradovate authorization has expired; connect the account again")
+            self._unusable(
+                account, "the Tradovate authorization has expired; connect the account again"
+            )
         try:
             _, token = login(self.settings, account.environment, creds, self.http)
         except AuthFailed as exc:

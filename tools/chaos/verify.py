@@ -14,15 +14,16 @@ import redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from libs.common import db, streams
+from libs.common import streams
 from libs.common.config import Settings, load_settings
-from libs.common.models import Fill, OrderIntent, Position, Recorder, Signal
-from services.chaos.cluster import Cluster
-from services.chaos.flow import Answers
-from services.chaos.scenario import Scenario
+from libs.common.storage import db
+from libs.common.storage.models import Fill, OrderIntent, Position, Recorder, Signal
 from services.position_engine import rules
 from services.position_engine.replay import TickInput, compared_fields, replay_log, stream_order
 from services.position_engine.repository import recorder_settings
+from tools.chaos.cluster import Cluster
+from tools.chaos.flow import Answers
+from tools.chaos.scenario import Scenario
 
 SETTLED = ("applied", "ignored", "rejected")
 UNFINISHED_INTENTS = ("queued", "sending")
@@ -152,8 +153,9 @@ class Checker:
             signals = sorted(
                 ((stream_order(r.stream_id), _signal_input(r)) for r in mine), key=lambda e: e[0]
             )
-            merged = heapq.merge(signals, *(ticks[symbol] for symbol in {r.symbol for r in mine}),
-                                 key=lambda e: e[0])  # fmt: skip
+            merged = heapq.merge(
+                signals, *(ticks[symbol] for symbol in {r.symbol for r in mine}), key=lambda e: e[0]
+            )
             replay = replay_log((item for _, item in merged), recorder_settings(recorder))
             for row in mine:
                 status, expected_fills = replay.outcomes[str(row.id)]
@@ -200,16 +202,21 @@ class Checker:
         broker = self.cluster.broker
         with broker.lock:
             new_orders = [c for c in broker.book.commands.values() if c["commandType"] == "New"]
-            net = {(p.account_id, broker.book.catalogue.contracts[p.contract_id].name): p.net_pos
-                   for p in broker.book.positions.values()}  # fmt: skip
+            net = {
+                (p.account_id, broker.book.catalogue.contracts[p.contract_id].name): p.net_pos
+                for p in broker.book.positions.values()
+            }
         # Orders carry the intent's clOrdId; liquidations (closes, flattens) carry none and are
         # matched by the order id the executor recorded.
         placed = Counter(c["clOrdId"] for c in new_orders if c.get("clOrdId"))
         liquidations = {str(c["orderId"]) for c in new_orders if not c.get("clOrdId")}
         ours = {i.cl_ord_id for i in intents}
         recorded = {i.broker_order_id for i in intents if i.broker_order_id}
-        found_flat = sum(1 for i in intents if i.kind in ("close", "flatten") and i.status == "accepted"
-                         and not i.broker_order_id)  # fmt: skip
+        found_flat = sum(
+            1
+            for i in intents
+            if i.kind in ("close", "flatten") and i.status == "accepted" and not i.broker_order_id
+        )
         unmatched_liquidations = len(liquidations - recorded)
         verdict.orders_sent = sum(1 for cl in placed if cl in ours) + len(liquidations & recorded)
         verdict.orders_duplicated = sum(n - 1 for n in placed.values() if n > 1) + max(
@@ -220,8 +227,13 @@ class Checker:
             verdict.problems.append(f"{verdict.orders_duplicated} orders reached the broker twice")
         if strangers:
             verdict.problems.append(f"{strangers} orders at the broker match no order intent")
-        claimed = [i for i in intents if i.status in ("accepted", "filled") and i.kind not in ("close", "flatten")
-                   and i.cl_ord_id not in placed]  # fmt: skip
+        claimed = [
+            i
+            for i in intents
+            if i.status in ("accepted", "filled")
+            and i.kind not in ("close", "flatten")
+            and i.cl_ord_id not in placed
+        ]
         if claimed:
             verdict.problems.append(
                 f"{len(claimed)} intents say sent but the broker never got them"
@@ -233,16 +245,26 @@ class Checker:
     ) -> None:
         """Each traded recorder trades its own root on the subaccount, with multiplier 1."""
         for target in self.scenario.traded:
-            open_qty = s.scalar(select(func.coalesce(func.sum(Position.quantity), 0)).where(
-                Position.recorder_id == target.recorder_id, Position.status == "open",
-                Position.side == "long")) - s.scalar(select(func.coalesce(func.sum(Position.quantity), 0)).where(
-                Position.recorder_id == target.recorder_id, Position.status == "open",
-                Position.side == "short"))  # fmt: skip
+            open_qty = s.scalar(
+                select(func.coalesce(func.sum(Position.quantity), 0)).where(
+                    Position.recorder_id == target.recorder_id,
+                    Position.status == "open",
+                    Position.side == "long",
+                )
+            ) - s.scalar(
+                select(func.coalesce(func.sum(Position.quantity), 0)).where(
+                    Position.recorder_id == target.recorder_id,
+                    Position.status == "open",
+                    Position.side == "short",
+                )
+            )
             contract = self.cluster.front_contract(target.root)
             at_broker = net.get((self.scenario.broker_account_id, contract), 0)
             if Decimal(at_broker) != Decimal(open_qty):
-                verdict.problems.append(f"broker holds {at_broker} {contract} but the recorder "
-                                        f"{target.recorder_id} is at {open_qty}")  # fmt: skip
+                verdict.problems.append(
+                    f"broker holds {at_broker} {contract} but the recorder "
+                    f"{target.recorder_id} is at {open_qty}"
+                )
 
 
 def _difference(have: list[dict], want: list[dict]) -> str:
@@ -256,7 +278,12 @@ def _difference(have: list[dict], want: list[dict]) -> str:
 
 def _signal_input(row: Signal) -> rules.SignalInput:
     return rules.SignalInput(
-        signal_id=str(row.id), symbol=row.symbol, action=row.action, price=row.price, qty=row.qty,
-        position_size=row.position_size, market_position=row.market_position,
+        signal_id=str(row.id),
+        symbol=row.symbol,
+        action=row.action,
+        price=row.price,
+        qty=row.qty,
+        position_size=row.position_size,
+        market_position=row.market_position,
         received_ms=round(row.received_at.timestamp() * 1000),
-    )  # fmt: skip
+    )

@@ -18,11 +18,11 @@ import redis
 
 from libs.common import streams
 from libs.common.config import load_settings
-from services.chaos import faults
-from services.chaos.cluster import Cluster
-from services.chaos.flow import Prices, SignalFlow, TickFlow
-from services.chaos.scenario import set_up
-from services.chaos.verify import Checker, Verdict
+from tools.chaos import faults
+from tools.chaos.cluster import Cluster
+from tools.chaos.flow import Prices, SignalFlow, TickFlow
+from tools.chaos.scenario import set_up
+from tools.chaos.verify import Checker, Verdict
 
 log = logging.getLogger("chaos")
 
@@ -112,16 +112,27 @@ def table(run: ChaosRun) -> str:
         ("signals applied", str(v.applied)),
         ("signals duplicated", str(v.duplicated)),
         ("signals lost", str(v.lost)),
-        ("webhooks unanswered (gateway down or killed)", f"{run.answers_unanswered} "
-                                                        f"({v.applied_unanswered} of them applied anyway)"),
+        (
+            "webhooks unanswered (gateway down or killed)",
+            f"{run.answers_unanswered} ({v.applied_unanswered} of them applied anyway)",
+        ),
         ("webhooks refused", refused),
-        ("ticks written / dropped while Redis was down", f"{run.ticks_written} / {run.ticks_dropped}"),
+        (
+            "ticks written / dropped while Redis was down",
+            f"{run.ticks_written} / {run.ticks_dropped}",
+        ),
         ("stream entries left pending", str(pending)),
         ("orders sent", str(v.orders_sent)),
         ("orders duplicated", str(v.orders_duplicated)),
-        ("order intents by status", ", ".join(f"{k} {n}" for k, n in sorted(v.intents.items())) or "none"),
-        ("services restarted", ", ".join(f"{k} {n}" for k, n in sorted(run.restarts.items())) or "none"),
-    ]  # fmt: skip
+        (
+            "order intents by status",
+            ", ".join(f"{k} {n}" for k, n in sorted(v.intents.items())) or "none",
+        ),
+        (
+            "services restarted",
+            ", ".join(f"{k} {n}" for k, n in sorted(run.restarts.items())) or "none",
+        ),
+    ]
     width = max(len(name) for name, _ in rows)
     lines = [f"| {'measure':<{width}} | result |", f"|{'-' * (width + 2)}|--------|"]
     lines += [f"| {name:<{width}} | {value} |" for name, value in rows]

@@ -26,24 +26,45 @@ import redis
 import requests
 from sqlalchemy import delete
 
-from libs.common import db, recorder_tokens, streams
+from libs.common import recorder_tokens, streams
 from libs.common.config import Settings
-from libs.common.embedded import free_port
-from libs.common.models import Recorder, User
 from libs.common.security import hash_password, new_webhook_token
+from libs.common.storage import db
+from libs.common.storage.embedded import free_port
+from libs.common.storage.models import Recorder, User
 from libs.common.streams import SignalMessage, TickMessage
-from services.bench.execution import ExecutionBench
-from services.bench.live import LiveBench
-from services.bench.machine import OtherWork
-from services.bench.processes import background_ticks, engine_process
-from services.bench.table import Row, pct, render
 from services.position_engine.engine import PositionEngine
+from tools.bench.execution import ExecutionBench
+from tools.bench.live import LiveBench
+from tools.bench.machine import OtherWork
+from tools.bench.processes import background_ticks, engine_process
+from tools.bench.table import Row, pct, render
 
 BENCH_EMAIL = "bench@justtrades.invalid"
 BENCH_PASSWORD = "bench password, throw-away"
 ENGINE_BATCH = PositionEngine.DEFAULT_BATCH
-SYMBOLS = ["ES", "MES", "NQ", "MNQ", "YM", "MYM", "RTY", "M2K", "CL", "MCL",
-           "NG", "GC", "MGC", "SI", "SIL", "HG", "ZB", "ZN", "6E", "6J"]
+SYMBOLS = [
+    "ES",
+    "MES",
+    "NQ",
+    "MNQ",
+    "YM",
+    "MYM",
+    "RTY",
+    "M2K",
+    "CL",
+    "MCL",
+    "NG",
+    "GC",
+    "MGC",
+    "SI",
+    "SIL",
+    "HG",
+    "ZB",
+    "ZN",
+    "6E",
+    "6J",
+]
 
 
 class Bench:
@@ -70,7 +91,11 @@ class Bench:
         """One row; its note ends with how much CPU other processes took while it was measured."""
         others = self.other_work.since_last()
         if others is not None:
-            note = f"{note}; others used {others:.0%} of the cores" if note else f"others used {others:.0%} of the cores"
+            note = (
+                f"{note}; others used {others:.0%} of the cores"
+                if note
+                else f"others used {others:.0%} of the cores"
+            )
         self.rows.append(Row(what, value, goal, met, note))
         print(f"  measured: {what}: {value} (goal {goal})", file=sys.stderr, flush=True)
 
@@ -83,11 +108,21 @@ class Bench:
             user = User(email=BENCH_EMAIL, password_hash=hash_password(BENCH_PASSWORD))
             s.add(user)
             s.flush()
-            recorders = [Recorder(user_id=user.id, name=f"bench {i}", webhook_token=new_webhook_token(),
-                                  default_qty=Decimal(1), on_opposite="reverse", allow_dca=True,
-                                  enabled=True, allow_delayed_exits=False, tp_ticks=tp_ticks,
-                                  sl_ticks=tp_ticks and 400)
-                         for i in range(count)]
+            recorders = [
+                Recorder(
+                    user_id=user.id,
+                    name=f"bench {i}",
+                    webhook_token=new_webhook_token(),
+                    default_qty=Decimal(1),
+                    on_opposite="reverse",
+                    allow_dca=True,
+                    enabled=True,
+                    allow_delayed_exits=False,
+                    tp_ticks=tp_ticks,
+                    sl_ticks=tp_ticks and 400,
+                )
+                for i in range(count)
+            ]
             s.add_all(recorders)
         for r in recorders:
             recorder_tokens.put(self.redis, self.settings.stream_prefix, r)
@@ -105,7 +140,9 @@ class Bench:
             s.execute(delete(User).where(User.email == BENCH_EMAIL))
 
     def engine(self) -> PositionEngine:
-        sessions = db.make_sessionmaker(db.make_engine(self.settings.database_url, pre_ping=False))  # as the service's
+        sessions = db.make_sessionmaker(
+            db.make_engine(self.settings.database_url, pre_ping=False)
+        )  # as the service's
         eng = PositionEngine(self.settings, sessions, self.redis, consumer=f"bench-{os.getpid()}")
         eng.prepare()
         return eng
@@ -134,17 +171,33 @@ class Bench:
             self.redis.xack(stream, "g", *ids)
         read_rate = n / (time.perf_counter() - start)
         self.add("Redis XADD, pipelined", f"{xadd_rate:,.0f}/s", "reference", None)
-        self.add(f"Redis XREADGROUP+XACK, batches of {ENGINE_BATCH} like the engine", f"{read_rate:,.0f}/s",
-                 "reference", None, "what the engine's tick rate is read against")
+        self.add(
+            f"Redis XREADGROUP+XACK, batches of {ENGINE_BATCH} like the engine",
+            f"{read_rate:,.0f}/s",
+            "reference",
+            None,
+            "what the engine's tick rate is read against",
+        )
         return xadd_rate, read_rate
 
     def webhook(self, recorder: Recorder) -> None:
         port = free_port()
-        env = dict(os.environ, DATABASE_URL=self.settings.database_url, REDIS_URL=self.settings.redis_url,
-                   JT_STREAM_PREFIX=self.settings.stream_prefix, GATEWAY_PORT=str(port),
-                   WEBHOOK_RATE_LIMIT="1000000", LOG_LEVEL="WARNING", JT_VAR_DIR=str(self.settings.var_dir))
-        proc = subprocess.Popen([sys.executable, "-m", "services.gateway"], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env = dict(
+            os.environ,
+            DATABASE_URL=self.settings.database_url,
+            REDIS_URL=self.settings.redis_url,
+            JT_STREAM_PREFIX=self.settings.stream_prefix,
+            GATEWAY_PORT=str(port),
+            WEBHOOK_RATE_LIMIT="1000000",
+            LOG_LEVEL="WARNING",
+            JT_VAR_DIR=str(self.settings.var_dir),
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "services.gateway"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         path = f"/webhook/{recorder.webhook_token}"
         body = json.dumps({"action": "buy", "ticker": "MNQ1!", "price": 25640.25}).encode()
         # http.client with a kept-alive connection per thread: a client as lean as the standard
@@ -167,8 +220,13 @@ class Bench:
                 post()
             lat = [post() for _ in range(self.n(2_000))]
             p99 = pct(lat, 99)
-            self.add("Webhook accepted, one at a time, p50 / p99", f"{pct(lat, 50):.2f} / {p99:.2f} ms",
-                     "p99 <= 5 ms", p99 <= 5, "HTTP client on the same cores")
+            self.add(
+                "Webhook accepted, one at a time, p50 / p99",
+                f"{pct(lat, 50):.2f} / {p99:.2f} ms",
+                "p99 <= 5 ms",
+                p99 <= 5,
+                "HTTP client on the same cores",
+            )
             total = self.n(8_000)
             start, cpu = time.perf_counter(), time.process_time()
             with ThreadPoolExecutor(16) as pool:
@@ -176,9 +234,13 @@ class Bench:
             took = time.perf_counter() - start
             rate, client = total / took, (time.process_time() - cpu) / took
             p99 = pct(lat16, 99)
-            self.add("Webhook accepted, 16 concurrent: throughput, p99", f"{rate:,.0f}/s, {p99:.1f} ms",
-                     ">= 1,500/s, p99 <= 25 ms", rate >= 1_500 and p99 <= 25,
-                     f"the 16 client threads alone used {client:.0%} of a core")
+            self.add(
+                "Webhook accepted, 16 concurrent: throughput, p99",
+                f"{rate:,.0f}/s, {p99:.1f} ms",
+                ">= 1,500/s, p99 <= 25 ms",
+                rate >= 1_500 and p99 <= 25,
+                f"the 16 client threads alone used {client:.0%} of a core",
+            )
         finally:
             proc.terminate()
             proc.wait(10)
@@ -202,16 +264,32 @@ class Bench:
             last = self.redis.xadd(events, {"type": "bench.mark", "data": "{}"})
             for i in range(self.n(500)):
                 sid = str(uuid.uuid4())
-                msg = SignalMessage(sid, recorder.id, "buy" if i % 2 == 0 else "sell", "MNQ1!", "MNQ",
-                                    Decimal("25640.25"), None, None, None, streams.now_ms(), "{}")
+                msg = SignalMessage(
+                    sid,
+                    recorder.id,
+                    "buy" if i % 2 == 0 else "sell",
+                    "MNQ1!",
+                    "MNQ",
+                    Decimal("25640.25"),
+                    None,
+                    None,
+                    None,
+                    streams.now_ms(),
+                    "{}",
+                )
                 t = time.perf_counter()
                 self.redis.xadd(self.settings.stream(streams.SIGNALS), msg.to_fields())
                 last = self._wait_event(events, last, sid)
                 lat.append((time.perf_counter() - t) * 1000)
                 time.sleep(max(0.0, 0.02 - (time.perf_counter() - t)))  # 50 signals/s
         p99 = pct(lat, 99)
-        self.add("Signal on stream -> position committed, p50 / p99 (50/s)", f"{pct(lat, 50):.2f} / {p99:.2f} ms",
-                 "p99 <= 20 ms", p99 <= 20, "until the signal.applied event; engine in its own process")
+        self.add(
+            "Signal on stream -> position committed, p50 / p99 (50/s)",
+            f"{pct(lat, 50):.2f} / {p99:.2f} ms",
+            "p99 <= 20 ms",
+            p99 <= 20,
+            "until the signal.applied event; engine in its own process",
+        )
 
     def _wait_event(self, events: str, last: str, signal_id: str) -> str:
         while True:
@@ -221,7 +299,9 @@ class Bench:
             for _, items in got:
                 for entry_id, fields in items:
                     last = entry_id
-                    if fields.get("type", "").startswith("signal.") and signal_id in fields.get("data", ""):
+                    if fields.get("type", "").startswith("signal.") and signal_id in fields.get(
+                        "data", ""
+                    ):
                         return last
 
     def ticks_through_engine(self, raw_read_rate: float) -> None:
@@ -230,14 +310,27 @@ class Bench:
         pipe = self.redis.pipeline(transaction=False)
         for r in recorders:
             for sym in SYMBOLS:
-                msg = SignalMessage(str(uuid.uuid4()), r.id, "buy", sym, sym, Decimal(100), None, None,
-                                    None, 0, "{}")
+                msg = SignalMessage(
+                    str(uuid.uuid4()),
+                    r.id,
+                    "buy",
+                    sym,
+                    sym,
+                    Decimal(100),
+                    None,
+                    None,
+                    None,
+                    0,
+                    "{}",
+                )
                 pipe.xadd(sig_stream, msg.to_fields())
         pipe.execute()
         engine = self.engine()
         while engine.step(block_ms=None):
             pass
-        n = 20_000 if self.quick else 50_000  # fewer, and the first batch (every row written) weighs more
+        n = (
+            20_000 if self.quick else 50_000
+        )  # fewer, and the first batch (every row written) weighs more
         tick_stream = self.settings.stream(streams.TICKS)
         pipe = self.redis.pipeline(transaction=False)
         for i in range(n):
@@ -252,8 +345,13 @@ class Bench:
             pass
         rate = n / (time.perf_counter() - start)
         share = rate / raw_read_rate
-        self.add("Ticks through the engine, 1,000 open positions on 20 symbols", f"{rate:,.0f}/s",
-                 ">= 50% of raw read", share >= 0.5, f"{share:.0%} of raw XREADGROUP+XACK")
+        self.add(
+            "Ticks through the engine, 1,000 open positions on 20 symbols",
+            f"{rate:,.0f}/s",
+            ">= 50% of raw read",
+            share >= 0.5,
+            f"{share:.0%} of raw XREADGROUP+XACK",
+        )
 
     def tick_to_close(self, background_per_s: int = 5_000) -> None:
         """A tick through a take-profit → the position.closed event, while other symbols tick."""
@@ -261,11 +359,25 @@ class Bench:
         [recorder] = self.make_recorders(1, tp_ticks=4)
         events = self.settings.stream(streams.EVENTS)
         lat = []
-        with engine_process(self.settings), background_ticks(self.settings, background_per_s) as rate:
+        with (
+            engine_process(self.settings),
+            background_ticks(self.settings, background_per_s) as rate,
+        ):
             last = self.redis.xadd(events, {"type": "bench.mark", "data": "{}"})
             for _ in range(self.n(300)):
-                msg = SignalMessage(str(uuid.uuid4()), recorder.id, "buy", "MNQ1!", "MNQ", Decimal("25600"),
-                                    None, None, None, streams.now_ms(), "{}")
+                msg = SignalMessage(
+                    str(uuid.uuid4()),
+                    recorder.id,
+                    "buy",
+                    "MNQ1!",
+                    "MNQ",
+                    Decimal("25600"),
+                    None,
+                    None,
+                    None,
+                    streams.now_ms(),
+                    "{}",
+                )
                 self.redis.xadd(self.settings.stream(streams.SIGNALS), msg.to_fields())
                 last = self._wait_type(events, last, "position.opened")
                 t = time.perf_counter()
@@ -275,9 +387,13 @@ class Bench:
                 lat.append((time.perf_counter() - t) * 1000)
             reached = rate()
         p99 = pct(lat, 99)
-        self.add(f"Tick -> position.closed event, p50 / p99, {background_per_s:,} other ticks/s",
-                 f"{pct(lat, 50):.2f} / {p99:.2f} ms", "p99 <= 10 ms", p99 <= 10,
-                 f"{len(lat)} exits; background reached {reached:,.0f}/s; engine in its own process")
+        self.add(
+            f"Tick -> position.closed event, p50 / p99, {background_per_s:,} other ticks/s",
+            f"{pct(lat, 50):.2f} / {p99:.2f} ms",
+            "p99 <= 10 ms",
+            p99 <= 10,
+            f"{len(lat)} exits; background reached {reached:,.0f}/s; engine in its own process",
+        )
 
     def _wait_type(self, events: str, last: str, event_type: str) -> str:
         deadline = time.monotonic() + 5
@@ -310,10 +426,14 @@ class Bench:
         self.print_table()
 
     def print_table(self) -> None:
-        servers = (f"servers: {self.settings.database_url.split('@')[-1]}, "
-                   f"{self.settings.redis_url.split('@')[-1]}")  # fmt: skip
-        load = (f"1-minute load average when the bench started: {self.load_at_start:.2f} (other work on "
-                "these cores weighs on every figure)")  # fmt: skip
+        servers = (
+            f"servers: {self.settings.database_url.split('@')[-1]}, "
+            f"{self.settings.redis_url.split('@')[-1]}"
+        )
+        load = (
+            f"1-minute load average when the bench started: {self.load_at_start:.2f} (other work on "
+            "these cores weighs on every figure)"
+        )
         print(render(self.rows, [servers, *NOTES, load]))
 
 

@@ -22,9 +22,9 @@ from pathlib import Path
 import psycopg
 import redis
 
-from libs.common import db
 from libs.common.config import Settings
-from libs.common.embedded import EmbeddedServers, free_port, start_embedded
+from libs.common.storage import db
+from libs.common.storage.embedded import EmbeddedServers, free_port, start_embedded
 
 log = logging.getLogger("supervisor")
 
@@ -86,7 +86,10 @@ def servers_for(settings: Settings) -> Iterator[Settings]:
     if state.exists():
         urls = json.loads(state.read_text())
         if _reachable(urls["database_url"], urls["redis_url"]):
-            yield settings.with_urls(settings.database_url or urls["database_url"], settings.redis_url or urls["redis_url"])
+            yield settings.with_urls(
+                settings.database_url or urls["database_url"],
+                settings.redis_url or urls["redis_url"],
+            )
             return
     pg_port, redis_port = _remembered_ports(settings)
     servers: EmbeddedServers = start_embedded(
@@ -98,11 +101,16 @@ def servers_for(settings: Settings) -> Iterator[Settings]:
     )
     database_url = settings.database_url or servers.postgres.url
     redis_url = settings.redis_url or servers.redis.url
-    state.write_text(json.dumps({
-        "database_url": database_url, "redis_url": redis_url,
-        "pg_port": servers.postgres.port if servers.postgres else None,
-        "redis_port": servers.redis.port if servers.redis else None,
-    }))
+    state.write_text(
+        json.dumps(
+            {
+                "database_url": database_url,
+                "redis_url": redis_url,
+                "pg_port": servers.postgres.port if servers.postgres else None,
+                "redis_port": servers.redis.port if servers.redis else None,
+            }
+        )
+    )
     try:
         yield settings.with_urls(database_url, redis_url)
     finally:
@@ -121,20 +129,24 @@ class Child:
 
 def _child_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "DATABASE_URL": settings.database_url or "",
-        "REDIS_URL": settings.redis_url or "",
-        "SECRET_KEY": settings.secret_key,
-        "ENCRYPTION_KEY": settings.encryption_key,
-        "JT_VAR_DIR": str(settings.var_dir),
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "DATABASE_URL": settings.database_url or "",
+            "REDIS_URL": settings.redis_url or "",
+            "SECRET_KEY": settings.secret_key,
+            "ENCRYPTION_KEY": settings.encryption_key,
+            "JT_VAR_DIR": str(settings.var_dir),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return env
 
 
 def _start(child: Child, env: dict[str, str]) -> None:
     # A session of its own, so Ctrl-C reaches only the supervisor, which stops children in order.
-    child.process = subprocess.Popen([sys.executable, "-m", child.module], env=env, start_new_session=True)
+    child.process = subprocess.Popen(
+        [sys.executable, "-m", child.module], env=env, start_new_session=True
+    )
     child.started_at = time.monotonic()
     log.info("service started", extra={"kv": {"service": child.name, "pid": child.process.pid}})
 
@@ -187,12 +199,18 @@ def run(settings: Settings, only: list[str] | None = None) -> int:
     with servers_for(settings) as live:
         db.upgrade(live.database_url)
         env = _child_env(live)
-        children = [Child(name, module) for name, module in SERVICES.items()
-                    if name != "executor" and (not only or name in only)]
+        children = [
+            Child(name, module)
+            for name, module in SERVICES.items()
+            if name != "executor" and (not only or name in only)
+        ]
         if not only or "executor" in only:
             # Several worker processes: each runs one job at a time; the limiter and the
             # per-subaccount locks in Redis keep them from stepping on each other.
-            children += [Child(f"executor-{n + 1}", SERVICES["executor"]) for n in range(live.executor_workers)]
+            children += [
+                Child(f"executor-{n + 1}", SERVICES["executor"])
+                for n in range(live.executor_workers)
+            ]
         for child in children:
             _start(child, env)
         print(banner(live), flush=True)
@@ -205,8 +223,16 @@ def run(settings: Settings, only: list[str] | None = None) -> int:
                     # Back off when a service keeps dying right after start.
                     quick = time.monotonic() - child.started_at < 10
                     child.restarts = child.restarts + 1 if quick else 0
-                    log.error("service exited; restarting", extra={"kv": {
-                        "service": child.name, "code": child.process.returncode, "restarts": child.restarts}})
+                    log.error(
+                        "service exited; restarting",
+                        extra={
+                            "kv": {
+                                "service": child.name,
+                                "code": child.process.returncode,
+                                "restarts": child.restarts,
+                            }
+                        },
+                    )
                     time.sleep(min(30.0, 0.5 * 2 ** min(child.restarts, 6)))
                     _start(child, env)
         finally:

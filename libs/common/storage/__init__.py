@@ -1,0 +1,1 @@
+"""PostgreSQL: the models, sessions and migrations, and the embedded servers for a bare machine."""

@@ -13,6 +13,7 @@ WORKDIR /app
 COPY pyproject.toml README.md alembic.ini ./
 COPY libs ./libs
 COPY services ./services
+COPY tools ./tools
 COPY --from=vendor /ui/static/vendor ./services/ui/static/vendor
 COPY migrations ./migrations
 COPY simulators ./simulators

@@ -49,8 +49,12 @@ bench: install
 chaos: install
 	$(BIN)/justtrades chaos
 
+# What CI holds the line on (and the pre-commit hook, .pre-commit-config.yaml): the format, the
+# lint rules and the types, all configured in pyproject.toml.
 lint: install
+	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff format .

@@ -4,7 +4,9 @@ stopped by tests (or used as a context manager), on a given port or a free one."
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from typing import Any, Self
+from wsgiref.types import StartResponse, WSGIEnvironment
 
 from websockets.sync.server import Server, ServerConnection, serve
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
@@ -56,7 +58,7 @@ class LocalHttpServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _wsgi(self, environ: dict, start_response: Any) -> Any:
+    def _wsgi(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         raise NotImplementedError
 
 

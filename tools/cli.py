@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 import redis
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
+from libs.common.api_keys import issue_api_key
 from libs.common.config import Settings, load_settings
 from libs.common.logs import setup_logging
-from libs.common.security import hash_api_key, hash_password, new_api_key
+from libs.common.security import hash_password
 from libs.common.storage import db
-from libs.common.storage.models import ApiKey, User
+from libs.common.storage.models import User
 from tools import supervisor
 
 MIN_PASSWORD = 8
@@ -42,14 +44,13 @@ def cmd_user_create(settings: Settings, args: argparse.Namespace) -> None:
 
 def cmd_apikey_create(settings: Settings, args: argparse.Namespace) -> None:
     email = args.email.strip().lower()
-    key = new_api_key()
     with db.transaction(_sessions(settings)) as s:
         user = s.scalar(select(User).where(User.email == email))
         if user is None:
             raise CommandError(
                 f"no user {email}; make one with `justtrades user create {email} --password ...`"
             )
-        s.add(ApiKey(user_id=user.id, name=args.name, prefix=key[:10], key_hash=hash_api_key(key)))
+        _, key = issue_api_key(s, user.id, args.name)
     print(f"API key for {email} (shown once; send it as 'Authorization: Bearer <key>'):")
     print(key)
 
@@ -59,6 +60,7 @@ def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_service(settings: Settings, args: argparse.Namespace) -> None:
+    serve: Callable[[Settings], None]
     if args.command == "gateway":
         from services.gateway.server import serve
     elif args.command == "ui":

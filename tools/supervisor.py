@@ -18,10 +18,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
+from typing import TypedDict
 
 import psycopg
 import redis
 
+from libs.common.backoff import capped_exponential
 from libs.common.config import Settings
 from libs.common.storage import db
 from libs.common.storage.embedded import EmbeddedServers, free_port, start_embedded
@@ -41,12 +44,22 @@ def _state_file(settings: Settings) -> Path:
     return settings.var_dir / "embedded.json"
 
 
-def embedded_urls(settings: Settings) -> dict:
+class EmbeddedState(TypedDict, total=False):
+    """What `var/embedded.json` holds while `justtrades run` keeps embedded servers up."""
+
+    database_url: str
+    redis_url: str
+    pg_port: int | None
+    redis_port: int | None
+
+
+def embedded_urls(settings: Settings) -> EmbeddedState:
     """The URLs of the embedded servers a running `justtrades run` started, if any."""
     try:
-        return json.loads(_state_file(settings).read_text())
+        state: EmbeddedState = json.loads(_state_file(settings).read_text())
     except (OSError, ValueError):
         return {}
+    return state
 
 
 def _reachable(database_url: str, redis_url: str) -> bool:
@@ -99,8 +112,9 @@ def servers_for(settings: Settings) -> Iterator[Settings]:
         pg_port=pg_port if _port_free(pg_port) else free_port(),
         redis_port=redis_port if _port_free(redis_port) else free_port(),
     )
-    database_url = settings.database_url or servers.postgres.url
-    redis_url = settings.redis_url or servers.redis.url
+    # Each server was started only where its URL is missing.
+    database_url = servers.postgres.url if servers.postgres else settings.database_url
+    redis_url = servers.redis.url if servers.redis else settings.redis_url
     state.write_text(
         json.dumps(
             {
@@ -122,7 +136,7 @@ def servers_for(settings: Settings) -> Iterator[Settings]:
 class Child:
     name: str
     module: str
-    process: subprocess.Popen | None = None
+    process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     started_at: float = 0.0
 
@@ -170,12 +184,15 @@ def banner(settings: Settings) -> str:
     return (
         "\nJust Trades is running.\n"
         f"  UI and JSON API   http://localhost:{settings.ui_port}\n"
-        f"  Webhooks          {settings.public_url}/webhook/<token>  (gateway on port {settings.gateway_port})\n"
+        f"  Webhooks          {settings.public_url}/webhook/<token>"
+        f"  (gateway on port {settings.gateway_port})\n"
         f"  Engine health     http://localhost:{settings.engine_port}/healthz\n"
-        f"  Price feed        http://localhost:{settings.price_feed_port}/status  (PRICE_SOURCE={settings.price_source})\n"
+        f"  Price feed        http://localhost:{settings.price_feed_port}/status"
+        f"  (PRICE_SOURCE={settings.price_source})\n"
         f"  PostgreSQL        {settings.database_url}\n"
         f"  Redis             {settings.redis_url}\n"
-        "Make a user in another terminal:  .venv/bin/justtrades user create you@example.com --password '...'\n"
+        "Make a user in another terminal:"
+        "  .venv/bin/justtrades user create you@example.com --password '...'\n"
         "Press Ctrl-C to stop everything.\n"
     )
 
@@ -190,7 +207,7 @@ def run(settings: Settings, only: list[str] | None = None) -> int:
         return 2
     stopping = False
 
-    def request_stop(*_):
+    def request_stop(signum: int, frame: FrameType | None) -> None:
         nonlocal stopping
         stopping = True
 
@@ -218,7 +235,8 @@ def run(settings: Settings, only: list[str] | None = None) -> int:
             while not stopping:
                 time.sleep(0.5)
                 for child in children:
-                    if stopping or child.process.poll() is None:
+                    process = child.process  # every child was started above
+                    if stopping or process is None or process.poll() is None:
                         continue
                     # Back off when a service keeps dying right after start.
                     quick = time.monotonic() - child.started_at < 10
@@ -228,12 +246,12 @@ def run(settings: Settings, only: list[str] | None = None) -> int:
                         extra={
                             "kv": {
                                 "service": child.name,
-                                "code": child.process.returncode,
+                                "code": process.returncode,
                                 "restarts": child.restarts,
                             }
                         },
                     )
-                    time.sleep(min(30.0, 0.5 * 2 ** min(child.restarts, 6)))
+                    time.sleep(capped_exponential(child.restarts, 0.5, 30.0))
                     _start(child, env)
         finally:
             print("\nStopping services...", flush=True)

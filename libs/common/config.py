@@ -31,8 +31,9 @@ def normalize_database_url(url: str) -> str:
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str | None = None
-    redis_url: str | None = None
+    # Empty until resolved: the supervisor starts embedded servers and fills them in (with_urls).
+    database_url: str = ""
+    redis_url: str = ""
     secret_key: str = ""
     encryption_key: str = ""
     public_url: str = "http://localhost:8083"
@@ -141,12 +142,12 @@ def load_settings(environ: dict[str, str] | None = None, env_file: Path | None =
 
     d = Settings()
     var_dir = Path(_env(env, "JT_VAR_DIR", str(d.var_dir)))
-    database_url = env.get("DATABASE_URL") or None
+    database_url = env.get("DATABASE_URL", "")
     allowlist = webhook_allowlist(env.get("WEBHOOK_IP_ALLOWLIST", ""))
     ui_port = int(_env(env, "UI_PORT", str(d.ui_port)))
     settings = Settings(
-        database_url=normalize_database_url(database_url) if database_url else None,
-        redis_url=env.get("REDIS_URL") or None,
+        database_url=normalize_database_url(database_url) if database_url else "",
+        redis_url=env.get("REDIS_URL", ""),
         secret_key=env.get("SECRET_KEY") or "",
         encryption_key=env.get("ENCRYPTION_KEY") or "",
         public_url=_env(env, "PUBLIC_URL", d.public_url).rstrip("/"),

@@ -6,12 +6,12 @@ is as durable as the leader's. Copies are never copied again, so groups cannot l
 
 from __future__ import annotations
 
-import uuid
 from decimal import ROUND_HALF_UP, Decimal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from libs.common.orders import new_intent
 from libs.common.storage.models import CopyFollower, CopyGroup, OrderIntent, Subaccount
 
 
@@ -44,9 +44,7 @@ def copies_of(session: Session, leader_intent: OrderIntent) -> list[OrderIntent]
         quantity = follower_quantity(leader_intent.quantity, follower.multiplier)
         if leader_intent.kind not in ("close", "flatten") and quantity == 0:
             continue
-        intent_id = uuid.uuid4()
-        copy = OrderIntent(
-            id=intent_id,
+        copy = new_intent(
             user_id=leader_intent.user_id,
             subaccount_id=follower.subaccount_id,
             trader_id=None,
@@ -63,8 +61,6 @@ def copies_of(session: Session, leader_intent: OrderIntent) -> list[OrderIntent]
             tp_price=leader_intent.tp_price,
             sl_price=leader_intent.sl_price,
             priority=leader_intent.priority,
-            status="queued",
-            cl_ord_id=f"jt-{intent_id.hex[:24]}",
         )
         session.add(copy)
         copies.append(copy)

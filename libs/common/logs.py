@@ -8,7 +8,10 @@ import sys
 
 class KeyValueFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        base = f"ts={self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} level={record.levelname.lower()} logger={record.name} msg={record.getMessage()!r}"
+        base = (
+            f"ts={self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} level={record.levelname.lower()} "
+            f"logger={record.name} msg={record.getMessage()!r}"
+        )
         extras = getattr(record, "kv", None)
         if extras:
             base += " " + " ".join(f"{k}={v}" for k, v in extras.items())

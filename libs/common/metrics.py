@@ -60,7 +60,8 @@ def use_multiprocess_dir(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     os.environ[MULTIPROC_ENV] = str(path)
-    values.ValueClass = values.get_value_class()
+    # untyped in prometheus_client, which is typed otherwise
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
 
 
 def multiprocess_enabled() -> bool:
@@ -72,14 +73,16 @@ def scrape_registry(own: CollectorRegistry) -> CollectorRegistry:
     if not multiprocess_enabled():
         return own
     merged = CollectorRegistry()
-    multiprocess.MultiProcessCollector(merged)
+    # untyped in prometheus_client, which is typed otherwise
+    multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
     return merged
 
 
 def mark_worker_dead(pid: int) -> None:
     """gunicorn's `child_exit` hook: drop a dead worker's live-gauge files."""
     if multiprocess_enabled():
-        multiprocess.mark_process_dead(pid)
+        # untyped in prometheus_client, which is typed otherwise
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 def exposition(registry: CollectorRegistry) -> tuple[bytes, str]:

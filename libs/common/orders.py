@@ -1,22 +1,35 @@
-"""The hand-over of order intents from the engine (and the UI) to the executor's RQ queues.
+"""The hand-over of order intents from the engine (and the UI) to the executor's RQ queues, and
+the one way to write a new intent row (`new_intent`, with its `jt-…` client order id).
 
 Exits and flattens go to their own queue, which workers take before entries. A job drains every
 queued intent of one subaccount in sequence, so several jobs for one subaccount are harmless.
+
+The job is this module's `drain_subaccount`, enqueued by reference (RQ stores its dotted path), so
+a renamed job function fails at import time rather than in a worker. libs/common never imports
+`services`: the executor registers the function that does the work (`register_drain`) when it
+sets up its process (services.executor.jobs.use_context, which its service and tests call
+before a worker runs); a job that reaches a process where nothing registered fails with a
+plain error, and the intent waits for the executor's sweep to enqueue it again.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 
 import redis
 from rq import Queue
 
+from libs.common.storage.models import OrderIntent
+
 QUEUE_EXITS = "exits"
 QUEUE_ENTRIES = "entries"
 QUEUES = (QUEUE_EXITS, QUEUE_ENTRIES)  # the order workers take them in
-DRAIN_JOB = "services.executor.jobs.drain_subaccount"
+
+DrainHandler = Callable[[int], int]  # subaccount id -> intents sent
+_drain_handler: DrainHandler | None = None
 
 
 @dataclass(frozen=True)
@@ -24,6 +37,56 @@ class QueuedIntent:
     intent_id: uuid.UUID
     subaccount_id: int
     priority: str  # exit | entry
+
+
+def client_order_id(intent_id: uuid.UUID) -> str:
+    """The id the broker sees: fixed by the intent's id, so a send retried after a crash carries
+    the same one and the broker can be asked whether it already has it (at-most-once sending)."""
+    return f"jt-{intent_id.hex[:24]}"
+
+
+def new_intent(
+    *,
+    user_id: int,
+    subaccount_id: int,
+    source: str,
+    kind: str,
+    side: str,
+    symbol: str,
+    ticker: str | None,
+    quantity: Decimal,
+    priority: str,
+    trader_id: int | None = None,
+    signal_id: uuid.UUID | None = None,
+    parent_id: uuid.UUID | None = None,
+    order_type: str = "market",
+    limit_price: Decimal | None = None,
+    tp_price: Decimal | None = None,
+    sl_price: Decimal | None = None,
+) -> OrderIntent:
+    """A queued intent with a fresh id and its client order id; the caller adds it to a session."""
+    intent_id = uuid.uuid4()
+    return OrderIntent(
+        id=intent_id,
+        user_id=user_id,
+        subaccount_id=subaccount_id,
+        trader_id=trader_id,
+        source=source,
+        signal_id=signal_id,
+        parent_id=parent_id,
+        kind=kind,
+        symbol=symbol,
+        ticker=ticker,
+        side=side,
+        quantity=quantity,
+        order_type=order_type,
+        limit_price=limit_price,
+        tp_price=tp_price,
+        sl_price=sl_price,
+        priority=priority,
+        status="queued",
+        cl_ord_id=client_order_id(intent_id),
+    )
 
 
 def queue_name(prefix: str, priority: str) -> str:
@@ -35,11 +98,28 @@ def rq_connection(redis_url: str) -> redis.Redis:
     return redis.Redis.from_url(redis_url)
 
 
+def register_drain(handler: DrainHandler) -> None:
+    """Make `handler` run this process's drain jobs (the executor's, before a worker starts)."""
+    global _drain_handler
+    _drain_handler = handler
+
+
+def drain_subaccount(subaccount_id: int) -> int:
+    """RQ job: send the subaccount's queued intents in order (by the registered handler)."""
+    handler = _drain_handler
+    if handler is None:
+        raise RuntimeError(
+            "no executor is set up in this process to drain subaccounts: run workers with "
+            "`python -m services.executor` (or call services.executor.jobs.use_context first)"
+        )
+    return handler(subaccount_id)
+
+
 def enqueue(conn: redis.Redis, prefix: str, intents: Iterable[QueuedIntent]) -> None:
     """One drain job per intent; its id names the intent, for the logs and for RQ's own views."""
     for intent in intents:
         Queue(queue_name(prefix, intent.priority), connection=conn).enqueue(
-            DRAIN_JOB,
+            drain_subaccount,
             intent.subaccount_id,
             job_id=f"intent-{intent.intent_id}",
             result_ttl=3600,

@@ -16,6 +16,7 @@ import redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from libs.common import streams
 from libs.common.storage.models import Recorder
 
 TOKENS_KEY = "recorder_tokens"  # hash: sha256(token) → JSON RecorderRef
@@ -90,7 +91,7 @@ def sync_all(client: redis.Redis, prefix: str, session: Session) -> int:
     stale = {t.decode() if isinstance(t, bytes) else t for t in before} - mapping.keys()
     pipe = client.pipeline(transaction=True)
     if mapping:
-        pipe.hset(prefix + TOKENS_KEY, mapping=mapping)
+        streams.set_hash(pipe, prefix + TOKENS_KEY, mapping)
     if stale:
         pipe.hdel(prefix + TOKENS_KEY, *stale)
     pipe.set(prefix + SYNCED_KEY, "1")

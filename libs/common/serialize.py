@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 from libs.common.storage.models import OrderIntent, Position, Recorder, Signal
 
@@ -29,7 +30,7 @@ def iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat().replace("+00:00", "Z")
 
 
-def position_dict(p: Position) -> dict:
+def position_dict(p: Position) -> dict[str, Any]:
     return {
         "id": p.id,
         "recorder_id": p.recorder_id,
@@ -52,7 +53,7 @@ def position_dict(p: Position) -> dict:
     }
 
 
-def signal_dict(s: Signal) -> dict:
+def signal_dict(s: Signal) -> dict[str, Any]:
     return {
         "id": str(s.id),
         "signal_id": str(s.id),
@@ -73,7 +74,7 @@ def signal_dict(s: Signal) -> dict:
     }
 
 
-def recorder_dict(r: Recorder, public_url: str) -> dict:
+def recorder_dict(r: Recorder, public_url: str) -> dict[str, Any]:
     return {
         "id": r.id,
         "name": r.name,
@@ -91,7 +92,7 @@ def recorder_dict(r: Recorder, public_url: str) -> dict:
     }
 
 
-def intent_dict(intent: OrderIntent) -> dict:
+def intent_dict(intent: OrderIntent) -> dict[str, Any]:
     """An order intent as the API and the `order.*` events show it."""
     return {
         "id": str(intent.id),

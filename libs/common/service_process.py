@@ -22,7 +22,7 @@ def service_main(run: Callable[[Settings], None]) -> None:
     run(settings)
 
 
-class GunicornServer(BaseApplication):
+class GunicornServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no types
     """gunicorn embedded in our process; `build_app` runs in each worker after fork, so no Redis
     or PostgreSQL socket crosses processes."""
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, cast
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 SIGNALS = "signals"
 TICKS = "ticks"
@@ -27,7 +29,19 @@ CONFIRMED_CONTRACTS = (
 )
 SIGNAL_PENDING = "signal_pending:"  # + signal_id → recorder_id, set by the gateway on accept
 ENGINE_GROUP = "position_engine"
+# Changes to the engine's tables asked for by the UI (a recorder deleted, its history reset);
+# the engine applies them in order, through its own group on this stream.
+ENGINE_COMMANDS = "engine_commands"
+# A key the active engine keeps alive (a few seconds' expiry) while it reads commands.
+ENGINE_COMMANDS_READER = "engine_commands:reader"
 EVENTS_MAXLEN = 100_000  # approximate trim: the UI reads events live, history lives in PostgreSQL
+
+
+# A stream entry's fields as read back; values are str from a client with decode_responses, and
+# the readers also take bytes (or anything with a str()) from other clients and from tests.
+ReadFields = Mapping[str, object]
+Entry = tuple[str, dict[str, str]]  # (entry id, fields)
+StreamReply = list[tuple[str, list[Entry]]]  # XREAD/XREADGROUP: (stream, entries) per stream
 
 
 class MalformedMessage(ValueError):
@@ -38,12 +52,12 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _text(fields: dict, name: str) -> str:
+def _text(fields: ReadFields, name: str) -> str:
     value = fields.get(name, "")
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _decimal(fields: dict, name: str, required: bool = False) -> Decimal | None:
+def _decimal(fields: ReadFields, name: str, required: bool = False) -> Decimal | None:
     text = _text(fields, name).strip()
     if not text:
         if required:
@@ -58,7 +72,7 @@ def _decimal(fields: dict, name: str, required: bool = False) -> Decimal | None:
     return value
 
 
-def _int(fields: dict, name: str) -> int:
+def _int(fields: ReadFields, name: str) -> int:
     text = _text(fields, name).strip()
     try:
         return int(text)
@@ -88,7 +102,7 @@ class SignalMessage:
         return {k: _opt(v) for k, v in asdict(self).items()}
 
     @classmethod
-    def from_fields(cls, fields: dict) -> SignalMessage:
+    def from_fields(cls, fields: ReadFields) -> SignalMessage:
         signal_id = _text(fields, "signal_id").strip()
         if not signal_id:
             raise MalformedMessage("field signal_id is missing")
@@ -144,7 +158,7 @@ class TickMessage:
         return fields
 
     @classmethod
-    def from_fields(cls, fields: dict) -> TickMessage:
+    def from_fields(cls, fields: ReadFields) -> TickMessage:
         symbol = _text(fields, "symbol").strip()
         if not symbol:
             raise MalformedMessage("field symbol is missing")
@@ -161,6 +175,35 @@ class TickMessage:
         )
 
 
+DELETE_RECORDER = "delete_recorder"  # its signals, positions (and fills), then the recorder
+RESET_HISTORY = "reset_history"  # its signals and closed positions; open positions stay
+COMMAND_KINDS = (DELETE_RECORDER, RESET_HISTORY)
+
+
+@dataclass(frozen=True)
+class EngineCommand:
+    """A change to the engine's tables asked for by the UI; answered on `jt:events` with the same
+    `command_id` once committed."""
+
+    command_id: str
+    kind: str  # one of COMMAND_KINDS
+    recorder_id: int
+    user_id: int  # the recorder's owner, as the UI checked it
+
+    def to_fields(self) -> dict[str, str]:
+        return {k: _opt(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_fields(cls, fields: ReadFields) -> EngineCommand:
+        command_id = _text(fields, "command_id").strip()
+        if not command_id:
+            raise MalformedMessage("field command_id is missing")
+        kind = _text(fields, "kind").strip()
+        if kind not in COMMAND_KINDS:
+            raise MalformedMessage(f"field kind must be one of {', '.join(COMMAND_KINDS)}")
+        return cls(command_id, kind, _int(fields, "recorder_id"), _int(fields, "user_id"))
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
@@ -169,15 +212,46 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def event_fields(event_type: str, data: dict) -> dict[str, str]:
+def event_fields(event_type: str, data: Mapping[str, Any]) -> dict[str, str]:
     return {
         "type": event_type,
         "data": json.dumps(data, default=_json_default, separators=(",", ":")),
     }
 
 
-def publish_event(client: redis.Redis, stream: str, event_type: str, data: dict) -> None:
-    client.xadd(stream, event_fields(event_type, data), maxlen=EVENTS_MAXLEN, approximate=True)
+def publish_event(
+    client: redis.Redis, stream: str, event_type: str, data: Mapping[str, Any]
+) -> None:
+    add(client, stream, event_fields(event_type, data), maxlen=EVENTS_MAXLEN)
+
+
+def add(
+    client: redis.Redis, stream: str, fields: Mapping[str, str], maxlen: int | None = None
+) -> bytes | str:
+    """XADD `fields` to `stream` (trimmed approximately to `maxlen` when given); the entry's id,
+    or on a pipeline the pipeline itself."""
+    # redis-py#2917: xadd types its fields as an invariant dict, which dict[str, str] is not;
+    # it only reads them.
+    entry = cast("dict[FieldT, EncodableT]", fields)
+    return client.xadd(stream, entry, maxlen=maxlen, approximate=True)
+
+
+def set_hash(client: redis.Redis, key: str, mapping: Mapping[str, str | int]) -> None:
+    """HSET every field of `mapping` on the hash `key`, on a client or a pipeline."""
+    # redis-py#2917: hset's mapping has an invariant key type, which str is not.
+    client.hset(key, mapping=cast("Mapping[FieldT, EncodableT]", mapping))
+
+
+def read_entries(reply: object) -> list[Entry]:
+    """The entries of an XREAD/XREADGROUP reply (from a client with decode_responses), all
+    streams together, in order."""
+    # redis-py types the reply for RESP2 and RESP3, bytes or str: ours is RESP2, decoded.
+    return [entry for _, entries in cast(StreamReply, reply or []) for entry in entries]
+
+
+def read_hash(client: redis.Redis, key: str) -> dict[str, str]:
+    """HGETALL of `key`, from a client with decode_responses."""
+    return cast("dict[str, str]", client.hgetall(key))
 
 
 def ensure_group(client: redis.Redis, stream: str, group: str) -> None:

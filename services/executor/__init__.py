@@ -1,1 +1,2 @@
-"""Executor: RQ workers that send order intents to the broker (paper or Tradovate), in order, at most once."""
+"""Executor: RQ workers that send order intents to the broker (paper or Tradovate), in order,
+at most once."""

@@ -8,7 +8,6 @@ import contextlib
 import json
 import logging
 import math
-import queue
 import random
 import threading
 import time
@@ -19,16 +18,15 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
-import websocket
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from libs.common import streams
+from libs.common import events, streams
 from libs.common.config import Settings
 from libs.common.serialize import intent_dict, num
 from libs.common.storage.db import transaction
 from libs.common.storage.models import Account, OrderIntent, Position, Subaccount, Trader
-from libs.common.tradovate import frames  # the same framing as the md socket
+from libs.common.tradovate import frames
 from libs.common.tradovate.accounts import (
     AccountUnusable,
     TokenKeeper,
@@ -37,6 +35,13 @@ from libs.common.tradovate.accounts import (
     risk_status,
 )
 from libs.common.tradovate.client import PenaltyTicket, RateLimited, TradovateError
+from libs.common.tradovate.socket_session import (
+    Connection,
+    Dial,
+    Ending,
+    ReconnectingSocket,
+    SocketTimings,
+)
 from services.executor import reconcile
 from services.executor.limiter import BrokerLimiter, Penalty, penalty_for
 
@@ -45,9 +50,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("executor")
 
-QUOTA_REASONS = frozenset({"ConnectionQuotaReached", "IPQuotaReached"})
 BRACKET_SEEN_S = 7 * 86400  # a bracket fill is announced once, even across restarts and re-syncs
-_CLOSED = object()  # put by the reader when its socket is gone
 
 
 def account_socket_url(rest_url: str) -> str:
@@ -103,14 +106,14 @@ class AccountSync:
     def from_context(cls, ctx: ExecutorContext, **kw: Any) -> AccountSync:
         return cls(ctx.settings, ctx.sessions, ctx.redis, ctx.keeper, ctx.limiter, **kw)
 
-    def socket_url(self, environment: str) -> str:
+    def socket_url(self, environment: str | None) -> str:
         configured = (
             self.settings.tradovate_live_ws_url
             if environment == "live"
             else self.settings.tradovate_demo_ws_url
         )
         return (
-            self.socket_urls.get(environment)
+            self.socket_urls.get(environment or "")
             or configured
             or account_socket_url(base_url(self.settings, environment))
         )
@@ -200,18 +203,31 @@ class _AccountStream:
         self.accounted: set[int] = set()  # finished orders already dealt with
         self.subs: dict[int, int] = {}  # broker account id → subaccount id
         self.user = ""  # the limiter key of the account's broker user
-        self._ws: websocket.WebSocket | None = None
-        self._inbox: queue.Queue[object] = queue.Queue()  # one per connection
+        self.broker_user_id: int | None = None  # whom the syncrequest asks for, when known
+        self._syncs_at_dial = 0
         self._stop = threading.Event()
         self._next_check = self._next_settle = math.inf
         self._last_check = -math.inf
+        t = self.t
+        self.socket = ReconnectingSocket(
+            self,
+            SocketTimings(
+                t.heartbeat_s, t.silence_s, t.backoff_base_s, t.backoff_max_s, t.quota_backoff_s
+            ),
+            self._stop,
+            name="account sync",
+            reader_name=f"account-sync-reader-{account_id}",
+            rng=sync.rng,
+            logger=log,
+            log_kv={"account_id": account_id},
+        )
         self.thread = threading.Thread(
-            target=self._run, daemon=True, name=f"account-sync-{account_id}"
+            target=self.socket.run, daemon=True, name=f"account-sync-{account_id}"
         )
 
     def stop(self) -> None:
         self._stop.set()
-        self._inbox.put(None)  # wakes the loop, which then sees `stop`
+        self.socket.wake()  # the loop then sees `stop`
         self.thread.join(10)
 
     def positions(self) -> dict[tuple[int, str], Decimal]:
@@ -223,34 +239,9 @@ class _AccountStream:
                 if a in self.subs
             }
 
-    # -- connection ------------------------------------------------------------------------------
+    # -- the socket session (SocketUser) ---------------------------------------------------------
 
-    def _run(self) -> None:
-        attempt = 0
-        while not self._stop.is_set():
-            syncs = self.syncs
-            try:
-                verdict = self._connect()
-            except Exception:  # a bug met by one account must not end its sync for good
-                log.exception("account sync failed", extra={"kv": {"account_id": self.account_id}})
-                verdict = "error"
-            self.synced = False
-            attempt = 0 if self.syncs > syncs else attempt + 1
-            if verdict == "quota":
-                wait = self.t.quota_backoff_s * self.sync.rng.uniform(1.0, 1.2)
-            else:  # jittered, so accounts dropped together do not return in step
-                wait = min(
-                    self.t.backoff_max_s, self.t.backoff_base_s * 2**attempt
-                ) * self.sync.rng.uniform(0.5, 1)
-            log.info(
-                "account sync reconnect",
-                extra={
-                    "kv": {"account_id": self.account_id, "why": verdict, "in_s": round(wait, 2)}
-                },
-            )
-            self._stop.wait(wait)
-
-    def _connect(self) -> str:
+    def dial(self) -> Dial | str:
         with self.sync.sessions() as s:
             account = s.get(Account, self.account_id)
             if account is None or account.status != "connected":
@@ -265,28 +256,11 @@ class _AccountStream:
             )
             return "no token"
         self.user = limiter_user(account)
+        self.broker_user_id = account.broker_user_id
         if not self._background_slot():  # the syncrequest is the request this slot pays for
             return "stopped"
-        try:
-            ws = websocket.create_connection(
-                self.sync.socket_url(account.environment), timeout=10, enable_multithread=True
-            )
-        except (OSError, websocket.WebSocketException) as exc:
-            return f"unreachable ({type(exc).__name__})"
-        ws.settimeout(None)  # the reader blocks; silence is judged by the loop, which shuts it
-        self._ws, self._inbox = ws, queue.Queue()
-        threading.Thread(
-            target=self._read,
-            args=(ws, self._inbox),
-            daemon=True,
-            name=f"account-sync-reader-{self.account_id}",
-        ).start()
-        try:
-            return self._serve(account, token)
-        finally:
-            with contextlib.suppress(OSError, websocket.WebSocketException):
-                ws.send_close()
-            ws.shutdown()
+        self._syncs_at_dial = self.syncs
+        return Dial(self.sync.socket_url(account.environment), token)
 
     def _background_slot(self) -> bool:
         while not self._stop.is_set():
@@ -296,103 +270,60 @@ class _AccountStream:
             self._stop.wait(min(decision.wait_ms / 1000, 5.0))  # short waits keep `stop` prompt
         return False
 
-    @staticmethod
-    def _read(ws: websocket.WebSocket, inbox: queue.Queue[object]) -> None:
-        try:
-            while True:
-                opcode, data = ws.recv_data()
-                if opcode == websocket.ABNF.OPCODE_CLOSE:
-                    break
-                if opcode == websocket.ABNF.OPCODE_TEXT:
-                    inbox.put(data.decode("utf-8", errors="replace"))
-        except (OSError, websocket.WebSocketException, ValueError):
-            pass
-        inbox.put(_CLOSED)
+    def authorized(self, conn: Connection) -> None:
+        body = (
+            {"users": [self.broker_user_id]}
+            if self.broker_user_id
+            else {"accounts": sorted(self.subs)}
+        )
+        conn.request("user/syncrequest", body)
 
-    def _send(self, text: str) -> None:
-        # A failed send needs no handling here: the reader sees the socket go and ends the session.
-        with contextlib.suppress(OSError, websocket.WebSocketException, AttributeError):
-            self._ws.send(text)  # type: ignore[union-attr]
+    def refused(self, conn: Connection, answer: frames.Response) -> None:
+        # A stale token: have the keeper renew it before the next try.
+        with transaction(self.sync.sessions) as s:
+            account = s.get(Account, self.account_id)
+            if account is not None:
+                account.token_expires_at = datetime.now(UTC)
 
-    def _serve(self, account: Account, token: str) -> str:
-        """Frames, heartbeats and timers of one connection; returns why it ended."""
-        last_frame = last_beat = time.monotonic()
-        while not self._stop.is_set():
-            timers = (
-                (self._next_check, self._next_settle) if self.synced else ()
-            )  # none before a sync
-            due = min(last_beat + self.t.heartbeat_s, last_frame + self.t.silence_s, *timers)
-            try:
-                item = self._inbox.get(timeout=max(0.0, due - time.monotonic()))
-            except queue.Empty:
-                item = None
-            now = time.monotonic()
-            if item is _CLOSED:
-                return "closed"
-            if isinstance(item, str):
-                last_frame = now
-                verdict = self._on_frame(item, account, token)
+    def on_messages(
+        self, conn: Connection, messages: list[frames.Response | frames.Event]
+    ) -> str | None:
+        touched: list[reconcile.Touched] = []
+        for message in messages:
+            if isinstance(message, frames.Response):
+                verdict = self._on_response(message)
                 if verdict:
                     return verdict
-            if now - last_beat >= self.t.heartbeat_s:  # even while data streams in (§6.3)
-                self._send(frames.HEARTBEAT)
-                last_beat = now
-            if now - last_frame >= self.t.silence_s:
-                return "silent"
-            if self.synced and now >= self._next_settle:
-                self._settle()
-            if self.synced and now >= self._next_check:
-                self._check()
-        return "stopped"
-
-    def _on_frame(self, text: str, account: Account, token: str) -> str | None:
-        try:
-            frame = frames.parse_frame(text)
-        except frames.FrameError as exc:
-            log.warning("account sync frame unreadable", extra={"kv": {"error": str(exc)}})
-            return None
-        if isinstance(frame, frames.Open):
-            self._send(frames.build_request("authorize", 0, "", token))
-        elif isinstance(frame, frames.Close):
-            return "closed"
-        elif isinstance(frame, frames.Messages):
-            touched: list[reconcile.Touched] = []
-            for message in frame.items:
-                if isinstance(message, frames.Response):
-                    verdict = self._on_response(message, account)
-                    if verdict:
-                        return verdict
-                elif message.e == "shutdown":
-                    reason = message.d.get("reasonCode") if isinstance(message.d, dict) else None
-                    return "quota" if reason in QUOTA_REASONS else "shutdown"
-                elif (
-                    message.e == "props"
-                    and isinstance(message.d, dict)
-                    and isinstance(message.d.get("entity"), dict)
-                ):
-                    with self.lock:
-                        found = self.mirror.apply(
-                            str(message.d.get("entityType")),
-                            str(message.d.get("eventType")),
-                            message.d["entity"],
-                        )
-                    touched += [found] if found else []
-            self._after(touched)
+            elif (
+                message.e == "props"
+                and isinstance(message.d, dict)
+                and isinstance(message.d.get("entity"), dict)
+            ):
+                with self.lock:
+                    found = self.mirror.apply(
+                        str(message.d.get("entityType")),
+                        str(message.d.get("eventType")),
+                        message.d["entity"],
+                    )
+                touched += [found] if found else []
+        self._after(touched)
         return None
 
-    def _on_response(self, response: frames.Response, account: Account) -> str | None:
-        if response.i == 0:
-            if not response.ok:  # a stale token: have the keeper renew it before the next try
-                with transaction(self.sync.sessions) as s:
-                    s.get(Account, self.account_id).token_expires_at = datetime.now(UTC)
-                return "token refused"
-            body = (
-                {"users": [account.broker_user_id]}
-                if account.broker_user_id
-                else {"accounts": sorted(self.subs)}
-            )
-            self._send(frames.build_request("user/syncrequest", 1, "", body))
-            return None
+    def next_due(self) -> float:
+        return min(self._next_check, self._next_settle) if self.synced else math.inf
+
+    def tick(self, conn: Connection, now: float) -> str | None:
+        if self.synced and now >= self._next_settle:
+            self._settle()
+        if self.synced and now >= self._next_check:
+            self._check()
+        return None
+
+    def ended(self, ending: Ending) -> bool:
+        self.synced = False
+        return self.syncs > self._syncs_at_dial
+
+    def _on_response(self, response: frames.Response) -> str | None:
         penalty = penalty_for(response.s, response.d if isinstance(response.d, dict) else None)
         if penalty is not None:
             self._penalized(penalty)
@@ -403,9 +334,7 @@ class _AccountStream:
             self.mirror = reconcile.BrokerMirror(contracts=self.mirror.contracts)  # names last
             touched = self.mirror.load(response.d)
         self.synced, self.syncs = True, self.syncs + 1
-        self._next_check = (
-            time.monotonic()
-        )  # events missed while down are not replayed: compare now
+        self._next_check = time.monotonic()  # events missed while down are not replayed
         self._after(touched)
         log.info(
             "account synced",
@@ -413,14 +342,17 @@ class _AccountStream:
         )
         return None
 
-    def _penalized(self, penalty: Penalty) -> None:
+    def _penalized(self, penalty: Penalty | None) -> None:
+        if penalty is None:  # an ordinary answer: nothing to pause
+            return
         self.sync.limiter.apply_penalty(self.user, penalty)
         if penalty.alert:  # a lockout or captcha needs a person
             self.sync.publish(
-                "account.alert",
+                events.ACCOUNT_ALERT,
                 {
                     "broker_user": self.user,
-                    "message": f"Tradovate paused account sync ({penalty.reason}) for {penalty.seconds} s",
+                    "message": f"Tradovate paused account sync ({penalty.reason})"
+                    f" for {penalty.seconds} s",
                 },
             )
 
@@ -443,7 +375,7 @@ class _AccountStream:
             self._settle()
 
     def _apply_risks(self, broker_ids: set[int]) -> None:
-        events = []
+        changes = []
         with transaction(self.sync.sessions) as s:
             for sub in s.scalars(
                 select(Subaccount).where(
@@ -453,7 +385,7 @@ class _AccountStream:
             ):
                 status = risk_status(self.mirror.risks.get(sub.broker_account_id))
                 if status != sub.risk_status:
-                    events.append(
+                    changes.append(
                         {
                             "account_id": self.account_id,
                             "subaccount_id": sub.id,
@@ -463,16 +395,16 @@ class _AccountStream:
                         }
                     )
                     sub.risk_status, sub.refreshed_at = status, datetime.now(UTC)
-        for data in events:
-            self.sync.publish("account.risk_status", data)
+        for data in changes:
+            self.sync.publish(events.ACCOUNT_RISK_STATUS, data)
 
     def _settle(self) -> None:
         """Write finished orders onto their intents (by order id, or by clOrdId when the sender
         has not committed the order id yet); a row the sender still holds is tried again later."""
-        done = {oid: self.mirror.outcome(oid) for oid in self.unsettled}
+        done = {oid: outcome for oid in self.unsettled if (outcome := self.mirror.outcome(oid))}
         by_id = {str(oid): oid for oid in done}
         by_cl = {self.mirror.cl_ord_ids[oid]: oid for oid in done if oid in self.mirror.cl_ord_ids}
-        events: list[tuple[str, dict]] = []
+        outgoing: list[tuple[str, dict]] = []
         with transaction(self.sync.sessions) as s:
             rows = s.scalars(
                 select(OrderIntent)
@@ -485,19 +417,20 @@ class _AccountStream:
             ).all()
             for intent in rows:
                 oid = by_id.get(intent.broker_order_id or "") or by_cl[intent.cl_ord_id]
-                status, price, why = done[oid]  # type: ignore[misc]
+                status, price, why = done[oid]
                 intent.status, intent.broker_order_id = status, intent.broker_order_id or str(oid)
                 intent.fill_price, intent.finished_at = price, datetime.now(UTC)
                 intent.error = (
                     f"Tradovate rejected the order after accepting it: {why}" if why else None
                 )
-                events.append((f"order.{status}", intent_dict(intent)))
+                outgoing.append((events.order_event(status), intent_dict(intent)))
                 self._account(oid)
             for oid in [o for o in self.unsettled if self.mirror.is_bracket(o)]:
                 self._account(oid)
-                if done[oid][0] == "filled":  # type: ignore[index]
-                    events += self._bracket_filled(s, oid, done[oid][1])  # type: ignore[index]
-        for event_type, data in events:
+                outcome = done.get(oid)
+                if outcome is not None and outcome[0] == "filled":
+                    outgoing += self._bracket_filled(s, oid, outcome[1])
+        for event_type, data in outgoing:
             self.sync.publish(event_type, data)
         now = time.monotonic()
         for oid, seen in list(self.unsettled.items()):
@@ -516,18 +449,26 @@ class _AccountStream:
         if not self.sync.redis.set(key, 1, nx=True, ex=BRACKET_SEEN_S):
             return []  # announced before this re-sync (or by another process)
         order = self.mirror.orders[order_id]
-        parent, contract_id = order.get("parentId"), order.get("contractId")
+        parent = order.get("parentId")
+        account, contract_id = reconcile.ref(order, "accountId"), reconcile.ref(order, "contractId")
+        subaccount_id = None if account is None else self.subs.get(account)
+        contract = None if contract_id is None else self.mirror.contracts.get(contract_id)
+        net = (
+            None
+            if account is None or contract_id is None
+            else self.mirror.positions.get((account, contract_id))
+        )
         intent_id = parent and s.scalar(
             select(OrderIntent.id).where(OrderIntent.broker_order_id == str(parent))
         )
         order_type = self.mirror.order_types.get(order_id, "")
         return [
             (
-                "order.bracket_filled",
+                events.ORDER_BRACKET_FILLED,
                 {
                     "account_id": self.account_id,
-                    "subaccount_id": self.subs.get(order.get("accountId")),
-                    "contract": self.mirror.contracts.get(contract_id),
+                    "subaccount_id": subaccount_id,
+                    "contract": contract,
                     "broker_order_id": str(order_id),
                     "intent_id": str(intent_id) if intent_id else None,
                     "reason": "tp"
@@ -537,9 +478,7 @@ class _AccountStream:
                     else None,
                     "side": str(order.get("action", "")).lower(),
                     "fill_price": num(price),
-                    "net_qty": num(
-                        self.mirror.positions.get((order.get("accountId"), contract_id))
-                    ),
+                    "net_qty": num(net),
                 },
             )
         ]
@@ -589,7 +528,7 @@ class _AccountStream:
             self.sync.settings.stream(f"reconcile:{self.account_id}"), json.dumps(report)
         )
         if state.changed:
-            self.sync.publish("account.mismatch", report)
+            self.sync.publish(events.ACCOUNT_MISMATCH, report)
             log.warning(
                 "reconcile",
                 extra={"kv": {"account_id": self.account_id, "mismatches": len(state.alerted)}},
@@ -608,14 +547,14 @@ class _AccountStream:
                 return False
             try:
                 with self.sync.sessions() as s:
-                    client = self.sync.keeper.client_for(s, s.get(Account, self.account_id))
+                    client = self.sync.keeper.client_for(s, s.get_one(Account, self.account_id))
                 found = client.contract_item(contract_id)
             except PenaltyTicket as exc:
                 body = {"p-ticket": exc.ticket, "p-time": exc.wait_s, "p-captcha": exc.captcha}
-                self._penalized(penalty_for(200, body))  # type: ignore[arg-type]
+                self._penalized(penalty_for(200, body))
                 return False
             except RateLimited as exc:
-                self._penalized(penalty_for(exc.status, None))  # type: ignore[arg-type]
+                self._penalized(penalty_for(exc.status, None))
                 return False
             except (TradovateError, AccountUnusable):
                 return False

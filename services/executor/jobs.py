@@ -8,7 +8,7 @@ from functools import cached_property
 
 import redis
 
-from libs.common import streams
+from libs.common import events, orders, streams
 from libs.common.config import Settings, load_settings
 from libs.common.storage import db
 from libs.common.storage.models import Account
@@ -66,7 +66,7 @@ class ExecutorContext:
         streams.publish_event(
             self.redis,
             self.settings.stream(streams.EVENTS),
-            "account.alert",
+            events.ACCOUNT_ALERT,
             {"broker_user": user, "message": message},
         )
 
@@ -95,12 +95,16 @@ def context() -> ExecutorContext:
 
 
 def use_context(ctx: ExecutorContext) -> None:
-    """Set the process's context (the service does at start-up, tests do for their settings)."""
+    """Set the process's context (the service does at start-up, tests do for their settings) and
+    make this process run drain jobs (libs.common.orders.drain_subaccount) with it."""
     global _context
     with _context_lock:
         _context = ctx
+    orders.register_drain(drain_subaccount)
 
 
 def drain_subaccount(subaccount_id: int) -> int:
-    """RQ job: send the subaccount's queued intents in order."""
+    """Send the subaccount's queued intents in order. The handler behind the RQ job
+    libs.common.orders.drain_subaccount; jobs enqueued by name before that job existed still
+    name this function, so it stays an RQ job too."""
     return context().sender.drain(subaccount_id)

@@ -1,4 +1,5 @@
-"""The broker rate limiter: one sliding-window budget per broker user in Redis, shared by every worker.
+"""The broker rate limiter: one sliding-window budget per broker user in Redis, shared by every
+worker.
 
 `decide` is the arithmetic (windows, pauses, priority reserves) on plain values; `BrokerLimiter`
 runs the same rules atomically in a Lua script against Redis' clock.
@@ -170,7 +171,9 @@ local checks = {
   {KEYS[1], tonumber(ARGV[2]), minute_ms, 'minute'},
   {KEYS[2], tonumber(ARGV[3]), hour_ms, 'hour'},
 }
-if tonumber(ARGV[4]) > 0 then table.insert(checks, {KEYS[3], tonumber(ARGV[4]), minute_ms, 'background'}) end
+if tonumber(ARGV[4]) > 0 then
+  table.insert(checks, {KEYS[3], tonumber(ARGV[4]), minute_ms, 'background'})
+end
 for _, c in ipairs(checks) do
   local w = window_wait(c[1], c[2], c[3])
   if w > wait then wait, reason = w, c[4] end
@@ -271,7 +274,7 @@ class BrokerLimiter:
             raise ValueError(f"unknown priority {priority!r}")
         limits = self.limits
         keys = [self.key(user, p) for p in ("minute", "hour", "background", "pause")]
-        args = [
+        args: list[str | int] = [
             request_id or uuid.uuid4().hex,
             limits.minute_cap(priority),
             limits.hour_cap(priority),

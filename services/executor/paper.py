@@ -56,9 +56,9 @@ class PaperBroker(Broker):
             )
             session.add(book)
         if ticket.order_type == "limit":
-            marketable = (
-                price <= ticket.limit_price if ticket.side == "buy" else price >= ticket.limit_price
-            )
+            limit = ticket.limit_price
+            assert limit is not None, "a limit order carries its price"
+            marketable = price <= limit if ticket.side == "buy" else price >= limit
             if not marketable:
                 return Answer(
                     "rejected",
@@ -119,6 +119,7 @@ def _fill(book: PaperPosition, side: str, qty: Decimal, price: Decimal) -> None:
         return
     closing = min(abs(net), qty)
     direction = 1 if net > 0 else -1
+    assert book.avg_price is not None, "an open book has an average price"
     book.realized_pnl += (price - book.avg_price) * closing * direction * spec.point_value
     book.net_qty = net + signed
     if book.net_qty == 0:

@@ -32,6 +32,12 @@ SNAPSHOT = {
 Touched = tuple[str, int]  # ("order" | "position" | "risk", id)
 
 
+def ref(e: JSON, name: str) -> int | None:
+    """The id an entity refers to by `name` (orderId, accountId…); None when absent."""
+    value = e.get(name)
+    return value if isinstance(value, int) else None
+
+
 @dataclass
 class BrokerMirror:
     """What the account socket said since the last snapshot, by entity id."""
@@ -60,22 +66,25 @@ class BrokerMirror:
         ident = e.get("id")
         if not isinstance(ident, int):
             return None
-        order_id = e.get("orderId")
+        order_id = ref(e, "orderId")
         if kind == "contract" and isinstance(e.get("name"), str):
             self.contracts[ident] = e["name"]
         elif kind == "order":
             self.orders[ident] = e
             return "order", ident
-        elif kind == "orderVersion" and isinstance(e.get("orderType"), str):
+        elif (
+            kind == "orderVersion" and order_id is not None and isinstance(e.get("orderType"), str)
+        ):
             self.order_types[order_id] = e["orderType"]
         elif kind == "command":
             self.commands[ident] = e
-            if e.get("commandType") == "New" and e.get("clOrdId"):
+            if e.get("commandType") == "New" and e.get("clOrdId") and order_id is not None:
                 self.cl_ord_ids[order_id] = str(e["clOrdId"])
                 return "order", order_id  # the clOrdId may be what ties the order to an intent
         elif kind in ("commandReport", "executionReport"):
-            command = self.commands.get(e.get("commandId"), {})
-            order_id = order_id or command.get("orderId")
+            command_id = ref(e, "commandId")
+            command = {} if command_id is None else self.commands.get(command_id, {})
+            order_id = order_id or ref(command, "orderId")
             refused = e.get("commandStatus") in ("RiskRejected", "ExecutionRejected")
             if order_id and (
                 (refused and command.get("commandType") == "New") or e.get("execType") == "Rejected"
@@ -87,8 +96,11 @@ class BrokerMirror:
             self.fills.setdefault(order_id, {})[ident] = e
             return "order", order_id
         elif kind == "position":
-            key = (e.get("accountId"), e.get("contractId"))
-            self.positions[key] = ZERO if event_type == "Deleted" else Decimal(e.get("netPos") or 0)
+            account_id, contract_id = ref(e, "accountId"), ref(e, "contractId")
+            if account_id is not None and contract_id is not None:
+                self.positions[account_id, contract_id] = (
+                    ZERO if event_type == "Deleted" else Decimal(e.get("netPos") or 0)
+                )
             return "position", ident
         elif kind == "accountRiskStatus":
             self.risks[e.get("accountId", ident)] = e

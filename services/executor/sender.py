@@ -17,7 +17,7 @@ from prometheus_client import Counter
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from libs.common import streams
+from libs.common import events, streams
 from libs.common.futures.exchange_calendar import trade_date
 from libs.common.futures.instruments import CONTRACTS
 from libs.common.futures.rolls import ContractError, resolve_ticker
@@ -99,7 +99,7 @@ class Sender:
             intent = self._next(session, subaccount_id)
             if intent is None:
                 return False
-            subaccount = session.get(Subaccount, subaccount_id)
+            subaccount = session.get_one(Subaccount, subaccount_id)
             broker = self.broker_for(subaccount.account)
             ticket = self._ticket(intent, subaccount)
             if isinstance(ticket, str):
@@ -141,13 +141,13 @@ class Sender:
             )
         # The claim is committed: from here a crash leaves `sending`, which the next drain checks.
         with transaction(self.sessions) as session:
-            intent = session.get(OrderIntent, intent.id, with_for_update=True)
+            intent = session.get_one(OrderIntent, intent.id, with_for_update=True)
             try:
                 answer = broker.send(ticket, session)
             except BrokerPaused as paused:
                 intent.status = "queued"  # nothing went out; it waits for the pause to end
                 intent.error = paused.reason
-                self._publish("order.paused", intent)
+                self._publish(events.ORDER_PAUSED, intent)
                 return False
             except BrokerUnavailable as exc:
                 intent.error = (
@@ -190,7 +190,7 @@ class Sender:
         intent.error = answer.error
         intent.finished_at = datetime.now(UTC)
         session.flush()
-        self._publish(f"order.{answer.status}", intent)
+        self._publish(events.order_event(answer.status), intent)
         ORDERS.labels(status=answer.status).inc()
         log.info(
             "intent answered",

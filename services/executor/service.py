@@ -8,7 +8,7 @@ import os
 import socket
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -18,7 +18,8 @@ from rq.worker import SimpleWorker
 
 from libs.common import orders
 from libs.common.config import Settings
-from libs.common.metrics import ScrapeCollector, write_metrics
+from libs.common.metrics import ScrapeCollector
+from libs.common.status_server import metrics_route, start_status_server
 from services.executor.account_sync import start_account_sync
 from services.executor.jobs import ExecutorContext, use_context
 from services.executor.limiter import BrokerLimiter
@@ -72,21 +73,8 @@ def executor_registry(ctx: ExecutorContext) -> CollectorRegistry:
 
 
 def start_metrics_server(port: int, ctx: ExecutorContext) -> ThreadingHTTPServer:
-    registry = executor_registry(ctx)
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            if self.path != "/metrics":
-                self.send_error(404)
-                return
-            write_metrics(self, registry)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True, name="executor-metrics").start()
-    return server
+    routes = {"/metrics": metrics_route(executor_registry(ctx))}
+    return start_status_server(port, routes, "executor-metrics")
 
 
 def serve_metrics(settings: Settings, ctx: ExecutorContext) -> ThreadingHTTPServer | None:

@@ -26,6 +26,7 @@ from services.executor.limiter import (
     LOCKOUT_PAUSE_S,
     BrokerLimiter,
     Penalty,
+    Priority,
     SlotTimeout,
 )
 
@@ -55,7 +56,7 @@ class TradovateBroker(Broker):
     # --- sending -----------------------------------------------------------------------------
 
     def send(self, ticket: Ticket, session: Session) -> Answer:
-        account = session.get(Account, self.account_id)
+        account = session.get_one(Account, self.account_id)
         try:
             client = self.keeper.client_for(session, account)
         except AccountUnusable as exc:
@@ -161,7 +162,10 @@ class TradovateBroker(Broker):
         )
         if not net:
             return
-        first, second = _brackets(ticket, closing_action="Sell" if net > 0 else "Buy")
+        brackets = _brackets(ticket, closing_action="Sell" if net > 0 else "Buy")
+        if brackets is None:  # only called for a ticket with levels
+            return
+        first, second = brackets
         if second is None:  # one level only: a plain order, not an OCO pair
             call(
                 client.place_order,
@@ -208,7 +212,7 @@ class TradovateBroker(Broker):
     def lookup(self, ticket: Ticket, session: Session) -> Answer | None:
         """Did an interrupted send reach Tradovate? An order is found by its clOrdId; a liquidation
         carries none, so it counts as done when the position it closes is already flat."""
-        account = session.get(Account, self.account_id)
+        account = session.get_one(Account, self.account_id)
         client = self.keeper.client_for(session, account)
         call = _Caller(self.limiter, limiter_user(account), "exit", self.alert)
         try:
@@ -246,7 +250,11 @@ class _Caller:
     """One broker request: a slot from the shared limiter, then the call; penalties handled."""
 
     def __init__(
-        self, limiter: BrokerLimiter, user: str, priority: str, alert: Callable[[str, str], None]
+        self,
+        limiter: BrokerLimiter,
+        user: str,
+        priority: Priority,
+        alert: Callable[[str, str], None],
     ):
         self.limiter, self.user, self.priority, self.alert = limiter, user, priority, alert
 
@@ -277,7 +285,8 @@ class _Caller:
             except tradovate.RateLimited as exc:
                 self._pause(
                     LOCKOUT_PAUSE_S,
-                    f"Tradovate locked this user out (HTTP {exc.status}); requests stop for an hour",
+                    f"Tradovate locked this user out (HTTP {exc.status}); requests stop "
+                    "for an hour",
                 )
         pause = self.limiter.paused(self.user)
         raise BrokerPaused(
@@ -308,8 +317,9 @@ def _accepted(order_id: Any) -> Answer:
 
 def _brackets(
     ticket: Ticket, closing_action: str | None = None
-) -> tuple[dict, dict | None] | tuple[()]:
-    """TP as a GTC limit and SL as a GTC stop, on the side that closes the position."""
+) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+    """TP as a GTC limit and SL as a GTC stop, on the side that closes the position; None when
+    the ticket has neither."""
     action = closing_action or ("Sell" if ticket.side == "buy" else "Buy")
     orders = []
     if ticket.tp_price is not None:
@@ -331,5 +341,5 @@ def _brackets(
             }
         )
     if not orders:
-        return ()
+        return None
     return orders[0], (orders[1] if len(orders) > 1 else None)

@@ -12,7 +12,7 @@ from decimal import Decimal
 import redis
 from sqlalchemy import or_, select
 
-from libs.common import orders, streams
+from libs.common import events, orders, streams
 from libs.common.serialize import num
 from libs.common.storage.db import transaction
 from libs.common.storage.models import OrderIntent
@@ -98,20 +98,24 @@ class PaperBracketWatcher:
             self._backlog = True
         return claimed
 
-    def _read(self, block_ms: int | None) -> list[tuple[str, dict]]:
+    def _read(self, block_ms: int | None) -> list[streams.Entry]:
         if time.monotonic() - self._last_claim > PAPER_CLAIM_EVERY_S:
             self.claim_abandoned()
-        got = None
+        entries: list[streams.Entry] = []
         if self._backlog:
-            got = self.ctx.redis.xreadgroup(
-                PAPER_GROUP, self.consumer, {self.stream: "0"}, count=1000
+            entries = streams.read_entries(
+                self.ctx.redis.xreadgroup(
+                    PAPER_GROUP, self.consumer, {self.stream: "0"}, count=1000
+                )
             )
-            self._backlog = bool(got and got[0][1])
+            self._backlog = bool(entries)
         if not self._backlog:
-            got = self.ctx.redis.xreadgroup(
-                PAPER_GROUP, self.consumer, {self.stream: ">"}, count=1000, block=block_ms
+            entries = streams.read_entries(
+                self.ctx.redis.xreadgroup(
+                    PAPER_GROUP, self.consumer, {self.stream: ">"}, count=1000, block=block_ms
+                )
             )
-        return [(entry_id, fields) for _, items in got or [] for entry_id, fields in items]
+        return entries
 
     def step(self, block_ms: int | None = 500) -> int:
         entries = self._read(block_ms)
@@ -124,12 +128,12 @@ class PaperBracketWatcher:
             except MalformedMessage:
                 continue
             ticks.append((tick.symbol, tick.price))
-        events = []
+        fills = []
         with transaction(self.ctx.sessions) as session:
             bracketed = bracketed_symbols(session)
             for symbol, price in extremes_in_order([t for t in ticks if t[0] in bracketed]):
                 for book, reason, level in fill_brackets(session, symbol, price):
-                    events.append(
+                    fills.append(
                         {
                             "subaccount_id": book.subaccount_id,
                             "contract": book.contract,
@@ -139,11 +143,11 @@ class PaperBracketWatcher:
                             "realized_pnl": num(book.realized_pnl),
                         }
                     )
-        for data in events:
+        for data in fills:
             streams.publish_event(
                 self.ctx.redis,
                 self.ctx.settings.stream(streams.EVENTS),
-                "order.bracket_filled",
+                events.ORDER_BRACKET_FILLED,
                 data,
             )
         self.ctx.redis.xack(self.stream, PAPER_GROUP, *(entry_id for entry_id, _ in entries))

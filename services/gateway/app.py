@@ -1,4 +1,5 @@
-"""The gateway's Flask app: `POST /webhook/<token>` puts one signal on `jt:signals`; `/healthz`; `/metrics`.
+"""The gateway's Flask app: `POST /webhook/<token>` puts one signal on `jt:signals`; `/healthz`;
+`/metrics`.
 
 Checks run cheapest first and the body is parsed after the token is known; a well-formed signal
 is then counted against its token's rate limit and stored in one Redis script, so an accepted
@@ -22,6 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from redis.backoff import NoBackoff
 from redis.commands.core import Script
 from redis.retry import Retry
+from redis.typing import EncodableT
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
@@ -203,7 +205,7 @@ class Gateway:
         rate = guards.rate_key(s.stream_prefix, token, time.time(), s.webhook_rate_window_s)
         pending = s.stream(streams.SIGNAL_PENDING + fields["signal_id"])
         expected = "" if unconfirmed is None else unconfirmed.to_json()
-        args = [
+        args: list[EncodableT] = [
             s.webhook_rate_limit,
             s.webhook_rate_window_s + 1,
             PENDING_TTL_S,
@@ -219,7 +221,7 @@ class Gateway:
     def store(self, fields: dict[str, str]) -> None:
         """One MULTI: the signal and its pending marker are stored together or not at all."""
         pipe = self.client.pipeline(transaction=True)
-        pipe.xadd(self.settings.stream(SIGNALS), fields)
+        streams.add(pipe, self.settings.stream(SIGNALS), fields)
         pipe.set(
             self.settings.stream(streams.SIGNAL_PENDING + fields["signal_id"]),
             fields["recorder_id"],

@@ -62,7 +62,10 @@ class _NonFinite(str):
     """`NaN` / `Infinity` as the body wrote them; refused where a field reads one."""
 
 
-class _JsonObject(dict):
+JsonObject = dict[str, Any]  # a JSON object as `_load` decodes it: numbers are Decimal
+
+
+class _JsonObject(JsonObject):
     """A JSON object that remembers keys written twice (json keeps only the last one)."""
 
     repeated: set[str]
@@ -103,7 +106,8 @@ def _not_json(text: str, exc: json.JSONDecodeError) -> WebhookError:
             return WebhookError(
                 422,
                 f"The field {field[1]} holds the placeholder {placeholder[0]}, which TradingView "
-                f"did not substitute; check the alert type and the spelling, which is case-sensitive.",
+                f"did not substitute; check the alert type and the spelling, which is "
+                "case-sensitive.",
             )
         return WebhookError(
             400,
@@ -149,7 +153,7 @@ def _load(body: bytes) -> tuple[str, _JsonObject]:
         raise WebhookError(
             400, "The body is not JSON that can be read: it nests too deeply."
         ) from None
-    if not isinstance(data, dict):
+    if not isinstance(data, _JsonObject):  # what object_pairs_hook makes of every JSON object
         raise WebhookError(
             400, f"The body must be a JSON object such as {EXAMPLE}, not {_kind(data)}."
         )
@@ -164,7 +168,7 @@ def _kind(value: Any) -> str:
     return "a number" if isinstance(value, Decimal) else "null" if value is None else _show(value)
 
 
-def _field(obj: dict, name: str) -> Any:
+def _field(obj: JsonObject, name: str) -> Any:
     """The field's value, refusing what TradingView leaves behind when it could not render one."""
     value = obj.get(name)
     if isinstance(value, _NonFinite):
@@ -183,7 +187,7 @@ def _field(obj: dict, name: str) -> Any:
     return value
 
 
-def _number(obj: dict, name: str) -> Decimal | None:
+def _number(obj: JsonObject, name: str) -> Decimal | None:
     value = _field(obj, name)
     if value is None:
         return None
@@ -206,14 +210,14 @@ def _number(obj: dict, name: str) -> Decimal | None:
     return Decimal(0) if value == 0 else value  # no "-0" on the stream
 
 
-def _positive(obj: dict, name: str) -> Decimal | None:
+def _positive(obj: JsonObject, name: str) -> Decimal | None:
     value = _number(obj, name)
     if value is not None and value <= 0:
         raise _invalid(f"The field {name} must be positive, not {value}.")
     return value
 
 
-def _check_recorder(obj: dict, recorder: RecorderRef) -> None:
+def _check_recorder(obj: JsonObject, recorder: RecorderRef) -> None:
     value = _field(obj, "recorder")
     if value is None:
         return
@@ -229,7 +233,7 @@ def _check_recorder(obj: dict, recorder: RecorderRef) -> None:
     )
 
 
-def _ticker(obj: dict) -> tuple[str, str]:
+def _ticker(obj: JsonObject) -> tuple[str, str]:
     value = _field(obj, "ticker")
     if value is None or (isinstance(value, str) and not value.strip()):
         raise _invalid(
@@ -246,7 +250,7 @@ def _ticker(obj: dict) -> tuple[str, str]:
         ) from None
 
 
-def _action(obj: dict) -> str | None:
+def _action(obj: JsonObject) -> str | None:
     value = _field(obj, "action")
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
@@ -259,7 +263,7 @@ def _action(obj: dict) -> str | None:
     return action
 
 
-def _market_position(obj: dict) -> str | None:
+def _market_position(obj: JsonObject) -> str | None:
     value = _field(obj, "market_position")
     if value is None:
         return None
@@ -268,7 +272,7 @@ def _market_position(obj: dict) -> str | None:
     raise _invalid(f"The field market_position must be long, short or flat, not {_show(value)}.")
 
 
-def _target(obj: dict) -> tuple[Decimal | None, str | None]:
+def _target(obj: JsonObject) -> tuple[Decimal | None, str | None]:
     """The target position of a Pine strategy alert (DESIGN §3), or (None, None)."""
     size, side = _number(obj, "position_size"), _market_position(obj)
     if side is None:
@@ -283,17 +287,19 @@ def _target(obj: dict) -> tuple[Decimal | None, str | None]:
         return Decimal(0), side
     if size is None:
         raise _invalid(
-            f"The field position_size is missing, so the target size of the {side} position is unknown."
+            f"The field position_size is missing, so the target size of the {side} position "
+            "is unknown."
         )
     if (side == "long") != (size > 0) or size == 0:
         sign = "above" if side == "long" else "below"
         raise _invalid(
-            f"The field position_size is {size} but market_position is {side}, whose size is {sign} 0."
+            f"The field position_size is {size} but market_position is {side}, "
+            f"whose size is {sign} 0."
         )
     return size, side
 
 
-def _qty(obj: dict) -> Decimal | None:
+def _qty(obj: JsonObject) -> Decimal | None:
     """`contracts`, `quantity` or `qty`: the first present wins, and they must agree."""
     given = [(name, _positive(obj, name)) for name in QTY_FIELDS if obj.get(name) is not None]
     if not given:
@@ -302,7 +308,8 @@ def _qty(obj: dict) -> Decimal | None:
     for name, value in others:
         if value != first:
             raise _invalid(
-                f"The fields {first_name} and {name} disagree ({first} and {value}); send only one of them."
+                f"The fields {first_name} and {name} disagree ({first} and {value}); "
+                "send only one of them."
             )
     return first
 

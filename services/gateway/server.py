@@ -52,7 +52,7 @@ def gunicorn_options(settings: Settings, workers: int = 2, threads: int = 8) -> 
         {
             "timeout": 30,
             "keepalive": 5,
-            "accesslog": None,  # the app logs each request itself, token redacted and with signal_id
+            "accesslog": None,  # the app logs each request (token redacted, with its signal_id)
             "logger_class": RedactingLogger,
             "child_exit": lambda _server, worker: metrics.mark_worker_dead(worker.pid),
         }

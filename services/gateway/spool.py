@@ -89,7 +89,8 @@ class Spool:
         return final
 
     def read(self, path: Path) -> dict[str, str]:
-        return json.loads(path.read_bytes())
+        fields: dict[str, str] = json.loads(path.read_bytes())  # as `write` stored them
+        return fields
 
     def remove(self, path: Path) -> None:
         with _flock(self.directory / "route.lock", fcntl.LOCK_EX):
@@ -212,7 +213,8 @@ class SpoolDrainer:
 
 
 class KnownTokens:
-    """The token map as this worker last read it from Redis, to admit known tokens while it is down."""
+    """The token map as this worker last read it from Redis: it admits known tokens while Redis is
+    down."""
 
     def __init__(self, prefix: str, refresh_s: float = TOKEN_REFRESH_S):
         self._key = prefix + TOKENS_KEY
@@ -269,7 +271,7 @@ def _text(value: str | bytes) -> str:
 
 
 class LocalRateWindow:
-    """The per-token fixed window kept in this process while Redis (which holds the real one) is down.
+    """The per-token fixed window kept in this process while Redis (holding the real one) is down.
 
     Each worker counts alone, so across gunicorn's workers a token may get up to workers × limit.
     """

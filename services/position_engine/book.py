@@ -1,10 +1,10 @@
 """The engine's book of open positions, held in memory between batches.
 
 It is loaded from PostgreSQL once (at start, which is when the engine takes the lead) and again
-whenever it may no longer match the rows: after a batch that failed, when a write finds its row
-gone or closed, or when the set of open rows differs from the book's. Only the engine opens,
-changes and closes positions; the one outside change is a recorder's deletion (its positions go
-by ON DELETE CASCADE), which those checks catch. A batch of ticks then reads nothing.
+after a batch that failed, or when a write finds its row gone or closed. Only the engine writes
+positions: a recorder deleted from the UI goes through the engine's commands
+(engine_commands.py), which drop its positions from the book too. A batch of ticks then reads
+nothing.
 """
 
 from __future__ import annotations
@@ -103,11 +103,12 @@ class OpenBook:
         self.open.clear()
         self.by_symbol.clear()
 
-    def matches(self, session: Session) -> bool:
-        """True when the open rows are exactly the book's (a recorder deleted since goes unseen
-        otherwise until a write to one of its positions)."""
-        ids = set(session.scalars(select(Position.id).where(Position.status == "open")))
-        return ids == {t.id for t in self.open.values()}
+    def drop_recorder(self, recorder_id: int) -> list[Tracked]:
+        """Forget a deleted recorder's open positions; returns them."""
+        gone = [t for t in self.open.values() if t.recorder_id == recorder_id]
+        for tracked in gone:
+            self.untrack(tracked)
+        return gone
 
     def track(self, tracked: Tracked) -> None:
         self.open[(tracked.recorder_id, tracked.state.symbol)] = tracked

@@ -81,6 +81,9 @@ class Publisher:
     def _marked_payload(self, pid: int, tracked: Tracked, now: float) -> dict | None:
         """The position.marked payload, or None when one went out less than MARK_INTERVAL_S ago
         or showed the same: a page shows the last price and the marks, nothing else moves."""
+        price = tracked.last_price
+        if price is None:  # never so: the tick that marked the position set it
+            return None
         last = self._last_marked.get(pid)
         if last is not None and (
             now - last.at < MARK_INTERVAL_S
@@ -94,10 +97,8 @@ class Publisher:
             else self._position_payload(tracked)
         )
         self._last_marked[pid] = _Marked(now, tracked.last_price, tracked.state, fields)
-        unrealized = tracked.state.unrealized_pnl(
-            tracked.last_price, contract_spec(tracked.state.symbol)
-        )
-        return {**fields, "last_price": num(tracked.last_price), "unrealized_pnl": usd(unrealized)}
+        unrealized = tracked.state.unrealized_pnl(price, contract_spec(tracked.state.symbol))
+        return {**fields, "last_price": num(price), "unrealized_pnl": usd(unrealized)}
 
     @staticmethod
     def _position_payload(tracked: Tracked) -> dict:
@@ -108,16 +109,11 @@ class Publisher:
     def publish(self, outbox: Outbox) -> None:
         pipe = self.redis.pipeline(transaction=False)
         for event_type, data in outbox.events:
-            pipe.xadd(
-                self.events_stream,
-                streams.event_fields(event_type, data),
-                maxlen=streams.EVENTS_MAXLEN,
-                approximate=True,
-            )
+            streams.publish_event(pipe, self.events_stream, event_type, data)
         for letter in outbox.dead_letters:
-            pipe.xadd(self.settings.stream("dead_letter"), letter, maxlen=10_000, approximate=True)
+            streams.add(pipe, self.settings.stream("dead_letter"), letter, maxlen=10_000)
         if outbox.last_prices:
-            pipe.hset(self.last_price_key, mapping=outbox.last_prices)
+            streams.set_hash(pipe, self.last_price_key, outbox.last_prices)
         if outbox.settled:
             pipe.delete(
                 *(self.settings.stream(streams.SIGNAL_PENDING + sid) for sid in outbox.settled)
@@ -139,5 +135,5 @@ class Publisher:
         if not counts:
             pipe.delete(key)
             return
-        pipe.hset(key + ":next", mapping=counts)
+        streams.set_hash(pipe, key + ":next", counts)
         pipe.rename(key + ":next", key)

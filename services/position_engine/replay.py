@@ -69,7 +69,9 @@ def replay_log(
         if isinstance(item, TickInput):
             last_price[item.symbol] = item.price
             index = open_at.get(item.symbol)
-            marked = index is not None and apply_tick(
+            if index is None:
+                continue
+            marked = apply_tick(
                 replay.positions[index],
                 item.price,
                 item.ts,

@@ -9,8 +9,9 @@ was out of date: `StaleBook` undoes the batch, and the engine loads the book aga
 from __future__ import annotations
 
 import uuid
+from typing import cast
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -28,9 +29,10 @@ from services.position_engine.rules import PositionChange, PositionState, Record
 
 __all__ = ["Batch", "StaleBook", "Tracked", "ms_to_dt", "recorder_settings", "state_of"]
 
-POSITIONS = Position.__table__
-FILLS = Fill.__table__
-SIGNALS = Signal.__table__
+# Declarative types `__table__` as any FromClause; a mapped class's is its Table.
+POSITIONS = cast(Table, Position.__table__)
+FILLS = cast(Table, Fill.__table__)
+SIGNALS = cast(Table, Signal.__table__)
 SIGNAL_COLUMNS = tuple(
     c.name for c in SIGNALS.columns if c.name != "processed_at"
 )  # that one: its default

@@ -1,13 +1,13 @@
-"""Runs the engine as a process: one active copy at a time, health and metrics endpoints, clean stop."""
+"""Runs the engine as a process: one active copy at a time, health and metrics endpoints, and a
+clean stop."""
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import redis
 from prometheus_client import CollectorRegistry, Histogram
@@ -18,7 +18,8 @@ from sqlalchemy.exc import DBAPIError
 
 from libs.common import streams
 from libs.common.config import Settings
-from libs.common.metrics import BATCH_SIZE_BUCKETS, LATENCY_BUCKETS, ScrapeCollector, write_metrics
+from libs.common.metrics import BATCH_SIZE_BUCKETS, LATENCY_BUCKETS, ScrapeCollector
+from libs.common.status_server import json_route, metrics_route, start_status_server
 from libs.common.storage import db
 from services.position_engine.engine import LostLead, PositionEngine
 
@@ -62,7 +63,7 @@ def _unread(engine: PositionEngine, key: str, group: dict) -> int:
     if group.get("lag") is not None:
         return group["lag"]
     after = "(" + group["last-delivered-id"]
-    return len(engine.redis.xrange(key, min=after, max="+", count=LAG_COUNT_CAP))
+    return len(engine.redis.xrange(key, min=after, max="+", count=LAG_COUNT_CAP) or [])
 
 
 def stream_metrics(engine: PositionEngine) -> Iterator[Metric]:
@@ -141,30 +142,14 @@ def engine_registry(engine: PositionEngine, active: threading.Event) -> Collecto
 def start_health_server(
     port: int, engine: PositionEngine, active: threading.Event
 ) -> ThreadingHTTPServer:
-    registry = engine_registry(engine, active)
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            if self.path == "/metrics":
-                write_metrics(self, registry)
-                return
-            if self.path not in ("/healthz", "/status"):
-                self.send_error(404)
-                return
-            body = health(engine, active)
-            data = json.dumps(body).encode()
-            self.send_response(200 if body["ok"] else 503)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True, name="engine-health").start()
-    return server
+    """`/healthz` and `/status` (503 while standing by) and `/metrics` on `port`."""
+    health_json = json_route(lambda: health(engine, active), lambda body: body["ok"])
+    routes = {
+        "/healthz": health_json,
+        "/status": health_json,
+        "/metrics": metrics_route(engine_registry(engine, active)),
+    }
+    return start_status_server(port, routes, "engine-health")
 
 
 LEAD_GRACE_S = 1.0  # after taking the lock, longer than a lost leader takes to notice (engine.py)
@@ -203,8 +188,8 @@ class LeaderLock:
         try:
             held = self.conn.execute(
                 text(
-                    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objid = :k"
-                    " AND pid = pg_backend_pid() AND granted)"
+                    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'"
+                    " AND objid = :k AND pid = pg_backend_pid() AND granted)"
                 ),
                 {"k": LEADER_LOCK},
             ).scalar()

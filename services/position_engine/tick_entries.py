@@ -25,7 +25,7 @@ class TickReader:
         out) are malformed."""
         prices, symbols, refused = self._prices, self._symbols, []
         for fields in entries:
-            symbol, price = fields.get("symbol"), prices.get(fields.get("price"))  # type: ignore[arg-type]
+            symbol, price = fields.get("symbol"), prices.get(fields.get("price", ""))
             try:
                 # The common entry: a known symbol and price, a plain time, not delayed.
                 if price is None or symbol not in symbols or "delayed" in fields:

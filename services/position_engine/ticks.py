@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_UP, Decimal
 from itertools import accumulate
-from operator import neg
+from operator import itemgetter, neg
 
 from libs.common.futures.instruments import ContractSpec
 from services.position_engine.rules import (
@@ -150,12 +150,13 @@ def apply_tick_run(
         return None
     if run.min_ts < position.opened_ms or (run.any_delayed and not allow_delayed_exits):
         return _fold_ticks(position, run, spec, allow_delayed_exits)
-    exit_at, reason, level = _first_exit(position, run)
-    if level is None and _within(run, folded):
+    first_exit = _first_exit(position, run)
+    if first_exit is None and _within(run, folded):
         return TickOutcome(position, None, False, _unrealized(position, run.prices[-1], spec))
-    end = len(run.prices) if exit_at is None else exit_at  # ticks before the exit tick
+    end = len(run.prices) if first_exit is None else first_exit[0]  # ticks before the exit tick
     high = run.highs[end - 1] if end else None
     low = run.lows[end - 1] if end else None
+    level = None if first_exit is None else first_exit[2]
     if level is not None:
         high = level if high is None or level > high else high
         low = level if low is None or level < low else low
@@ -164,8 +165,9 @@ def apply_tick_run(
     last_mark = level if level is not None else run.prices[-1]
     unrealized = _unrealized(position, last_mark, spec)
     changed = marked is not position
-    if level is None:
+    if first_exit is None:
         return TickOutcome(marked, None, changed, unrealized)
+    exit_at, reason, level = first_exit
     exit_change = close_position(marked, level, reason, run.ts[exit_at], spec)
     return TickOutcome(exit_change.position, exit_change, True, unrealized)
 
@@ -184,7 +186,7 @@ def leaves_unchanged(
         and position.status == "open"
         and run.min_ts >= position.opened_ms
         and not (run.any_delayed and not allow_delayed_exits)
-        and _first_exit(position, run)[2] is None
+        and _first_exit(position, run) is None
     )
 
 
@@ -196,25 +198,19 @@ def _unrealized(position: PositionState, price: Decimal, spec: ContractSpec) -> 
     return (price * position.quantity - position.entry_cost) * position.direction * spec.point_value
 
 
-def _first_exit(
-    position: PositionState, run: TickRun
-) -> tuple[int | None, str | None, Decimal | None]:
-    """Index, reason and level of the first tick that reaches TP or SL."""
-    tp, sl = position.tp_price, position.sl_price
-    up, down = (tp, sl) if position.side == "long" else (sl, tp)  # exits above and below
-    hit_up = up is not None and run.high >= up
-    hit_down = down is not None and run.low <= down
-    if not (hit_up or hit_down):
-        return None, None, None
-    n = len(run.prices)
-    above = bisect_left(run.highs, up) if hit_up else n
-    below = bisect_left(run.lows, -down, key=neg) if hit_down else n
-    if position.side == "long":
-        candidates = [(above, "tp", tp), (below, "sl", sl)]
-    else:
-        candidates = [(below, "tp", tp), (above, "sl", sl)]
-    index, reason, level = min(candidates, key=lambda c: c[0])
-    return index, reason, level
+def _first_exit(position: PositionState, run: TickRun) -> tuple[int, str, Decimal] | None:
+    """Index, reason and level of the first tick that reaches TP or SL; None when none does."""
+    long = position.side == "long"
+    hits: list[tuple[int, str, Decimal]] = []  # TP first: on the same tick, TP wins
+    for reason, level in (("tp", position.tp_price), ("sl", position.sl_price)):
+        if level is None:
+            continue
+        if long == (reason == "tp"):  # an exit above: TP of a long, SL of a short
+            if run.high >= level:
+                hits.append((bisect_left(run.highs, level), reason, level))
+        elif run.low <= level:
+            hits.append((bisect_left(run.lows, -level, key=neg), reason, level))
+    return min(hits, key=itemgetter(0)) if hits else None
 
 
 def _widened(

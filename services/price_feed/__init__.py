@@ -1,1 +1,2 @@
-"""Price feed: quotes from TradingView, Tradovate, the scanner, a simulator or a replay, to `jt:ticks`."""
+"""Price feed: quotes from TradingView, Tradovate, the scanner, a simulator or a replay, to
+`jt:ticks`."""

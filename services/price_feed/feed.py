@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from libs.common import streams
+from libs.common import events, streams
 from libs.common.config import Settings
 from libs.common.streams import TickMessage
 from services.price_feed.quotes import PriceSource, Quote
@@ -71,9 +71,7 @@ class Feed:
             quote.symbol, quote.price, quote.ts, quote.source, quote.delayed
         ).to_fields()
         pipe = self.redis.pipeline(transaction=False)
-        pipe.xadd(
-            self.settings.stream(streams.TICKS), fields, maxlen=TICKS_MAXLEN, approximate=True
-        )
+        streams.add(pipe, self.settings.stream(streams.TICKS), fields, maxlen=TICKS_MAXLEN)
         pipe.hset(self.settings.stream(streams.LAST_PRICE), quote.symbol, str(quote.price))
         try:
             pipe.execute()
@@ -122,7 +120,9 @@ class Feed:
     def refresh_symbols(self) -> None:
         open_symbols = {
             s
-            for s, n in self.redis.hgetall(self.settings.stream(streams.OPEN_SYMBOLS)).items()
+            for s, n in streams.read_hash(
+                self.redis, self.settings.stream(streams.OPEN_SYMBOLS)
+            ).items()
             if int(n) > 0
         }
         wanted = open_symbols | set(self.settings.price_watchlist)
@@ -204,11 +204,8 @@ class Feed:
             self.settings.stream(streams.PRICE_FEED_STATUS), json.dumps(status), ex=STATUS_TTL_S
         )
         if summary != self._last_status:
-            pipe.xadd(
-                self.settings.stream(streams.EVENTS),
-                streams.event_fields("price.status", status),
-                maxlen=streams.EVENTS_MAXLEN,
-                approximate=True,
+            streams.publish_event(
+                pipe, self.settings.stream(streams.EVENTS), events.PRICE_STATUS, status
             )
             self._last_status = summary
         try:

@@ -11,8 +11,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import redis
 from prometheus_client import CollectorRegistry
@@ -21,8 +22,9 @@ from prometheus_client.metrics_core import Metric
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from libs.common import status_server
 from libs.common.config import Settings
-from libs.common.metrics import ScrapeCollector, write_metrics
+from libs.common.metrics import ScrapeCollector
 from libs.common.security import SecretBox
 from libs.common.storage import db
 from libs.common.storage.models import TradingViewSession
@@ -99,7 +101,7 @@ def check_config(settings: Settings) -> None:
 class FeedSources:
     primary: PriceSource
     fallback: PriceSource | None = None
-    session_state: Callable[[], dict | None] = lambda: None  # the TradingView session, if any
+    session_state: Callable[[], dict[str, Any] | None] = lambda: None  # TradingView's, if any
     housekeeping: Callable[[], None] = lambda: None  # run by the feed every half second
 
 
@@ -118,7 +120,8 @@ def build_sources(settings: Settings, cookies: CookieStore | None) -> FeedSource
     if name == "replay":
         from services.price_feed.sim import ReplaySource
 
-        return FeedSources(ReplaySource(Path(settings.replay_file), speed=settings.replay_speed))
+        replay = Path(settings.replay_file or "")  # check_config made sure it is set
+        return FeedSources(ReplaySource(replay, speed=settings.replay_speed))
     if name in ("tradingview", "scanner"):
         return _tradingview_sources(settings, cookies)
     if name == "tradovate":
@@ -126,8 +129,8 @@ def build_sources(settings: Settings, cookies: CookieStore | None) -> FeedSource
     raise AssertionError(name)  # check_config knows every name
 
 
-def _tradingview_sources(settings: Settings, cookies: CookieStore | None):
-    from services.price_feed.tradingview.auth import SessionCookies, TokenKeeper
+def _tradingview_sources(settings: Settings, cookies: CookieStore | None) -> FeedSources:
+    from services.price_feed.tradingview.auth import AuthTokenKeeper, SessionCookies
     from services.price_feed.tradingview.scanner import ScannerSource
     from services.price_feed.tradingview.socket_source import TradingViewSocketSource
 
@@ -135,9 +138,9 @@ def _tradingview_sources(settings: Settings, cookies: CookieStore | None):
         stored = cookies.current() if cookies else None
         return SessionCookies(stored.sessionid, stored.sessionid_sign) if stored else None
 
-    keeper = TokenKeeper(settings.tradingview_url, session_cookies)
+    keeper = AuthTokenKeeper(settings.tradingview_url, session_cookies)
 
-    def session_state() -> dict:
+    def session_state() -> dict[str, Any]:
         stored = cookies.current() if cookies else None
         return {**keeper.state(), "user_id": stored.user_id if stored else None}
 
@@ -237,30 +240,17 @@ def feed_registry(feed: Feed) -> CollectorRegistry:
 
 
 def start_status_server(port: int, feed: Feed) -> ThreadingHTTPServer:
-    registry = feed_registry(feed)
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            if self.path == "/metrics":
-                write_metrics(self, registry)
-                return
-            if self.path not in ("/status", "/healthz"):
-                self.send_error(404)
-                return
-            status = feed.status()
-            body = json.dumps(status).encode()
-            self.send_response(200 if status["ok"] or self.path == "/status" else 503)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True, name="feed-status").start()
-    return server
+    """`/status` (always 200: it is for people), `/healthz` (503 while the feed is not ok) and
+    `/metrics` on `port`."""
+    return status_server.start_status_server(
+        port,
+        {
+            "/status": status_server.json_route(feed.status),
+            "/healthz": status_server.json_route(feed.status, lambda status: status["ok"]),
+            "/metrics": status_server.metrics_route(feed_registry(feed)),
+        },
+        "feed-status",
+    )
 
 
 def run(settings: Settings) -> None:

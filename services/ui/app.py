@@ -66,6 +66,7 @@ def create_app(
     register_metrics(app, socketio)
     if settings.trust_proxy:
         # Behind a reverse proxy: honour its X-Forwarded-For/-Proto so https is seen as https.
+        # (Flask types wsgi_app as a method, yet documents replacing it with middleware.)
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
     return app
 
@@ -121,4 +122,5 @@ def register_metrics(app: Flask, socketio: SocketIO) -> None:
         return response
 
     # Beside the Flask routes, not among them: the API's OpenAPI document describes every route.
+    # (Flask types wsgi_app as a method, yet documents replacing it with middleware.)
     app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/metrics": make_wsgi_app(registry)})  # type: ignore[method-assign]

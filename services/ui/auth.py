@@ -1,4 +1,5 @@
-"""Who is calling: browser sessions (Flask-Login, CSRF-protected) and `Authorization: Bearer` API keys.
+"""Who is calling: browser sessions (Flask-Login, CSRF-protected) and `Authorization: Bearer` API
+keys.
 
 An API-key request needs no CSRF token: a browser never attaches that header by itself, so a
 forged cross-site request cannot carry it. A session request that changes state must.
@@ -7,7 +8,7 @@ forged cross-site request cannot carry it. A session request that changes state 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cache
 
 from flask import Blueprint, Flask, jsonify, redirect, render_template, request, session
@@ -80,7 +81,7 @@ def load_api_key_user(_request: object) -> CurrentUser | None:
     return CurrentUser(uid, email, "api_key")
 
 
-def _touch_api_key(key_id: int, now) -> None:
+def _touch_api_key(key_id: int, now: datetime) -> None:
     # The WHERE clause keeps concurrent requests of one key to a single write a minute.
     with transaction(context.resources().sessions) as s:
         s.execute(

@@ -36,7 +36,8 @@ def install(app: Flask, resources: Resources) -> None:
 
 
 def resources() -> Resources:
-    return current_app.extensions[EXTENSION]
+    found: Resources = current_app.extensions[EXTENSION]  # put there by `install`
+    return found
 
 
 def settings() -> Settings:
@@ -50,7 +51,8 @@ def redis_client() -> redis.Redis:
 def db() -> Session:
     if "db_session" not in g:
         g.db_session = resources().sessions()
-    return g.db_session
+    session: Session = g.db_session
+    return session
 
 
 def user_id() -> int:

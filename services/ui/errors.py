@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, Response, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -70,7 +70,7 @@ def wants_page() -> bool:
     return best == "text/html"
 
 
-def error_response(message: str, status: int) -> ResponseReturnValue:
+def error_response(message: str, status: int) -> tuple[str | Response, int]:
     if wants_page():
         return render_template("error.html", message=message, status=status), status
     return jsonify(ok=False, error=message), status

@@ -13,8 +13,8 @@ CONTENT_SECURITY_POLICY = "; ".join(
     (
         "default-src 'self'",
         "script-src 'self'",
-        # lightweight-charts sets style attributes on the elements it builds; styles cannot run code,
-        # so allowing inline ones costs little while scripts stay strictly our own files.
+        # lightweight-charts sets style attributes on the elements it builds; styles cannot run
+        # code, so allowing inline ones costs little while scripts stay strictly our own files.
         "style-src 'self' 'unsafe-inline'",
         "img-src 'self' data:",
         "connect-src 'self'",  # the JSON API and Socket.IO's websocket, same origin

@@ -22,14 +22,15 @@ from flask import Flask
 from flask_login import current_user
 from flask_socketio import ConnectionRefusedError, SocketIO, join_room
 
-from libs.common import streams
+from libs.common import events, streams
+from libs.common.backoff import capped_exponential
 from libs.common.config import Settings
 
 log = logging.getLogger(__name__)
 
 SOCKET_EVENT = "jt_event"  # what the browser listens to: {"type": ..., "data": {...}}
 GROUP = "ui"
-BROADCAST_TYPES = frozenset({"price.status"})  # system state every logged-in user may see
+BROADCAST_TYPES = frozenset({events.PRICE_STATUS})  # system state every logged-in user may see
 MAX_AGE_MS = 15_000  # older entries (a backlog from while no UI ran) are acknowledged unsent
 CLAIM_IDLE_MS = 5_000  # entries a dead UI process took but never acknowledged
 CLAIM_EVERY_S = 5.0
@@ -110,21 +111,21 @@ class EventRelay:
                 raise
 
     def run(self) -> None:
-        backoff = 0.5
+        failures = 0
         while not self.stop_event.is_set():
             try:
                 self.ensure_group()
                 while not self.stop_event.is_set():
                     self.step()
-                    backoff = 0.5
+                    failures = 0
             except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as exc:
                 # NOGROUP (the stream was deleted) or Redis away: set up again after a pause.
                 log.warning("event relay paused", extra={"kv": {"error": repr(exc)[:200]}})
             except Exception:
                 # The relay is the pages' only live feed: it logs and carries on, never dies.
                 log.exception("event relay failed; retrying")
-            self.stop_event.wait(backoff)
-            backoff = min(backoff * 2, 10.0)
+            self.stop_event.wait(capped_exponential(failures, 0.5, 10.0))
+            failures += 1
 
     def step(self) -> None:
         """Claim what a dead consumer left, then read and deliver one batch."""
@@ -134,10 +135,10 @@ class EventRelay:
         answer = self.redis.xreadgroup(
             GROUP, self.consumer, {self.stream: ">"}, count=BATCH, block=BLOCK_MS
         )
-        for _stream, entries in answer or []:
-            self.deliver(entries)
+        if answer:
+            self.deliver(streams.read_entries(answer))
 
-    def deliver(self, entries: list[tuple[str, dict]]) -> None:
+    def deliver(self, entries: list[streams.Entry]) -> None:
         now = streams.now_ms()
         for entry_id, fields in entries:
             if now - entry_ms(entry_id) > MAX_AGE_MS:

@@ -55,7 +55,10 @@ class LoginThrottle:
         account_key, address_key = self._keys(email, address)
         try:
             pipe = self.client.pipeline(transaction=False)
-            pipe.get(account_key).ttl(account_key).get(address_key).ttl(address_key)
+            # One call per line: redis-py types each as the client's reply, not the pipeline.
+            for key in (account_key, address_key):
+                pipe.get(key)
+                pipe.ttl(key)
             account, account_ttl, by_address, address_ttl = pipe.execute()
         except redis.RedisError as exc:
             log.warning(
@@ -73,7 +76,8 @@ class LoginThrottle:
             pipe = self.client.pipeline(transaction=True)
             for key in self._keys(email, address):
                 # The window starts at the first failure (SET NX); later ones only count.
-                pipe.set(key, 0, ex=self.limits.window_s, nx=True).incr(key)
+                pipe.set(key, 0, ex=self.limits.window_s, nx=True)
+                pipe.incr(key)
             pipe.execute()
 
     def succeeded(self, email: str, address: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import mimetypes
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,7 +58,7 @@ def home() -> ResponseReturnValue:
     return redirect(url_for("pages.dashboard"))
 
 
-def _view(page: Page):
+def _view(page: Page) -> Callable[[], ResponseReturnValue]:
     def view() -> ResponseReturnValue:
         if page.template is None:
             return render_template("coming.html", page=page)
@@ -81,7 +82,7 @@ def register_pages(app: Flask) -> None:
         )
 
     @app.context_processor
-    def navigation() -> dict:
+    def navigation() -> dict[str, object]:
         return {"nav_pages": PAGES, "vendor_missing": bool(missing)}
 
     app.register_blueprint(bp)

@@ -1,12 +1,15 @@
-"""Runs the UI under gunicorn (one threaded worker), the app and its event relay built after fork."""
+"""Runs the UI under gunicorn (one threaded worker); the app and its event relay are built after
+fork."""
 
 from __future__ import annotations
+
+from flask import Flask
 
 from libs.common.config import Settings
 from libs.common.service_process import GunicornServer, gunicorn_defaults
 
 
-def _build(settings: Settings):
+def _build(settings: Settings) -> Flask:
     from services.ui.app import create_app
     from services.ui.live import start_relay
 

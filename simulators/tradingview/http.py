@@ -1,5 +1,6 @@
 """The HTTP side of the local TradingView: the home page that turns session cookies into an auth
-token (reference C.6) and the scanner's bulk and single-symbol endpoints (D.5), from one `Market`."""
+token (reference C.6) and the scanner's bulk and single-symbol endpoints (D.5), from one
+`Market`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
+from wsgiref.types import StartResponse, WSGIEnvironment
 
 from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Request, Response
@@ -101,7 +103,7 @@ class SiteServer(LocalHttpServer):
         self.unknown_columns = set(unknown_columns)
         self.requests: Counter[str] = Counter()
         self.last_headers: dict[str, Headers] = {}
-        self.scan_bodies: list[dict] = []
+        self.scan_bodies: list[dict[str, Any]] = []
         self._failures: list[tuple[int, str | None]] = []
         self._lock = threading.Lock()
 
@@ -122,7 +124,7 @@ class SiteServer(LocalHttpServer):
 
     # --- dispatch -------------------------------------------------------------------------
 
-    def _wsgi(self, environ: dict, start_response: Callable) -> Any:
+    def _wsgi(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         request = Request(environ)
         return self._dispatch(request)(environ, start_response)
 

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TypedDict, Unpack
 
 from simulators.tradingview.tokens import make_jwt, read_claims
 
@@ -37,6 +38,14 @@ class Account:
 Listener = Callable[[Listing], None]
 
 
+class ListingOptions(TypedDict, total=False):
+    """What `Market.list` passes on to a `Listing` beyond its name, price and description."""
+
+    pricescale: int
+    minmov: int
+    delayed: bool
+
+
 @dataclass
 class Market:
     listings: dict[str, Listing] = field(default_factory=dict)
@@ -44,7 +53,9 @@ class Market:
     _listeners: list[Listener] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def list(self, name: str, price: str | Decimal, description: str = "", **kw) -> Listing:
+    def list(
+        self, name: str, price: str | Decimal, description: str = "", **kw: Unpack[ListingOptions]
+    ) -> Listing:
         listing = Listing(name, Decimal(str(price)), int(time.time()), description, **kw)
         with self._lock:
             self.listings[name] = listing

@@ -14,6 +14,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -155,8 +156,7 @@ class _Peer:
         if not method.startswith("quote_"):
             return True  # set_locale, set_data_quality and the like change nothing here
         qs = params[0] if params else None
-        session = self.sessions.get(qs) if isinstance(qs, str) else None
-        if session is None:
+        if not isinstance(qs, str) or (session := self.sessions.get(qs)) is None:
             self.fail(f'{{unknown_session_id,<<"{method}">>,<<"{qs}">>}}')
             return False
         args = params[1:]
@@ -249,6 +249,8 @@ class _Peer:
 
 class QuoteServer(LocalWebSocketServer):
     """`wss://data.tradingview.com/socket.io/websocket` on 127.0.0.1, with hooks for tests."""
+
+    _unsubscribe: Callable[[], None]  # from the market, while started
 
     def __init__(
         self,

@@ -6,6 +6,7 @@ import base64
 import json
 import secrets
 import time
+from typing import Any
 
 
 def _b64url(raw: bytes) -> str:
@@ -25,7 +26,7 @@ def make_jwt(user_id: int, exp: int, plan: str = "pro") -> str:
     return ".".join(parts)
 
 
-def read_claims(token: str) -> dict | None:
+def read_claims(token: str) -> dict[str, Any] | None:
     """The payload of a token made here (or any JWT), or None for an opaque token."""
     parts = token.split(".")
     if len(parts) != 3:

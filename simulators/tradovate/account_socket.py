@@ -331,7 +331,8 @@ class AccountSocketServer(LocalWebSocketServer):
 
         def account_of(row: JSON) -> int | None:
             if "accountId" in row:
-                return row["accountId"]
+                account_id: int = row["accountId"]
+                return account_id
             order = book.orders.get(row.get("orderId", 0))
             return order.account_id if order else row.get("id")
 

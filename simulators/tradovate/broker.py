@@ -83,11 +83,16 @@ def _price(body: JSON, field: str) -> Decimal | None:
         raise OrderInvalid(field, value, f"{field} must be a number") from None
 
 
+def _raw(body: JSON, field: str) -> Any:
+    """A field as the client sent it (None when missing); the book refuses what Tradovate would."""
+    return body.get(field)
+
+
 def _spec(body: JSON, qty: Any = None) -> OrderSpec:
     return OrderSpec(
-        action=body.get("action"),
+        action=_raw(body, "action"),
         qty=body.get("orderQty", qty),
-        order_type=body.get("orderType"),
+        order_type=_raw(body, "orderType"),
         price=_price(body, "price"),
         stop_price=_price(body, "stopPrice"),
         time_in_force=body.get("timeInForce"),
@@ -153,7 +158,7 @@ class BrokerSimulator(ContractRestServer):
     # -- test hooks ------------------------------------------------------------------------------
 
     def set_price(self, name: str, price: Decimal | str) -> None:
-        """The contract's current price: market orders fill at it, resting orders it reaches fill."""
+        """The contract's current price: market orders fill at it, resting ones it reaches fill."""
         with self._lock:
             self.book.set_price(name, Decimal(price))
 
@@ -401,7 +406,7 @@ class BrokerSimulator(ContractRestServer):
     def _place_order(self, user: str, body: JSON) -> JSON:
         order = self.book.place(
             self._account(user, body),
-            body.get("symbol"),
+            _raw(body, "symbol"),
             _spec(body),
             bool(body.get("isAutomated")),
         )
@@ -413,7 +418,7 @@ class BrokerSimulator(ContractRestServer):
             raise OrderInvalid("bracket1", "", "bracket1 is required")
         orders = self.book.place_oso(
             self._account(user, body),
-            body.get("symbol"),
+            _raw(body, "symbol"),
             _spec(body),
             [_spec(b, qty=0) for b in brackets],
             bool(body.get("isAutomated")),
@@ -428,7 +433,7 @@ class BrokerSimulator(ContractRestServer):
             raise OrderInvalid("other", "", "other is required")
         first, other = self.book.place_oco(
             self._account(user, body),
-            body.get("symbol"),
+            _raw(body, "symbol"),
             _spec(body),
             _spec(body["other"], qty=0),
             bool(body.get("isAutomated")),

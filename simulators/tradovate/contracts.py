@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from wsgiref.types import StartResponse, WSGIEnvironment
 
 from werkzeug.wrappers import Request, Response
 
@@ -193,7 +194,7 @@ class ContractRestServer(LocalHttpServer):
         """The REST base, like `https://demo.tradovateapi.com/v1`."""
         return f"http://127.0.0.1:{self.server_port}/v1"
 
-    def _wsgi(self, environ: dict, start_response: Callable) -> Any:
+    def _wsgi(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         return self._dispatch(Request(environ))(environ, start_response)
 
     def _dispatch(self, request: Request) -> Response:

@@ -12,6 +12,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -202,7 +203,7 @@ class MarketDataServer(LocalWebSocketServer):
             }
         )
 
-    def set_trades(self, prices: dict[str, Decimal | str]) -> None:
+    def set_trades(self, prices: Mapping[str, Decimal | str]) -> None:
         """Trades of several contracts in one `quotes` array."""
         self.send_entries(
             {name: {"Trade": {"price": Decimal(p), "size": 1}} for name, p in prices.items()}

@@ -243,7 +243,8 @@ class Stack:
 
 @pytest.fixture
 def stack(settings, engine, redis_client, tmp_path) -> Iterator[Stack]:
-    """Gateway, engine, UI and an executor running against emptied tables (`engine`) and a flushed Redis."""
+    """Gateway, engine, UI and an executor running against emptied tables (`engine`) and a flushed
+    Redis."""
     ports = {name: free_port() for name in SERVICES}
     env = service_env(
         settings,

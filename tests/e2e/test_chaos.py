@@ -1,4 +1,5 @@
-"""The short form of `make chaos`: every fault once under a steady flow, then every promise checked."""
+"""The short form of `make chaos`: every fault once under a steady flow, then every promise
+checked."""
 
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ def test_every_service_killed_and_both_servers_crashed_lose_and_duplicate_nothin
         tampered["problems"] = checker.verdict([]).problems
 
     # Given the whole platform under 15 webhooks/s and ~4,000 ticks/s, with a trader on the broker
-    # simulator; when each service is killed once (the executor mid-send) and Redis and PostgreSQL crash
+    # simulator; when each service is killed once (the executor mid-send) and Redis and PostgreSQL
+    # crash
     run = run_chaos(
         ChaosConfig(
             duration_s=25,

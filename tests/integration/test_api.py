@@ -23,6 +23,7 @@ from libs.common.config import PROJECT_ROOT
 from libs.common.storage import db
 from libs.common.storage.embedded import free_port
 from libs.common.storage.models import ApiKey, Fill, Position, Recorder, Signal
+from tests.integration.engine_support import running_engine  # noqa: F401 (a fixture)
 
 T0 = datetime(2026, 11, 2, 14, 30, tzinfo=UTC)
 
@@ -181,6 +182,7 @@ def test_rotate_token_replaces_the_cached_token(client, alice, settings, redis_c
     )
 
 
+@pytest.mark.usefixtures("running_engine")  # the engine deletes the rows
 def test_delete_removes_recorder_token_signals_and_positions(
     client, alice, settings, redis_client, sessions, make_position, make_signal
 ):
@@ -203,6 +205,7 @@ def test_delete_removes_recorder_token_signals_and_positions(
     assert client.get(f"/api/recorders/{created['id']}", headers=alice[1]).status_code == 404
 
 
+@pytest.mark.usefixtures("running_engine")  # the engine deletes the rows
 def test_reset_history_keeps_open_positions(
     client, alice, make_recorder, make_position, make_signal, sessions
 ):

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from libs.common import streams
 from libs.common.storage.models import Fill, Position, Signal
 from libs.common.streams import SignalMessage, TickMessage
-from services.position_engine import engine as engine_module
+from services.position_engine import signal_apply
 from services.position_engine.engine import PositionEngine
 
 
@@ -304,7 +304,8 @@ def test_signal_for_a_deleted_recorder_is_set_aside(
 def test_a_backlog_of_ticks_is_not_overtaken_by_a_later_signal(
     settings, redis_client, sessions, make_recorder, engine_for
 ):
-    # Given a long with its stop-loss at 25630, and an engine that reads 5 entries of a stream at a time
+    # Given a long with its stop-loss at 25630, and an engine that reads 5 entries of a stream at
+    # a time
     recorder = make_recorder(tp_ticks=40, sl_ticks=40)
     engine = engine_for(batch_size=5)
     send_signal(settings, redis_client, recorder, "buy", "25640", received_at=1_000)
@@ -338,7 +339,7 @@ def test_signals_wait_for_older_ticks_after_a_restart_too(
     for n in range(12):
         send_tick(settings, redis_client, "25629" if n == 7 else "25635", ts=2_000 + n)
     send_signal(settings, redis_client, recorder, "sell", "25650", received_at=3_000)
-    first._read_round(block_ms=None)  # delivered to the dead consumer: the sell and 5 ticks
+    first.arrival._read_round(block_ms=None)  # delivered to the dead consumer: the sell and 5 ticks
 
     # When the same consumer comes back and takes up its pending entries
     again = engine_for(consumer="engine-dead", batch_size=5)
@@ -369,7 +370,7 @@ def test_marks_written_by_one_engine_are_where_the_next_one_starts(
     assert (pos.max_favorable, pos.best_unrealized_pnl) == (10, D("20"))
 
 
-def test_a_recorder_deleted_with_its_open_position_does_not_stop_the_others_exits(
+def test_an_open_position_gone_under_the_engine_does_not_stop_the_others_exits(
     settings, redis_client, sessions, make_recorder, engine_for, caplog
 ):
     # Given two recorders long MNQ with the same take-profit, the engine holding both positions
@@ -378,7 +379,8 @@ def test_a_recorder_deleted_with_its_open_position_does_not_stop_the_others_exit
     send_signal(settings, redis_client, kept, "buy", "25640", received_at=1_000)
     send_signal(settings, redis_client, deleted, "buy", "25640", received_at=1_000)
     drain(engine)
-    # When one recorder is deleted in the UI (its position goes with it), then a tick hits the TP
+    # When one recorder goes behind the engine's back (a database restored under it, a DELETE by
+    # hand), its position with it, then a tick hits the TP
     with sessions.begin() as s:
         s.delete(s.get(type(deleted), deleted.id))
     send_tick(settings, redis_client, "25641", ts=2_000)
@@ -419,7 +421,7 @@ def test_a_recorder_allowed_delayed_exits_meanwhile_exits_on_the_next_delayed_ti
     assert (pos.status, pos.exit_reason, pos.exit_price) == ("closed", "tp", 25641)
 
 
-def test_the_engine_notices_open_positions_gone_without_any_write_of_its_own(
+def test_a_recorder_deleted_through_the_engine_leaves_its_book_at_once(
     settings, redis_client, sessions, make_recorder, engine_for
 ):
     # Given an engine holding a recorder's open position
@@ -427,15 +429,18 @@ def test_the_engine_notices_open_positions_gone_without_any_write_of_its_own(
     engine = engine_for()
     send_signal(settings, redis_client, recorder, "buy", "25640", received_at=1_000)
     drain(engine)
-    # When the recorder is deleted, and the engine makes its periodic check
-    with sessions.begin() as s:
-        s.delete(s.get(type(recorder), recorder.id))
-    engine.check_book()
-    # Then a tick that would change nothing in the row no longer marks it for the pages either
+    # When the UI asks the engine to delete the recorder
+    command = streams.EngineCommand("c-1", streams.DELETE_RECORDER, recorder.id, recorder.user_id)
+    redis_client.xadd(settings.stream(streams.ENGINE_COMMANDS), command.to_fields())
+    drain(engine)
+    # Then a tick that would change nothing in the row no longer marks it for the pages either,
+    # and the price feed no longer follows its symbol
+    assert positions(sessions) == []
     redis_client.delete(settings.stream(streams.EVENTS))
     send_tick(settings, redis_client, "25640", ts=2_000)
     drain(engine)
     assert [t for t, _ in events(redis_client, settings) if t == "position.marked"] == []
+    assert redis_client.hgetall(settings.stream(streams.OPEN_SYMBOLS)) == {}
 
 
 def test_a_signal_that_fails_on_its_own_is_recorded_rejected_and_the_others_applied(
@@ -444,14 +449,14 @@ def test_a_signal_that_fails_on_its_own_is_recorded_rejected_and_the_others_appl
     # Given a bug that makes one signal's rules fail, in a batch with a good signal
     recorder = make_recorder()
     engine = engine_for()
-    real = engine_module.rules.apply_signal
+    real = signal_apply.rules.apply_signal
 
     def failing(current, signal, *args):
         if signal.price == D("13"):
             raise RuntimeError("a bug")
         return real(current, signal, *args)
 
-    monkeypatch.setattr(engine_module.rules, "apply_signal", failing)
+    monkeypatch.setattr(signal_apply.rules, "apply_signal", failing)
     bad = send_signal(settings, redis_client, recorder, "buy", "13", symbol="CL")
     good = send_signal(settings, redis_client, recorder, "buy", "25640")
     # When the engine applies them

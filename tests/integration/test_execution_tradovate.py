@@ -1,4 +1,5 @@
-"""Signals placed on a Tradovate account: the executor's real client against the broker simulator."""
+"""Signals placed on a Tradovate account: the executor's real client against the broker
+simulator."""
 
 from __future__ import annotations
 

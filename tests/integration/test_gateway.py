@@ -1,4 +1,5 @@
-"""The webhook gateway against real Redis and PostgreSQL: what a 202 stores, what every refusal answers."""
+"""The webhook gateway against real Redis and PostgreSQL: what a 202 stores, what every refusal
+answers."""
 
 from __future__ import annotations
 

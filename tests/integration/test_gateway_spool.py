@@ -49,7 +49,8 @@ def recorder(make_recorder, store, spool_settings):
 
 @pytest.fixture
 def gateway(spool_settings, recorder):
-    """Builds the app (the recorder's token already in Redis); keyword arguments override settings."""
+    """Builds the app (the recorder's token already in Redis); keyword arguments override
+    settings."""
     apps = []
 
     def make(**overrides):

@@ -15,10 +15,10 @@ import requests
 from services.price_feed.quotes import Quote
 from services.price_feed.tradingview.auth import (
     AuthError,
+    AuthTokenKeeper,
     AuthUnavailable,
     CookiesRejected,
     SessionCookies,
-    TokenKeeper,
     fetch_auth_token,
 )
 from services.price_feed.tradingview.scanner import ScannerSource
@@ -124,7 +124,7 @@ def test_site_errors_and_an_unreachable_site_are_unavailable_not_rejected(market
         fetch_auth_token(url, COOKIES, timeout=2)
 
 
-# --- TokenKeeper --------------------------------------------------------------------------
+# --- AuthTokenKeeper ----------------------------------------------------------------------
 
 
 class FakeClock:
@@ -138,7 +138,7 @@ class FakeClock:
 def test_keeper_caches_the_token_until_it_nears_expiry(market, site):
     account = open_account(market, COOKIES)
     clock = FakeClock()
-    keeper = TokenKeeper(site.url, lambda: COOKIES, refresh_margin_s=300, clock=clock)
+    keeper = AuthTokenKeeper(site.url, lambda: COOKIES, refresh_margin_s=300, clock=clock)
 
     assert keeper.token() == account.token
     assert keeper.token() == account.token
@@ -161,7 +161,7 @@ def test_keeper_fetches_again_when_the_cookies_change(market, site):
     bob = SessionCookies("sess-bob")
     bob_account = open_account(market, bob, user_id=8)
     stored = {"cookies": COOKIES}
-    keeper = TokenKeeper(site.url, lambda: stored["cookies"])
+    keeper = AuthTokenKeeper(site.url, lambda: stored["cookies"])
 
     keeper.token()
     stored["cookies"] = SessionCookies("sess-alice", "sign-alice")  # same values, read again
@@ -176,7 +176,7 @@ def test_keeper_fetches_again_when_the_cookies_change(market, site):
 
 def test_keeper_stops_asking_with_rejected_cookies_until_they_change(market, site):
     stored = {"cookies": SessionCookies("expired-session", "old-sign")}
-    keeper = TokenKeeper(site.url, lambda: stored["cookies"])
+    keeper = AuthTokenKeeper(site.url, lambda: stored["cookies"])
 
     assert keeper.token() is None
     assert keeper.token() is None
@@ -193,7 +193,7 @@ def test_keeper_stops_asking_with_rejected_cookies_until_they_change(market, sit
 
 
 def test_keeper_without_cookies_is_anonymous_and_asks_nothing(site):
-    keeper = TokenKeeper(site.url, lambda: None)
+    keeper = AuthTokenKeeper(site.url, lambda: None)
     assert keeper.token() is None
     assert keeper.state() == {
         "configured": False,
@@ -207,7 +207,7 @@ def test_keeper_without_cookies_is_anonymous_and_asks_nothing(site):
 def test_keeper_waits_before_retrying_an_unavailable_site(market, site):
     account = open_account(market, COOKIES)
     clock = FakeClock()
-    keeper = TokenKeeper(site.url, lambda: COOKIES, clock=clock, retry_after_s=30)
+    keeper = AuthTokenKeeper(site.url, lambda: COOKIES, clock=clock, retry_after_s=30)
     site.fail_next(1, 500)
 
     assert keeper.token() is None

@@ -1,4 +1,5 @@
-"""The limiter's arithmetic on plain values: sliding windows, pauses, exit reserve, background share."""
+"""The limiter's arithmetic on plain values: sliding windows, pauses, exit reserve, background
+share."""
 
 from __future__ import annotations
 

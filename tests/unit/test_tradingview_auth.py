@@ -74,11 +74,15 @@ def test_cookies_compare_by_value():
 
 
 LOGGED_IN = (
-    '<script>window.user = {"id": 7, "username": "trader7", "auth_token": "eyJhbGciOi.eyJ1c2VyX2lk.c2ln",'
+    '<script>window.user = {"id": 7, "username": "trader7", '
+    '"auth_token": "eyJhbGciOi.eyJ1c2VyX2lk.c2ln",'
     ' "session_hash": "xyz"};</script>'
 )
 SIGNED_OUT = '<script>window.user = {"auth_token": "unauthorized_user_token"}</script>'
-INIT_DATA = '<script>var initData = {"user":{"id":7,"auth_token" : "tok-123","private_channel":"p"}}</script>'
+INIT_DATA = (
+    '<script>var initData = {"user":{"id":7,"auth_token" : "tok-123","private_channel":"p"}}'
+    "</script>"
+)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""The Tradovate client's pure parts: exact Decimal JSON, answer shapes, secrets kept out of reprs."""
+"""The Tradovate client's pure parts: exact Decimal JSON, answer shapes, secrets kept out of
+reprs."""
 
 from __future__ import annotations
 

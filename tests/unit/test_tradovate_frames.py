@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from libs.common.backoff import backoff_delay
 from libs.common.tradovate.frames import (
     Close,
     Event,
@@ -21,7 +22,6 @@ from libs.common.tradovate.frames import (
     read_contract_find,
     trade_price,
 )
-from services.price_feed.tradovate import backoff_delay
 
 
 def test_open_and_heartbeat_frames():

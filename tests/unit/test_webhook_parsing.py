@@ -1,4 +1,5 @@
-"""The webhook body rules (DESIGN §2 "Webhook"): what a TradingView alert may send, what it may not."""
+"""The webhook body rules (DESIGN §2 "Webhook"): what a TradingView alert may send, what it may
+not."""
 
 from __future__ import annotations
 
@@ -29,7 +30,10 @@ def rejected(body: str | bytes | dict) -> WebhookError:
 
 
 def test_buy_signal_becomes_a_message_with_the_canonical_symbol():
-    body = '{"action": "buy", "ticker": "CME_MINI:MNQ1!", "price": 21034.25, "contracts": 2, "time": "t", "id": "L"}'
+    body = (
+        '{"action": "buy", "ticker": "CME_MINI:MNQ1!", "price": 21034.25, "contracts": 2, '
+        '"time": "t", "id": "L"}'
+    )
     message = parse(body)
     assert message == SignalMessage(
         signal_id="sig-1",

@@ -21,13 +21,16 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from decimal import Decimal
+from typing import cast
 
 import redis
 import requests
+from redis.client import Pipeline
 from sqlalchemy import delete
 
 from libs.common import recorder_tokens, streams
 from libs.common.config import Settings
+from libs.common.events import BENCH_MARK, POSITION_CLOSED, POSITION_OPENED, SIGNALS
 from libs.common.security import hash_password, new_webhook_token
 from libs.common.storage import db
 from libs.common.storage.embedded import free_port
@@ -39,6 +42,8 @@ from tools.bench.live import LiveBench
 from tools.bench.machine import OtherWork
 from tools.bench.processes import background_ticks, engine_process
 from tools.bench.table import Row, pct, render
+
+# XREAD/XREADGROUP on the bench's client, which decodes replies (redis-py's types cannot tell).
 
 BENCH_EMAIL = "bench@justtrades.invalid"
 BENCH_PASSWORD = "bench password, throw-away"
@@ -65,6 +70,10 @@ SYMBOLS = [
     "6E",
     "6J",
 ]
+
+
+def _add(client: redis.Redis | Pipeline, stream: str, message: SignalMessage | TickMessage) -> None:
+    streams.add(client, stream, message.to_fields())
 
 
 class Bench:
@@ -102,7 +111,8 @@ class Bench:
     # --- fixtures ----------------------------------------------------------------------------
 
     def make_recorders(self, count: int, tp_ticks: int | None = None) -> list[Recorder]:
-        """A fresh bench user (whatever an earlier figure left goes with the old one) and its recorders."""
+        """A fresh bench user and its recorders; whatever an earlier figure left goes with the old
+        user."""
         with db.transaction(self.sessions) as s:
             s.execute(delete(User).where(User.email == BENCH_EMAIL))
             user = User(email=BENCH_EMAIL, password_hash=hash_password(BENCH_PASSWORD))
@@ -156,7 +166,7 @@ class Bench:
         start = time.perf_counter()
         pipe = self.redis.pipeline(transaction=False)
         for i in range(n):
-            pipe.xadd(stream, fields)
+            streams.add(pipe, stream, fields)
             if i % 500 == 499:
                 pipe.execute()
         pipe.execute()
@@ -164,10 +174,12 @@ class Bench:
         streams.ensure_group(self.redis, stream, "g")
         start = time.perf_counter()
         while True:
-            got = self.redis.xreadgroup("g", "c", {stream: ">"}, count=ENGINE_BATCH)
+            got = streams.read_entries(
+                self.redis.xreadgroup("g", "c", {stream: ">"}, count=ENGINE_BATCH)
+            )
             if not got:
                 break
-            ids = [entry_id for _, items in got for entry_id, _ in items]
+            ids = [entry_id for entry_id, _ in got]
             self.redis.xack(stream, "g", *ids)
         read_rate = n / (time.perf_counter() - start)
         self.add("Redis XADD, pipelined", f"{xadd_rate:,.0f}/s", "reference", None)
@@ -261,7 +273,7 @@ class Bench:
         events = self.settings.stream(streams.EVENTS)
         lat = []
         with engine_process(self.settings):
-            last = self.redis.xadd(events, {"type": "bench.mark", "data": "{}"})
+            last = self.mark(events)
             for i in range(self.n(500)):
                 sid = str(uuid.uuid4())
                 msg = SignalMessage(
@@ -278,7 +290,7 @@ class Bench:
                     "{}",
                 )
                 t = time.perf_counter()
-                self.redis.xadd(self.settings.stream(streams.SIGNALS), msg.to_fields())
+                _add(self.redis, self.settings.stream(streams.SIGNALS), msg)
                 last = self._wait_event(events, last, sid)
                 lat.append((time.perf_counter() - t) * 1000)
                 time.sleep(max(0.0, 0.02 - (time.perf_counter() - t)))  # 50 signals/s
@@ -291,18 +303,25 @@ class Bench:
             "until the signal.applied event; engine in its own process",
         )
 
+    def mark(self, events: str) -> str:
+        """Add a bench.mark entry to `events`; its id is where a measurement starts reading."""
+        return cast(str, self.redis.xadd(events, {"type": BENCH_MARK, "data": "{}"}))
+
+    def _read_events(
+        self, events: str, last: str, block_ms: int, count: int
+    ) -> list[streams.Entry]:
+        """Entries of `events` after `last`; an empty list if none came within `block_ms`."""
+        return streams.read_entries(self.redis.xread({events: last}, block=block_ms, count=count))
+
     def _wait_event(self, events: str, last: str, signal_id: str) -> str:
         while True:
-            got = self.redis.xread({events: last}, block=2000, count=100)
+            got = self._read_events(events, last, block_ms=2000, count=100)
             if not got:
                 raise RuntimeError("the engine did not apply a signal within 2 s")
-            for _, items in got:
-                for entry_id, fields in items:
-                    last = entry_id
-                    if fields.get("type", "").startswith("signal.") and signal_id in fields.get(
-                        "data", ""
-                    ):
-                        return last
+            for entry_id, fields in got:
+                last = entry_id
+                if fields.get("type") in SIGNALS and signal_id in fields.get("data", ""):
+                    return last
 
     def ticks_through_engine(self, raw_read_rate: float) -> None:
         recorders = self.make_recorders(50)
@@ -323,7 +342,7 @@ class Bench:
                     0,
                     "{}",
                 )
-                pipe.xadd(sig_stream, msg.to_fields())
+                _add(pipe, sig_stream, msg)
         pipe.execute()
         engine = self.engine()
         while engine.step(block_ms=None):
@@ -336,7 +355,7 @@ class Bench:
         for i in range(n):
             sym = SYMBOLS[i % len(SYMBOLS)]
             price = Decimal(100) + Decimal(i % 40 - 20) * Decimal("0.25")
-            pipe.xadd(tick_stream, TickMessage(sym, price, streams.now_ms(), "bench").to_fields())
+            _add(pipe, tick_stream, TickMessage(sym, price, streams.now_ms(), "bench"))
             if i % 1000 == 999:
                 pipe.execute()
         pipe.execute()
@@ -363,7 +382,7 @@ class Bench:
             engine_process(self.settings),
             background_ticks(self.settings, background_per_s) as rate,
         ):
-            last = self.redis.xadd(events, {"type": "bench.mark", "data": "{}"})
+            last = self.mark(events)
             for _ in range(self.n(300)):
                 msg = SignalMessage(
                     str(uuid.uuid4()),
@@ -378,12 +397,12 @@ class Bench:
                     streams.now_ms(),
                     "{}",
                 )
-                self.redis.xadd(self.settings.stream(streams.SIGNALS), msg.to_fields())
-                last = self._wait_type(events, last, "position.opened")
+                _add(self.redis, self.settings.stream(streams.SIGNALS), msg)
+                last = self._wait_type(events, last, POSITION_OPENED)
                 t = time.perf_counter()
                 tick = TickMessage("MNQ", Decimal("25601.25"), streams.now_ms(), "bench")
-                self.redis.xadd(self.settings.stream(streams.TICKS), tick.to_fields())
-                last = self._wait_type(events, last, "position.closed")
+                _add(self.redis, self.settings.stream(streams.TICKS), tick)
+                last = self._wait_type(events, last, POSITION_CLOSED)
                 lat.append((time.perf_counter() - t) * 1000)
             reached = rate()
         p99 = pct(lat, 99)
@@ -398,11 +417,10 @@ class Bench:
     def _wait_type(self, events: str, last: str, event_type: str) -> str:
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
-            for _, items in self.redis.xread({events: last}, block=1000, count=500) or []:
-                for entry_id, fields in items:
-                    last = entry_id
-                    if fields.get("type") == event_type:
-                        return last
+            for entry_id, fields in self._read_events(events, last, block_ms=1000, count=500):
+                last = entry_id
+                if fields.get("type") == event_type:
+                    return last
         raise RuntimeError(f"no {event_type} event within 5 s")
 
     def run(self) -> None:
@@ -431,8 +449,8 @@ class Bench:
             f"{self.settings.redis_url.split('@')[-1]}"
         )
         load = (
-            f"1-minute load average when the bench started: {self.load_at_start:.2f} (other work on "
-            "these cores weighs on every figure)"
+            f"1-minute load average when the bench started: {self.load_at_start:.2f} "
+            "(other work on these cores weighs on every figure)"
         )
         print(render(self.rows, [servers, *NOTES, load]))
 

@@ -14,11 +14,12 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from libs.common import orders, streams
+from libs.common.events import ORDER_ACCEPTED
 from libs.common.futures.exchange_calendar import trade_date
 from libs.common.futures.rolls import front_contract
 from libs.common.security import SecretBox
 from libs.common.storage import db
-from libs.common.storage.models import Account, OrderIntent, Trader
+from libs.common.storage.models import Account, Trader
 from libs.common.streams import SignalMessage
 from libs.common.tradovate.accounts import (
     login,
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 USER, PASSWORD = "bench", "bench password"
 
 
-def _stop(process: subprocess.Popen) -> None:
+def _stop(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM lets the worker finish its job; a job waiting on the budget may take long."""
     process.terminate()
     try:
@@ -55,10 +56,12 @@ class ExecutionBench:
         self.settings = bench.settings
         self.front = front_contract("MNQ", trade_date(datetime.now(UTC)))
 
-    def _simulator(self, **kw) -> BrokerSimulator:
+    def _simulator(self, rate_limit_per_minute: int | None = None) -> BrokerSimulator:
         catalogue = ContractCatalogue()
         catalogue.add(self.front)
-        sim = BrokerSimulator(catalogue, users={USER: PASSWORD}, **kw).start()
+        sim = BrokerSimulator(
+            catalogue, users={USER: PASSWORD}, rate_limit_per_minute=rate_limit_per_minute
+        ).start()
         sim.set_price(self.front, "25640.00")
         return sim
 
@@ -86,7 +89,7 @@ class ExecutionBench:
             s.add(Trader(user_id=user_id, recorder_id=recorder_id, subaccount_id=subaccount_id))
         return subaccount_id
 
-    def _executor(self, sim: BrokerSimulator, per_minute: int) -> subprocess.Popen:
+    def _executor(self, sim: BrokerSimulator, per_minute: int) -> subprocess.Popen[bytes]:
         env = dict(
             os.environ,
             DATABASE_URL=self.settings.database_url,
@@ -117,7 +120,7 @@ class ExecutionBench:
         lat = []
         try:
             with engine_process(self.settings):
-                last = bench.redis.xadd(events, {"type": "bench.mark", "data": "{}"})
+                last = bench.mark(events)
                 for i in range(bench.n(200) + 5):
                     action = "buy" if i % 2 == 0 else "close"
                     msg = SignalMessage(
@@ -134,8 +137,8 @@ class ExecutionBench:
                         "{}",
                     )
                     t = time.perf_counter()
-                    bench.redis.xadd(self.settings.stream(streams.SIGNALS), msg.to_fields())
-                    last = bench._wait_type(events, last, "order.accepted")
+                    streams.add(bench.redis, self.settings.stream(streams.SIGNALS), msg.to_fields())
+                    last = bench._wait_type(events, last, ORDER_ACCEPTED)
                     if i >= 5:  # the first orders warm the executor (connections, contract lookup)
                         lat.append((time.perf_counter() - t) * 1000)
         finally:
@@ -164,10 +167,8 @@ class ExecutionBench:
         with db.transaction(bench.sessions) as s:
             rows = []
             for _ in range(burst):
-                intent_id = uuid.uuid4()
                 rows.append(
-                    OrderIntent(
-                        id=intent_id,
+                    orders.new_intent(
                         user_id=recorder.user_id,
                         subaccount_id=subaccount_id,
                         source="manual",
@@ -177,8 +178,6 @@ class ExecutionBench:
                         side="buy",
                         quantity=Decimal(1),
                         priority="entry",
-                        status="queued",
-                        cl_ord_id=f"jt-{intent_id.hex[:24]}",
                     )
                 )
             s.add_all(rows)

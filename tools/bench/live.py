@@ -10,12 +10,14 @@ import subprocess
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import requests
 import socketio
 
 from libs.common import streams
+from libs.common.events import BENCH_PING
 from libs.common.storage.embedded import free_port
 from services.ui import live
 
@@ -30,7 +32,7 @@ class LiveBench:
         self.bench = bench
         self.settings = bench.settings
 
-    def _ui(self, port: int) -> subprocess.Popen:
+    def _ui(self, port: int) -> subprocess.Popen[bytes]:
         s = self.settings
         env = dict(
             os.environ,
@@ -50,7 +52,9 @@ class LiveBench:
             stderr=subprocess.DEVNULL,
         )
 
-    def _browser(self, base: str, email: str, password: str, on_event) -> socketio.Client:
+    def _browser(
+        self, base: str, email: str, password: str, on_event: Callable[[dict[str, Any]], None]
+    ) -> socketio.Client:
         http = requests.Session()
         answer = http.post(f"{base}/login", json={"email": email, "password": password}, timeout=10)
         answer.raise_for_status()
@@ -80,9 +84,9 @@ class LiveBench:
         done = threading.Event()
         total = bench.n(3_000)
 
-        def on_event(message: dict) -> None:
+        def on_event(message: dict[str, Any]) -> None:
             data = message.get("data") or {}
-            if message.get("type") == "bench.ping" and "seq" in data:
+            if message.get("type") == BENCH_PING and "seq" in data:
                 arrived[data["seq"]] = (time.time() - data["sent_at"]) * 1000
                 if len(arrived) >= total:
                     done.set()
@@ -100,7 +104,7 @@ class LiveBench:
                 streams.publish_event(
                     bench.redis,
                     stream,
-                    "bench.ping",
+                    BENCH_PING,
                     {"user_id": user_id, "seq": seq, "sent_at": sent[seq]},
                 )
             rate = total / (time.monotonic() - started)

@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
+from multiprocessing.sharedctypes import Synchronized
+from multiprocessing.synchronize import Event
 
 import redis
 
@@ -44,7 +46,7 @@ BACKGROUND_SYMBOLS = (
 )
 
 
-def _run(settings: Settings, ready, stop) -> None:  # noqa: ANN001 (multiprocessing events)
+def _run(settings: Settings, ready: Event, stop: Event) -> None:
     logging.getLogger("position_engine").setLevel(logging.WARNING)  # one line per signal otherwise
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     sessions = db.make_sessionmaker(
@@ -75,7 +77,9 @@ def engine_process(settings: Settings) -> Iterator[None]:
             process.join(5)
 
 
-def _write_ticks(settings: Settings, per_s: int, started_event, stop, rate) -> None:  # noqa: ANN001
+def _write_ticks(
+    settings: Settings, per_s: int, started_event: Event, stop: Event, rate: Synchronized[float]
+) -> None:
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     stream = settings.stream(streams.TICKS)
     chunk = max(1, per_s // 100)  # a pipelined chunk every 10 ms
@@ -84,7 +88,8 @@ def _write_ticks(settings: Settings, per_s: int, started_event, stop, rate) -> N
         pipe = client.pipeline(transaction=False)
         for i in range(chunk):
             symbol = BACKGROUND_SYMBOLS[(sent + i) % len(BACKGROUND_SYMBOLS)]
-            pipe.xadd(stream, TickMessage(symbol, Decimal(100), streams.now_ms(), "bg").to_fields())
+            tick = TickMessage(symbol, Decimal(100), streams.now_ms(), "bg")
+            streams.add(pipe, stream, tick.to_fields())
         pipe.execute()
         sent += chunk
         started_event.set()
@@ -94,7 +99,7 @@ def _write_ticks(settings: Settings, per_s: int, started_event, stop, rate) -> N
 
 @contextmanager
 def background_ticks(settings: Settings, per_s: int) -> Iterator[Callable[[], float]]:
-    """Ticks of other symbols at `per_s` until the block ends; yields how to read the rate reached."""
+    """Ticks of other symbols at `per_s` until the block ends; yields how to read its rate."""
     context = multiprocessing.get_context("spawn")
     started, stop, rate = context.Event(), context.Event(), context.Value("d", 0.0)
     process = context.Process(

@@ -58,7 +58,7 @@ class Cluster:
     account_socket: AccountSocketServer
     env: dict[str, str]
     ports: dict[str, int]
-    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     restarts: dict[str, int] = field(default_factory=dict)
     _held: set[str] = field(default_factory=set)  # services the fault injector keeps down
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -187,7 +187,7 @@ class Cluster:
             self._held.discard(name)
 
     def stop_service(self, name: str) -> None:
-        """SIGTERM a service and keep it down (the price feed, so no tick arrives while checking)."""
+        """SIGTERM a service and keep it down (the price feed: no tick arrives while checking)."""
         with self._lock:
             self._held.add(name)
             process = self.processes[name]

@@ -61,7 +61,7 @@ class Answers:
     """What each webhook got back: 202 with a signal id, another status, or nothing at all."""
 
     accepted: list[str] = field(default_factory=list)
-    refused: Counter = field(default_factory=Counter)  # status code → count
+    refused: Counter[int] = field(default_factory=Counter)  # status code → count
     unanswered: int = 0  # connection refused or cut: the gateway was down or died mid-request
 
     def record(self, response: requests.Response | None) -> None:
@@ -160,7 +160,7 @@ class TickFlow:
             for root in START_PRICES:
                 for _ in range(TICKS_PER_ROOT):
                     tick = streams.TickMessage(root, self.prices.step(root), now_ms, "chaos")
-                    pipe.xadd(self.stream, tick.to_fields())
+                    streams.add(pipe, self.stream, tick.to_fields())
                     count += 1
                 self.broker.set_price(self.contracts[root], self.prices.now(root))
             try:

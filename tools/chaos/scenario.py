@@ -1,12 +1,13 @@
 """What a chaos run trades with, set up the way a user would: a user and API key from the CLI, a
-Tradovate demo account connected through the API, recorders with different rules (two with a take-profit and stop-loss in ticks), and traders
-that copy two of them onto the broker simulator."""
+Tradovate demo account connected through the API, recorders with different rules (two with a
+take-profit and stop-loss in ticks), and traders that copy two of them onto the broker simulator."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 import requests
 
@@ -16,7 +17,7 @@ from tools.chaos.flow import Target
 
 EMAIL, PASSWORD = "chaos@example.com", "chaos-user-password"
 # name, root, recorder fields, traded on the broker simulator
-RECORDERS = (
+RECORDERS: tuple[tuple[str, str, dict[str, object], bool], ...] = (
     ("MNQ reverse", "MNQ", {}, True),
     ("MES close on opposite", "MES", {"on_opposite": "close"}, True),
     ("NQ no DCA", "NQ", {"allow_dca": False}, False),
@@ -60,13 +61,14 @@ def _cli(cluster: Cluster, *args: str) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def _post(cluster: Cluster, key: str, path: str, body: dict) -> dict:
+def _post(cluster: Cluster, key: str, path: str, body: dict[str, object]) -> dict[str, Any]:
     response = requests.post(
         cluster.url("ui") + path, json=body, timeout=30, headers={"Authorization": f"Bearer {key}"}
     )
     if response.status_code not in (200, 201):
         raise SetupError(f"POST {path} answered {response.status_code}: {response.text[:300]}")
-    return response.json()
+    created: dict[str, Any] = response.json()
+    return created
 
 
 def set_up(cluster: Cluster) -> Scenario:

@@ -9,6 +9,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import cast
 
 import redis
 from sqlalchemy import func, select
@@ -29,6 +30,11 @@ SETTLED = ("applied", "ignored", "rejected")
 UNFINISHED_INTENTS = ("queued", "sending")
 SETTLE_TIMEOUT_S = 120.0
 
+# A signal or tick of the log the engine applied: where it falls (`stream_order`), and the input.
+Logged = tuple[tuple[int, bool, int], rules.SignalInput | TickInput]
+# XRANGE on a client that decodes replies (redis-py's types cannot tell it from one that does not).
+Entries = list[tuple[str, dict[str, str]]]
+
 
 @dataclass
 class Verdict:
@@ -41,7 +47,7 @@ class Verdict:
     applied_unanswered: int = 0  # applied though the sender never got an answer (gateway died)
     orders_sent: int = 0
     orders_duplicated: int = 0
-    intents: Counter = field(default_factory=Counter)
+    intents: Counter[str] = field(default_factory=Counter)
     pending: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
@@ -103,7 +109,10 @@ class Checker:
         for group in self.redis.xinfo_groups(stream):
             if group["name"] == streams.ENGINE_GROUP:
                 if group["pending"] or group["last-delivered-id"] != last:
-                    return f"pending {group['pending']}, read up to {group['last-delivered-id']} of {last}"
+                    return (
+                        f"pending {group['pending']}, "
+                        f"read up to {group['last-delivered-id']} of {last}"
+                    )
                 return ""
         return "no consumer group"
 
@@ -150,11 +159,11 @@ class Checker:
         ticks = self._ticks_by_symbol()
         for recorder in s.scalars(select(Recorder).order_by(Recorder.id)):
             mine = [r for r in rows if r.recorder_id == recorder.id and r.stream_id]
-            signals = sorted(
-                ((stream_order(r.stream_id), _signal_input(r)) for r in mine), key=lambda e: e[0]
-            )
+            signals = sorted((_logged_signal(r) for r in mine), key=lambda e: e[0])
             merged = heapq.merge(
-                signals, *(ticks[symbol] for symbol in {r.symbol for r in mine}), key=lambda e: e[0]
+                signals,
+                *(ticks[symbol] for symbol in {i.symbol for _, i in signals}),
+                key=lambda e: e[0],
             )
             replay = replay_log((item for _, item in merged), recorder_settings(recorder))
             for row in mine:
@@ -177,11 +186,11 @@ class Checker:
         if verdict.duplicated:
             verdict.problems.append(f"{verdict.duplicated} signals were applied more than once")
 
-    def _ticks_by_symbol(self) -> dict[str, list[tuple[tuple, TickInput]]]:
+    def _ticks_by_symbol(self) -> dict[str, list[Logged]]:
         """Every tick still on the stream, per symbol, in the engine's order."""
-        found: dict[str, list[tuple[tuple, TickInput]]] = defaultdict(list)
+        found: dict[str, list[Logged]] = defaultdict(list)
         stream, start = self.settings.stream(streams.TICKS), "-"
-        while batch := self.redis.xrange(stream, start, "+", count=10_000):
+        while batch := cast(Entries, self.redis.xrange(stream, start, "+", count=10_000)):
             for entry_id, fields in batch:
                 try:
                     tick = streams.TickMessage.from_fields(fields)
@@ -245,19 +254,8 @@ class Checker:
     ) -> None:
         """Each traded recorder trades its own root on the subaccount, with multiplier 1."""
         for target in self.scenario.traded:
-            open_qty = s.scalar(
-                select(func.coalesce(func.sum(Position.quantity), 0)).where(
-                    Position.recorder_id == target.recorder_id,
-                    Position.status == "open",
-                    Position.side == "long",
-                )
-            ) - s.scalar(
-                select(func.coalesce(func.sum(Position.quantity), 0)).where(
-                    Position.recorder_id == target.recorder_id,
-                    Position.status == "open",
-                    Position.side == "short",
-                )
-            )
+            long_qty = _open_quantity(s, target.recorder_id, "long")
+            open_qty = long_qty - _open_quantity(s, target.recorder_id, "short")
             contract = self.cluster.front_contract(target.root)
             at_broker = net.get((self.scenario.broker_account_id, contract), 0)
             if Decimal(at_broker) != Decimal(open_qty):
@@ -267,7 +265,15 @@ class Checker:
                 )
 
 
-def _difference(have: list[dict], want: list[dict]) -> str:
+def _open_quantity(s: Session, recorder_id: int, side: str) -> Decimal:
+    return s.scalars(
+        select(func.coalesce(func.sum(Position.quantity), 0)).where(
+            Position.recorder_id == recorder_id, Position.status == "open", Position.side == side
+        )
+    ).one()
+
+
+def _difference(have: list[dict[str, object]], want: list[dict[str, object]]) -> str:
     """The first position where the engine's rows and the replay part, field by field."""
     for index, (h, w) in enumerate(zip(have, want, strict=False)):
         if h != w:
@@ -276,8 +282,11 @@ def _difference(have: list[dict], want: list[dict]) -> str:
     return f"{len(have)} positions, the replay gives {len(want)}"
 
 
-def _signal_input(row: Signal) -> rules.SignalInput:
-    return rules.SignalInput(
+def _logged_signal(row: Signal) -> Logged:
+    """A signal the engine read from the stream (it records the entry id and symbol of those)."""
+    if not row.stream_id or row.symbol is None:
+        raise ValueError(f"signal {row.id} was not read from the stream")
+    return stream_order(row.stream_id), rules.SignalInput(
         signal_id=str(row.id),
         symbol=row.symbol,
         action=row.action,

@@ -120,7 +120,7 @@ def rule_holidays(year: int) -> frozenset[date]:
         nth_weekday(year, 11, 3, 4),  # Thanksgiving
         _observed(date(year, 12, 25)),
     }
-    # A Saturday New Year's Day is not observed on the Friday before (it would fall in the old year).
+    # A Saturday New Year's Day is not observed on the Friday before (that is in the old year).
     if date(year, 1, 1).weekday() != 5:
         days.add(_observed(date(year, 1, 1)))
     if year >= 2022:  # Juneteenth became an exchange holiday in 2022

@@ -76,8 +76,9 @@ class RollRule:
 
 def _equity(cycle: str = QUARTERLY) -> RollRule:
     # The CME roll date, 8 calendar days before expiry (trader rule, high confidence). When expiry
-    # moves to a Thursday (June 2026, June 2027) this takes the literal reading, the Wednesday 8 days
-    # before, not the usual Thursday: unverified (§5.2, §7), override per root if CME says otherwise.
+    # moves to a Thursday (June 2026, June 2027) this takes the literal reading, the Wednesday 8
+    # days before, not the usual Thursday: unverified (§5.2, §7), override per root if CME says
+    # otherwise.
     return RollRule(cycle, ExpiryRule.EQUITY_INDEX, "expiry", 0, calendar_days_before=8)
 
 

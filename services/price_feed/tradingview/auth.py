@@ -1,5 +1,5 @@
 """Stored TradingView session cookies → the auth token of the quote socket (reference C.2–C.5),
-and `TokenKeeper`, which keeps one such token fresh for the socket source."""
+and `AuthTokenKeeper`, which keeps one such token fresh for the socket source."""
 
 from __future__ import annotations
 
@@ -58,7 +58,8 @@ class SessionCookies:
     __str__ = __repr__
 
     def header(self) -> str:
-        """The `Cookie` header value; `sessionid_sign` goes along whenever the user gave it (C.1)."""
+        """The `Cookie` header value; `sessionid_sign` goes along whenever the user gave it
+        (C.1)."""
         parts = [f"sessionid={self.sessionid}"]
         if self.sessionid_sign:
             parts.append(f"sessionid_sign={self.sessionid_sign}")
@@ -146,7 +147,7 @@ def fetch_auth_token(
     return token_from_page(response.text)
 
 
-class TokenKeeper:
+class AuthTokenKeeper:
     """Hands the socket a valid token: cached, fetched again shortly before it expires or when
     the stored cookies change, and not asked for again with cookies the site has rejected."""
 
@@ -252,7 +253,8 @@ class TokenKeeper:
         return token.expires_at.timestamp() - now <= self.refresh_margin_s
 
     def _usable_token(self, now: float) -> str | None:
-        # A token inside the refresh margin still works; better than anonymous while the site is down.
+        # A token inside the refresh margin still works: better than anonymous while the site
+        # is down.
         token = self._token
         if token is None or (token.expires_at is not None and token.expires_at.timestamp() <= now):
             return None

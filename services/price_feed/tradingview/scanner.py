@@ -12,6 +12,7 @@ from decimal import Decimal, InvalidOperation
 
 import requests
 
+from libs.common.backoff import capped_exponential
 from libs.common.streams import now_ms
 from services.price_feed.quotes import Emit, PriceSource, Quote
 from services.price_feed.tradingview.auth import BROWSER_USER_AGENT, SessionCookies
@@ -198,7 +199,7 @@ class ScannerSource(PriceSource):
         self._failures += 1
         self._status.connected = False
         self._status.error = reason
-        wait = min(self.max_backoff_s, self.interval_s * 2**self._failures)
+        wait = capped_exponential(self._failures, self.interval_s, self.max_backoff_s)
         log.warning("scanner poll failed", extra={"kv": {"error": reason, "retry_in_s": wait}})
         return wait
 

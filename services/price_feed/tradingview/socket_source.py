@@ -21,6 +21,7 @@ from typing import Any
 
 import websocket
 
+from libs.common.backoff import backoff_delay
 from libs.common.futures.instruments import contract_spec, round_to_tick
 from services.price_feed.quotes import Emit, PriceSource, Quote
 from services.price_feed.tradingview.framing import (
@@ -36,7 +37,8 @@ from services.price_feed.tradingview.symbols import is_delayed_venue, tradingvie
 log = logging.getLogger(__name__)
 
 ORIGIN = "https://www.tradingview.com"
-# Since late 2025 a firewall in front of the socket turns away clients that do not look like a browser.
+# Since late 2025 a firewall in front of the socket turns away clients that do not look like a
+# browser.
 BROWSER_HEADERS = [
     "User-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/142.0.0.0 Safari/537.36",
@@ -280,9 +282,8 @@ class TradingViewSocketSource(PriceSource):
         return data.decode("utf-8") if isinstance(data, bytes) else data
 
     def _backoff_delay(self, refused: bool) -> float:
-        base = min(self.backoff_max_s, self.backoff_base_s * 2**self._attempt)
-        self._attempt = min(self._attempt + 1, 20)
-        delay = base * self._rng.uniform(0.75, 1.25)
+        delay = backoff_delay(self._attempt, self.backoff_base_s, self.backoff_max_s, self._rng)
+        self._attempt += 1
         return max(delay, self.refused_backoff_s) if refused else delay
 
     # -- protocol --------------------------------------------------------------------------
@@ -375,7 +376,9 @@ class TradingViewSocketSource(PriceSource):
             return  # a late packet of a deleted session, or a shape we do not know
         body = params[1]
         name = body.get("n")
-        root = conn.subscribed.get(name) if isinstance(name, str) else None
+        if not isinstance(name, str):
+            return
+        root = conn.subscribed.get(name)
         if root is None:
             return
         if body.get("s", "ok") != "ok":

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
@@ -19,7 +21,7 @@ from services.ui.errors import NotFound
 bp = Blueprint("accounts", __name__, url_prefix="/api/accounts")
 
 
-def subaccount_dict(s: Subaccount) -> dict:
+def subaccount_dict(s: Subaccount) -> dict[str, Any]:
     return {
         "id": s.id,
         "name": s.name,
@@ -30,7 +32,7 @@ def subaccount_dict(s: Subaccount) -> dict:
     }
 
 
-def account_dict(a: Account) -> dict:
+def account_dict(a: Account) -> dict[str, Any]:
     return {
         "id": a.id,
         "broker": a.broker,

@@ -8,7 +8,7 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
-from libs.common.security import hash_api_key, new_api_key
+from libs.common.api_keys import issue_api_key
 from libs.common.serialize import iso
 from libs.common.storage.models import ApiKey, utcnow
 from services.ui.api.recorders import MAX_ID
@@ -17,7 +17,6 @@ from services.ui.context import db, user_id
 from services.ui.errors import NotFound
 
 bp = Blueprint("api_keys", __name__, url_prefix="/api/api-keys")
-PREFIX_LENGTH = 10  # as `justtrades apikey create` stores it
 
 
 class ApiKeyCreate(BaseModel):
@@ -54,12 +53,8 @@ def list_api_keys() -> ResponseReturnValue:
 @bp.post("")
 def create_api_key() -> ResponseReturnValue:
     body = parse(ApiKeyCreate, json_object())
-    key = new_api_key()
-    row = ApiKey(
-        user_id=user_id(), name=body.name, prefix=key[:PREFIX_LENGTH], key_hash=hash_api_key(key)
-    )
     session = db()
-    session.add(row)
+    row, key = issue_api_key(session, user_id(), body.name)
     session.commit()
     return jsonify(ok=True, **api_key_dict(row), key=key), 201
 

@@ -1,4 +1,5 @@
-"""Which dated contract a ticker trades as today (futures.md §5), and whether Tradovate confirmed it."""
+"""Which dated contract a ticker trades as today (futures.md §5), and whether Tradovate confirmed
+it."""
 
 from __future__ import annotations
 

@@ -7,6 +7,8 @@ UTC dates of closing); the arithmetic lives in services.ui.metrics.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from typing import TypeVarTuple
 
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
@@ -20,9 +22,12 @@ from services.ui.api.recorders import owned_recorder
 from services.ui.context import db, user_id
 
 bp = Blueprint("dashboard", __name__, url_prefix="/api/dashboard")
+Columns = TypeVarTuple("Columns")
 
 
-def _filtered(query: Select, low: datetime | None = None, high: datetime | None = None) -> Select:
+def _filtered(
+    query: Select[*Columns], low: datetime | None = None, high: datetime | None = None
+) -> Select[*Columns]:
     """Closed positions of the caller, narrowed by recorder and by the `from`/`to` dates."""
     query = query.join(Recorder, Recorder.id == Position.recorder_id).where(
         Recorder.user_id == user_id(), Position.status == "closed", Position.closed_at.is_not(None)
@@ -51,10 +56,11 @@ def _trades(low: datetime | None = None, high: datetime | None = None) -> list[m
     return [
         metrics.Trade(closed_at=closed_at, pnl=pnl, worst_unrealized_pnl=worst, position_id=pid)
         for pid, closed_at, pnl, worst in db().execute(query)
+        if closed_at is not None  # always: `_filtered` keeps closed positions only
     ]
 
 
-def _ratio(value) -> float | None:
+def _ratio(value: Decimal | None) -> float | None:
     return None if value is None else float(value)
 
 

@@ -24,7 +24,8 @@ FIELD_RULES.update(
         "multiplier": "multiplier must be a number above 0 and at most 1000",
         "max_contracts": "max_contracts must be null or a whole number from 1 to 10000",
         "daily_loss_limit": "daily_loss_limit must be null or a positive amount in USD",
-        "window": 'window must be null or {"start": "HH:MM", "end": "HH:MM", "tz": "America/New_York"}',
+        "window": 'window must be null or {"start": "HH:MM", "end": "HH:MM", '
+        '"tz": "America/New_York"}',
     }
 )
 
@@ -50,7 +51,8 @@ FIELD_RULES.update(
     {
         "environment": 'environment must be "demo" or "live"',
         "username": "username must be your Tradovate user name",
-        "password": "password must be your Tradovate password (or the API key's dedicated password)",
+        "password": "password must be your Tradovate password "
+        "(or the API key's dedicated password)",
         "app_id": "app_id must be the name given to the API key in Tradovate",
         "app_version": "app_version must be null or text such as 1.0",
         "cid": "cid must be the API key's numeric id",

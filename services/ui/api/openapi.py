@@ -32,6 +32,7 @@ from services.ui.api.openapi_parts import (
     SCHEMAS,
     STR,
     TIME,
+    Schema,
     list_of,
     nullable,
     obj,
@@ -50,6 +51,15 @@ FILTERS = [
     query("from", {"type": "string", "format": "date"}, "inclusive, UTC date of closing"),
     query("to", {"type": "string", "format": "date"}, "inclusive, UTC date of closing"),
 ]
+
+
+def engine_command(op: Schema) -> Schema:
+    """A change the position engine applies: 202 when it does not answer within seconds (the
+    command waits for it)."""
+    queued = obj(ok=BOOL, id=INT, queued=BOOL, message=STR)
+    content = {"application/json": {"schema": queued}}
+    op["responses"]["202"] = {"description": "Queued for the engine", "content": content}
+    return op
 
 
 def _recorder_paths() -> dict[str, Any]:
@@ -77,8 +87,10 @@ def _recorder_paths() -> dict[str, Any]:
                 body="RecorderUpdate",
                 errors=("400", *w),
             ),
-            "delete": operation(
-                "Delete the recorder, its signals and positions", obj(ok=BOOL, id=INT), errors=w
+            "delete": engine_command(
+                operation(
+                    "Delete the recorder, its signals and positions", obj(ok=BOOL, id=INT), errors=w
+                )
             ),
         },
         "/api/recorders/{recorder_id}/rotate-token": {
@@ -103,10 +115,12 @@ def _recorder_paths() -> dict[str, Any]:
         },
         "/api/recorders/{recorder_id}/reset-history": {
             "parameters": [RECORDER_ID],
-            "post": operation(
-                "Delete closed positions and signals; open positions stay",
-                obj(ok=BOOL, id=INT, deleted_signals=INT, deleted_positions=INT),
-                errors=w,
+            "post": engine_command(
+                operation(
+                    "Delete closed positions and signals; open positions stay",
+                    obj(ok=BOOL, id=INT, deleted_signals=INT, deleted_positions=INT),
+                    errors=w,
+                )
             ),
         },
     }
@@ -268,8 +282,9 @@ def _session_paths() -> dict[str, Any]:
         },
         "/api/status/metrics": {
             "get": operation(
-                "The services' own /metrics figures (webhook answers, engine batches, stream lag and "
-                "pending, orders, your limiter budgets, the feed), for the Control Center",
+                "The services' own /metrics figures (webhook answers, engine batches, "
+                "stream lag and pending, orders, your limiter budgets, the feed), "
+                "for the Control Center",
                 obj(
                     ok=BOOL,
                     services={
@@ -347,7 +362,8 @@ def _tradingview_paths() -> dict[str, Any]:
                 "Whether TradingView cookies are stored and worked (never the cookies)", view
             ),
             "post": operation(
-                "Store TradingView session cookies (encrypted); the feed uses them without a restart",
+                "Store TradingView session cookies (encrypted); "
+                "the feed uses them without a restart",
                 view,
                 body="TradingViewCookies",
                 errors=("400", "401", "403", "422"),

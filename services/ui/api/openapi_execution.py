@@ -209,7 +209,8 @@ def account_paths() -> dict[str, Any]:
         },
         "/oauth/tradovate/start": {
             "get": redirect_operation(
-                "Browser, logged in: off to Tradovate's consent page (login page first when logged out)",
+                "Browser, logged in: off to Tradovate's consent page "
+                "(login page first when logged out)",
                 [
                     query(
                         "environment",
@@ -222,7 +223,8 @@ def account_paths() -> dict[str, Any]:
         },
         "/oauth/tradovate/callback": {
             "get": redirect_operation(
-                "Browser: back from Tradovate; stores the account, then redirects to /api/accounts/{id}",
+                "Browser: back from Tradovate; stores the account, "
+                "then redirects to /api/accounts/{id}",
                 [query("code", STR), query("state", STR), query("error", STR)],
                 ("400", "401", "502", "503"),
             )

@@ -5,28 +5,30 @@ from __future__ import annotations
 
 from typing import Any
 
+Schema = dict[str, Any]  # a piece of the OpenAPI document: a schema, parameter or operation
+
 STR, INT, BOOL = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}
 NUM, MONEY = {"type": "number"}, {"type": ["number", "null"], "description": "USD, to the cent"}
 TIME = {"type": ["string", "null"], "format": "date-time"}
 
 
-def nullable(schema: dict) -> dict:
+def nullable(schema: Schema) -> Schema:
     return {**schema, "type": [schema["type"], "null"]}
 
 
-def obj(**props: Any) -> dict:
+def obj(**props: Any) -> Schema:
     return {"type": "object", "properties": props}
 
 
-def ref(name: str) -> dict:
+def ref(name: str) -> Schema:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def list_of(name: str, item: str, **extra: Any) -> dict:
+def list_of(name: str, item: str, **extra: Any) -> Schema:
     return obj(ok=BOOL, **{name: {"type": "array", "items": ref(item)}}, **extra)
 
 
-def query(name: str, schema: dict, description: str = "") -> dict:
+def query(name: str, schema: Schema, description: str = "") -> Schema:
     return {
         "name": name,
         "in": "query",
@@ -36,19 +38,19 @@ def query(name: str, schema: dict, description: str = "") -> dict:
     }
 
 
-def path_param(name: str, schema: dict) -> dict:
+def path_param(name: str, schema: Schema) -> Schema:
     return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
 def operation(
     summary: str,
-    ok: dict | str,
+    ok: Schema | str,
     *,
     status: str = "200",
-    params: list | None = None,
+    params: list[Schema] | None = None,
     body: str | None = None,
     errors: tuple[str, ...] = ("401",),
-) -> dict:
+) -> Schema:
     schema = ref(ok) if isinstance(ok, str) else ok
     responses: dict[str, Any] = {
         status: {"description": "Success", "content": {"application/json": {"schema": schema}}}
@@ -67,7 +69,7 @@ def operation(
     return op
 
 
-def redirect_operation(summary: str, params: list, errors: tuple[str, ...]) -> dict:
+def redirect_operation(summary: str, params: list[Schema], errors: tuple[str, ...]) -> Schema:
     """A browser route: a redirect, or an error body."""
     responses: dict[str, Any] = {"302": {"description": "Redirect"}}
     responses.update({code: {"$ref": f"#/components/responses/E{code}"} for code in errors})
@@ -81,7 +83,8 @@ ERROR_TEXT = {
     "404": "Not found (or another user's)",
     "409": "It exists already (e.g. this recorder is linked to this subaccount), or the broker "
     "connection needs the user (reconnect, new credentials)",
-    "422": "A field or parameter is wrong, or the broker refused the credentials; the error says which",
+    "422": "A field or parameter is wrong, or the broker refused the credentials; "
+    "the error says which",
     "502": "The broker did not answer",
     "503": "The broker asks to wait (too many attempts, or the user is locked out for a while)",
 }

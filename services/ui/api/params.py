@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from typing import overload
 
 from flask import request
 
 from services.ui.errors import ValidationFailed
 
 
+@overload
+def int_arg(name: str, default: int, low: int = 1, high: int = 2**31 - 1) -> int: ...
+@overload
+def int_arg(name: str, default: None = None, low: int = 1, high: int = 2**31 - 1) -> int | None: ...
 def int_arg(
     name: str, default: int | None = None, low: int = 1, high: int = 2**31 - 1
 ) -> int | None:

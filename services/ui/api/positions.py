@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -20,7 +21,7 @@ from services.ui.errors import NotFound, ValidationFailed
 bp = Blueprint("positions", __name__, url_prefix="/api/positions")
 
 
-def owned_positions() -> Select:
+def owned_positions() -> Select[Position]:
     return (
         select(Position)
         .join(Recorder, Recorder.id == Position.recorder_id)
@@ -28,7 +29,7 @@ def owned_positions() -> Select:
     )
 
 
-def fill_dict(f: Fill) -> dict:
+def fill_dict(f: Fill) -> dict[str, Any]:
     return {
         "id": f.id,
         "signal_id": None if f.signal_id is None else str(f.signal_id),
@@ -55,7 +56,7 @@ def _last_prices(symbols: set[str]) -> dict[str, Decimal]:
     }
 
 
-def marked_dict(p: Position, last: Decimal | None) -> dict:
+def marked_dict(p: Position, last: Decimal | None) -> dict[str, Any]:
     """An open position with `last_price` and `unrealized_pnl` (null without a price)."""
     view = position_dict(p)
     if p.status != "open":

@@ -1,19 +1,27 @@
 """Recorder routes: create, list, change, delete, rotate the webhook token, alert templates.
 
 Every change is committed to PostgreSQL first, then mirrored into the gateway's Redis token map
-(libs.common.recorder_tokens), so the gateway never knows a token the database does not.
+(libs.common.recorder_tokens), so the gateway never knows a token the database does not. A
+recorder's signals and positions are the engine's to write: deleting it or resetting its history
+is a command on `jt:engine_commands`, answered on `jt:events`.
 """
 
 from __future__ import annotations
 
+import json
+import time
+import uuid
+from typing import Any
+
+import redis
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 
-from libs.common import recorder_tokens
+from libs.common import events, recorder_tokens, streams
 from libs.common.security import new_webhook_token
 from libs.common.serialize import recorder_dict
-from libs.common.storage.models import Position, Recorder, Signal
+from libs.common.storage.models import Position, Recorder
 from services.ui import alert_templates
 from services.ui.api.schemas import RecorderCreate, RecorderUpdate, json_object, parse
 from services.ui.context import db, redis_client, settings, user_id
@@ -22,6 +30,9 @@ from services.ui.errors import NotFound
 bp = Blueprint("recorders", __name__, url_prefix="/api/recorders")
 
 MAX_ID = 2**31 - 1  # ids are INTEGER columns; a bigger number cannot exist
+ENGINE_ANSWER_WAIT_S = 5.0  # then 202: the command stays in its stream for the engine
+ENGINE_ANSWERS = (events.RECORDER_DELETED, events.RECORDER_HISTORY_RESET)
+# XREAD on the UI's client, which decodes replies (redis-py's types cannot tell).
 
 
 def owned_recorder(recorder_id: int) -> Recorder:
@@ -98,11 +109,10 @@ def update_recorder(recorder_id: int) -> ResponseReturnValue:
 @bp.delete("/<int:recorder_id>")
 def delete_recorder(recorder_id: int) -> ResponseReturnValue:
     recorder = owned_recorder(recorder_id)
-    token = recorder.webhook_token
-    session = db()
-    session.delete(recorder)  # signals, positions and fills go by ON DELETE CASCADE
-    session.commit()
-    recorder_tokens.remove(redis_client(), settings().stream_prefix, token)
+    # The gateway stops taking its signals now; the engine deletes the rows.
+    recorder_tokens.remove(redis_client(), settings().stream_prefix, recorder.webhook_token)
+    if _ask_engine(streams.DELETE_RECORDER, recorder) is None:
+        return _queued(recorder_id, "delete the recorder, its signals and positions")
     return jsonify(ok=True, id=recorder_id)
 
 
@@ -134,11 +144,50 @@ def webhook_setup(recorder_id: int) -> ResponseReturnValue:
 @bp.post("/<int:recorder_id>/reset-history")
 def reset_history(recorder_id: int) -> ResponseReturnValue:
     """Forget closed trades and signals; an open position is live state and stays."""
-    recorder = owned_recorder(recorder_id)
-    session = db()
-    signals = session.execute(delete(Signal).where(Signal.recorder_id == recorder.id)).rowcount
-    positions = session.execute(
-        delete(Position).where(Position.recorder_id == recorder.id, Position.status == "closed")
-    ).rowcount
-    session.commit()
-    return jsonify(ok=True, id=recorder.id, deleted_signals=signals, deleted_positions=positions)
+    answer = _ask_engine(streams.RESET_HISTORY, owned_recorder(recorder_id))
+    if answer is None:
+        return _queued(recorder_id, "delete its closed positions and signals")
+    if not answer["found"]:
+        raise NotFound("Recorder not found.")
+    return jsonify(
+        ok=True,
+        id=recorder_id,
+        deleted_signals=answer["deleted_signals"],
+        deleted_positions=answer["deleted_positions"],
+    )
+
+
+def _queued(recorder_id: int, what: str) -> ResponseReturnValue:
+    message = f"The position engine is not answering; it will {what} when it runs."
+    return jsonify(ok=True, id=recorder_id, queued=True, message=message), 202
+
+
+def _ask_engine(kind: str, recorder: Recorder) -> dict[str, Any] | None:
+    """Send the engine a command about the recorder and wait (bounded) for its answer; None when
+    it does not answer in time."""
+    command = streams.EngineCommand(str(uuid.uuid4()), kind, recorder.id, recorder.user_id)
+    db().rollback()  # no transaction held open while the engine deletes rows
+    client, config = redis_client(), settings()
+    sent = streams.add(client, config.stream(streams.ENGINE_COMMANDS), command.to_fields())
+    if not client.exists(config.stream(streams.ENGINE_COMMANDS_READER)):
+        return None  # no engine reads commands now: no use waiting
+    return _answer(client, config.stream(streams.EVENTS), str(sent), command.command_id)
+
+
+def _answer(
+    client: redis.Redis, events_stream: str, sent: str, command_id: str
+) -> dict[str, Any] | None:
+    """The engine's answer to `command_id` on `jt:events`, written after the command `sent`."""
+    ms = int(sent.partition("-")[0])
+    last = f"{ms - 1}-0"  # another stream's ids may share the command's millisecond
+    deadline = time.monotonic() + ENGINE_ANSWER_WAIT_S
+    while (left := deadline - time.monotonic()) > 0:
+        reply = client.xread({events_stream: last}, count=1000, block=max(1, int(left * 1000)))
+        for entry_id, fields in streams.read_entries(reply):
+            last = entry_id
+            if fields.get("type") not in ENGINE_ANSWERS:
+                continue
+            data: dict[str, Any] = json.loads(fields.get("data") or "{}")
+            if data.get("command_id") == command_id:
+                return data
+    return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import requests
 from flask import Blueprint, jsonify
@@ -61,11 +62,13 @@ def _addresses(host: str) -> list[str]:
     except OSError:
         return []
     return sorted(
-        {info[4][0] for info in infos}, key=lambda a: tuple(int(part) for part in a.split("."))
+        # An AF_INET address is a (host, port) pair of str and int; typeshed allows any family's.
+        {str(info[4][0]) for info in infos},
+        key=lambda a: tuple(int(part) for part in a.split(".")),
     )
 
 
-def scrape(url: str) -> list[dict] | None:
+def scrape(url: str) -> list[dict[str, Any]] | None:
     """The shown samples of one endpoint; None when it does not answer."""
     try:
         answer = requests.get(url, timeout=SCRAPE_TIMEOUT_S)

@@ -34,7 +34,7 @@ def _parse_uuid(text: str) -> uuid.UUID | None:
         return None
 
 
-def _owned_signals() -> Select:
+def _owned_signals() -> Select[Signal]:
     return (
         select(Signal)
         .join(Recorder, Recorder.id == Signal.recorder_id)
@@ -42,7 +42,7 @@ def _owned_signals() -> Select:
     )
 
 
-def _before(query: Select) -> Select:
+def _before(query: Select[Signal]) -> Select[Signal]:
     """`before` is the id of the last signal of the previous page, or an ISO-8601 time."""
     raw = request.args.get("before", "").strip()
     if not raw:

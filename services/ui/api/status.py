@@ -1,4 +1,5 @@
-"""Health: `/healthz` for probes, `GET /api/status` for the control center (one entry per service)."""
+"""Health: `/healthz` for probes, `GET /api/status` for the control center (one entry per
+service)."""
 
 from __future__ import annotations
 
@@ -36,8 +37,8 @@ def _postgres_status() -> str:
         return "down"
 
 
-def _price_feed() -> tuple[str, dict | None]:
-    """The feed writes its status to Redis every half second; a missing key means it is not running."""
+def _price_feed() -> tuple[str, dict[str, object] | None]:
+    """The feed writes its status to Redis every half second; no key means it is not running."""
     try:
         raw = redis_client().get(settings().stream(streams.PRICE_FEED_STATUS))
     except Exception:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
@@ -26,7 +27,7 @@ class Conflict(ApiError):
     status = 409
 
 
-def trader_dict(t: Trader) -> dict:
+def trader_dict(t: Trader) -> dict[str, Any]:
     window = None
     if t.window_start and t.window_end:
         window = {"start": t.window_start, "end": t.window_end, "tz": t.window_tz}
@@ -53,7 +54,7 @@ def owned_trader(trader_id: int) -> Trader:
     return trader
 
 
-def _apply(trader: Trader, fields: dict) -> None:
+def _apply(trader: Trader, fields: dict[str, Any]) -> None:
     if "window" in fields:
         window = fields.pop("window")
         trader.window_start = window["start"] if window else None

@@ -1,13 +1,13 @@
-"""Manual trades, the kill switch and copy groups: intents written here and handed to the executor."""
+"""Manual trades, the kill switch and copy groups: intents written here, handed to the executor."""
 
 from __future__ import annotations
 
-import uuid
 from decimal import Decimal
+from typing import Any, cast
 
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 
 from libs.common import orders, streams
@@ -33,34 +33,9 @@ from services.ui.errors import NotFound, ValidationFailed
 bp = Blueprint("trading", __name__, url_prefix="/api")
 
 
-def _intent(
-    subaccount_id: int,
-    *,
-    source: str,
-    kind: str,
-    side: str,
-    symbol: str,
-    ticker: str | None,
-    quantity: Decimal,
-    priority: str,
-    **extra,
-) -> OrderIntent:
-    intent_id = uuid.uuid4()
-    return OrderIntent(
-        id=intent_id,
-        user_id=user_id(),
-        subaccount_id=subaccount_id,
-        source=source,
-        kind=kind,
-        side=side,
-        symbol=symbol,
-        ticker=ticker,
-        quantity=quantity,
-        priority=priority,
-        status="queued",
-        cl_ord_id=f"jt-{intent_id.hex[:24]}",
-        **extra,
-    )
+def _intent(subaccount_id: int, **fields: Any) -> OrderIntent:
+    """A queued intent of the logged-in user (fields as orders.new_intent takes them)."""
+    return orders.new_intent(user_id=user_id(), subaccount_id=subaccount_id, **fields)
 
 
 def _hand_over(rows: list[OrderIntent]) -> None:
@@ -83,7 +58,10 @@ def _levels(trade: ManualTrade, symbol: str, side: str) -> tuple[Decimal | None,
         return None, None
     base = trade.limit_price
     if base is None:
-        last = redis_client().hget(settings().stream(streams.LAST_PRICE), symbol)
+        # The UI's client decodes replies: a field is a str.
+        last = cast(
+            "str | None", redis_client().hget(settings().stream(streams.LAST_PRICE), symbol)
+        )
         if last is None:
             raise ValidationFailed(
                 f"tp_ticks and sl_ticks need a price: there is no last price of {symbol} yet."
@@ -159,10 +137,14 @@ def manual_trade() -> ResponseReturnValue:
 def flatten_all() -> ResponseReturnValue:
     """The kill switch: every trader off, then a flatten for every subaccount."""
     session = db()
-    switched = session.execute(
-        update(Trader)
-        .where(Trader.user_id == user_id(), Trader.enabled.is_(True))
-        .values(enabled=False)
+    # An UPDATE's result is a CursorResult, which Session.execute's types do not say.
+    switched = cast(
+        CursorResult[Any],
+        session.execute(
+            update(Trader)
+            .where(Trader.user_id == user_id(), Trader.enabled.is_(True))
+            .values(enabled=False)
+        ),
     ).rowcount
     subaccounts = session.scalars(
         select(Subaccount)

@@ -7,6 +7,7 @@ feed's status in Redis, shown only to the user whose cookies the feed is using.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
@@ -28,7 +29,7 @@ REFRESH_STEPS = (
 )
 
 
-def _feed_view() -> dict:
+def _feed_view() -> dict[str, Any]:
     raw = redis_client().get(settings().stream(streams.PRICE_FEED_STATUS))
     status = json.loads(raw) if raw else {}
     session = status.get("tradingview_session") or {}
@@ -42,7 +43,7 @@ def _feed_view() -> dict:
     }
 
 
-def session_view() -> dict:
+def session_view() -> dict[str, Any]:
     row = db().get(TradingViewSession, user_id())
     view = {"configured": row is not None, "updated_at": iso(row.updated_at) if row else None}
     view.update(_feed_view())

@@ -1,4 +1,5 @@
-"""Tradovate connections: API credentials, the OAuth sign-in under /oauth/tradovate, subaccount refresh.
+"""Tradovate connections: API credentials, the OAuth sign-in under /oauth/tradovate, subaccount
+refresh.
 
 Tradovate's failures become plain sentences here, in one place; no answer or log line carries a
 token, a password or an API secret.
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import urlencode
 
 from cryptography.fernet import InvalidToken
@@ -283,7 +284,7 @@ def redirect_uri(cfg: Settings) -> str:
     return cfg.ui_public_url.rstrip("/") + CALLBACK_PATH
 
 
-def _state_ok(started: object, given: str) -> bool:
+def _state_ok(started: object, given: str) -> TypeGuard[dict[str, Any]]:
     if not isinstance(started, dict) or not given:
         return False
     return (

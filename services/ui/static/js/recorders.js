@@ -123,7 +123,7 @@ async function resetHistory(r) {
   });
   if (!yes) return;
   const done = await api(`/api/recorders/${r.id}/reset-history`, { method: "POST", body: {} });
-  toast(`Deleted ${done.deleted_positions} closed trades and ${done.deleted_signals} signals of ${r.name}.`, "success");
+  toast(done.queued ? done.message : `Deleted ${done.deleted_positions} closed trades and ${done.deleted_signals} signals of ${r.name}.`, "success");
   await refreshAll();
 }
 
@@ -134,8 +134,8 @@ async function deleteRecorder(r) {
     confirm: "Delete recorder", danger: true,
   });
   if (!yes) return;
-  await api(`/api/recorders/${r.id}`, { method: "DELETE" });
-  toast(`Recorder ${r.name} deleted.`, "success");
+  const done = await api(`/api/recorders/${r.id}`, { method: "DELETE" });
+  toast(done.queued ? done.message : `Recorder ${r.name} deleted.`, "success");
   await refreshAll();
 }
 

@@ -213,7 +213,7 @@ onEvent("order.*", (o) => {
   const row = document.querySelector(`#orders tr[data-order-id="${o.id}"]`);
   if (row) flash(row);
 });
-for (const kind of ["account.trader_paused", "account.trader_skipped", "account.flattened"]) {
+for (const kind of ["account.trader_paused", "account.trader_skipped", "account.trader_flattened"]) {
   onEvent(kind, (d) => {
     if (d?.message) toast(d.message, kind.endsWith("skipped") ? "info" : "error");
     refreshTraders();

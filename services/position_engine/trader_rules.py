@@ -1,4 +1,5 @@
-"""Order intents for a recorder's traders, written in the engine's transaction (an outbox).
+"""Rules for a recorder's traders: the order intents a signal, the daily loss guard or a trading
+window's end writes, in the engine's transaction (an outbox), and the notes users see about them.
 
 The engine calls `intents_for_signal` after a signal changed a position and `daily_loss_guard`
 after any close; both add rows to the session and return what the executor must be told about
@@ -19,14 +20,14 @@ from sqlalchemy.orm import Session
 
 from libs.common.copy_trading import copies_of
 from libs.common.futures.exchange_calendar import add_business_days, trade_date
-from libs.common.orders import QueuedIntent
+from libs.common.orders import QueuedIntent, new_intent
 from libs.common.storage.models import OrderIntent, Position, Recorder, Subaccount, Trader
 from services.position_engine.intents import PlannedIntent, TraderRule, in_window, plan_intents
 from services.position_engine.rules import SignalOutcome
 
 
 @dataclass(frozen=True)
-class OutboxNote:
+class TraderNote:
     """Something users should see about a trader (an entry skipped, a trader paused)."""
 
     trader_id: int
@@ -53,7 +54,8 @@ def rule_of(trader: Trader) -> TraderRule:
 
 def _entries_blocked(trader: Trader, subaccount: Subaccount, now: datetime) -> str | None:
     if subaccount.risk_status != "normal":
-        return f"the account {subaccount.name} is {subaccount.risk_status.replace('_', '-')} at the broker"
+        status = subaccount.risk_status.replace("_", "-")
+        return f"the account {subaccount.name} is {status} at the broker"
     if trader.disabled_until and trade_date(now) < trader.disabled_until:
         return trader.disabled_reason or "the trader is paused until the next trade date"
     if not in_window(rule_of(trader), now):
@@ -70,9 +72,7 @@ def _row(
     ticker: str | None,
     signal_id: uuid.UUID | None,
 ) -> OrderIntent:
-    intent_id = uuid.uuid4()
-    return OrderIntent(
-        id=intent_id,
+    return new_intent(
         user_id=trader.user_id,
         subaccount_id=trader.subaccount_id,
         trader_id=trader.id,
@@ -83,12 +83,9 @@ def _row(
         ticker=ticker,
         side=plan.side,
         quantity=plan.quantity,
-        order_type="market",
         tp_price=plan.tp_price,
         sl_price=plan.sl_price,
         priority=plan.priority,
-        status="queued",
-        cl_ord_id=f"jt-{intent_id.hex[:24]}",
     )
 
 
@@ -113,9 +110,9 @@ def intents_for_signal(
     ticker: str,
     signal_id: uuid.UUID,
     now: datetime,
-) -> tuple[list[QueuedIntent], list[OutboxNote]]:
+) -> tuple[list[QueuedIntent], list[TraderNote]]:
     queued: list[QueuedIntent] = []
-    notes: list[OutboxNote] = []
+    notes: list[TraderNote] = []
     if outcome.status != "applied" or not outcome.changes:
         return queued, notes
     for trader, subaccount in traders:
@@ -129,7 +126,7 @@ def intents_for_signal(
             )
             queued += _with_copies(session, row)
         for reason in skipped:
-            notes.append(OutboxNote(trader.id, trader.user_id, "skipped", blocked or reason))
+            notes.append(TraderNote(trader.id, trader.user_id, "skipped", blocked or reason))
     return queued, notes
 
 
@@ -143,7 +140,9 @@ def realized_today(session: Session, recorder_id: int, now: datetime) -> Decimal
             Position.closed_at >= now - timedelta(days=5),
         )
     ).all()
-    return sum((pnl for closed_at, pnl in rows if trade_date(closed_at) == today), Decimal(0))
+    return sum(
+        (pnl for closed_at, pnl in rows if closed_at and trade_date(closed_at) == today), Decimal(0)
+    )
 
 
 def daily_loss_guard(
@@ -153,10 +152,10 @@ def daily_loss_guard(
     now: datetime,
     *,
     symbol: str,
-) -> tuple[list[QueuedIntent], list[OutboxNote]]:
+) -> tuple[list[QueuedIntent], list[TraderNote]]:
     """Flatten and pause, until the next trade date, each trader past its daily loss limit."""
     queued: list[QueuedIntent] = []
-    notes: list[OutboxNote] = []
+    notes: list[TraderNote] = []
     today = trade_date(now)
     realized = None
     for trader, _subaccount in traders:
@@ -176,7 +175,7 @@ def daily_loss_guard(
         flatten = PlannedIntent("close", "sell", Decimal(0), "exit")
         row = _row(trader, flatten, source="guard", symbol=symbol, ticker=None, signal_id=None)
         queued += _with_copies(session, row)
-        notes.append(OutboxNote(trader.id, trader.user_id, "paused", trader.disabled_reason))
+        notes.append(TraderNote(trader.id, trader.user_id, "paused", trader.disabled_reason))
     return queued, notes
 
 
@@ -187,19 +186,21 @@ def window_end_flattens(
     session: Session,
     now: datetime,
     claim: Callable[[int, date], bool],
-) -> tuple[list[QueuedIntent], list[OutboxNote]]:
+) -> tuple[list[QueuedIntent], list[TraderNote]]:
     """At the end of a trader's trading window, close what its recorder holds open.
 
     `claim(trader_id, trade_date)` is true once per trader and trade date (a Redis SET NX), so
     several engines or a restart never flatten twice.
     """
     queued: list[QueuedIntent] = []
-    notes: list[OutboxNote] = []
+    notes: list[TraderNote] = []
     traders = session.scalars(
         select(Trader).where(Trader.enabled.is_(True), Trader.window_end.is_not(None))
     )
     for trader in traders:
         rule = rule_of(trader)
+        if rule.window_end is None:  # the query leaves these out
+            continue
         local = now.astimezone(ZoneInfo(rule.window_tz))
         end = datetime.combine(local.date(), rule.window_end, tzinfo=local.tzinfo)
         if not (end <= local < end + FLATTEN_AFTER_WINDOW) or not claim(trader.id, trade_date(now)):
@@ -217,7 +218,7 @@ def window_end_flattens(
             )
         if open_symbols:
             notes.append(
-                OutboxNote(
+                TraderNote(
                     trader.id,
                     trader.user_id,
                     "flattened",

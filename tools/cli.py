@@ -1,4 +1,4 @@
-"""The `justtrades` command (DESIGN §2 "Commands")."""
+"""The `justtrades` command (docs/contract.md §2 "Commands")."""
 
 from __future__ import annotations
 

@@ -23,6 +23,6 @@ def backoff_delay(attempt: int, base_s: float, cap_s: float, rng: random.Random)
 
 
 def quota_pause(pause_s: float, rng: random.Random) -> float:
-    """After a ConnectionQuotaReached / IPQuotaReached shutdown (reference/tradovate.md §6.1):
+    """After a ConnectionQuotaReached / IPQuotaReached shutdown (docs/outside/tradovate.md §6.1):
     the long pause, stretched by up to a fifth so the clients it sent away do not return at once."""
     return pause_s * rng.uniform(1.0, 1.2)

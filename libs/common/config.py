@@ -100,7 +100,7 @@ def _env(env: dict[str, str], name: str, default: str) -> str:
     return default if value is None or value == "" else value
 
 
-# The addresses TradingView sends webhooks from (reference/tradingview.md).
+# The addresses TradingView sends webhooks from (docs/outside/tradingview.md A.2).
 TRADINGVIEW_WEBHOOK_ADDRESSES = ("52.89.214.238", "34.212.75.30", "54.218.53.128", "52.32.178.7")
 
 

@@ -1,4 +1,4 @@
-"""Stream names and the messages that travel on them (DESIGN §2 "Streams").
+"""Stream names and the messages that travel on them (docs/contract.md §2 "Streams").
 
 Redis stream fields are flat strings; each message class converts to and from them, and reading
 a malformed entry (say, one written by hand with redis-cli) raises `MalformedMessage`.

@@ -1,6 +1,6 @@
-"""Tradovate account sync (reference/tradovate.md §6.1–6.4): one account socket per connected
+"""Tradovate account sync (docs/outside/tradovate.md §6.1–6.4): one account socket per connected
 account keeps order intents, risk status and broker positions current, and reconciles them with
-what the platform expects (DESIGN §4) on a background share of the user's rate limit."""
+what the platform expects (docs/contract.md §4) on a background share of the user's rate limit."""
 
 from __future__ import annotations
 

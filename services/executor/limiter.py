@@ -22,7 +22,7 @@ Priority = Literal["exit", "entry", "background"]
 PRIORITIES: tuple[Priority, ...] = ("exit", "entry", "background")
 
 # Tradovate: a 429/423 lockout is a rolling hour and a captcha cannot be solved by a program;
-# both are waited out for an hour (reference/tradovate.md §3).
+# both are waited out for an hour (docs/outside/tradovate.md §3).
 LOCKOUT_PAUSE_S = 3600
 CAPTCHA_PAUSE_S = 3600
 # A p-ticket without p-time has not been seen; wait as long as the longest documented back-off.

@@ -1,4 +1,5 @@
-"""Reconciliation, pure (DESIGN §4): the broker's account as its socket reports it (§6.4), the net
+"""Reconciliation, pure (docs/contract.md §4): the broker's account as its socket reports it
+(§6.4), the net
 position the platform expects per subaccount and root, the differences, and which to alert on."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Sending tickets to Tradovate (DESIGN §4): bracket entries, adds and reduces with the protection
+"""Sending tickets to Tradovate (docs/contract.md §4): bracket entries, adds and reduces with the
+protection
 re-armed, liquidations; every request through the shared limiter of the broker user.
 
 A penalty ticket pauses every worker of that user for p-time, then the identical request is sent

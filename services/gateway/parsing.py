@@ -1,4 +1,5 @@
-"""Turns a TradingView webhook body into a `SignalMessage` (DESIGN §2 "Webhook"); pure, no I/O.
+"""Turns a TradingView webhook body into a `SignalMessage` (docs/contract.md §2 "Webhook"); pure,
+no I/O.
 
 Every rejection is a `WebhookError` with an HTTP status and one plain sentence naming the field,
 so a trader can fix the alert template from the error alone.
@@ -273,7 +274,7 @@ def _market_position(obj: JsonObject) -> str | None:
 
 
 def _target(obj: JsonObject) -> tuple[Decimal | None, str | None]:
-    """The target position of a Pine strategy alert (DESIGN §3), or (None, None)."""
+    """The target position of a Pine strategy alert (docs/contract.md §3), or (None, None)."""
     size, side = _number(obj, "position_size"), _market_position(obj)
     if side is None:
         if size is None:

@@ -1,4 +1,5 @@
-"""Turning a recorder's position changes into orders for one trader (DESIGN §4), as pure functions.
+"""Turning a recorder's position changes into orders for one trader (docs/contract.md §4), as pure
+functions.
 
 A trader holds the recorder's position times its multiplier, in whole contracts. An entry with
 TP/SL is one bracket order; an add or a reduce is the order plus the protection re-armed for the

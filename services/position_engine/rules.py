@@ -1,4 +1,4 @@
-"""The recorder rules of DESIGN §3 as pure functions: no Redis, no SQL, no clock.
+"""The recorder rules of docs/contract.md §3 as pure functions: no Redis, no SQL, no clock.
 
 `apply_signal` turns a signal into position changes and fills (the tick rules are in `ticks.py`).
 Prices and money are `Decimal`; the open cost basis (Σ qty × price)

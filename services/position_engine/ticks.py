@@ -1,4 +1,5 @@
-"""The tick rules of DESIGN §3: a tick marks a position to its price and takes its TP/SL exit.
+"""The tick rules of docs/contract.md §3: a tick marks a position to its price and takes its TP/SL
+exit.
 
 `apply_tick` takes one tick; `apply_tick_run` takes a run of consecutive ticks of one symbol in one
 pass per position, and equals folding `apply_tick` over them (a property test holds it to that).

@@ -131,7 +131,8 @@ def intents_for_signal(
 
 
 def realized_today(session: Session, recorder_id: int, now: datetime) -> Decimal:
-    """The recorder's realized PnL on the current trade date (DESIGN: keyed by trade date)."""
+    """The recorder's realized PnL on the current trade date (keyed by trade date:
+    docs/outside/futures.md §4.2)."""
     today = trade_date(now)
     rows = session.execute(
         select(Position.closed_at, Position.realized_pnl).where(

@@ -1,6 +1,6 @@
 """Tradovate market data as a price source: front contract per root, REST lookup, md WebSocket.
 
-reference/tradovate.md §5.2 (contract/find), §6.1–6.3 (frames, heartbeats), §6.5 (quotes).
+docs/outside/tradovate.md §5.2 (contract/find), §6.1–6.3 (frames, heartbeats), §6.5 (quotes).
 """
 
 from __future__ import annotations

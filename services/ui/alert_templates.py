@@ -26,7 +26,7 @@ def indicator_template(recorder_name: str, action: str = "buy") -> str:
 
 
 def strategy_template(recorder_name: str) -> str:
-    """The Pine strategy message of reference/tradingview.md §A.6."""
+    """The Pine strategy message of docs/outside/tradingview.md A.6."""
     return (
         f'{{"recorder":{json.dumps(recorder_name)},"action":"{{{{strategy.order.action}}}}",'
         '"ticker":"{{ticker}}","price":{{strategy.order.price}},'

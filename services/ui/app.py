@@ -75,6 +75,9 @@ def refuse_nul_characters() -> None:
     """PostgreSQL text cannot hold a NUL character: refuse it here, in one sentence, instead of
     failing inside the database with a 500."""
     body = request.get_json(silent=True) if request.is_json else None
+    # Kept first: reading `form` would otherwise use up the body that `json_object` parses
+    # whatever the Content-Type (curl's default is a form).
+    request.get_data(cache=True)
     texts = [*request.args.values(), *request.form.values(), *_strings_in(body)]
     if any("\x00" in text for text in texts):
         raise BadRequest("Text in the request may not contain the NUL character (\\u0000).")

@@ -1,6 +1,7 @@
 """The UI's error classes and the one place that maps every error to an answer.
 
-An API error body is `{"ok": false, "error": "<plain sentence>"}` (DESIGN §2); a browser asking
+An API error body is `{"ok": false, "error": "<plain sentence>"}` (docs/contract.md §2); a browser
+asking
 for a page (not /api, not JSON) gets the same sentence on an HTML page instead.
 """
 

@@ -1,5 +1,6 @@
 """The HTTP side of the local TradingView: the home page that turns session cookies into an auth
-token (reference C.6) and the scanner's bulk and single-symbol endpoints (D.5), from one
+token (docs/outside/tradingview.md C.6) and the scanner's bulk and single-symbol endpoints (D.5),
+from one
 `Market`."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A local TradingView quote WebSocket (reference/tradingview.md B.15) answering from a `Market`.
+"""A local TradingView quote WebSocket (docs/outside/tradingview.md B.15) answering from a `Market`.
 
 It keeps its own small codec on purpose: a framing bug in the client must not be mirrored here.
 """

@@ -15,7 +15,8 @@ def _b64url(raw: bytes) -> str:
 
 def make_jwt(user_id: int, exp: int, plan: str = "pro") -> str:
     """A token with a real header and payload but a random signature: clients only read `exp`
-    (reference C.3), and the simulated socket recognises tokens by value, not by signature."""
+    (docs/outside/tradingview.md C.3), and the simulated socket recognises tokens by value, not by
+    signature."""
     header = {"alg": "RS512", "typ": "JWT"}
     payload = {"user_id": user_id, "plan": plan, "exp": exp, "iat": int(time.time())}
     parts = [

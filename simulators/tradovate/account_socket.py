@@ -1,4 +1,4 @@
-"""A local Tradovate account WebSocket (reference/tradovate.md §6.1–6.4, §9): `authorize`,
+"""A local Tradovate account WebSocket (docs/outside/tradovate.md §6.1–6.4, §9): `authorize`,
 `user/syncrequest` with its snapshot, then `props` events for every change of the broker's Book.
 
 Like the md socket it writes its frames itself: a framing bug in the client must not be mirrored.

@@ -1,4 +1,4 @@
-"""Who may call the simulated Tradovate and how often (reference/tradovate.md §2, §3):
+"""Who may call the simulated Tradovate and how often (docs/outside/tradovate.md §2, §3):
 users, sessions and tokens, OAuth codes, p-tickets and 429 lockouts, and the request log."""
 
 from __future__ import annotations

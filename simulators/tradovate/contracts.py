@@ -1,4 +1,5 @@
-"""The simulated Tradovate contract catalogue (reference/tradovate.md §5.2, §7) and its REST routes.
+"""The simulated Tradovate contract catalogue (docs/outside/tradovate.md §5.2, §7) and its REST
+routes.
 
 Products, maturities and dated contracts with one-digit years; `ContractRestServer` serves
 `/v1/contract/find|item|items|suggest`, `/v1/contractMaturity/item` and `/v1/product/find`.

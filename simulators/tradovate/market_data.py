@@ -1,4 +1,5 @@
-"""A local Tradovate market-data WebSocket (reference/tradovate.md §6.1–6.3, §6.5), with test hooks.
+"""A local Tradovate market-data WebSocket (docs/outside/tradovate.md §6.1–6.3, §6.5), with test
+hooks.
 
 It keeps its own small codec on purpose: a framing bug in the client must not be mirrored here.
 """

@@ -66,7 +66,8 @@ def service_env(settings: Settings, var_dir: Path, **extra: str) -> dict[str, st
         JT_VAR_DIR=str(var_dir),
         PYTHONUNBUFFERED="1",
         LOG_LEVEL="INFO",
-        JT_STREAM_PREFIX="jt:",  # the tests use the stream names of DESIGN §2, as redis-cli would
+        # the tests use the stream names of docs/contract.md §2, as redis-cli would
+        JT_STREAM_PREFIX="jt:",
         WEBHOOK_IP_ALLOWLIST="",
         # Outside services: nowhere, unless a test starts a simulator and says where it is.
         TRADINGVIEW_URL="http://127.0.0.1:9",

@@ -1,4 +1,5 @@
-"""One engine applies entries at a time (DESIGN §2): a standby takes over when the active engine
+"""One engine applies entries at a time (docs/architecture.md, "The engine's guarantees"): a
+standby takes over when the active engine
 loses the leader lock, as a PostgreSQL restart or a dropped connection makes it, and the engine
 that lost the lock stops applying at once instead of running beside the new leader."""
 

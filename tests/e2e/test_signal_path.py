@@ -68,7 +68,8 @@ def test_worked_example_from_webhook_to_take_profit(stack, api, redis_client, ev
         for price in (25640, 25630)
     ]
 
-    # Then both are applied and the recorder is long 2 @ 25635 with the levels of DESIGN §3
+    # Then both are applied and the recorder is long 2 @ 25635 with the levels of docs/contract.md
+    # §3
     for signal_id in sent:
         assert api.settled_signal(signal_id)["status"] == "applied"
     [position] = api.positions(recorder["id"])

@@ -110,6 +110,19 @@ def test_create_recorder_answers_201_with_webhook_url_and_caches_token(
     assert ref == recorder_tokens.RecorderRef(body["id"], user.id, "MNQ trend", True)
 
 
+def test_a_json_body_sent_as_a_form_is_read_as_json(client, alice):
+    # Given curl's default Content-Type (a form) on a JSON body, as `curl -d '{...}'` sends it
+    resp = client.post(
+        "/api/recorders",
+        data='{"name": "Sent as a form"}',
+        content_type="application/x-www-form-urlencoded",
+        headers=alice[1],
+    )
+    # Then the recorder is created from the JSON, like any other body
+    assert resp.status_code == 201
+    assert resp.get_json()["name"] == "Sent as a form"
+
+
 @pytest.mark.parametrize(
     ("payload", "named"),
     [

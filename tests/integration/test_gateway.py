@@ -229,7 +229,7 @@ def test_address_outside_the_allowlist_is_403(gateway, recorder, redis_client, s
 def test_allowlist_tradingview_admits_its_four_published_addresses_only(
     gateway, recorder, redis_client, settings
 ):
-    # Given WEBHOOK_IP_ALLOWLIST=tradingview, as the README suggests for a public gateway
+    # Given WEBHOOK_IP_ALLOWLIST=tradingview, as docs/operations.md suggests for a public gateway
     allowlist = load_settings(
         {"WEBHOOK_IP_ALLOWLIST": "tradingview"}, env_file=Path("/nonexistent")
     ).webhook_ip_allowlist

@@ -1,4 +1,4 @@
-"""The exchange business-day calendar and CME trade dates (reference/futures.md §4)."""
+"""The exchange business-day calendar and CME trade dates (docs/outside/futures.md §4)."""
 
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo

@@ -1,4 +1,4 @@
-"""The recorder rules of DESIGN §3, on plain values."""
+"""The recorder rules of docs/contract.md §3, on plain values."""
 
 from decimal import Decimal as D
 

@@ -159,7 +159,7 @@ def test_equity_index_rolls_on_the_cme_roll_date_eight_days_before_expiry(month,
 
 
 def test_equity_roll_before_a_thursday_expiry_is_the_wednesday_eight_days_earlier():
-    # Unverified in the reference (§5.2, §7); this pins the literal reading the module chose.
+    # Unverified (docs/outside/futures.md §5.2, §7); this pins the literal reading the module chose.
     assert switch_date("ES", "M", 2026) == D("2026-06-10")
     assert switch_date("ES", "M", 2027) == D("2027-06-09")
 

@@ -1,4 +1,4 @@
-"""Orders a trader gets from a recorder's position changes (DESIGN §4)."""
+"""Orders a trader gets from a recorder's position changes (docs/contract.md §4)."""
 
 from datetime import UTC, datetime, time
 from decimal import Decimal as D

@@ -1,4 +1,5 @@
-"""The webhook body rules (DESIGN §2 "Webhook"): what a TradingView alert may send, what it may
+"""The webhook body rules (docs/contract.md §2 "Webhook"): what a TradingView alert may send, what
+it may
 not."""
 
 from __future__ import annotations

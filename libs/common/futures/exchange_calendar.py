@@ -1,4 +1,5 @@
-"""The US exchange business-day calendar and CME trade dates (reference/futures.md §4), no clock."""
+"""The US exchange business-day calendar and CME trade dates (docs/outside/futures.md §4), no
+clock."""
 
 from __future__ import annotations
 

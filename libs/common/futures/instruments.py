@@ -1,4 +1,4 @@
-"""The futures contract table and ticker parsing (reference/futures.md §2–3).
+"""The futures contract table and ticker parsing (docs/outside/futures.md §2–3).
 
 `parse_ticker("CME_MINI:MNQ1!")` → `MNQ`; `contract_spec("MNQ")` → tick 0.25, $2 a point.
 An unknown ticker trades with tick 0.01 and point value 1.

@@ -1,4 +1,5 @@
-"""Expiries, first notice days and the front contract per root (reference/futures.md §2.1, §5)."""
+"""Expiries, first notice days and the front contract per root (docs/outside/futures.md §2.1,
+§5)."""
 
 from __future__ import annotations
 

@@ -189,7 +189,8 @@ class EmbeddedRedis:
     process: subprocess.Popen[bytes] | None = None
     # `always` (REDIS_APPENDFSYNC, the default): every write is on disk before Redis answers it,
     # so a signal the gateway answered 202 survives a killed redis-server and a machine crash
-    # alike; `everysec` is faster (see README "Faults") and can lose the last second or two.
+    # alike; `everysec` is faster (see docs/operations.md, "Faults and recovery") and can lose the
+    # last second or two.
     appendfsync: str = field(
         default_factory=lambda: os.environ.get("REDIS_APPENDFSYNC") or "always"
     )

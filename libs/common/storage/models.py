@@ -196,7 +196,7 @@ class TradingViewSession(Base):
     )
 
 
-# --- execution: accounts, traders, order intents, copy groups (DESIGN §4) ---------------------
+# --- execution: accounts, traders, order intents, copy groups (docs/contract.md §4) ---------------
 
 
 class Account(Base):

@@ -45,7 +45,8 @@ class Credentials:
     app_version: str
     cid: str
     sec: str
-    device_id: str  # stable per account, so Tradovate sees one device (reference §2.6)
+    # stable per account, so Tradovate sees one device (docs/outside/tradovate.md §2.6)
+    device_id: str
 
     def __repr__(self) -> str:
         return f"Credentials(username={self.username!r}, …)"

@@ -1,4 +1,4 @@
-"""Tradovate REST client (reference/tradovate.md §2–§5): tokens, accounts, contracts and orders.
+"""Tradovate REST client (docs/outside/tradovate.md §2–§5): tokens, accounts, contracts and orders.
 
 It translates answers into typed errors and never sleeps, retries or logs a secret: pacing and
 resends belong to the caller's shared limiter (a penalty or a lockout concerns every worker).

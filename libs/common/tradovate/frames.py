@@ -1,4 +1,5 @@
-"""Tradovate's wire formats, pure: WebSocket frames and requests (reference/tradovate.md §6.1–6.2),
+"""Tradovate's wire formats, pure: WebSocket frames and requests (docs/outside/tradovate.md
+§6.1–6.2),
 quote merging (§6.5) and the answers of `contract/find` (§4, §5.2).
 
 Numbers parse as `Decimal`, so a price arrives exactly as the server wrote it.

@@ -1,4 +1,4 @@
-"""One reconnecting Tradovate WebSocket (reference/tradovate.md §6.1–6.3): connect, authorize,
+"""One reconnecting Tradovate WebSocket (docs/outside/tradovate.md §6.1–6.3): connect, authorize,
 heartbeats, frames, silence, reconnect with back-off. The market-data source and the account sync
 each supply only what differs: the URL and token, what follows authorization, what a message does.
 """

@@ -1,2 +1,2 @@
 """TradingView as a price source: the quote WebSocket, the auth token from session cookies, and
-the scanner used as the polling fallback (reference/tradingview.md B–D)."""
+the scanner used as the polling fallback (docs/outside/tradingview.md B–D)."""

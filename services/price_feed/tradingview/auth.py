@@ -1,4 +1,5 @@
-"""Stored TradingView session cookies → the auth token of the quote socket (reference C.2–C.5),
+"""Stored TradingView session cookies → the auth token of the quote socket
+(docs/outside/tradingview.md C.2–C.5),
 and `AuthTokenKeeper`, which keeps one such token fresh for the socket source."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""TradingView's `~m~<length>~m~<payload>` framing (reference/tradingview.md B.2–B.4), pure.
+"""TradingView's `~m~<length>~m~<payload>` framing (docs/outside/tradingview.md B.2–B.4), pure.
 
 Lengths count UTF-16 code units, as JavaScript's `String.length` does; numbers parse as `Decimal`.
 """

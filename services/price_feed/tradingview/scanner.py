@@ -1,4 +1,5 @@
-"""The scanner polling fallback (reference D): every wanted root in one `POST /<market>/scan` per
+"""The scanner polling fallback (docs/outside/tradingview.md D): every wanted root in one `POST
+/<market>/scan` per
 interval, a quote only when `close` moved, exponential back-off while the scanner refuses."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The TradingView quote WebSocket as a price source (reference/tradingview.md B.12).
+"""The TradingView quote WebSocket as a price source (docs/outside/tradingview.md B.12).
 
 One daemon thread per source connects, subscribes every wanted root, merges the quote deltas and
 emits a Quote for each new last price; it reconnects with backoff and follows `set_symbols`.

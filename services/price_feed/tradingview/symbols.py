@@ -1,4 +1,4 @@
-"""Canonical roots ↔ TradingView symbol names (reference/futures.md §3).
+"""Canonical roots ↔ TradingView symbol names (docs/outside/futures.md §3).
 
 The feed subscribes to the front continuous contract of a root, `EXCHANGE:ROOT1!`; answers may
 come back under a delayed venue (`CME_MINI_DL:MNQ1!`), which maps to the same root.

@@ -37,7 +37,7 @@ class PaperAccountCreate(BaseModel):
     name: Name = "Paper"
 
 
-# Tradovate's login fields (reference/tradovate.md §2.1). Secrets are never stripped or echoed.
+# Tradovate's login fields (docs/outside/tradovate.md §2.1). Secrets are never stripped or echoed.
 Word = Annotated[
     str, StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=100)
 ]

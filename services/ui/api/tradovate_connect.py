@@ -277,7 +277,7 @@ def rediscover(account: Account) -> None:
     session.refresh(account)  # the token's expiry and status as the keeper left them
 
 
-# -- the OAuth sign-in (reference/tradovate.md §2.5) ---------------------------------------------
+# -- the OAuth sign-in (docs/outside/tradovate.md §2.5) --------------------------------------------
 
 
 def redirect_uri(cfg: Settings) -> str:

@@ -199,11 +199,12 @@ class OrderData(TypedDict):
 
 
 class BracketFilledData(TypedDict, total=False):
-    """order.bracket_filled. Paper (upkeep) and Tradovate (account sync) both send subaccount_id,
-    contract, reason (tp | sl, None when Tradovate's order type tells neither), fill_price and
-    net_qty; paper adds realized_pnl, Tradovate adds account_id, broker_order_id, intent_id
-    (the parent intent, when known) and side. No user_id: the relay does not pass it on."""
+    """order.bracket_filled. Paper (upkeep) and Tradovate (account sync) both send user_id (the
+    account's owner), subaccount_id, contract, reason (tp | sl, None when Tradovate's order type
+    tells neither), fill_price and net_qty; paper adds realized_pnl, Tradovate adds account_id,
+    broker_order_id, intent_id (the parent intent, when known) and side."""
 
+    user_id: int
     subaccount_id: int | None
     contract: str | None
     reason: str | None
@@ -217,15 +218,18 @@ class BracketFilledData(TypedDict, total=False):
 
 
 class AlertData(TypedDict):
-    """account.alert (no user_id: the relay does not pass it on)."""
+    """account.alert: one per platform user with an account on the paused or locked broker login
+    (`broker_user` is its rate-limiter key, e.g. `tradovate:demo:123`)."""
 
+    user_id: int
     broker_user: str
     message: str
 
 
 class RiskStatusData(TypedDict):
-    """account.risk_status: a subaccount's risk status at the broker changed (no user_id)."""
+    """account.risk_status: a subaccount's risk status at the broker changed; user_id owns it."""
 
+    user_id: int
     account_id: int
     subaccount_id: int
     name: str
@@ -242,8 +246,9 @@ class MismatchRow(TypedDict):
 
 
 class MismatchData(TypedDict):
-    """account.mismatch: executor.reconcile.mismatch_report (no user_id)."""
+    """account.mismatch: executor.reconcile.mismatch_report plus the account's owner (user_id)."""
 
+    user_id: int
     account_id: int
     checked_at: str
     mismatches: list[MismatchRow]  # alerted: past the grace period

@@ -11,6 +11,7 @@ import math
 import random
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -42,7 +43,7 @@ from libs.common.tradovate.socket_session import (
     ReconnectingSocket,
     SocketTimings,
 )
-from services.executor import reconcile
+from services.executor import owners, reconcile
 from services.executor.limiter import BrokerLimiter, Penalty, penalty_for
 
 if TYPE_CHECKING:
@@ -118,8 +119,13 @@ class AccountSync:
             or account_socket_url(base_url(self.settings, environment))
         )
 
-    def publish(self, event_type: str, data: dict) -> None:
+    def publish(self, event_type: str, data: Mapping[str, object]) -> None:
         streams.publish_event(self.redis, self.settings.stream(streams.EVENTS), event_type, data)
+
+    def alert(self, broker_user: str, message: str) -> None:
+        owners.publish_alert(
+            self.redis, self.settings.stream(streams.EVENTS), self.sessions, broker_user, message
+        )
 
     def stream(self, account_id: int) -> _AccountStream | None:
         return self._streams.get(account_id)
@@ -203,6 +209,7 @@ class _AccountStream:
         self.accounted: set[int] = set()  # finished orders already dealt with
         self.subs: dict[int, int] = {}  # broker account id → subaccount id
         self.user = ""  # the limiter key of the account's broker user
+        self.owner_id: int | None = None  # the platform user whose account it is
         self.broker_user_id: int | None = None  # whom the syncrequest asks for, when known
         self._syncs_at_dial = 0
         self._stop = threading.Event()
@@ -255,7 +262,7 @@ class _AccountStream:
                 extra={"kv": {"account_id": self.account_id, "error": str(exc)}},
             )
             return "no token"
-        self.user = limiter_user(account)
+        self.user, self.owner_id = limiter_user(account), account.user_id
         self.broker_user_id = account.broker_user_id
         if not self._background_slot():  # the syncrequest is the request this slot pays for
             return "stopped"
@@ -347,14 +354,15 @@ class _AccountStream:
             return
         self.sync.limiter.apply_penalty(self.user, penalty)
         if penalty.alert:  # a lockout or captcha needs a person
-            self.sync.publish(
-                events.ACCOUNT_ALERT,
-                {
-                    "broker_user": self.user,
-                    "message": f"Tradovate paused account sync ({penalty.reason})"
-                    f" for {penalty.seconds} s",
-                },
+            self.sync.alert(
+                self.user,
+                f"Tradovate paused account sync ({penalty.reason}) for {penalty.seconds} s",
             )
+
+    def _owner(self, s: Session) -> int:
+        if self.owner_id is None:
+            self.owner_id = s.get_one(Account, self.account_id).user_id
+        return self.owner_id
 
     # -- applying what the socket said -----------------------------------------------------------
 
@@ -375,7 +383,7 @@ class _AccountStream:
             self._settle()
 
     def _apply_risks(self, broker_ids: set[int]) -> None:
-        changes = []
+        changes: list[events.RiskStatusData] = []
         with transaction(self.sync.sessions) as s:
             for sub in s.scalars(
                 select(Subaccount).where(
@@ -387,6 +395,7 @@ class _AccountStream:
                 if status != sub.risk_status:
                     changes.append(
                         {
+                            "user_id": self._owner(s),
                             "account_id": self.account_id,
                             "subaccount_id": sub.id,
                             "name": sub.name,
@@ -466,6 +475,7 @@ class _AccountStream:
             (
                 events.ORDER_BRACKET_FILLED,
                 {
+                    "user_id": self._owner(s),
                     "account_id": self.account_id,
                     "subaccount_id": subaccount_id,
                     "contract": contract,
@@ -516,6 +526,7 @@ class _AccountStream:
                     )
                 )
             )
+            owner = self._owner(s)
         traded = {t.subaccount_id for t in traders}  # only where the platform has an expectation
         expected = reconcile.expected_positions(traders, positions, at=datetime.now(UTC))
         found = [
@@ -528,7 +539,7 @@ class _AccountStream:
             self.sync.settings.stream(f"reconcile:{self.account_id}"), json.dumps(report)
         )
         if state.changed:
-            self.sync.publish(events.ACCOUNT_MISMATCH, report)
+            self.sync.publish(events.ACCOUNT_MISMATCH, {"user_id": owner, **report})
             log.warning(
                 "reconcile",
                 extra={"kv": {"account_id": self.account_id, "mismatches": len(state.alerted)}},

@@ -8,11 +8,12 @@ from functools import cached_property
 
 import redis
 
-from libs.common import events, orders, streams
+from libs.common import orders, streams
 from libs.common.config import Settings, load_settings
 from libs.common.storage import db
 from libs.common.storage.models import Account
 from libs.common.tradovate.accounts import TokenKeeper
+from services.executor import owners
 from services.executor.brokers import Answer, Broker, Ticket
 from services.executor.limiter import BrokerLimiter
 from services.executor.paper import PaperBroker
@@ -63,11 +64,9 @@ class ExecutorContext:
         return TokenKeeper(self.settings, self.redis, sessions=self.sessions)
 
     def alert(self, user: str, message: str) -> None:
-        streams.publish_event(
-            self.redis,
-            self.settings.stream(streams.EVENTS),
-            events.ACCOUNT_ALERT,
-            {"broker_user": user, "message": message},
+        """`account.alert` to every platform user of the broker login `user` (a limiter key)."""
+        owners.publish_alert(
+            self.redis, self.settings.stream(streams.EVENTS), self.sessions, user, message
         )
 
     def broker_for(self, account: Account) -> Broker:

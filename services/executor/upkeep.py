@@ -17,6 +17,7 @@ from libs.common.serialize import num
 from libs.common.storage.db import transaction
 from libs.common.storage.models import OrderIntent
 from libs.common.streams import MalformedMessage, TickMessage
+from services.executor import owners
 from services.executor.jobs import ExecutorContext
 from services.executor.paper import bracketed_symbols, extremes_in_order, fill_brackets
 
@@ -128,13 +129,14 @@ class PaperBracketWatcher:
             except MalformedMessage:
                 continue
             ticks.append((tick.symbol, tick.price))
-        fills = []
+        fills: list[events.BracketFilledData] = []
         with transaction(self.ctx.sessions) as session:
             bracketed = bracketed_symbols(session)
             for symbol, price in extremes_in_order([t for t in ticks if t[0] in bracketed]):
                 for book, reason, level in fill_brackets(session, symbol, price):
                     fills.append(
                         {
+                            "user_id": owners.subaccount_owner(session, book.subaccount_id),
                             "subaccount_id": book.subaccount_id,
                             "contract": book.contract,
                             "reason": reason,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import requests
 from playwright.sync_api import expect
 
+from libs.common.streams import publish_event
 from tests.e2e.browser_support import PHONE, log_in, send, shoot
 
 NEW_PAGES = ["traders", "accounts", "manual-trader", "control-center", "settings"]
@@ -74,6 +75,12 @@ def test_a_paper_account_and_a_trader_made_on_the_pages_fill_a_webhook_order_liv
     expect(page.locator("#signals tbody tr[data-signal-id]")).to_have_count(1)
     expect(page.locator(".health-card[data-service=postgres]")).to_contain_text("OK")
     shoot(page, "control-center")
+    # A reconciliation difference the executor reports shows among the alerts, row by row
+    owner = stack.api.ok("/api/orders")["orders"][0]["user_id"]
+    gap = {"subaccount_id": 9, "symbol": "MNQ", "expected": 0, "actual": 1, "since": "x"}
+    mismatch = {"user_id": owner, "account_id": 4, "checked_at": "x", "pending": []}
+    publish_event(redis_client, "jt:events", "account.mismatch", {**mismatch, "mismatches": [gap]})
+    expect(page.locator("#alerts")).to_contain_text("subaccount #9 MNQ: expected 0, broker 1")
     page.click("#kill-switch")
     expect(page.locator("#kill-confirm")).to_be_disabled()
     page.fill("#kill-form input[name=typed]", "flatten")

@@ -203,6 +203,7 @@ def test_an_accepted_bracket_entry_becomes_filled_and_a_bracket_fill_is_recorded
     [tp] = wait_for(lambda: events(redis_client, tv_settings, "order.bracket_filled"))
     assert tp["reason"] == "tp" and tp["fill_price"] == 25645 and tp["intent_id"] == str(intent.id)
     assert tp["subaccount_id"] == account[2] and tp["net_qty"] == 0
+    assert tp["user_id"] == account[0].id  # the relay sends it to the owner's pages
 
 
 def test_an_order_rejected_after_it_was_accepted_is_marked_rejected_with_the_reason(

@@ -185,6 +185,7 @@ def test_paper_bracket_fills_at_its_level_when_a_tick_reaches_it(
     ]
     [(_, fill)] = [e for e in events if e[0] == "order.bracket_filled"]
     assert fill["reason"] == "tp" and fill["fill_price"] == 25645
+    assert fill["user_id"] == alice[0].id  # the relay sends it to the owner's pages
 
 
 def test_no_price_rejects_the_order_with_the_reason(

@@ -6,34 +6,26 @@ message queue; the sockets are python-socketio clients logged in with a session 
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
-import requests
 import socketio
-import websocket
-from werkzeug.serving import make_server
 
 from libs.common import streams
 from services.ui import live
-
-WAIT_S = 10.0
-
-
-def eventually(probe: Callable[[], object], what: str, timeout: float = WAIT_S) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"waited {timeout:.0f}s for {what}")
-        time.sleep(0.02)
+from tests.integration.live_support import (
+    Browser,
+    browser_factory,
+    eventually,
+    publish,
+    quick_websocket_close,
+    relaying,
+    serving,
+    wait_subscribed,
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -45,91 +37,26 @@ def quiet_queue_listeners() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def quick_websocket_close(monkeypatch) -> None:
-    # python-engineio's reader thread swallows the server's close frame, so websocket-client's
-    # close() would wait out its 3 s timeout for a frame that never reaches it.
-    monkeypatch.setattr(
-        websocket.WebSocket,
-        "close",
-        functools.partialmethod(websocket.WebSocket.close, timeout=0.1),
-    )
+def quick_close(monkeypatch) -> None:
+    quick_websocket_close(monkeypatch)
 
 
 @pytest.fixture
 def server(app) -> Iterator[str]:
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
+    with serving(app) as url:
+        yield url
 
 
 @pytest.fixture
 def relay(app, settings, redis_client) -> Iterator[live.EventRelay]:
-    started = live.start_relay(app, settings)
-    yield started
-    started.stop()
-
-
-class Browser:
-    """A logged-in session and its socket, keeping every `jt_event` it receives."""
-
-    def __init__(self, base_url: str):
-        self.base_url = base_url
-        self.http = requests.Session()
-        self.sio = socketio.Client(reconnection=False)
-        self.events: list[dict] = []
-        self.refusals: list[object] = []
-        self.sio.on(live.SOCKET_EVENT, self.events.append)
-        self.sio.on("connect_error", self.refusals.append)
-
-    def login(self, email: str, password: str) -> Browser:
-        answer = self.http.post(
-            f"{self.base_url}/login", json={"email": email, "password": password}
-        )
-        assert answer.status_code == 200, answer.text
-        return self
-
-    def connect(self, transport: str = "websocket", origin: str | None = None) -> Browser:
-        headers = {"Cookie": "; ".join(f"{c.name}={c.value}" for c in self.http.cookies)}
-        if origin:
-            headers["Origin"] = origin
-        self.sio.connect(
-            self.base_url, transports=[transport], headers=headers, wait_timeout=WAIT_S
-        )
-        return self
-
-    def types(self) -> list[tuple[str, object]]:
-        return [(e["type"], e["data"].get("id")) for e in self.events]
-
-    def close(self) -> None:
-        if self.sio.connected:
-            self.sio.disconnect()
+    with relaying(app, settings) as started:
+        yield started
 
 
 @pytest.fixture
 def browsers(server) -> Iterator[Callable[[], Browser]]:
-    made: list[Browser] = []
-
-    def make() -> Browser:
-        made.append(Browser(server))
-        return made[-1]
-
-    yield make
-    for browser in made:
-        browser.close()
-
-
-def publish(redis_client, event_type: str, data: dict) -> None:
-    streams.publish_event(redis_client, f"jt:{streams.EVENTS}", event_type, data)
-
-
-def wait_subscribed(redis_client, settings) -> None:
-    """The message queue's listener subscribes when the first socket connects."""
-    channel = settings.stream(live.CHANNEL)
-    eventually(
-        lambda: dict(redis_client.pubsub_numsub(channel)).get(channel), "the pub/sub listener"
-    )
+    with browser_factory(server) as make:
+        yield make
 
 
 def test_an_event_reaches_its_users_socket_and_no_one_elses(

@@ -7,10 +7,12 @@ from __future__ import annotations
 import ast
 import re
 from pathlib import Path
+from typing import get_type_hints
 
 import pytest
 
 from libs.common import events
+from services.ui.live import BROADCAST_TYPES
 
 ROOT = Path(__file__).resolve().parents[2]
 UI = ROOT / "services" / "ui"
@@ -74,6 +76,33 @@ def test_every_event_a_page_listens_for_is_defined() -> None:
     # The scan must see the pages' listeners, or this test would pass on nothing.
     assert {"position.opened", "position.marked", "signal.*", "order.*", "price.status"} <= names
     assert [f"{path}: {name}" for path, name in sorted(found) if not is_defined(name)] == []
+
+
+def listened_types() -> set[str]:
+    """Every defined event some page listens for, patterns ("order.*", "*") expanded."""
+    names = {name for text in page_scripts().values() for name in names_in_script(text)}
+    return {
+        defined
+        for name in names
+        for defined in events.ALL
+        if name in ("*", defined) or (name.endswith(".*") and defined.startswith(name[:-1]))
+    }
+
+
+def owner_type(event_type: str) -> object:
+    """The declared type of the payload's `user_id`, None when the payload has none."""
+    return get_type_hints(events.PAYLOADS[event_type]).get("user_id")
+
+
+def test_every_event_a_page_listens_for_reaches_a_page() -> None:
+    """The relay sends an event to the room of its int `user_id`, or to everyone when it is a
+    broadcast type, and drops the rest: a listener for any other event would never fire."""
+    listened = listened_types()
+    assert {events.ACCOUNT_ALERT, events.ACCOUNT_MISMATCH, events.ORDER_BRACKET_FILLED} <= listened
+    unreachable = sorted(
+        name for name in listened if name not in BROADCAST_TYPES and owner_type(name) is not int
+    )
+    assert unreachable == []
 
 
 def test_the_traders_page_hears_every_trader_note() -> None:

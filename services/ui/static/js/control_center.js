@@ -64,9 +64,17 @@ async function loadSignals() {
 
 const ALERT_TITLES = { "account.alert": "Broker", "account.mismatch": "Mismatch", "account.trader_paused": "Trader paused" };
 
+// account.mismatch rows: {subaccount_id, symbol, expected, actual, since}
+function describeMismatch(d) {
+  const rows = d?.mismatches ?? [];
+  if (!rows.length) return `Positions on account #${d?.account_id} match the broker again.`;
+  const parts = rows.map((m) => `subaccount #${m.subaccount_id} ${m.symbol}: expected ${m.expected}, broker ${m.actual}`);
+  return `Positions differ from the broker on account #${d?.account_id}: ${parts.join("; ")}`;
+}
+
 function describeAlert(type, d) {
   if (d?.message) return d.message;
-  if (type === "account.mismatch") return `Positions differ from the broker${d?.subaccount_id ? ` on subaccount #${d.subaccount_id}` : ""}: ${JSON.stringify(d?.differences ?? d)}`;
+  if (type === "account.mismatch") return describeMismatch(d);
   return JSON.stringify(d);
 }
 

@@ -1,7 +1,9 @@
-"""Fixtures of the integration tests: the UI app and users with API keys."""
+"""Fixtures of the integration tests: the UI app, users with API keys, and the Tradovate broker
+simulator with settings that point the real client at it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -10,6 +12,9 @@ from libs.common.security import hash_api_key, new_api_key
 from libs.common.storage import db
 from libs.common.storage.models import ApiKey
 from services.ui.app import create_app
+from simulators.tradovate.broker import BrokerSimulator
+from simulators.tradovate.contracts import ContractCatalogue
+from tests.integration.tradovate_support import FRONT, PASSWORD, USER
 
 T0 = datetime(2026, 11, 2, 14, 30, tzinfo=UTC)
 
@@ -53,3 +58,17 @@ def alice(make_user, make_api_key):
 def bob(make_user, make_api_key):
     user = make_user(email="bob@example.com")
     return user, make_api_key(user)
+
+
+@pytest.fixture
+def broker():
+    catalogue = ContractCatalogue()
+    catalogue.add(FRONT)
+    with BrokerSimulator(catalogue, users={USER: PASSWORD}) as sim:
+        sim.set_price(FRONT, "25640.00")
+        yield sim
+
+
+@pytest.fixture
+def tv_settings(settings, broker):
+    return replace(settings, tradovate_demo_url=broker.url, tradovate_live_url=broker.url)

@@ -9,7 +9,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -20,8 +19,6 @@ from services.executor.account_sync import SyncTimings, start_account_sync
 from services.executor.jobs import ExecutorContext
 from services.ui import live
 from simulators.tradovate.account_socket import AccountSocketServer
-from simulators.tradovate.broker import BrokerSimulator
-from simulators.tradovate.contracts import ContractCatalogue
 from tests.integration.live_support import (
     Browser,
     browser_factory,
@@ -31,7 +28,7 @@ from tests.integration.live_support import (
     serving,
     wait_subscribed,
 )
-from tests.integration.tradovate_support import FRONT, PASSWORD, USER, connect_demo_account
+from tests.integration.tradovate_support import FRONT, USER, connect_demo_account
 
 FAST = SyncTimings(
     heartbeat_s=0.3,
@@ -57,20 +54,6 @@ def quiet_queue_listeners() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def quick_close(monkeypatch) -> None:
     quick_websocket_close(monkeypatch)
-
-
-@pytest.fixture
-def broker():
-    catalogue = ContractCatalogue()
-    catalogue.add(FRONT)
-    with BrokerSimulator(catalogue, users={USER: PASSWORD}) as sim:
-        sim.set_price(FRONT, "25640.00")
-        yield sim
-
-
-@pytest.fixture
-def tv_settings(settings, broker):
-    return replace(settings, tradovate_demo_url=broker.url, tradovate_live_url=broker.url)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import json
 import threading
 import time
 import uuid
-from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -25,8 +24,6 @@ from services.executor.account_sync import SyncTimings, start_account_sync
 from services.executor.jobs import ExecutorContext
 from services.position_engine.engine import PositionEngine
 from simulators.tradovate.account_socket import AccountSocketServer
-from simulators.tradovate.broker import BrokerSimulator
-from simulators.tradovate.contracts import ContractCatalogue
 from tests.integration.tradovate_support import FRONT, PASSWORD, USER, connect_demo_account
 from tests.polling import wait_for
 
@@ -46,23 +43,9 @@ FAST = SyncTimings(
 
 
 @pytest.fixture
-def broker():
-    catalogue = ContractCatalogue()
-    catalogue.add(FRONT)
-    with BrokerSimulator(catalogue, users={USER: PASSWORD}) as sim:
-        sim.set_price(FRONT, "25640.00")
-        yield sim
-
-
-@pytest.fixture
 def sock(broker):
     with AccountSocketServer(broker, heartbeat_interval_s=0.3, idle_timeout_s=1.5) as server:
         yield server
-
-
-@pytest.fixture
-def tv_settings(settings, broker):
-    return replace(settings, tradovate_demo_url=broker.url, tradovate_live_url=broker.url)
 
 
 @pytest.fixture

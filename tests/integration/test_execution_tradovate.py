@@ -25,23 +25,7 @@ from services.executor.jobs import ExecutorContext
 from services.executor.limiter import BrokerLimiter
 from services.executor.upkeep import sweep
 from services.position_engine.engine import PositionEngine
-from simulators.tradovate.broker import BrokerSimulator
-from simulators.tradovate.contracts import ContractCatalogue
-from tests.integration.tradovate_support import FRONT, PASSWORD, USER, connect_demo_account
-
-
-@pytest.fixture
-def broker():
-    catalogue = ContractCatalogue()
-    catalogue.add(FRONT)
-    with BrokerSimulator(catalogue, users={USER: PASSWORD}) as sim:
-        sim.set_price(FRONT, "25640.00")
-        yield sim
-
-
-@pytest.fixture
-def tv_settings(settings, broker):
-    return replace(settings, tradovate_demo_url=broker.url, tradovate_live_url=broker.url)
+from tests.integration.tradovate_support import FRONT, USER, connect_demo_account
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ class Ticket:
     subaccount_id: int
     account_spec: str  # Tradovate's account name
     broker_account_id: int
-    kind: str  # entry | add | reduce | close
+    kind: str  # entry | add | reduce | close | flatten | move_stop | move_target
     symbol: str  # root
     contract: str  # dated, e.g. MNQZ6
     side: str  # buy | sell
@@ -27,6 +27,10 @@ class Ticket:
     limit_price: Decimal | None = None
     tp_price: Decimal | None = None
     sl_price: Decimal | None = None
+    # Several target legs (contract §3b): (price, qty) in order, in the trader's contracts, and
+    # the recorder's average entry they were computed from; () when `tp_price` is the one target.
+    targets: tuple[tuple[Decimal, Decimal], ...] = ()
+    entry_price: Decimal | None = None
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
 
 import redis
 from prometheus_client import Counter
@@ -181,6 +183,8 @@ class Sender:
             limit_price=intent.limit_price,
             tp_price=intent.tp_price,
             sl_price=intent.sl_price,
+            targets=_legs(intent.targets),
+            entry_price=_entry_price(intent.targets),
         )
 
     def _answer(self, session: Session, intent: OrderIntent, answer: Answer) -> None:
@@ -207,3 +211,14 @@ class Sender:
 
     def _publish(self, event_type: str, intent: OrderIntent) -> None:
         self._events.append((event_type, intent_dict(intent)))
+
+
+def _legs(targets: dict[str, Any] | None) -> tuple[tuple[Decimal, Decimal], ...]:
+    """(price, qty) per target leg of an intent's `targets` (docs/contract.md §3b)."""
+    if not targets:
+        return ()
+    return tuple((Decimal(leg["price"]), Decimal(leg["qty"])) for leg in targets["legs"])
+
+
+def _entry_price(targets: dict[str, Any] | None) -> Decimal | None:
+    return Decimal(targets["entry_price"]) if targets and targets.get("entry_price") else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     Text,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 PRICE = Numeric(30, 12)
@@ -73,6 +75,8 @@ class Recorder(Base):
     allow_dca: Mapped[bool] = mapped_column(Boolean, default=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     allow_delayed_exits: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The exit plan (contract §3b) as the API took it; None: the one-leg plan of tp/sl_ticks.
+    exits: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
@@ -139,6 +143,11 @@ class Position(Base):
         BigInteger
     )  # epoch ms; ticks older than this are ignored
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Under an exit plan (§3b): the plan it runs (the recorder's when it opened), where the plan
+    # stands (levels, stop, legs filled) and what set the stop (sl | breakeven | trail).
+    exit_plan: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    plan_state: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    stop_reason: Mapped[str | None] = mapped_column(String(10))
 
     fills: Mapped[list[Fill]] = relationship(back_populates="position", order_by="Fill.id")
 
@@ -153,7 +162,7 @@ class Fill(Base):
         ForeignKey("positions.id", ondelete="CASCADE"), index=True
     )
     signal_id: Mapped[uuid.UUID | None] = mapped_column()
-    kind: Mapped[str] = mapped_column(String(5))  # entry | exit
+    kind: Mapped[str] = mapped_column(String(5))  # entry | exit | tp (a target leg's part)
     side: Mapped[str] = mapped_column(String(4))  # buy | sell
     quantity: Mapped[Decimal] = mapped_column(Numeric(18, 6))
     price: Mapped[Decimal] = mapped_column(PRICE)
@@ -162,6 +171,21 @@ class Fill(Base):
     filled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     position: Mapped[Position] = relationship(back_populates="fills")
+
+
+class StopMove(Base):
+    """Each time a plan's stop moved (break-even, trailing, a signal's level): the trade detail's
+    history of the stop."""
+
+    __tablename__ = "stop_moves"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    position_id: Mapped[int] = mapped_column(
+        ForeignKey("positions.id", ondelete="CASCADE"), index=True
+    )
+    stop_price: Mapped[Decimal] = mapped_column(PRICE)
+    reason: Mapped[str] = mapped_column(String(10))  # sl | breakeven | trail
+    moved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class StreamOffset(Base):
@@ -301,7 +325,7 @@ class OrderIntent(Base):
     source: Mapped[str] = mapped_column(String(10))  # signal | manual | flatten | copy | guard
     signal_id: Mapped[uuid.UUID | None] = mapped_column()
     parent_id: Mapped[uuid.UUID | None] = mapped_column()  # the leader's intent of a copy
-    kind: Mapped[str] = mapped_column(String(10))  # entry | add | reduce | close | flatten
+    kind: Mapped[str] = mapped_column(String(10))  # entry|add|reduce|close|flatten|move_stop
     symbol: Mapped[str] = mapped_column(String(32))  # canonical root, or the ticker's root
     ticker: Mapped[str | None] = mapped_column(String(64))  # as the signal wrote it (MNQ1!, MNQZ6)
     contract: Mapped[str | None] = mapped_column(String(32))  # resolved at send time (MNQZ6)
@@ -311,6 +335,9 @@ class OrderIntent(Base):
     limit_price: Mapped[Decimal | None] = mapped_column(PRICE)
     tp_price: Mapped[Decimal | None] = mapped_column(PRICE)
     sl_price: Mapped[Decimal | None] = mapped_column(PRICE)
+    # Several target legs (§3b): [{"price": "25005", "qty": "1"}, ...] in the trader's
+    # contracts, and the recorder's average entry: {"entry_price", "legs"}; None: `tp_price` alone.
+    targets: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     priority: Mapped[str] = mapped_column(String(6))  # exit | entry
     status: Mapped[str] = mapped_column(String(10), default="queued")
     # queued → sending → accepted | filled | rejected | failed; skipped (a guard said no)
@@ -339,6 +366,9 @@ class PaperPosition(Base):
     # The resting bracket (an OCO pair) the paper broker fills when a tick reaches a level.
     tp_price: Mapped[Decimal | None] = mapped_column(PRICE)
     sl_price: Mapped[Decimal | None] = mapped_column(PRICE)
+    # Resting target legs when there are several (§3b): [{"price", "qty"}], each filled on its
+    # own; None: `tp_price` alone. The stop (`sl_price`) covers whatever is left.
+    targets: Mapped[list[dict[str, str]] | None] = mapped_column(JSONB)
     realized_pnl: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow

@@ -25,6 +25,7 @@ ORDER_ACCEPTED: Final = "order.accepted"
 ORDER_FILLED: Final = "order.filled"
 ORDER_REJECTED: Final = "order.rejected"
 ORDER_PAUSED: Final = "order.paused"  # the broker user is paused: the intent waits, unsent
+ORDER_SKIPPED: Final = "order.skipped"  # a stop or target move superseded by a later one, unsent
 ORDER_BRACKET_FILLED: Final = "order.bracket_filled"  # a take-profit or stop-loss order filled
 
 # --- accounts (executor) and traders (position engine) ---------------------------------------
@@ -53,6 +54,7 @@ ORDERS: Final = (
     ORDER_FILLED,
     ORDER_REJECTED,
     ORDER_PAUSED,
+    ORDER_SKIPPED,
     ORDER_BRACKET_FILLED,
 )
 ACCOUNTS: Final = (
@@ -83,6 +85,7 @@ BY_ORDER_STATUS: Final = {
     "accepted": ORDER_ACCEPTED,
     "filled": ORDER_FILLED,
     "rejected": ORDER_REJECTED,
+    "skipped": ORDER_SKIPPED,
 }
 BY_TRADER_NOTE: Final = {
     "paused": ACCOUNT_TRADER_PAUSED,
@@ -201,14 +204,16 @@ class OrderData(TypedDict):
 class BracketFilledData(TypedDict, total=False):
     """order.bracket_filled. Paper (upkeep) and Tradovate (account sync) both send user_id (the
     account's owner), subaccount_id, contract, reason (tp | sl, None when Tradovate's order type
-    tells neither), fill_price and net_qty; paper adds realized_pnl, Tradovate adds account_id,
-    broker_order_id, intent_id (the parent intent, when known) and side."""
+    tells neither), fill_price and net_qty; paper adds realized_pnl and quantity (the contracts
+    this fill closed: one target leg's, or all that was left for a stop), Tradovate adds
+    account_id, broker_order_id, intent_id (the parent intent, when known) and side."""
 
     user_id: int
     subaccount_id: int | None
     contract: str | None
     reason: str | None
     fill_price: Number | None
+    quantity: Number | None
     net_qty: Number | None
     realized_pnl: Number | None
     account_id: int
@@ -311,7 +316,9 @@ PAYLOADS: Final[dict[str, type]] = {
     POSITION_CHANGED: PositionData,
     POSITION_CLOSED: PositionData,
     POSITION_MARKED: PositionMarkedData,
-    **dict.fromkeys((ORDER_ACCEPTED, ORDER_FILLED, ORDER_REJECTED, ORDER_PAUSED), OrderData),
+    **dict.fromkeys(
+        (ORDER_ACCEPTED, ORDER_FILLED, ORDER_REJECTED, ORDER_PAUSED, ORDER_SKIPPED), OrderData
+    ),
     ORDER_BRACKET_FILLED: BracketFilledData,
     ACCOUNT_ALERT: AlertData,
     ACCOUNT_RISK_STATUS: RiskStatusData,

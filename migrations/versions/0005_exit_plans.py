@@ -23,6 +23,7 @@ def upgrade() -> None:
     op.add_column("positions", sa.Column("plan_state", postgresql.JSONB(), nullable=True))
     op.add_column("positions", sa.Column("stop_reason", sa.String(length=10), nullable=True))
     op.add_column("order_intents", sa.Column("targets", postgresql.JSONB(), nullable=True))
+    op.alter_column("order_intents", "kind", type_=sa.String(length=16))  # move_target
     op.add_column("paper_positions", sa.Column("targets", postgresql.JSONB(), nullable=True))
     op.create_table(
         "stop_moves",
@@ -41,6 +42,7 @@ def downgrade() -> None:
     op.drop_index("ix_stop_moves_position_id", table_name="stop_moves")
     op.drop_table("stop_moves")
     op.drop_column("paper_positions", "targets")
+    op.alter_column("order_intents", "kind", type_=sa.String(length=10))
     op.drop_column("order_intents", "targets")
     op.drop_column("positions", "stop_reason")
     op.drop_column("positions", "plan_state")

@@ -31,6 +31,8 @@ from services.executor.brokers import Answer, Broker, BrokerPaused, BrokerUnavai
 log = logging.getLogger("executor")
 
 LOCK_TIMEOUT_S = 120  # a worker killed while holding the lock frees it after this
+MOVES = ("move_stop", "move_target")  # only the latest level of a run of them matters
+SUPERSEDED = "superseded by a later stop move"
 # In no registry of its own: the executor's /metrics registry adds it (tests build several).
 ORDERS = Counter(
     "jt_orders",
@@ -101,6 +103,9 @@ class Sender:
             intent = self._next(session, subaccount_id)
             if intent is None:
                 return False
+            if self._superseded(session, intent):
+                self._skip(session, intent)
+                return True
             subaccount = session.get_one(Subaccount, subaccount_id)
             broker = self.broker_for(subaccount.account)
             ticket = self._ticket(intent, subaccount)
@@ -158,6 +163,43 @@ class Sender:
                 return False
             self._answer(session, intent, answer)
         return True
+
+    @staticmethod
+    def _superseded(session: Session, intent: OrderIntent) -> bool:
+        """A stop (or target) move followed, with no other order for the contract in between, by
+        another of the same kind: the later level wins, so only the later one goes out."""
+        if intent.kind not in MOVES:
+            return False
+        later = session.scalar(
+            select(OrderIntent)
+            .where(
+                OrderIntent.subaccount_id == intent.subaccount_id,
+                OrderIntent.symbol == intent.symbol,
+                OrderIntent.status == "queued",
+                OrderIntent.sequence > intent.sequence,
+            )
+            .order_by(OrderIntent.sequence)
+            .limit(1)
+        )
+        return later is not None and later.kind == intent.kind
+
+    def _skip(self, session: Session, intent: OrderIntent) -> None:
+        intent.status, intent.error = "skipped", SUPERSEDED
+        intent.finished_at = datetime.now(UTC)
+        session.flush()
+        ORDERS.labels(status="skipped").inc()
+        self._publish(events.ORDER_SKIPPED, intent)
+        log.info(
+            "intent skipped",
+            extra={
+                "kv": {
+                    "intent_id": intent.id,
+                    "signal_id": intent.signal_id,
+                    "kind": intent.kind,
+                    "reason": SUPERSEDED,
+                }
+            },
+        )
 
     def _ticket(self, intent: OrderIntent, subaccount: Subaccount) -> Ticket | str:
         # A guard's close names only the root: it closes the front contract, as entries trade it.

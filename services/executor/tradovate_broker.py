@@ -1,6 +1,6 @@
-"""Sending tickets to Tradovate (docs/contract.md §4): bracket entries, adds and reduces with the
-protection
-re-armed, liquidations; every request through the shared limiter of the broker user.
+"""Sending tickets to Tradovate (docs/contract.md §4): bracket entries (an order strategy when
+there are several target legs), adds and reduces with the protection re-armed, stop and target
+moves, liquidations; every request through the shared limiter of the broker user.
 
 A penalty ticket pauses every worker of that user for p-time, then the identical request is sent
 again with the ticket; a captcha, 423 or 429 pauses the user for an hour and the intent waits.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -35,7 +36,10 @@ log = logging.getLogger("executor")
 
 MAX_PENALTY_RETRIES = 3
 WAIT_FOR_SLOT_S = 90.0  # a worker waits this long for budget; longer pauses put the intent back
-EXIT_KINDS = ("close", "flatten", "reduce")
+EXIT_KINDS = ("close", "flatten", "reduce", "move_stop", "move_target")
+LIVE = ("Working", "Suspended")
+MODIFY_RETRIES = 3  # AnotherCommandPending: a previous command on the order is still in flight
+MODIFY_RETRY_WAIT_S = 0.5
 _CONTRACT_IDS: dict[tuple[str, str], int] = {}  # (base url, contract name) → Tradovate contract id
 
 
@@ -93,9 +97,13 @@ class TradovateBroker(Broker):
             )
         if ticket.kind == "close":
             return _accepted(call(client.liquidate_position, ticket.broker_account_id, contract_id))
+        if ticket.kind in ("move_stop", "move_target"):
+            return self._move(client, call, ticket, contract_id)
         action = "Buy" if ticket.side == "buy" else "Sell"
         qty = int(ticket.quantity)
         order_type = "Limit" if ticket.order_type == "limit" else "Market"
+        if ticket.kind == "entry" and ticket.targets:
+            return self._start_strategy(client, call, ticket, action, order_type)
         brackets = _brackets(ticket)
         if ticket.kind == "entry" and brackets:
             result = call(
@@ -122,9 +130,143 @@ class TradovateBroker(Broker):
             price=ticket.limit_price,
             cl_ord_id=ticket.cl_ord_id,
         )
-        if ticket.kind in ("add", "reduce") and brackets:
-            self._rearm(client, call, ticket, contract_id)
+        if ticket.kind in ("add", "reduce") and (brackets or ticket.targets):
+            try:
+                self._rearm(client, call, ticket, contract_id)
+            except (tradovate.TradovateError, BrokerPaused) as exc:
+                # The order is out: answering anything but accepted would send it again.
+                log.warning(
+                    "protection not re-armed",
+                    extra={"kv": {"intent_id": ticket.intent_id, "error": str(exc)}},
+                )
+                return Answer(
+                    "accepted",
+                    broker_order_id=str(order_id),
+                    error=f"the order went out but its protective orders were not re-armed: {exc}",
+                )
         return _accepted(order_id)
+
+    def _start_strategy(
+        self,
+        client: tradovate.TradovateClient,
+        call: _Caller,
+        ticket: Ticket,
+        action: str,
+        order_type: str,
+    ) -> Answer:
+        """Several target legs: one order strategy, a bracket per leg at signed offsets from the
+        entry's fill (§5.8). Its uuid is the intent's clOrdId, which `lookup` finds it by."""
+        qty = int(ticket.quantity)
+        reference = ticket.entry_price if ticket.entry_price is not None else ticket.limit_price
+        if reference is None:
+            return Answer("rejected", error="target legs without the entry price they offset from")
+        entry: dict[str, Any] = {"orderQty": qty, "orderType": order_type, "timeInForce": "Day"}
+        if order_type == "Limit":
+            entry["price"] = ticket.limit_price
+        brackets = []
+        for price, leg_qty in _fit_legs(ticket.targets, qty):
+            bracket: dict[str, Any] = {"qty": leg_qty, "profitTarget": price - reference}
+            if ticket.sl_price is not None:  # omitted: the legs stand without a stop
+                bracket["stopLoss"] = ticket.sl_price - reference
+            bracket["trailingStop"] = False
+            brackets.append(bracket)
+        strategy = call(
+            client.start_order_strategy,
+            ticket.broker_account_id,
+            ticket.account_spec,
+            action,
+            ticket.contract,
+            entry,
+            brackets,
+            uuid=ticket.cl_ord_id,
+        )
+        return _accepted(self._strategy_entry(client, call, int(strategy["id"])))
+
+    @staticmethod
+    def _strategy_entry(client: tradovate.TradovateClient, call: _Caller, strategy_id: int) -> int:
+        """The strategy's entry order, whose fill settles the intent; the strategy's own id when
+        its links cannot be read (the strategy is out: nothing here may fail the answer)."""
+        try:
+            links = call(client.order_strategy_link_deps, strategy_id, ticket=False)
+        except (tradovate.TradovateError, BrokerPaused):
+            return strategy_id
+        orders = sorted(int(link["orderId"]) for link in links if link.get("orderId"))
+        entry = next((int(k["orderId"]) for k in links if k.get("label") == "Entry"), None)
+        return entry or (orders[0] if orders else strategy_id)
+
+    def _move(
+        self, client: tradovate.TradovateClient, call: _Caller, ticket: Ticket, contract_id: int
+    ) -> Answer:
+        """Every working stop (move_stop) or target (move_target) closing the position on the
+        contract goes to the new level: one modify each, with its own qty and time in force."""
+        stop = ticket.kind == "move_stop"
+        level = ticket.sl_price if stop else ticket.tp_price
+        what = "stop" if stop else "target"
+        if level is None:
+            return Answer("rejected", error=f"{ticket.kind} carries no new {what} level")
+        closing = "Buy" if ticket.side == "buy" else "Sell"
+        orders = [
+            o
+            for o in call(client.order_deps, ticket.broker_account_id, ticket=False)
+            if o.get("contractId") == contract_id
+            and o.get("ordStatus") in LIVE
+            and o.get("action") == closing
+        ]
+        versions = _latest_versions(
+            call(client.order_version_ldeps, [int(o["id"]) for o in orders], ticket=False)
+            if orders
+            else []
+        )
+        wanted = "Stop" if stop else "Limit"
+        moving = [(int(o["id"]), versions[o["id"]]) for o in orders if o["id"] in versions]
+        moving = [(i, v) for i, v in moving if v.get("orderType") == wanted]
+        if not moving:
+            return Answer("accepted", error=f"no working {what} order to move")
+        moved, refused = [], []
+        for order_id, version in moving:
+            current = version.get("stopPrice" if stop else "price")
+            if current is not None and Decimal(str(current)) == level:
+                moved.append(order_id)  # already there (a resend after a crash)
+                continue
+            try:
+                self._modify(client, call, order_id, version, level, stop)
+                moved.append(order_id)
+            except tradovate.Rejected as exc:  # e.g. TooLate: it filled meanwhile
+                refused.append(f"{order_id}: {exc.failure_reason}: {exc.failure_text}")
+        if not moved:
+            return Answer("rejected", error="Tradovate refused the move: " + "; ".join(refused))
+        return Answer(
+            "accepted",
+            broker_order_id=str(moved[0]),
+            error=("some orders were not moved: " + "; ".join(refused)) if refused else None,
+        )
+
+    @staticmethod
+    def _modify(
+        client: tradovate.TradovateClient,
+        call: _Caller,
+        order_id: int,
+        version: dict[str, Any],
+        level: Decimal,
+        stop: bool,
+    ) -> None:
+        """The full state Tradovate wants (§5.6): same qty, type and time in force, new price."""
+        for attempt in range(MODIFY_RETRIES + 1):
+            try:
+                call(
+                    client.modify_order,
+                    order_id,
+                    int(version["orderQty"]),
+                    str(version["orderType"]),
+                    price=None if stop else level,
+                    stop_price=level if stop else None,
+                    time_in_force=version.get("timeInForce"),
+                )
+                return
+            except tradovate.Rejected as exc:
+                if exc.failure_reason != "AnotherCommandPending" or attempt == MODIFY_RETRIES:
+                    raise
+                time.sleep(MODIFY_RETRY_WAIT_S)
 
     def _contract_id(
         self, client: tradovate.TradovateClient, call: _Caller, name: str
@@ -163,6 +305,9 @@ class TradovateBroker(Broker):
         )
         if not net:
             return
+        if ticket.targets:
+            self._protect_legs(client, call, ticket, "Sell" if net > 0 else "Buy", abs(net))
+            return
         brackets = _brackets(ticket, closing_action="Sell" if net > 0 else "Buy")
         if brackets is None:  # only called for a ticket with levels
             return
@@ -195,6 +340,45 @@ class TradovateBroker(Broker):
             time_in_force="GTC",
         )
 
+    @staticmethod
+    def _protect_legs(
+        client: tradovate.TradovateClient, call: _Caller, ticket: Ticket, action: str, net: int
+    ) -> None:
+        """Per target leg a GTC limit for the leg's qty, OCO-paired with a stop for the same qty
+        when there is a stop level; the legs cover the whole position."""
+        for price, qty in _fit_legs(ticket.targets, net):
+            if ticket.sl_price is None:
+                call(
+                    client.place_order,
+                    ticket.broker_account_id,
+                    ticket.account_spec,
+                    action,
+                    ticket.contract,
+                    qty,
+                    order_type="Limit",
+                    price=price,
+                    time_in_force="GTC",
+                )
+                continue
+            stop = {
+                "action": action,
+                "orderType": "Stop",
+                "stopPrice": Decimal(ticket.sl_price),
+                "timeInForce": "GTC",
+            }
+            call(
+                client.place_oco,
+                ticket.broker_account_id,
+                ticket.account_spec,
+                action,
+                ticket.contract,
+                qty,
+                stop,
+                order_type="Limit",
+                price=price,
+                time_in_force="GTC",
+            )
+
     def _flatten(self, client: tradovate.TradovateClient, call: _Caller, ticket: Ticket) -> Answer:
         last = None
         for position in call(client.position_list, ticket=False):
@@ -219,6 +403,10 @@ class TradovateBroker(Broker):
         try:
             if ticket.kind in ("close", "flatten"):
                 return self._liquidated(client, call, ticket)
+            if ticket.kind in ("move_stop", "move_target"):
+                return None  # a move is idempotent: sending it again lands on the same level
+            if ticket.kind == "entry" and ticket.targets:
+                return self._strategy_found(client, call, ticket)
             order = call(
                 client.find_order_by_cl_ord_id,
                 ticket.broker_account_id,
@@ -228,6 +416,16 @@ class TradovateBroker(Broker):
         except tradovate.BrokerUnavailable as exc:
             raise BrokerUnavailable(str(exc)) from exc
         return None if order is None else _accepted(order.get("id"))
+
+    def _strategy_found(
+        self, client: tradovate.TradovateClient, call: _Caller, ticket: Ticket
+    ) -> Answer | None:
+        strategy = call(
+            client.find_order_strategy, ticket.broker_account_id, ticket.cl_ord_id, ticket=False
+        )
+        if strategy is None:
+            return None
+        return _accepted(self._strategy_entry(client, call, int(strategy["id"])))
 
     def _liquidated(
         self, client: tradovate.TradovateClient, call: _Caller, ticket: Ticket
@@ -344,3 +542,23 @@ def _brackets(
     if not orders:
         return None
     return orders[0], (orders[1] if len(orders) > 1 else None)
+
+
+def _fit_legs(legs: tuple[tuple[Decimal, Decimal], ...], total: int) -> list[tuple[Decimal, int]]:
+    """The legs' qty made to cover `total` exactly: each leg as far as what is left allows, the
+    last one taking the difference; legs left with nothing are dropped."""
+    fitted, left = [], total
+    for n, (price, qty) in enumerate(legs):
+        take = left if n == len(legs) - 1 else min(int(qty), left)
+        if take > 0:
+            fitted.append((price, take))
+        left -= take
+    return fitted
+
+
+def _latest_versions(versions: list[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
+    """order id → its newest OrderVersion (type, qty, prices and time in force live there)."""
+    latest: dict[Any, dict[str, Any]] = {}
+    for version in sorted(versions, key=lambda v: v["id"]):
+        latest[version["orderId"]] = version
+    return latest

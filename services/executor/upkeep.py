@@ -133,16 +133,17 @@ class PaperBracketWatcher:
         with transaction(self.ctx.sessions) as session:
             bracketed = bracketed_symbols(session)
             for symbol, price in extremes_in_order([t for t in ticks if t[0] in bracketed]):
-                for book, reason, level in fill_brackets(session, symbol, price):
+                for fill in fill_brackets(session, symbol, price):
                     fills.append(
                         {
-                            "user_id": owners.subaccount_owner(session, book.subaccount_id),
-                            "subaccount_id": book.subaccount_id,
-                            "contract": book.contract,
-                            "reason": reason,
-                            "fill_price": num(level),
-                            "net_qty": num(book.net_qty),
-                            "realized_pnl": num(book.realized_pnl),
+                            "user_id": owners.subaccount_owner(session, fill.book.subaccount_id),
+                            "subaccount_id": fill.book.subaccount_id,
+                            "contract": fill.book.contract,
+                            "reason": fill.reason,
+                            "fill_price": num(fill.level),
+                            "quantity": num(fill.quantity),
+                            "net_qty": num(fill.net_qty),
+                            "realized_pnl": num(fill.realized_pnl),
                         }
                     )
         for data in fills:

@@ -39,8 +39,6 @@ EMPTY_ARRAYS = (
     "spreadDefinitions",
     "commandReports",
     "executionReports",
-    "orderStrategies",
-    "orderStrategyLinks",
     "orderStrategyTypes",
     "userProperties",
     "properties",
@@ -57,6 +55,8 @@ BOOK_ARRAYS = {
     "orderVersions": "orderversion",
     "commands": "command",
     "fills": "fill",
+    "orderStrategies": "orderstrategy",
+    "orderStrategyLinks": "orderstrategylink",
 }
 
 

@@ -20,6 +20,7 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
 
+from simulators.tradovate import broker_strategies
 from simulators.tradovate.broker_access import (
     ANONYMOUS,
     LOCKED,
@@ -47,6 +48,8 @@ DEPS = {
     "orderversion": "orderId",
     "command": "orderId",
     "fill": "orderId",
+    "orderstrategy": "accountId",
+    "orderstrategylink": "orderStrategyId",
 }
 BAD_LOGIN = "Incorrect username or password. Please try again."
 
@@ -256,7 +259,7 @@ class BrokerSimulator(ContractRestServer):
             if isinstance(verdict, Penalty):
                 return _json(verdict.body())
             response = self._route(route, request, body, session, token.strip())
-            command = request.method == "POST" and route.startswith("order/")
+            command = request.method == "POST" and route.startswith(("order/", "orderstrategy/"))
             delay = self._delays.pop(0) if self._delays and command else 0.0
         if delay:
             time.sleep(delay)
@@ -305,6 +308,8 @@ class BrokerSimulator(ContractRestServer):
             "order/modifyorder": self._modify,
             "order/cancelorder": self._cancel,
             "order/liquidateposition": self._liquidate,
+            "orderstrategy/startorderstrategy": self._start_strategy,
+            "orderstrategy/interruptorderstrategy": self._interrupt_strategy,
         }.get(route)
         if command is not None:
             if self.require_device_id and not session.device_id:
@@ -315,6 +320,8 @@ class BrokerSimulator(ContractRestServer):
                 return _json({"failureReason": refused.reason, "failureText": refused.text})
             except OrderInvalid as invalid:
                 return _json({"violations": invalid.violations})
+            except broker_strategies.StrategyRefused as refused:
+                return _json({"errorText": str(refused)})  # OrderStrategyStatusResponse (§5.8)
         entity, _, operation = route.partition("/")
         if entity in DEPS:
             return self._read(entity, operation, request.args, user)
@@ -456,3 +463,23 @@ class BrokerSimulator(ContractRestServer):
         account = self.book.resolve_account(user, _int(body.get("accountId")), None)
         order = self.book.liquidate(account, _int(body.get("contractId")), bool(body.get("admin")))
         return {"orderId": order.id}
+
+    def _start_strategy(self, user: str, body: JSON) -> JSON:
+        try:
+            strategy = broker_strategies.start(
+                self.book,
+                self._account(user, body),
+                _raw(body, "symbol"),
+                _raw(body, "action"),
+                body,
+                True,  # Sim choice: strategy orders count as automated (the bodies carry no flag)
+            )
+        except OrderRefused as refused:  # the entry's risk checks answer as the strategy's error
+            raise broker_strategies.StrategyRefused(f"{refused.reason}: {refused.text}") from None
+        except OrderInvalid as invalid:
+            raise broker_strategies.StrategyRefused(str(invalid)) from None
+        return {"orderStrategy": strategy.json()}
+
+    def _interrupt_strategy(self, user: str, body: JSON) -> JSON:
+        strategy = broker_strategies.interrupt(self.book, user, _int(body.get("orderStrategyId")))
+        return {"orderStrategy": strategy.json()}

@@ -96,6 +96,7 @@ class Order:
     oco_id: int | None = None
     rested: bool = False  # has sat through a price check: later fills are at its own price
     triggered: bool = False  # a stop whose stop price was reached
+    strategy_id: int | None = None  # an order strategy's entry or bracket (§5.8)
 
     def json(self) -> JSON:
         row: JSON = {

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from libs.common.futures.instruments import contract_spec
+from simulators.tradovate import broker_strategies
 from simulators.tradovate.broker_entities import (
     JSON,
     LIVE,
@@ -42,6 +43,8 @@ class Book:
         self.commands: dict[int, JSON] = {}
         self.fills: dict[int, JSON] = {}
         self.positions: dict[tuple[int, int], Position] = {}
+        self.strategies: dict[int, broker_strategies.Strategy] = {}
+        self.links: dict[int, JSON] = {}  # OrderStrategyLink rows (§4: OrderStrategy → links)
         self.prices: dict[int, Decimal] = {}
         self.forced: list[tuple[str, str]] = []  # refusals for the next commands (reject_next)
         self.listeners: list[Listener] = []  # called on every entity change, under the sim's lock
@@ -62,6 +65,9 @@ class Book:
         self.notify("account", "Created", account.json(), account.id)
         self.notify("accountRiskStatus", "Created", account.risk_json(), account.id)
         return account
+
+    def next_id(self) -> int:
+        return next(self._ids)
 
     def account_named(self, name: str) -> Account:
         return next(a for a in self.accounts.values() if a.name == name)
@@ -106,9 +112,16 @@ class Book:
             yield from (o.json() for o in orders)
         elif entity == "position":
             yield from (p.json() for p in self.positions.values() if p.account_id in mine)
-        elif entity in ("orderversion", "command", "fill"):
-            table = {"orderversion": self.versions, "command": self.commands, "fill": self.fills}
+        elif entity in ("orderversion", "command", "fill", "orderstrategylink"):
+            table = {
+                "orderversion": self.versions,
+                "command": self.commands,
+                "fill": self.fills,
+                "orderstrategylink": self.links,
+            }
             yield from (row for row in table[entity].values() if row["orderId"] in order_ids)
+        elif entity == "orderstrategy":
+            yield from (s.json() for s in self.strategies.values() if s.account_id in mine)
 
     # -- commands (§5.3–5.7) ---------------------------------------------------------------------
 
@@ -299,7 +312,9 @@ class Book:
             if child.parent_id == order.id and child.status == "Suspended":
                 child.status = "Canceled"
                 self.notify("order", "Updated", child.json(), child.account_id)
-        return self._command(order, "Cancel", None, True)
+        command = self._command(order, "Cancel", None, True)
+        self._strategy_progress(order)
+        return command
 
     def _match(self, contract_id: int) -> None:
         """Fill what the current price reaches, until nothing more does (fills wake brackets)."""
@@ -370,7 +385,16 @@ class Book:
         sibling = self.orders.get(order.oco_id or 0)
         if sibling is not None and sibling.status in LIVE:
             self._cancel(sibling)
+        strategy = self.strategies.get(order.strategy_id or 0)
+        if strategy is not None and order.parent_id is None:
+            broker_strategies.entry_filled(self, strategy, order, price)
+        self._strategy_progress(order)
         return True
+
+    def _strategy_progress(self, order: Order) -> None:
+        strategy = self.strategies.get(order.strategy_id or 0)
+        if strategy is not None:
+            broker_strategies.progress(self, strategy)
 
     def _stamp(self) -> str:
         return datetime.fromtimestamp(self.clock(), UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

@@ -6,6 +6,7 @@ import socket
 import time
 from collections.abc import Iterator
 from decimal import Decimal
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -25,7 +26,12 @@ from simulators.tradovate.broker import BrokerSimulator
 from simulators.tradovate.contracts import ContractCatalogue
 
 USER, PASSWORD = "jdoe", "correct horse"
-APP = {"app_id": "JustTrades", "app_version": "1.0", "cid": 1234, "sec": "sim-api-secret"}
+APP: dict[str, Any] = {
+    "app_id": "JustTrades",
+    "app_version": "1.0",
+    "cid": 1234,
+    "sec": "sim-api-secret",
+}
 OAUTH = {
     "client_id": "jt-oauth-client",
     "client_secret": "jt-oauth-secret",
@@ -485,3 +491,109 @@ def test_decimal_prices_survive_round_trips_exactly(demo, client, account):
     fill = next(f for f in client.fill_list() if f["orderId"] == order_id)
     assert fill["price"] == Decimal("112.015625")
     assert next(p for p in client.position_list())["netPrice"] == Decimal("112.015625")
+
+
+# --- order strategies (§5.8) and moving a stop -------------------------------------------------
+
+
+def start_strategy(client: TradovateClient, account: dict, brackets: list[dict], **kw) -> dict:
+    qty = sum(b["qty"] for b in brackets)
+    entry = {"orderQty": qty, "orderType": "Market", "timeInForce": "Day"}
+    return client.start_order_strategy(
+        account["id"], account["name"], kw.pop("action", "Buy"), "MNQZ6", entry, brackets, **kw
+    )
+
+
+def strategy_orders(client: TradovateClient, strategy_id: int) -> dict[str, list[dict]]:
+    """label → the strategy's orders with their latest version, in the order they were placed."""
+    links = client.order_strategy_link_deps(strategy_id)
+    versions = {v["orderId"]: v for v in client.order_version_ldeps([k["orderId"] for k in links])}
+    orders = {o["id"]: o for o in client.order_list()}
+    out: dict[str, list[dict]] = {}
+    for link in sorted(links, key=lambda k: k["orderId"]):
+        order = orders[link["orderId"]]
+        row = {"id": order["id"], "status": order["ordStatus"], "action": order["action"]}
+        out.setdefault(link["label"], []).append({**versions[link["orderId"]], **row})
+    return out
+
+
+def test_strategy_brackets_sit_at_offsets_from_the_actual_fill(demo, client, account, catalogue):
+    demo.set_price("MNQZ6", "21001.25")  # the fill, not the price the offsets were meant from
+    brackets = [
+        {"qty": 1, "profitTarget": Decimal("5"), "stopLoss": Decimal("-10"), "trailingStop": False},
+        {"qty": 2, "profitTarget": Decimal("12.5"), "stopLoss": Decimal("-10")},
+    ]
+    strategy = start_strategy(client, account, brackets, uuid="jt-strategy-1")
+    assert strategy["status"] == "ActiveStrategy" and strategy["uuid"] == "jt-strategy-1"
+    orders = strategy_orders(client, strategy["id"])
+    assert [o["status"] for o in orders["Entry"]] == ["Filled"]
+    targets = [(o["orderQty"], o["price"], o["timeInForce"]) for o in orders["Target"]]
+    stops = [(o["orderQty"], o["stopPrice"], o["status"]) for o in orders["Stop"]]
+    assert targets == [(1, Decimal("21006.25"), "GTC"), (2, Decimal("21013.75"), "GTC")]
+    assert stops == [(1, Decimal("20991.25"), "Working"), (2, Decimal("20991.25"), "Working")]
+    assert net_pos(client, catalogue.find("MNQZ6").id) == 3
+    assert client.find_order_strategy(account["id"], "jt-strategy-1")["id"] == strategy["id"]
+    assert client.find_order_strategy(account["id"], "jt-other") is None
+
+
+def test_a_target_fill_cancels_its_own_stop_and_the_strategy_ends_with_its_orders(
+    demo, client, account, catalogue
+):
+    brackets = [
+        {"qty": 1, "profitTarget": Decimal("5"), "stopLoss": Decimal("-10")},
+        {"qty": 1, "profitTarget": Decimal("10"), "stopLoss": Decimal("-10")},
+    ]
+    strategy = start_strategy(client, account, brackets, uuid="jt-strategy-2")
+    demo.set_price("MNQZ6", "21005")
+    orders = strategy_orders(client, strategy["id"])
+    assert [o["status"] for o in orders["Target"]] == ["Filled", "Working"]
+    assert [o["status"] for o in orders["Stop"]] == ["Canceled", "Working"]
+    assert net_pos(client, catalogue.find("MNQZ6").id) == 1
+    # the remaining stop, moved to break-even, triggers there and not at its old level
+    stop = orders["Stop"][1]
+    client.modify_order(stop["id"], 1, "Stop", stop_price=Decimal("21000"), time_in_force="GTC")
+    demo.set_price("MNQZ6", "21000")
+    assert statuses(client)[stop["id"]] == "Filled"
+    assert net_pos(client, catalogue.find("MNQZ6").id) == 0
+    [row] = client.order_strategy_deps(account["id"])
+    assert row["status"] == "ExecutionFinished"
+
+
+def test_a_short_strategy_puts_targets_below_and_stops_above(demo, client, account):
+    brackets = [{"qty": 1, "profitTarget": Decimal("-5"), "stopLoss": Decimal("7.5")}]
+    strategy = start_strategy(client, account, brackets, action="Sell")
+    orders = strategy_orders(client, strategy["id"])
+    assert (orders["Target"][0]["action"], orders["Target"][0]["price"]) == (
+        "Buy",
+        Decimal("20995"),
+    )
+    assert orders["Stop"][0]["stopPrice"] == Decimal("21007.5")
+
+
+def test_interrupting_a_strategy_cancels_its_working_orders(demo, client, account):
+    brackets = [{"qty": 1, "profitTarget": Decimal("5"), "stopLoss": Decimal("-10")}]
+    strategy = start_strategy(client, account, brackets)
+    stopped = client.interrupt_order_strategy(strategy["id"])
+    assert stopped["status"] == "ExecutionInterrupted"
+    orders = strategy_orders(client, strategy["id"])
+    assert {o["status"] for o in orders["Target"] + orders["Stop"]} == {"Canceled"}
+
+
+def test_a_strategy_whose_brackets_miss_the_entry_size_is_refused(client, account):
+    entry = {"orderQty": 3, "orderType": "Market", "timeInForce": "Day"}
+    brackets = [{"qty": 1, "profitTarget": Decimal("5"), "stopLoss": Decimal("-10")}]
+    with pytest.raises(Rejected, match="add up"):
+        client.start_order_strategy(account["id"], account["name"], "Buy", "MNQZ6", entry, brackets)
+    assert client.order_strategy_deps(account["id"]) == []
+
+
+def test_modify_answered_another_command_pending_is_a_rejection_the_caller_can_retry(
+    demo, client, account
+):
+    stop = place(client, account, "Sell", 1, order_type="Stop", stop_price=Decimal("20900"))
+    demo.reject_next("AnotherCommandPending", "A command on this order is still pending")
+    with pytest.raises(Rejected) as refused:
+        client.modify_order(stop, 1, "Stop", stop_price=Decimal("20950"))
+    assert refused.value.failure_reason == "AnotherCommandPending"
+    client.modify_order(stop, 1, "Stop", stop_price=Decimal("20950"))
+    assert client.order_version_deps(stop)[-1]["stopPrice"] == Decimal("20950")

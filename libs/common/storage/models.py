@@ -325,7 +325,7 @@ class OrderIntent(Base):
     source: Mapped[str] = mapped_column(String(10))  # signal | manual | flatten | copy | guard
     signal_id: Mapped[uuid.UUID | None] = mapped_column()
     parent_id: Mapped[uuid.UUID | None] = mapped_column()  # the leader's intent of a copy
-    kind: Mapped[str] = mapped_column(String(10))  # entry|add|reduce|close|flatten|move_stop
+    kind: Mapped[str] = mapped_column(String(16))  # entry|add|reduce|close|flatten|move_*
     symbol: Mapped[str] = mapped_column(String(32))  # canonical root, or the ticker's root
     ticker: Mapped[str | None] = mapped_column(String(64))  # as the signal wrote it (MNQ1!, MNQZ6)
     contract: Mapped[str | None] = mapped_column(String(32))  # resolved at send time (MNQZ6)

@@ -19,6 +19,7 @@ from urllib3.exceptions import NewConnectionError
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
+STRATEGY_FAILED = ("ExecutionFailed", "NotEnoughLiquidity")
 
 
 class TradovateError(Exception):
@@ -160,6 +161,16 @@ def _order_result(body: Any) -> JSON:
     if body.get("errorText"):
         raise Rejected("Error", str(body["errorText"]))
     return body
+
+
+def _strategy(body: JSON) -> JSON:
+    """The OrderStrategy of an `OrderStrategyStatusResponse`; a failed start is `Rejected`."""
+    strategy = body.get("orderStrategy")
+    if not isinstance(strategy, dict) or "id" not in strategy:
+        raise TradovateError(f"no orderStrategy in the answer {body!r}")
+    if strategy.get("status") in STRATEGY_FAILED:
+        raise Rejected(str(strategy["status"]), str(strategy.get("failureMessage") or ""))
+    return strategy
 
 
 def _version(
@@ -517,6 +528,53 @@ class TradovateClient:
         }
         return int(self._command("/order/liquidateposition", body, p_ticket)["orderId"])
 
+    # -- order strategies (§5.8) -----------------------------------------------------------------
+
+    def start_order_strategy(
+        self,
+        account_id: int,
+        account_spec: str,
+        action: str,
+        symbol: str,
+        entry_version: JSON,
+        brackets: list[JSON],
+        uuid: str | None = None,
+        p_ticket: str | None = None,
+    ) -> JSON:
+        """The built-in bracket strategy: an entry (`orderQty`, `orderType`, `price?`,
+        `timeInForce`), then per bracket (`qty`, `profitTarget`, `stopLoss?`, `trailingStop`: signed
+        price offsets from the entry's fill) a target and a stop. `params` travels as a JSON string.
+        Returns the OrderStrategy; `uuid` is how it is found again (`find_order_strategy`)."""
+        body: JSON = {
+            "accountId": account_id,
+            "accountSpec": account_spec,
+            "symbol": symbol,
+            "action": action,
+            "orderStrategyTypeId": 2,
+            "params": encode_json({"entryVersion": entry_version, "brackets": brackets}),
+        }
+        if uuid:
+            body["uuid"] = uuid
+        return _strategy(self._command("/orderStrategy/startorderstrategy", body, p_ticket))
+
+    def interrupt_order_strategy(self, strategy_id: int, p_ticket: str | None = None) -> JSON:
+        body = {"orderStrategyId": strategy_id}
+        return _strategy(self._command("/orderStrategy/interruptorderstrategy", body, p_ticket))
+
+    def order_strategy_deps(self, account_id: int) -> list[JSON]:
+        return self._read("/orderStrategy/deps", {"masterid": account_id}) or []
+
+    def order_strategy_link_deps(self, strategy_id: int) -> list[JSON]:
+        """The strategy's orders (`orderId`, `label`), the entry first."""
+        return self._read("/orderStrategyLink/deps", {"masterid": strategy_id}) or []
+
+    def find_order_strategy(self, account_id: int, uuid: str) -> JSON | None:
+        """The account's strategy started with `uuid`, or None: asked after a start whose outcome
+        is unknown, before starting it again."""
+        return next(
+            (s for s in self.order_strategy_deps(account_id) if s.get("uuid") == uuid), None
+        )
+
     # -- order state -----------------------------------------------------------------------------
 
     def order_list(self) -> list[JSON]:
@@ -528,6 +586,11 @@ class TradovateClient:
     def order_version_deps(self, order_id: int) -> list[JSON]:
         """Price, qty and type of an order live on its versions, newest last (§5.2)."""
         return self._read("/orderVersion/deps", {"masterid": order_id}) or []
+
+    def order_version_ldeps(self, order_ids: list[int]) -> list[JSON]:
+        """The versions of several orders in one request (§4 `ldeps`)."""
+        masters = ",".join(str(i) for i in order_ids)
+        return self._read("/orderVersion/ldeps", {"masterids": masters}) or []
 
     def command_list(self) -> list[JSON]:
         return self._read("/command/list") or []

@@ -7,11 +7,12 @@ is as durable as the leader's. Copies are never copied again, so groups cannot l
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from libs.common.orders import new_intent
+from libs.common.orders import LEVEL_MOVES, new_intent
 from libs.common.storage.models import CopyFollower, CopyGroup, OrderIntent, Subaccount
 
 
@@ -42,7 +43,7 @@ def copies_of(session: Session, leader_intent: OrderIntent) -> list[OrderIntent]
     copies = []
     for follower in rows:
         quantity = follower_quantity(leader_intent.quantity, follower.multiplier)
-        if leader_intent.kind not in ("close", "flatten") and quantity == 0:
+        if leader_intent.kind not in ("close", "flatten", *LEVEL_MOVES) and quantity == 0:
             continue
         copy = new_intent(
             user_id=leader_intent.user_id,
@@ -60,8 +61,22 @@ def copies_of(session: Session, leader_intent: OrderIntent) -> list[OrderIntent]
             limit_price=leader_intent.limit_price,
             tp_price=leader_intent.tp_price,
             sl_price=leader_intent.sl_price,
+            targets=_scaled_targets(leader_intent.targets, follower.multiplier),
             priority=leader_intent.priority,
         )
         session.add(copy)
         copies.append(copy)
     return copies
+
+
+def _scaled_targets(targets: dict[str, Any] | None, multiplier: Decimal) -> dict[str, Any] | None:
+    """The leader's target legs scaled for a follower; legs that round to nothing are dropped
+    (the follower's broker gives the last leg whatever its position holds beyond the others)."""
+    if not targets:
+        return None
+    legs = [
+        {"price": leg["price"], "qty": str(follower_quantity(Decimal(leg["qty"]), multiplier))}
+        for leg in targets["legs"]
+    ]
+    legs = [leg for leg in legs if Decimal(leg["qty"]) > 0]
+    return {**targets, "legs": legs} if len(legs) >= 2 else None

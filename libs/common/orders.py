@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import redis
 from rq import Queue
@@ -63,6 +64,7 @@ def new_intent(
     limit_price: Decimal | None = None,
     tp_price: Decimal | None = None,
     sl_price: Decimal | None = None,
+    targets: dict[str, Any] | None = None,
 ) -> OrderIntent:
     """A queued intent with a fresh id and its client order id; the caller adds it to a session."""
     intent_id = uuid.uuid4()
@@ -83,6 +85,7 @@ def new_intent(
         limit_price=limit_price,
         tp_price=tp_price,
         sl_price=sl_price,
+        targets=targets,
         priority=priority,
         status="queued",
         cl_ord_id=client_order_id(intent_id),
@@ -126,3 +129,19 @@ def enqueue(conn: redis.Redis, prefix: str, intents: Iterable[QueuedIntent]) -> 
             failure_ttl=86_400,
             job_timeout=120,
         )
+
+
+# Intents that move a protective order and trade nothing (quantity 0): docs/contract.md §3b.
+LEVEL_MOVES = ("move_stop", "move_target")
+
+
+def targets_json(
+    entry_price: Decimal, legs: tuple[tuple[Decimal, Decimal], ...]
+) -> dict[str, Any] | None:
+    """An intent's `targets`: several legs as (price, qty), with the average they came from."""
+    if len(legs) < 2:
+        return None
+    return {
+        "entry_price": str(entry_price),
+        "legs": [{"price": str(price), "qty": str(qty)} for price, qty in legs],
+    }

@@ -30,6 +30,31 @@ def iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat().replace("+00:00", "Z")
 
 
+def targets_of(p: Position) -> list[dict[str, Any]]:
+    """Each target leg's level, the open contracts allotted to it and the contracts it filled
+    (docs/contract.md §3b); a position without an exit plan has its one target, if any."""
+    state = p.plan_state
+    if state and state.get("targets") is not None:
+        return [
+            {
+                "level": num(Decimal(t["level"])),
+                "allotted": num(Decimal(t["allotted"])),
+                "filled": num(Decimal(t["filled"])),
+            }
+            for t in state["targets"]
+        ]
+    if p.tp_price is None:
+        return []
+    hit = p.status == "closed" and p.exit_reason == "tp"
+    return [
+        {
+            "level": num(p.tp_price),
+            "allotted": num(p.quantity) if p.status == "open" else 0,
+            "filled": num(p.quantity) if hit else 0,
+        }
+    ]
+
+
 def position_dict(p: Position) -> dict[str, Any]:
     return {
         "id": p.id,
@@ -40,6 +65,9 @@ def position_dict(p: Position) -> dict[str, Any]:
         "avg_entry_price": num(p.avg_entry_price),
         "tp_price": num(p.tp_price),
         "sl_price": num(p.sl_price),
+        "targets": targets_of(p),
+        "stop_price": num(p.sl_price),
+        "stop_reason": p.stop_reason or ("sl" if p.sl_price is not None else None),
         "status": p.status,
         "realized_pnl": usd(p.realized_pnl),
         "exit_price": num(p.exit_price),
@@ -85,6 +113,7 @@ def recorder_dict(r: Recorder, public_url: str) -> dict[str, Any]:
         "allow_dca": r.allow_dca,
         "enabled": r.enabled,
         "allow_delayed_exits": r.allow_delayed_exits,
+        "exits": r.exits,
         "webhook_token": r.webhook_token,
         "webhook_url": f"{public_url}/webhook/{r.webhook_token}",
         "created_at": iso(r.created_at),

@@ -80,6 +80,25 @@ def _int(fields: ReadFields, name: str) -> int:
         raise MalformedMessage(f"field {name} is not an integer: {text[:40]!r}") from None
 
 
+LEVEL_FIELDS = ("tp_price", "sl_price", "tp_ticks", "sl_ticks")
+
+
+def _level(fields: ReadFields, name: str) -> Decimal | None:
+    value = _decimal(fields, name)
+    if value is not None and value <= 0:
+        raise MalformedMessage(f"field {name} must be positive")
+    return value
+
+
+def _ticks(fields: ReadFields, name: str) -> int | None:
+    if not _text(fields, name).strip():
+        return None
+    value = _int(fields, name)
+    if value < 1:
+        raise MalformedMessage(f"field {name} must be a whole number of at least 1")
+    return value
+
+
 def _opt(value: Any) -> str:
     return "" if value is None else str(value)
 
@@ -88,7 +107,7 @@ def _opt(value: Any) -> str:
 class SignalMessage:
     signal_id: str
     recorder_id: int
-    action: str | None  # buy | sell | close, or None for a target signal
+    action: str | None  # buy | sell | close | update, or None for a target signal
     ticker: str
     symbol: str
     price: Decimal | None
@@ -97,9 +116,17 @@ class SignalMessage:
     market_position: str | None
     received_at: int  # epoch ms
     raw: str
+    # Levels for the position the signal opens or holds (contract §3b); on the stream only
+    # when given.
+    tp_price: Decimal | None = None
+    sl_price: Decimal | None = None
+    tp_ticks: int | None = None
+    sl_ticks: int | None = None
 
     def to_fields(self) -> dict[str, str]:
-        return {k: _opt(v) for k, v in asdict(self).items()}
+        return {
+            k: _opt(v) for k, v in asdict(self).items() if v is not None or k not in LEVEL_FIELDS
+        }
 
     @classmethod
     def from_fields(cls, fields: ReadFields) -> SignalMessage:
@@ -107,8 +134,10 @@ class SignalMessage:
         if not signal_id:
             raise MalformedMessage("field signal_id is missing")
         action = _text(fields, "action").strip().lower() or None
-        if action not in (None, "buy", "sell", "close"):
-            raise MalformedMessage(f"field action must be buy, sell or close, not {action!r}")
+        if action not in (None, "buy", "sell", "close", "update"):
+            raise MalformedMessage(
+                f"field action must be buy, sell, close or update, not {action!r}"
+            )
         market_position = _text(fields, "market_position").strip().lower() or None
         if market_position not in (None, "long", "short", "flat"):
             raise MalformedMessage(
@@ -135,6 +164,10 @@ class SignalMessage:
             market_position=market_position,
             received_at=_int(fields, "received_at"),
             raw=_text(fields, "raw"),
+            tp_price=_level(fields, "tp_price"),
+            sl_price=_level(fields, "sl_price"),
+            tp_ticks=_ticks(fields, "tp_ticks"),
+            sl_ticks=_ticks(fields, "sl_ticks"),
         )
 
 

@@ -25,9 +25,12 @@ ACTIONS = {
     "exit": "close",
     "flat": "close",
     "flatten": "close",
+    "update": "update",
 }
 MARKET_POSITIONS = ("long", "short", "flat")
 QTY_FIELDS = ("contracts", "quantity", "qty")
+LEVEL_FIELDS = ("tp_price", "sl_price", "tp_ticks", "sl_ticks")
+MAX_TICKS = 1_000_000
 KNOWN_FIELDS = {
     "action",
     "ticker",
@@ -36,6 +39,7 @@ KNOWN_FIELDS = {
     "market_position",
     "recorder",
     *QTY_FIELDS,
+    *LEVEL_FIELDS,
 }
 # Above what the NUMERIC columns hold; no real price or size comes near it.
 MAX_MAGNITUDE = Decimal("1e12")
@@ -258,7 +262,8 @@ def _action(obj: JsonObject) -> str | None:
     action = ACTIONS.get(value.strip().lower()) if isinstance(value, str) else None
     if action is None:
         raise _invalid(
-            f"The field action must be buy, sell or close (or long, short, exit, flat, flatten), "
+            f"The field action must be buy, sell, close or update (or long, short, exit, flat, "
+            f"flatten), "
             f"not {_show(value)}."
         )
     return action
@@ -315,6 +320,44 @@ def _qty(obj: JsonObject) -> Decimal | None:
     return first
 
 
+def _ticks(obj: JsonObject, name: str) -> int | None:
+    value = _number(obj, name)
+    if value is None:
+        return None
+    if value < 1 or value != value.to_integral_value() or value > MAX_TICKS:
+        raise _invalid(f"The field {name} must be a whole number of ticks from 1 to {MAX_TICKS}.")
+    return int(value)
+
+
+Levels = tuple[Decimal | None, Decimal | None, int | None, int | None]
+
+
+def _levels(obj: JsonObject, action: str | None, side: str | None, price: Decimal | None) -> Levels:
+    """tp_price, sl_price, tp_ticks, sl_ticks (docs/contract.md §3b), checked against each other
+    and, for an entry with a price, against the side of the market they must be on."""
+    tp_price, sl_price = _positive(obj, "tp_price"), _positive(obj, "sl_price")
+    tp_ticks, sl_ticks = _ticks(obj, "tp_ticks"), _ticks(obj, "sl_ticks")
+    for kind, absolute, ticks in (("tp", tp_price, tp_ticks), ("sl", sl_price, sl_ticks)):
+        if absolute is not None and ticks is not None:
+            raise _invalid(f"Send {kind}_price or {kind}_ticks, not both.")
+    given = any(v is not None for v in (tp_price, sl_price, tp_ticks, sl_ticks))
+    if action == "update" and not given:
+        raise _invalid(
+            "An update moves the open position's levels: send tp_price, sl_price, tp_ticks "
+            "or sl_ticks."
+        )
+    if price is not None and side in ("long", "short"):
+        long = side == "long"
+        for name, level, above in (("tp_price", tp_price, long), ("sl_price", sl_price, not long)):
+            if level is not None and ((level <= price) if above else (level >= price)):
+                where = "above" if above else "below"
+                raise _invalid(
+                    f"The field {name} ({level}) must be {where} the price ({price}) for a "
+                    f"{side} position."
+                )
+    return tp_price, sl_price, tp_ticks, sl_ticks
+
+
 def parse_webhook(
     body: bytes, recorder: RecorderRef, signal_id: str, received_at_ms: int
 ) -> SignalMessage:
@@ -332,16 +375,23 @@ def parse_webhook(
             "The field action is missing; send buy, sell or close, or the strategy's "
             "position_size and market_position."
         )
+    price = _positive(obj, "price")
+    side = {"buy": "long", "sell": "short"}.get(action or "", market_position)
+    tp_price, sl_price, tp_ticks, sl_ticks = _levels(obj, action, side, price)
     return SignalMessage(
         signal_id=signal_id,
         recorder_id=recorder.recorder_id,
         action=action,
         ticker=ticker,
         symbol=symbol,
-        price=_positive(obj, "price"),
+        price=price,
         qty=_qty(obj),
         position_size=position_size,
         market_position=market_position,
         received_at=received_at_ms,
         raw=raw,
+        tp_price=tp_price,
+        sl_price=sl_price,
+        tp_ticks=tp_ticks,
+        sl_ticks=sl_ticks,
     )

@@ -19,12 +19,12 @@ from libs.common.futures.instruments import contract_spec
 from libs.common.storage.db import transaction
 from services.position_engine import ticks as tick_rules
 from services.position_engine.arrival import Entry, Fields, entry_position
-from services.position_engine.book import OpenBook
+from services.position_engine.book import OpenBook, Tracked
 from services.position_engine.publisher import Outbox, Publisher
 from services.position_engine.repository import Batch, StaleBook
 from services.position_engine.signal_apply import SignalApplier, Stats
 from services.position_engine.tick_entries import Runs, TickReader
-from services.position_engine.trader_guards import TraderGuards
+from services.position_engine.trader_guards import TraderGuards, after_stop_move
 
 log = logging.getLogger("position_engine")
 
@@ -218,6 +218,23 @@ class BatchApplier:
 
     # --- ticks -------------------------------------------------------------------------------
 
+    @staticmethod
+    def _plan_steps(
+        batch: Batch, tracked: Tracked, result: tick_rules.TickOutcome, outbox: Outbox
+    ) -> None:
+        """What an exit plan did on these ticks besides closing: target legs filled and stop
+        moves, recorded, shown, and (while the position is open) sent to the traders' brokers."""
+        if not (result.leg_fills or result.stop_moves):
+            return
+        for fill, at_ms in result.leg_fills:
+            batch.add_fill(tracked, fill, at_ms)
+        for stop, reason, at_ms in result.stop_moves:
+            batch.add_stop_move(tracked, stop, reason, at_ms)
+        if result.exit is None:
+            outbox.events.append((events.POSITION_CHANGED, {"_tracked": tracked}))
+            if result.stop_moves:
+                after_stop_move(batch, tracked, outbox)
+
     def _collect_ticks(self, entries: list[Fields], runs: Runs) -> None:
         for refused in self.tick_reader.collect(entries, runs):
             log.warning("malformed tick skipped", extra={"kv": {"reason": repr(str(refused))}})
@@ -257,11 +274,15 @@ class BatchApplier:
             if result.exit is None:
                 if result.position is not tracked.state:
                     batch.set_state(tracked, result.position, marks_only=True)
-                if ticks.min_ts >= tracked.state.opened_ms:  # every tick marked it
+                self._plan_steps(batch, tracked, result, outbox)
+                if ticks.min_ts >= tracked.state.opened_ms and (
+                    tracked.state.plan is None or allow or not ticks.any_delayed
+                ):  # every tick marked it (and, under a plan, could move its stop)
                     tracked.fold(ticks.low, ticks.high)
                 continue
             batch.set_state(tracked, result.position)
             batch.flush_positions()  # the row first: one gone meanwhile (StaleBook) takes no fill
+            self._plan_steps(batch, tracked, result, outbox)
             assert result.position.closed_ms is not None  # an exit closes it
             batch.add_fills(tracked, result.exit, result.position.closed_ms, None)
             outbox.events.append((events.POSITION_CLOSED, {"_tracked": tracked}))

@@ -16,8 +16,10 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from libs.common.exit_plans import parse_exit_plan
 from libs.common.storage.models import Position, Recorder
-from services.position_engine.rules import PositionState
+from services.position_engine.exit_plan_steps import PlanState
+from services.position_engine.position_state import ZERO, PositionState
 
 
 def ms_to_dt(ms: int) -> datetime:
@@ -43,7 +45,33 @@ def state_of(row: Position) -> PositionState:
         exit_reason=row.exit_reason,
         closed_ms=None,
         id=row.id,
+        plan=None if row.exit_plan is None else parse_exit_plan(row.exit_plan),
+        plan_state=None if row.plan_state is None else PlanState.from_json(row.plan_state),
     )
+
+
+def plan_columns(state: PositionState) -> dict[str, object]:
+    """The exit-plan columns of a position's row: the plan, where it stands, the stop's reason."""
+    plan, progress = state.plan, state.plan_state
+    return {
+        "exit_plan": None if plan is None else plan.to_json(),
+        "plan_state": None if plan is None or progress is None else plan_view(state),
+        "stop_reason": state.stop_reason,
+    }
+
+
+def plan_view(state: PositionState) -> dict[str, object]:
+    """The plan state as stored, with each leg's level, allotted and filled contracts (what the
+    API and the events show as `targets`)."""
+    assert state.plan is not None and state.plan_state is not None
+    legs = state.plan_state.legs(state.plan, state.quantity if state.status == "open" else ZERO)
+    return {
+        **state.plan_state.to_json(),
+        "targets": [
+            {"level": str(leg.level), "allotted": str(leg.allotted), "filled": str(leg.filled)}
+            for leg in legs
+        ],
+    }
 
 
 @dataclass(eq=False)
@@ -62,9 +90,17 @@ class Tracked:
 
     def __getattr__(self, name: str) -> object:
         # Reads like a Position row (symbol, side, quantity, ...), for the events' payloads.
-        if name.startswith("__") or name == "state":
+        if name.startswith("__") or name in ("state", "written"):
             raise AttributeError(name)
         return getattr(self.state, name)
+
+    @property
+    def exit_plan(self) -> object:
+        return plan_columns(self.state)["exit_plan"]
+
+    @property
+    def plan_state(self) -> object:
+        return plan_columns(self.state)["plan_state"]
 
     @property
     def closed_at(self) -> datetime | None:

@@ -4,96 +4,35 @@ quantity to target legs, and the per-tick step (stop exit, leg fills, marks, sto
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_DOWN, ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
+from libs.common.exit_plans import ExitPlan, PlanLevels, allot, plan_levels, trail_level
 from libs.common.futures.instruments import ContractSpec
-from services.position_engine.exit_plans import Distance, ExitPlan
-from services.position_engine.rules import (
-    COST_QUANTUM,
+from services.position_engine.position_state import (
     PRICE_QUANTUM,
     ZERO,
     Fill,
     PositionState,
     close_position,
+    reduce_position,
 )
 
 
 @dataclass(frozen=True)
-class PlanLevels:
-    """A plan's prices for one average; `trail_points` is the trailing distance in points."""
-
-    stop: Decimal | None
-    legs: tuple[Decimal, ...]
-    breakeven_trigger: Decimal | None = None
-    breakeven_stop: Decimal | None = None
-    trail_trigger: Decimal | None = None
-    trail_points: Decimal | None = None
-
-
-def grid_level(avg: Decimal, points: Decimal, above: bool, tick: Decimal) -> Decimal:
-    """avg ± points on the tick grid, exact halves away from the average (§3). A zero distance
-    rounds towards the profit side, so that a break-even stop never locks in a loss."""
-    raw = avg + points if above else avg - points
-    if points == 0:
-        mode = ROUND_CEILING if above else ROUND_FLOOR
-    else:
-        mode = ROUND_HALF_UP if above else ROUND_HALF_DOWN  # prices are positive
-    return (raw / tick).quantize(Decimal(1), rounding=mode) * tick
-
-
-def trail_level(best: Decimal, points: Decimal, side: str, tick: Decimal) -> Decimal:
-    """best − points for a long (+ for a short) on the nearest tick, exact halves away from best."""
-    long = side == "long"
-    raw = best - points if long else best + points
-    mode = ROUND_HALF_DOWN if long else ROUND_HALF_UP
-    return (raw / tick).quantize(Decimal(1), rounding=mode) * tick
-
-
-def plan_levels(plan: ExitPlan, avg: Decimal, side: str, spec: ContractSpec) -> PlanLevels:
-    """Stop, leg and trigger levels of `plan` for a position of `side` at average `avg`."""
-    up = side == "long"  # targets and triggers of a long are above its average
-
-    def level(distance: Distance | None, above: bool) -> Decimal | None:
-        if distance is None:
-            return None
-        return grid_level(avg, distance.points(avg, spec), above, spec.tick_size)
-
-    legs = tuple(
-        grid_level(avg, leg.distance.points(avg, spec), up, spec.tick_size) for leg in plan.targets
-    )
-    b, t = plan.breakeven, plan.trail
-    return PlanLevels(
-        stop=level(plan.stop, not up),
-        legs=legs,
-        breakeven_trigger=level(b.trigger, up) if b else None,
-        breakeven_stop=level(b.offset, up) if b else None,
-        trail_trigger=level(t.trigger, up) if t else None,
-        trail_points=t.distance.points(avg, spec) if t else None,
-    )
-
-
-def allot(plan: ExitPlan, open_qty: Decimal, filled_legs: Sequence[bool]) -> tuple[Decimal, ...]:
-    """The open quantity per leg: each unfilled leg its qty or what is left, the last the rest;
-    a filled leg holds none (it stays filled, so contracts added later go to the legs after it)."""
-    left = open_qty
-    out: list[Decimal] = []
-    last = len(plan.targets) - 1
-    for i, leg in enumerate(plan.targets):
-        if filled_legs[i]:
-            out.append(ZERO)
-            continue
-        share = left if i == last or leg.qty is None else min(Decimal(leg.qty), left)
-        out.append(share)
-        left -= share
-    return tuple(out)
+class LegView:
+    level: Decimal
+    allotted: Decimal  # open contracts this leg would close
+    filled: Decimal  # contracts it closed
+    done: bool
 
 
 @dataclass(frozen=True)
 class PlanState:
     """Where a position's plan stands. `avg` is the average (to PRICE_QUANTUM) the levels were
-    set from; `best` the most favourable price since then; `filled` one flag per leg."""
+    set from; `best` the most favourable price since then; `filled` one flag per leg and
+    `filled_qty` the contracts each leg took."""
 
     avg: Decimal
     levels: PlanLevels
@@ -101,6 +40,58 @@ class PlanState:
     stop_reason: str  # sl | breakeven | trail
     best: Decimal | None
     filled: tuple[bool, ...]
+    filled_qty: tuple[Decimal, ...] = ()
+
+    def legs(self, plan: ExitPlan, open_qty: Decimal) -> list[LegView]:
+        """Each leg's level, the open contracts allotted to it and the contracts it filled."""
+        shares = allot(plan, open_qty, self.filled)
+        taken = self.filled_qty or (ZERO,) * len(self.filled)
+        return [
+            LegView(level, share, qty, done)
+            for level, share, qty, done in zip(
+                self.levels.legs, shares, taken, self.filled, strict=True
+            )
+        ]
+
+    def to_json(self) -> dict[str, Any]:
+        lv = self.levels
+        return {
+            "avg": str(self.avg),
+            "stop": _text(self.stop),
+            "stop_reason": self.stop_reason,
+            "best": _text(self.best),
+            "filled": list(self.filled),
+            "filled_qty": [str(q) for q in self.filled_qty],
+            "levels": {
+                "stop": _text(lv.stop),
+                "legs": [str(x) for x in lv.legs],
+                "breakeven_trigger": _text(lv.breakeven_trigger),
+                "breakeven_stop": _text(lv.breakeven_stop),
+                "trail_trigger": _text(lv.trail_trigger),
+                "trail_points": _text(lv.trail_points),
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PlanState:
+        lv = data["levels"]
+        levels = PlanLevels(
+            stop=_dec(lv["stop"]),
+            legs=tuple(Decimal(x) for x in lv["legs"]),
+            breakeven_trigger=_dec(lv["breakeven_trigger"]),
+            breakeven_stop=_dec(lv["breakeven_stop"]),
+            trail_trigger=_dec(lv["trail_trigger"]),
+            trail_points=_dec(lv["trail_points"]),
+        )
+        return cls(
+            avg=Decimal(data["avg"]),
+            levels=levels,
+            stop=_dec(data["stop"]),
+            stop_reason=data["stop_reason"],
+            best=_dec(data["best"]),
+            filled=tuple(bool(f) for f in data["filled"]),
+            filled_qty=tuple(Decimal(q) for q in data.get("filled_qty", ())),
+        )
 
     @property
     def first_open_leg(self) -> Decimal | None:
@@ -113,14 +104,16 @@ def start_plan(
     plan: ExitPlan,
     position: PositionState,
     spec: ContractSpec,
-    filled: tuple[bool, ...] | None = None,
+    prior: PlanState | None = None,
 ) -> PlanState:
     """The plan from the position's current average: the stop back at the plan's stop, break-even
-    and trailing starting over; legs already `filled` stay filled."""
+    and trailing starting over; legs the `prior` state filled stay filled."""
     avg = position.entry_cost / position.quantity
     levels = plan_levels(plan, avg, position.side, spec)
-    flags = filled if filled is not None else (False,) * len(plan.targets)
-    return PlanState(position.avg_entry_price, levels, levels.stop, "sl", None, flags)
+    n = len(plan.targets)
+    flags = prior.filled if prior is not None else (False,) * n
+    taken = prior.filled_qty if prior is not None and prior.filled_qty else (ZERO,) * n
+    return PlanState(position.avg_entry_price, levels, levels.stop, "sl", None, flags, taken)
 
 
 def with_plan_levels(position: PositionState, state: PlanState) -> PositionState:
@@ -160,7 +153,7 @@ def step_plan(
     """Apply one tick at `price` to an open `position` under `plan` (§3b, in its order); the
     caller has already checked that the tick applies to the position (§3)."""
     if position.avg_entry_price != state.avg:
-        state = start_plan(plan, position, spec, state.filled)
+        state = start_plan(plan, position, spec, state)
     long = position.side == "long"
     if state.stop is not None and _reached(price, state.stop, not long):
         marked, unrealized = _mark(position, state.stop, spec)
@@ -172,8 +165,11 @@ def step_plan(
     marked, unrealized = _mark(position, mark, spec)
     changed = marked != position
     after, fills = _fill_legs(marked, state, legs, ts, spec)
-    filled = tuple(f or any(i == j for j, _ in legs) for i, f in enumerate(state.filled))
-    state = replace(state, filled=filled)
+    took = dict(legs)
+    filled = tuple(f or i in took for i, f in enumerate(state.filled))
+    taken = state.filled_qty or (ZERO,) * len(filled)
+    filled_qty = tuple(q + took.get(i, ZERO) for i, q in enumerate(taken))
+    state = replace(state, filled=filled, filled_qty=filled_qty)
     if closing:
         return PlanStep(after, state, fills, unrealized, True)
     moved = _moved_stop(state, price, position.side, spec)
@@ -231,27 +227,9 @@ def _fill_legs(
         if qty == position.quantity:
             change = close_position(position, level, "tp", ts, spec)
             return change.position, (*fills, *change.fills)
-        position, fill = _partial_close(position, qty, level, spec)
+        position, fill = reduce_position(position, qty, level, spec, kind="tp", reason="tp")
         fills.append(fill)
     return position, tuple(fills)
-
-
-def _partial_close(
-    position: PositionState, qty: Decimal, price: Decimal, spec: ContractSpec
-) -> tuple[PositionState, Fill]:
-    """Close `qty` at `price` with the arithmetic of a reduce (§3): the average stays."""
-    removed_cost = (position.entry_cost * qty / position.quantity).quantize(
-        COST_QUANTUM, rounding=ROUND_HALF_UP
-    )
-    pnl = (price * qty - removed_cost) * position.direction * spec.point_value
-    reduced = replace(
-        position,
-        quantity=position.quantity - qty,
-        entry_cost=position.entry_cost - removed_cost,
-        realized_pnl=position.realized_pnl + pnl,
-    )
-    side = "sell" if position.side == "long" else "buy"
-    return reduced, Fill("tp", side, qty, price, pnl, "tp")
 
 
 def _moved_stop(state: PlanState, price: Decimal, side: str, spec: ContractSpec) -> PlanState:
@@ -274,3 +252,11 @@ def _moved_stop(state: PlanState, price: Decimal, side: str, spec: ContractSpec)
         if tighter and (level < price if long else level > price):
             state = replace(state, stop=level, stop_reason=reason)
     return state
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _dec(value: str | None) -> Decimal | None:
+    return None if value is None else Decimal(value)

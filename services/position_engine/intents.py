@@ -2,9 +2,11 @@
 functions.
 
 A trader holds the recorder's position times its multiplier, in whole contracts. An entry with
-TP/SL is one bracket order; an add or a reduce is the order plus the protection re-armed for the
-new size; a close is a liquidation; a reverse is the liquidation, then the new entry. TP/SL exits
-of the recorder send nothing: the broker already holds the protective orders.
+TP/SL is one bracket order (several target legs of an exit plan: one bracket per leg); an add or a
+reduce is the order plus the protection re-armed for the new size; a close is a liquidation; a
+reverse is the liquidation, then the new entry; a moved stop or target is one `move_stop` or
+`move_target`. Exits the recorder's levels took (target legs, stops) send nothing: the broker
+already holds the protective orders.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from datetime import datetime, time
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
-from services.position_engine.rules import PositionChange
+from services.position_engine.position_state import PositionChange, PositionState
 
 ZERO = Decimal(0)
+LEVEL_EXITS = ("tp", "sl", "breakeven", "trail")  # exits the broker's own orders take
 
 
 @dataclass(frozen=True)
@@ -32,13 +35,15 @@ class TraderRule:
 
 @dataclass(frozen=True)
 class PlannedIntent:
-    kind: str  # entry | add | reduce | close
+    kind: str  # entry | add | reduce | close | move_stop | move_target
     side: str  # buy | sell
     quantity: Decimal  # whole contracts
     priority: str  # exit | entry
     tp_price: Decimal | None = None
     sl_price: Decimal | None = None
     position_quantity: Decimal = ZERO  # the trader's size once this order is done, for protection
+    targets: tuple[tuple[Decimal, Decimal], ...] = ()  # (price, contracts) per leg, when several
+    entry_price: Decimal | None = None  # the recorder's average the levels came from
 
 
 def contracts(quantity: Decimal, multiplier: Decimal) -> Decimal:
@@ -81,8 +86,11 @@ def plan_intents(
     for change in changes:
         position = change.position
         if change.event == "closed":
-            if position.exit_reason not in ("tp", "sl"):  # a TP/SL exit the broker's bracket took
+            if position.exit_reason not in LEVEL_EXITS:
                 planned.append(PlannedIntent("close", _side(position.side, False), ZERO, "exit"))
+            continue
+        if change.moved:
+            planned += level_moves(position, change.moved)
             continue
         before = _before(change, rule) if change.event == "changed" else ZERO
         wanted = contracts(position.quantity, rule.multiplier)
@@ -94,26 +102,14 @@ def plan_intents(
         elif target > before:
             kind = "entry" if change.event == "opened" else "add"
             planned.append(
-                PlannedIntent(
-                    kind,
-                    _side(position.side, True),
-                    target - before,
-                    "entry",
-                    position.tp_price,
-                    position.sl_price,
-                    target,
+                _protected(
+                    kind, _side(position.side, True), target - before, "entry", position, target
                 )
             )
         elif target < before:
             planned.append(
-                PlannedIntent(
-                    "reduce",
-                    _side(position.side, False),
-                    before - target,
-                    "exit",
-                    position.tp_price,
-                    position.sl_price,
-                    target,
+                _protected(
+                    "reduce", _side(position.side, False), before - target, "exit", position, target
                 )
             )
         elif wanted > target:
@@ -129,3 +125,55 @@ def _before(change: PositionChange, rule: TraderRule) -> Decimal:
     """The trader's size before an add or a reduce, from the recorder size before it."""
     delta = sum((f.quantity if f.kind == "entry" else -f.quantity) for f in change.fills)
     return _capped(rule, contracts(change.position.quantity - delta, rule.multiplier))
+
+
+def _protected(
+    kind: str, side: str, quantity: Decimal, priority: str, position: PositionState, size: Decimal
+) -> PlannedIntent:
+    """An order with the protection for the trader's `size` after it: the stop and the target,
+    or one leg per target of the exit plan that holds contracts."""
+    legs = trader_legs(position, size)
+    return PlannedIntent(
+        kind,
+        side,
+        quantity,
+        priority,
+        position.tp_price,
+        position.sl_price,
+        size,
+        legs if len(legs) >= 2 else (),
+        position.avg_entry_price,
+    )
+
+
+def trader_legs(position: PositionState, size: Decimal) -> tuple[tuple[Decimal, Decimal], ...]:
+    """The trader's `size` over the plan's open legs, in proportion to the recorder's allotment:
+    each leg its share scaled and rounded, the last what is left (legs left with none dropped)."""
+    if position.plan is None or position.plan_state is None or position.quantity <= 0:
+        return ()
+    open_legs = [
+        (leg.level, leg.allotted)
+        for leg in position.plan_state.legs(position.plan, position.quantity)
+        if leg.allotted > 0
+    ]
+    scale = size / position.quantity
+    out: list[tuple[Decimal, Decimal]] = []
+    left = size
+    for i, (level, allotted) in enumerate(open_legs):
+        last = i == len(open_legs) - 1
+        share = left if last else min(left, contracts(allotted, scale))
+        if share > 0:
+            out.append((level, share))
+            left -= share
+    return tuple(out)
+
+
+def level_moves(position: PositionState, moved: tuple[str, ...]) -> list[PlannedIntent]:
+    """`move_stop` / `move_target` for the levels a signal moved (nothing for a level removed)."""
+    side = _side(position.side, False)
+    planned = []
+    if "stop" in moved and position.sl_price is not None:
+        planned.append(PlannedIntent("move_stop", side, ZERO, "exit", None, position.sl_price))
+    if "target" in moved and position.tp_price is not None:
+        planned.append(PlannedIntent("move_target", side, ZERO, "exit", position.tp_price, None))
+    return planned

@@ -24,6 +24,7 @@ COMPARED_FIELDS = (
     "realized_pnl",
     "tp_price",
     "sl_price",
+    "stop_reason",
     "max_favorable",
     "max_adverse",
     "worst_unrealized_pnl",

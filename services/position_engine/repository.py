@@ -9,29 +9,33 @@ was out of date: `StaleBook` undoes the batch, and the engine loads the book aga
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 from typing import cast
 
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from libs.common.exit_plans import parse_exit_plan
+from libs.common.storage.models import Fill as FillRow
 from libs.common.storage.models import (
-    Fill,
     Position,
     Recorder,
     Signal,
+    StopMove,
     StreamOffset,
     Subaccount,
     Trader,
 )
-from services.position_engine.book import OpenBook, Tracked, ms_to_dt, state_of
-from services.position_engine.rules import PositionChange, PositionState, RecorderSettings
+from services.position_engine.book import OpenBook, Tracked, ms_to_dt, plan_columns, state_of
+from services.position_engine.rules import Fill, PositionChange, PositionState, RecorderSettings
 
 __all__ = ["Batch", "StaleBook", "Tracked", "ms_to_dt", "recorder_settings", "state_of"]
 
 # Declarative types `__table__` as any FromClause; a mapped class's is its Table.
 POSITIONS = cast(Table, Position.__table__)
-FILLS = cast(Table, Fill.__table__)
+FILLS = cast(Table, FillRow.__table__)
+STOP_MOVES = cast(Table, StopMove.__table__)
 SIGNALS = cast(Table, Signal.__table__)
 SIGNAL_COLUMNS = tuple(
     c.name for c in SIGNALS.columns if c.name != "processed_at"
@@ -65,11 +69,13 @@ def recorder_settings(r: Recorder) -> RecorderSettings:
         allow_dca=r.allow_dca,
         enabled=r.enabled,
         allow_delayed_exits=r.allow_delayed_exits,
+        exits=None if r.exits is None else parse_exit_plan(r.exits),
     )
 
 
 def _row_values(state: PositionState) -> dict:
     values = {name: getattr(state, name) for name in STATE_COLUMNS}
+    values.update(plan_columns(state))
     values["closed_at"] = None if state.closed_ms is None else ms_to_dt(state.closed_ms)
     return values
 
@@ -97,6 +103,7 @@ class Batch:
         self._delayed_exits: set[int] | None = None
         self._fills: list[dict] = []  # written with the positions, in one statement each
         self._signals: list[dict] = []
+        self._stop_moves: list[dict] = []
         if not book.loaded:
             book.load(session)
 
@@ -238,6 +245,15 @@ class Batch:
                 )
             )
 
+    def add_fill(self, tracked: Tracked, fill: Fill, at_ms: int) -> None:
+        """One fill a tick made (a target leg's part)."""
+        self.add_fills(tracked, PositionChange("changed", tracked.state, (fill,)), at_ms, None)
+
+    def add_stop_move(self, tracked: Tracked, stop: Decimal, reason: str, at_ms: int) -> None:
+        self._stop_moves.append(
+            dict(position_id=tracked.id, stop_price=stop, reason=reason, moved_at=ms_to_dt(at_ms))
+        )
+
     def add_signal(self, values: dict) -> None:
         """A `signals` row (columns by name; those not given are NULL)."""
         self._signals.append({name: values.get(name) for name in SIGNAL_COLUMNS})
@@ -261,7 +277,11 @@ class Batch:
                 raise StaleBook("a position the book holds open is no longer open")
         for tracked in written:
             tracked.written = tracked.state
-        for table, rows in ((FILLS, self._fills), (SIGNALS, self._signals)):
+        for table, rows in (
+            (FILLS, self._fills),
+            (SIGNALS, self._signals),
+            (STOP_MOVES, self._stop_moves),
+        ):
             if rows:
                 self.session.connection().execute(insert(table), rows)
                 rows.clear()
@@ -277,4 +297,5 @@ def _only_marks_differ(state: PositionState, before: PositionState) -> bool:
         and state.sl_price == before.sl_price
         and state.side == before.side
         and state.realized_pnl == before.realized_pnl
+        and state.plan_state == before.plan_state
     )

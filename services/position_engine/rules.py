@@ -1,8 +1,8 @@
-"""The recorder rules of docs/contract.md §3 as pure functions: no Redis, no SQL, no clock.
+"""The recorder rules of docs/contract.md §3 and §3b as pure functions: no Redis, no SQL, no
+clock.
 
-`apply_signal` turns a signal into position changes and fills (the tick rules are in `ticks.py`).
-Prices and money are `Decimal`; the open cost basis (Σ qty × price)
-is kept exactly, so a flat-to-flat round trip realizes exactly the sum over its fills.
+`apply_signal` turns a signal into position changes and fills (the tick rules are in `ticks.py`,
+the position itself in `position_state.py`, exit plans in `exit_plans.py`/`exit_plan_steps.py`).
 """
 
 from __future__ import annotations
@@ -10,11 +10,36 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_DOWN, ROUND_HALF_UP, Decimal
 
+from libs.common.exit_plans import ExitPlan, ExitPlanError, check_plan, grid_level
 from libs.common.futures.instruments import ContractSpec, round_to_tick
+from services.position_engine.exit_plan_steps import start_plan, with_plan_levels
+from services.position_engine.position_state import (
+    COST_QUANTUM,
+    PRICE_QUANTUM,
+    ZERO,
+    Fill,
+    PositionChange,
+    PositionState,
+    close_position,
+    reduce_position,
+)
 
-ZERO = Decimal(0)
-COST_QUANTUM = Decimal("1e-16")  # scale of the stored cost basis
-PRICE_QUANTUM = Decimal("1e-12")  # scale of stored prices
+__all__ = [
+    "COST_QUANTUM",
+    "PRICE_QUANTUM",
+    "ZERO",
+    "Fill",
+    "PositionChange",
+    "PositionState",
+    "RecorderSettings",
+    "SignalInput",
+    "SignalLevels",
+    "SignalOutcome",
+    "apply_signal",
+    "close_position",
+    "set_levels",
+    "with_levels",
+]
 
 
 @dataclass(frozen=True)
@@ -26,77 +51,40 @@ class RecorderSettings:
     allow_dca: bool = True
     enabled: bool = True
     allow_delayed_exits: bool = False
+    exits: ExitPlan | None = None  # §3b; None: the one-leg plan of tp_ticks/sl_ticks
+
+
+@dataclass(frozen=True)
+class SignalLevels:
+    """Levels a signal sets for the position it opens or holds (§3b): absolute prices (e.g. a
+    Pine plot) or ticks from the average."""
+
+    tp_price: Decimal | None = None
+    sl_price: Decimal | None = None
+    tp_ticks: int | None = None
+    sl_ticks: int | None = None
+
+    def __bool__(self) -> bool:
+        return any(
+            v is not None for v in (self.tp_price, self.sl_price, self.tp_ticks, self.sl_ticks)
+        )
 
 
 @dataclass(frozen=True)
 class SignalInput:
     signal_id: str
     symbol: str
-    action: str | None  # buy | sell | close; None for a pure target signal
+    action: str | None  # buy | sell | close | update; None for a pure target signal
     price: Decimal | None = None
     qty: Decimal | None = None
     position_size: Decimal | None = None
     market_position: str | None = None  # long | short | flat
     received_ms: int = 0
+    levels: SignalLevels = SignalLevels()
 
     @property
     def is_target(self) -> bool:
         return self.position_size is not None or self.market_position is not None
-
-
-@dataclass(frozen=True)
-class PositionState:
-    symbol: str
-    side: str  # long | short
-    quantity: Decimal
-    entry_cost: Decimal  # Σ qty × price of the contracts still open
-    opened_ms: int
-    tp_price: Decimal | None = None
-    sl_price: Decimal | None = None
-    realized_pnl: Decimal = ZERO
-    max_favorable: Decimal = ZERO
-    max_adverse: Decimal = ZERO
-    worst_unrealized_pnl: Decimal = ZERO
-    best_unrealized_pnl: Decimal = ZERO
-    status: str = "open"
-    exit_price: Decimal | None = None
-    exit_reason: str | None = None
-    closed_ms: int | None = None
-    id: int | None = None  # the database row, carried through untouched
-
-    @property
-    def direction(self) -> int:
-        return 1 if self.side == "long" else -1
-
-    @property
-    def signed_quantity(self) -> Decimal:
-        return self.quantity * self.direction
-
-    @property
-    def avg_entry_price(self) -> Decimal:
-        return (self.entry_cost / self.quantity).quantize(PRICE_QUANTUM, rounding=ROUND_HALF_UP)
-
-    def unrealized_pnl(self, price: Decimal, spec: ContractSpec) -> Decimal:
-        return (price * self.quantity - self.entry_cost) * self.direction * spec.point_value
-
-
-@dataclass(frozen=True)
-class Fill:
-    kind: str  # entry | exit
-    side: str  # buy | sell
-    quantity: Decimal
-    price: Decimal
-    realized_pnl: Decimal = ZERO
-    reason: str | None = None
-
-
-@dataclass(frozen=True)
-class PositionChange:
-    """One position touched by a signal or tick: its new state and the fills that got it there."""
-
-    event: str  # opened | changed | closed
-    position: PositionState
-    fills: tuple[Fill, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -142,6 +130,11 @@ def _level(avg: Decimal, ticks: int, above: bool, tick: Decimal) -> Decimal:
 def with_levels(
     position: PositionState, recorder: RecorderSettings, spec: ContractSpec
 ) -> PositionState:
+    """The levels after the average was set or changed: the position's exit plan started over
+    (legs already filled stay filled), or the recorder's tp_ticks/sl_ticks."""
+    if position.plan is not None:
+        state = start_plan(position.plan, position, spec, position.plan_state)
+        return with_plan_levels(replace(position, plan_state=state), state)
     avg = position.entry_cost / position.quantity
     long = position.side == "long"
     tp = _level(avg, recorder.tp_ticks, long, spec.tick_size) if recorder.tp_ticks else None
@@ -160,10 +153,6 @@ def _entry_side(side: str) -> str:
     return "buy" if side == "long" else "sell"
 
 
-def _exit_side(side: str) -> str:
-    return "sell" if side == "long" else "buy"
-
-
 def _open(
     symbol: str,
     side: str,
@@ -174,7 +163,12 @@ def _open(
     spec: ContractSpec,
 ) -> PositionChange:
     position = PositionState(
-        symbol=symbol, side=side, quantity=qty, entry_cost=qty * price, opened_ms=ms
+        symbol=symbol,
+        side=side,
+        quantity=qty,
+        entry_cost=qty * price,
+        opened_ms=ms,
+        plan=recorder.exits,
     )
     fill = Fill("entry", _entry_side(side), qty, price)
     return PositionChange("opened", with_levels(position, recorder, spec), (fill,))
@@ -192,40 +186,6 @@ def _add(
     )
     fill = Fill("entry", _entry_side(position.side), qty, price)
     return PositionChange("changed", with_levels(grown, recorder, spec), (fill,))
-
-
-def _reduce(
-    position: PositionState, qty: Decimal, price: Decimal, spec: ContractSpec
-) -> PositionChange:
-    """Close `qty` of a larger position at `price`; the average entry stays."""
-    removed_cost = (position.entry_cost * qty / position.quantity).quantize(
-        COST_QUANTUM, rounding=ROUND_HALF_UP
-    )
-    pnl = (price * qty - removed_cost) * position.direction * spec.point_value
-    reduced = replace(
-        position,
-        quantity=position.quantity - qty,
-        entry_cost=position.entry_cost - removed_cost,
-        realized_pnl=position.realized_pnl + pnl,
-    )
-    fill = Fill("exit", _exit_side(position.side), qty, price, pnl, "reduce")
-    return PositionChange("changed", reduced, (fill,))
-
-
-def close_position(
-    position: PositionState, price: Decimal, reason: str, ms: int, spec: ContractSpec
-) -> PositionChange:
-    pnl = (price * position.quantity - position.entry_cost) * position.direction * spec.point_value
-    closed = replace(
-        position,
-        status="closed",
-        exit_price=price,
-        exit_reason=reason,
-        closed_ms=ms,
-        realized_pnl=position.realized_pnl + pnl,
-    )
-    fill = Fill("exit", _exit_side(position.side), position.quantity, price, pnl, reason)
-    return PositionChange("closed", closed, (fill,))
 
 
 # --- signals ----------------------------------------------------------------------------------
@@ -253,10 +213,19 @@ def apply_signal(
         return _rejected(
             f"the price {raw_price} rounds to zero on the tick grid of {signal.symbol}"
         )
+    if signal.action == "update":
+        return replace(_apply_update(position, signal, spec, price), price=price)
+    if recorder.exits is not None and signal.action != "close":
+        try:
+            check_plan(recorder.exits, spec, price)
+        except ExitPlanError as exc:
+            return _ignored(f"the recorder's exit plan does not fit {signal.symbol}: {exc}")
     if signal.is_target:
         outcome = _apply_target(position, signal, recorder, spec, price)
     else:
         outcome = _apply_action(position, signal, recorder, spec, price)
+    if signal.levels and outcome.status == "applied":
+        outcome = _with_signal_levels(outcome, signal.levels, spec, price)
     return replace(outcome, price=price)
 
 
@@ -346,3 +315,104 @@ def _apply_target(
     return SignalOutcome(
         "applied", changes=(_reduce(position, abs(current) - abs(target), price, spec),)
     )
+
+
+def _reduce(
+    position: PositionState, qty: Decimal, price: Decimal, spec: ContractSpec
+) -> PositionChange:
+    reduced, fill = reduce_position(position, qty, price, spec)
+    return PositionChange("changed", reduced, (fill,))
+
+
+# --- levels a signal sets (§3b) ---------------------------------------------------------------
+
+
+def set_levels(
+    position: PositionState, levels: SignalLevels, spec: ContractSpec, price: Decimal
+) -> PositionState | str:
+    """The open position with a signal's stop and/or single target, or why they cannot be set
+    (a level on the wrong side of `price`, or a target for a plan with several legs open)."""
+    long = position.side == "long"
+    tick = spec.tick_size
+    avg = position.entry_cost / position.quantity
+    stop = _signal_level(levels.sl_price, levels.sl_ticks, avg, not long, tick)
+    target = _signal_level(levels.tp_price, levels.tp_ticks, avg, long, tick)
+    side = "long" if long else "short"
+    for name, level, above in (("sl", stop, not long), ("tp", target, long)):
+        if level is None:
+            continue
+        if level <= 0:
+            return f"{name} rounds to {level}, which is not a price"
+        if (level <= price) if above else (level >= price):
+            where = "above" if above else "below"
+            return (
+                f"the {name} level {level} is not {where} the price {price}; the "
+                f"{'stop' if name == 'sl' else 'target'} of a {side} must be {where} the market"
+            )
+    state = position.plan_state
+    if state is None:
+        return replace(
+            position,
+            tp_price=position.tp_price if target is None else target,
+            sl_price=position.sl_price if stop is None else stop,
+        )
+    if stop is not None:
+        state = replace(state, stop=stop, stop_reason="sl")
+    if target is not None:
+        open_legs = [i for i, done in enumerate(state.filled) if not done]
+        if len(open_legs) != 1:
+            return (
+                f"a signal's tp sets a single target, but this position's exit plan has "
+                f"{len(open_legs)} target legs open"
+            )
+        legs = list(state.levels.legs)
+        legs[open_legs[0]] = target
+        state = replace(state, levels=replace(state.levels, legs=tuple(legs)))
+    return with_plan_levels(replace(position, plan_state=state), state)
+
+
+def _signal_level(
+    price: Decimal | None, ticks: int | None, avg: Decimal, above: bool, tick: Decimal
+) -> Decimal | None:
+    if price is not None:
+        return round_to_tick(price, tick)
+    if ticks is not None:
+        return grid_level(avg, ticks * tick, above, tick)
+    return None
+
+
+def _with_signal_levels(
+    outcome: SignalOutcome, levels: SignalLevels, spec: ContractSpec, price: Decimal
+) -> SignalOutcome:
+    """The outcome with the signal's levels on the position it left open; nothing applied when
+    they cannot be set."""
+    last = outcome.changes[-1] if outcome.changes else None
+    if last is None or last.position.status != "open":
+        return outcome
+    leveled = set_levels(last.position, levels, spec, price)
+    if isinstance(leveled, str):
+        return _ignored(leveled)
+    return replace(outcome, changes=(*outcome.changes[:-1], replace(last, position=leveled)))
+
+
+def _apply_update(
+    position: PositionState | None, signal: SignalInput, spec: ContractSpec, price: Decimal
+) -> SignalOutcome:
+    """`update`: move the open position's stop and/or single target, without trading."""
+    if position is None:
+        return _ignored(f"there is no open {signal.symbol} position to update")
+    if not signal.levels:
+        return _rejected("an update needs tp_price, sl_price, tp_ticks or sl_ticks")
+    levels = signal.levels
+    leveled = set_levels(position, levels, spec, price)
+    if isinstance(leveled, str):
+        return _ignored(leveled)
+    moved = tuple(
+        name
+        for name, given in (
+            ("stop", levels.sl_price is not None or levels.sl_ticks is not None),
+            ("target", levels.tp_price is not None or levels.tp_ticks is not None),
+        )
+        if given
+    )
+    return SignalOutcome("applied", changes=(PositionChange("changed", leveled, (), moved),))

@@ -140,6 +140,9 @@ class SignalApplier:
             position_size=message.position_size,
             market_position=message.market_position,
             received_ms=message.received_at,
+            levels=rules.SignalLevels(
+                message.tp_price, message.sl_price, message.tp_ticks, message.sl_ticks
+            ),
         )
         outcome = rules.apply_signal(
             tracked.state if tracked else None,

@@ -1,5 +1,5 @@
-"""The tick rules of docs/contract.md §3: a tick marks a position to its price and takes its TP/SL
-exit.
+"""The tick rules of docs/contract.md §3 and §3b: a tick marks a position to its price and takes its
+TP/SL exit; under an exit plan it also fills target legs and moves the stop.
 
 `apply_tick` takes one tick; `apply_tick_run` takes a run of consecutive ticks of one symbol in one
 pass per position, and equals folding `apply_tick` over them (a property test holds it to that).
@@ -15,9 +15,11 @@ from itertools import accumulate
 from operator import itemgetter, neg
 
 from libs.common.futures.instruments import ContractSpec
-from services.position_engine.rules import (
+from services.position_engine.exit_plan_steps import step_plan
+from services.position_engine.position_state import (
     PRICE_QUANTUM,
     ZERO,
+    Fill,
     PositionChange,
     PositionState,
     close_position,
@@ -28,9 +30,13 @@ from services.position_engine.rules import (
 class TickOutcome:
     position: PositionState  # marked, and closed when an exit level was reached
     exit: PositionChange | None = None
-    marked: bool = False  # an excursion or an unrealized extreme moved
+    marked: bool = False  # an excursion or an unrealized extreme moved (or the plan did)
     unrealized_pnl: Decimal = ZERO
     held_exit: str | None = field(default=None)  # tp | sl reached on a delayed tick, not taken
+    # Under an exit plan: target legs filled without closing the position (fills of kind `tp`)
+    # and the stop's moves, each with the time of its tick.
+    leg_fills: tuple[tuple[Fill, int], ...] = ()
+    stop_moves: tuple[tuple[Decimal, str, int], ...] = ()
 
 
 def _exit_level(position: PositionState, price: Decimal) -> tuple[str, Decimal] | None:
@@ -60,6 +66,8 @@ def apply_tick(
     """Mark `position` to a tick at `price`; None when the tick predates the position."""
     if ts < position.opened_ms or position.status != "open":
         return None
+    if position.plan is not None:
+        return _apply_plan_tick(position, price, ts, spec, delayed and not allow_delayed_exits)
     level = _exit_level(position, price)
     held = None
     if level and delayed and not allow_delayed_exits:
@@ -149,7 +157,11 @@ def apply_tick_run(
     """
     if position.status != "open":
         return None
-    if run.min_ts < position.opened_ms or (run.any_delayed and not allow_delayed_exits):
+    if (
+        position.plan is not None
+        or run.min_ts < position.opened_ms
+        or (run.any_delayed and not allow_delayed_exits)
+    ):
         return _fold_ticks(position, run, spec, allow_delayed_exits)
     first_exit = _first_exit(position, run)
     if first_exit is None and _within(run, folded):
@@ -255,6 +267,8 @@ def _fold_ticks(
     """The tick-by-tick path, for runs with ticks older than the position or delayed ticks."""
     result: TickOutcome | None = None
     changed = False
+    leg_fills: tuple[tuple[Fill, int], ...] = ()
+    stop_moves: tuple[tuple[Decimal, str, int], ...] = ()
     for price, ts, delayed in zip(run.prices, run.ts, run.delayed, strict=True):
         step = apply_tick(
             position, price, ts, spec, delayed=delayed, allow_delayed_exits=allow_delayed_exits
@@ -262,8 +276,38 @@ def _fold_ticks(
         if step is None:
             continue
         changed = changed or step.marked
-        result = replace(step, marked=changed)
+        leg_fills += step.leg_fills
+        stop_moves += step.stop_moves
+        result = replace(step, marked=changed, leg_fills=leg_fills, stop_moves=stop_moves)
         position = step.position
         if step.exit is not None:
             break
     return result
+
+
+def _apply_plan_tick(
+    position: PositionState, price: Decimal, ts: int, spec: ContractSpec, hold_exits: bool
+) -> TickOutcome:
+    """One tick under the position's exit plan (§3b). A delayed tick whose exits are held only
+    marks the position: it fills no leg and moves no stop."""
+    plan, state = position.plan, position.plan_state
+    assert plan is not None and state is not None, "a plan position carries its plan state"
+    if hold_exits:
+        level = _exit_level(position, price)
+        widened = _widened(position, price, price, spec)
+        unrealized = _unrealized(position, price, spec)
+        held = None if level is None else level[0]
+        return TickOutcome(widened, None, widened is not position, unrealized, held)
+    step = step_plan(state, plan, position, price, ts, spec)
+    after = replace(step.position, plan_state=step.state)
+    partial = tuple((f, ts) for f in step.fills if f.kind == "tp")
+    stop = step.state.stop
+    moves = ((stop, step.state.stop_reason, ts),) if step.stop_moved and stop is not None else ()
+    exit_change = None
+    if step.closed:
+        exit_change = PositionChange(
+            "closed", after, tuple(f for f in step.fills if f.kind != "tp")
+        )
+    return TickOutcome(
+        after, exit_change, after != position, step.unrealized_pnl, None, partial, moves
+    )

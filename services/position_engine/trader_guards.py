@@ -74,6 +74,16 @@ class TraderGuards:
         add_intents(outbox, queued, notes)
 
 
+def after_stop_move(batch: Batch, tracked: Tracked, outbox: Outbox) -> None:
+    """A tick moved the position's stop: the traders' broker stops follow (`move_stop`)."""
+    traders = batch.traders(tracked.recorder_id)
+    if traders:
+        batch.flush_positions()
+        add_intents(
+            outbox, trader_rules.stop_move_intents(batch.session, traders, tracked.state), ()
+        )
+
+
 def add_intents(
     outbox: Outbox, queued: list[orders.QueuedIntent], notes: Sequence[trader_rules.TraderNote]
 ) -> None:

@@ -20,9 +20,16 @@ from sqlalchemy.orm import Session
 
 from libs.common.copy_trading import copies_of
 from libs.common.futures.exchange_calendar import add_business_days, trade_date
-from libs.common.orders import QueuedIntent, new_intent
+from libs.common.orders import QueuedIntent, new_intent, targets_json
 from libs.common.storage.models import OrderIntent, Position, Recorder, Subaccount, Trader
-from services.position_engine.intents import PlannedIntent, TraderRule, in_window, plan_intents
+from services.position_engine.intents import (
+    PlannedIntent,
+    TraderRule,
+    in_window,
+    level_moves,
+    plan_intents,
+)
+from services.position_engine.position_state import PositionState
 from services.position_engine.rules import SignalOutcome
 
 
@@ -85,6 +92,7 @@ def _row(
         quantity=plan.quantity,
         tp_price=plan.tp_price,
         sl_price=plan.sl_price,
+        targets=None if plan.entry_price is None else targets_json(plan.entry_price, plan.targets),
         priority=plan.priority,
     )
 
@@ -128,6 +136,21 @@ def intents_for_signal(
         for reason in skipped:
             notes.append(TraderNote(trader.id, trader.user_id, "skipped", blocked or reason))
     return queued, notes
+
+
+def stop_move_intents(
+    session: Session, traders: Traders, position: PositionState
+) -> list[QueuedIntent]:
+    """A tick moved the recorder's stop (break-even, trailing): each trader's broker stop follows,
+    whatever the trader's guards say, since a tighter stop only protects."""
+    queued: list[QueuedIntent] = []
+    for trader, _subaccount in traders:
+        for plan in level_moves(position, ("stop",)):
+            row = _row(
+                trader, plan, source="plan", symbol=position.symbol, ticker=None, signal_id=None
+            )
+            queued += _with_copies(session, row)
+    return queued
 
 
 def realized_today(session: Session, recorder_id: int, now: datetime) -> Decimal:

@@ -233,7 +233,7 @@ def test_malformed_entry_is_rejected_with_its_reason_and_does_not_stop_the_engin
     drain(engine)
     bad = signal_row(sessions, bad_id)
     assert bad.status == "rejected"
-    assert "action must be buy, sell or close" in bad.reason
+    assert "action must be buy, sell, close or update" in bad.reason
     assert signal_row(sessions, good).status == "applied"
     assert redis_client.xlen(settings.stream("dead_letter")) == 1
     assert pending(redis_client, settings, streams.SIGNALS) == 0

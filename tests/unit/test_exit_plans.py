@@ -8,25 +8,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from libs.common.futures.instruments import contract_spec
-from services.position_engine.exit_plan_steps import (
-    allot,
-    grid_level,
-    plan_levels,
-    start_plan,
-    step_plan,
-    trail_level,
-    with_plan_levels,
-)
-from services.position_engine.exit_plans import (
+from libs.common.exit_plans import (
     Breakeven,
     Distance,
     ExitPlan,
     ExitPlanError,
     TargetLeg,
+    allot,
     check_plan,
+    grid_level,
     parse_exit_plan,
+    plan_levels,
+    trail_level,
 )
+from libs.common.futures.instruments import contract_spec
+from services.position_engine.exit_plan_steps import start_plan, step_plan, with_plan_levels
 from services.position_engine.rules import (
     Fill,
     PositionState,

@@ -31,6 +31,33 @@ RECORDERS: tuple[tuple[str, str, dict[str, object], bool], ...] = (
         {"tp_ticks": 6, "sl_ticks": 10, "on_opposite": "close"},
         False,
     ),
+    (  # an exit plan (docs/contract.md §3b): three legs, break-even and a trailing stop
+        "MNQ plan, 3 legs",
+        "MNQ",
+        {
+            "default_qty": 3,
+            "exits": {
+                "stop": {"ticks": 16},
+                "targets": [{"ticks": 8, "qty": 1}, {"ticks": 16, "qty": 1}, {"ticks": 32}],
+                "breakeven": {"trigger": {"ticks": 6}, "offset": {"ticks": 1}},
+                "trail": {"trigger": {"ticks": 10}, "distance": {"ticks": 6}},
+            },
+        },
+        False,
+    ),
+    (
+        "MES plan in points and dollars",
+        "MES",
+        {
+            "default_qty": 2,
+            "exits": {
+                "stop": {"usd": 25},
+                "targets": [{"points": 2, "qty": 1}, {"points": 4}],
+                "trail": {"trigger": {"points": 1.5}, "distance": {"points": 1}},
+            },
+        },
+        False,
+    ),
 )
 
 

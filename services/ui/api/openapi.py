@@ -23,12 +23,14 @@ from services.ui.api.execution_schemas import (
     TradingWindow,
     TradovateAccountCreate,
 )
+from services.ui.api.exit_plans import PreviewRequest
 from services.ui.api.openapi_execution import account_paths, execution_paths
 from services.ui.api.openapi_parts import (
     BOOL,
     ERROR_TEXT,
     INT,
     MONEY,
+    NUM,
     SCHEMAS,
     STR,
     TIME,
@@ -42,6 +44,8 @@ from services.ui.api.openapi_parts import (
     ref,
 )
 from services.ui.api.schemas import RecorderCreate, RecorderUpdate, TradingViewCookies
+
+EXCURSION = obj(points=NUM, ticks=NUM, usd=MONEY)
 
 bp = Blueprint("openapi", __name__)
 
@@ -171,9 +175,43 @@ def _read_paths() -> dict[str, Any]:
         "/api/positions/{position_id}": {
             "parameters": [path_param("position_id", INT)],
             "get": operation(
-                "One position with its fills",
-                {"allOf": [ref("Position"), obj(fills={"type": "array", "items": ref("Fill")})]},
+                "One position with its fills, the stop's moves and its excursions",
+                {
+                    "allOf": [
+                        ref("Position"),
+                        obj(
+                            fills={"type": "array", "items": ref("Fill")},
+                            stop_moves={
+                                "type": "array",
+                                "items": obj(
+                                    stop_price=NUM,
+                                    reason={"enum": ["sl", "breakeven", "trail"]},
+                                    moved_at=TIME,
+                                ),
+                            },
+                            excursions=obj(max_favorable=EXCURSION, max_adverse=EXCURSION),
+                            held_seconds=NUM,
+                        ),
+                    ]
+                },
                 errors=("401", "404"),
+            ),
+        },
+        "/api/exit-plans/preview": {
+            "post": operation(
+                "The levels an exit plan sets for a sample entry (the engine's own rules)",
+                obj(
+                    ok=BOOL,
+                    symbol=STR,
+                    tick_size=NUM,
+                    point_value=NUM,
+                    stop=nullable(NUM),
+                    targets={"type": "array", "items": obj(level=NUM, allotted=NUM)},
+                    breakeven={"anyOf": [obj(trigger=NUM, stop=NUM), {"type": "null"}]},
+                    trail={"anyOf": [obj(trigger=NUM, distance=NUM), {"type": "null"}]},
+                ),
+                body="ExitPlanPreview",
+                errors=("401", "422"),
             ),
         },
         "/api/dashboard/trade-history": {
@@ -390,6 +428,7 @@ def build_document() -> dict[str, Any]:
         "CopyGroupCreate": CopyGroupCreate.model_json_schema(ref_template=template),
         "Follower": Follower.model_json_schema(ref_template=template),
         "ApiKeyCreate": ApiKeyCreate.model_json_schema(ref_template=template),
+        "ExitPlanPreview": PreviewRequest.model_json_schema(ref_template=template),
     }
     return {
         "openapi": "3.1.0",

@@ -89,8 +89,59 @@ ERROR_TEXT = {
     "503": "The broker asks to wait (too many attempts, or the user is locked out for a while)",
 }
 
+
+def _distance(description: str) -> Schema:
+    return {
+        "description": description + " — exactly one unit",
+        "type": "object",
+        "minProperties": 1,
+        "maxProperties": 1,
+        "properties": {
+            "ticks": {"type": "integer", "minimum": 1},
+            "points": {"type": "number", "exclusiveMinimum": 0},
+            "usd": {"type": "number", "exclusiveMinimum": 0, "description": "per contract"},
+            "percent": {"type": "number", "exclusiveMinimum": 0, "description": "of the average"},
+        },
+        "additionalProperties": False,
+    }
+
+
+EXIT_PLAN: Schema = {
+    "type": "object",
+    "description": "docs/contract.md §3b. Replaces tp_ticks/sl_ticks (its one-leg form).",
+    "properties": {
+        "stop": _distance("stop distance from the average entry"),
+        "targets": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 3,
+            "description": "legs in increasing distance; every leg but the last has a whole "
+            "qty (recorder contracts), the last takes the rest",
+            "items": {**_distance("target distance"), "maxProperties": 2},
+        },
+        "breakeven": obj(
+            trigger=_distance("move the stop once the price is this far in profit"),
+            offset={
+                **_distance("to the average plus this (0 allowed)"),
+                "description": "below its trigger",
+            },
+        ),
+        "trail": obj(
+            trigger=_distance("start trailing once the price is this far in profit"),
+            distance=_distance("the stop follows the best price by this"),
+        ),
+    },
+    "additionalProperties": False,
+}
+TARGET_LEG = obj(
+    level=NUM,
+    allotted={**NUM, "description": "open contracts this leg closes when reached"},
+    filled={**NUM, "description": "contracts it closed"},
+)
+
 SCHEMAS: dict[str, Any] = {
     "Error": {**obj(ok={"const": False}, error=STR), "required": ["ok", "error"]},
+    "ExitPlan": EXIT_PLAN,
     "Recorder": obj(
         id=INT,
         name=STR,
@@ -101,6 +152,7 @@ SCHEMAS: dict[str, Any] = {
         allow_dca=BOOL,
         enabled=BOOL,
         allow_delayed_exits=BOOL,
+        exits={"anyOf": [ref("ExitPlan"), {"type": "null"}]},
         webhook_token=STR,
         webhook_url=STR,
         open_positions=INT,
@@ -137,7 +189,26 @@ SCHEMAS: dict[str, Any] = {
         status={"enum": ["open", "closed"]},
         realized_pnl=MONEY,
         exit_price=nullable(NUM),
-        exit_reason={"enum": ["tp", "sl", "signal", "reverse", "flatten", "manual", None]},
+        targets={
+            "type": "array",
+            "items": TARGET_LEG,
+            "description": "each target leg (one for tp_ticks); tp_price is the first unfilled",
+        },
+        stop_price={**nullable(NUM), "description": "the current stop (= sl_price)"},
+        stop_reason={"enum": ["sl", "breakeven", "trail", None]},
+        exit_reason={
+            "enum": [
+                "tp",
+                "sl",
+                "breakeven",
+                "trail",
+                "signal",
+                "reverse",
+                "flatten",
+                "manual",
+                None,
+            ]
+        },
         max_favorable=NUM,
         max_adverse=NUM,
         worst_unrealized_pnl=MONEY,
@@ -156,7 +227,7 @@ SCHEMAS: dict[str, Any] = {
     "Fill": obj(
         id=INT,
         signal_id=nullable(STR),
-        kind={"enum": ["entry", "exit"]},
+        kind={"enum": ["entry", "exit", "tp"], "description": "tp: a target leg's part"},
         side={"enum": ["buy", "sell"]},
         quantity=NUM,
         price=NUM,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -12,7 +13,7 @@ from sqlalchemy import Select, select
 from libs.common import streams
 from libs.common.futures.instruments import TickerError, canonical_symbol, contract_spec
 from libs.common.serialize import iso, num, position_dict, usd
-from libs.common.storage.models import Fill, Position, Recorder
+from libs.common.storage.models import Fill, Position, Recorder, StopMove
 from services.ui.api.params import choice_arg, int_arg
 from services.ui.api.recorders import MAX_ID, owned_recorder
 from services.ui.context import db, redis_client, settings, user_id
@@ -111,4 +112,36 @@ def get_position(position_id: int) -> ResponseReturnValue:
         position = db().scalar(owned_positions().where(Position.id == position_id))
     if position is None:
         raise NotFound("Position not found.")
-    return jsonify(ok=True, **position_dict(position), fills=[fill_dict(f) for f in position.fills])
+    return jsonify(
+        ok=True,
+        **position_dict(position),
+        fills=[fill_dict(f) for f in position.fills],
+        stop_moves=[
+            {"stop_price": num(m.stop_price), "reason": m.reason, "moved_at": iso(m.moved_at)}
+            for m in db().scalars(
+                select(StopMove)
+                .where(StopMove.position_id == position.id)
+                .order_by(StopMove.moved_at, StopMove.id)
+            )
+        ],
+        excursions=_excursions(position),
+        held_seconds=_held_seconds(position),
+    )
+
+
+def _excursions(p: Position) -> dict[str, dict[str, Any]]:
+    """MFE and MAE in points, ticks and dollars per contract (docs/contract.md §3)."""
+    spec = contract_spec(p.symbol)
+    return {
+        name: {
+            "points": num(points),
+            "ticks": num((points / spec.tick_size).normalize()),
+            "usd": usd(points * spec.point_value),
+        }
+        for name, points in (("max_favorable", p.max_favorable), ("max_adverse", p.max_adverse))
+    }
+
+
+def _held_seconds(p: Position) -> float | None:
+    end = p.closed_at or datetime.now(UTC)
+    return round((end - p.opened_at).total_seconds(), 3)

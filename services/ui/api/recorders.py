@@ -19,13 +19,14 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 
 from libs.common import events, recorder_tokens, streams
+from libs.common.exit_plans import ExitPlanError, parse_exit_plan
 from libs.common.security import new_webhook_token
 from libs.common.serialize import recorder_dict
 from libs.common.storage.models import Position, Recorder
 from services.ui import alert_templates
 from services.ui.api.schemas import RecorderCreate, RecorderUpdate, json_object, parse
 from services.ui.context import db, redis_client, settings, user_id
-from services.ui.errors import NotFound
+from services.ui.errors import NotFound, ValidationFailed
 
 bp = Blueprint("recorders", __name__, url_prefix="/api/recorders")
 
@@ -68,10 +69,41 @@ def _cache(recorder: Recorder, old_token: str | None = None) -> None:
     recorder_tokens.put(redis_client(), settings().stream_prefix, recorder, old_token=old_token)
 
 
+def checked_exits(exits: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The plan as stored (normalized), or a 422 naming the field and the rule it breaks."""
+    if exits is None:
+        return None
+    try:
+        return parse_exit_plan(exits).to_json()
+    except ExitPlanError as exc:
+        raise ValidationFailed(f"{exc.field}: {exc.rule}.") from None
+
+
+def _exit_fields(values: dict[str, Any], given: set[str]) -> dict[str, Any]:
+    """A plan replaces tp_ticks/sl_ticks (its one-leg short form): setting one clears the
+    other; a body that sets both is refused."""
+    ticks_given = {f for f in ("tp_ticks", "sl_ticks") if f in given and values[f] is not None}
+    if "exits" in given and values["exits"] is not None:
+        if ticks_given:
+            raise ValidationFailed(
+                f"Send exits or {' and '.join(sorted(ticks_given))}, not both: tp_ticks and "
+                "sl_ticks are the one-leg form of an exit plan."
+            )
+        return {"exits": checked_exits(values["exits"]), "tp_ticks": None, "sl_ticks": None}
+    changed: dict[str, Any] = {
+        f: values[f] for f in ("tp_ticks", "sl_ticks", "exits") if f in given
+    }
+    if ticks_given:
+        changed["exits"] = None
+    return changed
+
+
 @bp.post("")
 def create_recorder() -> ResponseReturnValue:
     body = parse(RecorderCreate, json_object())
-    recorder = Recorder(user_id=user_id(), webhook_token=new_webhook_token(), **body.model_dump())
+    values = body.model_dump()
+    values.update(_exit_fields(values, set(body.model_fields_set)))
+    recorder = Recorder(user_id=user_id(), webhook_token=new_webhook_token(), **values)
     session = db()
     session.add(recorder)
     session.commit()
@@ -99,8 +131,11 @@ def get_recorder(recorder_id: int) -> ResponseReturnValue:
 def update_recorder(recorder_id: int) -> ResponseReturnValue:
     body = parse(RecorderUpdate, json_object())
     recorder = owned_recorder(recorder_id)
-    for field in body.model_fields_set:
-        setattr(recorder, field, getattr(body, field))
+    given = set(body.model_fields_set)
+    values = {field: getattr(body, field) for field in given}
+    values.update(_exit_fields(body.model_dump(), given))
+    for field, value in values.items():
+        setattr(recorder, field, value)
     db().commit()
     _cache(recorder)  # the gateway's entry carries the name and the enabled flag
     return jsonify(ok=True, **recorder_view(recorder))

@@ -33,6 +33,7 @@ FIELD_RULES = {
     "allow_dca": "allow_dca must be true or false",
     "enabled": "enabled must be true or false",
     "allow_delayed_exits": "allow_delayed_exits must be true or false",
+    "exits": "exits must be an exit plan object (stop, targets, breakeven, trail) or null",
     "sessionid": "sessionid must be the value of the sessionid cookie (no spaces or semicolons)",
     "sessionid_sign": "sessionid_sign must be the value of the sessionid_sign cookie, or null",
 }
@@ -60,6 +61,10 @@ class RecorderFields(BaseModel):
     allow_delayed_exits: StrictBool = Field(
         False,
         description="take TP/SL exits on delayed quotes (TradingView serves CME 10 minutes late)",
+    )
+    exits: dict[str, Any] | None = Field(
+        None,
+        description="exit plan (several targets, break-even, trailing); replaces tp/sl_ticks",
     )
 
 

@@ -156,7 +156,10 @@ class PositionData(TypedDict):
     status: str  # open | closed
     realized_pnl: float | None
     exit_price: Number | None
-    exit_reason: str | None  # tp | sl | signal | reverse | flatten | manual
+    exit_reason: str | None  # tp | sl | breakeven | trail | signal | reverse | flatten | manual
+    targets: list[dict[str, Number | None]]  # each leg: level, allotted, filled (§3b)
+    stop_price: Number | None
+    stop_reason: str | None  # sl | breakeven | trail
     max_favorable: Number | None
     max_adverse: Number | None
     worst_unrealized_pnl: float | None

@@ -14,7 +14,10 @@ HOW_TO = (
     'Message and set "action" to buy, sell or close for that alert (one alert per action). '
     "For a Pine strategy, make the alert on the strategy and paste the strategy template "
     "unchanged: TradingView fills in the order and the target position, and the recorder "
-    "follows the strategy's position. Keep the webhook URL secret; rotate the token if it leaks."
+    "follows the strategy's position. To send the stop and target from the chart (a Pine plot), "
+    'use the levels template: rename "Stop" and "Target" to your plots\' titles. The update '
+    "template moves the open position's stop without trading; make it a separate alert. "
+    "Keep the webhook URL secret; rotate the token if it leaks."
 )
 
 
@@ -33,4 +36,21 @@ def strategy_template(recorder_name: str) -> str:
         '"contracts":{{strategy.order.contracts}},"position_size":{{strategy.position_size}},'
         '"market_position":"{{strategy.market_position}}","id":"{{strategy.order.id}}",'
         '"time":"{{timenow}}"}'
+    )
+
+
+def levels_template(recorder_name: str, action: str = "buy") -> str:
+    """An entry whose stop and target come from the indicator's plots (docs/contract.md §3b)."""
+    return (
+        f'{{"recorder":{json.dumps(recorder_name)},"action":{json.dumps(action)},'
+        '"ticker":"{{ticker}}","price":{{close}},'
+        '"sl_price":{{plot("Stop")}},"tp_price":{{plot("Target")}},"time":"{{timenow}}"}'
+    )
+
+
+def update_template(recorder_name: str) -> str:
+    """Move the open position's stop to a plot's value, without trading (§3b `update`)."""
+    return (
+        f'{{"recorder":{json.dumps(recorder_name)},"action":"update",'
+        '"ticker":"{{ticker}}","sl_price":{{plot("Stop")}},"time":"{{timenow}}"}'
     )

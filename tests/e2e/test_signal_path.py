@@ -60,7 +60,7 @@ def test_worked_example_from_webhook_to_take_profit(stack, api, redis_client, ev
     recorder = api.create_recorder(name="MNQ trend", tp_ticks=20, sl_ticks=40)
     setup = api.ok(f"/api/recorders/{recorder['id']}/webhook")
     assert setup["webhook_url"] == f"{stack.url('gateway')}/webhook/{recorder['webhook_token']}"
-    assert set(setup["templates"]) == {"indicator", "strategy"}
+    assert set(setup["templates"]) == {"indicator", "strategy", "levels", "update"}
 
     # When TradingView sends buy @ 25640 and buy @ 25630 on MNQ1!
     sent = [

@@ -251,6 +251,12 @@ def test_webhook_templates_are_json_once_tradingview_fills_them(client, alice, m
     ):
         strategy = strategy.replace(placeholder, "1")
     assert json.loads(strategy)["market_position"] == "{{strategy.market_position}}"
+    plots = {'{{plot("Stop")}}': "25630.5", '{{plot("Target")}}': "25660", "{{close}}": "25640"}
+    levels, update = body["templates"]["levels"], body["templates"]["update"]
+    for placeholder, value in plots.items():
+        levels, update = levels.replace(placeholder, value), update.replace(placeholder, value)
+    assert (json.loads(levels)["sl_price"], json.loads(levels)["tp_price"]) == (25630.5, 25660)
+    assert json.loads(update)["action"] == "update" and json.loads(update)["sl_price"] == 25630.5
     assert body["how_to"]
 
 

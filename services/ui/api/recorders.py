@@ -171,6 +171,8 @@ def webhook_setup(recorder_id: int) -> ResponseReturnValue:
         templates={
             "indicator": alert_templates.indicator_template(recorder.name),
             "strategy": alert_templates.strategy_template(recorder.name),
+            "levels": alert_templates.levels_template(recorder.name),
+            "update": alert_templates.update_template(recorder.name),
         },
         how_to=alert_templates.HOW_TO,
     )

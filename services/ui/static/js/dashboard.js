@@ -7,6 +7,7 @@ import { el, fillBody, numCell, timeCell } from "./dom.js";
 import { EXIT_REASONS, duration, percent, pnl, pnlClass, price, qty, ratio, usd } from "./format.js";
 import { coalesced, onEvent, onResync } from "./live.js";
 import { OpenPositions } from "./positions.js";
+import { TradeDetail } from "./trade_detail.js";
 
 const PER_PAGE = 50;
 const form = document.getElementById("filters");
@@ -76,7 +77,7 @@ function showMetrics(m) {
 // ---- trade history ----
 
 function tradeRow(t) {
-  return el("tr", { dataset: { positionId: t.id } },
+  return el("tr", { className: "opens-detail", tabIndex: 0, dataset: { positionId: t.id } },
     timeCell(t.closed_at),
     el("td", { className: "hide-sm" }, t.recorder_name),
     el("td", { className: "symbol" }, t.symbol),
@@ -142,6 +143,9 @@ const open = new OpenPositions(document.querySelector("#open-positions tbody"), 
   empty: "No open positions. A recorder opens one when its TradingView alert fires.",
   onChange: (n) => { document.getElementById("open-count").textContent = n ? `${n} open` : ""; },
 });
+const detail = new TradeDetail({ recorderName: (id) => recorderNames.get(id) ?? `#${id}` });
+detail.bindRows(document.getElementById("open-positions"));
+detail.bindRows(document.getElementById("trades"));
 const refreshStats = coalesced(loadStats);
 const refreshAll = coalesced(async () => {
   await loadRecorders(readUrl()); // the address bar always holds the current filters

@@ -56,6 +56,6 @@ export function duration(fromIso, toIso) {
 }
 
 export const EXIT_REASONS = {
-  tp: "Take profit", sl: "Stop loss", signal: "Signal", reverse: "Reversed",
-  flatten: "Flattened", manual: "Manual",
+  tp: "Take profit", sl: "Stop loss", breakeven: "Break-even stop", trail: "Trailing stop",
+  signal: "Signal", reverse: "Reversed", flatten: "Flattened", manual: "Manual",
 };

@@ -5,6 +5,32 @@ import { el, fillBody, flash, numCell, timeCell } from "./dom.js";
 import { pnl, pnlClass, price, qty } from "./format.js";
 import { onEvent } from "./live.js";
 
+export const STOP_REASONS = { sl: "stop-loss", breakeven: "break-even", trail: "trail" };
+
+/** The target legs: level × contracts still allotted, and what each has filled (§3b). */
+export function legsCell(p) {
+  const legs = p.targets ?? [];
+  if (!legs.length) return numCell("—", "legs");
+  return el("td", { className: "num legs" }, legs.map((leg, i) => {
+    const done = leg.filled > 0 && !leg.allotted;
+    return el("span", {
+      className: `leg${done ? " filled" : ""}`, dataset: { leg: i + 1 },
+      title: `Target ${i + 1}: ${qty(leg.allotted)} contract(s) left to close at ${price(leg.level)}, ${qty(leg.filled)} filled`,
+    }, `${price(leg.level)} × ${qty(leg.allotted)}`, leg.filled > 0 ? el("span", { className: "leg-filled" }, ` · filled ${qty(leg.filled)}`) : null);
+  }));
+}
+
+/** The stop and what put it there, e.g. "25,003.00 · trail". */
+export function stopCell(p) {
+  const level = p.stop_price ?? p.sl_price ?? null;
+  if (level === null) return numCell("—", "stop");
+  const reason = p.stop_reason ? STOP_REASONS[p.stop_reason] ?? p.stop_reason : null;
+  return el("td", { className: `num stop ${p.stop_reason ?? ""}`.trim() },
+    price(level), reason ? el("span", { className: "stop-reason" }, ` · ${reason}`) : null);
+}
+
+const exitsOf = (p) => JSON.stringify([p.targets ?? null, p.stop_price ?? null, p.stop_reason ?? null]);
+
 export class OpenPositions {
   /**
    * tbody: the table body to fill; recorderName(id) → name; empty: what to show with none;
@@ -50,7 +76,8 @@ export class OpenPositions {
     if (row) {
       const fresh = this.row(this.positions.get(p.id));
       row.replaceWith(fresh);
-      if (!known || known.quantity !== p.quantity || known.avg_entry_price !== p.avg_entry_price) flash(fresh);
+      const moved = known && p.targets !== undefined && exitsOf(known) !== exitsOf({ ...known, ...p });
+      if (!known || moved || known.quantity !== p.quantity || known.avg_entry_price !== p.avg_entry_price) flash(fresh);
       this.onChange(this.positions.size);
     } else {
       this.render();
@@ -71,14 +98,17 @@ export class OpenPositions {
 
   row(p) {
     const unrealized = p.unrealized_pnl ?? null;
-    return el("tr", { dataset: { positionId: p.id, recorderId: p.recorder_id } },
+    return el("tr", {
+      className: "opens-detail", tabIndex: 0, title: "Open its fills and stop moves",
+      dataset: { positionId: p.id, recorderId: p.recorder_id },
+    },
       el("td", {}, this.recorderName(p.recorder_id)),
       el("td", { className: "symbol hide-sm" }, p.symbol),
       el("td", {}, el("span", { className: `side ${p.side}` }, p.side)),
       numCell(qty(p.quantity)),
       numCell(price(p.avg_entry_price)),
-      numCell(price(p.tp_price), "hide-sm"),
-      numCell(price(p.sl_price), "hide-sm"),
+      legsCell(p),
+      stopCell(p),
       numCell(price(p.last_price ?? null), "last hide-sm"),
       el("td", {
         className: `num unrealized ${pnlClass(unrealized)}`,

@@ -1,5 +1,6 @@
 // The recorder dialogs: create/edit settings, and the webhook URL with both alert templates.
 import { ApiError, api, confirmDialog, copyText, toast } from "./api.js";
+import { ExitPlanEditor } from "./exit_plan_editor.js";
 
 function optionalInt(text) {
   const trimmed = text.trim();
@@ -14,6 +15,7 @@ export class RecorderDialog {
     this.error = document.getElementById("recorder-error");
     this.onSaved = onSaved;
     this.editing = null;
+    this.exits = new ExitPlanEditor(this.form);
     this.form.addEventListener("submit", (event) => {
       event.preventDefault();
       this.save();
@@ -38,6 +40,7 @@ export class RecorderDialog {
       f.enabled.checked = recorder.enabled;
       f.allow_delayed_exits.checked = recorder.allow_delayed_exits;
     }
+    this.exits.load(recorder?.exits ?? null);
     document.getElementById("recorder-dialog-title").textContent = recorder ? `Edit ${recorder.name}` : "New recorder";
     document.getElementById("recorder-save").textContent = recorder ? "Save changes" : "Create recorder";
     this.dialog.showModal();
@@ -50,8 +53,7 @@ export class RecorderDialog {
     return {
       name: f.name.value,
       default_qty: qty === "" ? null : Number(qty),
-      tp_ticks: optionalInt(f.tp_ticks.value),
-      sl_ticks: optionalInt(f.sl_ticks.value),
+      ...this.exits.body(optionalInt), // exits, or tp_ticks and sl_ticks: each clears the other
       on_opposite: f.on_opposite.value,
       allow_dca: f.allow_dca.checked,
       enabled: f.enabled.checked,
@@ -72,7 +74,8 @@ export class RecorderDialog {
       toast(created ? `Recorder ${saved.name} created.` : `Recorder ${saved.name} saved.`, "success", 2500);
       this.onSaved(saved, created);
     } catch (error) {
-      // The API's sentence names the field, e.g. "tp_ticks must be null (no take-profit) or ...".
+      // The API's sentence names the field, e.g. "exits.targets[1]: legs must be in increasing
+      // distance." or "tp_ticks must be null (no take-profit) or ...".
       this.error.textContent = error instanceof ApiError ? error.message : String(error);
       this.error.hidden = false;
     } finally {
@@ -81,7 +84,7 @@ export class RecorderDialog {
   }
 }
 
-/** The webhook URL, the two TradingView message templates, and a new URL on request. */
+/** The webhook URL, the TradingView message templates, and a new URL on request. */
 export class WebhookDialog {
   constructor(onRotated) {
     this.dialog = document.getElementById("webhook-dialog");
@@ -105,6 +108,8 @@ export class WebhookDialog {
     document.getElementById("webhook-url").value = setup.webhook_url;
     document.getElementById("template-indicator").value = setup.templates.indicator;
     document.getElementById("template-strategy").value = setup.templates.strategy;
+    document.getElementById("template-levels").value = setup.templates.levels;
+    document.getElementById("template-update").value = setup.templates.update;
     document.getElementById("webhook-how-to").textContent = setup.how_to;
     if (!this.dialog.open) this.dialog.showModal();
   }

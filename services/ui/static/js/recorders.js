@@ -5,7 +5,9 @@ import { el, fillBody, numCell, timeCell } from "./dom.js";
 import { EXIT_REASONS, pnl, pnlClass, price, qty } from "./format.js";
 import { coalesced, onEvent, onResync } from "./live.js";
 import { OpenPositions } from "./positions.js";
+import { distanceText } from "./exit_plan_editor.js";
 import { RecorderDialog, WebhookDialog } from "./recorder_forms.js";
+import { TradeDetail } from "./trade_detail.js";
 
 const recorders = new Map(); // id → recorder
 const nameOf = (id) => recorders.get(id)?.name ?? `#${id}`;
@@ -19,7 +21,23 @@ const open = new OpenPositions(document.querySelector("#open-positions tbody"), 
   },
 });
 
+const detail = new TradeDetail({ recorderName: nameOf });
+detail.bindRows(document.getElementById("open-positions"));
+detail.bindRows(document.getElementById("closed-positions"));
+
 // ---- the recorder list ----
+
+/** The TP and SL cells: ticks, or the exit plan's legs and stop (with BE / trail marks). */
+function exitCells(r) {
+  if (!r.exits) return [numCell(r.tp_ticks ?? "—", "hide-sm"), numCell(r.sl_ticks ?? "—", "hide-sm")];
+  const legs = (r.exits.targets ?? []).map(distanceText).join(" / ") || "—";
+  const extras = [r.exits.breakeven ? "BE" : null, r.exits.trail ? "trail" : null].filter(Boolean);
+  return [
+    el("td", { className: "num hide-sm plan", title: "Exit plan: the target legs" }, legs),
+    el("td", { className: "num hide-sm plan", title: "Exit plan: the stop, break-even (BE) and trailing" },
+      distanceText(r.exits.stop), extras.length ? el("span", { className: "muted" }, ` · ${extras.join(" · ")}`) : null),
+  ];
+}
 
 function positionSummary(positions) {
   if (!positions.length) return el("span", { className: "muted" }, "flat");
@@ -39,8 +57,7 @@ function recorderRow(r) {
     el("td", {}, el("b", {}, r.name)),
     el("td", {}, el("span", { className: `pill ${r.enabled ? "on" : "off"}` }, r.enabled ? "Enabled" : "Off")),
     numCell(qty(r.default_qty), "hide-sm"),
-    numCell(r.tp_ticks ?? "—", "hide-sm"),
-    numCell(r.sl_ticks ?? "—", "hide-sm"),
+    ...exitCells(r),
     el("td", { className: "hide-sm" }, r.on_opposite === "reverse" ? "Reverse" : "Close"),
     el("td", { className: "hide-sm" }, r.allow_dca ? "Yes" : "No"),
     el("td", { className: "position" }, positionSummary(positions)),
@@ -70,7 +87,9 @@ async function loadRecorders() {
 async function loadClosed() {
   const { positions } = await api("/api/positions", { params: { status: "closed", limit: 10 } });
   positions.sort((a, b) => (b.closed_at ?? "").localeCompare(a.closed_at ?? ""));
-  fillBody(document.querySelector("#closed-positions tbody"), positions.map((p) => el("tr", { dataset: { positionId: p.id } },
+  fillBody(document.querySelector("#closed-positions tbody"), positions.map((p) => el("tr", {
+    className: "opens-detail", tabIndex: 0, dataset: { positionId: p.id },
+  },
     timeCell(p.closed_at),
     el("td", {}, nameOf(p.recorder_id)),
     el("td", { className: "symbol hide-sm" }, p.symbol),

@@ -41,6 +41,7 @@ from tools.bench.execution import ExecutionBench
 from tools.bench.live import LiveBench
 from tools.bench.machine import OtherWork
 from tools.bench.processes import background_ticks, engine_process
+from tools.bench.stop_moves import StopMoveBench
 from tools.bench.table import Row, pct, render
 
 # XREAD/XREADGROUP on the bench's client, which decodes replies (redis-py's types cannot tell).
@@ -436,6 +437,7 @@ class Bench:
             self.tick_to_close()
             execution = ExecutionBench(self)
             execution.signal_to_order()
+            StopMoveBench(self).tick_to_stop_moved()
             execution.burst_utilisation()
             LiveBench(self).event_to_browser()
         finally:

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 USER, PASSWORD = "bench", "bench password"
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop_process(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM lets the worker finish its job; a job waiting on the budget may take long."""
     process.terminate()
     try:
@@ -142,7 +142,7 @@ class ExecutionBench:
                     if i >= 5:  # the first orders warm the executor (connections, contract lookup)
                         lat.append((time.perf_counter() - t) * 1000)
         finally:
-            _stop(executor)
+            stop_process(executor)
             sim.stop()
         p99 = pct(lat, 99)
         bench.add(
@@ -190,7 +190,7 @@ class ExecutionBench:
         try:
             time.sleep(watch_s)
         finally:
-            _stop(executor)
+            stop_process(executor)
         sent = [t for t, _ in sim.requests_per_user.get(USER, []) if t >= started]
         user = f"tradovate:demo:{sim.user_ids[USER]}"
         penalties = BrokerLimiter(bench.redis, self.settings.stream_prefix).usage(user).penalties

@@ -1,5 +1,6 @@
-"""Fixtures of the integration tests: the UI app, users with API keys, and the Tradovate broker
-simulator with settings that point the real client at it."""
+"""Fixtures of the integration tests: the UI app, users with API keys, a paper account, the
+executor as RQ runs it, and the Tradovate broker simulator with settings that point the real
+client at it."""
 
 from __future__ import annotations
 
@@ -7,10 +8,14 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
+from rq import Queue
+from rq.worker import SimpleWorker
 
+from libs.common import orders
 from libs.common.security import hash_api_key, new_api_key
 from libs.common.storage import db
 from libs.common.storage.models import ApiKey
+from services.executor.jobs import ExecutorContext, use_context
 from services.ui.app import create_app
 from simulators.tradovate.broker import BrokerSimulator
 from simulators.tradovate.contracts import ContractCatalogue
@@ -72,3 +77,29 @@ def broker():
 @pytest.fixture
 def tv_settings(settings, broker):
     return replace(settings, tradovate_demo_url=broker.url, tradovate_live_url=broker.url)
+
+
+@pytest.fixture
+def paper(client, alice):
+    """A paper account of alice's and its one subaccount."""
+    account = client.post(
+        "/api/accounts", json={"broker": "paper", "name": "Practice"}, headers=alice[1]
+    )
+    assert account.status_code == 201, account.get_json()
+    return account.get_json()["subaccounts"][0]
+
+
+@pytest.fixture
+def executor(settings):
+    """Run the executor's queued jobs to the end (`executor()`), as an RQ worker in burst mode;
+    `executor.ctx` is its context."""
+    ctx = ExecutorContext(settings)
+    use_context(ctx)
+    rq_conn = orders.rq_connection(settings.redis_url)
+    queues = [Queue(settings.stream_prefix + q, connection=rq_conn) for q in orders.QUEUES]
+
+    def work() -> None:
+        SimpleWorker(queues, connection=rq_conn).work(burst=True)
+
+    work.ctx, work.rq = ctx, rq_conn
+    return work

@@ -9,7 +9,6 @@ from decimal import Decimal
 
 import pytest
 from rq import Queue
-from rq.worker import SimpleWorker
 from sqlalchemy import select
 
 from libs.common import orders, streams
@@ -18,20 +17,8 @@ from libs.common.futures.rolls import front_contract
 from libs.common.storage import db
 from libs.common.storage.models import OrderIntent, PaperPosition, Subaccount, Trader
 from libs.common.streams import SignalMessage, TickMessage
-from services.executor.jobs import ExecutorContext, use_context
 from services.executor.upkeep import PaperBracketWatcher, sweep
 from services.position_engine.engine import PositionEngine
-
-
-@pytest.fixture
-def paper(client, alice):
-    """A paper account of alice's and its one subaccount."""
-    _, key = alice
-    account = client.post(
-        "/api/accounts", json={"broker": "paper", "name": "Practice"}, headers=key
-    )
-    assert account.status_code == 201, account.get_json()
-    return account.get_json()["subaccounts"][0]
 
 
 @pytest.fixture
@@ -45,20 +32,6 @@ def position_engine(settings, sessions, redis_client):
     eng = PositionEngine(settings, sessions, redis_client, consumer="engine-test")
     eng.prepare()
     return eng
-
-
-@pytest.fixture
-def executor(settings):
-    ctx = ExecutorContext(settings)
-    use_context(ctx)
-    rq_conn = orders.rq_connection(settings.redis_url)
-    queues = [Queue(settings.stream_prefix + q, connection=rq_conn) for q in orders.QUEUES]
-
-    def work() -> None:
-        SimpleWorker(queues, connection=rq_conn).work(burst=True)
-
-    work.ctx, work.rq = ctx, rq_conn
-    return work
 
 
 def signal(

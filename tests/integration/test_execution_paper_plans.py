@@ -9,8 +9,6 @@ import uuid
 from decimal import Decimal
 
 import pytest
-from rq import Queue
-from rq.worker import SimpleWorker
 from sqlalchemy import select
 
 from libs.common import orders, streams
@@ -18,32 +16,8 @@ from libs.common.storage import db
 from libs.common.storage.models import OrderIntent, PaperPosition
 from libs.common.streams import TickMessage
 from services.executor.brokers import Ticket
-from services.executor.jobs import ExecutorContext, use_context
 from services.executor.paper import PaperBroker, bracketed_symbols
 from services.executor.upkeep import PaperBracketWatcher
-
-
-@pytest.fixture
-def paper(client, alice):
-    account = client.post(
-        "/api/accounts", json={"broker": "paper", "name": "Practice"}, headers=alice[1]
-    )
-    assert account.status_code == 201, account.get_json()
-    return account.get_json()["subaccounts"][0]
-
-
-@pytest.fixture
-def executor(settings):
-    ctx = ExecutorContext(settings)
-    use_context(ctx)
-    rq_conn = orders.rq_connection(settings.redis_url)
-    queues = [Queue(settings.stream_prefix + q, connection=rq_conn) for q in orders.QUEUES]
-
-    def work() -> None:
-        SimpleWorker(queues, connection=rq_conn).work(burst=True)
-
-    work.ctx, work.rq = ctx, rq_conn
-    return work
 
 
 @pytest.fixture

@@ -16,14 +16,10 @@ from libs.common.streams import SignalMessage, TickMessage
 from services.executor.jobs import ExecutorContext
 from services.executor.upkeep import PaperBracketWatcher
 from services.position_engine.engine import PositionEngine
+from tests.integration.exit_plan_support import WORKED_PLAN
 from tests.integration.tradovate_support import FRONT, connect_demo_account
 
-PLAN = {
-    "stop": {"ticks": 40},
-    "targets": [{"ticks": 20, "qty": 1}, {"ticks": 40, "qty": 1}, {"ticks": 80}],
-    "breakeven": {"trigger": {"ticks": 16}, "offset": {"ticks": 2}},
-    "trail": {"trigger": {"ticks": 24}, "distance": {"ticks": 12}},
-}
+PLAN = WORKED_PLAN
 
 
 @pytest.fixture

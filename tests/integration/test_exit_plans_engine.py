@@ -16,13 +16,9 @@ from libs.common.storage.models import Fill, Position, Signal
 from libs.common.streams import TickMessage
 from services.gateway.app import create_app
 from services.position_engine.engine import PositionEngine
+from tests.integration.exit_plan_support import WORKED_PLAN
 
-PLAN = {
-    "stop": {"ticks": 40},
-    "targets": [{"ticks": 20, "qty": 1}, {"ticks": 40, "qty": 1}, {"ticks": 80}],
-    "breakeven": {"trigger": {"ticks": 16}, "offset": {"ticks": 2}},
-    "trail": {"trigger": {"ticks": 24}, "distance": {"ticks": 12}},
-}
+PLAN = WORKED_PLAN
 
 
 @pytest.fixture

@@ -157,11 +157,11 @@ def apply_tick_run(
     """
     if position.status != "open":
         return None
-    if (
-        position.plan is not None
-        or run.min_ts < position.opened_ms
-        or (run.any_delayed and not allow_delayed_exits)
-    ):
+    if position.plan is not None:  # legs and stop moves: tick by tick, unless nothing can change
+        if leaves_unchanged(position, run, allow_delayed_exits=allow_delayed_exits, folded=folded):
+            return TickOutcome(position, None, False, _unrealized(position, run.prices[-1], spec))
+        return _fold_ticks(position, run, spec, allow_delayed_exits)
+    if run.min_ts < position.opened_ms or (run.any_delayed and not allow_delayed_exits):
         return _fold_ticks(position, run, spec, allow_delayed_exits)
     first_exit = _first_exit(position, run)
     if first_exit is None and _within(run, folded):
@@ -300,6 +300,8 @@ def _apply_plan_tick(
         return TickOutcome(widened, None, widened is not position, unrealized, held)
     step = step_plan(state, plan, position, price, ts, spec)
     after = replace(step.position, plan_state=step.state)
+    if after == position:  # the same object: callers tell "nothing changed" by identity
+        after = position
     partial = tuple((f, ts) for f in step.fills if f.kind == "tp")
     stop = step.state.stop
     moves = ((stop, step.state.stop_reason, ts),) if step.stop_moved and stop is not None else ()

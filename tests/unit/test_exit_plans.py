@@ -31,6 +31,7 @@ from services.position_engine.rules import (
     apply_signal,
 )
 from services.position_engine.ticks import TickRun, apply_tick, apply_tick_run
+from tests.unit.plan_strategies import plans
 
 MNQ = contract_spec("MNQ")
 WORKED = {
@@ -302,25 +303,6 @@ def test_allotment_of_the_open_quantity_to_the_legs(qtys, open_qty, filled, expe
 # --- properties -------------------------------------------------------------------------------
 
 SPECS = [contract_spec(s) for s in ("MNQ", "ZN", "CL", "AAPL")]
-
-
-@st.composite
-def plans(draw) -> ExitPlan:
-    n = draw(st.integers(1, 3))
-    dists = sorted(draw(st.sets(st.integers(1, 40), min_size=n, max_size=n)))
-    qtys = [draw(st.integers(1, 2)) for _ in dists[:-1]]
-    obj: dict = {"targets": [{"ticks": d, "qty": q} for d, q in zip(dists, qtys, strict=False)]}
-    obj["targets"].append({"ticks": dists[-1]})
-    if draw(st.booleans()):
-        obj["stop"] = {"ticks": draw(st.integers(1, 20))}
-    if draw(st.booleans()):
-        trigger = draw(st.integers(1, 20))
-        offset = {"ticks": draw(st.integers(0, trigger - 1))}
-        obj["breakeven"] = {"trigger": {"ticks": trigger}, "offset": offset}
-    if draw(st.booleans()):
-        trail = {"trigger": {"ticks": draw(st.integers(1, 20))}}
-        obj["trail"] = {**trail, "distance": {"ticks": draw(st.integers(1, 40))}}
-    return parse_exit_plan(obj)
 
 
 # A path: ("tick", offset in ticks from 1000 ticks) or ("add", offset, qty) — a DCA entry.

@@ -13,6 +13,7 @@ from services.position_engine.book import Tracked
 from services.position_engine.rules import RecorderSettings, SignalInput, apply_signal
 from services.position_engine.tick_entries import TickReader
 from services.position_engine.ticks import TickRun, apply_tick, apply_tick_run, leaves_unchanged
+from tests.unit.plan_strategies import plans
 
 SPECS = [contract_spec(s) for s in ("MNQ", "ZN", "CL", "AAPL")]
 prices = st.integers(min_value=900, max_value=1_100)  # in ticks, around entries of 1000
@@ -23,7 +24,7 @@ recorders = st.builds(
     RecorderSettings,
     tp_ticks=st.none() | st.integers(1, 120),
     sl_ticks=st.none() | st.integers(1, 120),
-)
+) | st.builds(RecorderSettings, exits=plans())  # exit plans (§3b): legs, break-even, trailing
 
 
 @settings(max_examples=400, deadline=None)
@@ -61,8 +62,9 @@ def test_runs_taken_the_engines_way_equal_every_tick_one_by_one(
                 tracked.state, run, spec, allow_delayed_exits=allow_delayed, folded=tracked.folded
             )
             assert not unchanged or (outcome.position is tracked.state and outcome.exit is None)
-            if outcome.exit is None:
-                tracked.fold(run.low, run.high)
+            live = allow_delayed or not run.any_delayed
+            if outcome.exit is None and (tracked.state.plan is None or live):
+                tracked.fold(run.low, run.high)  # as the engine folds (batch_apply._apply_ticks)
             tracked.state = outcome.position
         for price, ts, delayed in ticks:
             step = apply_tick(

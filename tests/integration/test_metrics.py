@@ -27,8 +27,6 @@ from services.price_feed.sim import SimSource
 from services.ui.api.service_metrics import targets
 from services.ui.app import create_app as ui_app
 from tests.integration.test_execution_paper import (  # noqa: F401 (fixtures)
-    executor,
-    paper,
     position_engine,
     recorder_of_alice,
     set_price,

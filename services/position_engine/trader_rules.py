@@ -145,12 +145,28 @@ def stop_move_intents(
     whatever the trader's guards say, since a tighter stop only protects."""
     queued: list[QueuedIntent] = []
     for trader, _subaccount in traders:
+        ticker = _entry_ticker(session, trader.id, position.symbol)
         for plan in level_moves(position, ("stop",)):
             row = _row(
-                trader, plan, source="plan", symbol=position.symbol, ticker=None, signal_id=None
+                trader, plan, source="plan", symbol=position.symbol, ticker=ticker, signal_id=None
             )
             queued += _with_copies(session, row)
     return queued
+
+
+def _entry_ticker(session: Session, trader_id: int, symbol: str) -> str | None:
+    """The ticker the trader's position was entered with (MNQ1!, or a dated MNQH7 near a roll),
+    so the stop that moves is the one on the contract it holds."""
+    return session.scalar(
+        select(OrderIntent.ticker)
+        .where(
+            OrderIntent.trader_id == trader_id,
+            OrderIntent.symbol == symbol,
+            OrderIntent.kind.in_(("entry", "add")),
+        )
+        .order_by(OrderIntent.sequence.desc())
+        .limit(1)
+    )
 
 
 def realized_today(session: Session, recorder_id: int, now: datetime) -> Decimal:

@@ -145,6 +145,7 @@ def test_paper_and_tradovate_hold_the_recorders_legs_and_stop_at_every_step(
         (i.kind, i.status, i.error) for i in sent
     ]
     assert [i.kind for i in sent if i.subaccount_id == paper_id] == ["entry"] + ["move_stop"] * 3
+    assert {i.ticker for i in sent} == {"MNQ1!"}  # stop moves name the contract the entry traded
     assert (closed.exit_reason, closed.realized_pnl) == ("trail", 18)
     assert book.realized_pnl == 18  # leg 1 +10, the trailed stop +8: the recorder's figure
     with broker.lock:

@@ -62,6 +62,9 @@ def copies_of(session: Session, leader_intent: OrderIntent) -> list[OrderIntent]
             tp_price=leader_intent.tp_price,
             sl_price=leader_intent.sl_price,
             targets=_scaled_targets(leader_intent.targets, follower.multiplier),
+            position_quantity=None
+            if leader_intent.position_quantity is None
+            else follower_quantity(leader_intent.position_quantity, follower.multiplier),
             priority=leader_intent.priority,
         )
         session.add(copy)

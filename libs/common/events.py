@@ -32,6 +32,7 @@ ORDER_BRACKET_FILLED: Final = "order.bracket_filled"  # a take-profit or stop-lo
 ACCOUNT_ALERT: Final = "account.alert"  # the broker paused or locked a user: a person must look
 ACCOUNT_RISK_STATUS: Final = "account.risk_status"
 ACCOUNT_MISMATCH: Final = "account.mismatch"  # positions at the broker differ from the platform's
+ACCOUNT_LOCKED: Final = "account.locked"  # the risk desk locked (and maybe flattened) a subaccount
 ACCOUNT_TRADER_PAUSED: Final = "account.trader_paused"
 ACCOUNT_TRADER_SKIPPED: Final = "account.trader_skipped"
 ACCOUNT_TRADER_FLATTENED: Final = "account.trader_flattened"  # at its trading window's end
@@ -61,6 +62,7 @@ ACCOUNTS: Final = (
     ACCOUNT_ALERT,
     ACCOUNT_RISK_STATUS,
     ACCOUNT_MISMATCH,
+    ACCOUNT_LOCKED,
     ACCOUNT_TRADER_PAUSED,
     ACCOUNT_TRADER_SKIPPED,
     ACCOUNT_TRADER_FLATTENED,
@@ -245,6 +247,20 @@ class RiskStatusData(TypedDict):
     previous: str
 
 
+class LockedData(TypedDict):
+    """account.locked: the risk desk (§4c) found a limit breached; entries stop until
+    `locked_until` (a trade date) and, when `flattened`, the subaccount was flattened."""
+
+    user_id: int
+    subaccount_id: int
+    name: str
+    rule: str  # daily_loss_limit | daily_profit_target | trailing_drawdown | max_trades_per_day
+    # | max_contracts
+    reason: str
+    locked_until: str
+    flattened: bool
+
+
 class MismatchRow(TypedDict):
     subaccount_id: int
     symbol: str
@@ -326,6 +342,7 @@ PAYLOADS: Final[dict[str, type]] = {
     ACCOUNT_ALERT: AlertData,
     ACCOUNT_RISK_STATUS: RiskStatusData,
     ACCOUNT_MISMATCH: MismatchData,
+    ACCOUNT_LOCKED: LockedData,
     **dict.fromkeys(
         (ACCOUNT_TRADER_PAUSED, ACCOUNT_TRADER_SKIPPED, ACCOUNT_TRADER_FLATTENED), TraderNoteData
     ),

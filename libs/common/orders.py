@@ -65,6 +65,7 @@ def new_intent(
     tp_price: Decimal | None = None,
     sl_price: Decimal | None = None,
     targets: dict[str, Any] | None = None,
+    position_quantity: Decimal | None = None,
 ) -> OrderIntent:
     """A queued intent with a fresh id and its client order id; the caller adds it to a session."""
     intent_id = uuid.uuid4()
@@ -86,6 +87,7 @@ def new_intent(
         tp_price=tp_price,
         sl_price=sl_price,
         targets=targets,
+        position_quantity=position_quantity,
         priority=priority,
         status="queued",
         cl_ord_id=client_order_id(intent_id),

@@ -32,15 +32,13 @@ def check(stream: AccountStream) -> None:
         stream.next_check = now + stream.t.debounce_s
         return
     with stream.sync.sessions() as s:  # subaccounts too: the UI may have added or retired one
-        stream.subs = dict(
-            s.execute(
-                select(Subaccount.broker_account_id, Subaccount.id).where(
-                    Subaccount.account_id == stream.account_id, Subaccount.active.is_(True)
-                )
+        subaccounts = s.execute(
+            select(Subaccount.broker_account_id, Subaccount.id, Subaccount.flattened_at).where(
+                Subaccount.account_id == stream.account_id, Subaccount.active.is_(True)
             )
-            .tuples()
-            .all()
-        )
+        ).all()
+        stream.subs = {broker_id: sub_id for broker_id, sub_id, _ in subaccounts}
+        flattened = {sub_id: at for _, sub_id, at in subaccounts if at is not None}
         traders = list(
             s.scalars(
                 select(Trader).where(
@@ -58,7 +56,9 @@ def check(stream: AccountStream) -> None:
         )
         owner = stream.owner(s)
     traded = {t.subaccount_id for t in traders}  # only where the platform has an expectation
-    expected = reconcile.expected_positions(traders, positions, at=datetime.now(UTC))
+    expected = reconcile.expected_positions(
+        traders, positions, at=datetime.now(UTC), flattened_at=flattened
+    )
     found = [
         m for m in reconcile.compare(expected, stream.positions()) if m.subaccount_id in traded
     ]

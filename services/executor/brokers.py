@@ -31,6 +31,10 @@ class Ticket:
     # the recorder's average entry they were computed from; () when `tp_price` is the one target.
     targets: tuple[tuple[Decimal, Decimal], ...] = ()
     entry_price: Decimal | None = None
+    # Whose protective orders these are (traders may share a subaccount, §4b; None: a manual
+    # order) and the size they must cover once the order is done (None: the broker's net).
+    trader_id: int | None = None
+    position_quantity: Decimal | None = None
 
 
 @dataclass(frozen=True)

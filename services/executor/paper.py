@@ -1,39 +1,40 @@
-"""The paper broker: fills market orders at the last price and holds each position's bracket.
+"""The paper broker: fills market orders at the last price, and keeps each trader's working orders
+(targets, stops, resting limits) as `paper_orders`, filled by ticks.
 
-Its book lives in PostgreSQL (`paper_positions`), changed in the same transaction that records the
-intent's answer, so a crash can never fill an intent twice. `fill_brackets` takes a tick and fills
-any take-profit, target leg or stop-loss it reaches, exactly at the level, as a real resting order
-would.
+Its book (`paper_positions`), orders and fills (`paper_fills`) live in PostgreSQL and change in
+the same transaction that records the intent's answer, so a crash can never fill an intent twice.
+The rules themselves are in paper_orders.py; this module loads the rows and writes what changed.
 """
 
 from __future__ import annotations
 
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import NamedTuple
 
 import redis
-from sqlalchemy import func, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from libs.common import streams
-from libs.common.futures.instruments import contract_spec
-from libs.common.storage.models import PaperPosition
+from libs.common.storage.models import OrderIntent, PaperFill, PaperOrder, PaperPosition
 from services.executor.brokers import Answer, Broker, Ticket
+from services.executor.paper_orders import (
+    PROTECTIVE,
+    ZERO,
+    OrderFill,
+    Protection,
+    apply_fill,
+    arm,
+    cancel,
+    closing_side,
+    fill_at,
+    resting_entry,
+    working,
+)
 
-ZERO = Decimal(0)
 MOVES = ("move_stop", "move_target")
-
-
-class BracketFill(NamedTuple):
-    """One resting order a tick filled: the stop (`sl`), the target or one target leg (`tp`).
-    `net_qty` and `realized_pnl` are the book's right after this fill, for its event."""
-
-    book: PaperPosition
-    reason: str
-    level: Decimal
-    quantity: Decimal
-    net_qty: Decimal
-    realized_pnl: Decimal
 
 
 class PaperBroker(Broker):
@@ -50,10 +51,11 @@ class PaperBroker(Broker):
         return Decimal(value.decode() if isinstance(value, bytes) else value)
 
     def send(self, ticket: Ticket, session: Session) -> Answer:
+        now = datetime.now(UTC)
         if ticket.kind == "flatten":
-            return self._flatten(ticket, session)
+            return self._flatten(ticket, session, now)
         if ticket.kind in MOVES:
-            return _move(ticket, session)
+            return _move(ticket, session, now)
         odd = _odd_legs(ticket)
         if odd is not None:
             return Answer("rejected", error=odd)
@@ -63,43 +65,46 @@ class PaperBroker(Broker):
                 "rejected",
                 error=f"no price for {ticket.symbol} yet; the paper broker fills at the last price",
             )
+        book = _book(session, ticket.subaccount_id, ticket.contract, ticket.symbol)
+        orders = _orders(session, book)
+        done = f"paper-{ticket.cl_ord_id}"
+        if ticket.kind == "close":
+            # A liquidation: every working order on the contract goes, whoever placed it.
+            cancel(orders, now)
+            if book.net_qty == 0:
+                return Answer("filled", broker_order_id=done, error="already flat")
+            side = "sell" if book.net_qty > 0 else "buy"
+            _trade(session, book, ticket, side, abs(book.net_qty), price, now)
+            return Answer("filled", broker_order_id=done, fill_price=price)
+        protection = _protection_of_ticket(ticket)
         if ticket.order_type == "limit":
             limit = ticket.limit_price
             assert limit is not None, "a limit order carries its price"
-            marketable = price <= limit if ticket.side == "buy" else price >= limit
-            if not marketable:
-                return Answer(
-                    "rejected",
-                    error="the paper broker fills limit orders only when the last price "
-                    "already reaches the limit; resting limit orders are not simulated",
-                )
-        book = _book(ticket, session)
-        if ticket.kind == "close":
-            if book.net_qty == 0:
-                return Answer(
-                    "filled", broker_order_id=f"paper-{ticket.cl_ord_id}", error="already flat"
-                )
-            _fill(book, "sell" if book.net_qty > 0 else "buy", abs(book.net_qty), price)
-            _clear_brackets(book)
-        else:
-            _fill(book, ticket.side, ticket.quantity, price)
-            _rest_brackets(book, ticket)
-        return Answer("filled", broker_order_id=f"paper-{ticket.cl_ord_id}", fill_price=price)
+            if not (price <= limit if ticket.side == "buy" else price >= limit):
+                # Not marketable: it rests, and its protection is armed when a tick fills it.
+                session.add(resting_entry(book, protection, limit, now))
+                return Answer("accepted", broker_order_id=done)
+        _trade(session, book, ticket, ticket.side, ticket.quantity, price, now)
+        session.add_all(arm(book, orders, protection, now))
+        return Answer("filled", broker_order_id=done, fill_price=price)
 
-    def _flatten(self, ticket: Ticket, session: Session) -> Answer:
+    def _flatten(self, ticket: Ticket, session: Session, now: datetime) -> Answer:
         books = session.scalars(
             select(PaperPosition)
-            .where(PaperPosition.subaccount_id == ticket.subaccount_id, PaperPosition.net_qty != 0)
+            .where(PaperPosition.subaccount_id == ticket.subaccount_id)
+            .order_by(PaperPosition.contract)
             .with_for_update()
         ).all()
         unpriced = []
         for book in books:
-            price = self.last_price(book.symbol)
+            price = self.last_price(book.symbol) if book.net_qty != 0 else ZERO
             if price is None:
-                unpriced.append(book.contract)
+                unpriced.append(book.contract)  # its protection stays while it is open
                 continue
-            _fill(book, "sell" if book.net_qty > 0 else "buy", abs(book.net_qty), price)
-            _clear_brackets(book)
+            cancel(_orders(session, book), now)
+            if book.net_qty != 0:
+                side = "sell" if book.net_qty > 0 else "buy"
+                _trade(session, book, ticket, side, abs(book.net_qty), price, now)
         if unpriced:
             return Answer(
                 "rejected",
@@ -113,18 +118,82 @@ class PaperBroker(Broker):
         return None
 
 
-def _book(ticket: Ticket, session: Session) -> PaperPosition:
-    book = session.get(PaperPosition, (ticket.subaccount_id, ticket.contract), with_for_update=True)
+def _book(session: Session, subaccount_id: int, contract: str, symbol: str) -> PaperPosition:
+    book = session.get(PaperPosition, (subaccount_id, contract), with_for_update=True)
     if book is None:
         book = PaperPosition(
-            subaccount_id=ticket.subaccount_id,
-            contract=ticket.contract,
-            symbol=ticket.symbol,
+            subaccount_id=subaccount_id,
+            contract=contract,
+            symbol=symbol,
             net_qty=ZERO,
             realized_pnl=ZERO,
         )
         session.add(book)
     return book
+
+
+def _orders(session: Session, book: PaperPosition) -> list[PaperOrder]:
+    """The book's working orders, oldest first (the caller holds the book's lock)."""
+    return list(
+        session.scalars(
+            select(PaperOrder)
+            .where(
+                PaperOrder.subaccount_id == book.subaccount_id,
+                PaperOrder.contract == book.contract,
+                PaperOrder.status == "working",
+            )
+            .order_by(PaperOrder.id)
+            .with_for_update()
+        )
+    )
+
+
+def _intent_uuid(ticket: Ticket) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(ticket.intent_id)
+    except ValueError:
+        return None
+
+
+def _trade(
+    session: Session,
+    book: PaperPosition,
+    ticket: Ticket,
+    side: str,
+    qty: Decimal,
+    price: Decimal,
+    now: datetime,
+) -> None:
+    """A fill at the market, written to the book and to `paper_fills`."""
+    realized = apply_fill(book, side, qty, price)
+    session.add(
+        PaperFill(
+            subaccount_id=book.subaccount_id,
+            contract=book.contract,
+            symbol=book.symbol,
+            trader_id=ticket.trader_id,
+            intent_id=_intent_uuid(ticket),
+            side=side,
+            quantity=qty,
+            price=price,
+            realized_pnl=realized,
+            filled_at=now,
+        )
+    )
+
+
+def _protection_of_ticket(ticket: Ticket) -> Protection:
+    return Protection(
+        kind=ticket.kind,
+        side=ticket.side,
+        quantity=ticket.quantity,
+        trader_id=ticket.trader_id,
+        intent_id=_intent_uuid(ticket),
+        tp_price=ticket.tp_price,
+        sl_price=ticket.sl_price,
+        legs=ticket.targets,
+        position_quantity=ticket.position_quantity,
+    )
 
 
 def _odd_legs(ticket: Ticket) -> str | None:
@@ -141,8 +210,13 @@ def _odd_legs(ticket: Ticket) -> str | None:
     return None
 
 
-def _move(ticket: Ticket, session: Session) -> Answer:
-    """Move the resting stop (move_stop) or the one resting target (move_target): no trade."""
+def _text(value: Decimal) -> str:
+    return format(value.normalize(), "f")
+
+
+def _move(ticket: Ticket, session: Session, now: datetime) -> Answer:
+    """Move the ticket's trader's working stops (move_stop) or its one target (move_target) on
+    the contract: no trade, and other traders' orders stay where they are."""
     stop = ticket.kind == "move_stop"
     level = ticket.sl_price if stop else ticket.tp_price
     what = "stop" if stop else "target"
@@ -152,164 +226,139 @@ def _move(ticket: Ticket, session: Session) -> Answer:
     done = f"paper-{ticket.cl_ord_id}"
     if book is None or book.net_qty == 0:
         return Answer("filled", broker_order_id=done, error=f"already flat; no {what} to move")
-    closing = "sell" if book.net_qty > 0 else "buy"
-    if ticket.side != closing:
-        side = "long" if book.net_qty > 0 else "short"
+    orders = _orders(session, book)
+    mine = [o for o in working(orders, trader_id=ticket.trader_id) if o.role in PROTECTIVE]
+    protecting = mine[0].side if mine else closing_side(book)
+    if ticket.side != protecting:
+        side = "long" if protecting == "sell" else "short"
         return Answer(
             "rejected",
             error=f"the paper position is {side}; a {ticket.side} {what} cannot protect it",
         )
-    if stop:
-        book.sl_price = level
-    elif book.targets and len(book.targets) > 1:
+    role = "stop" if stop else "target"
+    moving = [o for o in mine if o.role == role]
+    if not stop and len(moving) > 1:
         return Answer(
             "rejected",
-            error=f"{len(book.targets)} target legs rest; only a single target can be moved",
+            error=f"{len(moving)} target legs rest; only a single target can be moved",
         )
-    elif book.targets:
-        book.targets = [{"price": _text(level), "qty": book.targets[0]["qty"]}]
-    else:
-        book.tp_price = level
+    for order in moving:
+        order.price = level
+    if not moving:
+        if not mine:
+            return Answer("filled", broker_order_id=done, error=f"no working order to add a {what}")
+        session.add_all(_joined(mine, role, level, now))
     return Answer("filled", broker_order_id=done)
 
 
-def _rest_brackets(book: PaperPosition, ticket: Ticket) -> None:
-    """After an entry, add or reduce: the ticket's bracket now protects the whole position."""
-    if book.net_qty == 0:
-        _clear_brackets(book)
-    elif len(ticket.targets) >= 2:
-        book.tp_price, book.sl_price = None, ticket.sl_price
-        book.targets = _legs_covering(ticket.targets, abs(book.net_qty))
-    else:
-        book.tp_price, book.sl_price, book.targets = ticket.tp_price, ticket.sl_price, None
-
-
-def _legs_covering(
-    legs: tuple[tuple[Decimal, Decimal], ...], size: Decimal
-) -> list[dict[str, str]]:
-    """The legs, nearest first, cut to cover exactly `size`: other traders on the subaccount can
-    make the book differ from the trader's position, so the outermost leg takes the difference
-    (and legs beyond `size` are dropped)."""
-    kept: list[list[Decimal]] = []
-    left = size
-    for price, qty in legs:
-        take = min(qty, left)
-        if take > 0:
-            kept.append([price, take])
-            left -= take
-    if left > 0:
-        if kept:
-            kept[-1][1] += left
-        else:
-            kept.append([legs[-1][0], left])
-    return [{"price": _text(price), "qty": _text(qty)} for price, qty in kept]
-
-
-def _clear_brackets(book: PaperPosition) -> None:
-    book.tp_price = book.sl_price = None
-    book.targets = None
-
-
-def _text(value: Decimal) -> str:
-    return format(value.normalize(), "f")
-
-
-def _fill(book: PaperPosition, side: str, qty: Decimal, price: Decimal) -> None:
-    """Apply a fill to the net position: average price on adds, realized PnL on reductions."""
-    signed = qty if side == "buy" else -qty
-    spec = contract_spec(book.symbol)
-    net = book.net_qty
-    if net == 0 or (net > 0) == (signed > 0):
-        total = abs(net) + qty
-        book.avg_price = ((book.avg_price or ZERO) * abs(net) + price * qty) / total
-        book.net_qty = net + signed
-        return
-    closing = min(abs(net), qty)
-    direction = 1 if net > 0 else -1
-    assert book.avg_price is not None, "an open book has an average price"
-    book.realized_pnl += (price - book.avg_price) * closing * direction * spec.point_value
-    book.net_qty = net + signed
-    if book.net_qty == 0:
-        book.avg_price = None
-    elif (book.net_qty > 0) != (net > 0):  # crossed zero: the rest opens at this price
-        book.avg_price = price
-
-
-def extremes_in_order(ticks: list[tuple[str, Decimal]]) -> list[tuple[str, Decimal]]:
-    """The ticks that make a new high or low for their symbol, in order. Whatever level a tick of
-    the batch reaches, the first tick to reach it is one of these, so brackets filled by them fill
-    at the same moments as tick by tick, at a fraction of the queries. Target legs are levels like
-    any other: ticks change which legs rest, never their prices, so this holds for them too."""
-    high: dict[str, Decimal] = {}
-    low: dict[str, Decimal] = {}
-    kept = []
-    for symbol, price in ticks:
-        if symbol not in high or price > high[symbol] or price < low[symbol]:
-            kept.append((symbol, price))
-            high[symbol] = max(high.get(symbol, price), price)
-            low[symbol] = min(low.get(symbol, price), price)
-    return kept
-
-
-def bracketed_symbols(session: Session) -> set[str]:
-    """Roots with a resting paper bracket: the only ones a tick can fill anything on."""
-    return set(
-        session.scalars(
-            select(PaperPosition.symbol)
-            .where(
-                PaperPosition.net_qty != 0,
-                or_(
-                    PaperPosition.tp_price.is_not(None),
-                    PaperPosition.sl_price.is_not(None),
-                    # a cleared `targets` may be JSON null rather than SQL NULL
-                    func.jsonb_typeof(PaperPosition.targets) == "array",
-                ),
-            )
-            .distinct()
+def _joined(mine: list[PaperOrder], role: str, level: Decimal, now: datetime) -> list[PaperOrder]:
+    """A new level where the trader had none (a stop where only targets rested): one order in
+    each of its OCO groups, for that group's quantity."""
+    return [
+        PaperOrder(
+            subaccount_id=o.subaccount_id,
+            contract=o.contract,
+            symbol=o.symbol,
+            trader_id=o.trader_id,
+            intent_id=o.intent_id,
+            role=role,
+            side=o.side,
+            quantity=o.quantity,
+            order_type="stop" if role == "stop" else "limit",
+            price=level,
+            oco_group=o.oco_group,
+            status="working",
+            created_at=now,
         )
+        for o in mine
+    ]
+
+
+def working_symbols(session: Session) -> set[str]:
+    """Roots with a working paper order: the only ones a tick can fill anything on."""
+    return set(
+        session.scalars(select(PaperOrder.symbol).where(PaperOrder.status == "working").distinct())
     )
 
 
-def fill_brackets(session: Session, symbol: str, price: Decimal) -> list[BracketFill]:
-    """Fill the resting brackets of `symbol` that `price` reaches, one BracketFill per order."""
+def fill_working(
+    session: Session, symbol: str, price: Decimal, now: datetime
+) -> list[tuple[PaperPosition, OrderFill]]:
+    """Fill the working orders of `symbol` that `price` reaches, book by book, each fill written
+    to `paper_fills`; the orders a resting entry's fill armed are added to the session."""
     books = session.scalars(
         select(PaperPosition)
-        .where(PaperPosition.symbol == symbol, PaperPosition.net_qty != 0)
+        .where(PaperPosition.symbol == symbol)
+        .order_by(PaperPosition.subaccount_id, PaperPosition.contract)
         .with_for_update()
     ).all()
-    return [fill for book in books for fill in fill_book(book, price)]
+    rows = session.scalars(
+        select(PaperOrder)
+        .where(PaperOrder.symbol == symbol, PaperOrder.status == "working")
+        .order_by(PaperOrder.id)
+        .with_for_update()
+    ).all()
+    by_book: dict[tuple[int, str], list[PaperOrder]] = defaultdict(list)
+    for row in rows:
+        by_book[(row.subaccount_id, row.contract)].append(row)
+    done: list[tuple[PaperPosition, OrderFill]] = []
+    for book in books:
+        orders = by_book.get((book.subaccount_id, book.contract))
+        if orders:
+            fills = fill_at(book, orders, price, lambda o: _protection_of_entry(session, o), now)
+            done += [(book, fill) for fill in fills]
+    session.add_all(o for _, fill in done for o in fill.placed)
+    session.flush()  # the ids of orders placed and filled within this price, for their fills
+    for book, fill in done:
+        session.add(
+            PaperFill(
+                subaccount_id=book.subaccount_id,
+                contract=book.contract,
+                symbol=book.symbol,
+                trader_id=fill.order.trader_id,
+                intent_id=fill.order.intent_id,
+                order_id=fill.order.id,
+                side=fill.order.side,
+                quantity=fill.quantity,
+                price=fill.price,
+                realized_pnl=fill.realized_pnl,
+                filled_at=now,
+            )
+        )
+    return done
 
 
-def fill_book(book: PaperPosition, price: Decimal) -> list[BracketFill]:
-    """Fill what `price` reaches of one book's resting orders, each at its own level. The stop
-    comes first: a stop and a target cannot both be reached by one price, and a stop reached
-    closes everything left."""
-    if book.net_qty == 0:
-        return []
-    long = book.net_qty > 0
-    if book.sl_price is not None and (price <= book.sl_price if long else price >= book.sl_price):
-        return [_exit(book, "sl", book.sl_price, abs(book.net_qty))]
-    if not book.targets:
-        tp = book.tp_price
-        if tp is not None and (price >= tp if long else price <= tp):
-            return [_exit(book, "tp", tp, abs(book.net_qty))]
-        return []
-    fills, resting = [], []
-    for leg in book.targets:
-        level = Decimal(leg["price"])
-        if (price >= level if long else price <= level) and book.net_qty != 0:
-            fills.append(_exit(book, "tp", level, min(Decimal(leg["qty"]), abs(book.net_qty))))
-        else:
-            resting.append(leg)
-    if book.net_qty == 0 or not resting:
-        _clear_brackets(book)
-    elif fills:
-        book.targets = resting  # a new list, so the JSONB column is written
-    return fills
+def _protection_of_entry(session: Session, order: PaperOrder) -> Protection | None:
+    """The protection a resting entry asked for, from its intent (the ticket's levels)."""
+    intent = session.get(OrderIntent, order.intent_id) if order.intent_id else None
+    if intent is None:
+        return None
+    legs = tuple(
+        (Decimal(leg["price"]), Decimal(leg["qty"]))
+        for leg in (intent.targets or {}).get("legs", [])
+    )
+    return Protection(
+        kind=intent.kind if intent.kind in ("entry", "add", "reduce") else "entry",
+        side=order.side,
+        quantity=order.quantity,
+        trader_id=order.trader_id,
+        intent_id=order.intent_id,
+        tp_price=intent.tp_price,
+        sl_price=intent.sl_price,
+        legs=legs,
+        position_quantity=intent.position_quantity,
+    )
 
 
-def _exit(book: PaperPosition, reason: str, level: Decimal, qty: Decimal) -> BracketFill:
-    _fill(book, "sell" if book.net_qty > 0 else "buy", qty, level)
-    if book.net_qty == 0:
-        _clear_brackets(book)
-    return BracketFill(book, reason, level, qty, book.net_qty, book.realized_pnl)
+def settle_entry(session: Session, fill: OrderFill) -> OrderIntent | None:
+    """The intent of a resting entry a tick filled, now `filled` at the order's price (it was
+    answered `accepted` when it began to rest)."""
+    order = fill.order
+    if order.role != "entry" or order.intent_id is None:
+        return None
+    intent = session.get(OrderIntent, order.intent_id, with_for_update=True)
+    if intent is None or intent.status != "accepted":
+        return None
+    intent.status, intent.fill_price = "filled", fill.price
+    intent.finished_at = order.finished_at
+    return intent

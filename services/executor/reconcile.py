@@ -140,6 +140,7 @@ class TraderLike(Protocol):
     window_start: str | None  # HH:MM in window_tz
     window_end: str | None
     window_tz: str
+    flat_since: datetime | None  # flattened then: holds none of what was open before
 
 
 class RecorderPositionLike(Protocol):
@@ -150,6 +151,7 @@ class RecorderPositionLike(Protocol):
     side: str  # long | short
     quantity: Decimal
     status: str  # open | closed
+    opened_at: datetime
 
 
 @dataclass(frozen=True, order=True)
@@ -191,13 +193,15 @@ def expected_positions(
     recorder_positions: Iterable[RecorderPositionLike],
     *,
     at: datetime | None = None,
+    flattened_at: Mapping[int, datetime] | None = None,
 ) -> dict[Key, Decimal]:
     """Signed net contracts the platform expects per (subaccount, root), every trader summed.
 
     At `at`, a trader expects nothing when it is disabled, paused by its daily loss guard (the
     guard flattened it) or outside its trading window (flattened at the window's end). Copy-group
     followers are not counted: their expectation (the leader's times their multiplier) is not
-    modelled here yet.
+    modelled here yet. Nor is a position opened before the trader (`flat_since`) or its
+    subaccount (`flattened_at`, by subaccount id: the risk desk) was last flattened.
     """
     open_by_recorder: dict[int, list[RecorderPositionLike]] = {}
     for position in recorder_positions:
@@ -213,7 +217,11 @@ def expected_positions(
         )
         if not trader.enabled or paused or (at is not None and outside_window(trader, at)):
             continue
+        cutoffs = [trader.flat_since, (flattened_at or {}).get(trader.subaccount_id)]
+        cutoff = max((c for c in cutoffs if c is not None), default=None)
         for position in open_by_recorder.get(trader.recorder_id, []):
+            if cutoff is not None and position.opened_at < cutoff:
+                continue
             size = trader_size(position.quantity, trader.multiplier, trader.max_contracts)
             key = (trader.subaccount_id, root_of(position.symbol))
             expected[key] = expected.get(key, ZERO) + (size if position.side == "long" else -size)

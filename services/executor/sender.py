@@ -227,6 +227,8 @@ class Sender:
             sl_price=intent.sl_price,
             targets=_legs(intent.targets),
             entry_price=_entry_price(intent.targets),
+            trader_id=intent.trader_id,
+            position_quantity=intent.position_quantity,
         )
 
     def _answer(self, session: Session, intent: OrderIntent, answer: Answer) -> None:

@@ -1,11 +1,15 @@
 """The protective orders of a Tradovate position (docs/contract.md §3b, §4): an entry with several
 target legs as one order strategy, the legs re-armed as OCO pairs after an add or a reduce, and
-stop or target moves as modifies of the working orders. Every request goes through `Caller`.
+stop or target moves as modifies of the working orders. Traders may share a subaccount (§4b): each
+protective order says whose it is in its `text`, and a ticket touches only its trader's. Every
+request goes through `Caller`.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -16,6 +20,11 @@ from services.executor.tradovate_calls import Caller
 LIVE = ("Working", "Suspended")
 MODIFY_RETRIES = 3  # AnotherCommandPending: a previous command on the order is still in flight
 MODIFY_RETRY_WAIT_S = 0.5
+MANUAL = "jt:manual"  # the owner tag of protective orders of no trader (manual orders, copies)
+
+# The owner tags of order strategies, by their uuids (the clOrdIds of the intents that started
+# them); a uuid that is not ours is left out.
+StrategyOwners = Callable[[list[str]], dict[str, str]]
 
 
 def accepted(order_id: Any) -> Answer:
@@ -70,45 +79,125 @@ def strategy_entry(client: tradovate.TradovateClient, call: Caller, strategy_id:
     return entry or (orders[0] if orders else strategy_id)
 
 
+def owner_tag(trader_id: int | None) -> str:
+    """The `text` every protective order we place carries: whose it is (§4b)."""
+    return MANUAL if trader_id is None else f"jt:t{trader_id}"
+
+
+@dataclass(frozen=True)
+class Protective:
+    """A live order on the contract that may protect a position, its newest version and its
+    owner (an owner tag; None when it is nobody's we know: placed elsewhere or before tags)."""
+
+    order: dict[str, Any]
+    version: dict[str, Any]
+    owner: str | None
+
+    @property
+    def id(self) -> int:
+        return int(self.order["id"])
+
+
+def protective_orders(
+    client: tradovate.TradovateClient,
+    call: Caller,
+    account_id: int,
+    contract_id: int,
+    owners: StrategyOwners,
+) -> list[Protective]:
+    """The contract's live orders but the entries of order strategies, each with its owner: the
+    `text` we gave it, or for a strategy's target or stop (which cannot carry text) the owner of
+    the intent that started the strategy, whose clOrdId is the strategy's uuid."""
+    live = [
+        o
+        for o in call(client.order_deps, account_id, ticket=False)
+        if o.get("contractId") == contract_id and o.get("ordStatus") in LIVE
+    ]
+    if not live:
+        return []
+    ids = [int(o["id"]) for o in live]
+    versions = latest_versions(call(client.order_version_ldeps, ids, ticket=False))
+    untagged = any(not versions.get(i, {}).get("text") for i in ids)
+    strategy_owned, entries = (
+        strategy_orders(client, call, account_id, owners) if untagged else ({}, set())
+    )
+    found = []
+    for order in live:
+        version = versions.get(order["id"], {})
+        if int(order["id"]) in entries:
+            continue
+        owner = version.get("text") or strategy_owned.get(int(order["id"]))
+        found.append(Protective(order, version, owner))
+    return found
+
+
+def strategy_orders(
+    client: tradovate.TradovateClient, call: Caller, account_id: int, owners: StrategyOwners
+) -> tuple[dict[int, str | None], set[int]]:
+    """The targets and stops of the account's active order strategies → their owner tag, and the
+    strategies' entry orders (not protective orders)."""
+    active = {
+        int(s["id"]): str(s.get("uuid") or "")
+        for s in call(client.order_strategy_deps, account_id, ticket=False)
+        if s.get("status") == "ActiveStrategy"
+    }
+    if not active:
+        return {}, set()
+    tags = owners([u for u in active.values() if u])
+    owned: dict[int, str | None] = {}
+    entries: set[int] = set()
+    for link in call(client.order_strategy_link_ldeps, list(active), ticket=False):
+        if not link.get("orderId") or int(link.get("orderStrategyId", 0)) not in active:
+            continue
+        if link.get("label") == "Entry":
+            entries.add(int(link["orderId"]))
+        else:
+            owned[int(link["orderId"])] = tags.get(active[int(link["orderStrategyId"])])
+    return owned, entries
+
+
+def owned_by(order: Protective, trader_id: int | None) -> bool:
+    """A trader's own order; a ticket of no trader (manual, a copy) owns those of no trader."""
+    return order.owner == owner_tag(trader_id) or (trader_id is None and order.owner is None)
+
+
 def move_levels(
-    client: tradovate.TradovateClient, call: Caller, ticket: Ticket, contract_id: int
+    client: tradovate.TradovateClient,
+    call: Caller,
+    ticket: Ticket,
+    contract_id: int,
+    owners: StrategyOwners,
 ) -> Answer:
-    """Every working stop (move_stop) or target (move_target) closing the position on the
-    contract goes to the new level: one modify each, with its own qty and time in force."""
+    """The ticket's trader's working stops (move_stop) or targets (move_target) closing the
+    position on the contract go to the new level: one modify each, with its own qty, time in
+    force and text. Other traders' orders on the same contract stay where they are (§4b)."""
     stop = ticket.kind == "move_stop"
     level = ticket.sl_price if stop else ticket.tp_price
     what = "stop" if stop else "target"
     if level is None:
         return Answer("rejected", error=f"{ticket.kind} carries no new {what} level")
     closing = "Buy" if ticket.side == "buy" else "Sell"
-    orders = [
-        o
-        for o in call(client.order_deps, ticket.broker_account_id, ticket=False)
-        if o.get("contractId") == contract_id
-        and o.get("ordStatus") in LIVE
-        and o.get("action") == closing
-    ]
-    versions = latest_versions(
-        call(client.order_version_ldeps, [int(o["id"]) for o in orders], ticket=False)
-        if orders
-        else []
-    )
     wanted = "Stop" if stop else "Limit"
-    moving = [(int(o["id"]), versions[o["id"]]) for o in orders if o["id"] in versions]
-    moving = [(i, v) for i, v in moving if v.get("orderType") == wanted]
+    moving = [
+        p
+        for p in protective_orders(client, call, ticket.broker_account_id, contract_id, owners)
+        if p.order.get("action") == closing
+        and p.version.get("orderType") == wanted
+        and owned_by(p, ticket.trader_id)
+    ]
     if not moving:
         return Answer("accepted", error=f"no working {what} order to move")
     moved, refused = [], []
-    for order_id, version in moving:
-        current = version.get("stopPrice" if stop else "price")
+    for order in moving:
+        current = order.version.get("stopPrice" if stop else "price")
         if current is not None and Decimal(str(current)) == level:
-            moved.append(order_id)  # already there (a resend after a crash)
+            moved.append(order.id)  # already there (a resend after a crash)
             continue
         try:
-            modify(client, call, order_id, version, level, stop)
-            moved.append(order_id)
+            modify(client, call, order.id, order.version, level, stop)
+            moved.append(order.id)
         except tradovate.Rejected as exc:  # e.g. TooLate: it filled meanwhile
-            refused.append(f"{order_id}: {exc.failure_reason}: {exc.failure_text}")
+            refused.append(f"{order.id}: {exc.failure_reason}: {exc.failure_text}")
     if not moved:
         return Answer("rejected", error="Tradovate refused the move: " + "; ".join(refused))
     return Answer(
@@ -126,7 +215,8 @@ def modify(
     level: Decimal,
     stop: bool,
 ) -> None:
-    """The full state Tradovate wants (§5.6): same qty, type and time in force, new price."""
+    """The full state Tradovate wants (§5.6): same qty, type, time in force and text (whose the
+    order is), new price."""
     for attempt in range(MODIFY_RETRIES + 1):
         try:
             call(
@@ -137,6 +227,7 @@ def modify(
                 price=None if stop else level,
                 stop_price=level if stop else None,
                 time_in_force=version.get("timeInForce"),
+                text=version.get("text"),
             )
             return
         except tradovate.Rejected as exc:
@@ -146,59 +237,82 @@ def modify(
 
 
 def rearm(
-    client: tradovate.TradovateClient, call: Caller, ticket: Ticket, contract_id: int
+    client: tradovate.TradovateClient,
+    call: Caller,
+    ticket: Ticket,
+    contract_id: int,
+    owners: StrategyOwners,
 ) -> None:
-    """Replace the protective orders so they cover the position's new size at the new levels."""
+    """After an add or a reduce: the trader's protective orders replaced by ones covering its
+    `position_quantity` at the ticket's levels (none when it is 0: the trader is out). Without a
+    `position_quantity` (an old intent) every working order on the contract goes and the new
+    ones cover the broker's net, as before traders shared subaccounts."""
     account_id = ticket.broker_account_id
-    for order in call(client.order_deps, account_id, ticket=False):
-        if order.get("contractId") == contract_id and order.get("ordStatus") in (
-            "Working",
-            "Suspended",
-        ):
-            call(client.cancel_order, int(order["id"]))
-    net = next(
-        (
-            p.get("netPos", 0)
-            for p in call(client.position_list, ticket=False)
-            if p.get("accountId") == account_id and p.get("contractId") == contract_id
-        ),
-        0,
-    )
-    if not net:
+    if ticket.position_quantity is None:
+        for order in call(client.order_deps, account_id, ticket=False):
+            if order.get("contractId") == contract_id and order.get("ordStatus") in LIVE:
+                call(client.cancel_order, int(order["id"]))
+        net = next(
+            (
+                p.get("netPos", 0)
+                for p in call(client.position_list, ticket=False)
+                if p.get("accountId") == account_id and p.get("contractId") == contract_id
+            ),
+            0,
+        )
+        closing = "Sell" if net > 0 else "Buy"
+        protect(client, call, ticket, closing, abs(net))
+        return
+    for order in protective_orders(client, call, account_id, contract_id, owners):
+        if owned_by(order, ticket.trader_id):
+            call(client.cancel_order, order.id)
+    # The trader is long after a buy that adds or a sell that reduces.
+    long = ticket.side == ("buy" if ticket.kind == "add" else "sell")
+    protect(client, call, ticket, "Sell" if long else "Buy", int(ticket.position_quantity))
+
+
+def protect(
+    client: tradovate.TradovateClient, call: Caller, ticket: Ticket, closing: str, qty: int
+) -> None:
+    """GTC protective orders for `qty` contracts at the ticket's levels, tagged with its trader:
+    one OCO pair per target leg, else the target and the stop as one pair (or one order alone)."""
+    if not qty:
         return
     if ticket.targets:
-        protect_legs(client, call, ticket, "Sell" if net > 0 else "Buy", abs(net))
+        protect_legs(client, call, ticket, closing, qty)
         return
-    brackets = bracket_orders(ticket, closing_action="Sell" if net > 0 else "Buy")
-    if brackets is None:  # only called for a ticket with levels
+    brackets = bracket_orders(ticket, closing_action=closing)
+    if brackets is None:
         return
     first, second = brackets
     if second is None:  # one level only: a plain order, not an OCO pair
         call(
             client.place_order,
-            account_id,
+            ticket.broker_account_id,
             ticket.account_spec,
             first["action"],
             ticket.contract,
-            abs(net),
+            qty,
             order_type=first["orderType"],
             price=first.get("price"),
             stop_price=first.get("stopPrice"),
             time_in_force="GTC",
+            text=first["text"],
         )
         return
     call(
         client.place_oco,
-        account_id,
+        ticket.broker_account_id,
         ticket.account_spec,
         first["action"],
         ticket.contract,
-        abs(net),
+        qty,
         second,
         order_type=first["orderType"],
         price=first.get("price"),
         stop_price=first.get("stopPrice"),
         time_in_force="GTC",
+        text=first["text"],
     )
 
 
@@ -206,7 +320,8 @@ def protect_legs(
     client: tradovate.TradovateClient, call: Caller, ticket: Ticket, action: str, net: int
 ) -> None:
     """Per target leg a GTC limit for the leg's qty, OCO-paired with a stop for the same qty
-    when there is a stop level; the legs cover the whole position."""
+    when there is a stop level; the legs cover `net`, the trader's contracts."""
+    tag = owner_tag(ticket.trader_id)
     for price, qty in fit_legs(ticket.targets, net):
         if ticket.sl_price is None:
             call(
@@ -219,6 +334,7 @@ def protect_legs(
                 order_type="Limit",
                 price=price,
                 time_in_force="GTC",
+                text=tag,
             )
             continue
         stop = {
@@ -226,6 +342,7 @@ def protect_legs(
             "orderType": "Stop",
             "stopPrice": Decimal(ticket.sl_price),
             "timeInForce": "GTC",
+            "text": tag,
         }
         call(
             client.place_oco,
@@ -238,15 +355,17 @@ def protect_legs(
             order_type="Limit",
             price=price,
             time_in_force="GTC",
+            text=tag,
         )
 
 
 def bracket_orders(
     ticket: Ticket, closing_action: str | None = None
 ) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
-    """TP as a GTC limit and SL as a GTC stop, on the side that closes the position; None when
-    the ticket has neither."""
+    """TP as a GTC limit and SL as a GTC stop, on the side that closes the position, tagged with
+    the ticket's trader; None when the ticket has neither."""
     action = closing_action or ("Sell" if ticket.side == "buy" else "Buy")
+    tag = owner_tag(ticket.trader_id)
     orders = []
     if ticket.tp_price is not None:
         orders.append(
@@ -255,6 +374,7 @@ def bracket_orders(
                 "orderType": "Limit",
                 "price": Decimal(ticket.tp_price),
                 "timeInForce": "GTC",
+                "text": tag,
             }
         )
     if ticket.sl_price is not None:
@@ -264,6 +384,7 @@ def bracket_orders(
                 "orderType": "Stop",
                 "stopPrice": Decimal(ticket.sl_price),
                 "timeInForce": "GTC",
+                "text": tag,
             }
         )
     if not orders:

@@ -1,5 +1,5 @@
 """What runs beside the workers: handing over intents nobody enqueued, and the paper broker's
-resting brackets filled by ticks."""
+working orders filled by ticks."""
 
 from __future__ import annotations
 
@@ -8,20 +8,38 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import redis
 from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
 
 from libs.common import events, orders, streams
-from libs.common.serialize import num
+from libs.common.serialize import intent_dict, num
 from libs.common.storage.db import transaction
-from libs.common.storage.models import OrderIntent
+from libs.common.storage.models import OrderIntent, PaperPosition
 from libs.common.streams import MalformedMessage, TickMessage
 from services.executor import owners
 from services.executor.jobs import ExecutorContext
-from services.executor.paper import bracketed_symbols, extremes_in_order, fill_brackets
+from services.executor.paper import fill_working, settle_entry, working_symbols
+from services.executor.paper_orders import Extremes, OrderFill
 
 log = logging.getLogger("executor")
+
+
+def _bracket_event(session: Session, book: PaperPosition, fill: OrderFill) -> dict[str, Any]:
+    data: events.BracketFilledData = {
+        "user_id": owners.subaccount_owner(session, book.subaccount_id),
+        "subaccount_id": book.subaccount_id,
+        "contract": book.contract,
+        "reason": fill.reason,
+        "fill_price": num(fill.price),
+        "quantity": num(fill.quantity),
+        "net_qty": num(fill.net_qty),
+        "realized_pnl": num(fill.book_pnl),
+    }
+    return dict(data)
+
 
 QUEUED_GRACE = timedelta(seconds=3)  # the engine enqueues right after its commit
 SENDING_GRACE = timedelta(seconds=30)  # longer than any broker request takes
@@ -63,7 +81,9 @@ def run_sweeper(
 
 
 class PaperBracketWatcher:
-    """Reads `jt:ticks` through its own consumer group and fills paper brackets it reaches.
+    """Reads `jt:ticks` through its own consumer group and fills the working paper orders (targets,
+    stops, resting limit entries) it reaches: one `order.bracket_filled` per fill, and
+    `order.filled` for the intent of a resting entry.
 
     Like the engine, it acknowledges a batch only after its transaction, re-reads its own pending
     entries after a failure, and takes over what a killed executor read and never acknowledged.
@@ -129,32 +149,34 @@ class PaperBracketWatcher:
             except MalformedMessage:
                 continue
             ticks.append((tick.symbol, tick.price))
-        fills: list[events.BracketFilledData] = []
-        with transaction(self.ctx.sessions) as session:
-            bracketed = bracketed_symbols(session)
-            for symbol, price in extremes_in_order([t for t in ticks if t[0] in bracketed]):
-                for fill in fill_brackets(session, symbol, price):
-                    fills.append(
-                        {
-                            "user_id": owners.subaccount_owner(session, fill.book.subaccount_id),
-                            "subaccount_id": fill.book.subaccount_id,
-                            "contract": fill.book.contract,
-                            "reason": fill.reason,
-                            "fill_price": num(fill.level),
-                            "quantity": num(fill.quantity),
-                            "net_qty": num(fill.net_qty),
-                            "realized_pnl": num(fill.realized_pnl),
-                        }
-                    )
-        for data in fills:
+        outgoing = self._fill(ticks)
+        for event_type, data in outgoing:
             streams.publish_event(
-                self.ctx.redis,
-                self.ctx.settings.stream(streams.EVENTS),
-                events.ORDER_BRACKET_FILLED,
-                data,
+                self.ctx.redis, self.ctx.settings.stream(streams.EVENTS), event_type, data
             )
         self.ctx.redis.xack(self.stream, PAPER_GROUP, *(entry_id for entry_id, _ in entries))
         return len(entries)
+
+    def _fill(self, ticks: list[tuple[str, Decimal]]) -> list[tuple[str, dict[str, Any]]]:
+        """Fill what the ticks reach, in one transaction; the events to publish after it."""
+        outgoing: list[tuple[str, dict[str, Any]]] = []
+        now = datetime.now(UTC)
+        with transaction(self.ctx.sessions) as session:
+            symbols = working_symbols(session)
+            seen = Extremes()
+            for symbol, price in ticks:
+                if symbol not in symbols or not seen.is_new(symbol, price):
+                    continue
+                for book, fill in fill_working(session, symbol, price, now):
+                    intent = settle_entry(session, fill)
+                    if intent is not None:
+                        outgoing.append((events.ORDER_FILLED, intent_dict(intent)))
+                    outgoing.append(
+                        (events.ORDER_BRACKET_FILLED, _bracket_event(session, book, fill))
+                    )
+                    if fill.placed:  # new levels: any of them may be first reached from here
+                        seen.restart(symbol, price)
+        return outgoing
 
     def run(self, stop: threading.Event) -> None:
         self.prepare()

@@ -75,11 +75,14 @@ def plan_intents(
     rule: TraderRule,
     *,
     entries_allowed: bool = True,
+    shared: bool = False,
 ) -> tuple[list[PlannedIntent], list[str]]:
     """Orders for the trader from one signal's position changes, and why any part was skipped.
 
     `entries_allowed` is False outside the trading window or after the daily loss limit; exits go
-    out regardless, so a trader can always get flat.
+    out regardless, so a trader can always get flat. `shared`: other traders hold this contract
+    on the subaccount (§4b), so a close is an order for exactly this trader's contracts, never a
+    liquidation of theirs.
     """
     planned: list[PlannedIntent] = []
     skipped: list[str] = []
@@ -87,7 +90,7 @@ def plan_intents(
         position = change.position
         if change.event == "closed":
             if position.exit_reason not in LEVEL_EXITS:
-                planned.append(PlannedIntent("close", _side(position.side, False), ZERO, "exit"))
+                planned.append(closing(position.side, position.quantity, rule, shared=shared))
             continue
         if change.moved:
             planned += level_moves(position, change.moved)
@@ -177,3 +180,16 @@ def level_moves(position: PositionState, moved: tuple[str, ...]) -> list[Planned
     if "target" in moved and position.tp_price is not None:
         planned.append(PlannedIntent("move_target", side, ZERO, "exit", position.tp_price, None))
     return planned
+
+
+def closing(
+    position_side: str, quantity: Decimal, rule: TraderRule, *, shared: bool
+) -> PlannedIntent:
+    """The trader's way out of a recorder position of `quantity` on `position_side`: a liquidation
+    of the contract when the trader holds it alone on the subaccount, else an opposite order for
+    exactly its own contracts, its protective orders cancelled (`position_quantity` 0)."""
+    side = _side(position_side, False)
+    if not shared:
+        return PlannedIntent("close", side, ZERO, "exit")
+    size = _capped(rule, contracts(quantity, rule.multiplier))
+    return PlannedIntent("reduce", side, size, "exit", position_quantity=ZERO)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -152,10 +152,14 @@ class SignalApplier:
             self.last_prices.get(message.symbol),
         )
         position_id = None
+        changes = []
         for change in outcome.changes:
             touched = batch.apply_change(change, recorder, tracked, message.received_at, signal_id)
             position_id = touched.id
             outbox.events.append((events.position_event(change.event), {"_tracked": touched}))
+            # Each change names its row, so a trader's skipped entry can be remembered by it.
+            changes.append(replace(change, position=replace(change.position, id=touched.id)))
+        outcome = replace(outcome, changes=tuple(changes))
         self._queue_intents(batch, message, recorder, signal_id, outcome, outbox)
         return outcome, position_id
 
@@ -177,6 +181,7 @@ class SignalApplier:
             ticker=message.ticker,
             signal_id=signal_id,
             now=now,
+            holds=lambda recorder_id, symbol: batch.open_position(recorder_id, symbol) is not None,
         )
         if any(c.event == "closed" for c in outcome.changes):
             batch.flush_positions()

@@ -80,7 +80,9 @@ def after_stop_move(batch: Batch, tracked: Tracked, outbox: Outbox) -> None:
     if traders:
         batch.flush_positions()
         add_intents(
-            outbox, trader_rules.stop_move_intents(batch.session, traders, tracked.state), ()
+            outbox,
+            trader_rules.stop_move_intents(batch.session, traders, tracked.state, tracked.id),
+            (),
         )
 
 

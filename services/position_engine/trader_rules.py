@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -21,15 +21,23 @@ from sqlalchemy.orm import Session
 from libs.common.copy_trading import copies_of
 from libs.common.futures.exchange_calendar import add_business_days, trade_date
 from libs.common.orders import QueuedIntent, new_intent, targets_json
-from libs.common.storage.models import OrderIntent, Position, Recorder, Subaccount, Trader
+from libs.common.storage.models import (
+    OrderIntent,
+    Position,
+    Recorder,
+    Subaccount,
+    Trader,
+    TraderSkip,
+)
 from services.position_engine.intents import (
     PlannedIntent,
     TraderRule,
+    closing,
     in_window,
     level_moves,
     plan_intents,
 )
-from services.position_engine.position_state import PositionState
+from services.position_engine.position_state import PositionChange, PositionState
 from services.position_engine.rules import SignalOutcome
 
 
@@ -60,6 +68,11 @@ def rule_of(trader: Trader) -> TraderRule:
 
 
 def _entries_blocked(trader: Trader, subaccount: Subaccount, now: datetime) -> str | None:
+    if subaccount.locked_until is not None and trade_date(now) < subaccount.locked_until:
+        return (
+            f"the account {subaccount.name} is locked by its risk desk until "
+            f"{subaccount.locked_until.isoformat()}: {subaccount.lock_reason}"
+        )
     if subaccount.risk_status != "normal":
         status = subaccount.risk_status.replace("_", "-")
         return f"the account {subaccount.name} is {status} at the broker"
@@ -93,6 +106,7 @@ def _row(
         tp_price=plan.tp_price,
         sl_price=plan.sl_price,
         targets=None if plan.entry_price is None else targets_json(plan.entry_price, plan.targets),
+        position_quantity=plan.position_quantity if plan.kind not in ("close",) else None,
         priority=plan.priority,
     )
 
@@ -107,6 +121,36 @@ def _with_copies(session: Session, row: OrderIntent) -> list[QueuedIntent]:
 
 # A recorder's traders that are on, each with its subaccount, oldest first.
 Traders = list[tuple[Trader, Subaccount]]
+# Whether a recorder holds an open position of a symbol (the engine's book, which is ahead of the
+# rows within a batch); None: read the rows.
+Holds = Callable[[int, str], bool]
+
+
+def shares_contract(session: Session, trader: Trader, symbol: str, holds: Holds | None) -> bool:
+    """True when another trader that is on holds `symbol` on the trader's subaccount (§4b)."""
+    others = session.scalars(
+        select(Trader.recorder_id).where(
+            Trader.subaccount_id == trader.subaccount_id,
+            Trader.id != trader.id,
+            Trader.enabled.is_(True),
+        )
+    ).all()
+    if not others:
+        return False
+    if holds is not None:
+        return any(holds(recorder_id, symbol) for recorder_id in others)
+    return (
+        session.scalar(
+            select(Position.id)
+            .where(
+                Position.recorder_id.in_(others),
+                Position.symbol == symbol,
+                Position.status == "open",
+            )
+            .limit(1)
+        )
+        is not None
+    )
 
 
 def intents_for_signal(
@@ -118,6 +162,7 @@ def intents_for_signal(
     ticker: str,
     signal_id: uuid.UUID,
     now: datetime,
+    holds: Holds | None = None,
 ) -> tuple[list[QueuedIntent], list[TraderNote]]:
     queued: list[QueuedIntent] = []
     notes: list[TraderNote] = []
@@ -125,9 +170,31 @@ def intents_for_signal(
         return queued, notes
     for trader, subaccount in traders:
         blocked = _entries_blocked(trader, subaccount, now)
-        plans, skipped = plan_intents(
-            outcome.changes, rule_of(trader), entries_allowed=blocked is None
+        changes = held_changes(outcome.changes, flat_cutoff(trader, subaccount))
+        changes = _not_skipped(session, trader, changes)
+        if len(changes) < len(outcome.changes):
+            notes.append(
+                TraderNote(
+                    trader.id,
+                    trader.user_id,
+                    "skipped",
+                    "the trader does not hold this position at the broker (its entry was "
+                    "skipped, or it was flattened since: trading window's end, kill switch, the "
+                    "account's risk desk), so nothing is sent for it",
+                )
+            )
+        shared = any(c.event == "closed" for c in changes) and shares_contract(
+            session, trader, symbol, holds
         )
+        plans, skipped = [], []
+        for change in changes:  # one by one: an opening change without an entry is remembered
+            planned, why = plan_intents(
+                (change,), rule_of(trader), entries_allowed=blocked is None, shared=shared
+            )
+            plans += planned
+            skipped += why
+            if change.event == "opened" and change.position.id is not None and not planned:
+                session.add(TraderSkip(trader_id=trader.id, position_id=change.position.id))
         for plan in plans:
             row = _row(
                 trader, plan, source="signal", symbol=symbol, ticker=ticker, signal_id=signal_id
@@ -138,13 +205,55 @@ def intents_for_signal(
     return queued, notes
 
 
+def flat_cutoff(trader: Trader, subaccount: Subaccount) -> datetime | None:
+    """Since when the trader holds nothing at the broker of its recorder's older positions: the
+    later of its own last flatten and its subaccount's (the risk desk's)."""
+    times = [t for t in (trader.flat_since, subaccount.flattened_at) if t is not None]
+    return max(times) if times else None
+
+
+def held_changes(
+    changes: tuple[PositionChange, ...], cutoff: datetime | None
+) -> tuple[PositionChange, ...]:
+    """The changes of positions the trader holds at the broker: new ones, and those opened after
+    it was last flattened (an exit of a position flattened away would trade against nothing, or,
+    on a shared subaccount, against the other traders' contracts)."""
+    if cutoff is None:
+        return changes
+    cutoff_ms = cutoff.timestamp() * 1000
+    return tuple(c for c in changes if c.event == "opened" or c.position.opened_ms >= cutoff_ms)
+
+
+def _not_skipped(
+    session: Session, trader: Trader, changes: tuple[PositionChange, ...]
+) -> tuple[PositionChange, ...]:
+    """The changes of positions whose entry the trader did not skip."""
+    ids = [c.position.id for c in changes if c.event != "opened" and c.position.id is not None]
+    if not ids:
+        return changes
+    skipped = set(
+        session.scalars(
+            select(TraderSkip.position_id).where(
+                TraderSkip.trader_id == trader.id, TraderSkip.position_id.in_(ids)
+            )
+        )
+    )
+    return tuple(c for c in changes if c.position.id not in skipped)
+
+
 def stop_move_intents(
-    session: Session, traders: Traders, position: PositionState
+    session: Session, traders: Traders, position: PositionState, position_id: int
 ) -> list[QueuedIntent]:
     """A tick moved the recorder's stop (break-even, trailing): each trader's broker stop follows,
-    whatever the trader's guards say, since a tighter stop only protects."""
+    whatever the trader's guards say, since a tighter stop only protects. A trader that does not
+    hold the position (skipped its entry, or flattened since) has no stop there to move."""
     queued: list[QueuedIntent] = []
-    for trader, _subaccount in traders:
+    moved = PositionChange("changed", replace(position, id=position_id))
+    for trader, subaccount in traders:
+        if not _not_skipped(
+            session, trader, held_changes((moved,), flat_cutoff(trader, subaccount))
+        ):
+            continue
         ticker = _entry_ticker(session, trader.id, position.symbol)
         for plan in level_moves(position, ("stop",)):
             row = _row(
@@ -192,6 +301,7 @@ def daily_loss_guard(
     now: datetime,
     *,
     symbol: str,
+    holds: Holds | None = None,
 ) -> tuple[list[QueuedIntent], list[TraderNote]]:
     """Flatten and pause, until the next trade date, each trader past its daily loss limit."""
     queued: list[QueuedIntent] = []
@@ -212,9 +322,12 @@ def daily_loss_guard(
             f"the daily loss limit of ${trader.daily_loss_limit:.2f} was reached "
             f"(realized ${loss:.2f}); on again on {trader.disabled_until.isoformat()}"
         )
-        flatten = PlannedIntent("close", "sell", Decimal(0), "exit")
-        row = _row(trader, flatten, source="guard", symbol=symbol, ticker=None, signal_id=None)
-        queued += _with_copies(session, row)
+        # The exit that got here took the trader flat; the liquidation is the safety net, and
+        # on a shared subaccount it would take the other traders' contracts too (§4b).
+        if not shares_contract(session, trader, symbol, holds):
+            flatten = PlannedIntent("close", "sell", Decimal(0), "exit")
+            row = _row(trader, flatten, source="guard", symbol=symbol, ticker=None, signal_id=None)
+            queued += _with_copies(session, row)
         notes.append(TraderNote(trader.id, trader.user_id, "paused", trader.disabled_reason))
     return queued, notes
 
@@ -245,13 +358,16 @@ def window_end_flattens(
         end = datetime.combine(local.date(), rule.window_end, tzinfo=local.tzinfo)
         if not (end <= local < end + FLATTEN_AFTER_WINDOW) or not claim(trader.id, trade_date(now)):
             continue
-        open_symbols = session.scalars(
-            select(Position.symbol).where(
+        held = session.execute(
+            select(Position.symbol, Position.side, Position.quantity).where(
                 Position.recorder_id == trader.recorder_id, Position.status == "open"
             )
         ).all()
-        for symbol in open_symbols:
-            close = PlannedIntent("close", "sell", Decimal(0), "exit")
+        open_symbols = [symbol for symbol, _, _ in held]
+        trader.flat_since = now  # what its recorder holds now is flattened at the broker
+        for symbol, side, quantity in held:
+            shared = shares_contract(session, trader, symbol, None)
+            close = closing(side, quantity, rule, shared=shared)
             queued += _with_copies(
                 session,
                 _row(trader, close, source="guard", symbol=symbol, ticker=None, signal_id=None),

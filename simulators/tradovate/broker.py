@@ -100,6 +100,7 @@ def _spec(body: JSON, qty: Any = None) -> OrderSpec:
         stop_price=_price(body, "stopPrice"),
         time_in_force=body.get("timeInForce"),
         cl_ord_id=body.get("clOrdId"),
+        text=_raw(body, "text"),
     )
 
 
@@ -451,7 +452,13 @@ class BrokerSimulator(ContractRestServer):
         order = self.book.owned_order(user, _int(body.get("orderId")))
         spec = _spec(body)
         command = self.book.modify(
-            order, spec.qty, spec.order_type, spec.price, spec.stop_price, spec.time_in_force
+            order,
+            spec.qty,
+            spec.order_type,
+            spec.price,
+            spec.stop_price,
+            spec.time_in_force,
+            spec.text,
         )
         return {"commandId": command}
 

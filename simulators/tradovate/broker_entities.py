@@ -42,6 +42,7 @@ class OrderSpec:
     stop_price: Decimal | None = None
     time_in_force: str | None = None
     cl_ord_id: str | None = None
+    text: str | None = None  # free text ≤ 64 characters, kept on the version (§5.2, §5.3)
 
 
 @dataclass
@@ -124,6 +125,7 @@ def version_json(version_id: int, order_id: int, spec: OrderSpec) -> JSON:
         "price": spec.price,
         "stopPrice": spec.stop_price,
         "timeInForce": spec.time_in_force,
+        "text": spec.text,
     }
     return {k: v for k, v in row.items() if v is not None}
 

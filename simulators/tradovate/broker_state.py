@@ -174,6 +174,7 @@ class Book:
         price: Decimal | None,
         stop_price: Decimal | None,
         time_in_force: str | None,
+        text: str | None = None,
     ) -> int:
         self._take_forced()
         if order.status not in LIVE:
@@ -185,6 +186,8 @@ class Book:
             price=price,
             stop_price=stop_price,
             time_in_force=time_in_force or order.spec.time_in_force,
+            # Sim choice: a modify without `text` keeps the order's (unverified either way).
+            text=text if text is not None else order.spec.text,
         )
         self._validate(spec, self.catalogue.contracts[order.contract_id])
         order.spec, order.rested = spec, False
@@ -243,6 +246,8 @@ class Book:
             raise OrderInvalid("action", spec.action, "action must be Buy or Sell")
         if not isinstance(spec.qty, int) or isinstance(spec.qty, bool) or spec.qty <= 0:
             raise OrderInvalid("orderQty", spec.qty, "orderQty must be a positive integer")
+        if spec.text is not None and (not isinstance(spec.text, str) or len(spec.text) > 64):
+            raise OrderInvalid("text", spec.text, "text must be a string of at most 64 characters")
         if spec.order_type not in ORDER_TYPES:
             raise OrderRefused("Unsupported", f"orderType {spec.order_type} is not simulated")
         tick = contract_spec(contract.root).tick_size

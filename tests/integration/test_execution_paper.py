@@ -15,7 +15,14 @@ from libs.common import orders, streams
 from libs.common.futures.exchange_calendar import trade_date
 from libs.common.futures.rolls import front_contract
 from libs.common.storage import db
-from libs.common.storage.models import OrderIntent, PaperPosition, Subaccount, Trader
+from libs.common.storage.models import (
+    OrderIntent,
+    PaperFill,
+    PaperOrder,
+    PaperPosition,
+    Subaccount,
+    Trader,
+)
 from libs.common.streams import SignalMessage, TickMessage
 from services.executor.upkeep import PaperBracketWatcher, sweep
 from services.position_engine.engine import PositionEngine
@@ -71,6 +78,17 @@ def book(sessions, subaccount_id):
         ).all()
 
 
+def working_orders(sessions, subaccount_id) -> list[tuple[int | None, str, str, Decimal, Decimal]]:
+    """(trader, role, side, quantity, price) of the subaccount's working paper orders."""
+    with sessions() as s:
+        rows = s.scalars(
+            select(PaperOrder)
+            .where(PaperOrder.subaccount_id == subaccount_id, PaperOrder.status == "working")
+            .order_by(PaperOrder.id)
+        ).all()
+    return [(o.trader_id, o.role, o.side, o.quantity, o.price) for o in rows]
+
+
 def test_signals_become_paper_orders_in_sequence(
     client,
     alice,
@@ -114,7 +132,18 @@ def test_signals_become_paper_orders_in_sequence(
     assert done[0].sent_at <= done[1].sent_at <= done[2].sent_at  # the subaccount's sequence
     [position] = book(sessions, paper["id"])
     assert position.net_qty == -2 and position.avg_price == Decimal("25641.25")
-    assert (position.tp_price, position.sl_price) == (Decimal("25645"), Decimal("25660"))
+    trader_id = trader.get_json()["id"]
+    assert working_orders(sessions, paper["id"]) == [  # the long's bracket went with the close
+        (trader_id, "target", "buy", 2, Decimal("25645")),
+        (trader_id, "stop", "buy", 2, Decimal("25660")),
+    ]
+    with sessions() as s:
+        fills = s.scalars(select(PaperFill).order_by(PaperFill.id)).all()
+    assert [(f.side, f.quantity, f.price, f.realized_pnl) for f in fills] == [
+        ("buy", 2, Decimal("25641.25"), 0),
+        ("sell", 2, Decimal("25641.25"), 0),
+        ("sell", 2, Decimal("25641.25"), 0),
+    ]
 
     orders_api = client.get(
         f"/api/orders?trader_id={trader.get_json()['id']}", headers=key
@@ -157,8 +186,67 @@ def test_paper_bracket_fills_at_its_level_when_a_tick_reaches_it(
         for _, f in redis_client.xrange(settings.stream(streams.EVENTS))
     ]
     [(_, fill)] = [e for e in events if e[0] == "order.bracket_filled"]
-    assert fill["reason"] == "tp" and fill["fill_price"] == 25645
+    assert fill["reason"] == "tp" and fill["fill_price"] == 25645 and fill["quantity"] == 1
     assert fill["user_id"] == alice[0].id  # the relay sends it to the owner's pages
+    assert working_orders(sessions, paper["id"]) == []  # the stop went with its target
+    with sessions() as s:
+        [_, exit_fill] = s.scalars(select(PaperFill).order_by(PaperFill.id)).all()
+    assert (exit_fill.price, exit_fill.realized_pnl) == (Decimal("25645"), Decimal("10"))
+    assert exit_fill.order_id is not None
+
+
+def test_a_limit_entry_rests_until_a_tick_reaches_it_then_its_bracket_is_placed(
+    client, alice, paper, settings, redis_client, executor, sessions
+):
+    _, key = alice
+    watcher = PaperBracketWatcher(executor.ctx, "paper-test")
+    watcher.prepare()
+    set_price(settings, redis_client, "25640")
+    answer = client.post(
+        "/api/manual-trade",
+        json={
+            "subaccount_id": paper["id"],
+            "action": "buy",
+            "ticker": "MNQ1!",
+            "quantity": 2,
+            "order_type": "limit",
+            "limit_price": 25630,
+            "tp_ticks": 20,
+            "sl_ticks": 20,
+        },
+        headers=key,
+    )
+    assert answer.status_code == 202, answer.get_json()
+    executor()
+    [intent] = intents(sessions)
+    assert (intent.status, intent.error) == ("accepted", None)
+    assert working_orders(sessions, paper["id"]) == [(None, "entry", "buy", 2, Decimal("25630"))]
+    assert [b.net_qty for b in book(sessions, paper["id"])] == [0]
+
+    for price in ("25635", "25629.5"):
+        redis_client.xadd(
+            settings.stream(streams.TICKS),
+            TickMessage("MNQ", Decimal(price), streams.now_ms()).to_fields(),
+        )
+    watcher.step(block_ms=None)
+
+    [intent] = intents(sessions)
+    assert (intent.status, intent.fill_price) == ("filled", Decimal("25630"))
+    [position] = book(sessions, paper["id"])
+    assert (position.net_qty, position.avg_price) == (2, Decimal("25630"))
+    tp, sl = intent.tp_price, intent.sl_price
+    assert working_orders(sessions, paper["id"]) == [
+        (None, "target", "sell", 2, tp),
+        (None, "stop", "sell", 2, sl),
+    ]
+    events = [
+        (f["type"], json.loads(f["data"]))
+        for _, f in redis_client.xrange(settings.stream(streams.EVENTS))
+    ]
+    filled = [d for t, d in events if t == "order.filled"]
+    assert [d["id"] for d in filled] == [str(intent.id)]
+    [entry] = [d for t, d in events if t == "order.bracket_filled"]
+    assert (entry["reason"], entry["fill_price"], entry["quantity"]) == ("entry", 25630, 2)
 
 
 def test_no_price_rejects_the_order_with_the_reason(

@@ -1,6 +1,7 @@
-"""Exit plans on a paper account: resting target legs that fill one by one as ticks reach them,
-and a stop the engine moves (docs/contract.md §3b). The intents are written here as the engine
-writes them; the executor, RQ, PostgreSQL and Redis are real."""
+"""Exit plans on a paper account: target legs working as one OCO group each (the leg's limit and
+a stop), filled one by one as ticks reach them, and a stop the engine moves (docs/contract.md §3b).
+The intents are written here as the engine writes them; the executor, RQ, PostgreSQL and Redis
+are real."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ from sqlalchemy import select
 
 from libs.common import orders, streams
 from libs.common.storage import db
-from libs.common.storage.models import OrderIntent, PaperPosition
+from libs.common.storage.models import OrderIntent, PaperOrder, PaperPosition
 from libs.common.streams import TickMessage
 from services.executor.brokers import Ticket
-from services.executor.paper import PaperBroker, bracketed_symbols
+from services.executor.paper import PaperBroker, working_symbols
 from services.executor.upkeep import PaperBracketWatcher
 
 
@@ -85,6 +86,21 @@ def the_book(sessions, subaccount_id) -> PaperPosition | None:
         return s.scalar(select(PaperPosition).where(PaperPosition.subaccount_id == subaccount_id))
 
 
+def working(sessions, subaccount_id, role: str) -> list[tuple[Decimal, Decimal]]:
+    """(price, quantity) of the subaccount's working orders of one role, oldest first."""
+    with sessions() as s:
+        rows = s.scalars(
+            select(PaperOrder)
+            .where(
+                PaperOrder.subaccount_id == subaccount_id,
+                PaperOrder.status == "working",
+                PaperOrder.role == role,
+            )
+            .order_by(PaperOrder.id)
+        ).all()
+    return [(o.price, o.quantity) for o in rows]
+
+
 def bracket_fills(settings, redis_client) -> list[dict]:
     return [
         json.loads(f["data"])
@@ -107,12 +123,16 @@ def test_legs_fill_one_by_one_and_a_moved_stop_closes_the_rest_at_its_new_level(
         targets=plan("25000", ("25005", "1"), ("25010", "1"), ("25020", "2")),
     )
     assert entry.status == "filled" and entry.fill_price == Decimal("25000")
-    book = the_book(sessions, paper["id"])
-    assert book.net_qty == 4 and book.tp_price is None and book.sl_price == Decimal("24990")
-    assert book.targets == [
-        {"price": "25005", "qty": "1"},
-        {"price": "25010", "qty": "1"},
-        {"price": "25020", "qty": "2"},
+    assert the_book(sessions, paper["id"]).net_qty == 4
+    assert working(sessions, paper["id"], "target") == [
+        (Decimal("25005"), 1),
+        (Decimal("25010"), 1),
+        (Decimal("25020"), 2),
+    ]
+    assert working(sessions, paper["id"], "stop") == [
+        (Decimal("24990"), 1),
+        (Decimal("24990"), 1),
+        (Decimal("24990"), 2),
     ]
 
     # When a tick runs through the first two legs
@@ -125,13 +145,14 @@ def test_legs_fill_one_by_one_and_a_moved_stop_closes_the_rest_at_its_new_level(
         ("tp", 25010, 1, 2),
     ]
     assert fills[-1]["realized_pnl"] == 30 and fills[0]["user_id"] == alice[0].id
-    assert the_book(sessions, paper["id"]).targets == [{"price": "25020", "qty": "2"}]
+    assert working(sessions, paper["id"], "target") == [(Decimal("25020"), 2)]
+    assert working(sessions, paper["id"], "stop") == [(Decimal("24990"), 2)]  # its leg's stop
 
     # When the engine moves the stop to break-even plus a tick
     moved = place("move_stop", "sell", sl_price=Decimal("25000.25"))
     assert (moved.status, moved.error) == ("filled", None)
-    book = the_book(sessions, paper["id"])
-    assert book.net_qty == 2 and book.sl_price == Decimal("25000.25")  # no trade
+    assert the_book(sessions, paper["id"]).net_qty == 2  # no trade
+    assert working(sessions, paper["id"], "stop") == [(Decimal("25000.25"), 2)]
 
     # Then a drop through it closes the rest at the new level, not at the tick
     tick(settings, redis_client, watcher, "25003", "24998.5")
@@ -144,9 +165,9 @@ def test_legs_fill_one_by_one_and_a_moved_stop_closes_the_rest_at_its_new_level(
     )
     book = the_book(sessions, paper["id"])
     assert book.realized_pnl == Decimal("31")  # $10 + $20 + 2 × 0.25 × $2
-    assert (book.targets, book.tp_price, book.sl_price) == (None, None, None)
+    assert working(sessions, paper["id"], "target") == working(sessions, paper["id"], "stop") == []
     with sessions() as s:
-        assert bracketed_symbols(s) == set()  # a cleared book has nothing left to watch
+        assert working_symbols(s) == set()  # a cleared book has nothing left to watch
 
 
 def test_legs_cover_the_whole_book_and_an_add_without_legs_rests_one_target(
@@ -162,18 +183,18 @@ def test_legs_cover_the_whole_book_and_an_add_without_legs_rests_one_target(
         tp_price=Decimal("25005"),
         targets=plan("25000", ("25005", "1"), ("25010", "1")),
     )
-    assert the_book(sessions, paper["id"]).targets == [
-        {"price": "25005", "qty": "1"},
-        {"price": "25010", "qty": "2"},
+    assert working(sessions, paper["id"], "target") == [
+        (Decimal("25005"), 1),
+        (Decimal("25010"), 2),
     ]
     with sessions() as s:
-        assert bracketed_symbols(s) == {"MNQ"}
+        assert working_symbols(s) == {"MNQ"}
 
     place("add", "buy", "1", tp_price=Decimal("25008"), sl_price=Decimal("24995"))
 
-    book = the_book(sessions, paper["id"])
-    assert book.net_qty == 4 and book.targets is None
-    assert (book.tp_price, book.sl_price) == (Decimal("25008"), Decimal("24995"))
+    assert the_book(sessions, paper["id"]).net_qty == 4
+    assert working(sessions, paper["id"], "target") == [(Decimal("25008"), 4)]
+    assert working(sessions, paper["id"], "stop") == [(Decimal("24995"), 4)]
 
 
 def move_target(settings, redis_client, sessions, subaccount_id, level: str):
@@ -221,8 +242,8 @@ def test_a_single_remaining_target_moves(paper, settings, redis_client, sessions
 
     # Then it rests at the new level and fills there
     assert moved.status == "filled"
-    book = the_book(sessions, paper["id"])
-    assert book.net_qty == -1 and book.targets == [{"price": "24985", "qty": "1"}]
+    assert the_book(sessions, paper["id"]).net_qty == -1
+    assert working(sessions, paper["id"], "target") == [(Decimal("24985"), 1)]
     tick(settings, redis_client, watcher, "24989", "24984")
     last = bracket_fills(settings, redis_client)[-1]
     assert (last["fill_price"], last["quantity"], last["net_qty"]) == (24985, 1, 0)
@@ -252,5 +273,6 @@ def test_stop_moves_on_a_flat_book_or_odd_inputs_change_nothing(
     no_level = place("move_stop", "sell")
     assert wrong_side.status == "rejected" and "position is long" in wrong_side.error
     assert no_level.status == "rejected" and "new level" in no_level.error
-    book = the_book(sessions, paper["id"])
-    assert (book.net_qty, book.tp_price, book.sl_price) == (1, Decimal("25005"), Decimal("24990"))
+    assert the_book(sessions, paper["id"]).net_qty == 1
+    assert working(sessions, paper["id"], "target") == [(Decimal("25005"), 1)]
+    assert working(sessions, paper["id"], "stop") == [(Decimal("24990"), 1)]

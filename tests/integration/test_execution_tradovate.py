@@ -476,7 +476,7 @@ def test_intents_are_sent_at_most_once_whatever_fails(
 
         def _claim(self, intent: OrderIntent) -> None:
             with db.transaction(sessions) as s:
-                row = s.get(OrderIntent, intent.id)
+                row = s.get_one(OrderIntent, intent.id)
                 row.status, row.attempts, row.sent_at, row.contract = (
                     "sending",
                     row.attempts + 1,

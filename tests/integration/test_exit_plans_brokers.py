@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from libs.common import streams
-from libs.common.storage.models import OrderIntent, PaperPosition, Position
+from libs.common.storage.models import OrderIntent, PaperOrder, PaperPosition, Position
 from libs.common.streams import SignalMessage, TickMessage
 from services.executor.jobs import ExecutorContext
 from services.executor.upkeep import PaperBracketWatcher
@@ -80,15 +80,20 @@ def recorder_view(sessions, recorder_id) -> tuple[list[tuple[D, D]], D | None]:
 
 
 def paper_view(sessions, subaccount_id) -> tuple[list[tuple[D, D]], D | None]:
+    """The working paper targets (price, qty) and the one stop level all working stops share."""
     with sessions() as s:
         book = s.scalar(select(PaperPosition).where(PaperPosition.subaccount_id == subaccount_id))
+        working = s.scalars(
+            select(PaperOrder).where(
+                PaperOrder.subaccount_id == subaccount_id, PaperOrder.status == "working"
+            )
+        ).all()
     if book is None or book.net_qty == 0:
         return [], None
-    if book.targets:
-        legs = [(D(t["price"]), D(t["qty"])) for t in book.targets]
-    else:
-        legs = [(book.tp_price, abs(book.net_qty))] if book.tp_price is not None else []
-    return sorted(legs), book.sl_price
+    legs = sorted((o.price, o.quantity) for o in working if o.role == "target")
+    stops = {o.price for o in working if o.role == "stop"}
+    assert len(stops) <= 1, f"the paper stops disagree: {stops}"
+    return legs, (stops.pop() if stops else None)
 
 
 def simulator_view(broker) -> tuple[list[tuple[D, D]], D | None]:

@@ -31,6 +31,7 @@ class Trader:
     window_start: str | None = None
     window_end: str | None = None
     window_tz: str = "America/New_York"
+    flat_since: datetime | None = None
 
 
 @dataclass
@@ -40,6 +41,23 @@ class Recorded:
     side: str = "long"
     symbol: str = "MNQ"
     status: str = "open"
+    opened_at: datetime = datetime(2026, 11, 2, 15, tzinfo=UTC)
+
+
+def test_positions_opened_before_a_flatten_are_not_expected_at_the_broker():
+    flattened = datetime(2026, 11, 2, 16, tzinfo=UTC)
+    before, after = (
+        Recorded(1, D(1)),
+        Recorded(2, D(2), opened_at=datetime(2026, 11, 2, 17, tzinfo=UTC)),
+    )
+    traders = [Trader(1, 10, flat_since=flattened), Trader(2, 10)]
+    # trader 1 was flattened at its window's end; trader 2's subaccount by the risk desk, after
+    # its position opened: neither holds those contracts any more
+    assert expected_positions(traders, [before, after]) == {(10, "MNQ"): D(2)}
+    assert (
+        expected_positions(traders, [before, after], flattened_at={10: flattened.replace(hour=18)})
+        == {}
+    )
 
 
 def test_expected_is_the_recorder_size_times_the_multiplier_rounded_half_up():

@@ -100,3 +100,23 @@ def test_trading_window_in_its_time_zone_and_over_midnight():
     night = TraderRule(1, 1, window_start=time(18, 0), window_end=time(2, 0))
     assert in_window(night, datetime(2026, 11, 25, 4, 0, tzinfo=UTC))  # 23:00
     assert not in_window(night, datetime(2026, 11, 24, 15, 0, tzinfo=UTC))
+
+
+# --- a subaccount shared with other traders (§4b) ----------------------------------------------
+
+
+def test_a_close_on_a_shared_subaccount_sells_exactly_the_traders_contracts():
+    first = outcome(None, signal("buy", 25640, qty=3)).open_position
+    out = outcome(first, SignalInput("s", "MNQ", "close", D(25650), None))
+    alone, _ = plan_intents(out.changes, TraderRule(1, 1, multiplier=D(2)))
+    shared, _ = plan_intents(out.changes, TraderRule(1, 1, multiplier=D(2)), shared=True)
+    assert kinds(alone) == [("close", "sell", 0)]  # the liquidation: nobody else is there
+    assert kinds(shared) == [("reduce", "sell", 6)]  # only its own 3 × 2, brackets cancelled
+    assert shared[0].position_quantity == 0 and shared[0].priority == "exit"
+
+
+def test_a_reverse_on_a_shared_subaccount_is_its_own_exit_then_the_entry():
+    first = outcome(None, signal("sell", 25640, qty=2)).open_position
+    out = outcome(first, signal("buy", 25630, qty=1))
+    planned, _ = plan_intents(out.changes, TraderRule(1, 1, max_contracts=1), shared=True)
+    assert kinds(planned) == [("reduce", "buy", 1), ("entry", "buy", 1)]  # capped at 1 both ways

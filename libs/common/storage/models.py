@@ -272,8 +272,40 @@ class Subaccount(Base):
         String(16), default="normal"
     )  # normal | liquidate_only | locked
     refreshed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The risk desk's lock (§4c), set by the executor on a breach: no new entries before this
+    # trade date; exits always go out. Nothing can lift it earlier.
+    locked_until: Mapped[date | None] = mapped_column(Date)
+    lock_reason: Mapped[str | None] = mapped_column(Text)
+    locked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the risk desk last flattened the subaccount: no trader holds at the broker what its
+    # recorder opened before then, so those positions' exits are not sent.
+    flattened_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The highest balance (realized since the desk was set up, plus open PnL) the executor has
+    # seen: where the trailing drawdown counts from.
+    high_balance: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
 
     account: Mapped[Account] = relationship(back_populates="subaccounts")
+
+
+class SubaccountRisk(Base):
+    """A subaccount's limits (§4c), as the user set them in the UI. `pending` holds looser limits
+    asked for during a trade date; they take effect from `pending_from`."""
+
+    __tablename__ = "subaccount_risk"
+
+    subaccount_id: Mapped[int] = mapped_column(
+        ForeignKey("subaccounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    daily_loss_limit: Mapped[Decimal | None] = mapped_column(MONEY)
+    daily_profit_target: Mapped[Decimal | None] = mapped_column(MONEY)
+    trailing_drawdown: Mapped[Decimal | None] = mapped_column(MONEY)
+    max_trades_per_day: Mapped[int | None] = mapped_column(Integer)
+    max_contracts: Mapped[int | None] = mapped_column(Integer)
+    pending: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    pending_from: Mapped[date | None] = mapped_column(Date)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
 
 
 class Trader(Base):
@@ -299,9 +331,26 @@ class Trader(Base):
     window_tz: Mapped[str] = mapped_column(String(64), default="America/New_York")
     disabled_reason: Mapped[str | None] = mapped_column(Text)
     disabled_until: Mapped[date | None] = mapped_column(Date)  # a trade date; on again from then
+    # When the trader was last flattened (trading window's end, daily loss guard, kill switch):
+    # it holds nothing at the broker of what its recorder opened before then.
+    flat_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class TraderSkip(Base):
+    """A recorder position a trader never entered (its entry was skipped: trading window, pause,
+    the account's lock or risk status): none of its later changes are the trader's to send."""
+
+    __tablename__ = "trader_skips"
+
+    trader_id: Mapped[int] = mapped_column(
+        ForeignKey("traders.id", ondelete="CASCADE"), primary_key=True
+    )
+    position_id: Mapped[int] = mapped_column(
+        ForeignKey("positions.id", ondelete="CASCADE"), primary_key=True
     )
 
 
@@ -338,6 +387,9 @@ class OrderIntent(Base):
     # Several target legs (§3b): [{"price": "25005", "qty": "1"}, ...] in the trader's
     # contracts, and the recorder's average entry: {"entry_price", "legs"}; None: `tp_price` alone.
     targets: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # The trader's size on the contract once this intent is done: what its protective orders
+    # cover (several traders may share a subaccount, §4b). None: not a trader's order.
+    position_quantity: Mapped[Decimal | None] = mapped_column(Numeric(18, 6))
     priority: Mapped[str] = mapped_column(String(6))  # exit | entry
     status: Mapped[str] = mapped_column(String(10), default="queued")
     # queued → sending → accepted | filled | rejected | failed; skipped (a guard said no)
@@ -352,7 +404,8 @@ class OrderIntent(Base):
 
 
 class PaperPosition(Base):
-    """The paper broker's book: net position per subaccount and contract."""
+    """The paper broker's book: net position per subaccount and contract. Its working orders
+    (targets, stops, resting limits) are `paper_orders`; its fills are `paper_fills`."""
 
     __tablename__ = "paper_positions"
 
@@ -363,16 +416,64 @@ class PaperPosition(Base):
     symbol: Mapped[str] = mapped_column(String(32), index=True)  # root, to match ticks
     net_qty: Mapped[Decimal] = mapped_column(Numeric(18, 6), default=Decimal(0))
     avg_price: Mapped[Decimal | None] = mapped_column(PRICE)
-    # The resting bracket (an OCO pair) the paper broker fills when a tick reaches a level.
-    tp_price: Mapped[Decimal | None] = mapped_column(PRICE)
-    sl_price: Mapped[Decimal | None] = mapped_column(PRICE)
-    # Resting target legs when there are several (§3b): [{"price", "qty"}], each filled on its
-    # own; None: `tp_price` alone. The stop (`sl_price`) covers whatever is left.
-    targets: Mapped[list[dict[str, str]] | None] = mapped_column(JSONB)
     realized_pnl: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
+
+
+class PaperOrder(Base):
+    """A working order of the paper broker: a resting limit, a target or a stop, filled by the
+    ticks that reach it. Orders of one `oco_group` cancel each other when one fills. `trader_id`
+    says whose protective order it is, so traders sharing a subaccount (§4b) touch only theirs."""
+
+    __tablename__ = "paper_orders"
+    __table_args__ = (
+        Index(
+            "ix_paper_orders_working",
+            "symbol",
+            postgresql_where=text("status = 'working'"),
+        ),
+        Index("ix_paper_orders_subaccount", "subaccount_id", "contract", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subaccount_id: Mapped[int] = mapped_column(ForeignKey("subaccounts.id", ondelete="CASCADE"))
+    contract: Mapped[str] = mapped_column(String(32))
+    symbol: Mapped[str] = mapped_column(String(32))  # root, to match ticks
+    trader_id: Mapped[int | None] = mapped_column(Integer)  # None: a manual order
+    intent_id: Mapped[uuid.UUID | None] = mapped_column()
+    role: Mapped[str] = mapped_column(String(8))  # entry | target | stop
+    side: Mapped[str] = mapped_column(String(4))  # buy | sell
+    quantity: Mapped[Decimal] = mapped_column(Numeric(18, 6))
+    order_type: Mapped[str] = mapped_column(String(8))  # limit | stop
+    price: Mapped[Decimal] = mapped_column(PRICE)  # the limit, or the stop's trigger
+    oco_group: Mapped[str | None] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(10), default="working")  # working|filled|cancelled
+    fill_price: Mapped[Decimal | None] = mapped_column(PRICE)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PaperFill(Base):
+    """Every fill of the paper broker, with the PnL it realized: the account's trades of the day
+    and realized PnL today (the account view, the risk desk)."""
+
+    __tablename__ = "paper_fills"
+    __table_args__ = (Index("ix_paper_fills_subaccount_time", "subaccount_id", "filled_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subaccount_id: Mapped[int] = mapped_column(ForeignKey("subaccounts.id", ondelete="CASCADE"))
+    contract: Mapped[str] = mapped_column(String(32))
+    symbol: Mapped[str] = mapped_column(String(32))
+    trader_id: Mapped[int | None] = mapped_column(Integer)
+    intent_id: Mapped[uuid.UUID | None] = mapped_column()
+    order_id: Mapped[int | None] = mapped_column(Integer)  # the paper order, for resting ones
+    side: Mapped[str] = mapped_column(String(4))
+    quantity: Mapped[Decimal] = mapped_column(Numeric(18, 6))
+    price: Mapped[Decimal] = mapped_column(PRICE)
+    realized_pnl: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
+    filled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class CopyGroup(Base):

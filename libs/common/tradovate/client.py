@@ -381,9 +381,11 @@ class TradovateClient:
         stop_price: Decimal | None = None,
         cl_ord_id: str | None = None,
         time_in_force: str | None = None,
+        text: str | None = None,
         p_ticket: str | None = None,
     ) -> int:
-        """Send one order; the id means accepted, not filled (§5.3)."""
+        """Send one order; the id means accepted, not filled (§5.3). `text` (≤ 64 characters)
+        stays on the order's version, where `order_version_ldeps` reads it back."""
         body = self._entry(
             account_id,
             account_spec,
@@ -395,6 +397,7 @@ class TradovateClient:
             stop_price,
             cl_ord_id,
             time_in_force,
+            text,
         )
         return int(self._command("/order/placeorder", body, p_ticket)["orderId"])
 
@@ -412,10 +415,11 @@ class TradovateClient:
         stop_price: Decimal | None = None,
         cl_ord_id: str | None = None,
         time_in_force: str | None = None,
+        text: str | None = None,
         p_ticket: str | None = None,
     ) -> OsoResult:
         """An entry plus brackets (Tradovate field names: action, orderType, price, stopPrice,
-        timeInForce, clOrdId); they work once the entry fills, as an OCO when two (§5.4)."""
+        timeInForce, clOrdId, text); they work once the entry fills, as an OCO when two (§5.4)."""
         body = self._entry(
             account_id,
             account_spec,
@@ -427,6 +431,7 @@ class TradovateClient:
             stop_price,
             cl_ord_id,
             time_in_force,
+            text,
         )
         body["bracket1"] = bracket1
         if bracket2 is not None:
@@ -447,6 +452,7 @@ class TradovateClient:
         stop_price: Decimal | None = None,
         cl_ord_id: str | None = None,
         time_in_force: str | None = None,
+        text: str | None = None,
         p_ticket: str | None = None,
     ) -> tuple[int, int]:
         """Two orders where a fill of one cancels the other (§5.5): (orderId, ocoId)."""
@@ -461,6 +467,7 @@ class TradovateClient:
             stop_price,
             cl_ord_id,
             time_in_force,
+            text,
         )
         body["other"] = other
         result = self._command("/order/placeoco", body, p_ticket)
@@ -478,6 +485,7 @@ class TradovateClient:
         stop_price: Decimal | None,
         cl_ord_id: str | None,
         time_in_force: str | None,
+        text: str | None = None,
     ) -> JSON:
         # Both account fields (§8.7) and isAutomated, an exchange rule for bots (§8.8).
         body: JSON = {
@@ -491,6 +499,8 @@ class TradovateClient:
         body.update(_version(order_type, price, stop_price, time_in_force))
         if cl_ord_id:
             body["clOrdId"] = cl_ord_id
+        if text:
+            body["text"] = text
         return body
 
     def modify_order(
@@ -501,15 +511,19 @@ class TradovateClient:
         price: Decimal | None = None,
         stop_price: Decimal | None = None,
         time_in_force: str | None = None,
+        text: str | None = None,
         p_ticket: str | None = None,
     ) -> int:
-        """The order's full intended state (§5.6); keep its time in force. Returns commandId."""
-        body = {
+        """The order's full intended state (§5.6): keep its time in force and its `text` (the new
+        version is all a reader sees). Returns commandId."""
+        body: JSON = {
             "orderId": order_id,
             "orderQty": qty,
             "isAutomated": True,
             **_version(order_type, price, stop_price, time_in_force),
         }
+        if text:
+            body["text"] = text
         return int(self._command("/order/modifyorder", body, p_ticket)["commandId"])
 
     def cancel_order(self, order_id: int, p_ticket: str | None = None) -> int:
@@ -567,6 +581,11 @@ class TradovateClient:
     def order_strategy_link_deps(self, strategy_id: int) -> list[JSON]:
         """The strategy's orders (`orderId`, `label`), the entry first."""
         return self._read("/orderStrategyLink/deps", {"masterid": strategy_id}) or []
+
+    def order_strategy_link_ldeps(self, strategy_ids: list[int]) -> list[JSON]:
+        """The orders of several strategies in one request (§4 `ldeps`)."""
+        masters = ",".join(str(i) for i in strategy_ids)
+        return self._read("/orderStrategyLink/ldeps", {"masterids": masters}) or []
 
     def find_order_strategy(self, account_id: int, uuid: str) -> JSON | None:
         """The account's strategy started with `uuid`, or None: asked after a start whose outcome

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, cast
 
@@ -146,6 +147,10 @@ def flatten_all() -> ResponseReturnValue:
             .values(enabled=False)
         ),
     ).rowcount
+    # Flattened: switched on again, a trader sends no exit for what its recorder holds now.
+    session.execute(
+        update(Trader).where(Trader.user_id == user_id()).values(flat_since=datetime.now(UTC))
+    )
     subaccounts = session.scalars(
         select(Subaccount)
         .join(Account, Account.id == Subaccount.account_id)

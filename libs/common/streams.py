@@ -20,6 +20,7 @@ SIGNALS = "signals"
 TICKS = "ticks"
 EVENTS = "events"
 LAST_PRICE = "last_price"
+BROKER_VIEW = "broker_view:"  # + subaccount id: a Tradovate subaccount as the executor sees it
 OPEN_SYMBOLS = (
     "open_symbols"  # hash root → open positions; the engine writes it, the feed follows it
 )

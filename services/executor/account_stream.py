@@ -25,7 +25,7 @@ from libs.common.tradovate.socket_session import (
     ReconnectingSocket,
     SocketTimings,
 )
-from services.executor import account_check, account_effects, reconcile
+from services.executor import account_check, account_effects, broker_view, reconcile
 from services.executor.limiter import Penalty, penalty_for
 
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ class AccountStream:
         self.lock = threading.Lock()  # over the mirror, which `positions` reads from other threads
         self.mirror = reconcile.BrokerMirror()
         self.alerts = reconcile.MismatchAlerts(self.t.grace_s)
+        self.view = broker_view.ViewSchedule()  # the account view the UI reads (broker_view.py)
         self.synced, self.syncs = False, 0  # snapshot applied on this connection; on any
         self.unsettled: dict[int, float] = {}  # finished order → when first seen finished
         self.accounted: set[int] = set()  # finished orders already dealt with
@@ -150,18 +151,26 @@ class AccountStream:
                         str(message.d.get("eventType")),
                         message.d["entity"],
                     )
+                    self.view.book.apply(
+                        str(message.d.get("entityType")),
+                        str(message.d.get("eventType")),
+                        message.d["entity"],
+                    )
+                self.view.changed(time.monotonic())  # a stop moved is a version: no `touched`
                 touched += [found] if found else []
         account_effects.after(self, touched)
         return None
 
     def next_due(self) -> float:
-        return min(self.next_check, self.next_settle) if self.synced else math.inf
+        return min(self.next_check, self.next_settle, self.view.due) if self.synced else math.inf
 
     def tick(self, conn: Connection, now: float) -> str | None:
         if self.synced and now >= self.next_settle:
             account_effects.settle(self)
         if self.synced and now >= self.next_check:
             account_check.check(self)
+        if self.synced and now >= self.view.due:
+            broker_view.publish(self)
         return None
 
     def ended(self, ending: Ending) -> bool:
@@ -178,7 +187,10 @@ class AccountStream:
         with self.lock:
             self.mirror = reconcile.BrokerMirror(contracts=self.mirror.contracts)  # names last
             touched = self.mirror.load(response.d)
+            self.view.book = broker_view.BrokerBook()
+            self.view.book.load(response.d)
         self.synced, self.syncs = True, self.syncs + 1
+        self.view.changed(time.monotonic())
         self.next_check = time.monotonic()  # events missed while down are not replayed
         account_effects.after(self, touched)
         log.info(

@@ -24,11 +24,13 @@ PARAMETERS = {
     "position_id",
     "recorder_id",
     "signal_id",
+    "subaccount_id",
     "trader_id",
 }
 BODIES = {
     ("PUT", "/api/recorders/<int:recorder_id>"): {"name": "taken over"},
     ("PUT", "/api/traders/<int:trader_id>"): {"enabled": False},
+    ("PUT", "/api/subaccounts/<int:subaccount_id>/risk"): {"daily_loss_limit": 1},
 }
 # Every id-taking route and method the sweep calls; it must equal what the app has.
 COVERED = {
@@ -49,6 +51,10 @@ COVERED = {
     ("GET", "/api/traders/<int:trader_id>"),
     ("PUT", "/api/traders/<int:trader_id>"),
     ("DELETE", "/api/traders/<int:trader_id>"),
+    ("GET", "/api/subaccounts/<int:subaccount_id>"),
+    ("GET", "/api/subaccounts/<int:subaccount_id>/risk"),
+    ("PUT", "/api/subaccounts/<int:subaccount_id>/risk"),
+    ("POST", "/api/subaccounts/<int:subaccount_id>/unlock"),
 }
 # What alice can read about her own objects: all of it must be the same after bob's attempts.
 ALICE_VIEWS = (
@@ -138,8 +144,8 @@ def alices_world(client, alice, settings, sessions, redis_client) -> dict[str, s
         "position_id": position["id"],
         "recorder_id": recorder["id"],
         "signal_id": signal_id,
-        "trader_id": trader["id"],
         "subaccount_id": sub,
+        "trader_id": trader["id"],
     }
 
 

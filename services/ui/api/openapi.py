@@ -44,6 +44,7 @@ from services.ui.api.openapi_parts import (
     ref,
 )
 from services.ui.api.schemas import RecorderCreate, RecorderUpdate, TradingViewCookies
+from services.ui.api.subaccount_risk import RiskUpdate
 
 EXCURSION = obj(points=NUM, ticks=NUM, usd=MONEY)
 
@@ -411,6 +412,20 @@ def _tradingview_paths() -> dict[str, Any]:
     }
 
 
+def _subaccount_paths() -> dict[str, Any]:
+    return {
+        "/api/subaccounts/{subaccount_id}": {
+            "parameters": [path_param("subaccount_id", INT)],
+            "get": operation(
+                "The account view: the broker's positions with open PnL at the feed's last "
+                "price, realized PnL and trades of the trade date, working orders",
+                "SubaccountView",
+                errors=("401", "404"),
+            ),
+        }
+    }
+
+
 @cache
 def build_document() -> dict[str, Any]:
     template = "#/components/schemas/{model}"
@@ -429,6 +444,7 @@ def build_document() -> dict[str, Any]:
         "Follower": Follower.model_json_schema(ref_template=template),
         "ApiKeyCreate": ApiKeyCreate.model_json_schema(ref_template=template),
         "ExitPlanPreview": PreviewRequest.model_json_schema(ref_template=template),
+        "RiskUpdate": RiskUpdate.model_json_schema(ref_template=template),
     }
     return {
         "openapi": "3.1.0",
@@ -447,6 +463,7 @@ def build_document() -> dict[str, Any]:
             **_read_paths(),
             **_tradingview_paths(),
             **account_paths(),
+            **_subaccount_paths(),
             **execution_paths(),
             **_api_key_paths(),
         },

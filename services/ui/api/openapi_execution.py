@@ -207,6 +207,7 @@ def account_paths() -> dict[str, Any]:
                 errors=("401", "403", "404", "409", "502", "503"),
             ),
         },
+        **_risk_paths(),
         "/oauth/tradovate/start": {
             "get": redirect_operation(
                 "Browser, logged in: off to Tradovate's consent page "
@@ -228,5 +229,52 @@ def account_paths() -> dict[str, Any]:
                 [query("code", STR), query("state", STR), query("error", STR)],
                 ("400", "401", "502", "503"),
             )
+        },
+    }
+
+
+def _risk_paths() -> dict[str, Any]:
+    """The risk desk (docs/contract.md §4c)."""
+    subaccount_id = path_param("subaccount_id", INT)
+    money = {"type": ["number", "null"], "description": "USD; null: no limit"}
+    count = {"type": ["integer", "null"], "minimum": 1, "description": "null: no limit"}
+    limits = obj(
+        daily_loss_limit=money,
+        daily_profit_target=money,
+        trailing_drawdown=money,
+        max_trades_per_day=count,
+        max_contracts=count,
+    )
+    view = obj(
+        ok=BOOL,
+        subaccount_id=INT,
+        risk=limits,
+        pending={"anyOf": [limits, {"type": "null"}]},
+        effective_from={"type": ["string", "null"], "format": "date"},
+        locked=BOOL,
+        locked_until={"type": ["string", "null"], "format": "date"},
+        lock_reason=nullable(STR),
+    )
+    return {
+        "/api/subaccounts/{subaccount_id}/risk": {
+            "parameters": [subaccount_id],
+            "get": operation(
+                "The limits in force, those waiting, and the lock", view, errors=("401", "404")
+            ),
+            "put": operation(
+                "Change limits (only those sent): tighter at once, looser from the next trade "
+                "date (effective_from)",
+                view,
+                body="RiskUpdate",
+                errors=("401", "404", "422"),
+            ),
+        },
+        "/api/subaccounts/{subaccount_id}/unlock": {
+            "parameters": [subaccount_id],
+            "post": operation(
+                "Lift the lock: 409 while it holds (it lasts until the next trade date)",
+                obj(ok=BOOL, locked=BOOL),
+                errors=("401", "404", "409"),
+            ),
         },
     }

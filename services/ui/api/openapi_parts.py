@@ -279,4 +279,49 @@ SCHEMAS: dict[str, Any] = {
         created_at=TIME,
         subaccounts={"type": "array", "items": ref("Subaccount")},
     ),
+    "SubaccountView": obj(
+        ok=BOOL,
+        id=INT,
+        name=STR,
+        account_id=INT,
+        broker={"enum": ["paper", "tradovate"]},
+        risk_status={"enum": ["normal", "liquidate_only", "locked"]},
+        trade_date={"type": "string", "format": "date", "description": "CME trade date"},
+        positions={
+            "type": "array",
+            "items": obj(
+                contract=STR,
+                symbol=STR,
+                net_qty={**NUM, "description": "signed contracts"},
+                avg_price=nullable(NUM),
+                last_price={**nullable(NUM), "description": "the feed's last price"},
+                open_pnl=MONEY,
+            ),
+        },
+        open_pnl={**MONEY, "description": "USD to the cent; null while a price is missing"},
+        realized_pnl_today={**MONEY, "description": "USD to the cent, this trade date"},
+        trades_today={
+            **nullable(INT),
+            "description": "fills that took a contract's net away from flat (or across it)",
+        },
+        working_orders={
+            "type": "array",
+            "items": obj(
+                id=INT,
+                contract=STR,
+                side={"enum": ["buy", "sell"]},
+                order_type=STR,
+                role={"enum": ["entry", "target", "stop", "bracket"]},
+                quantity=NUM,
+                price={**nullable(NUM), "description": "the limit, or the stop's trigger"},
+                trader_id=nullable(INT),
+            ),
+        },
+        updated_at=TIME,
+        broker_view={
+            **STR,
+            "description": "Tradovate only, while the executor has no snapshot of the account "
+            "socket yet: `waiting for the account socket` (the numbers are then null)",
+        },
+    ),
 }

@@ -5,10 +5,12 @@ import { el, fillBody, timeCell } from "./dom.js";
 import { fillSelect, loadSubaccounts, wireDialog } from "./directory.js";
 import { utcTime } from "./format.js";
 import { coalesced, onEvent, onResync } from "./live.js";
+import { AccountPanel } from "./account_panel.js";
 
 let accounts = [];
 let subaccounts = [];
 const RISK = { normal: "Normal", liquidate_only: "Liquidate only", locked: "Locked" };
+const panels = new Map(); // subaccount id → its open AccountPanel (kept across re-renders)
 
 // ---- accounts ----
 
@@ -16,13 +18,15 @@ function accountCard(a) {
   const state = a.status === "connected" ? "on" : "off";
   const tokenNote = a.broker === "paper" ? "paper: no token"
     : a.token_expires_at ? `token until ${utcTime(a.token_expires_at)} UTC` : "no token";
-  const rows = a.subaccounts.map((s) => el("tr", { dataset: { subaccountId: s.id } },
+  const rows = a.subaccounts.flatMap((s) => [el("tr", { dataset: { subaccountId: s.id } },
     el("td", { className: "symbol" }, s.name),
     el("td", { className: "num hide-sm" }, String(s.broker_account_id)),
     el("td", {}, el("span", { className: `pill ${s.active ? "on" : "off"}` }, s.active ? "Active" : "Closed")),
     el("td", {}, el("span", { className: `pill risk-${s.risk_status}` }, RISK[s.risk_status] ?? s.risk_status)),
     s.refreshed_at ? timeCell(s.refreshed_at, "hide-sm") : el("td", { className: "muted hide-sm" }, "—"),
-  ));
+    el("td", { className: "actions" }, el("button", { type: "button", className: "btn btn-sm",
+      ariaExpanded: String(panels.has(s.id)), dataset: { action: "view", id: s.id } }, panels.has(s.id) ? "Hide" : "View")),
+  ), panels.has(s.id) ? panelRow(s.id) : null].filter(Boolean));
   const body = el("tbody");
   fillBody(body, rows, "No subaccounts found. Press Refresh to ask the broker again.");
   return el("section", { className: "panel account", dataset: { accountId: a.id } },
@@ -38,15 +42,41 @@ function accountCard(a) {
     a.status_message ? el("p", { className: a.status === "connected" ? "hint body" : "form-error" }, a.status_message) : null,
     el("div", { className: "table-wrap" }, el("table", { className: "data subaccounts" },
       el("thead", {}, el("tr", {}, el("th", {}, "Subaccount"), el("th", { className: "num hide-sm" }, "Broker id"),
-        el("th", {}, "State"), el("th", {}, "Risk"), el("th", { className: "hide-sm" }, "Checked (UTC)"))),
+        el("th", {}, "State"), el("th", {}, "Risk"), el("th", { className: "hide-sm" }, "Checked (UTC)"), el("th", {}, ""))),
       body)),
   );
+}
+
+// ---- the account view of a subaccount (account_panel.js), opened under its row ----
+
+function panelRow(id) {
+  return el("tr", { className: "account-view-row", dataset: { viewOf: id } },
+    el("td", { colSpan: 6 }, panels.get(id).root));
+}
+
+function toggleView(id) {
+  if (panels.has(id)) {
+    panels.get(id).show(null);
+    panels.delete(id);
+  } else {
+    const panel = new AccountPanel(el("div"));
+    panels.set(id, panel);
+    panel.show(id);
+  }
+  document.getElementById("accounts").replaceChildren(...accounts.map(accountCard));
 }
 
 async function loadAccounts() {
   ({ accounts } = await api("/api/accounts"));
   subaccounts = await loadSubaccounts();
   document.getElementById("first-account").hidden = accounts.length > 0;
+  const known = new Set(accounts.flatMap((a) => a.subaccounts.map((s) => s.id)));
+  for (const [id, panel] of panels) {
+    if (!known.has(id)) {
+      panel.show(null);
+      panels.delete(id);
+    }
+  }
   document.getElementById("accounts").replaceChildren(...accounts.map(accountCard));
   const form = document.getElementById("copy-form");
   fillSelect(form.elements.leader, subaccounts, { label: (s) => s.label, placeholder: "Choose the leader" });
@@ -201,6 +231,7 @@ document.getElementById("tv-forget").addEventListener("click", async () => {
 const ACTIONS = {
   paper: () => { document.getElementById("paper-form").reset(); paperDialog.showModal(); },
   tradovate: () => tradovateDialog.showModal(),
+  view: (id) => toggleView(id),
   refresh: async (id) => {
     await api(`/api/accounts/${id}/refresh`, { method: "POST", body: {} });
     toast("Subaccounts refreshed.", "success", 2500);

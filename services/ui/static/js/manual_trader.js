@@ -8,6 +8,7 @@ import { price, qty } from "./format.js";
 import { coalesced, onEvent, onResync } from "./live.js";
 import { orderRow, orderWhat } from "./orders.js";
 import { OpenPositions } from "./positions.js";
+import { AccountPanel } from "./account_panel.js";
 
 const form = document.getElementById("ticket");
 const f = form.elements;
@@ -21,6 +22,17 @@ const open = new OpenPositions(document.querySelector("#open-positions tbody"), 
   empty: "No recorder positions open. They show here live as your recorders' alerts arrive.",
   onChange: (n) => { document.getElementById("open-count").textContent = n ? `${n} open` : ""; },
 });
+
+// The chosen subaccount's positions, PnL of the day and working orders, live.
+const accountView = new AccountPanel(document.getElementById("account-view"));
+
+function showChosenAccount() {
+  const id = optionalNumber(f.subaccount_id.value);
+  document.getElementById("account-view-panel").hidden = id === null;
+  document.getElementById("account-view-name").textContent = id === null ? "" : subName(id);
+  if (id !== accountView.id) accountView.show(id);
+}
+f.subaccount_id.addEventListener("change", showChosenAccount);
 
 // ---- the ticket ----
 
@@ -131,6 +143,7 @@ document.getElementById("account-cards").addEventListener("click", (event) => {
   const pick = event.target.closest("[data-pick]");
   if (!pick) return;
   f.subaccount_id.value = pick.dataset.pick;
+  showChosenAccount();
   f.ticker.focus();
 });
 
@@ -139,6 +152,7 @@ async function loadAll() {
   document.getElementById("no-accounts").hidden = subaccounts.length > 0;
   fillSelect(f.subaccount_id, subaccounts, { label: (s) => s.label, placeholder: subaccounts.length ? "Choose a subaccount" : "No accounts yet" });
   if (subaccounts.length === 1) f.subaccount_id.value = String(subaccounts[0].id);
+  showChosenAccount();
   const { orders: list } = await api("/api/orders", { params: { limit: 100 } });
   orders.clear();
   for (const o of list) orders.set(o.id, o);

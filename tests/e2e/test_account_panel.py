@@ -1,0 +1,133 @@
+"""The account view in a real browser against the running services: a paper subaccount's position
+on the Accounts page with its open PnL following the feed's last price, and the same panel with
+the working bracket on the Manual Trader page, on a phone too."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from playwright.sync_api import expect
+
+from libs.common.storage import db
+from libs.common.storage.models import PaperOrder, PaperPosition
+from tests.e2e.browser_support import PHONE, log_in, shoot
+
+
+def set_last_price(redis_client, price: str) -> None:
+    redis_client.hset("jt:last_price", "MNQ", price)  # what the engine keeps from the feed
+
+
+def paper_long_with_bracket(api, sessions) -> int:
+    """A paper subaccount long 1 MNQZ6 at 25000 with its target and stop working."""
+    made = api.post("/api/accounts", {"broker": "paper", "name": "Practice"})
+    assert made.status_code == 201, made.text
+    sub_id = made.json()["subaccounts"][0]["id"]
+    with db.transaction(sessions) as s:
+        s.add(
+            PaperPosition(
+                subaccount_id=sub_id,
+                contract="MNQZ6",
+                symbol="MNQ",
+                net_qty=Decimal(1),
+                avg_price=Decimal("25000"),
+            )
+        )
+        for role, order_type, price in (("target", "limit", "25020"), ("stop", "stop", "24990")):
+            s.add(
+                PaperOrder(
+                    subaccount_id=sub_id,
+                    contract="MNQZ6",
+                    symbol="MNQ",
+                    role=role,
+                    side="sell",
+                    quantity=Decimal(1),
+                    order_type=order_type,
+                    price=Decimal(price),
+                    oco_group="bracket-1",
+                    status="working",
+                )
+            )
+    return sub_id
+
+
+def test_the_account_panel_shows_the_position_and_its_open_pnl_moves_with_the_price(
+    stack, api, new_page, redis_client, sessions
+):
+    sub_id = paper_long_with_bracket(api, sessions)
+    set_last_price(redis_client, "25010")
+    base = stack.url("ui")
+    page = new_page()
+    log_in(page, base, stack.email, stack.password, "/accounts")
+
+    page.locator(f"tr[data-subaccount-id='{sub_id}'] [data-action=view]").click()
+    panel = page.locator(f".account-view[data-subaccount-id='{sub_id}']")
+    row = panel.locator("tr[data-contract=MNQZ6]")
+    expect(row).to_contain_text("long 1")
+    expect(row.locator("[data-field=open_pnl]")).to_have_text("+$20.00")  # 10 points × $2
+    expect(panel.locator("[data-figure=open_pnl]")).to_have_text("+$20.00")
+    expect(panel.locator("[data-figure=trades_today]")).to_have_text("0")
+    expect(panel.locator(".av-orders tr[data-role=stop] [data-field=price]")).to_have_text(
+        "24,990.00"
+    )
+    shoot(page, "account-panel")
+
+    set_last_price(redis_client, "24995.5")  # the feed moves; the panel follows within seconds
+    expect(row.locator("[data-field=open_pnl]")).to_have_text("-$9.00")
+    expect(row.locator("[data-field=open_pnl]")).to_have_class("num neg")
+    expect(panel.locator("[data-figure=open_pnl]")).to_have_text("-$9.00")
+
+    page.locator(f"tr[data-subaccount-id='{sub_id}'] [data-action=view]").click()  # Hide
+    expect(panel).to_have_count(0)
+
+
+def test_the_manual_trader_shows_the_chosen_subaccount_with_its_bracket_on_a_phone(
+    stack, api, new_page, redis_client, sessions
+):
+    paper_long_with_bracket(api, sessions)
+    set_last_price(redis_client, "25002.25")
+    base = stack.url("ui")
+    page = new_page(PHONE)
+    log_in(page, base, stack.email, stack.password, "/manual-trader")
+
+    panel = page.locator("#account-view")
+    expect(panel.locator("[data-figure=open_pnl]")).to_have_text("+$4.50")
+    orders = panel.locator(".av-orders tbody tr")
+    expect(orders).to_have_count(2)
+    expect(panel.locator(".av-orders tr[data-role=target]")).to_contain_text("sell Target")
+    expect(panel.locator(".av-orders tr[data-role=target]")).to_contain_text("manual")
+    set_last_price(redis_client, "25003.25")
+    expect(panel.locator("[data-figure=open_pnl]")).to_have_text("+$6.50")
+    shoot(page, "account-panel-manual-trader", "phone")
+
+
+def test_limits_set_in_the_panel_lock_and_flatten_the_account_when_the_open_loss_reaches_them(
+    stack, api, new_page, redis_client, sessions
+):
+    sub_id = paper_long_with_bracket(api, sessions)
+    set_last_price(redis_client, "25010")
+    page = new_page()
+    log_in(page, stack.url("ui"), stack.email, stack.password, "/accounts")
+    page.locator(f"tr[data-subaccount-id='{sub_id}'] [data-action=view]").click()
+    panel = page.locator(f".account-view[data-subaccount-id='{sub_id}']")
+    expect(panel.locator("[data-figure=open_pnl]")).to_have_text("+$20.00")
+
+    # Given a daily loss limit of $30 set in the panel: $50 of room while $20 up
+    panel.locator(".av-risk-edit summary").click()
+    panel.locator("input[name=daily_loss_limit]").fill("30")
+    panel.locator(".av-risk-form button[type=submit]").click()
+    limit = panel.locator("tr[data-limit=daily_loss_limit]")
+    expect(limit).to_contain_text("$30.00")
+    expect(limit.locator("[data-field=room]")).to_have_text("$50.00 left")
+
+    # When the feed falls to 24985 (15 points under the entry: -$30 open, no signal at all), the
+    # executor's risk desk locks the account and flattens it; the page shows it live
+    set_last_price(redis_client, "24985")
+    banner = panel.locator("[data-role=lock]")
+    expect(banner).to_contain_text("Locked until", timeout=15_000)
+    expect(banner).to_contain_text("daily loss limit of $30.00")
+    expect(page.locator(".toast").first).to_contain_text("is locked until")
+    expect(panel.locator(".av-positions")).to_contain_text("Flat", timeout=15_000)
+    expect(panel.locator(".av-orders")).to_contain_text("No working orders.")
+    shoot(page, "account-panel-locked")
+    unlock = api.post(f"/api/subaccounts/{sub_id}/unlock", {})
+    assert unlock.status_code == 409

@@ -486,6 +486,10 @@ class CopyGroup(Base):
         ForeignKey("subaccounts.id", ondelete="CASCADE"), unique=True
     )
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # §4d: bring a follower that drifted back in step by itself (else it is only shown), and
+    # lock and flatten the followers when the leader's risk desk locks the leader.
+    realign: Mapped[bool] = mapped_column(Boolean, default=False)
+    follow_risk_lock: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class CopyFollower(Base):
@@ -499,3 +503,11 @@ class CopyFollower(Base):
     )
     multiplier: Mapped[Decimal] = mapped_column(Numeric(12, 4), default=Decimal(1))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # §4d: the follower takes the other side; trades another root (NQ → MNQ); never holds more
+    # than this many contracts of it.
+    inverted: Mapped[bool] = mapped_column(Boolean, default=False)
+    symbol_map: Mapped[dict[str, str] | None] = mapped_column(JSONB)  # leader root → follower's
+    max_contracts: Mapped[int | None] = mapped_column(Integer)
+    # What the last check found: the follower's net differs from the leader's × multiplier.
+    out_of_step: Mapped[str | None] = mapped_column(Text)
+    checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 
 from libs.common import events
-from libs.common.storage.models import Account, Position, Subaccount, Trader
+from libs.common.storage.models import Account, Position, Subaccount, Trader, TraderSkip
 from libs.common.tradovate.accounts import AccountUnusable
 from libs.common.tradovate.client import PenaltyTicket, RateLimited, TradovateError
 from services.executor import reconcile
@@ -54,10 +54,18 @@ def check(stream: AccountStream) -> None:
                 )
             )
         )
+        skipped = set(
+            s.execute(
+                select(TraderSkip.trader_id, TraderSkip.position_id).where(
+                    TraderSkip.trader_id.in_([t.id for t in traders]),
+                    TraderSkip.position_id.in_([p.id for p in positions]),
+                )
+            ).tuples()
+        )
         owner = stream.owner(s)
     traded = {t.subaccount_id for t in traders}  # only where the platform has an expectation
     expected = reconcile.expected_positions(
-        traders, positions, at=datetime.now(UTC), flattened_at=flattened
+        traders, positions, at=datetime.now(UTC), flattened_at=flattened, skipped=skipped
     )
     found = [
         m for m in reconcile.compare(expected, stream.positions()) if m.subaccount_id in traded

@@ -131,6 +131,7 @@ class BrokerMirror:
 class TraderLike(Protocol):
     """What reconciliation reads of a trader (a `Trader` row fits)."""
 
+    id: int
     recorder_id: int
     subaccount_id: int
     multiplier: Decimal
@@ -146,6 +147,7 @@ class TraderLike(Protocol):
 class RecorderPositionLike(Protocol):
     """What it reads of a recorder position (a `Position` row fits)."""
 
+    id: int
     recorder_id: int
     symbol: str
     side: str  # long | short
@@ -194,6 +196,7 @@ def expected_positions(
     *,
     at: datetime | None = None,
     flattened_at: Mapping[int, datetime] | None = None,
+    skipped: Iterable[tuple[int, int]] = (),
 ) -> dict[Key, Decimal]:
     """Signed net contracts the platform expects per (subaccount, root), every trader summed.
 
@@ -201,8 +204,10 @@ def expected_positions(
     guard flattened it) or outside its trading window (flattened at the window's end). Copy-group
     followers are not counted: their expectation (the leader's times their multiplier) is not
     modelled here yet. Nor is a position opened before the trader (`flat_since`) or its
-    subaccount (`flattened_at`, by subaccount id: the risk desk) was last flattened.
+    subaccount (`flattened_at`, by subaccount id: the risk desk) was last flattened, nor one
+    whose entry the trader skipped (`skipped`: (trader id, position id) pairs).
     """
+    not_held = set(skipped)
     open_by_recorder: dict[int, list[RecorderPositionLike]] = {}
     for position in recorder_positions:
         if position.status == "open":
@@ -220,7 +225,10 @@ def expected_positions(
         cutoffs = [trader.flat_since, (flattened_at or {}).get(trader.subaccount_id)]
         cutoff = max((c for c in cutoffs if c is not None), default=None)
         for position in open_by_recorder.get(trader.recorder_id, []):
-            if cutoff is not None and position.opened_at < cutoff:
+            if (cutoff is not None and position.opened_at < cutoff) or (
+                trader.id,
+                position.id,
+            ) in not_held:
                 continue
             size = trader_size(position.quantity, trader.multiplier, trader.max_contracts)
             key = (trader.subaccount_id, root_of(position.symbol))

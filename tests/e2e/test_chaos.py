@@ -8,7 +8,7 @@ import uuid
 import pytest
 from sqlalchemy import delete, select
 
-from libs.common.storage.models import Fill, Signal
+from libs.common.storage.models import Fill, OrderIntent, Signal
 from tools.chaos.run import ChaosConfig, run_chaos, table
 from tools.chaos.verify import Checker
 
@@ -18,7 +18,12 @@ def test_every_service_killed_and_both_servers_crashed_lose_and_duplicate_nothin
     tampered: dict[str, list[str]] = {}
 
     def tamper(checker: Checker) -> None:
-        """After the verdict: break the books the way a bug would, and check again."""
+        """After the verdict: note the risk desk's flatten, then break the books the way a bug
+        would, and check again."""
+        with checker.sessions() as s:
+            tampered["risk_flattens"] = list(
+                s.scalars(select(OrderIntent.status).where(OrderIntent.source == "risk"))
+            )
         with checker.sessions.begin() as s:
             fill = s.scalars(select(Fill).where(Fill.signal_id.is_not(None)).limit(1)).one()
             s.add(
@@ -53,9 +58,14 @@ def test_every_service_killed_and_both_servers_crashed_lose_and_duplicate_nothin
     report = table(run)
     verdict = run.verdict
 
-    # Then every fault was injected and the table says every promise held
+    # Then every fault was injected (and the risk desk's lock, which flattens the subaccount two
+    # strategies share) and the table says every promise held, the broker's net included
     assert verdict is not None, report
-    assert len(run.injected) == 7, report
+    assert len(run.injected) == 8, report
+    assert any("risk desk" in what for _, what in run.injected), report
+    # one flatten, sent once (filled once the account socket saw its fills)
+    assert len(tampered["risk_flattens"]) == 1, report
+    assert tampered["risk_flattens"][0] in ("accepted", "filled"), report
     assert verdict.problems == [], report
     assert verdict.accepted > 100 and verdict.applied == verdict.accepted, report
     assert (verdict.lost, verdict.duplicated, verdict.orders_duplicated) == (0, 0, 0), report

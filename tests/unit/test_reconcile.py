@@ -32,6 +32,7 @@ class Trader:
     window_end: str | None = None
     window_tz: str = "America/New_York"
     flat_since: datetime | None = None
+    id: int = 0
 
 
 @dataclass
@@ -42,6 +43,7 @@ class Recorded:
     symbol: str = "MNQ"
     status: str = "open"
     opened_at: datetime = datetime(2026, 11, 2, 15, tzinfo=UTC)
+    id: int = 0
 
 
 def test_positions_opened_before_a_flatten_are_not_expected_at_the_broker():
@@ -230,3 +232,10 @@ def test_the_account_socket_url_is_derived_from_the_rest_base():
         == "wss://demo.tradovateapi.com/v1/websocket"
     )
     assert account_socket_url("http://127.0.0.1:8770/v1/") == "ws://127.0.0.1:8770/v1/websocket"
+
+
+def test_a_position_whose_entry_the_trader_skipped_is_not_expected():
+    traders = [Trader(1, 10, id=7), Trader(1, 11, id=8)]  # one recorder on two subaccounts
+    positions = [Recorded(1, D(1), id=42)]
+    # the entry went out on subaccount 11 but was skipped on 10 (say, its account was locked)
+    assert expected_positions(traders, positions, skipped={(7, 42)}) == {(11, "MNQ"): D(1)}

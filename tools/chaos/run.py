@@ -21,10 +21,11 @@ from libs.common.config import load_settings
 from tools.chaos import faults
 from tools.chaos.cluster import Cluster
 from tools.chaos.flow import Prices, SignalFlow, TickFlow
-from tools.chaos.scenario import set_up
+from tools.chaos.scenario import lock_by_risk, set_up
 from tools.chaos.verify import Checker, Verdict
 
 log = logging.getLogger("chaos")
+RISK_LOCK = "risk lock"
 
 
 @dataclass(frozen=True)
@@ -73,12 +74,17 @@ def run_chaos(config: ChaosConfig) -> ChaosRun:
         signals.start()
         started = time.monotonic()
         plan = faults.schedule(config.faults, rng)
-        # Random moments in the first 85 % of the load, so the last fault still meets traffic.
+        # Random moments in the first 85 % of the load, so the last fault still meets traffic;
+        # the risk desk's lock (not a fault, but a flatten under fire) at 60 %.
         moments = sorted(rng.uniform(0.05, 0.85) * config.duration_s for _ in plan)
-        for kind, moment in zip(plan, moments, strict=True):
+        events = sorted([*zip(moments, plan, strict=True), (0.6 * config.duration_s, RISK_LOCK)])
+        for moment, kind in events:
             time.sleep(max(0.0, moment - (time.monotonic() - started)))
             at = time.monotonic() - started
-            what = faults.FAULTS[kind](cluster, rng)
+            if kind == RISK_LOCK:
+                what = lock_by_risk(cluster, scenario)
+            else:
+                what = faults.FAULTS[kind](cluster, rng)
             run.injected.append((at, what))
             _say(f"  {at:6.1f}s  {what}")
         time.sleep(max(0.0, config.duration_s - (time.monotonic() - started)))

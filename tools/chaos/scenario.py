@@ -22,7 +22,8 @@ RECORDERS: tuple[tuple[str, str, dict[str, object], bool], ...] = (
     ("MES close on opposite", "MES", {"on_opposite": "close"}, True),
     ("NQ no DCA", "NQ", {"allow_dca": False}, False),
     ("ES reverse, qty 2", "ES", {"default_qty": 2}, False),
-    ("MNQ close, no DCA", "MNQ", {"on_opposite": "close", "allow_dca": False}, False),
+    # traded on the same subaccount as "MNQ reverse": two strategies share MNQ there (§4b)
+    ("MNQ close, no DCA", "MNQ", {"on_opposite": "close", "allow_dca": False}, True),
     ("MES reverse", "MES", {}, False),
     ("MNQ TP 12 SL 8", "MNQ", {"tp_ticks": 12, "sl_ticks": 8}, False),
     (
@@ -132,3 +133,17 @@ def set_up(cluster: Cluster) -> Scenario:
             )
             traded.append(target)
     return Scenario(key, targets, traded, subaccount["id"], int(subaccount["broker_account_id"]))
+
+
+def lock_by_risk(cluster: Cluster, scenario: Scenario) -> str:
+    """A daily loss limit of one cent on the traded subaccount: the risk desk locks and flattens it
+    at the first open loss (§4c); entries stop, exits of what it held are not sent."""
+    response = requests.put(
+        f"{cluster.url('ui')}/api/subaccounts/{scenario.subaccount_id}/risk",
+        json={"daily_loss_limit": 0.01},
+        timeout=30,
+        headers={"Authorization": f"Bearer {scenario.api_key}"},
+    )
+    if response.status_code != 200:
+        raise SetupError(f"PUT risk answered {response.status_code}: {response.text[:300]}")
+    return "risk desk: a daily loss limit of $0.01 on the traded subaccount (locks and flattens it)"

@@ -18,7 +18,17 @@ from sqlalchemy.orm import Session
 from libs.common import streams
 from libs.common.config import Settings, load_settings
 from libs.common.storage import db
-from libs.common.storage.models import Fill, OrderIntent, Position, Recorder, Signal
+from libs.common.storage.models import (
+    Fill,
+    OrderIntent,
+    Position,
+    Recorder,
+    Signal,
+    Subaccount,
+    Trader,
+    TraderSkip,
+)
+from services.executor.reconcile import expected_positions
 from services.position_engine import rules
 from services.position_engine.replay import TickInput, compared_fields, replay_log, stream_order
 from services.position_engine.repository import recorder_settings
@@ -252,25 +262,34 @@ class Checker:
     def _check_broker_positions(
         self, s: Session, net: dict[tuple[int, str], int], verdict: Verdict
     ) -> None:
-        """Each traded recorder trades its own root on the subaccount, with multiplier 1."""
-        for target in self.scenario.traded:
-            long_qty = _open_quantity(s, target.recorder_id, "long")
-            open_qty = long_qty - _open_quantity(s, target.recorder_id, "short")
-            contract = self.cluster.front_contract(target.root)
-            at_broker = net.get((self.scenario.broker_account_id, contract), 0)
-            if Decimal(at_broker) != Decimal(open_qty):
-                verdict.problems.append(
-                    f"broker holds {at_broker} {contract} but the recorder "
-                    f"{target.recorder_id} is at {open_qty}"
-                )
-
-
-def _open_quantity(s: Session, recorder_id: int, side: str) -> Decimal:
-    return s.scalars(
-        select(func.coalesce(func.sum(Position.quantity), 0)).where(
-            Position.recorder_id == recorder_id, Position.status == "open", Position.side == side
+        """The broker's net per root on the subaccount equals the sum of its traders' parts, as
+        the platform expects them (two traders share MNQ there; the risk desk may have flattened
+        it, after which the positions opened before hold nothing at the broker)."""
+        sub = s.get_one(Subaccount, self.scenario.subaccount_id)
+        traders = s.scalars(select(Trader).where(Trader.subaccount_id == sub.id)).all()
+        positions = s.scalars(
+            select(Position).where(
+                Position.recorder_id.in_([t.recorder_id for t in traders]),
+                Position.status == "open",
+            )
+        ).all()
+        skipped = s.execute(
+            select(TraderSkip.trader_id, TraderSkip.position_id).where(
+                TraderSkip.trader_id.in_([t.id for t in traders])
+            )
+        ).tuples()
+        flattened = {sub.id: sub.flattened_at} if sub.flattened_at is not None else {}
+        expected = expected_positions(
+            traders, positions, flattened_at=flattened, skipped=set(skipped)
         )
-    ).one()
+        for root in sorted({t.root for t in self.scenario.traded}):
+            contract = self.cluster.front_contract(root)
+            at_broker = Decimal(net.get((self.scenario.broker_account_id, contract), 0))
+            want = expected.get((sub.id, root), Decimal(0))
+            if at_broker != want:
+                verdict.problems.append(
+                    f"broker holds {at_broker} {contract} but its traders' parts sum to {want}"
+                )
 
 
 def _difference(have: list[dict[str, object]], want: list[dict[str, object]]) -> str:

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cached_property
 
 import redis
+from sqlalchemy.orm import Session
 
 from libs.common import orders, streams
 from libs.common.config import Settings, load_settings
 from libs.common.storage import db
-from libs.common.storage.models import Account
+from libs.common.storage.models import Account, OrderIntent, Subaccount
 from libs.common.tradovate.accounts import TokenKeeper
 from services.executor import owners
+from services.executor.account_limits import entry_refusal
 from services.executor.brokers import Answer, Broker, Ticket
 from services.executor.limiter import BrokerLimiter
 from services.executor.paper import PaperBroker
@@ -78,7 +81,12 @@ class ExecutorContext:
 
     @cached_property
     def sender(self) -> Sender:
-        return Sender(self.settings.stream_prefix, self.sessions, self.redis, self.broker_for)
+        return Sender(
+            self.settings.stream_prefix, self.sessions, self.redis, self.broker_for, self.refuse
+        )
+
+    def refuse(self, session: Session, intent: OrderIntent, sub: Subaccount) -> str | None:
+        return entry_refusal(session, self.redis, self.settings, intent, sub, datetime.now(UTC))
 
 
 _context: ExecutorContext | None = None

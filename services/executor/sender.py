@@ -48,6 +48,8 @@ class Sender:
     sessions: sessionmaker[Session]
     redis: redis.Redis
     broker_for: Callable[[Account], Broker]
+    # The risk desk's refusal of an intent before it goes out (account_limits.py); None: none.
+    refuse: Callable[[Session, OrderIntent, Subaccount], str | None] | None = None
 
     def drain(self, subaccount_id: int, wait_s: float = 60.0) -> int:
         """Send every queued intent of the subaccount in order; returns how many were answered."""
@@ -107,6 +109,16 @@ class Sender:
                 self._skip(session, intent)
                 return True
             subaccount = session.get_one(Subaccount, subaccount_id)
+            refused = None
+            if intent.status == "queued" and self.refuse is not None:
+                refused = self.refuse(session, intent, subaccount)
+            if refused is not None:
+                self._answer(session, intent, Answer("rejected", error=refused))
+                return True
+            if intent.status == "queued" and not _within_holding(session, intent):
+                session.flush()
+                self._publish(events.ORDER_SKIPPED, intent)
+                return True
             broker = self.broker_for(subaccount.account)
             ticket = self._ticket(intent, subaccount)
             if isinstance(ticket, str):
@@ -266,3 +278,45 @@ def _legs(targets: dict[str, Any] | None) -> tuple[tuple[Decimal, Decimal], ...]
 
 def _entry_price(targets: dict[str, Any] | None) -> Decimal | None:
     return Decimal(targets["entry_price"]) if targets and targets.get("entry_price") else None
+
+
+def trader_holding(session: Session, intent: OrderIntent) -> Decimal:
+    """What the trader's own orders put on this contract of the subaccount, signed, since it was
+    last closed or the subaccount flattened: an upper bound of what it holds (its brackets at the
+    broker only take away from it)."""
+    rows = session.execute(
+        select(OrderIntent.kind, OrderIntent.side, OrderIntent.quantity, OrderIntent.trader_id)
+        .where(
+            OrderIntent.subaccount_id == intent.subaccount_id,
+            OrderIntent.sequence < intent.sequence,
+            OrderIntent.status.in_(("accepted", "filled")),
+            ((OrderIntent.trader_id == intent.trader_id) & (OrderIntent.symbol == intent.symbol))
+            | (OrderIntent.kind == "flatten"),
+        )
+        .order_by(OrderIntent.sequence)
+    ).tuples()
+    held = Decimal(0)
+    for kind, side, quantity, _trader in rows:
+        if kind in ("close", "flatten"):
+            held = Decimal(0)
+        elif kind in ("entry", "add", "reduce"):
+            held += quantity if side == "buy" else -quantity
+    return held
+
+
+def _within_holding(session: Session, intent: OrderIntent) -> bool:
+    """A trader's reduce sells no more than its own orders bought (§4b): on a shared subaccount
+    an entry that was rejected must not turn its exit into a sale of another trader's contracts.
+    Caps the intent, or answers it `skipped` when the trader holds none (returns False)."""
+    if intent.kind != "reduce" or intent.trader_id is None:
+        return True
+    held = trader_holding(session, intent)
+    closing = -held if intent.side == "buy" else held  # what this side can take off
+    if closing <= 0:
+        intent.status, intent.finished_at = "skipped", datetime.now(UTC)
+        intent.error = "the trader holds none of this contract here (its entry was not filled)"
+        return False
+    if intent.quantity > closing:
+        intent.error = f"capped at the {closing:f} contracts the trader's own orders put on"
+        intent.quantity = closing
+    return True

@@ -201,3 +201,29 @@ def test_a_tick_fills_one_strategys_target_and_leaves_the_other_protected(
         ("target", "sell", 2, Decimal("25660")),
         ("stop", "sell", 2, Decimal("25620")),
     ]
+
+
+def test_the_exit_of_an_entry_the_broker_refused_takes_none_of_the_other_strategys_contracts(
+    client, alice, desk, paper, send, sessions
+):
+    (fast, _), (slow, slow_trader) = desk["fast"], desk["slow"]
+    send(slow, "buy", "25640", "2")
+    # Given the account's risk desk allows 2 contracts: the fast strategy's entry is refused
+    answer = client.put(
+        f"/api/subaccounts/{paper['id']}/risk", json={"max_contracts": 2}, headers=alice[1]
+    )
+    assert answer.status_code == 200, answer.get_json()
+    send(fast, "buy", "25640", "1")
+    refused = sent(sessions)[-1]
+    assert refused[0] == "entry" and refused[4] == "rejected"
+    with sessions() as s:
+        error = s.scalars(select(OrderIntent.error).order_by(OrderIntent.sequence.desc())).first()
+    assert "above its maximum of 2" in error
+
+    # When the fast strategy closes the position it never got at the broker
+    send(fast, "close", "25645")
+
+    # Then nothing is sold: the slow strategy keeps its 2 contracts and its bracket
+    assert sent(sessions)[-1][0] == "reduce" and sent(sessions)[-1][4] == "skipped"
+    assert net(sessions, paper["id"]) == 2
+    assert len(orders_of(sessions, slow_trader)) == 2

@@ -9,13 +9,14 @@ from decimal import Decimal
 
 import pytest
 
-from libs.common import streams
+from libs.common import orders, streams
 from libs.common.account_figures import trade_date_start
 from libs.common.futures.exchange_calendar import trade_date
 from libs.common.storage import db
 from libs.common.storage.models import PaperFill, PaperOrder, PaperPosition, Trader
 from services.executor.account_sync import start_account_sync
 from services.executor.jobs import ExecutorContext
+from services.executor.risk_desk import RiskDesk
 from simulators.tradovate.account_socket import AccountSocketServer
 from tests.integration.test_account_sync import FAST, signal
 from tests.integration.tradovate_support import FRONT, connect_demo_account
@@ -255,3 +256,59 @@ def test_the_executor_keeps_one_snapshot_per_subaccount_in_redis(
     key = tv_settings.stream(f"broker_view:{tradovate.subaccount_id}")
     wait_for(lambda: redis_client.get(key))
     assert 0 < redis_client.ttl(key) <= 90  # a stopped executor's view goes away by itself
+
+
+def test_the_risk_desk_locks_and_flattens_a_tradovate_account_on_its_open_loss(
+    client,
+    alice,
+    tradovate,
+    synced,
+    ctx,
+    make_recorder,
+    sessions,
+    tv_settings,
+    redis_client,
+    broker,
+):
+    recorder = make_recorder(user=alice[0], tp_ticks=400, sl_ticks=400)
+    with db.transaction(sessions) as s:
+        s.add(
+            Trader(
+                user_id=alice[0].id,
+                recorder_id=recorder.id,
+                subaccount_id=tradovate.subaccount_id,
+                multiplier=Decimal(2),
+            )
+        )
+    risk = client.put(
+        f"/api/subaccounts/{tradovate.subaccount_id}/risk",
+        json={"daily_loss_limit": 40},
+        headers=alice[1],
+    )
+    assert risk.status_code == 200, risk.get_json()
+    signal(tv_settings, redis_client, sessions, recorder, "buy", "25640")
+    ctx.sender.drain(tradovate.subaccount_id)
+    set_last_price(redis_client, tv_settings, "25635")  # 2 × 5 points × $2 = -$20: inside
+    wait_for(lambda: view_of(client, alice, tradovate.subaccount_id)["positions"])
+    desk = RiskDesk(ctx, orders.rq_connection(tv_settings.redis_url))
+    assert desk.check_all() == []
+
+    broker.set_price(FRONT, "25630.00")  # the market the liquidation will meet
+    set_last_price(redis_client, tv_settings, "25630")  # -$40 of open loss: the limit
+    [lock] = desk.check_all()
+    assert (lock.event["rule"], lock.event["flattened"]) == ("daily_loss_limit", True)
+    ctx.sender.drain(tradovate.subaccount_id)  # the flatten: liquidated, brackets cancelled
+
+    def flat() -> dict | None:
+        v = view_of(client, alice, tradovate.subaccount_id)
+        return v if not v["positions"] and not v["working_orders"] else None
+
+    view = wait_for(flat)
+    assert view["locked"] and "daily loss limit of $40.00" in view["lock_reason"]
+    assert view["realized_pnl_today"] == -40.0  # sold at 25630: 2 × 10 points × $2
+    assert (
+        client.post(
+            f"/api/subaccounts/{tradovate.subaccount_id}/unlock", headers=alice[1]
+        ).status_code
+        == 409
+    )

@@ -22,13 +22,11 @@ from libs.common.tradovate.accounts import AccountUnusable, TokenKeeper, limiter
 from services.executor.brokers import Answer, Broker, BrokerPaused, BrokerUnavailable, Ticket
 from services.executor.limiter import BrokerLimiter
 from services.executor.tradovate_calls import Caller
+from services.executor.tradovate_ownership import LIVE, StrategyOwners, owner_tag
 from services.executor.tradovate_protection import (
-    LIVE,
-    StrategyOwners,
     accepted,
     bracket_orders,
     move_levels,
-    owner_tag,
     rearm,
     start_strategy,
     strategy_entry,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, jsonify, redirect, render_template, request, session
 from flask.typing import ResponseReturnValue
@@ -153,10 +154,17 @@ def _credentials() -> tuple[str, str]:
 
 
 def _safe_next(target: str | None) -> str:
-    # Only same-site paths: an open redirect after login is a phishing aid.
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return "/"
+    """Only a path on this site: an open redirect after login is a phishing aid. Browsers drop
+    tabs and newlines from a Location (`/\t/evil.com` becomes `//evil.com`) and read `\\` as `/`,
+    so anything with those, or anything a URL parser sees a scheme or a host in, goes home."""
+    if not target or not target.startswith("/"):
+        return "/"
+    if any(ch.isspace() or not ch.isprintable() or ch == "\\" for ch in target):
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or target.startswith("//"):
+        return "/"
+    return target
 
 
 def login_form(error: str | None, next_page: str, email: str = "") -> str:

@@ -128,3 +128,31 @@ def test_https_pages_add_strict_transport_security(settings, sessions, redis_cli
     )
     page = app.test_client().get("/login")
     assert page.headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/%09/evil.com",  # a tab browsers drop: "//evil.com"
+        "/%0a/evil.com",
+        "/%0d%0a/evil.com",
+        "/\\evil.com",
+        "//evil.com",
+        "https://evil.com/",
+        "/%2F%2Fevil.com",  # "///evil.com" once decoded again by a proxy
+        "javascript:alert(1)",
+    ],
+)
+def test_after_login_the_redirect_stays_on_this_site(client, alice, target):
+    assert login(client, ALICE).status_code == 200  # logged in: GET /login redirects at once
+    answer = client.get(f"/login?next={target}")
+    assert answer.status_code == 302
+    location = answer.headers["Location"]
+    assert location.startswith("/") and not location.startswith("//"), location
+    assert "evil.com" not in location and "javascript" not in location, location
+
+
+def test_a_plain_path_after_login_is_kept(client, alice):
+    login(client, ALICE)
+    answer = client.get("/login?next=/recorders?recorder_id=3")
+    assert answer.headers["Location"] == "/recorders?recorder_id=3"

@@ -7,7 +7,7 @@ no plugins, no framing (clickjacking), no <base> rewriting, forms only to oursel
 
 from __future__ import annotations
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 
 CONTENT_SECURITY_POLICY = "; ".join(
     (
@@ -41,4 +41,7 @@ def install_security_headers(app: Flask, https: bool) -> None:
         headers.setdefault("Referrer-Policy", "same-origin")
         if https:
             headers.setdefault("Strict-Transport-Security", HSTS)
+        if request.path.startswith(("/api/", "/oauth/")):
+            # Answers carry API keys, webhook tokens and account data: no cache may keep them.
+            headers.setdefault("Cache-Control", "no-store")
         return response

@@ -156,3 +156,13 @@ def test_a_plain_path_after_login_is_kept(client, alice):
     login(client, ALICE)
     answer = client.get("/login?next=/recorders?recorder_id=3")
     assert answer.headers["Location"] == "/recorders?recorder_id=3"
+
+
+def test_answers_with_a_new_api_key_or_webhook_token_are_never_cached(client, alice):
+    key = client.post("/api/api-keys", json={"name": "cli"}, headers=alice[1])
+    recorder = client.post("/api/recorders", json={"name": "MNQ"}, headers=alice[1])
+    rotated = client.post(
+        f"/api/recorders/{recorder.get_json()['id']}/rotate-token", headers=alice[1]
+    )
+    for answer in (key, recorder, rotated, client.get("/api/recorders", headers=alice[1])):
+        assert answer.headers["Cache-Control"] == "no-store"

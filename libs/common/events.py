@@ -33,6 +33,7 @@ ACCOUNT_ALERT: Final = "account.alert"  # the broker paused or locked a user: a 
 ACCOUNT_RISK_STATUS: Final = "account.risk_status"
 ACCOUNT_MISMATCH: Final = "account.mismatch"  # positions at the broker differ from the platform's
 ACCOUNT_LOCKED: Final = "account.locked"  # the risk desk locked (and maybe flattened) a subaccount
+ACCOUNT_COPY_DRIFT: Final = "account.copy_drift"  # a copy follower left (or came back in) step
 ACCOUNT_TRADER_PAUSED: Final = "account.trader_paused"
 ACCOUNT_TRADER_SKIPPED: Final = "account.trader_skipped"
 ACCOUNT_TRADER_FLATTENED: Final = "account.trader_flattened"  # at its trading window's end
@@ -63,6 +64,7 @@ ACCOUNTS: Final = (
     ACCOUNT_RISK_STATUS,
     ACCOUNT_MISMATCH,
     ACCOUNT_LOCKED,
+    ACCOUNT_COPY_DRIFT,
     ACCOUNT_TRADER_PAUSED,
     ACCOUNT_TRADER_SKIPPED,
     ACCOUNT_TRADER_FLATTENED,
@@ -255,10 +257,25 @@ class LockedData(TypedDict):
     subaccount_id: int
     name: str
     rule: str  # daily_loss_limit | daily_profit_target | trailing_drawdown | max_trades_per_day
-    # | max_contracts
+    # | max_contracts | copy_leader (a follower locked with its leader, §4d)
     reason: str
     locked_until: str
     flattened: bool
+
+
+class CopyDriftData(TypedDict):
+    """account.copy_drift: the copy keeper (§4d) found a follower out of step with its leader
+    past the grace (`out_of_step` says how), or back in step (`out_of_step` null); `realigning`
+    when it wrote the orders that bring it back."""
+
+    user_id: int
+    group_id: int
+    group_name: str
+    leader_subaccount_id: int
+    subaccount_id: int
+    name: str
+    out_of_step: str | None
+    realigning: bool
 
 
 class MismatchRow(TypedDict):
@@ -343,6 +360,7 @@ PAYLOADS: Final[dict[str, type]] = {
     ACCOUNT_RISK_STATUS: RiskStatusData,
     ACCOUNT_MISMATCH: MismatchData,
     ACCOUNT_LOCKED: LockedData,
+    ACCOUNT_COPY_DRIFT: CopyDriftData,
     **dict.fromkeys(
         (ACCOUNT_TRADER_PAUSED, ACCOUNT_TRADER_SKIPPED, ACCOUNT_TRADER_FLATTENED), TraderNoteData
     ),

@@ -1,5 +1,5 @@
 """Runs the executor as a process: an RQ worker (no fork per job), the sweep, the paper brackets,
-the risk desk, and `GET /metrics` on EXECUTOR_METRICS_PORT."""
+the risk desk, the copy keeper, and `GET /metrics` on EXECUTOR_METRICS_PORT."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from libs.common.config import Settings
 from libs.common.metrics import ScrapeCollector
 from libs.common.status_server import metrics_route, start_status_server
 from services.executor.account_sync import start_account_sync
+from services.executor.copy_keeper import run_copy_keeper
 from services.executor.jobs import ExecutorContext, use_context
 from services.executor.limiter import BrokerLimiter
 from services.executor.risk_desk import run_risk_desk
@@ -113,6 +114,7 @@ def run(settings: Settings) -> None:
     threading.Thread(
         target=run_risk_desk, args=(ctx, rq_conn, stop), daemon=True, name="risk-desk"
     ).start()
+    threading.Thread(target=run_copy_keeper, args=(ctx, rq_conn, stop), daemon=True).start()
     queues = [Queue(settings.stream_prefix + q, connection=rq_conn) for q in orders.QUEUES]
     # SimpleWorker runs jobs in this process: a fork per job would cost ~25 ms on every order.
     worker = SimpleWorker(queues, connection=rq_conn, name=f"executor-{name}")

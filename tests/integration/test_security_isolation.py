@@ -30,6 +30,7 @@ PARAMETERS = {
 BODIES = {
     ("PUT", "/api/recorders/<int:recorder_id>"): {"name": "taken over"},
     ("PUT", "/api/traders/<int:trader_id>"): {"enabled": False},
+    ("PUT", "/api/copy-groups/<int:group_id>"): {"realign": True},
     ("PUT", "/api/subaccounts/<int:subaccount_id>/risk"): {"daily_loss_limit": 1},
 }
 # Every id-taking route and method the sweep calls; it must equal what the app has.
@@ -38,7 +39,10 @@ COVERED = {
     ("DELETE", "/api/accounts/<int:account_id>"),
     ("POST", "/api/accounts/<int:account_id>/refresh"),
     ("DELETE", "/api/api-keys/<int:key_id>"),
+    ("GET", "/api/copy-groups/<int:group_id>"),
+    ("PUT", "/api/copy-groups/<int:group_id>"),
     ("DELETE", "/api/copy-groups/<int:group_id>"),
+    ("POST", "/api/copy-groups/<int:group_id>/realign"),
     ("GET", "/api/orders/<order_id>"),
     ("GET", "/api/positions/<int:position_id>"),
     ("GET", "/api/recorders/<int:recorder_id>"),

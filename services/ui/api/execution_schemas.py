@@ -120,7 +120,8 @@ FIELD_RULES.update(
         "sl_ticks": "sl_ticks must be null or a whole number of at least 1",
         "copy": "copy must be true or false",
         "leader_subaccount_id": "leader_subaccount_id must be the id of one of your subaccounts",
-        "followers": 'followers must be a list of {"subaccount_id": id, "multiplier": number}',
+        "followers": 'followers must be a list of {"subaccount_id": id, "multiplier": number, '
+        '"inverted", "symbol_map", "max_contracts"}',
     }
 )
 
@@ -140,12 +141,34 @@ class ManualTrade(BaseModel):
     copy_to_followers: StrictBool = Field(True, alias="copy")
 
 
+Root = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Z0-9]{1,8}$")]
+
+FIELD_RULES.update(
+    {
+        "inverted": "inverted must be true or false",
+        "symbol_map": 'symbol_map must be null or {"leader root": "follower root"}, '
+        'such as {"NQ": "MNQ"}',
+        "realign": "realign must be true or false",
+        "follow_risk_lock": "follow_risk_lock must be true or false",
+    }
+)
+
+
 class Follower(BaseModel):
+    """A follower of a copy group. In an update, the fields left out keep their values."""
+
     model_config = ConfigDict(extra="forbid")
 
     subaccount_id: StrictInt
     multiplier: Multiplier = Decimal(1)
     enabled: StrictBool = True
+    inverted: StrictBool = Field(False, description="take the other side of each order")
+    symbol_map: dict[Root, Root] | None = Field(
+        None, max_length=50, description='trade another contract, e.g. {"NQ": "MNQ"}'
+    )
+    max_contracts: Contracts | None = Field(
+        None, description="never hold more than this many contracts of a root"
+    )
 
 
 class CopyGroupCreate(BaseModel):
@@ -155,3 +178,20 @@ class CopyGroupCreate(BaseModel):
     leader_subaccount_id: StrictInt
     followers: list[Follower] = Field(default_factory=list, max_length=100)
     enabled: StrictBool = True
+    realign: StrictBool = Field(False, description="bring drifted followers back in step")
+    follow_risk_lock: StrictBool = Field(
+        False, description="lock and flatten the followers when the leader's risk desk locks it"
+    )
+
+
+class CopyGroupUpdate(BaseModel):
+    """Only the fields present change; `followers`, when present, is the whole list (a follower
+    left out leaves the group, a listed one keeps the fields it does not name)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    followers: list[Follower] | None = Field(None, max_length=100)
+    enabled: StrictBool | None = None
+    realign: StrictBool | None = None
+    follow_risk_lock: StrictBool | None = None

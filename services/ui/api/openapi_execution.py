@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.ui.api.execution_schemas import CopyGroupUpdate
 from services.ui.api.openapi_parts import (
     BOOL,
     INT,
@@ -51,13 +52,26 @@ def execution_paths() -> dict[str, Any]:
         error=nullable(STR),
         attempts=INT,
     )
+    follower = obj(
+        subaccount_id=INT,
+        multiplier=NUM,
+        enabled=BOOL,
+        inverted=BOOL,
+        symbol_map={"type": "object", "additionalProperties": STR},
+        max_contracts=nullable(INT),
+        out_of_step=nullable(STR),
+        checked_at=nullable(STR),
+    )
     copy_group = obj(
         id=INT,
         name=STR,
         leader_subaccount_id=INT,
         enabled=BOOL,
-        followers={"type": "array", "items": obj(subaccount_id=INT, multiplier=NUM, enabled=BOOL)},
+        realign=BOOL,
+        follow_risk_lock=BOOL,
+        followers={"type": "array", "items": follower},
     )
+    group_id = path_param("group_id", INT)
     trader_id = path_param("trader_id", INT)
     w = ("401", "403", "404", "409", "422")
     return {
@@ -134,9 +148,26 @@ def execution_paths() -> dict[str, Any]:
             ),
         },
         "/api/copy-groups/{group_id}": {
-            "parameters": [path_param("group_id", INT)],
+            "parameters": [group_id],
+            "get": operation("One copy group", copy_group, errors=("401", "404")),
+            "put": _copy_group_update(
+                operation(
+                    "Change a copy group: only the fields sent",
+                    copy_group,
+                    errors=("400", "401", "403", "404", "422"),
+                )
+            ),
             "delete": operation(
                 "Remove a copy group", obj(ok=BOOL, id=INT), errors=("401", "403", "404")
+            ),
+        },
+        "/api/copy-groups/{group_id}/realign": {
+            "parameters": [group_id],
+            "post": operation(
+                "Bring every follower in step with the leader now",
+                obj(ok=BOOL, orders={"type": "array", "items": order}),
+                status="202",
+                errors=("401", "403", "404"),
             ),
         },
         "/api/contracts": {
@@ -278,3 +309,11 @@ def _risk_paths() -> dict[str, Any]:
             ),
         },
     }
+
+
+def _copy_group_update(op: dict[str, Any]) -> dict[str, Any]:
+    """The PUT body inline (its followers are the registered `Follower`)."""
+    schema = CopyGroupUpdate.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)
+    op["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
+    return op

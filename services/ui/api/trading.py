@@ -1,4 +1,5 @@
-"""Manual trades, the kill switch and copy groups: intents written here, handed to the executor."""
+"""Manual trades and the kill switch: intents written here, handed to the executor (copy groups:
+copy_groups.py)."""
 
 from __future__ import annotations
 
@@ -9,27 +10,17 @@ from typing import Any, cast
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 from sqlalchemy import CursorResult, select, update
-from sqlalchemy.exc import IntegrityError
 
 from libs.common import orders, streams
-from libs.common.copy_trading import copies_of
+from libs.common.copy_trading import broker_holdings, copies_of
 from libs.common.futures.instruments import TickerError, contract_spec, parse_ticker, round_to_tick
-from libs.common.serialize import intent_dict, num
-from libs.common.storage.models import (
-    Account,
-    CopyFollower,
-    CopyGroup,
-    OrderIntent,
-    Subaccount,
-    Trader,
-)
+from libs.common.serialize import intent_dict
+from libs.common.storage.models import Account, OrderIntent, Subaccount, Trader
 from services.ui.api.accounts import owned_subaccount
-from services.ui.api.execution_schemas import CopyGroupCreate, ManualTrade
-from services.ui.api.recorders import MAX_ID
+from services.ui.api.execution_schemas import ManualTrade
 from services.ui.api.schemas import json_object, parse
-from services.ui.api.traders import Conflict
 from services.ui.context import db, redis_client, settings, user_id
-from services.ui.errors import NotFound, ValidationFailed
+from services.ui.errors import ValidationFailed
 
 bp = Blueprint("trading", __name__, url_prefix="/api")
 
@@ -129,7 +120,11 @@ def manual_trade() -> ResponseReturnValue:
     session = db()
     session.add(row)
     session.flush()
-    rows = [row, *(copies_of(session, row) if trade.copy_to_followers else [])]
+    copies = []
+    if trade.copy_to_followers:
+        held = broker_holdings(session, redis_client(), settings())
+        copies = copies_of(session, row, holdings=held)
+    rows = [row, *copies]
     _hand_over(rows)
     return jsonify(ok=True, order=intent_dict(row), copies=[intent_dict(r) for r in rows[1:]]), 202
 
@@ -175,80 +170,3 @@ def flatten_all() -> ResponseReturnValue:
     return jsonify(
         ok=True, traders_switched_off=switched, flatten_orders=[intent_dict(r) for r in rows]
     ), 202
-
-
-def group_dict(group: CopyGroup, followers: list[CopyFollower]) -> dict:
-    return {
-        "id": group.id,
-        "name": group.name,
-        "leader_subaccount_id": group.leader_subaccount_id,
-        "enabled": group.enabled,
-        "followers": [
-            {
-                "subaccount_id": f.subaccount_id,
-                "multiplier": num(f.multiplier),
-                "enabled": f.enabled,
-            }
-            for f in followers
-        ],
-    }
-
-
-def _followers(group_id: int) -> list[CopyFollower]:
-    return list(
-        db().scalars(
-            select(CopyFollower)
-            .where(CopyFollower.group_id == group_id)
-            .order_by(CopyFollower.subaccount_id)
-        )
-    )
-
-
-@bp.post("/copy-groups")
-def create_copy_group() -> ResponseReturnValue:
-    body = parse(CopyGroupCreate, json_object())
-    leader = owned_subaccount(body.leader_subaccount_id)
-    ids = [f.subaccount_id for f in body.followers]
-    if leader.id in ids or len(set(ids)) != len(ids):
-        raise ValidationFailed("followers must be other subaccounts than the leader, each once.")
-    for follower in body.followers:
-        owned_subaccount(follower.subaccount_id)
-    session = db()
-    group = CopyGroup(
-        user_id=user_id(), name=body.name, leader_subaccount_id=leader.id, enabled=body.enabled
-    )
-    session.add(group)
-    try:
-        session.flush()
-    except IntegrityError:
-        session.rollback()
-        raise Conflict("This subaccount already leads a copy group.") from None
-    session.add_all(
-        CopyFollower(
-            group_id=group.id,
-            subaccount_id=f.subaccount_id,
-            multiplier=f.multiplier,
-            enabled=f.enabled,
-        )
-        for f in body.followers
-    )
-    session.commit()
-    return jsonify(ok=True, **group_dict(group, _followers(group.id))), 201
-
-
-@bp.get("/copy-groups")
-def list_copy_groups() -> ResponseReturnValue:
-    groups = db().scalars(
-        select(CopyGroup).where(CopyGroup.user_id == user_id()).order_by(CopyGroup.id)
-    )
-    return jsonify(ok=True, copy_groups=[group_dict(g, _followers(g.id)) for g in groups])
-
-
-@bp.delete("/copy-groups/<int:group_id>")
-def delete_copy_group(group_id: int) -> ResponseReturnValue:
-    group = db().get(CopyGroup, group_id) if 0 < group_id <= MAX_ID else None
-    if group is None or group.user_id != user_id():
-        raise NotFound("Copy group not found.")
-    db().delete(group)
-    db().commit()
-    return jsonify(ok=True, id=group_id)

@@ -80,10 +80,27 @@ async function loadAccounts() {
   document.getElementById("accounts").replaceChildren(...accounts.map(accountCard));
   const form = document.getElementById("copy-form");
   fillSelect(form.elements.leader, subaccounts, { label: (s) => s.label, placeholder: "Choose the leader" });
-  const chosen = new Set([...document.querySelectorAll("#copy-followers input:checked")].map((i) => i.value));
-  document.getElementById("copy-followers").replaceChildren(...(subaccounts.length ? subaccounts.map((s) =>
-    el("label", { className: "check" }, el("input", { type: "checkbox", value: String(s.id), checked: chosen.has(String(s.id)) }), s.label))
+  const chosen = new Set([...document.querySelectorAll("#copy-followers input[name=follow]:checked")].map((i) => i.value));
+  document.getElementById("copy-followers").replaceChildren(...(subaccounts.length ? subaccounts.map((s) => followerRow(s, chosen.has(String(s.id))))
     : [el("span", { className: "muted" }, "Add an account first.")]));
+}
+
+// One follower's line in the copy-group form: ticked to follow, with how it copies.
+function followerRow(s, checked) {
+  return el("div", { className: "copy-follower", dataset: { subaccountId: s.id } },
+    el("label", { className: "check" }, el("input", { type: "checkbox", name: "follow", value: String(s.id), checked }), s.label),
+    el("label", {}, "×", el("input", { name: "multiplier", type: "number", min: "0.0001", step: "any", value: "1", inputMode: "decimal", size: 4, ariaLabel: `Multiplier of ${s.label}` })),
+    el("label", { className: "check" }, el("input", { type: "checkbox", name: "inverted" }), "Inverted"),
+    el("label", {}, "Map ", el("input", { name: "symbol_map", placeholder: "NQ=MNQ", size: 10, ariaLabel: `Contract mapping of ${s.label}` })),
+    el("label", {}, "Max ", el("input", { name: "max_contracts", type: "number", min: "1", step: "1", size: 4, placeholder: "none", ariaLabel: `Maximum contracts of ${s.label}` })),
+  );
+}
+
+// "NQ=MNQ, ES=MES" (or → or :) as {NQ: "MNQ", ES: "MES"}; null when empty.
+function parseMapping(text) {
+  const pairs = text.split(/[,;]+/).map((x) => x.trim()).filter(Boolean).map((p) => p.split(/=|→|->|:/).map((x) => x.trim().toUpperCase()));
+  if (!pairs.length) return null;
+  return Object.fromEntries(pairs.map(([from, to]) => [from, to ?? ""]));
 }
 
 // ---- TradingView session and the price feed ----
@@ -137,33 +154,82 @@ async function loadFeed() {
 
 // ---- copy groups ----
 
+let copyGroups = [];
+
+function followerText(f, nameOf) {
+  const parts = [`${nameOf(f.subaccount_id)} ×${f.multiplier}`];
+  if (f.inverted) parts.push("inverted");
+  for (const [from, to] of Object.entries(f.symbol_map ?? {})) parts.push(`${from}→${to}`);
+  if (f.max_contracts !== null && f.max_contracts !== undefined) parts.push(`max ${f.max_contracts}`);
+  if (!f.enabled) parts.push("off");
+  return parts.join(" ");
+}
+
+function followerItem(f, nameOf) {
+  const item = el("li", { dataset: { subaccountId: f.subaccount_id } }, followerText(f, nameOf));
+  if (f.out_of_step) {
+    item.append(" ", el("span", { className: "pill off", title: f.checked_at ? `checked ${utcTime(f.checked_at)} UTC` : "" }, "Out of step"),
+      el("div", { className: "muted out-of-step" }, f.out_of_step));
+  }
+  return item;
+}
+
 async function loadCopyGroups() {
   const { copy_groups: groups } = await api("/api/copy-groups");
+  copyGroups = groups;
   const nameOf = (id) => subaccounts.find((s) => s.id === id)?.label ?? `#${id}`;
-  fillBody(document.querySelector("#copy-groups tbody"), groups.map((g) => el("tr", { dataset: { groupId: g.id } },
-    el("td", {}, el("b", {}, g.name)),
-    el("td", {}, nameOf(g.leader_subaccount_id)),
-    el("td", { className: "wrap" }, g.followers.length ? g.followers.map((f) => `${nameOf(f.subaccount_id)} ×${f.multiplier}`).join(", ") : "none"),
-    el("td", {}, el("span", { className: `pill ${g.enabled ? "on" : "off"}` }, g.enabled ? "On" : "Off")),
-    el("td", { className: "actions" }, el("button", { type: "button", className: "btn btn-sm btn-ghost danger", dataset: { action: "delete-group", id: g.id } }, "Delete")),
-  )), "No copy groups. With two or more subaccounts, pick a leader and its followers below: a manual trade on the leader is then copied.");
+  fillBody(document.querySelector("#copy-groups tbody"), groups.map((g) => {
+    const drifted = g.followers.some((f) => f.out_of_step);
+    return el("tr", { dataset: { groupId: g.id, outOfStep: String(drifted) } },
+      el("td", {}, el("b", {}, g.name)),
+      el("td", {}, nameOf(g.leader_subaccount_id)),
+      el("td", { className: "wrap" }, g.followers.length ? el("ul", { className: "plain" }, ...g.followers.map((f) => followerItem(f, nameOf))) : "none"),
+      el("td", {},
+        el("span", { className: `pill ${g.enabled ? "on" : "off"}` }, g.enabled ? "On" : "Off"), " ",
+        el("button", { type: "button", className: "btn btn-sm btn-ghost", ariaPressed: String(g.realign), dataset: { action: "toggle-realign", id: g.id } }, g.realign ? "Realigns by itself" : "Shows drift only"), " ",
+        el("button", { type: "button", className: "btn btn-sm btn-ghost", ariaPressed: String(g.follow_risk_lock), dataset: { action: "toggle-lock", id: g.id } }, g.follow_risk_lock ? "Locks with the leader" : "Ignores the leader's lock")),
+      el("td", { className: "actions" },
+        el("button", { type: "button", className: `btn btn-sm${drifted ? "" : " btn-ghost"}`, dataset: { action: "realign", id: g.id } }, "Realign now"),
+        el("button", { type: "button", className: "btn btn-sm btn-ghost danger", dataset: { action: "delete-group", id: g.id } }, "Delete")),
+    );
+  }), "No copy groups. With two or more subaccounts, pick a leader and its followers below: every order on the leader is then copied.");
 }
 
 document.getElementById("copy-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const f = event.target.elements;
-  const multiplier = Number(f.multiplier.value || 1);
-  const followers = [...document.querySelectorAll("#copy-followers input:checked")]
-    .map((i) => Number(i.value)).filter((id) => id !== Number(f.leader.value))
-    .map((id) => ({ subaccount_id: id, multiplier }));
   if (!f.leader.value) {
     toast("Choose the leader subaccount first.", "error");
     return;
   }
-  await api("/api/copy-groups", { method: "POST", body: { name: f.name.value.trim() || "Copy group", leader_subaccount_id: Number(f.leader.value), followers } })
+  const followers = [...document.querySelectorAll("#copy-followers .copy-follower")]
+    .filter((row) => row.querySelector("input[name=follow]").checked && row.dataset.subaccountId !== f.leader.value)
+    .map((row) => {
+      const field = (name) => row.querySelector(`input[name=${name}]`);
+      const max = field("max_contracts").value;
+      return {
+        subaccount_id: Number(row.dataset.subaccountId),
+        multiplier: Number(field("multiplier").value || 1),
+        inverted: field("inverted").checked,
+        symbol_map: parseMapping(field("symbol_map").value),
+        max_contracts: max === "" ? null : Number(max),
+      };
+    });
+  const body = {
+    name: f.name.value.trim() || "Copy group", leader_subaccount_id: Number(f.leader.value), followers,
+    realign: f.realign.checked, follow_risk_lock: f.follow_risk_lock.checked,
+  };
+  await api("/api/copy-groups", { method: "POST", body })
     .then(() => toast("Copy group created.", "success", 2500)).catch(() => {});
   await loadCopyGroups();
 });
+
+async function toggleGroup(id, field) {
+  const group = copyGroups.find((g) => g.id === id);
+  if (!group) return;
+  await api(`/api/copy-groups/${id}`, { method: "PUT", body: { [field]: !group[field] } });
+  await loadCopyGroups();
+}
 
 // ---- dialogs ----
 
@@ -243,8 +309,15 @@ const ACTIONS = {
     await api(`/api/accounts/${id}`, { method: "DELETE" });
     await refreshAll();
   },
+  realign: async (id) => {
+    const { orders } = await api(`/api/copy-groups/${id}/realign`, { method: "POST", body: {} });
+    toast(orders.length ? `${orders.length} order${orders.length > 1 ? "s" : ""} sent to bring the followers in step.` : "Nothing to send: the followers are in step, or their orders are on the way.", "success", 3500);
+    await loadCopyGroups();
+  },
+  "toggle-realign": (id) => toggleGroup(id, "realign"),
+  "toggle-lock": (id) => toggleGroup(id, "follow_risk_lock"),
   "delete-group": async (id) => {
-    if (!await confirmDialog({ title: "Delete this copy group?", message: "Manual trades on the leader are no longer copied.", confirm: "Delete", danger: true })) return;
+    if (!await confirmDialog({ title: "Delete this copy group?", message: "Orders on the leader are no longer copied.", confirm: "Delete", danger: true })) return;
     await api(`/api/copy-groups/${id}`, { method: "DELETE" });
     await loadCopyGroups();
   },
@@ -264,7 +337,11 @@ const refreshAll = coalesced(async () => {
 const refreshAccounts = coalesced(loadAccounts);
 const refreshFeed = coalesced(async () => Promise.all([loadFeed(), loadSession()]));
 
+const refreshGroups = coalesced(loadCopyGroups);
+
 onEvent("account.risk_status", () => refreshAccounts());
+onEvent("account.copy_drift", () => refreshGroups());
+onEvent("account.locked", () => refreshAccounts());
 onEvent("account.alert", (d) => toast(d.message ?? "Broker alert", "error"));
 onEvent("price.status", () => refreshFeed());
 onResync(() => refreshAll());

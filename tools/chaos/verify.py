@@ -28,7 +28,7 @@ from libs.common.storage.models import (
     Trader,
     TraderSkip,
 )
-from services.executor.reconcile import expected_positions
+from services.executor.reconcile import expected_positions, root_of
 from services.position_engine import rules
 from services.position_engine.replay import TickInput, compared_fields, replay_log, stream_order
 from services.position_engine.repository import recorder_settings
@@ -225,22 +225,26 @@ class Checker:
                 (p.account_id, broker.book.catalogue.contracts[p.contract_id].name): p.net_pos
                 for p in broker.book.positions.values()
             }
-        # Orders carry the intent's clOrdId; liquidations (closes, flattens) carry none and are
-        # matched by the order id the executor recorded.
+            # Liquidations (closes, flattens) carry no clOrdId: known by their contract.
+            liquidated = Counter(
+                root_of(
+                    broker.book.catalogue.contracts[
+                        broker.book.orders[c["orderId"]].contract_id
+                    ].name
+                )
+                for c in new_orders
+                if not c.get("clOrdId")
+            )
         placed = Counter(c["clOrdId"] for c in new_orders if c.get("clOrdId"))
-        liquidations = {str(c["orderId"]) for c in new_orders if not c.get("clOrdId")}
         ours = {i.cl_ord_id for i in intents}
-        recorded = {i.broker_order_id for i in intents if i.broker_order_id}
-        found_flat = sum(
-            1
-            for i in intents
-            if i.kind in ("close", "flatten") and i.status == "accepted" and not i.broker_order_id
-        )
-        unmatched_liquidations = len(liquidations - recorded)
-        verdict.orders_sent = sum(1 for cl in placed if cl in ours) + len(liquidations & recorded)
-        verdict.orders_duplicated = sum(n - 1 for n in placed.values() if n > 1) + max(
-            0, unmatched_liquidations - found_flat
-        )
+        # A close may liquidate its root once, a flatten every root once: more liquidations of
+        # a root than that is an order sent twice.
+        done = [i for i in intents if i.status in ("accepted", "filled")]
+        flattens = sum(1 for i in done if i.kind == "flatten")
+        may = Counter(i.symbol for i in done if i.kind == "close")
+        extra = sum(max(0, n - may[root] - flattens) for root, n in liquidated.items())
+        verdict.orders_sent = sum(1 for cl in placed if cl in ours) + sum(liquidated.values())
+        verdict.orders_duplicated = sum(n - 1 for n in placed.values() if n > 1) + extra
         strangers = sum(n for cl, n in placed.items() if cl not in ours)
         if verdict.orders_duplicated:
             verdict.problems.append(f"{verdict.orders_duplicated} orders reached the broker twice")

@@ -133,6 +133,22 @@ def enqueue(conn: redis.Redis, prefix: str, intents: Iterable[QueuedIntent]) -> 
         )
 
 
+def flatten_intent(user_id: int, subaccount_id: int, source: str) -> OrderIntent:
+    """Every contract of the subaccount liquidated and every working order cancelled, at exits'
+    priority (the kill switch, a manual flatten, the risk desk, a copy group's lock)."""
+    return new_intent(
+        user_id=user_id,
+        subaccount_id=subaccount_id,
+        source=source,
+        kind="flatten",
+        side="sell",
+        symbol="*",
+        ticker=None,
+        quantity=Decimal(0),
+        priority="exit",
+    )
+
+
 # Intents that move a protective order and trade nothing (quantity 0): docs/contract.md §3b.
 LEVEL_MOVES = ("move_stop", "move_target")
 

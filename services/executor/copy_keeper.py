@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 import redis
 from sqlalchemy import select, update
@@ -31,17 +29,17 @@ from libs.common import events, orders, streams
 from libs.common.copy_in_step import Drift, Pair, align_follower, busy, drifts_of
 from libs.common.copy_trading import GROWING
 from libs.common.futures.exchange_calendar import trade_date
-from libs.common.orders import QueuedIntent, new_intent
+from libs.common.orders import QueuedIntent
 from libs.common.storage.db import transaction
 from libs.common.storage.models import (
     CopyFollower,
     CopyGroup,
-    OrderIntent,
     Position,
     Subaccount,
     Trader,
 )
 from services.executor.jobs import ExecutorContext
+from services.executor.upkeep import run_every
 
 log = logging.getLogger("executor")
 
@@ -116,7 +114,7 @@ class CopyKeeper:
                     continue  # locked already (by us on an earlier pass, or its own desk)
                 sub.locked_until, sub.locked_at, sub.flattened_at = until, now, now
                 sub.lock_reason = f"the leader {leader.name} was locked: {leader.lock_reason}"
-                flatten = _flatten(sub, group.user_id)
+                flatten = orders.flatten_intent(group.user_id, sub.id, "risk")
                 s.add(flatten)
                 s.flush()
                 done.queued.append(QueuedIntent(flatten.id, sub.id, flatten.priority))
@@ -300,34 +298,10 @@ def _enabled_followers(s: Session, group_id: int) -> list[CopyFollower]:
     )
 
 
-def _flatten(sub: Subaccount, user_id: int) -> OrderIntent:
-    return new_intent(
-        user_id=user_id,
-        subaccount_id=sub.id,
-        source="risk",
-        kind="flatten",
-        side="sell",
-        symbol="*",
-        ticker=None,
-        quantity=Decimal(0),
-        priority="exit",
-    )
-
-
 def run_copy_keeper(
     ctx: ExecutorContext,
     rq_conn: redis.Redis,
     stop: threading.Event,
     every_s: float = CHECK_EVERY_S,
 ) -> None:
-    keeper = CopyKeeper(ctx, rq_conn)
-    while not stop.wait(every_s):
-        started = time.monotonic()
-        try:
-            keeper.check_all()
-        except Exception:
-            log.exception("copy keeper check failed")
-        if time.monotonic() - started > every_s * 4:
-            log.warning(
-                "copy keeper check is slow", extra={"kv": {"seconds": time.monotonic() - started}}
-            )
+    run_every(CopyKeeper(ctx, rq_conn).check_all, "copy keeper", stop, every_s)

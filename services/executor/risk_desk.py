@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 
 import redis
 from sqlalchemy import select
@@ -26,10 +24,10 @@ from libs.common import events, orders, streams
 from libs.common.account_figures import broker_figures, last_prices
 from libs.common.account_risk import Breach, breach, in_force, next_trade_date
 from libs.common.futures.exchange_calendar import trade_date
-from libs.common.orders import new_intent
 from libs.common.storage.db import transaction
-from libs.common.storage.models import OrderIntent, Subaccount, SubaccountRisk
+from libs.common.storage.models import Subaccount, SubaccountRisk
 from services.executor.jobs import ExecutorContext
+from services.executor.upkeep import run_every
 
 log = logging.getLogger("executor")
 
@@ -99,7 +97,7 @@ class RiskDesk:
         queued = None
         if found.flatten:
             sub.flattened_at = now
-            intent = _flatten(sub)
+            intent = orders.flatten_intent(sub.account.user_id, sub.id, "risk")
             session.add(intent)
             session.flush()
             queued = orders.QueuedIntent(intent.id, intent.subaccount_id, intent.priority)
@@ -130,34 +128,10 @@ class RiskDesk:
         )
 
 
-def _flatten(sub: Subaccount) -> OrderIntent:
-    return new_intent(
-        user_id=sub.account.user_id,
-        subaccount_id=sub.id,
-        source="risk",
-        kind="flatten",
-        side="sell",
-        symbol="*",
-        ticker=None,
-        quantity=Decimal(0),
-        priority="exit",
-    )
-
-
 def run_risk_desk(
     ctx: ExecutorContext,
     rq_conn: redis.Redis,
     stop: threading.Event,
     every_s: float = CHECK_EVERY_S,
 ) -> None:
-    desk = RiskDesk(ctx, rq_conn)
-    while not stop.wait(every_s):
-        started = time.monotonic()
-        try:
-            desk.check_all()
-        except Exception:
-            log.exception("risk desk check failed")
-        if time.monotonic() - started > every_s * 4:
-            log.warning(
-                "risk desk check is slow", extra={"kv": {"seconds": time.monotonic() - started}}
-            )
+    run_every(RiskDesk(ctx, rq_conn).check_all, "risk desk", stop, every_s)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -68,6 +69,22 @@ def sweep(ctx: ExecutorContext, rq_conn: redis.Redis) -> int:
         first.setdefault(subaccount_id, orders.QueuedIntent(intent_id, subaccount_id, priority))
     orders.enqueue(rq_conn, ctx.settings.stream_prefix, first.values())
     return len(first)
+
+
+def run_every(
+    check: Callable[[], object], name: str, stop: threading.Event, every_s: float
+) -> None:
+    """`check()` every `every_s` until `stop`, an exception logged and the loop going on; a
+    check that takes far longer than its period is logged too."""
+    while not stop.wait(every_s):
+        started = time.monotonic()
+        try:
+            check()
+        except Exception:
+            log.exception(f"{name} check failed")
+        took = time.monotonic() - started
+        if took > every_s * 4:
+            log.warning(f"{name} check is slow", extra={"kv": {"seconds": round(took, 3)}})
 
 
 def run_sweeper(

@@ -12,7 +12,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from libs.common.futures.instruments import TickerError, parse_ticker
+from libs.common.futures.instruments import CONTRACTS, TickerError, parse_ticker
 from libs.common.recorder_tokens import RecorderRef
 from libs.common.streams import SignalMessage
 
@@ -41,8 +41,13 @@ KNOWN_FIELDS = {
     *QTY_FIELDS,
     *LEVEL_FIELDS,
 }
-# Above what the NUMERIC columns hold; no real price or size comes near it.
+# What storage holds (NUMERIC(30, 12) prices, NUMERIC(18, 6) sizes, 64-character tickers) and
+# what a real alert can mean: anything outside is refused here, never stored and refused later.
 MAX_MAGNITUDE = Decimal("1e12")
+PRICE_PLACES = 12
+QTY_PLACES = 6
+MAX_SIGNAL_QTY = Decimal(1000)  # contracts in one signal: far above any real order
+MAX_TICKER = 64
 EXAMPLE = '{"action": "buy", "ticker": "{{ticker}}"}'
 
 _PLACEHOLDER = re.compile(r"\{\{[^{}]*\}\}")
@@ -210,15 +215,31 @@ def _number(obj: JsonObject, name: str) -> Decimal | None:
         value = Decimal(text)
     if not isinstance(value, Decimal):
         raise _invalid(f"The field {name} must be a number, not {_show(value)}.")
-    if abs(value) >= MAX_MAGNITUDE:
+    # By its exponent, before any arithmetic: 1e999999999 would overflow the decimal context.
+    if not value.is_zero() and value.adjusted() >= MAX_MAGNITUDE.adjusted():
         raise _invalid(f"The field {name} is too large ({value}).")
-    return Decimal(0) if value == 0 else value  # no "-0" on the stream
+    return Decimal(0) if value.is_zero() else value  # no "-0" on the stream
 
 
-def _positive(obj: JsonObject, name: str) -> Decimal | None:
+def _places(value: Decimal) -> int:
+    """Decimal places, trailing zeros aside; read from the digits, since `normalize()` would
+    round a value like 1e-999999999 to 0 in the decimal context."""
+    _, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int):
+        return 0
+    kept = len(digits)
+    while kept > 1 and digits[kept - 1] == 0:
+        kept -= 1
+        exponent += 1
+    return max(0, -exponent)
+
+
+def _positive(obj: JsonObject, name: str, places: int = PRICE_PLACES) -> Decimal | None:
     value = _number(obj, name)
     if value is not None and value <= 0:
         raise _invalid(f"The field {name} must be positive, not {value}.")
+    if value is not None and _places(value) > places:
+        raise _invalid(f"The field {name} has more than {places} decimal places ({value}).")
     return value
 
 
@@ -246,6 +267,11 @@ def _ticker(obj: JsonObject) -> tuple[str, str]:
         )
     if not isinstance(value, str):
         raise _invalid(f'The field ticker must be text such as "MNQ1!", not {_show(value)}.')
+    if len(value.strip()) > MAX_TICKER:
+        raise _invalid(
+            f"The field ticker is {len(value.strip())} characters long; a ticker has at most "
+            f"{MAX_TICKER}, such as CME_MINI:MNQ1!."
+        )
     try:
         return value.strip(), parse_ticker(value).root
     except TickerError:
@@ -307,7 +333,9 @@ def _target(obj: JsonObject) -> tuple[Decimal | None, str | None]:
 
 def _qty(obj: JsonObject) -> Decimal | None:
     """`contracts`, `quantity` or `qty`: the first present wins, and they must agree."""
-    given = [(name, _positive(obj, name)) for name in QTY_FIELDS if obj.get(name) is not None]
+    given = [
+        (name, _positive(obj, name, QTY_PLACES)) for name in QTY_FIELDS if obj.get(name) is not None
+    ]
     if not given:
         return None
     (first_name, first), *others = given
@@ -317,6 +345,11 @@ def _qty(obj: JsonObject) -> Decimal | None:
                 f"The fields {first_name} and {name} disagree ({first} and {value}); "
                 "send only one of them."
             )
+    if first is not None and first > MAX_SIGNAL_QTY:
+        raise _invalid(
+            f"The field {first_name} is {first}, above the {MAX_SIGNAL_QTY} contracts one signal "
+            "may carry."
+        )
     return first
 
 
@@ -375,6 +408,13 @@ def parse_webhook(
             "The field action is missing; send buy, sell or close, or the strategy's "
             "position_size and market_position."
         )
+    qty = _qty(obj)
+    if symbol in CONTRACTS:  # futures trade whole contracts; a fraction is a broken template
+        for name, size in (("qty", qty), ("position_size", position_size)):
+            if size is not None and size != size.to_integral_value():
+                raise _invalid(
+                    f"The field {name} must be a whole number of {symbol} contracts, not {size}."
+                )
     price = _positive(obj, "price")
     side = {"buy": "long", "sell": "short"}.get(action or "", market_position)
     tp_price, sl_price, tp_ticks, sl_ticks = _levels(obj, action, side, price)
@@ -385,7 +425,7 @@ def parse_webhook(
         ticker=ticker,
         symbol=symbol,
         price=price,
-        qty=_qty(obj),
+        qty=qty,
         position_size=position_size,
         market_position=market_position,
         received_at=received_at_ms,

@@ -427,3 +427,31 @@ def test_running_standalone_without_urls_exits_with_a_clear_message(tmp_path):
     result = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
     assert result.returncode != 0
     assert "DATABASE_URL and REDIS_URL must be set (or use `justtrades run`)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ({"action": "buy", "ticker": "MNQ1!", "price": "1e999999999"}, "price is too large"),
+        ({"action": "buy", "ticker": "MNQ1!", "price": "1e-999999999"}, "12 decimal places"),
+        ({"action": "buy", "ticker": "A" * 500 + ":MNQ1!"}, "at most 64"),
+        ({"action": "buy", "ticker": "MNQ1!", "qty": 1e12}, "qty is too large"),
+        ({"action": "buy", "ticker": "MNQ1!", "qty": 5000}, "above the 1000 contracts"),
+        ({"action": "buy", "ticker": "MNQ1!", "qty": 1.5}, "whole number of MNQ contracts"),
+        ({"action": "buy", "ticker": "MNQ1!", "qty": "1e-30"}, "6 decimal places"),
+        (
+            {"ticker": "MNQ1!", "position_size": 2.5, "market_position": "long"},
+            "whole number of MNQ contracts",
+        ),
+    ],
+)
+def test_values_storage_cannot_hold_or_no_alert_means_are_a_422_not_a_202(
+    gateway, recorder, redis_client, settings, body, says
+):
+    raw = json.dumps(body).replace('"1e999999999"', "1e999999999").replace(
+        '"1e-999999999"', "1e-999999999"
+    )
+    answer = post(gateway(), recorder.webhook_token, raw, content_type="text/plain")
+    assert answer.status_code == 422, answer.get_json()
+    assert says in answer.get_json()["error"]
+    assert signals(redis_client, settings) == []  # nothing stored to be refused later

@@ -448,8 +448,10 @@ def test_running_standalone_without_urls_exits_with_a_clear_message(tmp_path):
 def test_values_storage_cannot_hold_or_no_alert_means_are_a_422_not_a_202(
     gateway, recorder, redis_client, settings, body, says
 ):
-    raw = json.dumps(body).replace('"1e999999999"', "1e999999999").replace(
-        '"1e-999999999"', "1e-999999999"
+    raw = (
+        json.dumps(body)
+        .replace('"1e999999999"', "1e999999999")
+        .replace('"1e-999999999"', "1e-999999999")
     )
     answer = post(gateway(), recorder.webhook_token, raw, content_type="text/plain")
     assert answer.status_code == 422, answer.get_json()

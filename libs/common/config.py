@@ -74,6 +74,7 @@ class Settings:
     metrics_targets: tuple[tuple[str, tuple[str, int]], ...] = ()
     login_max_failures: int = 5  # per email and address, in login_window_s
     login_max_failures_per_address: int = 50
+    login_max_failures_per_email: int = 20  # whatever the address
     login_window_s: int = 900
     var_dir: Path = field(default=PROJECT_ROOT / "var")
     # Where the gateway keeps signals while Redis is unreachable, and how many it may hold.
@@ -187,6 +188,9 @@ def load_settings(environ: dict[str, str] | None = None, env_file: Path | None =
             _env(env, "LOGIN_MAX_FAILURES_PER_ADDRESS", str(d.login_max_failures_per_address))
         ),
         login_window_s=int(_env(env, "LOGIN_WINDOW_S", str(d.login_window_s))),
+        login_max_failures_per_email=int(
+            _env(env, "LOGIN_MAX_FAILURES_PER_EMAIL", str(d.login_max_failures_per_email))
+        ),
         var_dir=var_dir,
         gateway_spool_dir=Path(_env(env, "GATEWAY_SPOOL_DIR", str(var_dir / "spool"))),
         gateway_spool_max=int(_env(env, "GATEWAY_SPOOL_MAX", str(d.gateway_spool_max))),

@@ -181,7 +181,12 @@ def login_page() -> ResponseReturnValue:
 
 def _throttle() -> LoginThrottle:
     s = context.settings()
-    limits = LoginLimits(s.login_max_failures, s.login_max_failures_per_address, s.login_window_s)
+    limits = LoginLimits(
+        s.login_max_failures,
+        s.login_max_failures_per_address,
+        s.login_window_s,
+        s.login_max_failures_per_email,
+    )
     return LoginThrottle(context.redis_client(), s.stream_prefix, limits)
 
 

@@ -1,8 +1,9 @@
 """Failed logins counted in Redis, so every UI process and worker sees the same counts.
 
-Two fixed windows: one per (email, address) pair, small, against guessing one user's password;
-one per address, larger, against trying many users from one place. A correct password does not
-get in while either is full. A success clears its pair's count.
+Three fixed windows: one per (email, address) pair, small, against guessing one user's password;
+one per email whatever the address, against the same guessing spread over many addresses; one per
+address, larger, against trying many users from one place. A correct password does not get in
+while any is full. A success clears its pair's count.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class LoginLimits:
     per_account: int = 5  # failures per email and address
     per_address: int = 50  # failures per address, whatever the email
     window_s: int = 900
+    per_email: int = 20  # failures per email, whatever the address
 
 
 class TooManyLogins(Exception):
@@ -41,25 +43,26 @@ class LoginThrottle:
         self.prefix = prefix
         self.limits = limits
 
-    def _keys(self, email: str, address: str) -> tuple[str, str]:
+    def _keys(self, email: str, address: str) -> tuple[str, str, str]:
         # The email is hashed so Redis never holds who tried to log in.
         who = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
         return (
             f"{self.prefix}login_failures:{who}:{address}",
             f"{self.prefix}login_failures:{address}",
+            f"{self.prefix}login_failures:{who}",
         )
 
     def check(self, email: str, address: str) -> None:
         """Raise TooManyLogins while a window is full. Without Redis the check is skipped: a
         Redis outage must not lock everyone out (password hashing still slows guessing)."""
-        account_key, address_key = self._keys(email, address)
+        keys = self._keys(email, address)
         try:
             pipe = self.client.pipeline(transaction=False)
             # One call per line: redis-py types each as the client's reply, not the pipeline.
-            for key in (account_key, address_key):
+            for key in keys:
                 pipe.get(key)
                 pipe.ttl(key)
-            account, account_ttl, by_address, address_ttl = pipe.execute()
+            account, account_ttl, by_address, address_ttl, by_email, email_ttl = pipe.execute()
         except redis.RedisError as exc:
             log.warning(
                 "login throttle skipped: redis unreachable",
@@ -70,6 +73,8 @@ class LoginThrottle:
             raise TooManyLogins(max(1, int(account_ttl)))
         if int(by_address or 0) >= self.limits.per_address:
             raise TooManyLogins(max(1, int(address_ttl)))
+        if int(by_email or 0) >= self.limits.per_email:
+            raise TooManyLogins(max(1, int(email_ttl)))
 
     def failed(self, email: str, address: str) -> None:
         with contextlib.suppress(redis.RedisError):

@@ -166,3 +166,15 @@ def test_answers_with_a_new_api_key_or_webhook_token_are_never_cached(client, al
     )
     for answer in (key, recorder, rotated, client.get("/api/recorders", headers=alice[1])):
         assert answer.headers["Cache-Control"] == "no-store"
+
+
+def test_guesses_spread_over_many_addresses_still_lock_the_account(client, alice, bob):
+    # Given 20 wrong passwords for alice, each from another address (none reaches its own limit)
+    for n in range(20):
+        assert login(client, WRONG, address=f"198.51.100.{n}").status_code == 401
+    # Then the right password from yet another address waits too: the account has a limit
+    answer = login(client, ALICE, address="192.0.2.44")
+    assert answer.status_code == 429 and answer.headers["Retry-After"]
+    # ... while another user's login from that address is not held back
+    bob_login = {"email": "bob@example.com", "password": "correct horse"}
+    assert login(client, bob_login, address="192.0.2.44").status_code == 200

@@ -42,6 +42,8 @@ class Settings:
     ui_port: int = 8082
     price_feed_port: int = 8084
     engine_port: int = 8085
+    # Where the internal ports (engine, price feed, executor metrics) listen: loopback by default.
+    internal_host: str = "127.0.0.1"
     executor_metrics_port: int = 8086  # a second executor on the host needs its own (0: none)
     price_source: str = "tradingview"
     price_watchlist: tuple[str, ...] = ("MNQ", "ES")
@@ -157,6 +159,7 @@ def load_settings(environ: dict[str, str] | None = None, env_file: Path | None =
         ui_port=ui_port,
         price_feed_port=int(_env(env, "PRICE_FEED_PORT", str(d.price_feed_port))),
         engine_port=int(_env(env, "ENGINE_PORT", str(d.engine_port))),
+        internal_host=_env(env, "INTERNAL_HOST", d.internal_host),
         executor_metrics_port=int(_env(env, "EXECUTOR_METRICS_PORT", str(d.executor_metrics_port))),
         price_source=_env(env, "PRICE_SOURCE", d.price_source).strip().lower(),
         price_watchlist=_list(env.get("PRICE_WATCHLIST"), d.price_watchlist),

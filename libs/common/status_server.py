@@ -41,8 +41,12 @@ def metrics_route(registry: CollectorRegistry) -> Route:
     return lambda handler: write_metrics(handler, registry)
 
 
-def start_status_server(port: int, routes: Mapping[str, Route], name: str) -> ThreadingHTTPServer:
-    """Serve `routes` (path → route) on `port` from a daemon thread called `name`."""
+def start_status_server(
+    port: int, routes: Mapping[str, Route], name: str, host: str = "127.0.0.1"
+) -> ThreadingHTTPServer:
+    """Serve `routes` (path → route) on `host:port` from a daemon thread called `name`. These
+    are internal ports (health, status, metrics): loopback unless the deployment says otherwise
+    (INTERNAL_HOST, e.g. 0.0.0.0 between Docker containers)."""
     known = dict(routes)
 
     class Handler(BaseHTTPRequestHandler):
@@ -56,6 +60,6 @@ def start_status_server(port: int, routes: Mapping[str, Route], name: str) -> Th
         def log_message(self, *args: Any) -> None:
             pass  # probes every few seconds would drown the service's own log
 
-    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+    server = ThreadingHTTPServer((host, port), Handler)
     threading.Thread(target=server.serve_forever, daemon=True, name=name).start()
     return server

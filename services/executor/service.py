@@ -76,7 +76,7 @@ def executor_registry(ctx: ExecutorContext) -> CollectorRegistry:
 
 def start_metrics_server(port: int, ctx: ExecutorContext) -> ThreadingHTTPServer:
     routes = {"/metrics": metrics_route(executor_registry(ctx))}
-    return start_status_server(port, routes, "executor-metrics")
+    return start_status_server(port, routes, "executor-metrics", ctx.settings.internal_host)
 
 
 def serve_metrics(settings: Settings, ctx: ExecutorContext) -> ThreadingHTTPServer | None:

@@ -149,7 +149,7 @@ def start_health_server(
         "/status": health_json,
         "/metrics": metrics_route(engine_registry(engine, active)),
     }
-    return start_status_server(port, routes, "engine-health")
+    return start_status_server(port, routes, "engine-health", engine.settings.internal_host)
 
 
 LEAD_GRACE_S = 1.0  # after taking the lock, longer than a lost leader takes to notice (engine.py)

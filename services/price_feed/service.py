@@ -239,7 +239,7 @@ def feed_registry(feed: Feed) -> CollectorRegistry:
     return registry
 
 
-def start_status_server(port: int, feed: Feed) -> ThreadingHTTPServer:
+def start_status_server(port: int, feed: Feed, host: str = "127.0.0.1") -> ThreadingHTTPServer:
     """`/status` (always 200: it is for people), `/healthz` (503 while the feed is not ok) and
     `/metrics` on `port`."""
     return status_server.start_status_server(
@@ -250,6 +250,7 @@ def start_status_server(port: int, feed: Feed) -> ThreadingHTTPServer:
             "/metrics": status_server.metrics_route(feed_registry(feed)),
         },
         "feed-status",
+        host,
     )
 
 
@@ -272,7 +273,7 @@ def run(settings: Settings) -> None:
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
-    server = start_status_server(settings.price_feed_port, feed)
+    server = start_status_server(settings.price_feed_port, feed, settings.internal_host)
     log.info(
         "price feed starting",
         extra={"kv": {"source": sources.primary.name, "port": settings.price_feed_port}},

@@ -248,3 +248,19 @@ def test_metrics_targets_name_each_replica_behind_one_host_name(settings, monkey
 def test_a_malformed_metrics_targets_entry_is_named(value):
     with pytest.raises(ValueError, match="METRICS_TARGETS entry"):
         metrics_targets(f"gateway=gateway:8083,{value}")
+
+
+def test_the_internal_ports_listen_on_loopback_unless_told_otherwise(
+    sessions, redis_client, settings, executor
+):
+    engine = PositionEngine(settings, sessions, redis_client, consumer="loopback")
+    servers = [
+        start_health_server(free_port(), engine, threading.Event()),
+        start_metrics_server(free_port(), executor.ctx),
+    ]
+    try:
+        assert [s.server_address[0] for s in servers] == ["127.0.0.1", "127.0.0.1"]
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()

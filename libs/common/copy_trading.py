@@ -295,8 +295,8 @@ def broker_holdings(session: Session, client: redis.Redis, settings: Settings) -
 def entries_blocked(sub: Subaccount, now: datetime | None) -> str | None:
     """Why no entry may go to the subaccount now (its risk desk's lock, the broker's status)."""
     day = trade_date(now or datetime.now(UTC))
-    if sub.locked_until is not None and day < sub.locked_until:
-        return f"{sub.name} is locked until {sub.locked_until.isoformat()}"
+    if (until := sub.lock_until(day)) is not None:
+        return f"{sub.name} is locked until {until.isoformat()}"
     if sub.risk_status != "normal":
         return f"{sub.name} is {sub.risk_status.replace('_', '-')} at the broker"
     return None

@@ -31,10 +31,10 @@ def entry_refusal(
     if intent.kind not in ENTRIES:
         return None
     day = trade_date(now)
-    if sub.locked_until is not None and sub.locked_until > day:
+    if (until := sub.lock_until(day)) is not None:
         return (
             f"the account {sub.name} is locked by its risk desk until "
-            f"{sub.locked_until.isoformat()}: {sub.lock_reason}"
+            f"{until.isoformat()}: {sub.lock_reason}"
         )
     limits, _, _ = in_force(session.get(SubaccountRisk, sub.id), day)
     if limits.max_contracts is None:

@@ -71,7 +71,7 @@ class RiskDesk:
         day = trade_date(now)
         with transaction(self.ctx.sessions) as s:
             sub = s.get(Subaccount, subaccount_id, with_for_update=True)
-            if sub is None or (sub.locked_until is not None and sub.locked_until > day):
+            if sub is None or sub.lock_until(day) is not None:
                 return None
             limits, _, _ = in_force(s.get(SubaccountRisk, subaccount_id), day)
             held = broker_figures(s, self.ctx.redis, self.ctx.settings, sub, now)

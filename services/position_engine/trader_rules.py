@@ -68,10 +68,10 @@ def rule_of(trader: Trader) -> TraderRule:
 
 
 def _entries_blocked(trader: Trader, subaccount: Subaccount, now: datetime) -> str | None:
-    if subaccount.locked_until is not None and trade_date(now) < subaccount.locked_until:
+    if (until := subaccount.lock_until(trade_date(now))) is not None:
         return (
             f"the account {subaccount.name} is locked by its risk desk until "
-            f"{subaccount.locked_until.isoformat()}: {subaccount.lock_reason}"
+            f"{until.isoformat()}: {subaccount.lock_reason}"
         )
     if subaccount.risk_status != "normal":
         status = subaccount.risk_status.replace("_", "-")

@@ -4,6 +4,8 @@ client at it."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -15,11 +17,20 @@ from libs.common import orders
 from libs.common.security import hash_api_key, new_api_key
 from libs.common.storage import db
 from libs.common.storage.models import ApiKey
+from services.executor.account_sync import start_account_sync
 from services.executor.jobs import ExecutorContext, use_context
 from services.ui.app import create_app
+from simulators.tradovate.account_socket import AccountSocketServer
 from simulators.tradovate.broker import BrokerSimulator
 from simulators.tradovate.contracts import ContractCatalogue
-from tests.integration.tradovate_support import FRONT, PASSWORD, USER
+from tests.integration.tradovate_support import (
+    FRONT,
+    PASSWORD,
+    USER,
+    Connected,
+    connect_demo_account,
+)
+from tests.polling import wait_for
 
 T0 = datetime(2026, 11, 2, 14, 30, tzinfo=UTC)
 
@@ -103,3 +114,34 @@ def executor(settings):
 
     work.ctx, work.rq = ctx, rq_conn
     return work
+
+
+# --- a Tradovate account on the simulator with the executor's account socket synced to it ------
+
+
+@pytest.fixture
+def sock(broker) -> Iterator[AccountSocketServer]:
+    with AccountSocketServer(broker, heartbeat_interval_s=0.3, idle_timeout_s=1.5) as server:
+        yield server
+
+
+@pytest.fixture
+def tradovate(tv_settings, sessions, alice) -> Connected:
+    return connect_demo_account(tv_settings, sessions, alice[0].id)
+
+
+@pytest.fixture
+def ctx(tv_settings, redis_client) -> ExecutorContext:
+    return ExecutorContext(tv_settings)
+
+
+@pytest.fixture
+def synced(ctx, sock, tradovate) -> Iterator[None]:
+    from tests.integration.test_account_sync import FAST  # the suite's quick socket timings
+
+    stop = threading.Event()
+    syncer = start_account_sync(ctx, stop, socket_urls={"demo": sock.url}, timings=FAST, seed=7)
+    wait_for(lambda: (s := syncer.stream(tradovate.account_id)) and s.syncs and s)
+    yield
+    stop.set()
+    syncer.thread.join(15)

@@ -6,7 +6,6 @@ flat → followers flat at once, followers locked with their leader, and bad gro
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
@@ -21,14 +20,9 @@ from libs.common.orders import new_intent
 from libs.common.storage import db
 from libs.common.storage.models import OrderIntent, PaperPosition, Subaccount
 from libs.common.streams import SignalMessage
-from services.executor.account_sync import start_account_sync
 from services.executor.copy_keeper import CopyKeeper
-from services.executor.jobs import ExecutorContext
 from services.executor.risk_desk import RiskDesk
 from services.position_engine.engine import PositionEngine
-from simulators.tradovate.account_socket import AccountSocketServer
-from tests.integration.test_account_sync import FAST
-from tests.integration.tradovate_support import connect_demo_account
 from tests.polling import wait_for
 
 LATER = timedelta(seconds=6)  # past the keeper's grace (5 s)
@@ -422,32 +416,6 @@ def test_following_twice_and_copy_cycles_are_refused(client, alice, subs, sessio
 
 
 # -- a Tradovate follower: the keeper judges it on the executor's snapshot of the simulator -----
-
-
-@pytest.fixture
-def sock(broker):
-    with AccountSocketServer(broker, heartbeat_interval_s=0.3, idle_timeout_s=1.5) as server:
-        yield server
-
-
-@pytest.fixture
-def tradovate(tv_settings, sessions, alice):
-    return connect_demo_account(tv_settings, sessions, alice[0].id)
-
-
-@pytest.fixture
-def ctx(tv_settings, redis_client):
-    return ExecutorContext(tv_settings)
-
-
-@pytest.fixture
-def synced(ctx, sock, tradovate):
-    stop = threading.Event()
-    syncer = start_account_sync(ctx, stop, socket_urls={"demo": sock.url}, timings=FAST, seed=7)
-    wait_for(lambda: (s := syncer.stream(tradovate.account_id)) and s.syncs and s)
-    yield
-    stop.set()
-    syncer.thread.join(15)
 
 
 def broker_net(ctx, subaccount_id):

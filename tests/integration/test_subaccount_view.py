@@ -3,7 +3,6 @@ from the snapshot the executor's account socket keeps in Redis (simulator, real 
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -14,12 +13,9 @@ from libs.common.account_figures import trade_date_start
 from libs.common.futures.exchange_calendar import trade_date
 from libs.common.storage import db
 from libs.common.storage.models import PaperFill, PaperOrder, PaperPosition, Trader
-from services.executor.account_sync import start_account_sync
-from services.executor.jobs import ExecutorContext
 from services.executor.risk_desk import RiskDesk
-from simulators.tradovate.account_socket import AccountSocketServer
-from tests.integration.test_account_sync import FAST, signal
-from tests.integration.tradovate_support import FRONT, connect_demo_account
+from tests.integration.test_account_sync import signal
+from tests.integration.tradovate_support import FRONT
 from tests.polling import wait_for
 
 
@@ -144,32 +140,6 @@ def test_another_users_subaccount_and_an_unknown_id_are_not_found(client, bob, p
 
 
 # -- Tradovate, through the executor's account socket ----------------------------------------
-
-
-@pytest.fixture
-def sock(broker):
-    with AccountSocketServer(broker, heartbeat_interval_s=0.3, idle_timeout_s=1.5) as server:
-        yield server
-
-
-@pytest.fixture
-def tradovate(tv_settings, sessions, alice):
-    return connect_demo_account(tv_settings, sessions, alice[0].id)
-
-
-@pytest.fixture
-def ctx(tv_settings, redis_client):
-    return ExecutorContext(tv_settings)
-
-
-@pytest.fixture
-def synced(ctx, sock, tradovate):
-    stop = threading.Event()
-    syncer = start_account_sync(ctx, stop, socket_urls={"demo": sock.url}, timings=FAST, seed=7)
-    wait_for(lambda: (s := syncer.stream(tradovate.account_id)) and s.syncs and s)
-    yield
-    stop.set()
-    syncer.thread.join(15)
 
 
 def view_of(client, alice, subaccount_id: int) -> dict:

@@ -286,6 +286,12 @@ class Subaccount(Base):
 
     account: Mapped[Account] = relationship(back_populates="subaccounts")
 
+    def lock_until(self, day: date) -> date | None:
+        """The trade date the risk desk's lock lifts on, while it holds on `day`; else None."""
+        return (
+            self.locked_until if self.locked_until is not None and day < self.locked_until else None
+        )
+
 
 class SubaccountRisk(Base):
     """A subaccount's limits (§4c), as the user set them in the UI. `pending` holds looser limits

@@ -69,15 +69,15 @@ def _limits_json(limits: RiskLimits | None) -> dict[str, Any] | None:
 
 def risk_view(sub: Subaccount, row: SubaccountRisk | None, day: date) -> dict[str, Any]:
     now, later, from_ = in_force(row, day)
-    locked = sub.locked_until is not None and sub.locked_until > day
+    until = sub.lock_until(day)
     return {
         "subaccount_id": sub.id,
         "risk": _limits_json(now),
         "pending": _limits_json(later),
         "effective_from": None if from_ is None else from_.isoformat(),
-        "locked": locked,
-        "locked_until": sub.locked_until.isoformat() if locked and sub.locked_until else None,
-        "lock_reason": sub.lock_reason if locked else None,
+        "locked": until is not None,
+        "locked_until": None if until is None else until.isoformat(),
+        "lock_reason": None if until is None else sub.lock_reason,
     }
 
 
@@ -124,9 +124,9 @@ def put_risk(subaccount_id: int) -> ResponseReturnValue:
 def unlock(subaccount_id: int) -> ResponseReturnValue:
     sub = owned_subaccount(subaccount_id)
     day = today()
-    if sub.locked_until is not None and sub.locked_until > day:
+    if (until := sub.lock_until(day)) is not None:
         raise Conflict(
-            f"The account {sub.name} is locked until {sub.locked_until.isoformat()} "
+            f"The account {sub.name} is locked until {until.isoformat()} "
             f"({sub.lock_reason}); a risk lock cannot be lifted before the next trade date."
         )
     return jsonify(ok=True, locked=False)

@@ -69,6 +69,8 @@ def cmd_service(settings: Settings, args: argparse.Namespace) -> None:
         from services.price_feed.service import run as serve
     elif args.command == "executor":
         from services.executor.service import run as serve
+    elif args.command == "notifier":
+        from services.notifier.service import run as serve
     else:
         from services.position_engine.service import run as serve
     serve(settings)
@@ -102,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="justtrades", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="start every service (and embedded servers when no URLs are set)")
-    for name in ("gateway", "engine", "ui", "price-feed", "executor"):
+    for name in ("gateway", "engine", "ui", "price-feed", "executor", "notifier"):
         sub.add_parser(name, help=f"run the {name} service alone").set_defaults(func=cmd_service)
     dbp = sub.add_parser("db", help="database commands").add_subparsers(
         dest="db_command", required=True

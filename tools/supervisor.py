@@ -37,6 +37,7 @@ SERVICES = {
     "ui": "services.ui",
     "price-feed": "services.price_feed",
     "executor": "services.executor",
+    "notifier": "services.notifier",
 }
 
 

@@ -83,6 +83,19 @@ class Settings:
     gateway_spool_dir: Path = field(default=PROJECT_ROOT / "var" / "spool")
     gateway_spool_max: int = 10_000
     log_level: str = "INFO"
+    # Notifications (§4e): hosts a destination may name although they resolve to a private or
+    # loopback address; the outside APIs (configurable for tests); the operator's SMTP server.
+    notify_allowed_hosts: tuple[str, ...] = ()
+    notify_retry_intervals: tuple[int, ...] = (10, 60, 300)  # seconds before each retry
+    notify_timeout_s: float = 10.0
+    discord_api_url: str = "https://discord.com/api"
+    telegram_api_url: str = "https://api.telegram.org"
+    smtp_host: str = ""  # empty: e-mail destinations cannot be delivered
+    smtp_port: int = 587
+    smtp_username: str = ""
+    smtp_password: str = field(default="", repr=False)
+    smtp_from: str = ""
+    smtp_starttls: bool = True
 
     def with_urls(self, database_url: str, redis_url: str) -> Settings:
         return replace(self, database_url=normalize_database_url(database_url), redis_url=redis_url)
@@ -96,6 +109,16 @@ def _list(value: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
     if value is None:
         return default
     return tuple(part.strip().upper() for part in value.split(",") if part.strip())
+
+
+def _hosts(value: str) -> tuple[str, ...]:
+    """NOTIFY_ALLOWED_HOSTS: host names or addresses, comma-separated, compared lower-case."""
+    return tuple(part.strip().lower() for part in value.split(",") if part.strip())
+
+
+def _seconds(value: str) -> tuple[int, ...]:
+    """NOTIFY_RETRY_INTERVALS: whole seconds, comma-separated (`10,60,300`); empty: no retry."""
+    return tuple(int(part) for part in value.split(",") if part.strip())
 
 
 def _env(env: dict[str, str], name: str, default: str) -> str:
@@ -198,6 +221,17 @@ def load_settings(environ: dict[str, str] | None = None, env_file: Path | None =
         gateway_spool_dir=Path(_env(env, "GATEWAY_SPOOL_DIR", str(var_dir / "spool"))),
         gateway_spool_max=int(_env(env, "GATEWAY_SPOOL_MAX", str(d.gateway_spool_max))),
         log_level=_env(env, "LOG_LEVEL", d.log_level),
+        notify_allowed_hosts=_hosts(env.get("NOTIFY_ALLOWED_HOSTS", "")),
+        notify_retry_intervals=_seconds(env.get("NOTIFY_RETRY_INTERVALS", "10,60,300")),
+        notify_timeout_s=float(_env(env, "NOTIFY_TIMEOUT_S", str(d.notify_timeout_s))),
+        discord_api_url=_env(env, "DISCORD_API_URL", d.discord_api_url).rstrip("/"),
+        telegram_api_url=_env(env, "TELEGRAM_API_URL", d.telegram_api_url).rstrip("/"),
+        smtp_host=env.get("SMTP_HOST", ""),
+        smtp_port=int(_env(env, "SMTP_PORT", str(d.smtp_port))),
+        smtp_username=env.get("SMTP_USERNAME", ""),
+        smtp_password=env.get("SMTP_PASSWORD", ""),
+        smtp_from=env.get("SMTP_FROM", ""),
+        smtp_starttls=_bool(env.get("SMTP_STARTTLS"), default=d.smtp_starttls),
     )
     return _with_generated_keys(settings)
 

@@ -517,3 +517,28 @@ class CopyFollower(Base):
     # What the last check found: the follower's net differs from the leader's × multiplier.
     out_of_step: Mapped[str | None] = mapped_column(Text)
     checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class NotificationDestination(Base):
+    """Where a user hears of the events they chose (§4e): a generic webhook, Discord, Telegram or
+    e-mail. `target_sealed` is the target as JSON, encrypted (SecretBox): Discord URLs and bot
+    tokens carry credentials; `target_masked` is what the API shows. The last delivery is kept
+    here so the Settings page can show a failing destination."""
+
+    __tablename__ = "notification_destinations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # webhook | discord | telegram | email
+    target_sealed: Mapped[str] = mapped_column(Text)
+    target_masked: Mapped[str] = mapped_column(String(300))
+    secret_sealed: Mapped[str | None] = mapped_column(Text)  # the webhook's signing secret
+    events: Mapped[list[str]] = mapped_column(JSONB)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_delivery_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_delivery_event: Mapped[str | None] = mapped_column(String(32))
+    last_delivery_ok: Mapped[bool | None] = mapped_column(Boolean)
+    last_delivery_error: Mapped[str | None] = mapped_column(Text)
+    deliveries_ok: Mapped[int] = mapped_column(Integer, default=0)
+    deliveries_failed: Mapped[int] = mapped_column(Integer, default=0)

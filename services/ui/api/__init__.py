@@ -11,6 +11,7 @@ from services.ui.api import (
     copy_groups,
     dashboard,
     exit_plans,
+    notifications,
     openapi,
     positions,
     recorders,
@@ -44,6 +45,7 @@ def register_api(app: Flask) -> None:
         tradovate_connect,
         contracts,
         api_keys,
+        notifications,
         service_metrics,
         openapi,
     ):

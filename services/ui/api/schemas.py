@@ -36,6 +36,10 @@ FIELD_RULES = {
     "exits": "exits must be an exit plan object (stop, targets, breakeven, trail) or null",
     "sessionid": "sessionid must be the value of the sessionid cookie (no spaces or semicolons)",
     "sessionid_sign": "sessionid_sign must be the value of the sessionid_sign cookie, or null",
+    "kind": 'kind must be "webhook", "discord", "telegram" or "email"',
+    "events": "events must be a list of at least one of fill, rejection, risk_lock, risk_breach, "
+    "broker_lockout, broker_penalty, feed_delayed, feed_down, reconcile_difference, "
+    "daily_summary",
 }
 # Which pydantic error types get a more precise sentence than the field's rule.
 PRECISE = {

@@ -1,0 +1,1 @@
+"""The notifier (§4e): tells users of the events they chose, off the trading path."""

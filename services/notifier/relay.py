@@ -1,0 +1,108 @@
+"""Reads `jt:events` with the notifier's own consumer group and enqueues one delivery job per
+matching destination; the engine and the executor only publish, as they always did."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any
+
+import redis
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from libs.common import events, streams
+from libs.common.backoff import capped_exponential
+from libs.common.config import Settings
+from libs.common.notify import delivery, rules
+from libs.common.storage.models import NotificationDestination
+
+log = logging.getLogger("notifier")
+
+GROUP = "notifier"
+BATCH = 100
+BLOCK_MS = 1000
+
+
+def destinations_for(session: Session, notice: rules.Notice) -> list[int]:
+    """The enabled destinations that asked for the notice's event (of its user, or anyone's)."""
+    query = select(NotificationDestination.id).where(
+        NotificationDestination.enabled.is_(True),
+        NotificationDestination.events.contains([notice.event]),
+    )
+    if notice.user_id is not None:
+        query = query.where(NotificationDestination.user_id == notice.user_id)
+    return list(session.scalars(query.order_by(NotificationDestination.id)))
+
+
+class EventRelay:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        client: redis.Redis,
+        rq_conn: redis.Redis,
+        consumer: str,
+    ):
+        self.settings, self.sessions, self.redis, self.rq = settings, sessions, client, rq_conn
+        self.stream = settings.stream(streams.EVENTS)
+        self.consumer = consumer
+        self.feed_status: dict[str, Any] | None = None
+
+    def ensure_group(self) -> None:
+        try:
+            # "$": a new notifier tells of what happens from now on, not of old history.
+            self.redis.xgroup_create(self.stream, GROUP, id="$", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def step(self, block_ms: int = BLOCK_MS) -> int:
+        """Read one batch, enqueue its deliveries, acknowledge it; how many jobs were queued."""
+        answer = self.redis.xreadgroup(
+            GROUP, self.consumer, {self.stream: ">"}, count=BATCH, block=block_ms
+        )
+        entries = streams.read_entries(answer)
+        queued = sum(self.handle(str(f.get("type", "")), f.get("data") or "{}") for _, f in entries)
+        if entries:
+            self.redis.xack(self.stream, GROUP, *(entry_id for entry_id, _ in entries))
+        return queued
+
+    def notices(self, event_type: str, data: dict[str, Any]) -> list[rules.Notice]:
+        if event_type == events.PRICE_STATUS:
+            previous, self.feed_status = self.feed_status, data
+            return rules.feed_notices(previous, data)
+        notice = rules.notice_for(event_type, data)
+        return [notice] if notice is not None else []
+
+    def handle(self, event_type: str, raw: str) -> int:
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return 0
+        if not isinstance(data, dict):
+            return 0
+        queued = 0
+        for notice in self.notices(event_type, data):
+            with self.sessions() as session:
+                targets = destinations_for(session, notice)
+            for destination_id in targets:
+                delivery.enqueue(self.rq, self.settings, destination_id, notice.event, notice.data)
+                queued += 1
+        return queued
+
+    def run(self, stop: threading.Event) -> None:
+        failures = 0
+        while not stop.is_set():
+            try:
+                self.ensure_group()
+                while not stop.is_set():
+                    self.step()
+                    failures = 0
+            except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as exc:
+                log.warning("notifier paused", extra={"kv": {"error": repr(exc)[:200]}})
+            except Exception:
+                log.exception("notifier relay failed; retrying")
+            stop.wait(capped_exponential(failures, 0.5, 10.0))
+            failures += 1

@@ -23,6 +23,13 @@ from services.ui.app import create_app
 from simulators.tradovate.account_socket import AccountSocketServer
 from simulators.tradovate.broker import BrokerSimulator
 from simulators.tradovate.contracts import ContractCatalogue
+from tests.integration.notify_support import (  # noqa: F401 (the notification tests' fixtures)
+    napp,
+    nclient,
+    notifier,
+    notify_settings,
+    outside,
+)
 from tests.integration.tradovate_support import (
     FRONT,
     PASSWORD,

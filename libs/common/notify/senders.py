@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import smtplib
 import ssl
 from datetime import UTC, datetime
@@ -21,6 +22,10 @@ from libs.common.notify import rules
 from libs.common.notify.targets import TargetRefused, check_host
 
 SIGNATURE_HEADER = "X-JustTrades-Signature"
+
+# urllib3 logs each request line at DEBUG, and a Discord or Telegram path is a credential: those
+# lines stay out of the logs whatever LOG_LEVEL says.
+logging.getLogger("urllib3.connectionpool").setLevel(logging.INFO)
 
 
 class DeliveryFailed(Exception):

@@ -19,6 +19,7 @@ from services.position_engine.engine import PositionEngine
 PARAMETERS = {
     "account_id",
     "key_id",
+    "destination_id",
     "group_id",
     "order_id",
     "position_id",
@@ -32,6 +33,7 @@ BODIES = {
     ("PUT", "/api/traders/<int:trader_id>"): {"enabled": False},
     ("PUT", "/api/copy-groups/<int:group_id>"): {"realign": True},
     ("PUT", "/api/subaccounts/<int:subaccount_id>/risk"): {"daily_loss_limit": 1},
+    ("PUT", "/api/notifications/<int:destination_id>"): {"enabled": False},
 }
 # Every id-taking route and method the sweep calls; it must equal what the app has.
 COVERED = {
@@ -39,6 +41,9 @@ COVERED = {
     ("DELETE", "/api/accounts/<int:account_id>"),
     ("POST", "/api/accounts/<int:account_id>/refresh"),
     ("DELETE", "/api/api-keys/<int:key_id>"),
+    ("PUT", "/api/notifications/<int:destination_id>"),
+    ("DELETE", "/api/notifications/<int:destination_id>"),
+    ("POST", "/api/notifications/<int:destination_id>/test"),
     ("GET", "/api/copy-groups/<int:group_id>"),
     ("PUT", "/api/copy-groups/<int:group_id>"),
     ("DELETE", "/api/copy-groups/<int:group_id>"),
@@ -67,6 +72,7 @@ ALICE_VIEWS = (
     "/api/accounts",
     "/api/copy-groups",
     "/api/api-keys",
+    "/api/notifications",
     "/api/positions",
     "/api/signals",
     "/api/orders",
@@ -118,6 +124,14 @@ def alices_world(client, alice, settings, sessions, redis_client) -> dict[str, s
         202,
     )["order"]
     api_key = ok(client.post("/api/api-keys", json={"name": "second"}, headers=key), 201)
+    destination = ok(
+        client.post(
+            "/api/notifications",
+            json={"kind": "email", "target": {"to": "alice@example.com"}, "events": ["fill"]},
+            headers=key,
+        ),
+        201,
+    )
     signal_id = str(uuid.uuid4())
     redis_client.xadd(
         settings.stream(streams.SIGNALS),
@@ -143,6 +157,7 @@ def alices_world(client, alice, settings, sessions, redis_client) -> dict[str, s
     return {
         "account_id": first["id"],
         "key_id": api_key["id"],
+        "destination_id": destination["id"],
         "group_id": group["id"],
         "order_id": order["id"],
         "position_id": position["id"],

@@ -74,6 +74,8 @@ class Target:
 def _text(raw: Any, what: str, limit: int = 2000) -> str:
     if not isinstance(raw, str) or not raw.strip() or len(raw) > limit:
         raise TargetRefused(f"target {what} must be text of 1 to {limit} characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in raw):
+        raise TargetRefused(f"target {what} must not contain control characters")
     return raw.strip()
 
 

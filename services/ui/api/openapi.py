@@ -25,6 +25,7 @@ from services.ui.api.execution_schemas import (
 )
 from services.ui.api.exit_plans import PreviewRequest
 from services.ui.api.openapi_execution import account_paths, execution_paths
+from services.ui.api.openapi_notifications import notification_paths, notification_schemas
 from services.ui.api.openapi_parts import (
     BOOL,
     ERROR_TEXT,
@@ -445,6 +446,7 @@ def build_document() -> dict[str, Any]:
         "ApiKeyCreate": ApiKeyCreate.model_json_schema(ref_template=template),
         "ExitPlanPreview": PreviewRequest.model_json_schema(ref_template=template),
         "RiskUpdate": RiskUpdate.model_json_schema(ref_template=template),
+        **notification_schemas(template),
     }
     return {
         "openapi": "3.1.0",
@@ -466,6 +468,7 @@ def build_document() -> dict[str, Any]:
             **_subaccount_paths(),
             **execution_paths(),
             **_api_key_paths(),
+            **notification_paths(),
         },
         "components": {
             "schemas": schemas,

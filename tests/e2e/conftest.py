@@ -34,7 +34,7 @@ SERVICES = {
 # Processes without an HTTP port: started with the stack, "healthy" while they run.
 WORKERS = {"executor": "services.executor"}
 # Started only by the tests that need them (`stack.start(name)`), "healthy" while they run.
-OPTIONAL = {"price-feed": "services.price_feed"}
+OPTIONAL = {"price-feed": "services.price_feed", "notifier": "services.notifier"}
 START_TIMEOUT_S = 45.0  # a cold start imports Flask, SQLAlchemy and gunicorn in three processes
 STOP_TIMEOUT_S = 15.0
 POLL_TIMEOUT_S = 10.0
@@ -77,6 +77,8 @@ def service_env(settings: Settings, var_dir: Path, **extra: str) -> dict[str, st
         TRADOVATE_DEMO_URL="http://127.0.0.1:9/v1",
         TRADOVATE_MD_URL="ws://127.0.0.1:9",
         TRADOVATE_OAUTH_URL="http://127.0.0.1:9/oauth",
+        # Notification receivers run in the tests, on loopback.
+        NOTIFY_ALLOWED_HOSTS="127.0.0.1",
         **extra,
     )
     return env

@@ -37,8 +37,9 @@ SERVICES = {
     "ui": "services.ui",
     "price-feed": "services.price_feed",
     "executor": "services.executor",
-    "notifier": "services.notifier",
 }
+# Started beside them, off the trading path: Discord, Telegram, e-mail and webhooks (§4e).
+NOTIFIER = "services.notifier"
 
 
 def _state_file(settings: Settings) -> Path:
@@ -229,6 +230,8 @@ def run(settings: Settings, only: list[str] | None = None) -> int:
                 Child(f"executor-{n + 1}", SERVICES["executor"])
                 for n in range(live.executor_workers)
             ]
+        if not only or "notifier" in only:
+            children.append(Child("notifier", NOTIFIER))
         for child in children:
             _start(child, env)
         print(banner(live), flush=True)

@@ -3,6 +3,7 @@ stopped by tests (or used as a context manager), on a given port or a free one."
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Iterable
 from typing import Any, Self
@@ -21,6 +22,7 @@ class LocalHttpServer:
     """A WSGI app (`_wsgi`) served by werkzeug, one thread per request."""
 
     thread_name = "simulator-http"
+    ssl_context: ssl.SSLContext | None = None  # set before `start` to serve https
 
     def __init__(self, port: int = 0) -> None:
         self.port = port
@@ -35,7 +37,12 @@ class LocalHttpServer:
 
     def start(self) -> Self:
         self._server = make_server(
-            "127.0.0.1", self.port, self._wsgi, threaded=True, request_handler=_QuietHandler
+            "127.0.0.1",
+            self.port,
+            self._wsgi,
+            threaded=True,
+            request_handler=_QuietHandler,
+            ssl_context=self.ssl_context,
         )
         # A short poll interval so `stop` (and each test using the server) ends at once.
         self._thread = threading.Thread(

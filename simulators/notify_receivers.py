@@ -38,6 +38,9 @@ class NotifyReceiver(LocalHttpServer):
 
     @property
     def url(self) -> str:
+        """http://127.0.0.1:<port>; with TLS https://localhost:<port>, its certificate's name."""
+        if self.ssl_context is not None:
+            return f"https://localhost:{self.server_port}"
         return f"http://127.0.0.1:{self.server_port}"
 
     def fail_next(self, count: int) -> None:

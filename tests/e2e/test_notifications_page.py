@@ -23,6 +23,12 @@ def test_a_webhook_added_on_settings_is_tested_and_told_of_a_fill(
 ):
     stack.start("notifier")
     stack.wait_healthy("notifier")
+
+    def reading() -> bool:  # the notifier tells of what happens after its group exists
+        groups = redis_client.xinfo_groups("jt:events") if redis_client.exists("jt:events") else []
+        return any(g["name"] == "notifier" for g in groups)
+
+    eventually(reading, "the notifier's consumer group on jt:events", timeout=45)
     with NotifyReceiver() as receiver:
         # Given the settings page, a webhook added for fills
         base = stack.url("ui")

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import logging
+import ssl
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -21,7 +22,14 @@ from libs.common.notify import delivery, rules
 from libs.common.storage import db
 from libs.common.storage.models import Position, Recorder
 from services.notifier.summary import send_daily_summaries
-from tests.integration.notify_support import BOT_TOKEN, CHAT_ID, DISCORD_URL, Notifier
+from simulators.notify_receivers import NotifyReceiver
+from tests.integration.notify_support import (
+    BOT_TOKEN,
+    CHAT_ID,
+    DISCORD_URL,
+    Notifier,
+    self_signed,
+)
 
 ORDER = {
     "id": "5f0c6b8e-0000-4000-8000-000000000001",
@@ -272,6 +280,38 @@ def test_an_address_allowed_at_creation_is_checked_again_at_send_time(
     listed = nclient.get("/api/notifications", headers=alice[1]).get_json()["destinations"]
     error = next(d for d in listed if d["id"] == made["id"])["last_delivery"]["error"]
     assert "loopback address" in error and "gave up" in error
+
+
+@pytest.fixture
+def https_receiver(tmp_path, monkeypatch):
+    """A webhook receiver over TLS with a certificate for localhost, which clients trust."""
+    cert, key = self_signed(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # OpenSSL's trust store for this process
+    receiver = NotifyReceiver()
+    receiver.ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    receiver.ssl_context.load_cert_chain(cert, key)
+    with receiver:
+        yield receiver
+
+
+def test_an_https_webhook_is_delivered_with_its_certificate_checked(
+    nclient, alice, notifier, https_receiver
+):
+    # Given an https webhook whose certificate names localhost
+    made = add_destination(nclient, alice[1], "webhook", https_receiver.url + "/tls", ["fill"])
+    # When a fill is told, it arrives signed over TLS
+    notifier.publish(*user_events(alice[0].id)[0])
+    notifier()
+    [received] = https_receiver.received
+    assert received.json()["type"] == "fill" and signed_by(made["secret"], received)
+    assert received.headers["Host"] == https_receiver.url.removeprefix("https://")
+    # And the same server under a name its certificate does not carry is refused
+    port = https_receiver.server_port
+    other = add_destination(nclient, alice[1], "webhook", f"https://127.0.0.1:{port}/x", ["fill"])
+    answer = nclient.post(f"/api/notifications/{other['id']}/test", headers=alice[1]).get_json()
+    assert answer["delivered"] is False
+    assert answer["error"] == "the TLS certificate was not accepted"
+    assert len(https_receiver.received) == 1
 
 
 def test_the_test_button_delivers_and_shows_the_result(nclient, alice, outside):

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 
 from libs.common.config import Settings
 from libs.common.notify import rules
@@ -52,23 +53,74 @@ def _post(url: str, settings: Settings, **kwargs: Any) -> requests.Response:
         raise DeliveryFailed(f"no answer within {settings.notify_timeout_s:g} s") from None
     except requests.RequestException as exc:
         raise DeliveryFailed(f"could not connect ({type(exc).__name__})") from None
-    if 300 <= answer.status_code < 400:
-        raise DeliveryFailed(f"HTTP {answer.status_code}: redirects are not followed")
-    if answer.status_code >= 400:
-        raise DeliveryFailed(f"HTTP {answer.status_code}")
+    _status(answer.status_code)
     return answer
+
+
+def _status(code: int) -> None:
+    if 300 <= code < 400:
+        raise DeliveryFailed(f"HTTP {code}: redirects are not followed")
+    if code >= 400:
+        raise DeliveryFailed(f"HTTP {code}")
+
+
+def _pool(url: str, address: str, settings: Settings) -> urllib3.HTTPConnectionPool:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    timeout = urllib3.Timeout(total=settings.notify_timeout_s)
+    if parts.scheme == "https":
+        return urllib3.HTTPSConnectionPool(
+            address,
+            parts.port or 443,
+            timeout=timeout,
+            retries=False,
+            server_hostname=host,
+            assert_hostname=host,
+            ssl_context=ssl.create_default_context(),
+        )
+    return urllib3.HTTPConnectionPool(address, parts.port or 80, timeout=timeout, retries=False)
+
+
+def post_pinned(
+    settings: Settings, url: str, addresses: list[str], body: bytes, headers: dict[str, str]
+) -> None:
+    """POST `body` to `url` over a connection to one of `addresses` (those the address rule
+    checked, tried in order), with the URL's host name for the Host header, TLS's SNI and the
+    certificate check: DNS is not asked again between the check and the connection."""
+    parts = urlsplit(url)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    headers = {**headers, "Host": parts.netloc.rsplit("@", 1)[-1]}
+    error = "no address"
+    for address in addresses:
+        pool = _pool(url, address, settings)
+        try:
+            answer = pool.urlopen("POST", path, body=body, headers=headers, redirect=False)
+        except urllib3.exceptions.NewConnectionError:
+            error = "could not connect (NewConnectionError)"
+            continue  # e.g. an IPv6 address on a host without IPv6: the next one
+        except urllib3.exceptions.TimeoutError:
+            raise DeliveryFailed(f"no answer within {settings.notify_timeout_s:g} s") from None
+        except urllib3.exceptions.SSLError:
+            raise DeliveryFailed("the TLS certificate was not accepted") from None
+        except urllib3.exceptions.HTTPError as exc:
+            raise DeliveryFailed(f"could not connect ({type(exc).__name__})") from None
+        finally:
+            pool.close()
+        _status(answer.status)
+        return
+    raise DeliveryFailed(error)
 
 
 def send_webhook(
     settings: Settings, url: str, secret: str, event: str, data: dict[str, Any]
 ) -> None:
     try:
-        check_host(urlsplit(url).hostname or "", settings.notify_allowed_hosts)
+        addresses = check_host(urlsplit(url).hostname or "", settings.notify_allowed_hosts)
     except TargetRefused as exc:
         raise DeliveryFailed(str(exc)) from None
     body = webhook_body(event, data, datetime.now(UTC))
     headers = {"Content-Type": "application/json", SIGNATURE_HEADER: signature(secret, body)}
-    _post(url, settings, data=body, headers=headers)
+    post_pinned(settings, url, addresses, body, headers)
 
 
 def send_discord(settings: Settings, target: dict[str, str], text: str) -> None:

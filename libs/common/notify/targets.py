@@ -28,7 +28,7 @@ def resolve(host: str) -> list[str]:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError):
         raise TargetRefused(f"the host {host!r} does not resolve") from None
-    return sorted({str(info[4][0]) for info in infos})
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))  # the system's order
 
 
 def forbidden_address(address: str) -> str | None:
@@ -49,18 +49,21 @@ def forbidden_address(address: str) -> str | None:
     return None
 
 
-def check_host(host: str, allowed: Iterable[str], resolver: Resolver = resolve) -> None:
-    """Refuse a host that resolves to any address the server must not call, unless allowed."""
+def check_host(host: str, allowed: Iterable[str], resolver: Resolver = resolve) -> list[str]:
+    """The addresses `host` resolves to, refused if any is one the server must not call, unless
+    the host is allowed. A sender connects to one of these, so DNS cannot change in between."""
     host = host.lower().strip("[]")
+    addresses = resolver(host)
     if host in {h.strip("[]") for h in allowed}:
-        return
-    for address in resolver(host):
+        return addresses
+    for address in addresses:
         why = forbidden_address(address)
         if why is not None:
             raise TargetRefused(
                 f"the host {host} resolves to a {why} address ({address}); an operator can "
                 "allow it with NOTIFY_ALLOWED_HOSTS"
             )
+    return addresses
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from typing import Any
 
 import redis
@@ -23,6 +24,9 @@ log = logging.getLogger("notifier")
 GROUP = "notifier"
 BATCH = 100
 BLOCK_MS = 1000
+CLAIM_IDLE_MS = 60_000  # entries a dead notifier took but never acknowledged
+CLAIM_EVERY_S = 30.0
+FORGET_CONSUMER_IDLE_MS = 3_600_000  # consumers (one per process) gone this long, with nothing
 
 
 def destinations_for(session: Session, notice: rules.Notice) -> list[int]:
@@ -49,6 +53,8 @@ class EventRelay:
         self.stream = settings.stream(streams.EVENTS)
         self.consumer = consumer
         self.feed_status: dict[str, Any] | None = None
+        self.claim_idle_ms = CLAIM_IDLE_MS
+        self._next_claim = 0.0
 
     def ensure_group(self) -> None:
         try:
@@ -59,14 +65,37 @@ class EventRelay:
                 raise
 
     def step(self, block_ms: int = BLOCK_MS) -> int:
-        """Read one batch, enqueue its deliveries, acknowledge it; how many jobs were queued."""
+        """Claim what a dead notifier left, read one batch, enqueue its deliveries, acknowledge
+        it; how many jobs were queued."""
+        queued = 0
+        if time.monotonic() >= self._next_claim:
+            self._next_claim = time.monotonic() + CLAIM_EVERY_S
+            queued += self.claim_abandoned()
         answer = self.redis.xreadgroup(
             GROUP, self.consumer, {self.stream: ">"}, count=BATCH, block=block_ms
         )
-        entries = streams.read_entries(answer)
+        return queued + self.handle_entries(streams.read_entries(answer))
+
+    def handle_entries(self, entries: list[streams.Entry]) -> int:
+        # Acknowledged after their jobs are queued: a crash in between tells twice, never never.
         queued = sum(self.handle(str(f.get("type", "")), f.get("data") or "{}") for _, f in entries)
         if entries:
             self.redis.xack(self.stream, GROUP, *(entry_id for entry_id, _ in entries))
+        return queued
+
+    def claim_abandoned(self) -> int:
+        queued, start = 0, "0-0"
+        while True:
+            answer = self.redis.xautoclaim(
+                self.stream, GROUP, self.consumer, self.claim_idle_ms, start_id=start, count=BATCH
+            )
+            start, claimed = answer[0], answer[1]
+            queued += self.handle_entries([e for e in claimed if e[1] is not None])
+            if start in ("0-0", b"0-0"):
+                break
+        for info in self.redis.xinfo_consumers(self.stream, GROUP):
+            if info["pending"] == 0 and info["idle"] > FORGET_CONSUMER_IDLE_MS:
+                self.redis.xgroup_delconsumer(self.stream, GROUP, info["name"])
         return queued
 
     def notices(self, event_type: str, data: dict[str, Any]) -> list[rules.Notice]:

@@ -202,6 +202,22 @@ def test_an_event_reaches_only_its_owner_and_only_destinations_that_asked(
     ]
 
 
+def test_an_event_a_dead_notifier_took_is_told_by_the_next(
+    nclient, alice, outside, notifier, redis_client
+):
+    # Given a notifier that read a fill from jt:events and died before acknowledging it
+    add_destination(nclient, alice[1], "webhook", outside.webhook.url + "/x", ["fill"])
+    notifier.publish(*user_events(alice[0].id)[0])
+    taken = redis_client.xreadgroup("notifier", "dead-one", {"jt:events": ">"}, count=10)
+    assert taken and outside.webhook.received == []
+    # When a live notifier claims what was left (here at once, not after a minute)
+    notifier.relay.claim_idle_ms = 0
+    notifier()
+    # Then the fill is told, once
+    assert [r.json()["type"] for r in outside.webhook.received] == ["fill"]
+    assert redis_client.xpending("jt:events", "notifier")["pending"] == 0
+
+
 def test_a_failing_webhook_is_retried_then_given_up_with_the_error_shown(
     nclient, alice, outside, notifier
 ):

@@ -420,3 +420,20 @@ def test_a_job_naming_another_function_is_refused(notify_settings, notifier, out
     refused = Job.fetch(job.id, connection=notifier.rq, serializer=delivery.JSONSerializer)
     assert refused.get_status() == JobStatus.FAILED
     assert "RefusedJob" in (refused.latest_result().exc_string or "")
+
+
+def test_the_daily_summary_is_sent_once_per_session_close(
+    nclient, alice, outside, notifier, sessions, notify_settings, redis_client
+):
+    add_destination(nclient, alice[1], "email", {"to": "alice@example.com"}, ["daily_summary"])
+    before_close = datetime(2026, 12, 3, 21, 59, tzinfo=UTC)  # 16:59 New York: Wednesday's
+    after_close = datetime(2026, 12, 3, 22, 0, tzinfo=UTC)
+    sent = [
+        send_daily_summaries(notify_settings, sessions, redis_client, notifier.rq, at)
+        for at in (before_close, before_close, after_close, after_close)
+    ]
+    notifier()
+    assert sent == [1, 0, 1, 0]  # a second notifier (or a second look) sends nothing more
+    dates = [m.get_payload().split(":")[0] for m in outside.mailbox.messages]
+    assert dates == ["Daily summary for 2026-12-02", "Daily summary for 2026-12-03"]
+    assert "$0.00, 0 trades" in outside.mailbox.messages[0].get_payload()

@@ -26,6 +26,7 @@ BATCH = 100
 BLOCK_MS = 1000
 CLAIM_IDLE_MS = 60_000  # entries a dead notifier took but never acknowledged
 CLAIM_EVERY_S = 30.0
+FEED_STATE = "notify:feed_status"  # the last price.status the notifiers saw
 FORGET_CONSUMER_IDLE_MS = 3_600_000  # consumers (one per process) gone this long, with nothing
 
 
@@ -52,7 +53,6 @@ class EventRelay:
         self.settings, self.sessions, self.redis, self.rq = settings, sessions, client, rq_conn
         self.stream = settings.stream(streams.EVENTS)
         self.consumer = consumer
-        self.feed_status: dict[str, Any] | None = None
         self.claim_idle_ms = CLAIM_IDLE_MS
         self._next_claim = 0.0
 
@@ -100,7 +100,9 @@ class EventRelay:
 
     def notices(self, event_type: str, data: dict[str, Any]) -> list[rules.Notice]:
         if event_type == events.PRICE_STATUS:
-            previous, self.feed_status = self.feed_status, data
+            # Kept in Redis (swapped atomically), so several notifiers see each change once.
+            raw = self.redis.getset(self.settings.stream(FEED_STATE), json.dumps(data))
+            previous = json.loads(str(raw)) if raw else None
             return rules.feed_notices(previous, data)
         notice = rules.notice_for(event_type, data)
         return [notice] if notice is not None else []

@@ -10,7 +10,7 @@ import hmac
 from playwright.sync_api import expect
 
 from simulators.notify_receivers import NotifyReceiver
-from tests.e2e.browser_support import log_in, shoot
+from tests.e2e.browser_support import PHONE, log_in, shoot
 
 
 def signed(secret: str, received) -> bool:
@@ -66,3 +66,11 @@ def test_a_webhook_added_on_settings_is_tested_and_told_of_a_fill(
         assert signed(secret, fill) and fill.json()["data"]["symbol"] == "MNQ"
         page.reload()
         expect(row).to_contain_text("fill")
+
+    # And on a phone the list keeps the last delivery and the buttons
+    phone = new_page(PHONE)
+    log_in(phone, base, stack.email, stack.password, "/settings")
+    phone_row = phone.locator("#notifications tbody tr", has_text="Webhook")
+    expect(phone_row).to_contain_text("Delivered")
+    expect(phone_row.locator("button[data-notify-action=test]")).to_be_visible()
+    shoot(phone, "settings-notifications", "phone")

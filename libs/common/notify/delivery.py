@@ -151,7 +151,7 @@ def _retry_note(settings: Settings) -> str:
     if left:
         wait = settings.notify_retry_intervals[tries - 1 - left]
         return f" (try {tries - left} of {tries}; retrying in {wait} s)"
-    return f" (gave up after {tries} tries)"
+    return f" (gave up after {tries} {'try' if tries == 1 else 'tries'})"
 
 
 def deliver(destination_id: int, event: str, data: dict[str, Any]) -> str:

@@ -5,12 +5,14 @@ from __future__ import annotations
 from flask import Flask
 
 from services.ui.api import (
+    account_security,
     accounts,
     api_keys,
     contracts,
     copy_groups,
     dashboard,
     exit_plans,
+    me,
     openapi,
     positions,
     recorders,
@@ -44,6 +46,8 @@ def register_api(app: Flask) -> None:
         tradovate_connect,
         contracts,
         api_keys,
+        account_security,
+        me,
         service_metrics,
         openapi,
     ):

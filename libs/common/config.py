@@ -45,6 +45,8 @@ class Settings:
     # Where the internal ports (engine, price feed, executor metrics) listen: loopback by default.
     internal_host: str = "127.0.0.1"
     executor_metrics_port: int = 8086  # a second executor on the host needs its own (0: none)
+    # The gateway's /metrics, on INTERNAL_HOST, away from the public webhook port (0: none).
+    gateway_metrics_port: int = 8081
     price_source: str = "tradingview"
     price_watchlist: tuple[str, ...] = ("MNQ", "ES")
     replay_file: str | None = None
@@ -68,6 +70,8 @@ class Settings:
     webhook_ip_allowlist: tuple[str, ...] = ()
     webhook_rate_limit: int = 30
     webhook_rate_window_s: int = 10
+    max_signal_qty: int = 1000  # contracts one webhook may carry, whatever the recorder allows
+    webhook_dedupe_window_s: int = 600  # how long a webhook's `id` marks a repeat
     trust_proxy: bool = False
     metrics_host: str = (
         "127.0.0.1"  # where the UI reads the services' /metrics for the Control Center
@@ -184,6 +188,7 @@ def load_settings(environ: dict[str, str] | None = None, env_file: Path | None =
         engine_port=int(_env(env, "ENGINE_PORT", str(d.engine_port))),
         internal_host=_env(env, "INTERNAL_HOST", d.internal_host),
         executor_metrics_port=int(_env(env, "EXECUTOR_METRICS_PORT", str(d.executor_metrics_port))),
+        gateway_metrics_port=int(_env(env, "GATEWAY_METRICS_PORT", str(d.gateway_metrics_port))),
         price_source=_env(env, "PRICE_SOURCE", d.price_source).strip().lower(),
         price_watchlist=_list(env.get("PRICE_WATCHLIST"), d.price_watchlist),
         replay_file=env.get("REPLAY_FILE") or None,
@@ -206,6 +211,10 @@ def load_settings(environ: dict[str, str] | None = None, env_file: Path | None =
         webhook_ip_allowlist=allowlist,
         webhook_rate_limit=int(_env(env, "WEBHOOK_RATE_LIMIT", str(d.webhook_rate_limit))),
         webhook_rate_window_s=int(_env(env, "WEBHOOK_RATE_WINDOW_S", str(d.webhook_rate_window_s))),
+        max_signal_qty=int(_env(env, "MAX_SIGNAL_QTY", str(d.max_signal_qty))),
+        webhook_dedupe_window_s=int(
+            _env(env, "WEBHOOK_DEDUPE_WINDOW_S", str(d.webhook_dedupe_window_s))
+        ),
         trust_proxy=_bool(env.get("TRUST_PROXY")),
         metrics_host=_env(env, "METRICS_HOST", d.metrics_host),
         metrics_targets=metrics_targets(env.get("METRICS_TARGETS", "")),

@@ -2,6 +2,9 @@
 
 Each service builds its own CollectorRegistry (tests run several services in one process); what
 only exists at scrape time (stream lag, limiter usage) comes from a `ScrapeCollector`.
+
+Metrics identify no person: no email, account name or broker user id appears in a label. The
+broker rate limiter's figures carry our own account id (`limiter_account_labels`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,11 @@ from prometheus_client import (
 )
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from libs.common.storage.models import Account
+from libs.common.tradovate.accounts import limiter_user
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +57,19 @@ class ScrapeCollector(Collector):
 
     def describe(self) -> Iterable[Metric]:
         return []  # names unknown until scraped; also keeps `register` from probing Redis
+
+
+def limiter_account_labels(session: Session) -> dict[str, str]:
+    """Each limiter key (a Tradovate login, `tradovate:<env>:<user id>`) → the `account` label
+    its figures carry: the lowest of our account ids on that login, so the executor publishes
+    no Tradovate user id and the UI finds the figures of a user's own accounts."""
+    labels: dict[str, str] = {}
+    tradovate = session.scalars(
+        select(Account).where(Account.broker == "tradovate").order_by(Account.id)
+    )
+    for account in tradovate:
+        labels.setdefault(limiter_user(account), str(account.id))
+    return labels
 
 
 def use_multiprocess_dir(path: Path) -> None:

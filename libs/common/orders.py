@@ -10,10 +10,14 @@ a renamed job function fails at import time rather than in a worker. libs/common
 sets up its process (services.executor.jobs.use_context, which its service and tests call
 before a worker runs); a job that reaches a process where nothing registered fails with a
 plain error, and the intent waits for the executor's sweep to enqueue it again.
+
+Jobs travel as JSON, never pickles, and a worker runs only the drain job (`OrderJob`): whoever
+can write to Redis must not be able to make the executor run a function of their choosing.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -22,12 +26,23 @@ from typing import Any
 
 import redis
 from rq import Queue
+from rq.exceptions import DeserializationError
+from rq.job import Job
+from rq.serializers import JSONSerializer
 
 from libs.common.storage.models import OrderIntent
+
+log = logging.getLogger(__name__)
 
 QUEUE_EXITS = "exits"
 QUEUE_ENTRIES = "entries"
 QUEUES = (QUEUE_EXITS, QUEUE_ENTRIES)  # the order workers take them in
+
+# The only functions an executor runs: the drain job, under its name and the one jobs queued
+# before it moved here still carry.
+JOB_FUNCTIONS = frozenset(
+    {"libs.common.orders.drain_subaccount", "services.executor.jobs.drain_subaccount"}
+)
 
 DrainHandler = Callable[[int], int]  # subaccount id -> intents sent
 _drain_handler: DrainHandler | None = None
@@ -99,8 +114,96 @@ def queue_name(prefix: str, priority: str) -> str:
 
 
 def rq_connection(redis_url: str) -> redis.Redis:
-    """RQ stores pickled jobs, so it needs a connection that does not decode responses."""
+    """RQ compresses job data, so it needs a connection that does not decode responses."""
     return redis.Redis.from_url(redis_url)
+
+
+class RefusedJob(Exception):
+    """A queued job that is not ours to run: its function, an instance or a callback."""
+
+
+class OrderJob(Job):
+    """An RQ job that runs only a function of JOB_FUNCTIONS, with no instance and no callbacks.
+
+    Anything else fails before a name is imported: the check reads the job's JSON, and the
+    callback properties never resolve a name (RQ would import it to call it).
+    """
+
+    _refusal_logged = False
+
+    def refusal(self) -> str | None:
+        """Why this job must not run, or None for a drain job."""
+        try:
+            name, instance = self.func_name, self.instance
+        except DeserializationError:
+            return "its data is not JSON"
+        if name not in JOB_FUNCTIONS:
+            return f"the function {name!r} is not an executor job"
+        if instance is not None:
+            return "it names an instance"
+        callbacks = (
+            self._success_callback_name,
+            self._failure_callback_name,
+            self._stopped_callback_name,
+        )
+        if any(callbacks):
+            return "it names a callback"
+        return None
+
+    def _deserialize_data(self) -> None:
+        # RQ reads the function's name (for its process title) before `perform`; pickled data
+        # fails there, so it is refused, and logged, here.
+        try:
+            super()._deserialize_data()  # type: ignore[no-untyped-call]  # untyped in RQ
+        except DeserializationError:
+            self._log_refusal("its data is not JSON", "(unreadable)")
+            raise
+
+    def _log_refusal(self, reason: str, function: str) -> None:
+        if not self._refusal_logged:
+            self._refusal_logged = True
+            log.warning(
+                "job refused",
+                extra={"kv": {"job_id": self.id, "function": function, "reason": reason}},
+            )
+
+    @property
+    def func(self) -> Callable[..., Any]:
+        reason = self.refusal()
+        if reason is not None:
+            raise RefusedJob(f"job {self.id} refused: {reason}")
+        return super().func  # type: ignore[no-any-return]
+
+    def perform(self) -> Any:
+        reason = self.refusal()
+        if reason is not None:
+            self._log_refusal(reason, str(self._func_name)[:200])  # the sender chose it
+            raise RefusedJob(f"job {self.id} refused: {reason}")
+        return super().perform()
+
+    # RQ resolves these by importing the stored name; a drain job has none, so nothing is.
+    @property
+    def success_callback(self) -> None:
+        return None
+
+    @property
+    def failure_callback(self) -> None:
+        return None
+
+    @property
+    def stopped_callback(self) -> None:
+        return None
+
+
+def order_queue(conn: redis.Redis, name: str) -> Queue:
+    """The RQ queue `name` (stream prefix included) as every producer and worker must see it:
+    JSON job data and OrderJob."""
+    return Queue(name, connection=conn, job_class=OrderJob, serializer=JSONSerializer)
+
+
+def order_queues(conn: redis.Redis, prefix: str) -> list[Queue]:
+    """The executor's queues in the order workers take them."""
+    return [order_queue(conn, prefix + name) for name in QUEUES]
 
 
 def register_drain(handler: DrainHandler) -> None:
@@ -123,7 +226,7 @@ def drain_subaccount(subaccount_id: int) -> int:
 def enqueue(conn: redis.Redis, prefix: str, intents: Iterable[QueuedIntent]) -> None:
     """One drain job per intent; its id names the intent, for the logs and for RQ's own views."""
     for intent in intents:
-        Queue(queue_name(prefix, intent.priority), connection=conn).enqueue(
+        order_queue(conn, queue_name(prefix, intent.priority)).enqueue(
             drain_subaccount,
             intent.subaccount_id,
             job_id=f"intent-{intent.intent_id}",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from decimal import Decimal
 
 import redis
 from sqlalchemy import select
@@ -21,6 +22,7 @@ from libs.common.storage.models import Recorder
 
 TOKENS_KEY = "recorder_tokens"  # hash: sha256(token) → JSON RecorderRef
 SYNCED_KEY = "recorder_tokens:synced"  # present once the hash holds every recorder
+DEFAULT_MAX_QTY = Decimal(100)
 
 
 @dataclass(frozen=True)
@@ -29,17 +31,23 @@ class RecorderRef:
     user_id: int
     name: str
     enabled: bool
+    # The most contracts one signal may carry; entries written before it existed read as 100.
+    max_qty: Decimal = DEFAULT_MAX_QTY
 
     @classmethod
     def of(cls, recorder: Recorder) -> RecorderRef:
-        return cls(recorder.id, recorder.user_id, recorder.name, recorder.enabled)
+        max_qty = DEFAULT_MAX_QTY if recorder.max_qty is None else Decimal(recorder.max_qty)
+        return cls(recorder.id, recorder.user_id, recorder.name, recorder.enabled, max_qty)
 
     def to_json(self) -> str:
-        return json.dumps(self.__dict__)
+        # One spelling per value (100, not 100.000000): the gateway compares entries as text.
+        return json.dumps({**self.__dict__, "max_qty": f"{self.max_qty.normalize():f}"})
 
     @classmethod
     def from_json(cls, text: str) -> RecorderRef:
-        return cls(**json.loads(text))
+        data = json.loads(text)
+        data["max_qty"] = Decimal(str(data.get("max_qty", DEFAULT_MAX_QTY)))
+        return cls(**data)
 
 
 def token_digest(token: str) -> str:

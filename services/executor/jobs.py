@@ -113,5 +113,6 @@ def use_context(ctx: ExecutorContext) -> None:
 def drain_subaccount(subaccount_id: int) -> int:
     """Send the subaccount's queued intents in order. The handler behind the RQ job
     libs.common.orders.drain_subaccount; jobs enqueued by name before that job existed still
-    name this function, so it stays an RQ job too."""
+    name this function, so it stays an RQ job too (one of orders.JOB_FUNCTIONS, the only
+    functions the executor's worker runs)."""
     return context().sender.drain(subaccount_id)

@@ -135,13 +135,15 @@ class TraderLike(Protocol):
     recorder_id: int
     subaccount_id: int
     multiplier: Decimal
-    max_contracts: int | None
     enabled: bool
     disabled_until: date | None
     window_start: str | None  # HH:MM in window_tz
     window_end: str | None
     window_tz: str
     flat_since: datetime | None  # flattened then: holds none of what was open before
+
+    @property
+    def max_contracts(self) -> int | None: ...  # read-only here: a saved trader always has one
 
 
 class RecorderPositionLike(Protocol):

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from libs.common import events, streams
 from libs.common.futures.exchange_calendar import trade_date
-from libs.common.futures.instruments import CONTRACTS
+from libs.common.futures.instruments import CONTRACTS, MAX_ORDER_CONTRACTS
 from libs.common.futures.rolls import ContractError, resolve_ticker
 from libs.common.serialize import intent_dict
 from libs.common.storage.db import transaction
@@ -214,6 +214,12 @@ class Sender:
         )
 
     def _ticket(self, intent: OrderIntent, subaccount: Subaccount) -> Ticket | str:
+        size = intent.quantity
+        shown = f"{size.normalize():f}"
+        if size < 0 or size != size.to_integral_value():
+            return f"the order is for {shown} contracts; a broker takes whole contracts only"
+        if size > MAX_ORDER_CONTRACTS:
+            return f"the order is for {shown} contracts, above the {MAX_ORDER_CONTRACTS} allowed"
         # A guard's close names only the root: it closes the front contract, as entries trade it.
         ticker = intent.ticker or (
             f"{intent.symbol}1!" if intent.symbol in CONTRACTS else intent.symbol

@@ -10,15 +10,16 @@ import threading
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 
+import redis
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
-from rq import Queue
+from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker
 
 from libs.common import orders
 from libs.common.config import Settings
-from libs.common.metrics import ScrapeCollector
+from libs.common.metrics import ScrapeCollector, limiter_account_labels
 from libs.common.status_server import metrics_route, start_status_server
 from services.executor.account_sync import start_account_sync
 from services.executor.copy_keeper import run_copy_keeper
@@ -41,36 +42,50 @@ def limiter_users(limiter: BrokerLimiter) -> list[str]:
     return sorted(users)
 
 
-def limiter_metrics(limiter: BrokerLimiter) -> Iterator[Metric]:
+def limiter_metrics(limiter: BrokerLimiter, labels: dict[str, str]) -> Iterator[Metric]:
+    """The limiter's figures per broker login, labelled with our account id (`labels`, from
+    libs.common.metrics.limiter_account_labels), never the broker's user id. A login no account
+    of ours uses any more is left out."""
     used = GaugeMetricFamily(
         "jt_limiter_requests_used",
         "Requests counted in the current window.",
-        labels=["user", "window"],
+        labels=["account", "window"],
     )
     left = GaugeMetricFamily(
-        "jt_limiter_tokens_left", "Requests the user may still make this minute.", labels=["user"]
+        "jt_limiter_tokens_left",
+        "Requests the account's broker login may still make this minute.",
+        labels=["account"],
     )
     paused = GaugeMetricFamily(
-        "jt_limiter_paused", "1 while the user's requests are paused.", labels=["user"]
+        "jt_limiter_paused", "1 while the login's requests are paused.", labels=["account"]
     )
     penalties = CounterMetricFamily(
-        "jt_limiter_penalties", "Penalty answers from the broker.", labels=["user"]
+        "jt_limiter_penalties", "Penalty answers from the broker.", labels=["account"]
     )
     for user in limiter_users(limiter):
+        account = labels.get(user)
+        if account is None:
+            continue
         usage = limiter.usage(user)
-        used.add_metric([user, "minute"], usage.minute_used)
-        used.add_metric([user, "hour"], usage.hour_used)
-        used.add_metric([user, "background"], usage.background_used)
-        left.add_metric([user], max(0, usage.per_minute - usage.minute_used))
-        paused.add_metric([user], int(usage.paused_reason is not None))
-        penalties.add_metric([user], usage.penalties)
+        used.add_metric([account, "minute"], usage.minute_used)
+        used.add_metric([account, "hour"], usage.hour_used)
+        used.add_metric([account, "background"], usage.background_used)
+        left.add_metric([account], max(0, usage.per_minute - usage.minute_used))
+        paused.add_metric([account], int(usage.paused_reason is not None))
+        penalties.add_metric([account], usage.penalties)
     yield from (used, left, paused, penalties)
+
+
+def _limiter_metrics(ctx: ExecutorContext) -> Iterator[Metric]:
+    with ctx.sessions() as session:
+        labels = limiter_account_labels(session)
+    return limiter_metrics(ctx.limiter, labels)
 
 
 def executor_registry(ctx: ExecutorContext) -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(ORDERS)
-    registry.register(ScrapeCollector(lambda: limiter_metrics(ctx.limiter), "limiter usage"))
+    registry.register(ScrapeCollector(lambda: _limiter_metrics(ctx), "limiter usage"))
     return registry
 
 
@@ -97,6 +112,21 @@ def serve_metrics(settings: Settings, ctx: ExecutorContext) -> ThreadingHTTPServ
     return None
 
 
+def build_worker(rq_conn: redis.Redis, prefix: str, name: str | None = None) -> SimpleWorker:
+    """The RQ worker of the executor's queues: JSON jobs, and only the drain job runs (OrderJob
+    refuses any other function or a callback, whatever the queue holds).
+
+    SimpleWorker runs jobs in this process: a fork per job would cost ~25 ms on every order.
+    """
+    return SimpleWorker(
+        orders.order_queues(rq_conn, prefix),
+        connection=rq_conn,
+        name=name,
+        job_class=orders.OrderJob,
+        serializer=JSONSerializer,
+    )
+
+
 def run(settings: Settings) -> None:
     ctx = ExecutorContext(settings)
     use_context(ctx)
@@ -115,10 +145,8 @@ def run(settings: Settings) -> None:
         target=run_risk_desk, args=(ctx, rq_conn, stop), daemon=True, name="risk-desk"
     ).start()
     threading.Thread(target=run_copy_keeper, args=(ctx, rq_conn, stop), daemon=True).start()
-    queues = [Queue(settings.stream_prefix + q, connection=rq_conn) for q in orders.QUEUES]
-    # SimpleWorker runs jobs in this process: a fork per job would cost ~25 ms on every order.
-    worker = SimpleWorker(queues, connection=rq_conn, name=f"executor-{name}")
-    log.info("executor starting", extra={"kv": {"queues": ",".join(q.name for q in queues)}})
+    worker = build_worker(rq_conn, settings.stream_prefix, name=f"executor-{name}")
+    log.info("executor starting", extra={"kv": {"queues": ",".join(q.name for q in worker.queues)}})
     try:
         worker.work(with_scheduler=False, logging_level=settings.log_level)
     finally:

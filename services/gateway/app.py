@@ -1,5 +1,5 @@
-"""The gateway's Flask app: `POST /webhook/<token>` puts one signal on `jt:signals`; `/healthz`;
-`/metrics`.
+"""The gateway's Flask app: `POST /webhook/<token>` puts one signal on `jt:signals`; `/healthz`.
+Nothing else is served on this public port (metrics have their own internal one: server.py).
 
 Checks run cheapest first and the body is parsed after the token is known; a well-formed signal
 is then counted against its token's rate limit and stored in one Redis script, so an accepted
@@ -15,34 +15,40 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import partial
 
 import redis
 from flask import Flask, Request, Response, g, jsonify, request
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from redis.backoff import NoBackoff
-from redis.commands.core import Script
 from redis.retry import Retry
-from redis.typing import EncodableT
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from libs.common import recorder_tokens, streams
+from libs.common import recorder_tokens
 from libs.common.config import Settings
-from libs.common.metrics import LATENCY_BUCKETS, exposition, scrape_registry
-from libs.common.recorder_tokens import RecorderRef, token_digest
+from libs.common.metrics import LATENCY_BUCKETS
+from libs.common.recorder_tokens import RecorderRef
 from libs.common.storage.models import new_signal_id
-from libs.common.streams import SIGNALS, SignalMessage, now_ms
+from libs.common.streams import SignalMessage, now_ms
 from services.gateway import guards
-from services.gateway.parsing import WebhookError, parse_webhook
+from services.gateway.parsing import WebhookError, parse_signal
 from services.gateway.redaction import redact_path
-from services.gateway.spool import KnownTokens, LocalRateWindow, Spool, SpoolDrainer, SpoolFull
+from services.gateway.signal_store import LIMITED, SPOOL_ALERT_KEY, STALE, SignalStore
+from services.gateway.spool import (
+    KnownTokens,
+    LocalAlertIds,
+    LocalRateWindow,
+    Spool,
+    SpoolDrainer,
+    SpoolFull,
+)
 from services.gateway.token_sync import TokenMapSync
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 16 * 1024
-PENDING_TTL_S = 86_400  # the UI answers "pending" from this key until the engine has the signal
 TOO_LARGE = "The body is larger than 16 KiB."
 REDIS_DOWN = "The signal could not be stored right now; TradingView will send it again."
 # While Redis is down the gateway admits the tokens of its copy of the map, read from Redis
@@ -51,25 +57,19 @@ UNKNOWN_WHILE_DOWN = (
     "The webhook token cannot be checked while Redis is unreachable; "
     "TradingView will send it again."
 )
-# KEYS: the token's rate window, the signals stream, the signal's pending marker, the token map.
-# ARGV: the limit, the window's time to live, the marker's, the recorder id, the token's digest,
-# the recorder as the worker's copy of the map has it ("": already read from the map), then the
-# signal's fields. When the map no longer says what the copy does, nothing happens (STALE);
-# otherwise the signal is counted, and stored with its marker only when the window has room.
-STORED, LIMITED, STALE = 1, 0, -1
-STORE_WITHIN_LIMIT = """
-if ARGV[6] ~= '' and redis.call('HGET', KEYS[4], ARGV[5]) ~= ARGV[6] then return -1 end
-local count = redis.call('INCR', KEYS[1])
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-if count > tonumber(ARGV[1]) then return 0 end
-redis.call('XADD', KEYS[2], '*', unpack(ARGV, 7))
-redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[3])
-return 1
-"""
 
 
 class StaleToken(Exception):
     """The worker's copy of the token map was out of date for this token."""
+
+
+@dataclass(frozen=True)
+class Published:
+    """What became of an accepted signal."""
+
+    signal_id: str  # the stored signal's, or for a repeat the first signal's
+    spooled: bool = False  # on disk until Redis is back
+    duplicate: bool = False  # a repeat of an alert id seen within the window: not stored
 
 
 SPOOL_FULL = (
@@ -98,7 +98,8 @@ class Gateway:
     spool: Spool
     known: KnownTokens
     local_rate: LocalRateWindow
-    store_script: Script
+    signals: SignalStore
+    alert_ids: LocalAlertIds
     # Reads the whole token map from PostgreSQL, for when Redis is down (None: no database).
     tokens_from_database: Callable[[], dict[str, RecorderRef]] | None = None
 
@@ -142,37 +143,72 @@ class Gateway:
             429, f"Too many signals for this webhook: at most {limit} every {window} seconds."
         )
 
-    def publish(self, token: str, message: SignalMessage, unconfirmed: RecorderRef | None) -> bool:
-        """Count the signal against its token's rate limit and store it for the engine; True
-        when it went to the spool instead of Redis. `unconfirmed`: the recorder the message was
-        made for, from this worker's copy of the token map, stored only if Redis's map agrees.
+    def publish(
+        self,
+        token: str,
+        message: SignalMessage,
+        unconfirmed: RecorderRef | None,
+        alert_id: str | None = None,
+    ) -> Published:
+        """Count the signal against its token's rate limit and store it for the engine, in Redis
+        or, while Redis is down, in the spool; a repeat of `alert_id` is neither. `unconfirmed`:
+        the recorder the message was made for, from this worker's copy of the token map, stored
+        only if Redis's map agrees.
 
         Raises StaleToken when Redis's map says otherwise (look the token up and parse again),
         WebhookError 429 past the limit, SpoolFull, or OSError when the spool cannot be written.
         """
         fields = message.to_fields()
+        alert_key = self.signals.alert_key(token, alert_id)
         with self.spool.routing():
             # Behind spooled signals a new one waits its turn, or the engine would see it first.
             redis_up = True
             if self.spool.is_empty():
                 try:
-                    outcome = self.store_within_limit(token, fields, unconfirmed)
+                    outcome = self.signals.store_within_limit(token, fields, unconfirmed, alert_key)
+                    if isinstance(outcome, str):
+                        return Published(outcome, duplicate=True)
                     if outcome == STALE:
                         self.known.remember(token, None)
                         raise StaleToken
                     if outcome == LIMITED:
                         raise self._too_many()
-                    return False
+                    return Published(message.signal_id)
                 except redis.RedisError as exc:
                     redis_up = False
                     kv = {"error": type(exc).__name__, "signal_id": message.signal_id}
                     log.warning("redis error, spooling", extra={"kv": kv})
             elif unconfirmed is not None:
                 self._confirm(token, unconfirmed)
-            if not self._within_rate_limit(token, redis_up):
-                raise self._too_many()
-            self.spool.put(fields)
-        return True
+            first = self._seen(alert_key, message.signal_id, redis_up)
+            if first is not None:
+                return Published(first, duplicate=True)
+            try:
+                if not self._within_rate_limit(token, redis_up):
+                    raise self._too_many()
+                self.spool.put(
+                    fields if alert_key is None else {**fields, SPOOL_ALERT_KEY: alert_key}
+                )
+            except BaseException:
+                if alert_key is not None:
+                    self.alert_ids.release(alert_key)
+                raise
+        return Published(message.signal_id, spooled=True)
+
+    def _seen(self, alert_key: str | None, signal_id: str, redis_up: bool) -> str | None:
+        """On the spool's path: the signal an alert id already stands for, from Redis when it
+        answers, else from what this process spooled; otherwise the id is claimed for
+        `signal_id`."""
+        if alert_key is None:
+            return None
+        if redis_up:
+            try:
+                first = self.client.get(alert_key)
+            except redis.RedisError:
+                first = None
+            if first is not None:
+                return str(first)
+        return self.alert_ids.claim(alert_key, signal_id)
 
     def _confirm(self, token: str, recorder: RecorderRef) -> None:
         """Raise StaleToken unless Redis's map has `recorder` for the token (or cannot say)."""
@@ -195,39 +231,9 @@ class Gateway:
                 pass
         return self.local_rate.allow(token)
 
-    def store_within_limit(
-        self, token: str, fields: dict[str, str], unconfirmed: RecorderRef | None
-    ) -> int:
-        """In one script (atomic, one round trip): check `unconfirmed` against the token map,
-        count the signal, and when within the limit store it and its pending marker. Returns
-        STORED, LIMITED or STALE (nothing counted or stored)."""
-        s = self.settings
-        rate = guards.rate_key(s.stream_prefix, token, time.time(), s.webhook_rate_window_s)
-        pending = s.stream(streams.SIGNAL_PENDING + fields["signal_id"])
-        expected = "" if unconfirmed is None else unconfirmed.to_json()
-        args: list[EncodableT] = [
-            s.webhook_rate_limit,
-            s.webhook_rate_window_s + 1,
-            PENDING_TTL_S,
-            fields["recorder_id"],
-            token_digest(token),
-            expected,
-        ]
-        for name, value in fields.items():
-            args += (name, value)
-        keys = [rate, s.stream(SIGNALS), pending, s.stream_prefix + recorder_tokens.TOKENS_KEY]
-        return int(self.store_script(keys=keys, args=args))
-
-    def store(self, fields: dict[str, str]) -> None:
-        """One MULTI: the signal and its pending marker are stored together or not at all."""
-        pipe = self.client.pipeline(transaction=True)
-        streams.add(pipe, self.settings.stream(SIGNALS), fields)
-        pipe.set(
-            self.settings.stream(streams.SIGNAL_PENDING + fields["signal_id"]),
-            fields["recorder_id"],
-            ex=PENDING_TTL_S,
-        )
-        pipe.execute()
+    def store(self, spooled: dict[str, str]) -> None:
+        """The drainer's store (see SignalStore.store_spooled)."""
+        self.signals.store_spooled(spooled)
 
 
 @dataclass
@@ -251,7 +257,7 @@ class GatewayMetrics:
         )
 
     def observe(self, response: Response) -> Response:
-        if request.path in ("/metrics", "/healthz"):  # scrapes and probes are not webhook answers
+        if request.path == "/healthz":  # probes are not webhook answers
             return response
         self.answers.labels(code=str(response.status_code)).inc()
         if response.status_code == 202:
@@ -311,7 +317,7 @@ def _log_request(settings: Settings, response: Response) -> Response:
     }
     if "error" in g:
         kv["error"] = json.dumps(g.error, ensure_ascii=False)
-    probe = request.path in ("/healthz", "/metrics") and response.status_code == 200
+    probe = request.path == "/healthz" and response.status_code == 200
     log.log(logging.DEBUG if probe else logging.INFO, "request", extra={"kv": kv})
     return response
 
@@ -337,7 +343,8 @@ def create_app(
         Spool(settings.gateway_spool_dir, settings.gateway_spool_max),
         KnownTokens(settings.stream_prefix),
         LocalRateWindow(settings.webhook_rate_limit, settings.webhook_rate_window_s),
-        client.register_script(STORE_WITHIN_LIMIT),
+        SignalStore(client, settings),
+        LocalAlertIds(settings.webhook_dedupe_window_s),
         None if sessions is None else partial(_tokens_from_database, sessions),
     )
     gateway.known.refresh(client, gateway.tokens_from_database)
@@ -364,12 +371,13 @@ def create_app(
         g.started = time.perf_counter()
         g.received_at = now_ms()
 
-    def accept(
-        token: str, body: bytes, recorder: RecorderRef, confirmed: bool
-    ) -> tuple[SignalMessage, bool]:
+    platform_max = Decimal(settings.max_signal_qty)
+
+    def accept(token: str, body: bytes, recorder: RecorderRef, confirmed: bool) -> Published:
         g.recorder_id = recorder.recorder_id
-        message = parse_webhook(body, recorder, new_signal_id(), g.received_at)
-        return message, gateway.publish(token, message, None if confirmed else recorder)
+        parsed = parse_signal(body, recorder, new_signal_id(), g.received_at, platform_max)
+        unconfirmed = None if confirmed else recorder
+        return gateway.publish(token, parsed.message, unconfirmed, parsed.alert_id)
 
     @app.post("/webhook/<token>")
     def webhook(token: str) -> tuple[Response, int]:
@@ -377,14 +385,14 @@ def create_app(
             recorder, confirmed = gateway.admit(token, request)
             body = _read_body()
             try:
-                message, spooled = accept(token, body, recorder, confirmed)
+                published = accept(token, body, recorder, confirmed)
             except (StaleToken, WebhookError) as exc:
                 if confirmed or (isinstance(exc, WebhookError) and exc.status == 429):
                     raise
                 # Refused or stale by this worker's copy of the map: ask Redis's and go again.
                 recorder, confirmed = gateway.admit(token, request, from_copy=False)
-                message, spooled = accept(token, body, recorder, confirmed)
-            if spooled:
+                published = accept(token, body, recorder, confirmed)
+            if published.spooled:
                 drainer.wake()
         except (redis.RedisError, StaleToken) as exc:  # the map changed under us twice: rare
             log.warning("redis error", extra={"kv": {"error": type(exc).__name__}})
@@ -394,8 +402,10 @@ def create_app(
         except OSError as exc:
             log.error("spool write failed", extra={"kv": {"error": type(exc).__name__}})
             return _error(503, REDIS_DOWN)
-        g.signal_id = message.signal_id  # logged only once the signal is stored
-        return jsonify(ok=True, signal_id=message.signal_id), 202
+        g.signal_id = published.signal_id  # logged only once the signal is stored
+        if published.duplicate:
+            return jsonify(ok=True, signal_id=published.signal_id, duplicate=True), 200
+        return jsonify(ok=True, signal_id=published.signal_id), 202
 
     @app.get("/healthz")
     def healthz() -> tuple[Response, int]:
@@ -416,11 +426,8 @@ def create_app(
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)
 
-    @app.get("/metrics")
-    def metrics_view() -> Response:
-        body, content_type = exposition(scrape_registry(metrics.registry))
-        return Response(body, content_type=content_type)
-
+    # No /metrics here: this port faces the internet. server.py serves the workers' metrics on
+    # an internal port; in one process, `app.extensions["metrics"].registry` holds them.
     metrics = GatewayMetrics()
     app.extensions["metrics"] = metrics
     app.after_request(lambda response: _log_request(settings, metrics.observe(response)))

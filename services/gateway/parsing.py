@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -38,6 +39,7 @@ KNOWN_FIELDS = {
     "position_size",
     "market_position",
     "recorder",
+    "id",
     *QTY_FIELDS,
     *LEVEL_FIELDS,
 }
@@ -46,8 +48,9 @@ KNOWN_FIELDS = {
 MAX_MAGNITUDE = Decimal("1e12")
 PRICE_PLACES = 12
 QTY_PLACES = 6
-MAX_SIGNAL_QTY = Decimal(1000)  # contracts in one signal: far above any real order
+MAX_SIGNAL_QTY = Decimal(1000)  # the platform cap's default; the setting MAX_SIGNAL_QTY rules
 MAX_TICKER = 64
+MAX_ALERT_ID = 128
 EXAMPLE = '{"action": "buy", "ticker": "{{ticker}}"}'
 
 _PLACEHOLDER = re.compile(r"\{\{[^{}]*\}\}")
@@ -331,8 +334,9 @@ def _target(obj: JsonObject) -> tuple[Decimal | None, str | None]:
     return size, side
 
 
-def _qty(obj: JsonObject) -> Decimal | None:
-    """`contracts`, `quantity` or `qty`: the first present wins, and they must agree."""
+def _qty(obj: JsonObject) -> tuple[str, Decimal] | None:
+    """`contracts`, `quantity` or `qty` and its value: the first present wins, and they must
+    agree."""
     given = [
         (name, _positive(obj, name, QTY_PLACES)) for name in QTY_FIELDS if obj.get(name) is not None
     ]
@@ -345,12 +349,38 @@ def _qty(obj: JsonObject) -> Decimal | None:
                 f"The fields {first_name} and {name} disagree ({first} and {value}); "
                 "send only one of them."
             )
-    if first is not None and first > MAX_SIGNAL_QTY:
+    return None if first is None else (first_name, first)
+
+
+def _within_limits(name: str, size: Decimal, recorder: RecorderRef, platform_max: Decimal) -> None:
+    """A size above the platform's cap or the recorder's `max_qty` is refused, naming the limit."""
+    if abs(size) > platform_max:
         raise _invalid(
-            f"The field {first_name} is {first}, above the {MAX_SIGNAL_QTY} contracts one signal "
-            "may carry."
+            f"The field {name} is {size}, above the {platform_max} contracts one signal may "
+            "carry (MAX_SIGNAL_QTY)."
         )
-    return first
+    if abs(size) > recorder.max_qty:
+        raise _invalid(
+            f"The field {name} is {size}, above this recorder's max_qty of "
+            f"{recorder.max_qty.normalize():f} contracts per signal; raise max_qty on the "
+            "recorder or send less."
+        )
+
+
+def _alert_id(obj: JsonObject) -> str | None:
+    """The alert's optional `id`, which marks a resent alert (docs/contract.md §2)."""
+    value = _field(obj, "id")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise _invalid(
+            f'The field id must be text such as "MNQ1!-5-1732900000", not {_show(value)}.'
+        )
+    if len(value) > MAX_ALERT_ID:
+        raise _invalid(
+            f"The field id is {len(value)} characters long; an alert id has at most {MAX_ALERT_ID}."
+        )
+    return value
 
 
 def _ticks(obj: JsonObject, name: str) -> int | None:
@@ -391,10 +421,31 @@ def _levels(obj: JsonObject, action: str | None, side: str | None, price: Decima
     return tp_price, sl_price, tp_ticks, sl_ticks
 
 
+@dataclass(frozen=True)
+class ParsedWebhook:
+    message: SignalMessage
+    alert_id: str | None  # the body's `id`: a second signal with it is a repeat
+
+
 def parse_webhook(
-    body: bytes, recorder: RecorderRef, signal_id: str, received_at_ms: int
+    body: bytes,
+    recorder: RecorderRef,
+    signal_id: str,
+    received_at_ms: int,
+    platform_max: Decimal = MAX_SIGNAL_QTY,
 ) -> SignalMessage:
     """Validate one webhook body for `recorder`; raises `WebhookError` (400 or 422)."""
+    return parse_signal(body, recorder, signal_id, received_at_ms, platform_max).message
+
+
+def parse_signal(
+    body: bytes,
+    recorder: RecorderRef,
+    signal_id: str,
+    received_at_ms: int,
+    platform_max: Decimal = MAX_SIGNAL_QTY,
+) -> ParsedWebhook:
+    """`parse_webhook` with the alert's `id`."""
     raw, obj = _load(body)
     repeated = sorted(obj.repeated & KNOWN_FIELDS)
     if repeated:
@@ -408,17 +459,23 @@ def parse_webhook(
             "The field action is missing; send buy, sell or close, or the strategy's "
             "position_size and market_position."
         )
-    qty = _qty(obj)
+    alert_id = _alert_id(obj)
+    named_qty = _qty(obj)
+    qty = None if named_qty is None else named_qty[1]
     if symbol in CONTRACTS:  # futures trade whole contracts; a fraction is a broken template
         for name, size in (("qty", qty), ("position_size", position_size)):
             if size is not None and size != size.to_integral_value():
                 raise _invalid(
                     f"The field {name} must be a whole number of {symbol} contracts, not {size}."
                 )
+    sizes = [named_qty] if named_qty else []
+    for name, size in [*sizes, ("position_size", position_size)]:
+        if size is not None:
+            _within_limits(name, size, recorder, platform_max)
     price = _positive(obj, "price")
     side = {"buy": "long", "sell": "short"}.get(action or "", market_position)
     tp_price, sl_price, tp_ticks, sl_ticks = _levels(obj, action, side, price)
-    return SignalMessage(
+    message = SignalMessage(
         signal_id=signal_id,
         recorder_id=recorder.recorder_id,
         action=action,
@@ -435,3 +492,4 @@ def parse_webhook(
         tp_ticks=tp_ticks,
         sl_ticks=sl_ticks,
     )
+    return ParsedWebhook(message, alert_id)

@@ -1,20 +1,31 @@
-"""Runs the gateway under gunicorn: gthread workers, each building its own app and clients."""
+"""Runs the gateway under gunicorn: asyncio workers that read each request whole before a thread
+runs the Flask app on it (so slow or idle clients cost no thread), each worker building its own
+app and clients; the workers' metrics are served on an internal port of their own."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from flask import Flask
 from gunicorn.glogging import Logger
+from prometheus_client import CollectorRegistry
 from sqlalchemy import create_engine
 
 from libs.common import metrics
 from libs.common.config import Settings, normalize_database_url
-from libs.common.service_process import GunicornServer, gunicorn_defaults
+from libs.common.service_process import (
+    WORKER_CONNECTIONS,
+    BoundedAsgiWorker,
+    GunicornServer,
+    WsgiOnAsgi,
+    gunicorn_defaults,
+)
+from libs.common.status_server import metrics_route, start_status_server
 from libs.common.storage import db
-from services.gateway.app import create_app
+from services.gateway.app import MAX_BODY_BYTES, create_app
 from services.gateway.redaction import RedactTokens
+
+log = logging.getLogger(__name__)
 
 
 class RedactingLogger(Logger):
@@ -27,7 +38,7 @@ class RedactingLogger(Logger):
                 log.addFilter(RedactTokens())
 
 
-def worker_app(settings: Settings) -> Flask:
+def worker_app(settings: Settings, threads: int = 8) -> WsgiOnAsgi:
     """Built in each worker after fork: a Redis or PostgreSQL socket must not cross processes."""
     sessions = None
     if settings.database_url:
@@ -41,7 +52,8 @@ def worker_app(settings: Settings) -> Flask:
             connect_args={"connect_timeout": 5},
         )
         sessions = db.make_sessionmaker(engine)
-    return create_app(settings, sessions=sessions)
+    # One byte over the limit reaches the app, which answers 413 for it.
+    return WsgiOnAsgi(create_app(settings, sessions=sessions), threads, MAX_BODY_BYTES + 1)
 
 
 def gunicorn_options(settings: Settings, workers: int = 2, threads: int = 8) -> dict[str, Any]:
@@ -50,6 +62,9 @@ def gunicorn_options(settings: Settings, workers: int = 2, threads: int = 8) -> 
     )
     options.update(
         {
+            "worker_class": BoundedAsgiWorker,
+            "threads": 1,  # the app's threads are WsgiOnAsgi's; gunicorn's asyncio uses none
+            "worker_connections": WORKER_CONNECTIONS,
             "timeout": 30,
             "keepalive": 5,
             "accesslog": None,  # the app logs each request (token redacted, with its signal_id)
@@ -60,11 +75,29 @@ def gunicorn_options(settings: Settings, workers: int = 2, threads: int = 8) -> 
     return options
 
 
+def serve_metrics(settings: Settings) -> None:
+    """In the arbiter, before the fork: one port for every worker's metrics, away from the
+    public one. Metrics never stop webhooks: with the port taken the gateway runs without."""
+    routes = {"/metrics": metrics_route(metrics.scrape_registry(CollectorRegistry()))}
+    try:
+        start_status_server(
+            settings.gateway_metrics_port, routes, "gateway-metrics", settings.internal_host
+        )
+    except OSError as exc:
+        kv = {"port": settings.gateway_metrics_port, "error": type(exc).__name__}
+        log.warning("gateway metrics port unavailable, serving without it", extra={"kv": kv})
+
+
 def serve(settings: Settings, workers: int = 2, threads: int = 8) -> None:
-    """Serve `POST /webhook/<token>` on 0.0.0.0:`settings.gateway_port` until SIGTERM/SIGINT."""
+    """Serve `POST /webhook/<token>` on 0.0.0.0:`settings.gateway_port` until SIGTERM/SIGINT, and
+    the workers' metrics on `settings.internal_host`:`settings.gateway_metrics_port`."""
     for handler in logging.getLogger().handlers:  # defence in depth for any library's log lines
         handler.addFilter(RedactTokens())
-    # Each worker counts its own answers; the files under var/ let any worker's /metrics add
-    # them up. Emptied at start so counters begin at zero, as Prometheus expects after a restart.
+    # Each worker counts its own answers in files under var/, which the metrics port adds up.
+    # Emptied at start so counters begin at zero, as Prometheus expects after a restart.
     metrics.use_multiprocess_dir(settings.var_dir / "metrics" / "gateway")
-    GunicornServer(lambda: worker_app(settings), gunicorn_options(settings, workers, threads)).run()
+    if settings.gateway_metrics_port:
+        serve_metrics(settings)
+    options = gunicorn_options(settings, workers, threads)
+    server = GunicornServer(lambda: worker_app(settings, threads), options)
+    server.run()

@@ -290,3 +290,29 @@ class LocalRateWindow:
                 self._counts = {k: n for k, n in self._counts.items() if k[1] >= window}
             self._counts[key] = self._counts.get(key, 0) + 1
             return self._counts[key] <= self._limit
+
+
+class LocalAlertIds:
+    """Alert ids this process spooled while Redis was down, each with its signal id, for the
+    dedupe window: a repeat reaching the same process is recognized at once; one reaching
+    another process is dropped when the spool drains (the drainer's script sees the id taken)."""
+
+    def __init__(self, window_s: int):
+        self._window_s = window_s
+        self._ids: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def claim(self, key: str, signal_id: str, now_s: float | None = None) -> str | None:
+        """Mark `key` as `signal_id`'s; the signal id that already holds it, or None."""
+        now = time.monotonic() if now_s is None else now_s
+        with self._lock:
+            self._ids = {k: v for k, v in self._ids.items() if v[1] > now}
+            held = self._ids.get(key)
+            if held is not None:
+                return held[0]
+            self._ids[key] = (signal_id, now + self._window_s)
+            return None
+
+    def release(self, key: str) -> None:
+        with self._lock:
+            self._ids.pop(key, None)

@@ -27,7 +27,7 @@ from libs.common.config import Settings
 from libs.common.metrics import ScrapeCollector
 from libs.common.security import SecretBox
 from libs.common.storage import db
-from libs.common.storage.models import TradingViewSession
+from libs.common.storage.models import TradingViewSession, User
 from services.price_feed.feed import Feed
 from services.price_feed.quotes import PriceSource
 
@@ -48,8 +48,10 @@ class StoredCookies:
 
 
 class CookieStore:
-    """The TradingView cookies the feed logs in with: the most recently saved ones of any user.
-    Read from PostgreSQL at most every `every_s`, so new cookies are taken without a restart."""
+    """The TradingView cookies the feed logs in with: the most recently saved ones of an operator
+    (one login serves every user, so nobody else may switch it; cookies a user stored before it
+    was an operator setting are ignored). Read from PostgreSQL at most every `every_s`, so new
+    cookies are taken without a restart."""
 
     def __init__(self, sessions: sessionmaker[Session], encryption_key: str, every_s: float = 5.0):
         self.sessions = sessions
@@ -71,6 +73,8 @@ class CookieStore:
             with self.sessions() as s:
                 row = s.scalar(
                     select(TradingViewSession)
+                    .join(User, User.id == TradingViewSession.user_id)
+                    .where(User.is_admin.is_(True))
                     .order_by(TradingViewSession.updated_at.desc())
                     .limit(1)
                 )
@@ -141,8 +145,8 @@ def _tradingview_sources(settings: Settings, cookies: CookieStore | None) -> Fee
     keeper = AuthTokenKeeper(settings.tradingview_url, session_cookies)
 
     def session_state() -> dict[str, Any]:
-        stored = cookies.current() if cookies else None
-        return {**keeper.state(), "user_id": stored.user_id if stored else None}
+        # Whose cookies these are stays out of /status, which needs no login.
+        return keeper.state()
 
     scanner = ScannerSource(settings.tradingview_scanner_url, session_cookies)
     if settings.price_source == "scanner":

@@ -6,6 +6,8 @@ Redis client, a server process lets the app create its own.
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 from flask import Flask, Response, request
 from flask.json.provider import DefaultJSONProvider
@@ -27,17 +29,45 @@ from services.ui.headers import install_security_headers
 from services.ui.live import init_live
 
 MAX_BODY = 64 * 1024  # recorder settings are tiny; anything bigger is a mistake or an attack
-POOL_SIZE = 8  # one connection per gunicorn thread
+POOL_SIZE = 8  # requests beyond it (and its overflow) wait their turn for a connection
+
+
+MAX_JSON_DEPTH = 32  # the deepest body the API reads (an exit plan) is 4 levels
 
 
 class JSONProvider(DefaultJSONProvider):
     sort_keys = False  # keep fields in the order the serializers wrote them
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        """A body nested deeper than any route reads is refused as invalid JSON (a ValueError,
+        which Flask answers 400), never left to overflow the parser's stack or ours."""
+        try:
+            value = super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError(f"it is nested more than {MAX_JSON_DEPTH} levels deep") from None
+        if _depth(value) > MAX_JSON_DEPTH:
+            raise ValueError(f"it is nested more than {MAX_JSON_DEPTH} levels deep")
+        return value
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest in a parsed value, without recursion."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, level = todo.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            todo.extend(
+                (child, level + 1) for child in (item.values() if isinstance(item, dict) else item)
+            )
+    return deepest
 
 
 def create_app(
     settings: Settings,
     sessions: sessionmaker[Session] | None = None,
     redis_client: redis.Redis | None = None,
+    async_mode: str = "threading",
 ) -> Flask:
     if not settings.secret_key:
         raise ValueError("SECRET_KEY is empty; load settings with load_settings() to generate one")
@@ -60,9 +90,8 @@ def create_app(
     install_security_headers(app, https=settings.ui_public_url.startswith("https://"))
     register_api(app)
     pages.register_pages(app)
-    socketio = init_live(
-        app, settings
-    )  # wraps wsgi_app with /socket.io; ProxyFix must stay outermost
+    # Wraps wsgi_app with /socket.io; ProxyFix must stay outermost.
+    socketio = init_live(app, settings, async_mode)
     register_metrics(app, socketio)
     if settings.trust_proxy:
         # Behind a reverse proxy: honour its X-Forwarded-For/-Proto so https is seen as https.

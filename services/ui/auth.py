@@ -3,6 +3,10 @@ keys.
 
 An API-key request needs no CSRF token: a browser never attaches that header by itself, so a
 forged cross-site request cannot carry it. A session request that changes state must.
+
+A browser session is a row of `login_sessions` (services/ui/login_sessions.py): the signed cookie
+holds a random login id, and the cookie counts only while that login is live, so logout, a
+password change and "log out everywhere" end it for good.
 """
 
 from __future__ import annotations
@@ -12,7 +16,16 @@ from datetime import datetime, timedelta
 from functools import cache
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, jsonify, redirect, render_template, request, session
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+)
 from flask.typing import ResponseReturnValue
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from flask_wtf.csrf import CSRFProtect, generate_csrf
@@ -21,7 +34,7 @@ from sqlalchemy import func, or_, select, update
 from libs.common.security import hash_api_key, hash_password, verify_password
 from libs.common.storage.db import transaction
 from libs.common.storage.models import ApiKey, User, utcnow
-from services.ui import context
+from services.ui import context, live, login_sessions
 from services.ui.errors import BadRequest, NotAuthenticated, TooManyRequests, ValidationFailed
 from services.ui.login_throttle import LoginLimits, LoginThrottle, TooManyLogins
 
@@ -41,6 +54,15 @@ class CurrentUser(UserMixin):
     id: int
     email: str
     via: str  # "session" or "api_key"
+    login_id: str | None = None  # a session's login id: what the signed cookie carries
+
+    def get_id(self) -> str:
+        # Flask-Login puts this in the cookie and hands it back to `load_session_user`.
+        return self.login_id if self.login_id is not None else str(self.id)
+
+    @property
+    def login_hash(self) -> str | None:
+        return None if self.login_id is None else login_sessions.login_hash(self.login_id)
 
 
 def bearer_key() -> str | None:
@@ -52,11 +74,18 @@ def bearer_key() -> str | None:
 
 
 @login_manager.user_loader
-def load_session_user(user_id: str) -> CurrentUser | None:
+def load_session_user(login_id: str) -> CurrentUser | None:
+    """The cookie's login, while it is live (not ended, not expired); else anonymous."""
     if bearer_key() is not None:
         return None  # an explicit API key wins over a cookie the client happens to carry
-    user = context.db().get(User, int(user_id))
-    return None if user is None else CurrentUser(user.id, user.email, "session")
+    now = utcnow()
+    found = login_sessions.live_login(context.db(), login_id, now)
+    if found is None:
+        return None
+    login, user = found
+    if not now - login_sessions.SEEN_EVERY < login.last_seen_at <= now:
+        login_sessions.touch_login(context.resources().sessions, login.id_hash, now)
+    return CurrentUser(user.id, user.email, "session", login_id)
 
 
 @login_manager.request_loader
@@ -179,7 +208,7 @@ def login_page() -> ResponseReturnValue:
     return login_form(None, next_page)
 
 
-def _throttle() -> LoginThrottle:
+def login_throttle() -> LoginThrottle:
     s = context.settings()
     limits = LoginLimits(
         s.login_max_failures,
@@ -200,7 +229,7 @@ def login() -> ResponseReturnValue:
         return login_form(
             "Enter your email and password.", _safe_next(request.form.get("next"))
         ), 422
-    throttle, address = _throttle(), request.remote_addr or "-"
+    throttle, address = login_throttle(), request.remote_addr or "-"
     try:
         throttle.check(email, address)
     except TooManyLogins as exc:
@@ -215,17 +244,41 @@ def login() -> ResponseReturnValue:
             raise NotAuthenticated(WRONG_LOGIN)
         return login_form(WRONG_LOGIN, _safe_next(request.form.get("next")), email), 401
     throttle.succeeded(email, address)
+    if current_user.is_authenticated and current_user.via == "session":
+        end_logins(current_user.id, login_sessions.REPLACED, only=current_user.login_hash)
     session.clear()  # a fresh session (and CSRF token) at every login
-    login_user(CurrentUser(user.id, user.email, "session"))
+    with transaction(context.resources().sessions) as s:
+        login_id = login_sessions.start_login(
+            s, user.id, request.user_agent.string, address, utcnow()
+        )
+    login_user(CurrentUser(user.id, user.email, "session", login_id))
     if not request.is_json:
         return redirect(_safe_next(request.form.get("next")))
     return jsonify(ok=True, user={"id": user.id, "email": user.email}, csrf_token=generate_csrf())
 
 
-@bp.post("/logout")
-def logout() -> ResponseReturnValue:
+def end_logins(
+    user_id: int, reason: str, *, only: str | None = None, keep: str | None = None
+) -> int:
+    """End the user's live logins (see `login_sessions.end_logins`) and close their sockets;
+    returns how many ended."""
+    with transaction(context.resources().sessions) as s:
+        ended = login_sessions.end_logins(s, user_id, reason, utcnow(), only=only, keep=keep)
+    live.close_login_sockets(current_app.extensions["socketio"], ended)
+    return len(ended)
+
+
+def forget_this_login() -> None:
+    """Drop the login from this browser's cookie (its row has been ended)."""
     logout_user()
     session.clear()
+
+
+@bp.post("/logout")
+def logout() -> ResponseReturnValue:
+    if current_user.is_authenticated and current_user.via == "session":
+        end_logins(current_user.id, login_sessions.LOGOUT, only=current_user.login_hash)
+    forget_this_login()
     if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         return redirect("/login")
     return jsonify(ok=True)

@@ -35,6 +35,12 @@ class NotAuthenticated(ApiError):
     status = 401
 
 
+class Forbidden(ApiError):
+    """Logged in, but this user may not do that (an operator's setting, say)."""
+
+    status = 403
+
+
 class NotFound(ApiError):
     status = 404
 

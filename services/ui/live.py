@@ -5,10 +5,15 @@ reaches browsers connected to any other. The relay reads `jt:events` as one cons
 group `ui`: Redis hands each entry to exactly one consumer, whichever process that is, so several
 UI processes never emit an event twice. Nothing is kept for a browser that is away; a page
 reloads its state from the API when its socket reconnects.
+
+A socket opened with a login cookie is listed under that login (login_sessions.LoginSockets);
+when the login ends, its sockets are disconnected through the message queue, whichever process
+holds them, and a reconnect with the old cookie is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -18,13 +23,17 @@ import time
 from dataclasses import dataclass
 
 import redis
-from flask import Flask
+import socketio as python_socketio
+from flask import Flask, request, session
 from flask_login import current_user
 from flask_socketio import ConnectionRefusedError, SocketIO, join_room
 
 from libs.common import events, streams
 from libs.common.backoff import capped_exponential
 from libs.common.config import Settings
+from libs.common.storage.models import utcnow
+from services.ui import context
+from services.ui.login_sessions import LoginSockets, is_live, login_hash
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +53,15 @@ def user_room(user_id: int | str) -> str:
     return f"user:{user_id}"
 
 
-def init_live(app: Flask, settings: Settings) -> SocketIO:
-    """Attach Socket.IO to the app (served at /socket.io by the same gunicorn workers)."""
+def init_live(app: Flask, settings: Settings, async_mode: str = "threading") -> SocketIO:
+    """Attach Socket.IO to the app (served at /socket.io by the same gunicorn workers).
+
+    `async_mode` is "gevent" in the server's gevent worker (services/ui/server.py) and
+    "threading" in-process (tests); always named, so having gevent installed never switches it.
+    """
     socketio = SocketIO(
         app,
-        async_mode="threading",  # gunicorn gthread + simple-websocket: no monkey patching
+        async_mode=async_mode,  # WebSockets through simple-websocket in either mode
         message_queue=settings.redis_url,
         channel=settings.stream(CHANNEL),  # pub/sub ignores Redis databases; the prefix does not
         # Same-origin only (python-engineio's default when this is None): another site's page
@@ -56,6 +69,7 @@ def init_live(app: Flask, settings: Settings) -> SocketIO:
         cors_allowed_origins=None,
     )
     socketio.on_event("connect", _on_connect)
+    socketio.on_event("disconnect", _on_disconnect)
     return socketio
 
 
@@ -63,7 +77,66 @@ def _on_connect(auth: object = None) -> None:
     # The handshake carries the session cookie (or an API key header); nobody else gets a socket.
     if not current_user.is_authenticated:
         raise ConnectionRefusedError("Log in first.")
+    if current_user.via == "session" and not _listed_under_login(current_user.login_hash):
+        raise ConnectionRefusedError("Log in first.")
     join_room(user_room(current_user.id))
+
+
+def _login_sockets() -> LoginSockets:
+    return LoginSockets(context.redis_client(), context.settings().stream_prefix)
+
+
+def _listed_under_login(id_hash: str) -> bool:
+    """List this socket under its login, then look again: a login ended in between either sees
+    the socket in its list or is seen ended here."""
+    sid = str(request.sid)  # type: ignore[attr-defined]  # set by Flask-SocketIO
+    try:
+        _login_sockets().add(id_hash, sid)
+    except redis.RedisError as exc:
+        # The message queue needs the same Redis: no live updates until it is back anyway.
+        log.warning("socket not listed under its login", extra={"kv": {"error": repr(exc)}})
+    return is_live(context.db(), id_hash, utcnow())
+
+
+def _on_disconnect(reason: object = None) -> None:
+    login_id = session.get("_user_id")  # Flask-Login's key; no database call on the way out
+    if isinstance(login_id, str):
+        with contextlib.suppress(redis.RedisError):
+            _login_sockets().remove(login_hash(login_id), str(request.sid))  # type: ignore[attr-defined]
+
+
+def close_login_sockets(socketio: SocketIO, id_hashes: list[str]) -> None:
+    """Disconnect the sockets of these (ended) logins, in whichever UI process they are."""
+    try:
+        sids = _login_sockets().take(id_hashes)
+    except redis.RedisError as exc:
+        # The logins have ended all the same: their sockets are refused when they reconnect.
+        log.warning("sockets of ended logins left open", extra={"kv": {"error": repr(exc)}})
+        return
+    for sid in sids:
+        socketio.server.disconnect(sid, namespace="/")
+
+
+class _QueueFromOutside(python_socketio.RedisManager):
+    """The message queue written from outside any UI process (the CLI): there is no local
+    server to disconnect from, only the UI processes that hold the sockets."""
+
+    def _handle_disconnect(self, message: dict) -> None:
+        return None
+
+
+def close_login_sockets_from_outside(
+    settings: Settings, client: redis.Redis, id_hashes: list[str]
+) -> int:
+    """`close_login_sockets` for a process without Socket.IO; returns how many were asked."""
+    sids = LoginSockets(client, settings.stream_prefix).take(id_hashes)
+    if sids:
+        queue = _QueueFromOutside(
+            settings.redis_url or "", channel=settings.stream(CHANNEL), write_only=True
+        )
+        for sid in sids:
+            queue.disconnect(sid, namespace="/")
+    return len(sids)
 
 
 @dataclass(frozen=True)

@@ -248,11 +248,12 @@ class Stack:
 def stack(settings, engine, redis_client, tmp_path) -> Iterator[Stack]:
     """Gateway, engine, UI and an executor running against emptied tables (`engine`) and a flushed
     Redis."""
-    ports = {name: free_port() for name in SERVICES}
+    ports = {name: free_port() for name in (*SERVICES, "gateway-metrics")}
     env = service_env(
         settings,
         tmp_path / "var",
         GATEWAY_PORT=str(ports["gateway"]),
+        GATEWAY_METRICS_PORT=str(ports["gateway-metrics"]),
         ENGINE_PORT=str(ports["engine"]),
         UI_PORT=str(ports["ui"]),
         PUBLIC_URL=f"http://127.0.0.1:{ports['gateway']}",

@@ -55,7 +55,7 @@ def test_the_control_center_shows_what_the_services_expose_and_follows_it(
     assert services["gateway"]["up"] and services["engine"]["up"]
     for code in ("202", "422"):
         assert routed(services, "jt_webhook_answers_total", code=code) == sample(
-            stack.url("gateway"), "jt_webhook_answers_total", code=code
+            stack.url("gateway-metrics"), "jt_webhook_answers_total", code=code
         )
     assert routed(services, "jt_webhook_answers_total", code="202") == 3
     assert engine_batches >= 1 and routed(services, "jt_engine_batch_size_count") >= engine_batches

@@ -5,12 +5,16 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 import requests
+from sqlalchemy import update
 
 from libs.common.futures.exchange_calendar import trade_date
 from libs.common.futures.rolls import front_contract
+from libs.common.storage import db
 from libs.common.storage.embedded import free_port
+from libs.common.storage.models import User
 from simulators.tradingview.http import SiteServer
 from simulators.tradingview.quote_server import QuoteServer, demo_market
 from simulators.tradingview.tokens import make_jwt
@@ -22,7 +26,9 @@ APP_ID, CID, SEC = "JustTrades", 1234, "tradovate-api-secret-9c2e"
 SESSIONID, SESSIONID_SIGN = "tvsession0d6c0e4f8a9b7c1d", "v3:tvsign5e2a7c9b1d3f"
 
 
-def test_no_secret_of_a_full_scenario_reaches_any_log(stack, api, redis_client, eventually):
+def test_no_secret_of_a_full_scenario_reaches_any_log(
+    stack, api, redis_client, sessions, eventually
+):
     # Given a TradingView and a Tradovate of our own, and every service using them, logging at DEBUG
     market = demo_market()
     jwt = make_jwt(1, int(time.time()) + 3600)
@@ -57,7 +63,10 @@ def test_no_secret_of_a_full_scenario_reaches_any_log(stack, api, redis_client, 
             stack.wait_healthy(name)
         stack.start("price-feed")
 
-        # When the user logs in with a password in a browser session
+        # When the user, the operator (who alone sets the feed's TradingView session), logs in
+        # with a password in a browser session
+        with db.transaction(sessions) as s:
+            s.execute(update(User).where(User.email == stack.email).values(is_admin=True))
         browser = requests.Session()
         login = browser.post(
             stack.url("ui") + "/login", json={"email": stack.email, "password": stack.password}
@@ -130,6 +139,16 @@ def test_no_secret_of_a_full_scenario_reaches_any_log(stack, api, redis_client, 
         "ENCRYPTION_KEY": stack.env["ENCRYPTION_KEY"],
         "session cookie": browser.cookies["session"],
         **{f"Tradovate token {n}": token for n, token in enumerate(tradovate_tokens)},
+        # The servers' passwords (embedded ones are generated; configured ones are whatever
+        # DATABASE_URL/REDIS_URL carry), when the URLs have one.
+        **{
+            f"{name} password": password
+            for name, url in (
+                ("PostgreSQL", stack.env["DATABASE_URL"]),
+                ("Redis", stack.env["REDIS_URL"]),
+            )
+            if (password := urlsplit(url).password)
+        },
     }
     assert len(tradovate_tokens) >= 2  # an access token and a market-data token were issued
     assert all(

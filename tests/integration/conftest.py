@@ -10,8 +10,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
-from rq import Queue
-from rq.worker import SimpleWorker
 
 from libs.common import orders
 from libs.common.security import hash_api_key, new_api_key
@@ -19,6 +17,7 @@ from libs.common.storage import db
 from libs.common.storage.models import ApiKey
 from services.executor.account_sync import start_account_sync
 from services.executor.jobs import ExecutorContext, use_context
+from services.executor.service import build_worker
 from services.ui.app import create_app
 from simulators.tradovate.account_socket import AccountSocketServer
 from simulators.tradovate.broker import BrokerSimulator
@@ -114,10 +113,9 @@ def executor(settings):
     ctx = ExecutorContext(settings)
     use_context(ctx)
     rq_conn = orders.rq_connection(settings.redis_url)
-    queues = [Queue(settings.stream_prefix + q, connection=rq_conn) for q in orders.QUEUES]
 
     def work() -> None:
-        SimpleWorker(queues, connection=rq_conn).work(burst=True)
+        build_worker(rq_conn, settings.stream_prefix).work(burst=True)
 
     work.ctx, work.rq = ctx, rq_conn
     return work

@@ -149,7 +149,7 @@ def test_bad_recorder_fields_answer_422_naming_the_field_and_create_nothing(
 def test_body_that_is_not_json_answers_400(client, alice):
     resp = client.post("/api/recorders", data="{name:", headers=alice[1])
     assert resp.status_code == 400
-    assert resp.get_json() == {"ok": False, "error": "The request body is not valid JSON."}
+    assert resp.get_json()["error"].startswith("The request body is not valid JSON: ")
 
 
 def test_partial_update_changes_only_given_fields_and_refreshes_cache(

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from rq import Queue
 from sqlalchemy import select
 
 from libs.common import orders, streams
@@ -296,7 +295,7 @@ def test_an_interrupted_send_is_not_filled_twice(
             1,
             datetime(2026, 1, 1, tzinfo=UTC),
         )
-    Queue(settings.stream_prefix + orders.QUEUE_ENTRIES, connection=executor.rq).empty()
+    orders.order_queue(executor.rq, settings.stream_prefix + orders.QUEUE_ENTRIES).empty()
     assert sweep(executor.ctx, executor.rq) == 1  # the sweep hands the stuck intent over
     executor()
     [intent] = intents(sessions)

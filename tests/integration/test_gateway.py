@@ -8,9 +8,10 @@ import logging
 import os
 import subprocess
 import sys
-import time
 import uuid
-from dataclasses import replace
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from libs.common.storage.embedded import free_port
 from libs.common.streams import SignalMessage
 from services.gateway.app import connect_redis, create_app
 from services.gateway.redaction import RedactTokens
+from tests.integration.service_processes import service_process
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SIGNAL_FIELDS = {
@@ -318,7 +320,7 @@ def test_unexpected_failure_is_a_json_500_and_its_log_omits_the_token(
     def broken(*args, **kwargs):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr("services.gateway.app.parse_webhook", broken)
+    monkeypatch.setattr("services.gateway.app.parse_signal", broken)
     caplog.set_level(logging.INFO)
 
     response = post(gateway(), recorder.webhook_token, BUY)
@@ -360,46 +362,28 @@ def test_start_up_fills_the_token_map_from_postgresql_and_refills_it_when_lost(
         sync.stop()
 
 
-def _wait_until_healthy(proc: subprocess.Popen, url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"the gateway exited with {proc.returncode}:\n{log_path.read_text()}")
-        try:
-            if requests.get(url, timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"the gateway did not become healthy:\n{log_path.read_text()}")
+@dataclass
+class GatewayProcess:
+    base: str  # the public webhook port
+    metrics_url: str  # the internal metrics port's /metrics
+    log_path: Path
+
+
+@contextmanager
+def gateway_process(settings, tmp_path: Path, **env: str) -> Iterator[GatewayProcess]:
+    """`python -m services.gateway` as production runs it, on free ports, until the block ends."""
+    port, metrics_port = free_port(), free_port()
+    ports = {"GATEWAY_PORT": str(port), "GATEWAY_METRICS_PORT": str(metrics_port)}
+    with service_process("gateway", settings, tmp_path, port, {**ports, **env}) as log_path:
+        base = f"http://127.0.0.1:{port}"
+        yield GatewayProcess(base, f"http://127.0.0.1:{metrics_port}/metrics", log_path)
 
 
 def test_gunicorn_server_accepts_a_real_request_and_redacts_the_token(
     settings, recorder, redis_client, tmp_path
 ):
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": settings.redis_url,
-        "GATEWAY_PORT": str(port),
-        "JT_VAR_DIR": str(tmp_path / "var"),
-        "LOG_LEVEL": "INFO",
-    }
-    log_path = tmp_path / "gateway.log"
-    with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "services.gateway"],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        _wait_until_healthy(proc, f"{base}/healthz", log_path)
-
-        url = f"{base}/webhook/{recorder.webhook_token}"
+    with gateway_process(settings, tmp_path) as gateway:
+        url = f"{gateway.base}/webhook/{recorder.webhook_token}"
         text_plain = {"Content-Type": "text/plain"}
         response = requests.post(url, data=json.dumps(BUY), headers=text_plain, timeout=5)
         chunked = requests.post(url, data=iter([b"x" * 1024] * 17), timeout=5)  # no Content-Length
@@ -408,16 +392,25 @@ def test_gunicorn_server_accepts_a_real_request_and_redacts_the_token(
         assert chunked.status_code == 413
         [fields] = signals(redis_client, settings)
         assert fields["signal_id"] == response.json()["signal_id"]
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    output = log_path.read_text()
+    output = gateway.log_path.read_text()
     assert "/webhook/<redacted>" in output
     assert recorder.webhook_token not in output
+
+
+def test_metrics_are_served_on_the_internal_port_and_not_on_the_public_one(
+    settings, recorder, tmp_path
+):
+    with gateway_process(settings, tmp_path) as gateway:
+        url = f"{gateway.base}/webhook/{recorder.webhook_token}"
+        assert requests.post(url, json=BUY, timeout=5).status_code == 202
+
+        public = requests.get(f"{gateway.base}/metrics", timeout=5)
+        internal = requests.get(gateway.metrics_url, timeout=5)
+
+    assert public.status_code == 404
+    assert "jt_webhook" not in public.text
+    assert internal.status_code == 200
+    assert 'jt_webhook_answers_total{code="202"} 1.0' in internal.text
 
 
 def test_running_standalone_without_urls_exits_with_a_clear_message(tmp_path):

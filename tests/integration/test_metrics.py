@@ -15,8 +15,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from libs.common import recorder_tokens, streams
 from libs.common.config import metrics_targets
+from libs.common.metrics import exposition
+from libs.common.storage import db
 from libs.common.storage.embedded import free_port
+from libs.common.storage.models import Account
 from libs.common.streams import SignalMessage
+from libs.common.tradovate.accounts import limiter_user
 from services.executor.service import start_metrics_server
 from services.gateway.app import create_app
 from services.position_engine.engine import PositionEngine
@@ -75,13 +79,13 @@ def test_gateway_counts_its_answers_by_code(settings, redis_client, make_recorde
     assert client.post(f"/webhook/{'x' * 43}", json=BUY).status_code == 404
     assert client.get("/healthz").status_code == 200
 
-    answer = client.get("/metrics")
-    assert answer.status_code == 200
-    found = samples(answer.get_data(as_text=True))
+    body, _ = exposition(client.application.extensions["metrics"].registry)
+    found = samples(body.decode())
     assert found[("jt_webhook_answers_total", (("code", "202"),))] == 1
     assert found[("jt_webhook_answers_total", (("code", "404"),))] == 1
     assert ("jt_webhook_answers_total", (("code", "200"),)) not in found  # probes are not answers
     assert found[("jt_webhook_accept_seconds_count", ())] == 1
+    assert client.get("/metrics").status_code == 404  # not on the public webhook port
 
 
 def test_engine_metrics_show_signals_applied_and_entries_pending(
@@ -156,17 +160,70 @@ def test_executor_counts_answered_intents_by_outcome(
     assert scrape(url)[filled] == before + 1
 
 
-def test_executor_metrics_show_limiter_usage_of_users_seen(settings, executor, serving):  # noqa: F811
+BROKER_USER_ID = 918273645  # a Tradovate user id: it must never leave the executor
+
+
+def tradovate_account(sessions, user, name: str) -> Account:
+    with db.transaction(sessions) as s:
+        account = Account(
+            user_id=user.id,
+            broker="tradovate",
+            name=name,
+            environment="demo",
+            broker_user_id=BROKER_USER_ID,
+        )
+        s.add(account)
+    return account
+
+
+def test_executor_metrics_show_limiter_usage_by_our_account_id_never_the_broker_user(
+    settings, sessions, executor, serving, alice
+):
+    # Given a Tradovate login of alice's that has made a request and drawn a penalty
+    account = tradovate_account(sessions, alice[0], "Prop demo")
     limiter = executor.ctx.limiter
-    limiter.acquire_request_slot("trader-one")
-    limiter.record_penalty("trader-one")
-    found = scrape(serving(start_metrics_server(free_port(), executor.ctx)))
-    assert found[("jt_limiter_requests_used", (("user", "trader-one"), ("window", "minute")))] == 1
-    assert (
-        found[("jt_limiter_tokens_left", (("user", "trader-one"),))]
-        == limiter.limits.per_minute - 1
-    )
-    assert found[("jt_limiter_penalties_total", (("user", "trader-one"),))] == 1
+    limiter.acquire_request_slot(limiter_user(account))
+    limiter.record_penalty(limiter_user(account))
+
+    # When Prometheus reads the executor's metrics
+    answer = requests.get(serving(start_metrics_server(free_port(), executor.ctx)), timeout=5)
+
+    # Then the figures carry our account id, and the broker's user id is nowhere
+    found = samples(answer.text)
+    mine = ("account", str(account.id))
+    assert found[("jt_limiter_requests_used", (mine, ("window", "minute")))] == 1
+    assert found[("jt_limiter_tokens_left", (mine,))] == limiter.limits.per_minute - 1
+    assert found[("jt_limiter_penalties_total", (mine,))] == 1
+    assert str(BROKER_USER_ID) not in answer.text
+    assert "user=" not in answer.text
+
+
+def test_the_control_center_shows_limiter_figures_of_own_accounts_only_by_their_names(
+    settings, sessions, redis_client, executor, serving, alice, bob
+):
+    # Given alice's Tradovate login with a request made, and the executor's metrics served
+    account = tradovate_account(sessions, alice[0], "Prop demo")
+    executor.ctx.limiter.acquire_request_slot(limiter_user(account))
+    port = serving(start_metrics_server(free_port(), executor.ctx)).split(":")[2].split("/")[0]
+    targets = (("executor", ("127.0.0.1", int(port))),)
+    client = ui_app(
+        replace(settings, metrics_targets=targets), sessions=sessions, redis_client=redis_client
+    ).test_client()
+
+    def limiter_samples(headers) -> list[dict]:
+        answer = client.get("/api/status/metrics", headers=headers)
+        assert answer.status_code == 200
+        assert str(BROKER_USER_ID) not in answer.get_data(as_text=True)
+        return [
+            x
+            for x in answer.get_json()["services"]["executor"]["samples"]
+            if x["name"] == "jt_limiter_tokens_left"
+        ]
+
+    # Then alice sees her login's figures under the name she gave the account; bob sees none
+    [left] = limiter_samples(alice[1])
+    assert left["labels"] == {"account": str(account.id), "user": "Prop demo"}
+    assert limiter_samples(bob[1]) == []
 
 
 def test_price_feed_metrics_show_ticks_published(settings, redis_client, serving):

@@ -1,5 +1,6 @@
-"""The TradingView feed as `justtrades price-feed` wires it — cookies from PostgreSQL, the token
-from the site, the quote socket, the scanner fallback — against the local TradingView."""
+"""The TradingView feed as `justtrades price-feed` wires it — an operator's cookies from
+PostgreSQL, the token from the site, the quote socket, the scanner fallback — against the local
+TradingView."""
 
 from __future__ import annotations
 
@@ -9,14 +10,15 @@ import time
 from dataclasses import replace
 
 import pytest
+from sqlalchemy import update
 
 from libs.common import streams
 from libs.common.security import SecretBox
 from libs.common.storage import db
-from libs.common.storage.models import TradingViewSession
+from libs.common.storage.models import TradingViewSession, User
 from libs.common.streams import TickMessage
 from services.price_feed.feed import Feed
-from services.price_feed.service import CookieStore, build_sources
+from services.price_feed.service import CookieStore, StoredCookies, build_sources
 from simulators.tradingview.http import SiteServer
 from simulators.tradingview.market import Market
 from simulators.tradingview.quote_server import QuoteServer
@@ -84,6 +86,13 @@ def feed_for(settings, redis_client, sessions):
         thread.join(10)
 
 
+def make_operator(sessions, user):
+    """What `justtrades user admin EMAIL` does; returns the user."""
+    with db.transaction(sessions) as s:
+        s.execute(update(User).where(User.id == user.id).values(is_admin=True))
+    return user
+
+
 def store_cookies(sessions, settings, user, sessionid="sess-1", sign="sign-1"):
     sealed = SecretBox(settings.encryption_key).encrypt(
         json.dumps({"sessionid": sessionid, "sessionid_sign": sign})
@@ -119,7 +128,7 @@ def test_without_cookies_quotes_are_delayed_and_flagged(
 def test_stored_cookies_give_real_time_quotes(
     tradingview, feed_for, redis_client, settings, sessions, make_user, market
 ):
-    user = make_user()
+    user = make_operator(sessions, make_user())
     store_cookies(sessions, settings, user)
     feed = feed_for(*tradingview)
     wait_for(lambda: feed.status()["authenticated"], "an authenticated connection")
@@ -130,7 +139,7 @@ def test_stored_cookies_give_real_time_quotes(
     assert not tick.delayed
     session = feed.status()["tradingview_session"]
     assert (
-        session["user_id"] == user.id
+        "user_id" not in session
         and session["authenticated"] is True
         and session["token_expires_at"]
     )
@@ -174,7 +183,7 @@ def test_scanner_takes_over_while_the_socket_is_down_and_hands_back(
 def test_signed_out_cookies_are_reported_and_the_feed_goes_on_anonymously(
     tradingview, feed_for, redis_client, settings, sessions, make_user, market
 ):
-    user = make_user()
+    user = make_operator(sessions, make_user())
     store_cookies(sessions, settings, user)
     feed = feed_for(*tradingview)
     wait_for(lambda: feed.status()["authenticated"], "an authenticated connection")
@@ -204,7 +213,7 @@ def test_cookies_saved_while_streaming_anonymously_switch_to_real_time(
     feed = feed_for(*tradingview)
     wait_for(lambda: feed.status()["connected"], "the socket")
     assert feed.status()["authenticated"] is False
-    store_cookies(sessions, settings, make_user())
+    store_cookies(sessions, settings, make_operator(sessions, make_user()))
     wait_for(
         lambda: feed.status()["authenticated"] is True, "the feed to log in with the new cookies"
     )
@@ -214,3 +223,33 @@ def test_cookies_saved_while_streaming_anonymously_switch_to_real_time(
         "a real-time tick",
     )
     assert not tick.delayed
+
+
+def test_only_an_operators_cookies_are_used_however_recent_anyone_elses_are(
+    sessions, settings, make_user
+):
+    operator = make_operator(sessions, make_user(email="operator@example.com"))
+    user = make_user(email="user@example.com")
+    store_cookies(sessions, settings, operator, "sess-1", "sign-1")
+    store = CookieStore(sessions, settings.encryption_key, every_s=0)
+
+    store_cookies(sessions, settings, user, "expired", "expired-sign")  # newer, not an operator's
+    assert store.current() == StoredCookies(operator.id, "sess-1", "sign-1")
+
+    other = make_operator(sessions, make_user(email="second-operator@example.com"))
+    store_cookies(sessions, settings, other, "sess-2", "sign-2")
+    assert store.current() == StoredCookies(other.id, "sess-2", "sign-2")
+
+
+def test_a_users_own_cookies_leave_the_shared_feed_anonymous(
+    tradingview, feed_for, redis_client, settings, sessions, make_user, market
+):
+    store_cookies(sessions, settings, make_user())  # valid cookies, but not an operator's
+    feed = feed_for(*tradingview)
+    wait_for(lambda: feed.status()["connected"], "the socket")
+    assert feed.status()["tradingview_session"]["configured"] is False
+    market.set_price("CME_MINI:MNQ1!", "25680.00")
+    tick = wait_for(
+        lambda: (t := last_tick(redis_client, settings)) and t.price == 25680 and t, "the new price"
+    )
+    assert tick.delayed

@@ -363,3 +363,23 @@ def test_oauth_with_live_locked_out_connects_the_demo_account(client, alice, dem
     assert replayed.status_code == 400  # the state was single-use
     with sessions() as s:
         assert len(s.scalars(select(Subaccount)).all()) == 1
+
+
+def test_an_oauth_callback_replayed_with_the_cookie_saved_before_it_is_refused(
+    client, alice, demo, sessions
+):
+    # Given a sign-in under way, and the session cookie as it was before the callback
+    browser_login(client)
+    consent = client.get("/oauth/tradovate/start?environment=demo").headers["Location"]
+    saved = client.get_cookie("session").value
+    callback = urlsplit(requests.get(consent, allow_redirects=False, timeout=5).headers["Location"])
+    assert client.get(f"{callback.path}?{callback.query}").status_code == 302
+
+    # When someone sends the same callback again with the saved cookie (state still in it)
+    client.set_cookie("session", saved)
+    replayed = client.get(f"{callback.path}?{callback.query}")
+
+    # Then the state has been used: refused, and still one account
+    assert replayed.status_code == 400
+    assert replayed.get_json()["error"] == "The sign-in link is stale or not yours; start again."
+    assert len(account_rows(sessions)) == 1

@@ -201,6 +201,7 @@ class Bench:
             REDIS_URL=self.settings.redis_url,
             JT_STREAM_PREFIX=self.settings.stream_prefix,
             GATEWAY_PORT=str(port),
+            GATEWAY_METRICS_PORT=str(free_port()),  # beside, not on, a running installation's
             WEBHOOK_RATE_LIMIT="1000000",
             LOG_LEVEL="WARNING",
             JT_VAR_DIR=str(self.settings.var_dir),

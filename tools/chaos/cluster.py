@@ -23,7 +23,12 @@ from libs.common.config import PROJECT_ROOT
 from libs.common.futures.exchange_calendar import trade_date
 from libs.common.futures.rolls import front_contract
 from libs.common.storage import db
-from libs.common.storage.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from libs.common.storage.embedded import (
+    EmbeddedPostgres,
+    EmbeddedRedis,
+    embedded_passwords,
+    free_port,
+)
 from simulators.tradovate.account_socket import AccountSocketServer
 from simulators.tradovate.broker import BrokerSimulator
 from simulators.tradovate.contracts import ContractCatalogue
@@ -70,10 +75,12 @@ class Cluster:
     def start(cls, root: Path) -> Cluster:
         root.mkdir(parents=True, exist_ok=True)
         (root / "logs").mkdir(exist_ok=True)
-        postgres = EmbeddedPostgres(root / "postgres", free_port())
+        # Passwords as `make run` has them (kept beside the data, for looking into a failed run).
+        passwords = embedded_passwords(root)
+        postgres = EmbeddedPostgres(root / "postgres", free_port(), passwords.postgres)
         # The same AOF policy as `make run` (everysec): a killed redis-server loses nothing it
         # answered, because Redis writes the AOF before it replies; only the fsync is deferred.
-        redis_server = EmbeddedRedis(root / "redis", free_port())
+        redis_server = EmbeddedRedis(root / "redis", free_port(), passwords.redis)
         postgres.start()
         redis_server.start()
         db.upgrade(postgres.url)
@@ -113,6 +120,8 @@ class Cluster:
             TRADINGVIEW_SCANNER_URL="http://127.0.0.1:9",
             TRADINGVIEW_WS_URL="ws://127.0.0.1:9",  # loopback only: nothing leaves the machine
             **{PORT_VARS[name]: str(port) for name, port in ports.items()},
+            # Its own, so a chaos run beside a running installation takes no port of it.
+            GATEWAY_METRICS_PORT=str(free_port()),
         )
         cluster = cls(root, postgres, redis_server, broker, account_socket, env, ports)
         for name in SERVICES:

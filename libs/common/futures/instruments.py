@@ -59,6 +59,10 @@ CONTRACTS: dict[str, ContractSpec] = {
     )
 }
 
+# The largest order any path sends to a broker (a manual ticket, a trader's or a copy's order):
+# far above any retail account's margin, and low enough that a runaway multiplier is refused
+# rather than sent.
+MAX_ORDER_CONTRACTS = 10_000
 DEFAULT_TICK = Decimal("0.01")
 DEFAULT_POINT_VALUE = Decimal("1")
 

@@ -46,6 +46,30 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(254), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # An operator sets what every user shares: the price feed's TradingView session
+    # (`justtrades user admin EMAIL`).
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    password_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The manual ticket asks "are you sure?" above this many contracts.
+    manual_confirm_above: Mapped[int] = mapped_column(Integer, default=5)
+
+
+class LoginSession(Base):
+    """One browser login. The signed cookie carries a random id whose hash is the key here; a
+    request whose session has ended (logout, a password change, "log out everywhere") or
+    expired is anonymous, whatever its cookie says."""
+
+    __tablename__ = "login_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_reason: Mapped[str | None] = mapped_column(String(32))
+    user_agent: Mapped[str] = mapped_column(String(200), default="")
+    address: Mapped[str] = mapped_column(String(64), default="")
 
 
 class ApiKey(Base):
@@ -69,6 +93,7 @@ class Recorder(Base):
     name: Mapped[str] = mapped_column(String(100))
     webhook_token: Mapped[str] = mapped_column(String(64), unique=True)
     default_qty: Mapped[Decimal] = mapped_column(Numeric(18, 6), default=Decimal(1))
+    max_qty: Mapped[Decimal] = mapped_column(Numeric(18, 6), default=Decimal(100))
     tp_ticks: Mapped[int | None] = mapped_column(Integer)
     sl_ticks: Mapped[int | None] = mapped_column(Integer)
     on_opposite: Mapped[str] = mapped_column(String(10), default="reverse")
@@ -330,7 +355,7 @@ class Trader(Base):
     subaccount_id: Mapped[int] = mapped_column(ForeignKey("subaccounts.id", ondelete="CASCADE"))
     multiplier: Mapped[Decimal] = mapped_column(Numeric(12, 4), default=Decimal(1))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-    max_contracts: Mapped[int | None] = mapped_column(Integer)
+    max_contracts: Mapped[int] = mapped_column(Integer, default=10)
     daily_loss_limit: Mapped[Decimal | None] = mapped_column(MONEY)
     window_start: Mapped[str | None] = mapped_column(String(5))  # HH:MM in window_tz
     window_end: Mapped[str | None] = mapped_column(String(5))

@@ -5,12 +5,14 @@ from __future__ import annotations
 from flask import Flask
 
 from services.ui.api import (
+    account_security,
     accounts,
     api_keys,
     contracts,
     copy_groups,
     dashboard,
     exit_plans,
+    me,
     notifications,
     openapi,
     positions,
@@ -46,6 +48,8 @@ def register_api(app: Flask) -> None:
         contracts,
         api_keys,
         notifications,
+        account_security,
+        me,
         service_metrics,
         openapi,
     ):

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
 
+from libs.common.futures.instruments import MAX_ORDER_CONTRACTS
 from services.ui.api.schemas import FIELD_RULES, Name
 
 Clock = Annotated[str, StringConstraints(strict=True, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
@@ -14,7 +15,10 @@ Multiplier = Annotated[
     Decimal, Field(gt=0, le=1000, max_digits=12, decimal_places=4, allow_inf_nan=False)
 ]
 Money = Annotated[Decimal, Field(gt=0, max_digits=14, decimal_places=2, allow_inf_nan=False)]
-Contracts = Annotated[StrictInt, Field(ge=1, le=10_000)]
+Contracts = Annotated[StrictInt, Field(ge=1, le=MAX_ORDER_CONTRACTS)]
+# A trader saved without a maximum gets this one: an unbounded trader is one bad alert away from
+# an account-sized order.
+DEFAULT_TRADER_MAX_CONTRACTS = 10
 
 FIELD_RULES.update(
     {
@@ -22,7 +26,7 @@ FIELD_RULES.update(
         "recorder_id": "recorder_id must be the id of one of your recorders",
         "subaccount_id": "subaccount_id must be the id of one of your subaccounts",
         "multiplier": "multiplier must be a number above 0 and at most 1000",
-        "max_contracts": "max_contracts must be null or a whole number from 1 to 10000",
+        "max_contracts": "max_contracts must be a whole number from 1 to 10000 (default 10)",
         "daily_loss_limit": "daily_loss_limit must be null or a positive amount in USD",
         "window": 'window must be null or {"start": "HH:MM", "end": "HH:MM", '
         '"tz": "America/New_York"}',
@@ -89,7 +93,7 @@ class TraderFields(BaseModel):
 
     multiplier: Multiplier = Decimal(1)
     enabled: StrictBool = True
-    max_contracts: Contracts | None = None
+    max_contracts: Contracts = DEFAULT_TRADER_MAX_CONTRACTS
     daily_loss_limit: Money | None = None
     window: TradingWindow | None = None
 
@@ -115,6 +119,7 @@ FIELD_RULES.update(
         "ticker": "ticker must name a contract, such as MNQ1! or MNQZ6",
         "quantity": "quantity must be a whole number of contracts from 1 to 10000",
         "order_type": 'order_type must be "market" or "limit"',
+        "confirm": "confirm must be true or false",
         "limit_price": "limit_price must be a positive price",
         "tp_ticks": "tp_ticks must be null or a whole number of at least 1",
         "sl_ticks": "sl_ticks must be null or a whole number of at least 1",
@@ -139,6 +144,8 @@ class ManualTrade(BaseModel):
     sl_ticks: Ticks | None = None
     # `copy` in JSON; renamed here because BaseModel.copy exists.
     copy_to_followers: StrictBool = Field(True, alias="copy")
+    # Above the user's `manual_confirm_above`, an order is sent only with `confirm: true`.
+    confirm: StrictBool = False
 
 
 Root = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Z0-9]{1,8}$")]

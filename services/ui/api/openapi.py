@@ -24,6 +24,7 @@ from services.ui.api.execution_schemas import (
     TradovateAccountCreate,
 )
 from services.ui.api.exit_plans import PreviewRequest
+from services.ui.api.me import Preferences
 from services.ui.api.openapi_execution import account_paths, execution_paths
 from services.ui.api.openapi_notifications import notification_paths, notification_schemas
 from services.ui.api.openapi_parts import (
@@ -282,7 +283,7 @@ def _session_paths() -> dict[str, Any]:
                 **operation(
                     "Log in; answers a CSRF token for later writes",
                     obj(ok=BOOL, user=obj(id=INT, email=STR), csrf_token=STR),
-                    errors=("400", "401", "422"),
+                    errors=("400", "401", "422", "429"),
                 ),
                 "security": [],
                 "requestBody": {
@@ -359,6 +360,16 @@ def _api_key_paths() -> dict[str, Any]:
         last_used_at=TIME,
         revoked_at=TIME,
     )
+    me = obj(
+        ok=BOOL,
+        id=INT,
+        email=STR,
+        is_admin={**BOOL, "description": "an operator (sets the shared price feed's session)"},
+        manual_confirm_above={
+            **INT,
+            "description": "the manual ticket needs `confirm: true` above this many contracts",
+        },
+    )
     return {
         "/api/api-keys": {
             "get": operation(
@@ -373,6 +384,15 @@ def _api_key_paths() -> dict[str, Any]:
                 errors=("400", "401", "403", "422"),
             ),
         },
+        "/api/me": {
+            "get": operation("You, and your preferences", me),
+            "put": operation(
+                "Change your preferences; only the fields sent change",
+                me,
+                body="Preferences",
+                errors=("400", "401", "403", "422"),
+            ),
+        },
         "/api/api-keys/{key_id}": {
             "parameters": [path_param("key_id", INT)],
             "delete": operation(
@@ -384,11 +404,71 @@ def _api_key_paths() -> dict[str, Any]:
     }
 
 
+def _account_security_paths() -> dict[str, Any]:
+    change = {
+        "type": "object",
+        "required": ["current_password", "new_password"],
+        "properties": {
+            "current_password": STR,
+            "new_password": {
+                **STR,
+                "description": "12 to 128 characters, not the email, not common or guessable",
+            },
+        },
+    }
+    login = obj(
+        created_at=TIME,
+        last_seen_at=TIME,
+        expires_at=TIME,
+        user_agent=STR,
+        address=STR,
+        current={**BOOL, "description": "the session this request came with"},
+    )
+    ended = {**INT, "description": "how many browser sessions were logged out"}
+    return {
+        "/api/password": {
+            "post": {
+                **operation(
+                    "Change your password; your other browser sessions are logged out "
+                    "(403: the current password is wrong; 422: the new one breaks a rule)",
+                    obj(ok=BOOL, password_changed_at=TIME, sessions_ended=ended),
+                    errors=("400", "401", "403", "422", "429"),
+                ),
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": change}},
+                },
+            }
+        },
+        "/api/sessions": {
+            "get": operation(
+                "Your live browser sessions (never their ids)",
+                obj(ok=BOOL, sessions={"type": "array", "items": login}),
+            )
+        },
+        "/api/sessions/end-all": {
+            "post": operation(
+                "Log out everywhere: every browser session of yours ends, this one too",
+                obj(ok=BOOL, sessions_ended=ended),
+                errors=("401", "403"),
+            )
+        },
+    }
+
+
 def _tradingview_paths() -> dict[str, Any]:
     view = obj(
         ok=BOOL,
-        configured=BOOL,
+        can_edit={**BOOL, "description": "whether you are an operator, who alone sets it"},
+        configured={**BOOL, "description": "an operator has set the feed's session"},
+        set_by_operator=BOOL,
         updated_at=nullable(STR),
+        own_cookies_ignored={
+            **BOOL,
+            "description": "cookies you stored before only operators could; unused, deletable",
+        },
+        connected={**BOOL, "description": "the feed's quote source is connected"},
+        quotes={"enum": ["real-time", "delayed", None]},
         in_use=BOOL,
         authenticated=nullable(BOOL),
         token_expires_at=nullable(STR),
@@ -396,19 +476,29 @@ def _tradingview_paths() -> dict[str, Any]:
         price_source=STR,
         how_to_refresh=STR,
     )
+    not_operator = ("401", "403")
     return {
         "/api/tradingview/session": {
             "get": operation(
-                "Whether TradingView cookies are stored and worked (never the cookies)", view
+                "The price feed's TradingView session (shared by every user; set by an "
+                "operator): whether it is set and how the feed is doing, never the cookies "
+                "nor whose they are",
+                view,
             ),
             "post": operation(
-                "Store TradingView session cookies (encrypted); "
-                "the feed uses them without a restart",
+                "Operators only (403 otherwise; `justtrades user admin EMAIL` makes one): store "
+                "the feed's TradingView session cookies (encrypted); the feed uses them without "
+                "a restart",
                 view,
                 body="TradingViewCookies",
-                errors=("400", "401", "403", "422"),
+                errors=("400", *not_operator, "422"),
             ),
-            "delete": operation("Forget the stored cookies", view),
+            "delete": operation(
+                "Operators: forget the feed's session. Anyone else: delete cookies of your own "
+                "that the feed ignores (403 when you have none)",
+                view,
+                errors=not_operator,
+            ),
         }
     }
 
@@ -444,6 +534,7 @@ def build_document() -> dict[str, Any]:
         "CopyGroupCreate": CopyGroupCreate.model_json_schema(ref_template=template),
         "Follower": Follower.model_json_schema(ref_template=template),
         "ApiKeyCreate": ApiKeyCreate.model_json_schema(ref_template=template),
+        "Preferences": Preferences.model_json_schema(ref_template=template),
         "ExitPlanPreview": PreviewRequest.model_json_schema(ref_template=template),
         "RiskUpdate": RiskUpdate.model_json_schema(ref_template=template),
         **notification_schemas(template),
@@ -469,6 +560,7 @@ def build_document() -> dict[str, Any]:
             **execution_paths(),
             **_api_key_paths(),
             **notification_paths(),
+            **_account_security_paths(),
         },
         "components": {
             "schemas": schemas,

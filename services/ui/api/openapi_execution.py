@@ -27,7 +27,7 @@ def execution_paths() -> dict[str, Any]:
         subaccount_id=INT,
         multiplier=NUM,
         enabled=BOOL,
-        max_contracts=nullable(INT),
+        max_contracts=INT,
         daily_loss_limit=nullable(NUM),
         window=nullable(obj(start=STR, end=STR, tz=STR)),
         paused_until=nullable(STR),

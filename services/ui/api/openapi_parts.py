@@ -85,6 +85,7 @@ ERROR_TEXT = {
     "connection needs the user (reconnect, new credentials)",
     "422": "A field or parameter is wrong, or the broker refused the credentials; "
     "the error says which",
+    "429": "Too many attempts (e.g. wrong passwords); wait the Retry-After seconds",
     "502": "The broker did not answer",
     "503": "The broker asks to wait (too many attempts, or the user is locked out for a while)",
 }
@@ -146,6 +147,7 @@ SCHEMAS: dict[str, Any] = {
         id=INT,
         name=STR,
         default_qty=NUM,
+        max_qty=NUM,
         tp_ticks=nullable(INT),
         sl_ticks=nullable(INT),
         on_opposite={"enum": ["reverse", "close"]},

@@ -39,14 +39,28 @@ def choice_arg(name: str, choices: tuple[str, ...]) -> str | None:
     return raw
 
 
+# Dates the pages can ask about: wide enough for any trade, narrow enough that the day after
+# the last one (a range's end) is still a date.
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2999, 12, 31)
+
+
+def _within_years(name: str, day: date, example: str) -> date:
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ValidationFailed(
+            f"{name} must be {example} between {FIRST_DAY:%Y} and {LAST_DAY:%Y}."
+        )
+    return day
+
+
 def date_arg(name: str) -> date | None:
     raw = request.args.get(name, "").strip()
     if not raw:
         return None
     try:
-        return date.fromisoformat(raw)
+        day = date.fromisoformat(raw)
     except ValueError:
         raise ValidationFailed(f"{name} must be a date like 2026-11-24.") from None
+    return _within_years(name, day, "a date")
 
 
 def month_arg(name: str, default: date) -> date:
@@ -55,9 +69,10 @@ def month_arg(name: str, default: date) -> date:
     if not raw:
         return default.replace(day=1)
     try:
-        return datetime.strptime(raw, "%Y-%m").date()
+        month = datetime.strptime(raw, "%Y-%m").date()
     except ValueError:
         raise ValidationFailed(f"{name} must be a month like 2026-11.") from None
+    return _within_years(name, month, "a month")
 
 
 def day_range(start: date | None, end: date | None) -> tuple[datetime | None, datetime | None]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from decimal import Decimal
 from typing import Any
 
 import redis
@@ -21,7 +22,7 @@ from sqlalchemy import func, select
 from libs.common import events, recorder_tokens, streams
 from libs.common.exit_plans import ExitPlanError, parse_exit_plan
 from libs.common.security import new_webhook_token
-from libs.common.serialize import recorder_dict
+from libs.common.serialize import num, recorder_dict
 from libs.common.storage.models import Position, Recorder
 from services.ui import alert_templates
 from services.ui.api.schemas import RecorderCreate, RecorderUpdate, json_object, parse
@@ -62,7 +63,27 @@ def _open_positions(recorder_ids: list[int]) -> dict[int, int]:
 def recorder_view(recorder: Recorder, open_positions: int | None = None) -> dict:
     if open_positions is None:
         open_positions = _open_positions([recorder.id]).get(recorder.id, 0)
-    return {**recorder_dict(recorder, settings().public_url), "open_positions": open_positions}
+    return {
+        **recorder_dict(recorder, settings().public_url),
+        "max_qty": num(recorder.max_qty),
+        "open_positions": open_positions,
+    }
+
+
+def _check_sizes(default_qty: Decimal, max_qty: Decimal) -> None:
+    """max_qty within the platform's cap, and the size a signal gets by default within max_qty;
+    else a 422 naming the field and the limit."""
+    cap = settings().max_signal_qty
+    if max_qty > cap:
+        raise ValidationFailed(
+            f"max_qty must be at most {cap}, the most contracts one signal may carry on this "
+            "platform (MAX_SIGNAL_QTY)."
+        )
+    if default_qty > max_qty:
+        raise ValidationFailed(
+            f"default_qty must be at most max_qty ({max_qty.normalize():f}): the gateway "
+            "refuses a signal larger than max_qty."
+        )
 
 
 def _cache(recorder: Recorder, old_token: str | None = None) -> None:
@@ -102,6 +123,7 @@ def _exit_fields(values: dict[str, Any], given: set[str]) -> dict[str, Any]:
 def create_recorder() -> ResponseReturnValue:
     body = parse(RecorderCreate, json_object())
     values = body.model_dump()
+    _check_sizes(body.default_qty, body.max_qty)
     values.update(_exit_fields(values, set(body.model_fields_set)))
     recorder = Recorder(user_id=user_id(), webhook_token=new_webhook_token(), **values)
     session = db()
@@ -133,11 +155,15 @@ def update_recorder(recorder_id: int) -> ResponseReturnValue:
     recorder = owned_recorder(recorder_id)
     given = set(body.model_fields_set)
     values = {field: getattr(body, field) for field in given}
+    if given & {"default_qty", "max_qty"}:
+        _check_sizes(
+            values.get("default_qty", recorder.default_qty), values.get("max_qty", recorder.max_qty)
+        )
     values.update(_exit_fields(body.model_dump(), given))
     for field, value in values.items():
         setattr(recorder, field, value)
     db().commit()
-    _cache(recorder)  # the gateway's entry carries the name and the enabled flag
+    _cache(recorder)  # the gateway's entry carries the name, the enabled flag and max_qty
     return jsonify(ok=True, **recorder_view(recorder))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar
 
-from flask import request
+from flask import current_app, request
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
 from pydantic import ValidationError as PydanticValidationError
 
@@ -27,6 +27,7 @@ Ticks = Annotated[StrictInt, Field(ge=1, le=1_000_000)]
 FIELD_RULES = {
     "name": "name must be text of 1 to 100 characters, not blank",
     "default_qty": "default_qty must be a positive number",
+    "max_qty": "max_qty must be a positive number of contracts",
     "tp_ticks": "tp_ticks must be null (no take-profit) or a whole number of at least 1",
     "sl_ticks": "sl_ticks must be null (no stop-loss) or a whole number of at least 1",
     "on_opposite": 'on_opposite must be "reverse" or "close"',
@@ -46,7 +47,7 @@ PRECISE = {
     "decimal_max_places": "{field} must have at most 6 decimal places",
     "decimal_max_digits": "{field} must have at most 12 whole digits",
     "decimal_whole_digits": "{field} must have at most 12 whole digits",
-    "less_than_equal": "{field} must be at most 1000000",
+    "less_than_equal": "{field} must be at most {le}",
 }
 
 
@@ -57,6 +58,11 @@ class RecorderFields(BaseModel):
 
     name: Name = "Recorder"
     default_qty: Quantity = Decimal(1)
+    max_qty: Quantity = Field(
+        Decimal(100),
+        description="the most contracts one signal may carry (at most MAX_SIGNAL_QTY); "
+        "the gateway answers 422 above it",
+    )
     tp_ticks: Ticks | None = Field(None, description="take-profit distance in ticks; null for none")
     sl_ticks: Ticks | None = Field(None, description="stop-loss distance in ticks; null for none")
     on_opposite: Literal["reverse", "close"] = "reverse"
@@ -114,7 +120,7 @@ def plain_sentence(exc: PydanticValidationError) -> str:
         if error["type"] == "missing":
             sentences.append(f"{field} is required")
         elif error["type"] in PRECISE:
-            sentences.append(PRECISE[error["type"]].format(field=field))
+            sentences.append(PRECISE[error["type"]].format(field=field, **error.get("ctx", {})))
         else:
             sentences.append(FIELD_RULES.get(field, f"{field}: {error['msg']}"))
     # Sentences start with the field name as the client spells it, so no capital letter.
@@ -123,9 +129,13 @@ def plain_sentence(exc: PydanticValidationError) -> str:
 
 def json_object() -> dict[str, Any]:
     """The request body as a JSON object, whatever the Content-Type (like the webhook)."""
-    body = request.get_json(force=True, silent=True)
-    if body is None:
-        raise BadRequest("The request body is not valid JSON.")
+    data = request.get_data(cache=True)
+    if not data.strip():
+        raise BadRequest("The request body is empty; send a JSON object.")
+    try:
+        body = current_app.json.loads(data)
+    except ValueError as exc:  # a JSONDecodeError, bytes that are not UTF-8, or too deep
+        raise BadRequest(f"The request body is not valid JSON: {exc}.") from None
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object.")
     return body

@@ -1,7 +1,9 @@
 """`GET /api/status/metrics`: the figures the services' own `/metrics` endpoints expose, read from
 them when the Control Center asks (not on any hot path), so the page and Prometheus always agree.
 
-Limiter figures are per Tradovate login: a user sees only those of their own accounts.
+Limiter figures are per Tradovate login, labelled by the executor with our own account id
+(`account`, never the broker's user id): a user sees only those of their own accounts, each
+also labelled `user` with the name they gave that account, which is what the page shows.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from libs.common.config import Settings
+from libs.common.metrics import limiter_account_labels
 from libs.common.storage.models import Account
 from libs.common.tradovate.accounts import limiter_user
 from services.ui.context import db, settings, user_id
@@ -42,11 +45,11 @@ def targets(s: Settings) -> dict[str, str]:
             for n, address in enumerate(addresses):
                 found[f"{name}-{n + 1}"] = f"http://{address}:{port}/metrics"
         return found
-    found = {
-        "gateway": f"http://{s.metrics_host}:{s.gateway_port}/metrics",
-        "engine": f"http://{s.metrics_host}:{s.engine_port}/metrics",
-        "price_feed": f"http://{s.metrics_host}:{s.price_feed_port}/metrics",
-    }
+    found = {}
+    if s.gateway_metrics_port:  # its own internal port: the webhook port serves no /metrics
+        found["gateway"] = f"http://{s.metrics_host}:{s.gateway_metrics_port}/metrics"
+    found["engine"] = f"http://{s.metrics_host}:{s.engine_port}/metrics"
+    found["price_feed"] = f"http://{s.metrics_host}:{s.price_feed_port}/metrics"
     if s.executor_metrics_port:
         for n in range(s.executor_workers):
             found[f"executor-{n + 1}"] = (
@@ -85,21 +88,41 @@ def scrape(url: str) -> list[dict[str, Any]] | None:
     return samples
 
 
+def _own_budgets() -> dict[str, str]:
+    """The `account` labels of the limiter figures of this user's accounts → their names."""
+    labels = limiter_account_labels(db())
+    mine: dict[str, list[str]] = {}
+    for account in db().scalars(
+        select(Account)
+        .where(Account.user_id == user_id(), Account.broker == "tradovate")
+        .order_by(Account.id)
+    ):
+        label = labels.get(limiter_user(account))
+        if label is not None:
+            mine.setdefault(label, []).append(account.name)
+    return {label: " / ".join(names) for label, names in mine.items()}
+
+
+def _visible(samples: list[dict[str, Any]], mine: dict[str, str]) -> list[dict[str, Any]]:
+    shown = []
+    for sample in samples:
+        account = sample["labels"].get("account")
+        if account is None:
+            shown.append(sample)
+        elif account in mine:
+            shown.append({**sample, "labels": {**sample["labels"], "user": mine[account]}})
+    return shown
+
+
 @bp.get("/api/status/metrics")
 def service_metrics() -> ResponseReturnValue:
     s = settings()
-    mine = {
-        limiter_user(a) for a in db().scalars(select(Account).where(Account.user_id == user_id()))
-    }
+    mine = _own_budgets()
     urls = targets(s)
     with ThreadPoolExecutor(max_workers=len(urls)) as pool:
         scraped = dict(zip(urls, pool.map(scrape, urls.values()), strict=True))
     services = {}
     for name, samples in scraped.items():
-        visible = (
-            None
-            if samples is None
-            else [x for x in samples if "user" not in x["labels"] or x["labels"]["user"] in mine]
-        )
+        visible = None if samples is None else _visible(samples, mine)
         services[name] = {"up": samples is not None, "samples": visible or []}
     return jsonify(ok=True, services=services)

@@ -15,7 +15,7 @@ from libs.common import orders, streams
 from libs.common.copy_trading import broker_holdings, copies_of
 from libs.common.futures.instruments import TickerError, contract_spec, parse_ticker, round_to_tick
 from libs.common.serialize import intent_dict
-from libs.common.storage.models import Account, OrderIntent, Subaccount, Trader
+from libs.common.storage.models import Account, OrderIntent, Subaccount, Trader, User
 from services.ui.api.accounts import owned_subaccount
 from services.ui.api.execution_schemas import ManualTrade
 from services.ui.api.schemas import json_object, parse
@@ -66,6 +66,18 @@ def _levels(trade: ManualTrade, symbol: str, side: str) -> tuple[Decimal | None,
     return tp, sl
 
 
+def _check_confirmed(trade: ManualTrade) -> None:
+    """A fat finger's guard: above the user's own size, the ticket must say it is meant."""
+    user = db().get(User, user_id())
+    limit = user.manual_confirm_above if user is not None else 1
+    if trade.quantity > limit and not trade.confirm:
+        raise ValidationFailed(
+            f"confirm: this order is for {trade.quantity} contracts, more than the "
+            f"{limit} above which you asked to confirm; send it again with "
+            '"confirm": true, or change the size in PUT /api/me (manual_confirm_above).'
+        )
+
+
 @bp.post("/manual-trade")
 def manual_trade() -> ResponseReturnValue:
     trade = parse(ManualTrade, json_object())
@@ -102,6 +114,7 @@ def manual_trade() -> ResponseReturnValue:
                 priority="exit",
             )
         else:
+            _check_confirmed(trade)
             tp, sl = _levels(trade, symbol, trade.action)
             row = _intent(
                 subaccount.id,

@@ -1,7 +1,9 @@
-"""The user's TradingView session: cookies stored encrypted, and whether the feed got in with them.
+"""The price feed's TradingView session: an operator setting, since one login serves every user.
 
-GET never returns the cookies. Whether the last connection was authenticated comes from the price
-feed's status in Redis, shown only to the user whose cookies the feed is using.
+Only an operator (`users.is_admin`) stores or forgets the cookies; the feed logs in with the
+most recently saved operator's cookies. Every user sees whether a session is set and how the
+feed is doing, never the cookies nor whose they are. Cookies a user stored before this was an
+operator setting are ignored by the feed; their owner may still delete them.
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ from typing import Any
 
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
+from sqlalchemy import delete, select
 
 from libs.common import streams
 from libs.common.security import SecretBox
 from libs.common.serialize import iso
-from libs.common.storage.models import TradingViewSession
+from libs.common.storage.models import TradingViewSession, User
 from services.ui.api.schemas import TradingViewCookies, json_object, parse
 from services.ui.context import db, redis_client, settings, user_id
+from services.ui.errors import Forbidden
 
 bp = Blueprint("tradingview", __name__, url_prefix="/api/tradingview")
 
@@ -27,29 +31,87 @@ REFRESH_STEPS = (
     "sessionid_sign, and save them here. Signing in with a password is not possible: webhook "
     "alerts need two-factor authentication on the account."
 )
+OPERATOR_SETS_IT = (
+    "The price feed's TradingView session is shared by every user, so the operator sets it. "
+    "An operator is made on the server with `justtrades user admin EMAIL`."
+)
+OPERATOR_ONLY = (
+    "Only an operator can change the price feed's TradingView session: it is shared by every "
+    "user. An operator is made on the server with `justtrades user admin EMAIL`."
+)
+# Sources whose quotes are delayed while the feed is not signed in to TradingView.
+TRADINGVIEW_SOURCES = ("tradingview", "scanner")
+
+
+class NotOperator(Forbidden):
+    """A setting every user shares, asked for by someone who is not an operator."""
+
+
+def is_operator() -> bool:
+    user = db().get(User, user_id())
+    return bool(user is not None and user.is_admin)
+
+
+def require_operator() -> None:
+    """Refuse (403) unless the current user is an operator: one user must never change what the
+    feed does for everybody (the session here, the sign-in credentials later)."""
+    if not is_operator():
+        raise NotOperator(OPERATOR_ONLY)
+
+
+def feed_session() -> TradingViewSession | None:
+    """The session the feed logs in with: the most recently saved one of an operator (the same
+    choice as the price feed's CookieStore)."""
+    return db().scalar(
+        select(TradingViewSession)
+        .join(User, User.id == TradingViewSession.user_id)
+        .where(User.is_admin.is_(True))
+        .order_by(TradingViewSession.updated_at.desc())
+        .limit(1)
+    )
+
+
+def _quotes(status: dict[str, Any]) -> str | None:
+    if not status:
+        return None  # the feed is not running (its status expired)
+    signed_out = status.get("authenticated") is False and status.get("source") in (
+        TRADINGVIEW_SOURCES
+    )
+    if status.get("delayed_symbols") or signed_out:
+        return "delayed"
+    return "real-time" if status.get("connected") else None
 
 
 def _feed_view() -> dict[str, Any]:
     raw = redis_client().get(settings().stream(streams.PRICE_FEED_STATUS))
     status = json.loads(raw) if raw else {}
     session = status.get("tradingview_session") or {}
-    if session.get("user_id") != user_id():
-        return {"in_use": False, "authenticated": None, "token_expires_at": None, "error": None}
+    in_use = bool(session.get("configured"))
     return {
-        "in_use": True,
-        "authenticated": session.get("authenticated"),
-        "token_expires_at": session.get("token_expires_at"),
-        "error": session.get("error"),
+        "connected": bool(status.get("connected")),
+        "quotes": _quotes(status),
+        "in_use": in_use,
+        "authenticated": session.get("authenticated") if in_use else None,
+        "token_expires_at": session.get("token_expires_at") if in_use else None,
+        "error": session.get("error") if in_use else None,
     }
 
 
 def session_view() -> dict[str, Any]:
-    row = db().get(TradingViewSession, user_id())
-    view = {"configured": row is not None, "updated_at": iso(row.updated_at) if row else None}
+    operator = is_operator()
+    row = feed_session()
+    own = None if operator else db().get(TradingViewSession, user_id())
+    view: dict[str, Any] = {
+        "can_edit": operator,
+        "configured": row is not None,
+        "set_by_operator": row is not None,  # nobody else's cookies are ever used
+        "updated_at": iso(row.updated_at) if row else None,
+        "own_cookies_ignored": own is not None,
+    }
     view.update(_feed_view())
     view["price_source"] = settings().price_source
     if view["authenticated"] is False or not view["configured"]:
-        view["how_to_refresh"] = REFRESH_STEPS
+        view["how_to_refresh"] = REFRESH_STEPS if operator else OPERATOR_SETS_IT
     return view
 
 
@@ -60,6 +122,7 @@ def get_session() -> ResponseReturnValue:
 
 @bp.post("/session")
 def save_session() -> ResponseReturnValue:
+    require_operator()
     cookies = parse(TradingViewCookies, json_object())
     box = SecretBox(settings().encryption_key)
     sealed = box.encrypt(json.dumps(cookies.model_dump()))
@@ -75,9 +138,16 @@ def save_session() -> ResponseReturnValue:
 
 @bp.delete("/session")
 def delete_session() -> ResponseReturnValue:
+    """An operator forgets the feed's session (every operator's cookies, so no older one takes
+    over); anyone else may only delete cookies of their own that the feed ignores."""
     session = db()
-    row = session.get(TradingViewSession, user_id())
-    if row is not None:
-        session.delete(row)
-        session.commit()
+    if is_operator():
+        operators = select(User.id).where(User.is_admin.is_(True))
+        session.execute(delete(TradingViewSession).where(TradingViewSession.user_id.in_(operators)))
+    else:
+        own = session.get(TradingViewSession, user_id())
+        if own is None:  # nothing of theirs to clean up: they were after the feed's session
+            raise NotOperator(OPERATOR_ONLY)
+        session.delete(own)
+    session.commit()
     return jsonify(ok=True, **session_view())

@@ -7,6 +7,7 @@ token, a password or an API secret.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 import time
@@ -61,6 +62,9 @@ CALLBACK_PATH = "/oauth/tradovate/callback"
 CONNECTED_URL = "/accounts?connected={id}"
 OAUTH_KEY = "tradovate_oauth"  # the Flask session's entry for a sign-in under way
 OAUTH_MAX_AGE_S = 900  # a consent page left open longer than this starts again
+# Each state is also kept server-side until its callback uses it: the cookie alone could be saved
+# and sent again with the same state, so the single use must not depend on the browser.
+OAUTH_STATE_KEY = "oauth_state:"
 NOT_CONFIGURED = (
     "Tradovate sign-in is not set up on this server: set TRADOVATE_OAUTH_CLIENT_ID and "
     "TRADOVATE_OAUTH_CLIENT_SECRET (from your Tradovate OAuth app) and UI_PUBLIC_URL (the address "
@@ -284,6 +288,10 @@ def redirect_uri(cfg: Settings) -> str:
     return cfg.ui_public_url.rstrip("/") + CALLBACK_PATH
 
 
+def _state_key(state: str) -> str:
+    return settings().stream(OAUTH_STATE_KEY + hashlib.sha256(state.encode()).hexdigest())
+
+
 def _state_ok(started: object, given: str) -> TypeGuard[dict[str, Any]]:
     if not isinstance(started, dict) or not given:
         return False
@@ -291,6 +299,8 @@ def _state_ok(started: object, given: str) -> TypeGuard[dict[str, Any]]:
         tokens_equal(str(started.get("state", "")), given)
         and started.get("user_id") == user_id()
         and time.time() - float(started.get("at", 0)) < OAUTH_MAX_AGE_S
+        # GETDEL: of two callbacks with one state, only the first finds it.
+        and redis_client().getdel(_state_key(given)) == str(user_id())
     )
 
 
@@ -305,6 +315,7 @@ def start() -> ResponseReturnValue:
     if environment not in ("live", "demo"):
         raise ValidationFailed('environment must be "live" or "demo".')
     state = secrets.token_urlsafe(24)
+    redis_client().set(_state_key(state), str(user_id()), ex=OAUTH_MAX_AGE_S)
     # The state ties the callback to this browser and user: a code sent by anyone else is refused.
     cookie_session[OAUTH_KEY] = {
         "state": state,

@@ -109,20 +109,29 @@ function facts(dl, pairs) {
   dl.replaceChildren(...pairs.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v ?? "—")]));
 }
 
+// The feed's session is an operator setting: everyone sees how the feed is doing; only an
+// operator (can_edit) gets the form, anyone else a sentence saying the operator sets it.
 async function loadSession() {
   const s = await api("/api/tradingview/session");
   const state = !s.configured ? ["off", "Not set"] : s.authenticated === true ? ["on", "Signed in"]
     : s.authenticated === false ? ["off", "Refused"] : ["pending", s.in_use ? "Checking…" : "Saved"];
+  const quotes = { "real-time": "real time", delayed: "delayed" }[s.quotes] ?? "—";
   document.getElementById("tv-state").replaceChildren(el("span", { className: `pill ${state[0]}` }, state[1]));
   facts(document.getElementById("tv-facts"), [
-    ["Cookies", s.configured ? `saved ${utcTime(s.updated_at)} UTC` : "none saved"],
-    ["Used by the feed", s.in_use ? "yes" : "no"],
+    ["Session", s.configured ? `set by the operator ${utcTime(s.updated_at)} UTC` : "not set"],
+    ["Feed", s.connected ? "connected" : "not connected"],
+    ["Quotes", quotes],
     ["Token expires", s.token_expires_at ? `${utcTime(s.token_expires_at)} UTC` : "—"],
     ["Price source", s.price_source],
     ...(s.error ? [["Error", s.error]] : []),
   ]);
-  document.getElementById("tv-how").textContent = s.how_to_refresh ?? "";
+  const how = document.getElementById("tv-how");
+  how.textContent = s.can_edit ? s.how_to_refresh ?? "" : "";
+  how.hidden = !how.textContent;
+  document.getElementById("tv-form").hidden = !s.can_edit;
+  document.getElementById("tv-operator-only").hidden = s.can_edit;
   document.getElementById("tv-forget").hidden = !s.configured;
+  document.getElementById("tv-own").hidden = !s.own_cookies_ignored;
 }
 
 async function loadFeed() {
@@ -289,7 +298,12 @@ document.getElementById("tv-form").addEventListener("submit", async (event) => {
   await loadSession();
 });
 document.getElementById("tv-forget").addEventListener("click", async () => {
-  if (!await confirmDialog({ title: "Forget the TradingView cookies?", message: "The feed falls back to delayed quotes.", confirm: "Forget", danger: true })) return;
+  if (!await confirmDialog({ title: "Forget the feed's TradingView session?", message: "Every user's quotes fall back to delayed ones.", confirm: "Forget", danger: true })) return;
+  await api("/api/tradingview/session", { method: "DELETE" }).catch(() => {});
+  await loadSession();
+});
+document.getElementById("tv-forget-own").addEventListener("click", async () => {
+  if (!await confirmDialog({ title: "Delete your old TradingView cookies?", message: "The feed does not use them: the operator sets its session.", confirm: "Delete", danger: true })) return;
   await api("/api/tradingview/session", { method: "DELETE" }).catch(() => {});
   await loadSession();
 });

@@ -15,6 +15,7 @@ const f = form.elements;
 let subaccounts = [];
 let recorders = [];
 const orders = new Map();
+let confirmAbove = 5; // the user's own size (PUT /api/me), above which the ticket asks first
 const subName = (id) => subaccounts.find((s) => s.id === id)?.name ?? `#${id}`;
 
 const open = new OpenPositions(document.querySelector("#open-positions tbody"), {
@@ -73,6 +74,15 @@ form.addEventListener("submit", async (event) => {
   };
   if (body.order_type === "limit") body.limit_price = optionalNumber(f.limit_price.value);
   const button = document.getElementById("place");
+  if (body.quantity > confirmAbove) {
+    const yes = await confirmDialog({
+      title: `${button.textContent}?`,
+      message: `This order is for ${body.quantity} contracts, more than the ${confirmAbove} above which you asked to confirm.`,
+      confirm: `Send ${body.quantity} contracts`, danger: true,
+    });
+    if (!yes) return;
+    body.confirm = true;
+  }
   button.disabled = true;
   try {
     await send(body, document.getElementById("place").textContent);
@@ -104,6 +114,21 @@ document.getElementById("flatten-sub").addEventListener("click", async () => {
     confirm: "Flatten subaccount", danger: true,
   });
   if (yes) await send({ subaccount_id, action: "flatten", copy: f.copy.checked }, "Flatten").catch(() => {});
+});
+
+async function loadConfirmSize() {
+  confirmAbove = (await api("/api/me")).manual_confirm_above;
+  f.confirm_above.value = confirmAbove;
+}
+
+f.confirm_above.addEventListener("change", async () => {
+  const size = optionalNumber(f.confirm_above.value);
+  try {
+    confirmAbove = (await api("/api/me", { method: "PUT", body: { manual_confirm_above: size } })).manual_confirm_above;
+    toast(`The ticket asks before sending more than ${confirmAbove} contracts.`, "success", 2500);
+  } catch {
+    f.confirm_above.value = confirmAbove; // the API showed why
+  }
 });
 
 // ---- account cards and orders ----
@@ -148,7 +173,7 @@ document.getElementById("account-cards").addEventListener("click", (event) => {
 });
 
 async function loadAll() {
-  [subaccounts, recorders] = await Promise.all([loadSubaccounts(), loadRecorders()]);
+  [subaccounts, recorders] = await Promise.all([loadSubaccounts(), loadRecorders(), loadConfirmSize()]);
   document.getElementById("no-accounts").hidden = subaccounts.length > 0;
   fillSelect(f.subaccount_id, subaccounts, { label: (s) => s.label, placeholder: subaccounts.length ? "Choose a subaccount" : "No accounts yet" });
   if (subaccounts.length === 1) f.subaccount_id.value = String(subaccounts[0].id);

@@ -33,6 +33,7 @@ export class RecorderDialog {
     if (recorder) {
       f.name.value = recorder.name;
       f.default_qty.value = recorder.default_qty;
+      f.max_qty.value = recorder.max_qty;
       f.tp_ticks.value = recorder.tp_ticks ?? "";
       f.sl_ticks.value = recorder.sl_ticks ?? "";
       f.on_opposite.value = recorder.on_opposite;
@@ -50,9 +51,11 @@ export class RecorderDialog {
   body() {
     const f = this.form.elements;
     const qty = f.default_qty.value.trim();
+    const maxQty = f.max_qty.value.trim();
     return {
       name: f.name.value,
       default_qty: qty === "" ? null : Number(qty),
+      max_qty: maxQty === "" ? null : Number(maxQty),
       ...this.exits.body(optionalInt), // exits, or tp_ticks and sl_ticks: each clears the other
       on_opposite: f.on_opposite.value,
       allow_dca: f.allow_dca.checked,

@@ -1,5 +1,6 @@
-// The settings page: API keys made (the key shown once, with a copy button), listed and revoked.
-import { api, confirmDialog, copyText, toast } from "./api.js";
+// The settings page: API keys made (the key shown once, with a copy button), listed and revoked;
+// the password changed (errors beside their field); the browser sessions listed and ended.
+import { ApiError, api, confirmDialog, copyText, toast } from "./api.js";
 import { el, fillBody, timeCell } from "./dom.js";
 import { coalesced, onResync } from "./live.js";
 
@@ -20,13 +21,99 @@ function keyRow(k) {
   );
 }
 
+function sessionRow(s) {
+  return el("tr", { dataset: { current: s.current } },
+    el("td", { title: s.user_agent }, el("span", { className: "ua" }, s.user_agent || "unknown browser")),
+    el("td", { className: "hide-sm mono" }, s.address),
+    timeCell(s.created_at, "hide-sm"),
+    timeCell(s.last_seen_at),
+    el("td", {}, s.current ? el("span", { className: "pill on" }, "This browser") : null),
+  );
+}
+
+async function loadSessions() {
+  const { sessions } = await api("/api/sessions");
+  fillBody(document.querySelector("#sessions tbody"), sessions.map(sessionRow),
+    "No browser is logged in as you (you are using an API key).");
+}
+
 const load = coalesced(async () => {
-  const { api_keys: list } = await api("/api/api-keys");
+  const [{ api_keys: list }] = await Promise.all([api("/api/api-keys"), loadSessions()]);
   keys.clear();
   for (const k of list) keys.set(k.id, k);
   fillBody(document.querySelector("#api-keys tbody"), list.map(keyRow),
     "No API keys yet. Name one above and press Create API key; a script then sends it as a Bearer token.");
   document.body.dataset.loaded = "true";
+});
+
+// --- password ---------------------------------------------------------------------------------
+
+const passwordForm = document.getElementById("password-form");
+
+function showFieldError(field, message) {
+  const box = passwordForm.querySelector(`[data-error-for=${field}]`);
+  box.textContent = message;
+  box.hidden = !message;
+  passwordForm.elements[field].setAttribute("aria-invalid", message ? "true" : "false");
+}
+
+function clearFieldErrors() {
+  for (const field of ["current_password", "new_password", "repeat_password"]) showFieldError(field, "");
+}
+
+/** Which field an API error is about: its sentence starts with the field's name. */
+function fieldOf(error) {
+  if (error.status === 403 || error.status === 429) return "current_password";
+  for (const field of ["current_password", "new_password"]) {
+    if (error.message.startsWith(`${field} `)) return field;
+  }
+  return null;
+}
+
+passwordForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  clearFieldErrors();
+  const current = passwordForm.elements.current_password.value;
+  const fresh = passwordForm.elements.new_password.value;
+  if (!current) return showFieldError("current_password", "Enter your current password.");
+  if (!fresh) return showFieldError("new_password", "Enter a new password.");
+  if (passwordForm.elements.repeat_password.value !== fresh) {
+    return showFieldError("repeat_password", "This does not match the new password.");
+  }
+  const button = document.getElementById("password-change");
+  button.disabled = true;
+  try {
+    const done = await api("/api/password", {
+      method: "POST", body: { current_password: current, new_password: fresh }, quiet: true,
+    });
+    passwordForm.reset();
+    const others = done.sessions_ended === 1 ? "1 other browser was" : `${done.sessions_ended} other browsers were`;
+    toast(`Password changed; ${others} logged out.`, "success", 4000);
+    await loadSessions();
+  } catch (error) {
+    const field = error instanceof ApiError ? fieldOf(error) : null;
+    if (field) showFieldError(field, error.message.replace(/^(current_password|new_password) /, "The password "));
+    else if (error instanceof ApiError && error.status !== 401) toast(error.message, "error");
+  } finally {
+    button.disabled = false;
+  }
+});
+
+// --- log out everywhere ---------------------------------------------------------------------
+
+document.getElementById("end-all").addEventListener("click", async () => {
+  const yes = await confirmDialog({
+    title: "Log out everywhere?",
+    message: "Every browser logged in as you is logged out, this one too, and must log in again. API keys keep working.",
+    confirm: "Log out everywhere", danger: true,
+  });
+  if (!yes) return;
+  try {
+    await api("/api/sessions/end-all", { method: "POST" });
+    window.location.assign("/login");
+  } catch {
+    // the API showed a toast
+  }
 });
 
 form.addEventListener("submit", async (event) => {

@@ -17,7 +17,6 @@ can write to Redis must not be able to make the executor run a function of their
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -26,13 +25,10 @@ from typing import Any
 
 import redis
 from rq import Queue
-from rq.exceptions import DeserializationError
-from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from libs.common.rq_jobs import OwnJob
 from libs.common.storage.models import OrderIntent
-
-log = logging.getLogger(__name__)
 
 QUEUE_EXITS = "exits"
 QUEUE_ENTRIES = "entries"
@@ -118,81 +114,10 @@ def rq_connection(redis_url: str) -> redis.Redis:
     return redis.Redis.from_url(redis_url)
 
 
-class RefusedJob(Exception):
-    """A queued job that is not ours to run: its function, an instance or a callback."""
+class OrderJob(OwnJob):
+    """An RQ job that runs only the drain job (JOB_FUNCTIONS)."""
 
-
-class OrderJob(Job):
-    """An RQ job that runs only a function of JOB_FUNCTIONS, with no instance and no callbacks.
-
-    Anything else fails before a name is imported: the check reads the job's JSON, and the
-    callback properties never resolve a name (RQ would import it to call it).
-    """
-
-    _refusal_logged = False
-
-    def refusal(self) -> str | None:
-        """Why this job must not run, or None for a drain job."""
-        try:
-            name, instance = self.func_name, self.instance
-        except DeserializationError:
-            return "its data is not JSON"
-        if name not in JOB_FUNCTIONS:
-            return f"the function {name!r} is not an executor job"
-        if instance is not None:
-            return "it names an instance"
-        callbacks = (
-            self._success_callback_name,
-            self._failure_callback_name,
-            self._stopped_callback_name,
-        )
-        if any(callbacks):
-            return "it names a callback"
-        return None
-
-    def _deserialize_data(self) -> None:
-        # RQ reads the function's name (for its process title) before `perform`; pickled data
-        # fails there, so it is refused, and logged, here.
-        try:
-            super()._deserialize_data()  # type: ignore[no-untyped-call]  # untyped in RQ
-        except DeserializationError:
-            self._log_refusal("its data is not JSON", "(unreadable)")
-            raise
-
-    def _log_refusal(self, reason: str, function: str) -> None:
-        if not self._refusal_logged:
-            self._refusal_logged = True
-            log.warning(
-                "job refused",
-                extra={"kv": {"job_id": self.id, "function": function, "reason": reason}},
-            )
-
-    @property
-    def func(self) -> Callable[..., Any]:
-        reason = self.refusal()
-        if reason is not None:
-            raise RefusedJob(f"job {self.id} refused: {reason}")
-        return super().func  # type: ignore[no-any-return]
-
-    def perform(self) -> Any:
-        reason = self.refusal()
-        if reason is not None:
-            self._log_refusal(reason, str(self._func_name)[:200])  # the sender chose it
-            raise RefusedJob(f"job {self.id} refused: {reason}")
-        return super().perform()
-
-    # RQ resolves these by importing the stored name; a drain job has none, so nothing is.
-    @property
-    def success_callback(self) -> None:
-        return None
-
-    @property
-    def failure_callback(self) -> None:
-        return None
-
-    @property
-    def stopped_callback(self) -> None:
-        return None
+    functions = JOB_FUNCTIONS
 
 
 def order_queue(conn: redis.Redis, name: str) -> Queue:

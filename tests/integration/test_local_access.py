@@ -240,7 +240,7 @@ def test_a_pickled_job_naming_os_system_is_refused_and_nothing_runs(
     executor.rq.rpush(queue.key, "evil")
 
     # When the executor's worker takes them
-    with caplog.at_level(logging.WARNING, logger="libs.common.orders"):
+    with caplog.at_level(logging.WARNING, logger="libs.common.rq_jobs"):
         executor()
 
     # Then neither ran, both failed, and each refusal is one warning line
@@ -266,7 +266,7 @@ def test_a_json_job_naming_a_foreign_function_or_a_callback_is_refused(
     )
 
     # When the executor's worker takes them
-    with caplog.at_level(logging.WARNING, logger="libs.common.orders"):
+    with caplog.at_level(logging.WARNING, logger="libs.common.rq_jobs"):
         executor()
 
     # Then nothing ran, neither the command nor the callback, and both jobs failed

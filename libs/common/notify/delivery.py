@@ -15,13 +15,12 @@ from typing import Any
 
 import redis
 from rq import Queue, Retry
-from rq.exceptions import DeserializationError
 from rq.job import Job, get_current_job
-from rq.serializers import JSONSerializer
 from sqlalchemy.orm import Session, sessionmaker
 
 from libs.common.config import Settings
 from libs.common.notify import senders
+from libs.common.rq_jobs import JSONSerializer, OwnJob
 from libs.common.security import SecretBox
 from libs.common.storage.models import NotificationDestination, utcnow
 
@@ -32,53 +31,10 @@ __all__ = ["JSONSerializer", "NotifyJob", "configure", "deliver", "enqueue", "no
 JOB_FUNCTIONS = frozenset({"libs.common.notify.delivery.deliver"})
 
 
-class RefusedJob(Exception):
-    """A queued job that is not ours to run: its function, an instance or a callback."""
+class NotifyJob(OwnJob):
+    """An RQ job that runs only `deliver`."""
 
-
-class NotifyJob(Job):
-    """An RQ job that runs only `deliver`, with no instance and no callbacks."""
-
-    def refusal(self) -> str | None:
-        try:
-            name, instance = self.func_name, self.instance
-        except DeserializationError:
-            return "its data is not JSON"
-        if name not in JOB_FUNCTIONS:
-            return f"the function {name!r} is not a notification job"
-        if instance is not None:
-            return "it names an instance"
-        if self._success_callback_name or self._failure_callback_name:
-            return "it names a callback"
-        if self._stopped_callback_name:
-            return "it names a callback"
-        return None
-
-    @property
-    def func(self) -> Any:
-        reason = self.refusal()
-        if reason is not None:
-            raise RefusedJob(f"job {self.id} refused: {reason}")
-        return super().func
-
-    def perform(self) -> Any:
-        reason = self.refusal()
-        if reason is not None:
-            log.warning("job refused", extra={"kv": {"job_id": self.id, "reason": reason}})
-            raise RefusedJob(f"job {self.id} refused: {reason}")
-        return super().perform()
-
-    @property
-    def success_callback(self) -> None:
-        return None
-
-    @property
-    def failure_callback(self) -> None:
-        return None
-
-    @property
-    def stopped_callback(self) -> None:
-        return None
+    functions = JOB_FUNCTIONS
 
 
 def notify_queue(conn: redis.Redis, prefix: str) -> Queue:

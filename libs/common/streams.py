@@ -288,10 +288,11 @@ def read_hash(client: redis.Redis, key: str) -> dict[str, str]:
     return cast("dict[str, str]", client.hgetall(key))
 
 
-def ensure_group(client: redis.Redis, stream: str, group: str) -> None:
-    """Create the consumer group (and the stream) if missing; reading starts at the beginning."""
+def ensure_group(client: redis.Redis, stream: str, group: str, start: str = "0") -> None:
+    """Create the consumer group (and the stream) if missing; reading starts at `start`: the
+    beginning ("0"), or what is written from now on ("$")."""
     try:
-        client.xgroup_create(stream, group, id="0", mkstream=True)
+        client.xgroup_create(stream, group, id=start, mkstream=True)
     except redis.ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise

@@ -115,11 +115,7 @@ class PaperBracketWatcher:
 
     def prepare(self) -> None:
         # Start from new ticks: an old price must not fill a bracket placed after it.
-        try:
-            self.ctx.redis.xgroup_create(self.stream, PAPER_GROUP, id="$", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        streams.ensure_group(self.ctx.redis, self.stream, PAPER_GROUP, start="$")
 
     def claim_abandoned(self, min_idle_ms: int = PAPER_CLAIM_IDLE_MS) -> int:
         """Take over ticks a killed executor read and never acknowledged."""

@@ -57,12 +57,8 @@ class EventRelay:
         self._next_claim = 0.0
 
     def ensure_group(self) -> None:
-        try:
-            # "$": a new notifier tells of what happens from now on, not of old history.
-            self.redis.xgroup_create(self.stream, GROUP, id="$", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        # "$": a new notifier tells of what happens from now on, not of old history.
+        streams.ensure_group(self.redis, self.stream, GROUP, start="$")
 
     def step(self, block_ms: int = BLOCK_MS) -> int:
         """Claim what a dead notifier left, read one batch, enqueue its deliveries, acknowledge

@@ -176,12 +176,8 @@ class EventRelay:
         self._next_claim = 0.0
 
     def ensure_group(self) -> None:
-        try:
-            # "$": a new group starts with what happens from now on, not with old history.
-            self.redis.xgroup_create(self.stream, GROUP, id="$", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        # "$": a new group starts with what happens from now on, not with old history.
+        streams.ensure_group(self.redis, self.stream, GROUP, start="$")
 
     def run(self) -> None:
         failures = 0

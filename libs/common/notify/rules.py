@@ -13,11 +13,11 @@ daily_summary ← none: the notifier makes it after the CME session closes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 from libs.common import events
 
-EVENTS = (
+Event = Literal[
     "fill",
     "rejection",
     "risk_lock",
@@ -28,7 +28,8 @@ EVENTS = (
     "feed_down",
     "reconcile_difference",
     "daily_summary",
-)
+]
+EVENTS: tuple[str, ...] = get_args(Event)
 TEST = "test"  # the test button's message; every destination takes it
 
 SOURCES: dict[str, str] = {

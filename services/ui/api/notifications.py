@@ -29,18 +29,6 @@ from services.ui.errors import NotFound, ValidationFailed
 bp = Blueprint("notifications", __name__, url_prefix="/api/notifications")
 
 MAX_DESTINATIONS = 20  # per user
-Event = Literal[
-    "fill",
-    "rejection",
-    "risk_lock",
-    "risk_breach",
-    "broker_lockout",
-    "broker_penalty",
-    "feed_delayed",
-    "feed_down",
-    "reconcile_difference",
-    "daily_summary",
-]
 
 
 class DestinationCreate(BaseModel):
@@ -51,7 +39,7 @@ class DestinationCreate(BaseModel):
         description="webhook: an https URL; discord: its webhook URL; telegram: "
         "{bot_token, chat_id}; email: {to}"
     )
-    events: list[Event] = Field(min_length=1, max_length=len(rules.EVENTS))
+    events: list[rules.Event] = Field(min_length=1, max_length=len(rules.EVENTS))
     enabled: StrictBool = True
 
 
@@ -60,7 +48,7 @@ class DestinationUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    events: list[Event] | None = Field(None, min_length=1, max_length=len(rules.EVENTS))
+    events: list[rules.Event] | None = Field(None, min_length=1, max_length=len(rules.EVENTS))
     enabled: StrictBool | None = None
 
 

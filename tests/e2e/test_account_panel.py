@@ -131,3 +131,37 @@ def test_limits_set_in_the_panel_lock_and_flatten_the_account_when_the_open_loss
     shoot(page, "account-panel-locked")
     unlock = api.post(f"/api/subaccounts/{sub_id}/unlock", {})
     assert unlock.status_code == 409
+
+
+def test_the_ticket_asks_before_an_order_above_the_users_size(
+    stack, api, new_page, redis_client, sessions
+):
+    made = api.post("/api/accounts", {"broker": "paper", "name": "Practice"})
+    assert made.status_code == 201, made.text
+    sub_id = made.json()["subaccounts"][0]["id"]
+    set_last_price(redis_client, "25000")
+    page = new_page()
+    log_in(page, stack.url("ui"), stack.email, stack.password, "/manual-trader")
+    ticket = page.locator("#ticket")
+    expect(ticket.locator("input[name=confirm_above]")).to_have_value("5")
+
+    # Given a size of 3 set beside the ticket, and an order for 4
+    ticket.locator("input[name=confirm_above]").fill("3")
+    ticket.locator("input[name=confirm_above]").dispatch_event("change")
+    expect(page.locator(".toast").last).to_contain_text("more than 3 contracts")
+    ticket.locator("select[name=subaccount_id]").select_option(str(sub_id))
+    ticket.locator("input[name=quantity]").fill("4")
+
+    # When it is placed and the question is answered "Cancel", nothing is sent
+    page.locator("#place").click()
+    dialog = page.locator("dialog.confirm")
+    expect(dialog).to_contain_text("This order is for 4 contracts, more than the 3")
+    dialog.locator("button[value=cancel]").click()
+    assert api.ok("/api/orders")["orders"] == []
+
+    # And answered yes, the order goes, for 4
+    page.locator("#place").click()
+    page.locator("dialog.confirm button[value=ok]").click()
+    expect(page.locator("#orders")).to_contain_text("4")
+    assert [o["quantity"] for o in api.ok("/api/orders")["orders"]] == [4]
+    assert api.ok("/api/me")["manual_confirm_above"] == 3

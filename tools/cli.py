@@ -46,8 +46,13 @@ def cmd_user_create(settings: Settings, args: argparse.Namespace) -> None:
     with db.transaction(_sessions(settings)) as s:
         if s.scalar(select(User).where(User.email == email)):
             raise CommandError(f"a user {email} already exists")
-        s.add(User(email=email, password_hash=hash_password(args.password)))
-    print(f"Created user {email}.")
+        # The first user of an installation runs it: they set what every user shares (the price
+        # feed's TradingView session); later users are operators only by `user admin`.
+        first = s.scalar(select(User.id).limit(1)) is None
+        s.add(User(email=email, password_hash=hash_password(args.password), is_admin=first))
+    print(
+        f"Created user {email}." + (" As the first user, they are the operator." if first else "")
+    )
 
 
 def _existing_user(s: Session, given: str) -> User:

@@ -195,3 +195,14 @@ def test_user_admin_makes_an_operator_and_revoke_takes_it_back(run_cli, sessions
     unknown = run_cli("user", "admin", "nobody@example.com")
     assert unknown.returncode == 1
     assert "no user nobody@example.com" in unknown.stderr
+
+
+def test_the_first_user_is_the_operator_and_later_ones_are_not(run_cli, sessions):
+    first = run_cli("user", "create", "owner@example.com", "--password", STRONG)
+    second = run_cli("user", "create", "friend@example.com", "--password", STRONG)
+
+    assert "As the first user, they are the operator." in first.stdout
+    assert second.stdout.strip() == "Created user friend@example.com."
+    with sessions() as s:
+        rows = s.execute(select(User.email, User.is_admin).order_by(User.id)).all()
+    assert [tuple(r) for r in rows] == [("owner@example.com", True), ("friend@example.com", False)]

@@ -12,7 +12,6 @@ from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from libs.common import orders
 from libs.common.copy_in_step import Pair, align_follower
 from libs.common.copy_trading import copy_cycle, unknown_roots
 from libs.common.serialize import intent_dict, iso, num
@@ -22,6 +21,7 @@ from services.ui.api.execution_schemas import CopyGroupCreate, CopyGroupUpdate, 
 from services.ui.api.recorders import MAX_ID
 from services.ui.api.schemas import FIELD_RULES, json_object, plain_sentence
 from services.ui.api.traders import Conflict
+from services.ui.api.trading import hand_over
 from services.ui.context import db, redis_client, settings, user_id
 from services.ui.errors import NotFound, ValidationFailed
 
@@ -238,14 +238,5 @@ def realign_copy_group(group_id: int) -> ResponseReturnValue:
             continue
         pair = Pair(group, follower, leader, sub)
         written += align_follower(session, redis_client(), settings(), pair, now)
-    session.commit()
-    conn = orders.rq_connection(settings().redis_url)
-    try:
-        orders.enqueue(
-            conn,
-            settings().stream_prefix,
-            [orders.QueuedIntent(r.id, r.subaccount_id, r.priority) for r in written],
-        )
-    finally:
-        conn.close()
+    hand_over(written)
     return jsonify(ok=True, orders=[intent_dict(r) for r in written]), 202

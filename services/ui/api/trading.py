@@ -30,7 +30,7 @@ def _intent(subaccount_id: int, **fields: Any) -> OrderIntent:
     return orders.new_intent(user_id=user_id(), subaccount_id=subaccount_id, **fields)
 
 
-def _hand_over(rows: list[OrderIntent]) -> None:
+def hand_over(rows: list[OrderIntent]) -> None:
     """Commit, then tell the executor; the executor's sweep covers a crash in between."""
     session = db()
     session.commit()
@@ -83,16 +83,7 @@ def manual_trade() -> ResponseReturnValue:
     trade = parse(ManualTrade, json_object())
     subaccount = owned_subaccount(trade.subaccount_id)
     if trade.action == "flatten":
-        row = _intent(
-            subaccount.id,
-            source="manual",
-            kind="flatten",
-            side="sell",
-            symbol="*",
-            ticker=None,
-            quantity=Decimal(0),
-            priority="exit",
-        )
+        row = orders.flatten_intent(user_id(), subaccount.id, "manual")
     else:
         if not trade.ticker:
             raise ValidationFailed("ticker is required to buy, sell or close.")
@@ -138,7 +129,7 @@ def manual_trade() -> ResponseReturnValue:
         held = broker_holdings(session, redis_client(), settings())
         copies = copies_of(session, row, holdings=held)
     rows = [row, *copies]
-    _hand_over(rows)
+    hand_over(rows)
     return jsonify(ok=True, order=intent_dict(row), copies=[intent_dict(r) for r in rows[1:]]), 202
 
 
@@ -165,21 +156,9 @@ def flatten_all() -> ResponseReturnValue:
         .where(Account.user_id == user_id(), Subaccount.active.is_(True))
         .order_by(Subaccount.id)
     ).all()
-    rows = [
-        _intent(
-            s.id,
-            source="flatten",
-            kind="flatten",
-            side="sell",
-            symbol="*",
-            ticker=None,
-            quantity=Decimal(0),
-            priority="exit",
-        )
-        for s in subaccounts
-    ]
+    rows = [orders.flatten_intent(user_id(), s.id, "flatten") for s in subaccounts]
     session.add_all(rows)
-    _hand_over(rows)
+    hand_over(rows)
     return jsonify(
         ok=True, traders_switched_off=switched, flatten_orders=[intent_dict(r) for r in rows]
     ), 202

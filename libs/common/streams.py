@@ -7,14 +7,18 @@ a malformed entry (say, one written by hand with redis-cli) raises `MalformedMes
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, cast
 
 import redis
 from redis.typing import EncodableT, FieldT
+
+from libs.common.backoff import capped_exponential
 
 SIGNALS = "signals"
 TICKS = "ticks"
@@ -296,3 +300,28 @@ def ensure_group(client: redis.Redis, stream: str, group: str, start: str = "0")
     except redis.ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
+
+
+def keep_consuming(
+    group_setup: Callable[[], None],
+    step: Callable[[], object],
+    stop: threading.Event,
+    log: logging.Logger,
+    what: str,
+) -> None:
+    """Run a consumer until `stop`: set its group up, then `step` again and again. Redis away or
+    the group gone (NOGROUP) pauses it with a capped back-off and sets it up again; any other
+    error is logged and retried the same way, so the consumer never dies."""
+    failures = 0
+    while not stop.is_set():
+        try:
+            group_setup()
+            while not stop.is_set():
+                step()
+                failures = 0
+        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as exc:
+            log.warning(f"{what} paused", extra={"kv": {"error": repr(exc)[:200]}})
+        except Exception:
+            log.exception(f"{what} failed; retrying")
+        stop.wait(capped_exponential(failures, 0.5, 10.0))
+        failures += 1

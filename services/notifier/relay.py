@@ -14,7 +14,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from libs.common import events, streams
-from libs.common.backoff import capped_exponential
 from libs.common.config import Settings
 from libs.common.notify import delivery, rules
 from libs.common.storage.models import NotificationDestination
@@ -120,16 +119,4 @@ class EventRelay:
         return queued
 
     def run(self, stop: threading.Event) -> None:
-        failures = 0
-        while not stop.is_set():
-            try:
-                self.ensure_group()
-                while not stop.is_set():
-                    self.step()
-                    failures = 0
-            except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as exc:
-                log.warning("notifier paused", extra={"kv": {"error": repr(exc)[:200]}})
-            except Exception:
-                log.exception("notifier relay failed; retrying")
-            stop.wait(capped_exponential(failures, 0.5, 10.0))
-            failures += 1
+        streams.keep_consuming(self.ensure_group, self.step, stop, log, "notifier relay")

@@ -29,7 +29,6 @@ from flask_login import current_user
 from flask_socketio import ConnectionRefusedError, SocketIO, join_room
 
 from libs.common import events, streams
-from libs.common.backoff import capped_exponential
 from libs.common.config import Settings
 from libs.common.storage.models import utcnow
 from services.ui import context
@@ -180,21 +179,8 @@ class EventRelay:
         streams.ensure_group(self.redis, self.stream, GROUP, start="$")
 
     def run(self) -> None:
-        failures = 0
-        while not self.stop_event.is_set():
-            try:
-                self.ensure_group()
-                while not self.stop_event.is_set():
-                    self.step()
-                    failures = 0
-            except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as exc:
-                # NOGROUP (the stream was deleted) or Redis away: set up again after a pause.
-                log.warning("event relay paused", extra={"kv": {"error": repr(exc)[:200]}})
-            except Exception:
-                # The relay is the pages' only live feed: it logs and carries on, never dies.
-                log.exception("event relay failed; retrying")
-            self.stop_event.wait(capped_exponential(failures, 0.5, 10.0))
-            failures += 1
+        # The relay is the pages' only live feed: it pauses and sets up again, never dies.
+        streams.keep_consuming(self.ensure_group, self.step, self.stop_event, log, "event relay")
 
     def step(self) -> None:
         """Claim what a dead consumer left, then read and deliver one batch."""

@@ -40,6 +40,7 @@ from services.position_engine.engine import PositionEngine
 from tools.bench.execution import ExecutionBench
 from tools.bench.live import LiveBench
 from tools.bench.machine import OtherWork
+from tools.bench.notifier import notifier_running, with_notifier_note
 from tools.bench.processes import background_ticks, engine_process
 from tools.bench.stop_moves import StopMoveBench
 from tools.bench.table import Row, pct, render
@@ -271,6 +272,25 @@ class Bench:
         raise RuntimeError(f"{url} did not come up")
 
     def signal_to_position(self, recorder: Recorder) -> None:
+        """Measured alone, then with the notifier running and a destination for every event."""
+        alone = self._signals_to_positions(recorder)
+        with notifier_running(self.settings, self.sessions, recorder.user_id) as receiver:
+            notified = self._signals_to_positions(recorder)
+        what = "Signal on stream -> position committed, p50 / p99 (50/s)"
+        for latencies, label, note in (
+            (alone, "", "until the signal.applied event; engine in its own process"),
+            (notified, ", notifier running", with_notifier_note(alone, notified, receiver)),
+        ):
+            p99 = pct(latencies, 99)
+            self.add(
+                what + label,
+                f"{pct(latencies, 50):.2f} / {p99:.2f} ms",
+                "p99 <= 20 ms",
+                p99 <= 20,
+                note,
+            )
+
+    def _signals_to_positions(self, recorder: Recorder) -> list[float]:
         self.redis.delete(self.settings.stream(streams.SIGNALS))
         events = self.settings.stream(streams.EVENTS)
         lat = []
@@ -296,14 +316,7 @@ class Bench:
                 last = self._wait_event(events, last, sid)
                 lat.append((time.perf_counter() - t) * 1000)
                 time.sleep(max(0.0, 0.02 - (time.perf_counter() - t)))  # 50 signals/s
-        p99 = pct(lat, 99)
-        self.add(
-            "Signal on stream -> position committed, p50 / p99 (50/s)",
-            f"{pct(lat, 50):.2f} / {p99:.2f} ms",
-            "p99 <= 20 ms",
-            p99 <= 20,
-            "until the signal.applied event; engine in its own process",
-        )
+        return lat
 
     def mark(self, events: str) -> str:
         """Add a bench.mark entry to `events`; its id is where a measurement starts reading."""

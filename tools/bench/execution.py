@@ -3,7 +3,6 @@ utilisation during a burst, both through a real `justtrades executor` process.""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -29,25 +28,17 @@ from libs.common.tradovate.accounts import (
     sync_subaccounts,
 )
 from services.executor.limiter import BrokerLimiter
+from simulators.tradovate.account_socket import AccountSocketServer
 from simulators.tradovate.broker import BrokerSimulator
 from simulators.tradovate.contracts import ContractCatalogue
-from tools.bench.processes import engine_process
+from tools.bench.notifier import notifier_running, with_notifier_note
+from tools.bench.processes import engine_process, service_env, stop_process
 from tools.bench.table import pct
 
 if TYPE_CHECKING:
     from tools.bench.core import Bench
 
 USER, PASSWORD = "bench", "bench password"
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM lets the worker finish its job; a job waiting on the budget may take long."""
-    process.terminate()
-    try:
-        process.wait(5)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
 
 
 class ExecutionBench:
@@ -89,19 +80,25 @@ class ExecutionBench:
             s.add(Trader(user_id=user_id, recorder_id=recorder_id, subaccount_id=subaccount_id))
         return subaccount_id
 
-    def _executor(self, sim: BrokerSimulator, per_minute: int) -> subprocess.Popen[bytes]:
-        env = dict(
-            os.environ,
-            DATABASE_URL=self.settings.database_url,
-            REDIS_URL=self.settings.redis_url,
-            JT_STREAM_PREFIX=self.settings.stream_prefix,
+    def _executor(
+        self, sim: BrokerSimulator, per_minute: int, account_socket: str | None = None
+    ) -> subprocess.Popen[bytes]:
+        """The executor process; with `account_socket` (the simulator's account WebSocket) it
+        learns of fills as on Tradovate, and publishes `order.filled`."""
+        sockets = (
+            {}
+            if account_socket is None
+            else {
+                "TRADOVATE_DEMO_WS_URL": account_socket,
+                "TRADOVATE_LIVE_WS_URL": account_socket,
+            }
+        )
+        env = service_env(
+            self.settings,
             TRADOVATE_DEMO_URL=sim.url,
             TRADOVATE_LIVE_URL=sim.url,
             TRADOVATE_RATE_LIMIT_PER_MIN=str(per_minute),
-            LOG_LEVEL="WARNING",
-            JT_VAR_DIR=str(self.settings.var_dir),
-            ENCRYPTION_KEY=self.settings.encryption_key,
-            SECRET_KEY=self.settings.secret_key,
+            **sockets,
         )
         return subprocess.Popen(
             [sys.executable, "-m", "services.executor"],
@@ -111,47 +108,66 @@ class ExecutionBench:
         )
 
     def signal_to_order(self) -> None:
+        """Measured alone, then with the notifier running and a destination for every event
+        (each fill is a notification)."""
         bench = self.bench
         [recorder] = bench.make_recorders(1, tp_ticks=40)
         sim = self._simulator()
+        account_socket = AccountSocketServer(sim).start()  # fills, so fill notifications
         self._connect(sim, recorder.id, recorder.user_id)
-        executor = self._executor(sim, per_minute=1_000_000)  # room in the limiter: latency only
-        events = self.settings.stream(streams.EVENTS)
-        lat = []
+        # Room in the limiter: latency only.
+        executor = self._executor(sim, per_minute=1_000_000, account_socket=account_socket.url)
         try:
             with engine_process(self.settings):
-                last = bench.mark(events)
-                for i in range(bench.n(200) + 5):
-                    action = "buy" if i % 2 == 0 else "close"
-                    msg = SignalMessage(
-                        str(uuid.uuid4()),
-                        recorder.id,
-                        action,
-                        "MNQ1!",
-                        "MNQ",
-                        Decimal("25640"),
-                        None,
-                        None,
-                        None,
-                        streams.now_ms(),
-                        "{}",
-                    )
-                    t = time.perf_counter()
-                    streams.add(bench.redis, self.settings.stream(streams.SIGNALS), msg.to_fields())
-                    last = bench._wait_type(events, last, ORDER_ACCEPTED)
-                    if i >= 5:  # the first orders warm the executor (connections, contract lookup)
-                        lat.append((time.perf_counter() - t) * 1000)
+                alone = self._signals_to_orders(recorder.id)
+                with notifier_running(self.settings, bench.sessions, recorder.user_id) as receiver:
+                    notified = self._signals_to_orders(recorder.id)
         finally:
             stop_process(executor)
+            account_socket.stop()
             sim.stop()
-        p99 = pct(lat, 99)
-        bench.add(
-            "Signal on stream -> order accepted by the Tradovate simulator, p50 / p99",
-            f"{pct(lat, 50):.2f} / {p99:.2f} ms",
-            "p99 <= 50 ms",
-            p99 <= 50,
-            "engine + RQ + executor process + HTTP",
-        )
+        what = "Signal on stream -> order accepted by the Tradovate simulator, p50 / p99"
+        for latencies, label, note in (
+            (alone, "", "engine + RQ + executor process + HTTP"),
+            (notified, ", notifier running", with_notifier_note(alone, notified, receiver)),
+        ):
+            p99 = pct(latencies, 99)
+            bench.add(
+                what + label,
+                f"{pct(latencies, 50):.2f} / {p99:.2f} ms",
+                "p99 <= 50 ms",
+                p99 <= 50,
+                note,
+            )
+
+    def _signals_to_orders(self, recorder_id: int) -> list[float]:
+        """Entries and closes in turn, each timed until its order is accepted; the first few
+        warm the executor (connections, contract lookup) and are not counted."""
+        bench = self.bench
+        events = self.settings.stream(streams.EVENTS)
+        last = bench.mark(events)
+        lat = []
+        for i in range(bench.n(200) + 6):
+            action = "buy" if i % 2 == 0 else "close"
+            msg = SignalMessage(
+                str(uuid.uuid4()),
+                recorder_id,
+                action,
+                "MNQ1!",
+                "MNQ",
+                Decimal("25640"),
+                None,
+                None,
+                None,
+                streams.now_ms(),
+                "{}",
+            )
+            t = time.perf_counter()
+            streams.add(bench.redis, self.settings.stream(streams.SIGNALS), msg.to_fields())
+            last = bench._wait_type(events, last, ORDER_ACCEPTED)
+            if i >= 6:
+                lat.append((time.perf_counter() - t) * 1000)
+        return lat
 
     def burst_utilisation(
         self, per_minute: int = 60, burst: int = 100, watch_s: float = 8.0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -44,6 +45,32 @@ BACKGROUND_SYMBOLS = (
     "6E",
     "6J",
 )
+
+
+def service_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of a service started by the bench: the bench's servers and stream prefix."""
+    env = dict(
+        os.environ,
+        DATABASE_URL=settings.database_url,
+        REDIS_URL=settings.redis_url,
+        JT_STREAM_PREFIX=settings.stream_prefix,
+        LOG_LEVEL="WARNING",
+        JT_VAR_DIR=str(settings.var_dir),
+        ENCRYPTION_KEY=settings.encryption_key,
+        SECRET_KEY=settings.secret_key,
+    )
+    env.update(extra)
+    return env
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM lets a worker finish its job; a job waiting on the budget may take long."""
+    process.terminate()
+    try:
+        process.wait(5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
 
 
 def _run(settings: Settings, ready: Event, stop: Event) -> None:

@@ -205,6 +205,7 @@ class OrderData(TypedDict):
     cl_ord_id: str
     created_at: str | None
     sent_at: str | None
+    accepted_at: str | None
     finished_at: str | None
 
 

@@ -147,5 +147,6 @@ def intent_dict(intent: OrderIntent) -> dict[str, Any]:
         "cl_ord_id": intent.cl_ord_id,
         "created_at": iso(intent.created_at),
         "sent_at": iso(intent.sent_at),
+        "accepted_at": iso(intent.accepted_at),
         "finished_at": iso(intent.finished_at),
     }

@@ -33,6 +33,7 @@ CONFIRMED_CONTRACTS = (
     "tradovate_contracts"  # hash contract name → Tradovate id, kept by the executor
 )
 SIGNAL_PENDING = "signal_pending:"  # + signal_id → recorder_id, set by the gateway on accept
+WEBHOOK_REFUSED = "webhook_refused:"  # + recorder_id → list of refused webhooks (gateway, UI)
 ENGINE_GROUP = "position_engine"
 # Changes to the engine's tables asked for by the UI (a recorder deleted, its history reset);
 # the engine applies them in order, through its own group on this stream.
@@ -127,11 +128,18 @@ class SignalMessage:
     sl_price: Decimal | None = None
     tp_ticks: int | None = None
     sl_ticks: int | None = None
+    # A test alert (the webhook's `test: true`): the engine records it and trades nothing.
+    test: bool = False
 
     def to_fields(self) -> dict[str, str]:
-        return {
-            k: _opt(v) for k, v in asdict(self).items() if v is not None or k not in LEVEL_FIELDS
+        fields = {
+            k: _opt(v)
+            for k, v in asdict(self).items()
+            if k != "test" and (v is not None or k not in LEVEL_FIELDS)
         }
+        if self.test:
+            fields["test"] = "1"
+        return fields
 
     @classmethod
     def from_fields(cls, fields: ReadFields) -> SignalMessage:
@@ -173,6 +181,7 @@ class SignalMessage:
             sl_price=_level(fields, "sl_price"),
             tp_ticks=_ticks(fields, "tp_ticks"),
             sl_ticks=_ticks(fields, "sl_ticks"),
+            test=_text(fields, "test").strip() == "1",
         )
 
 

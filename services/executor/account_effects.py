@@ -91,6 +91,8 @@ def settle(stream: AccountStream) -> None:
             status, price, why = done[oid]
             intent.status, intent.broker_order_id = status, intent.broker_order_id or str(oid)
             intent.fill_price, intent.finished_at = price, datetime.now(UTC)
+            if status == "filled" and intent.accepted_at is None:
+                intent.accepted_at = intent.finished_at  # filled before the sender recorded it
             intent.error = (
                 f"Tradovate rejected the order after accepting it: {why}" if why else None
             )

@@ -361,4 +361,6 @@ def settle_entry(session: Session, fill: OrderFill) -> OrderIntent | None:
         return None
     intent.status, intent.fill_price = "filled", fill.price
     intent.finished_at = order.finished_at
+    if intent.accepted_at is None:
+        intent.accepted_at = order.finished_at
     return intent

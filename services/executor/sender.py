@@ -255,6 +255,8 @@ class Sender:
         intent.fill_price = answer.fill_price
         intent.error = answer.error
         intent.finished_at = datetime.now(UTC)
+        if answer.status in ("accepted", "filled") and intent.accepted_at is None:
+            intent.accepted_at = intent.finished_at  # the broker's first yes; never moved later
         session.flush()
         self._publish(events.order_event(answer.status), intent)
         ORDERS.labels(status=answer.status).inc()

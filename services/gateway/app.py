@@ -5,7 +5,8 @@ Checks run cheapest first and the body is parsed after the token is known; a wel
 is then counted against its token's rate limit and stored in one Redis script, so an accepted
 request costs two round trips (the token lookup and that script) and one AOF write. PostgreSQL
 is never touched on a request (the token map lives in Redis). Errors map to a status and one
-sentence in `_error` only.
+sentence in `_error` only. A refused webhook (400, 413, 422, 429, or a 404 naming a recorder) is
+kept for the recorder's owner in one more round trip (refused.py); an accepted one never is.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from libs.common.metrics import LATENCY_BUCKETS
 from libs.common.recorder_tokens import RecorderRef
 from libs.common.storage.models import new_signal_id
 from libs.common.streams import SignalMessage, now_ms
-from services.gateway import guards
+from services.gateway import guards, refused
 from services.gateway.parsing import WebhookError, parse_signal
 from services.gateway.redaction import redact_path
 from services.gateway.signal_store import LIMITED, SPOOL_ALERT_KEY, STALE, SignalStore
@@ -49,6 +50,8 @@ from services.gateway.token_sync import TokenMapSync
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 16 * 1024
+# Keeping a refused webhook may add at most about this much to its answer, even with Redis away.
+REFUSALS_TIMEOUT_S = 0.25
 TOO_LARGE = "The body is larger than 16 KiB."
 REDIS_DOWN = "The signal could not be stored right now; TradingView will send it again."
 # While Redis is down the gateway admits the tokens of its copy of the map, read from Redis
@@ -78,14 +81,14 @@ SPOOL_FULL = (
 )
 
 
-def connect_redis(url: str) -> redis.Redis:
+def connect_redis(url: str, timeout_s: float = 1.0, retries: int = 1) -> redis.Redis:
     """TradingView gives up after 3 s, so fail fast: short timeouts, one reconnect, no backoff."""
     return redis.Redis.from_url(
         url,
         decode_responses=True,
-        socket_connect_timeout=1.0,
-        socket_timeout=1.0,
-        retry=Retry(NoBackoff(), 1),
+        socket_connect_timeout=timeout_s,
+        socket_timeout=timeout_s,
+        retry=Retry(NoBackoff(), retries),
         health_check_interval=30,
     )
 
@@ -102,6 +105,43 @@ class Gateway:
     alert_ids: LocalAlertIds
     # Reads the whole token map from PostgreSQL, for when Redis is down (None: no database).
     tokens_from_database: Callable[[], dict[str, RecorderRef]] | None = None
+    # Keeps refused webhooks: shorter timeouts than `client`, so a refusal is never held up.
+    refusals_client: redis.Redis | None = None
+
+    def keep_refusal(
+        self, token: str, refusal: WebhookError, body: bytes | None, remote: str | None
+    ) -> None:
+        """Keep a refused webhook on its recorder's list; a 404 on the recorders its `recorder`
+        field names, marked as sent with an unknown token. `body` None: not read (413)."""
+        client = self.refusals_client or self.client
+        if refusal.status == 404:
+            name = refused.named_recorder(body)
+            recorders = [] if name is None else self.known.named(name, refused.MAX_NAMED)
+        else:
+            recorder = self._recorder_of(token, client)
+            recorders = [] if recorder is None else [recorder]
+        if not recorders:
+            return
+        record = refused.Refusal(
+            at=refused.now_iso(),
+            status=refusal.status,
+            error=refusal.message,
+            body=refused.body_text(body, token, lambda text: self.known.get(text) is not None),
+            remote=remote,
+            unknown_token=refusal.status == 404,
+        )
+        recorder_ids = [r.recorder_id for r in recorders]
+        refused.keep(client, self.settings.stream_prefix, recorder_ids, record)
+
+    def _recorder_of(self, token: str, client: redis.Redis) -> RecorderRef | None:
+        """The token's recorder from this worker's copy, else from Redis (None if it fails)."""
+        recorder = self.known.get(token)
+        if recorder is not None or not guards.well_formed_token(token):
+            return recorder
+        try:
+            return recorder_tokens.lookup(client, self.settings.stream_prefix, token)
+        except redis.RedisError:
+            return None
 
     def admit(
         self, token: str, req: Request, *, from_copy: bool = True
@@ -274,7 +314,20 @@ def _read_body() -> bytes:
     body = request.get_data(cache=False)
     if len(body) > MAX_BODY_BYTES:
         raise WebhookError(413, TOO_LARGE)
+    g.body = body  # for the refused-webhook record, should the body be refused
     return body
+
+
+def _refused_body(status: int) -> bytes | None:
+    """The body of a refused request as read, or read now (a 404 is refused before reading it);
+    None for a body over the limit, which is never kept."""
+    if status == 413:
+        return None
+    if "body" in g:
+        body: bytes = g.body
+        return body
+    body = request.get_data(cache=False)
+    return None if len(body) > MAX_BODY_BYTES else body
 
 
 def _error(status: int, message: str) -> tuple[Response, int]:
@@ -322,6 +375,10 @@ def _log_request(settings: Settings, response: Response) -> Response:
     return response
 
 
+def _refusals_client(url: str) -> redis.Redis:
+    return connect_redis(url, REFUSALS_TIMEOUT_S, retries=0)
+
+
 def _tokens_from_database(sessions: sessionmaker[Session]) -> dict[str, RecorderRef]:
     with sessions() as session:
         return recorder_tokens.token_map(session)
@@ -346,6 +403,8 @@ def create_app(
         SignalStore(client, settings),
         LocalAlertIds(settings.webhook_dedupe_window_s),
         None if sessions is None else partial(_tokens_from_database, sessions),
+        # A client given by the caller (tests) keeps refusals too.
+        None if redis_client is not None else _refusals_client(settings.redis_url or ""),
     )
     gateway.known.refresh(client, gateway.tokens_from_database)
     drainer = SpoolDrainer(
@@ -381,6 +440,21 @@ def create_app(
 
     @app.post("/webhook/<token>")
     def webhook(token: str) -> tuple[Response, int]:
+        try:
+            return receive(token)
+        except WebhookError as exc:
+            if exc.status in refused.KEPT_STATUSES:
+                keep_refusal(token, exc)
+            raise
+
+    def keep_refusal(token: str, exc: WebhookError) -> None:
+        try:
+            body = _refused_body(exc.status)
+            gateway.keep_refusal(token, exc, body, _sender(request, settings))
+        except Exception as failure:  # keeping it is a courtesy; the answer stands regardless
+            log.warning("refused webhook not kept", extra={"kv": {"error": type(failure).__name__}})
+
+    def receive(token: str) -> tuple[Response, int]:
         try:
             recorder, confirmed = gateway.admit(token, request)
             body = _read_body()

@@ -40,6 +40,7 @@ KNOWN_FIELDS = {
     "market_position",
     "recorder",
     "id",
+    "test",
     *QTY_FIELDS,
     *LEVEL_FIELDS,
 }
@@ -383,6 +384,19 @@ def _alert_id(obj: JsonObject) -> str | None:
     return value
 
 
+def _test(obj: JsonObject) -> bool:
+    """The optional `test` flag of a test alert: the engine records it and trades nothing."""
+    if "test" not in obj:
+        return False
+    value = _field(obj, "test")
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    shown = "null" if value is None else _show(value)
+    raise _invalid(f"The field test must be true or false, not {shown}.")
+
+
 def _ticks(obj: JsonObject, name: str) -> int | None:
     value = _number(obj, name)
     if value is None:
@@ -460,6 +474,7 @@ def parse_signal(
             "position_size and market_position."
         )
     alert_id = _alert_id(obj)
+    test = _test(obj)
     named_qty = _qty(obj)
     qty = None if named_qty is None else named_qty[1]
     if symbol in CONTRACTS:  # futures trade whole contracts; a fraction is a broken template
@@ -491,5 +506,6 @@ def parse_signal(
         sl_price=sl_price,
         tp_ticks=tp_ticks,
         sl_ticks=sl_ticks,
+        test=test,
     )
     return ParsedWebhook(message, alert_id)

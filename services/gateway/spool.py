@@ -226,6 +226,20 @@ class KnownTokens:
     def get(self, token: str) -> RecorderRef | None:
         return self._by_digest.get(token_digest(token))
 
+    def named(self, name: str, limit: int) -> list[RecorderRef]:
+        """Up to `limit` recorders whose name is `name`, compared as the webhook's `recorder`
+        field is (trimmed, casefolded)."""
+        wanted = name.strip().casefold()
+        if not wanted:
+            return []
+        found = []
+        for recorder in list(self._by_digest.values()):
+            if recorder.name.strip().casefold() == wanted:
+                found.append(recorder)
+                if len(found) == limit:
+                    break
+        return found
+
     def remember(self, token: str, recorder: RecorderRef | None) -> None:
         with self._lock:
             if recorder is None:

@@ -9,6 +9,7 @@ was out of date: `StaleBook` undoes the batch, and the engine loads the book aga
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import cast
 
@@ -37,9 +38,7 @@ POSITIONS = cast(Table, Position.__table__)
 FILLS = cast(Table, FillRow.__table__)
 STOP_MOVES = cast(Table, StopMove.__table__)
 SIGNALS = cast(Table, Signal.__table__)
-SIGNAL_COLUMNS = tuple(
-    c.name for c in SIGNALS.columns if c.name != "processed_at"
-)  # that one: its default
+SIGNAL_COLUMNS = tuple(c.name for c in SIGNALS.columns)
 MARKS = ("max_favorable", "max_adverse", "worst_unrealized_pnl", "best_unrealized_pnl")
 STATE_COLUMNS = (
     "side",
@@ -255,8 +254,10 @@ class Batch:
         )
 
     def add_signal(self, values: dict) -> None:
-        """A `signals` row (columns by name; those not given are NULL)."""
-        self._signals.append({name: values.get(name) for name in SIGNAL_COLUMNS})
+        """A `signals` row (columns by name; those not given are NULL; `processed_at`: now)."""
+        row = {name: values.get(name) for name in SIGNAL_COLUMNS}
+        row["processed_at"] = values.get("processed_at") or datetime.now(UTC)
+        self._signals.append(row)
 
     def flush_positions(self) -> None:
         """Write the rows whose values changed (most often only their extremes), then the rest

@@ -35,6 +35,7 @@ __all__ = [
     "SignalInput",
     "SignalLevels",
     "SignalOutcome",
+    "TEST_ALERT_REASON",
     "apply_signal",
     "close_position",
     "set_levels",
@@ -81,6 +82,7 @@ class SignalInput:
     market_position: str | None = None  # long | short | flat
     received_ms: int = 0
     levels: SignalLevels = SignalLevels()
+    test: bool = False  # a test alert: recorded, never traded
 
     @property
     def is_target(self) -> bool:
@@ -107,6 +109,9 @@ class SignalOutcome:
         if self.open_position is not None:
             return self.open_position
         return self.changes[-1].position if self.changes else None
+
+
+TEST_ALERT_REASON = "a test alert: it reached the engine; nothing was traded"
 
 
 def _ignored(reason: str) -> SignalOutcome:
@@ -199,6 +204,8 @@ def apply_signal(
     last_price: Decimal | None = None,
 ) -> SignalOutcome:
     """Apply one signal to the recorder's open position of its symbol (None when flat)."""
+    if signal.test:  # before anything else: whatever the recorder, a test never trades
+        return _ignored(TEST_ALERT_REASON)
     if not recorder.enabled:
         return _ignored("the recorder is disabled")
     raw_price = signal.price if signal.price is not None else last_price

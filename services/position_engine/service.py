@@ -24,7 +24,7 @@ from libs.common.storage import db
 from services.position_engine.engine import LostLead, PositionEngine
 
 log = logging.getLogger("position_engine")
-LEADER_LOCK = 727_002  # PostgreSQL advisory lock held by the active engine
+LEADER_LOCK = db.ENGINE_LEADER_LOCK  # PostgreSQL advisory lock held by the active engine
 
 
 def health(engine: PositionEngine, active: threading.Event) -> dict:

@@ -7,6 +7,7 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -72,10 +73,14 @@ class SignalApplier:
         if recorder is None:
             self.dead_letter(entry_id, fields, "the recorder no longer exists", outbox)
             return
+        taken_up = datetime.now(
+            UTC
+        )  # the engine's hop in the signal's timeline: before its intents
         outcome, position_id = self._change_position(batch, message, recorder, signal_id, outbox)
         batch.add_signal(
             dict(
                 id=signal_id,
+                processed_at=taken_up,
                 recorder_id=recorder.id,
                 stream_id=entry_id,
                 received_at=ms_to_dt(message.received_at),
@@ -143,6 +148,7 @@ class SignalApplier:
             levels=rules.SignalLevels(
                 message.tp_price, message.sl_price, message.tp_ticks, message.sl_ticks
             ),
+            test=message.test,
         )
         outcome = rules.apply_signal(
             tracked.state if tracked else None,

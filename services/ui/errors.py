@@ -1,8 +1,9 @@
 """The UI's error classes and the one place that maps every error to an answer.
 
-An API error body is `{"ok": false, "error": "<plain sentence>"}` (docs/contract.md §2); a browser
-asking
-for a page (not /api, not JSON) gets the same sentence on an HTML page instead.
+An API error body is `{"ok": false, "error": "<plain sentence>"}` (docs/contract.md §2), plus
+`"fields": {"<field>": "<sentence>"}` when the error is about named body fields, so a form can
+show each sentence beside its input; a browser asking for a page (not /api, not JSON) gets the
+same sentence on an HTML page instead.
 """
 
 from __future__ import annotations
@@ -18,13 +19,18 @@ log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
-    """An error the client can act on; `status` is its HTTP status."""
+    """An error the client can act on; `status` is its HTTP status. `fields` maps each body field
+    the error is about to its own sentence (which starts with the field's name, as in `message`)."""
 
     status = 400
 
-    def __init__(self, message: str):
+    def __init__(
+        self, message: str, fields: dict[str, str] | None = None, *, field: str | None = None
+    ):
         super().__init__(message)
         self.message = message
+        # `field`: the one field the whole message is about.
+        self.fields = {field: message} if field else (fields or {})
 
 
 class BadRequest(ApiError):
@@ -77,16 +83,20 @@ def wants_page() -> bool:
     return best == "text/html"
 
 
-def error_response(message: str, status: int) -> tuple[str | Response, int]:
+def error_response(
+    message: str, status: int, fields: dict[str, str] | None = None
+) -> tuple[str | Response, int]:
     if wants_page():
         return render_template("error.html", message=message, status=status), status
+    if fields:
+        return jsonify(ok=False, error=message, fields=fields), status
     return jsonify(ok=False, error=message), status
 
 
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError) -> ResponseReturnValue:
-        body, status = error_response(exc.message, exc.status)
+        body, status = error_response(exc.message, exc.status, exc.fields)
         if isinstance(exc, TooManyRequests):
             return body, status, {"Retry-After": str(exc.retry_after_s)}
         return body, status

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
 
 ZERO = Decimal(0)
@@ -119,11 +119,11 @@ def equity_curve(trades: Sequence[Trade]) -> list[CurvePoint]:
     return points
 
 
-def daily_pnl(trades: Iterable[Trade]) -> list[DayPnl]:
-    """PnL and trade count per UTC calendar day of closing, days in order."""
+def daily_pnl(trades: Iterable[Trade], zone: tzinfo = UTC) -> list[DayPnl]:
+    """PnL and trade count per calendar day of closing in `zone`, days in order."""
     days: dict[date, tuple[Decimal, int]] = {}
     for trade in trades:
-        day = trade.closed_at.astimezone(UTC).date()
+        day = trade.closed_at.astimezone(zone).date()
         pnl, count = days.get(day, (ZERO, 0))
         days[day] = (pnl + trade.pnl, count + 1)
     return [DayPnl(day, pnl, count) for day, (pnl, count) in sorted(days.items())]

@@ -17,6 +17,8 @@ from flask import Blueprint, Flask, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
+from services.ui.api.me import user_time_zone
+
 log = logging.getLogger(__name__)
 bp = Blueprint("pages", __name__)
 # Copied from node_modules by `make install` (services/ui/copy-vendor.mjs); not in git.
@@ -60,9 +62,11 @@ def home() -> ResponseReturnValue:
 
 def _view(page: Page) -> Callable[[], ResponseReturnValue]:
     def view() -> ResponseReturnValue:
+        # base.html hands the zone to format.js, so every time on the page is in it.
+        zone = user_time_zone().key
         if page.template is None:
-            return render_template("coming.html", page=page)
-        return render_template(page.template, page=page)
+            return render_template("coming.html", page=page, time_zone=zone)
+        return render_template(page.template, page=page, time_zone=zone)
 
     view.__name__ = page.name
     return view

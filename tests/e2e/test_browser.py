@@ -216,7 +216,9 @@ def test_a_recorder_is_edited_and_its_reset_and_delete_ask_first(stack, new_page
     expect(form.locator("input[name=tp_ticks]")).to_have_value("20")
     form.locator("input[name=default_qty]").fill("0")
     form.locator("button[type=submit]").click()
-    expect(page.locator("#recorder-error")).to_contain_text("default_qty must be a positive number")
+    expect(form.locator("[data-error-for=default_qty]")).to_have_text(
+        "Contracts per signal must be a positive number."
+    )
     form.locator("input[name=default_qty]").fill("2")
     form.locator("input[name=name]").fill("Edited")
     form.locator("input[name=tp_ticks]").fill("")

@@ -16,7 +16,7 @@ from decimal import Decimal
 
 import pytest
 import requests
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from libs.common import recorder_tokens, streams
 from libs.common.config import PROJECT_ROOT
@@ -475,6 +475,7 @@ def test_dashboard_metrics_match_hand_computed_values(client, alice, four_trades
         "trades": 4,
         "wins": 2,
         "losses": 2,
+        "time_zone": "America/Chicago",
     }
 
 
@@ -517,9 +518,47 @@ def test_calendar_sums_each_day_of_the_month(client, alice, four_trades):
 def test_status_reports_redis_and_postgres(client, alice):
     assert client.get("/api/status", headers=alice[1]).get_json() == {
         "ok": True,
-        "services": {"ui": "ok", "redis": "ok", "postgres": "ok", "price_feed": "down"},
+        "services": {
+            "ui": "ok",
+            "redis": "ok",
+            "postgres": "ok",
+            "price_feed": "down",
+            "engine": "down",
+            "executor": "down",
+            "notifier": "down",
+        },
         "price_feed": None,
     }
+
+
+def test_status_shows_the_engine_executor_and_notifier_once_they_run(
+    client, alice, settings, engine
+):
+    from libs.common import orders
+    from services.executor.service import build_worker
+    from services.notifier.service import worker as notifier_worker
+
+    rq_conn = orders.rq_connection(settings.redis_url)
+    # What the services do when they start: the engine takes its leader lock, each RQ worker
+    # registers on its queues.
+    with engine.connect() as lead:
+        lead.execute(text("SELECT pg_advisory_lock(:k)"), {"k": db.ENGINE_LEADER_LOCK})
+        executor = build_worker(rq_conn, settings.stream_prefix, "status-executor")
+        executor.register_birth()
+        services = client.get("/api/status", headers=alice[1]).get_json()["services"]
+        assert (services["engine"], services["executor"], services["notifier"]) == (
+            "ok",
+            "ok",
+            "down",
+        )
+        notifier = notifier_worker(settings, rq_conn, "status-notifier")
+        notifier.register_birth()
+        services = client.get("/api/status", headers=alice[1]).get_json()["services"]
+        assert services["notifier"] == "ok"
+        lead.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": db.ENGINE_LEADER_LOCK})
+    executor.register_death()
+    services = client.get("/api/status", headers=alice[1]).get_json()["services"]
+    assert (services["engine"], services["executor"]) == ("down", "down")
 
 
 def test_openapi_describes_every_route(app, client):

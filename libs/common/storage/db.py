@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from libs.common.config import normalize_database_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[3] / "migrations"
+# The session-level advisory lock the active position engine holds (pg_locks shows who has it).
+ENGINE_LEADER_LOCK = 727_002
 
 
 def make_engine(database_url: str, pool_size: int = 5, *, pre_ping: bool = True) -> Engine:

@@ -52,6 +52,8 @@ class User(Base):
     password_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The manual ticket asks "are you sure?" above this many contracts.
     manual_confirm_above: Mapped[int] = mapped_column(Integer, default=5)
+    # The zone every page, the calendar and the CSV show times in (the API stays in UTC).
+    time_zone: Mapped[str] = mapped_column(String(64), default="America/Chicago")
 
 
 class LoginSession(Base):
@@ -431,6 +433,8 @@ class OrderIntent(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the broker first answered accepted (or filled at once); `finished_at` is the last word.
+    accepted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 

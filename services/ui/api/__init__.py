@@ -16,6 +16,7 @@ from services.ui.api import (
     notifications,
     openapi,
     positions,
+    recorder_webhook,
     recorders,
     service_metrics,
     signals,
@@ -32,6 +33,7 @@ from services.ui.api import (
 def register_api(app: Flask) -> None:
     for module in (
         recorders,
+        recorder_webhook,
         signals,
         positions,
         exit_plans,

@@ -35,9 +35,11 @@ def _this_login() -> str | None:
 def _password_field(body: dict[str, Any], name: str) -> str:
     value = body.get(name)
     if not isinstance(value, str) or not value:
-        raise ValidationFailed(f"{name} is required (text).")
+        raise ValidationFailed(f"{name} is required (text).", field=name)
     if len(value) > MAX_PASSWORD_FIELD:
-        raise ValidationFailed(f"{name} must have at most {MAX_PASSWORD_FIELD} characters.")
+        raise ValidationFailed(
+            f"{name} must have at most {MAX_PASSWORD_FIELD} characters.", field=name
+        )
     return value
 
 
@@ -55,13 +57,21 @@ def change_password() -> ResponseReturnValue:
         raise TooManyRequests(str(exc), exc.retry_after_s) from None
     if not verify_password(user.password_hash, current):
         throttle.failed(user.email, address)
-        raise WrongPassword("current_password is not your current password; nothing changed.")
+        raise WrongPassword(
+            "current_password is not your current password; nothing changed.",
+            field="current_password",
+        )
     try:
         check_password(new, user.email)
     except WeakPassword as exc:
-        raise ValidationFailed(f"new_password {exc.reason} (rule: {exc.rule}).") from None
+        raise ValidationFailed(
+            f"new_password {exc.reason} (rule: {exc.rule}).", field="new_password"
+        ) from None
     if new == current:
-        raise ValidationFailed("new_password must differ from current_password (rule: changed).")
+        raise ValidationFailed(
+            "new_password must differ from current_password (rule: changed).",
+            field="new_password",
+        )
     now = utcnow()
     user.password_hash, user.password_changed_at = hash_password(new), now
     db().commit()

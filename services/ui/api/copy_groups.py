@@ -19,7 +19,7 @@ from libs.common.storage.models import CopyFollower, CopyGroup, Subaccount
 from services.ui.api.accounts import owned_subaccount
 from services.ui.api.execution_schemas import CopyGroupCreate, CopyGroupUpdate, Follower
 from services.ui.api.recorders import MAX_ID
-from services.ui.api.schemas import FIELD_RULES, json_object, plain_sentence
+from services.ui.api.schemas import FIELD_RULES, field_sentences, json_object, plain_sentence
 from services.ui.api.traders import Conflict
 from services.ui.api.trading import hand_over
 from services.ui.context import db, redis_client, settings, user_id
@@ -42,7 +42,7 @@ def _parse(model: type[M], body: dict[str, Any]) -> M:
                 name = str(loc[2])
                 rule = FIELD_RULES.get(name, f"{name}: {error['msg']}")
                 raise ValidationFailed(f"followers[{loc[1]}].{rule}.") from None
-        raise ValidationFailed(plain_sentence(exc)) from None
+        raise ValidationFailed(plain_sentence(exc), field_sentences(exc)) from None
 
 
 def group_dict(group: CopyGroup, followers: list[CopyFollower]) -> dict[str, Any]:

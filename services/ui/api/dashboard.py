@@ -1,14 +1,16 @@
 """Dashboard routes: trade history, metric cards, the PnL/drawdown chart and the daily calendar.
 
 Closed positions are the trades. Every route takes `recorder_id`, `from` and `to` (inclusive
-UTC dates of closing); the arithmetic lives in services.ui.metrics.
+dates of closing in the user's time zone) and names that zone in its answer (`time_zone`), while
+its timestamps stay UTC; the arithmetic lives in services.ui.metrics.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime
 from decimal import Decimal
 from typing import TypeVarTuple
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
@@ -17,7 +19,8 @@ from sqlalchemy import Select, func, select
 from libs.common.serialize import iso, position_dict, usd
 from libs.common.storage.models import Position, Recorder
 from services.ui import metrics
-from services.ui.api.params import date_arg, day_range, int_arg, month_arg
+from services.ui.api.me import user_time_zone
+from services.ui.api.params import date_arg, day_range, int_arg, local_midnight, month_arg
 from services.ui.api.recorders import owned_recorder
 from services.ui.context import db, user_id
 
@@ -26,16 +29,20 @@ Columns = TypeVarTuple("Columns")
 
 
 def _filtered(
-    query: Select[*Columns], low: datetime | None = None, high: datetime | None = None
+    query: Select[*Columns],
+    zone: ZoneInfo,
+    low: datetime | None = None,
+    high: datetime | None = None,
 ) -> Select[*Columns]:
-    """Closed positions of the caller, narrowed by recorder and by the `from`/`to` dates."""
+    """Closed positions of the caller, narrowed by recorder and by the `from`/`to` dates (days
+    of `zone`)."""
     query = query.join(Recorder, Recorder.id == Position.recorder_id).where(
         Recorder.user_id == user_id(), Position.status == "closed", Position.closed_at.is_not(None)
     )
     recorder_id = int_arg("recorder_id")
     if recorder_id is not None:
         query = query.where(Position.recorder_id == owned_recorder(recorder_id).id)
-    start, end = day_range(date_arg("from"), date_arg("to"))
+    start, end = day_range(date_arg("from"), date_arg("to"), zone)
     for lower in (start, low):
         if lower is not None:
             query = query.where(Position.closed_at >= lower)
@@ -45,11 +52,14 @@ def _filtered(
     return query
 
 
-def _trades(low: datetime | None = None, high: datetime | None = None) -> list[metrics.Trade]:
+def _trades(
+    zone: ZoneInfo, low: datetime | None = None, high: datetime | None = None
+) -> list[metrics.Trade]:
     query = _filtered(
         select(
             Position.id, Position.closed_at, Position.realized_pnl, Position.worst_unrealized_pnl
         ),
+        zone,
         low,
         high,
     ).order_by(Position.closed_at, Position.id)
@@ -68,11 +78,12 @@ def _ratio(value: Decimal | None) -> float | None:
 def trade_history() -> ResponseReturnValue:
     page = int_arg("page", default=1, low=1)
     per_page = int_arg("per_page", default=50, low=1, high=500)
-    total = db().scalar(_filtered(select(func.count(Position.id))))
+    zone = user_time_zone()
+    total = db().scalar(_filtered(select(func.count(Position.id)), zone))
     rows = (
         db()
         .execute(
-            _filtered(select(Position, Recorder.name))
+            _filtered(select(Position, Recorder.name), zone)
             .order_by(Position.closed_at.desc(), Position.id.desc())
             .limit(per_page)
             .offset((page - 1) * per_page)
@@ -80,14 +91,18 @@ def trade_history() -> ResponseReturnValue:
         .all()
     )
     trades = [{**position_dict(p), "recorder_name": name} for p, name in rows]
-    return jsonify(ok=True, trades=trades, total=total, page=page, per_page=per_page)
+    return jsonify(
+        ok=True, trades=trades, total=total, page=page, per_page=per_page, time_zone=zone.key
+    )
 
 
 @bp.get("/metrics")
 def metric_cards() -> ResponseReturnValue:
-    m = metrics.summarize(_trades())
+    zone = user_time_zone()
+    m = metrics.summarize(_trades(zone))
     return jsonify(
         ok=True,
+        time_zone=zone.key,
         net_pnl=usd(m.net_pnl),
         win_rate=_ratio(m.win_rate),
         profit_factor=_ratio(m.profit_factor),
@@ -105,6 +120,7 @@ def metric_cards() -> ResponseReturnValue:
 
 @bp.get("/chart-data")
 def chart_data() -> ResponseReturnValue:
+    zone = user_time_zone()
     points = [
         {
             "time": iso(p.time),
@@ -114,19 +130,21 @@ def chart_data() -> ResponseReturnValue:
             "drawdown": usd(p.drawdown),
             "worst_unrealized_pnl": usd(p.worst_unrealized_pnl),
         }
-        for p in metrics.equity_curve(_trades())
+        for p in metrics.equity_curve(_trades(zone))
     ]
-    return jsonify(ok=True, points=points)
+    return jsonify(ok=True, points=points, time_zone=zone.key)
 
 
 @bp.get("/calendar")
 def calendar() -> ResponseReturnValue:
-    first = month_arg("month", default=datetime.now(UTC).date())
+    zone = user_time_zone()
+    first = month_arg("month", default=datetime.now(zone).date())
     following = date(first.year + first.month // 12, first.month % 12 + 1, 1)
-    low, high = datetime.combine(first, time(), UTC), datetime.combine(following, time(), UTC)
-    days = metrics.daily_pnl(_trades(low, high))
+    low, high = local_midnight(first, zone), local_midnight(following, zone)
+    days = metrics.daily_pnl(_trades(zone, low, high), zone)
     return jsonify(
         ok=True,
+        time_zone=zone.key,
         month=first.strftime("%Y-%m"),
         days=[{"date": d.date.isoformat(), "pnl": usd(d.pnl), "trades": d.trades} for d in days],
         pnl=usd(sum((d.pnl for d in days), metrics.ZERO)),

@@ -52,12 +52,62 @@ EXCURSION = obj(points=NUM, ticks=NUM, usd=MONEY)
 
 bp = Blueprint("openapi", __name__)
 
+# One hop of GET /api/signals/<id>/timeline; ms_since_previous: from the hop before that has a
+# time (an order's first hop: from the engine's).
+TIMELINE_HOP = obj(
+    hop={
+        "enum": [
+            "pending",
+            "received",
+            "stream",
+            "applied",
+            "ignored",
+            "rejected",
+            "queued",
+            "sent",
+            "accepted",
+            "filled",
+            "failed",
+            "skipped",
+        ]
+    },
+    at=TIME,
+    ms_since_previous=nullable(INT),
+    detail=STR,
+    intent_id=nullable(STR),
+    trader_id=nullable(INT),
+    account={**nullable(STR), "description": "account / subaccount of an order hop"},
+    fill_price=nullable(NUM),
+)
+
 RECORDER_ID = path_param("recorder_id", INT)
+URL_WARNING = {
+    **nullable(STR),
+    "description": "why TradingView cannot (or should not) call this URL; null when it can",
+}
+REFUSED_LIST = obj(
+    ok=BOOL,
+    kept=STR,
+    refused={
+        "type": "array",
+        "items": obj(
+            at=TIME,
+            status=INT,
+            error=STR,
+            body={**STR, "description": "first 4 KiB, tokens replaced by <token>"},
+            remote=nullable(STR),
+            unknown_token=BOOL,
+        ),
+    },
+)
+DAY_CUT = "inclusive date of closing, a day of the user's time_zone (GET /api/me)"
 FILTERS = [
     query("recorder_id", INT),
-    query("from", {"type": "string", "format": "date"}, "inclusive, UTC date of closing"),
-    query("to", {"type": "string", "format": "date"}, "inclusive, UTC date of closing"),
+    query("from", {"type": "string", "format": "date"}, DAY_CUT),
+    query("to", {"type": "string", "format": "date"}, DAY_CUT),
 ]
+# Every dashboard answer names the zone its days were cut in; its timestamps stay UTC.
+ZONE = {**STR, "description": "the IANA zone the days were cut in (the user's setting)"}
 
 
 def engine_command(op: Schema) -> Schema:
@@ -114,10 +164,36 @@ def _recorder_paths() -> dict[str, Any]:
                     ok=BOOL,
                     recorder_id=INT,
                     webhook_url=STR,
+                    url_warning=URL_WARNING,
                     how_to=STR,
                     templates=obj(indicator=STR, strategy=STR),
                 ),
                 errors=("401", "404"),
+            ),
+        },
+        "/api/recorders/{recorder_id}/refused": {
+            "parameters": [RECORDER_ID],
+            "get": operation(
+                "Webhooks the gateway refused for this recorder (400, 413, 422, 429, or 404 "
+                "naming it), newest first",
+                REFUSED_LIST,
+                errors=("401", "404"),
+            ),
+            "delete": operation("Clear the list", REFUSED_LIST, errors=("401", "403", "404")),
+        },
+        "/api/recorders/{recorder_id}/test-alert": {
+            "parameters": [RECORDER_ID],
+            "post": operation(
+                "Send a test alert to the recorder's webhook URL; the engine records it as "
+                "ignored and trades nothing",
+                obj(
+                    ok=BOOL,
+                    status={**INT, "description": "the gateway's HTTP status"},
+                    answer={"type": "object", "description": "the gateway's JSON answer"},
+                    signal_id=nullable(STR),
+                    url_warning=URL_WARNING,
+                ),
+                errors=("401", "403", "404", "502"),
             ),
         },
         "/api/recorders/{recorder_id}/reset-history": {
@@ -159,6 +235,20 @@ def _read_paths() -> dict[str, Any]:
             "get": operation(
                 "One signal; `pending` while the engine has not applied it yet",
                 "Signal",
+                errors=("401", "404"),
+            ),
+        },
+        "/api/signals/{signal_id}/timeline": {
+            "parameters": [path_param("signal_id", {"type": "string", "format": "uuid"})],
+            "get": operation(
+                "The signal hop by hop: received, stream, the engine's outcome, then each order "
+                "intent (and its followers' copies) queued, sent, accepted and its final status",
+                obj(
+                    ok=BOOL,
+                    signal=ref("Signal"),
+                    hops={"type": "array", "items": TIMELINE_HOP},
+                    total_ms={**nullable(INT), "description": "from the first hop to the latest"},
+                ),
                 errors=("401", "404"),
             ),
         },
@@ -226,6 +316,7 @@ def _read_paths() -> dict[str, Any]:
                     total=INT,
                     page=INT,
                     per_page=INT,
+                    time_zone=ZONE,
                 ),
                 params=[
                     *FILTERS,
@@ -236,12 +327,17 @@ def _read_paths() -> dict[str, Any]:
             )
         },
         "/api/dashboard/metrics": {
-            "get": operation("Metric cards", "Metrics", params=FILTERS, errors=r)
+            "get": operation(
+                "Metric cards",
+                {"allOf": [ref("Metrics"), obj(time_zone=ZONE)]},
+                params=FILTERS,
+                errors=r,
+            )
         },
         "/api/dashboard/chart-data": {
             "get": operation(
                 "Cumulative PnL and drawdown per trade",
-                list_of("points", "ChartPoint"),
+                list_of("points", "ChartPoint", time_zone=ZONE),
                 params=FILTERS,
                 errors=r,
             )
@@ -255,12 +351,13 @@ def _read_paths() -> dict[str, Any]:
                     pnl=MONEY,
                     trades=INT,
                     days={"type": "array", "items": ref("CalendarDay")},
+                    time_zone=ZONE,
                 ),
                 params=[
                     query(
                         "month",
                         {"type": "string", "pattern": r"^\d{4}-\d{2}$"},
-                        "default: this month",
+                        "a month of the user's time_zone; default: this month",
                     ),
                     query("recorder_id", INT),
                 ],
@@ -369,6 +466,11 @@ def _api_key_paths() -> dict[str, Any]:
             **INT,
             "description": "the manual ticket needs `confirm: true` above this many contracts",
         },
+        time_zone={
+            **STR,
+            "description": "IANA zone of the pages, the dashboard's days and its CSV; "
+            "the API's times stay UTC",
+        },
     )
     return {
         "/api/api-keys": {
@@ -468,7 +570,7 @@ def _tradingview_paths() -> dict[str, Any]:
             "description": "cookies you stored before only operators could; unused, deletable",
         },
         connected={**BOOL, "description": "the feed's quote source is connected"},
-        quotes={"enum": ["real-time", "delayed", None]},
+        quotes={"enum": ["real-time", "delayed", "simulated", "replay", None]},
         in_use=BOOL,
         authenticated=nullable(BOOL),
         token_expires_at=nullable(STR),

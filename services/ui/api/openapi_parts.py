@@ -141,7 +141,18 @@ TARGET_LEG = obj(
 )
 
 SCHEMAS: dict[str, Any] = {
-    "Error": {**obj(ok={"const": False}, error=STR), "required": ["ok", "error"]},
+    "Error": {
+        **obj(
+            ok={"const": False},
+            error=STR,
+            fields={
+                "type": "object",
+                "additionalProperties": STR,
+                "description": "on a 422 about body fields: each field's own sentence",
+            },
+        ),
+        "required": ["ok", "error"],
+    },
     "ExitPlan": EXIT_PLAN,
     "Recorder": obj(
         id=INT,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import overload
 
 from flask import request
@@ -75,10 +75,20 @@ def month_arg(name: str, default: date) -> date:
     return _within_years(name, month, "a month")
 
 
-def day_range(start: date | None, end: date | None) -> tuple[datetime | None, datetime | None]:
-    """Inclusive dates → [start 00:00 UTC, the day after end 00:00 UTC)."""
+def day_range(
+    start: date | None, end: date | None, zone: tzinfo
+) -> tuple[datetime | None, datetime | None]:
+    """Inclusive dates of `zone` → [start 00:00, the day after end 00:00) local time, in UTC.
+
+    A local day is 23 or 25 hours long across a daylight-saving change; zoneinfo knows which.
+    """
     if start and end and start > end:
         raise ValidationFailed("from must be on or before to.")
-    low = datetime.combine(start, time(), UTC) if start else None
-    high = datetime.combine(end + timedelta(days=1), time(), UTC) if end else None
+    low = local_midnight(start, zone) if start else None
+    high = local_midnight(end + timedelta(days=1), zone) if end else None
     return low, high
+
+
+def local_midnight(day: date, zone: tzinfo) -> datetime:
+    """The instant `day` starts in `zone`, as a UTC datetime."""
+    return datetime.combine(day, time(), zone).astimezone(UTC)

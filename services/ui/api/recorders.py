@@ -1,4 +1,5 @@
-"""Recorder routes: create, list, change, delete, rotate the webhook token, alert templates.
+"""Recorder routes: create, list, change, delete, rotate the webhook token (the webhook as
+TradingView meets it — setup, refusals, a test alert — is in recorder_webhook.py).
 
 Every change is committed to PostgreSQL first, then mirrored into the gateway's Redis token map
 (libs.common.recorder_tokens), so the gateway never knows a token the database does not. A
@@ -24,7 +25,6 @@ from libs.common.exit_plans import ExitPlanError, parse_exit_plan
 from libs.common.security import new_webhook_token
 from libs.common.serialize import num, recorder_dict
 from libs.common.storage.models import Position, Recorder
-from services.ui import alert_templates
 from services.ui.api.schemas import RecorderCreate, RecorderUpdate, json_object, parse
 from services.ui.context import db, redis_client, settings, user_id
 from services.ui.errors import NotFound, ValidationFailed
@@ -77,12 +77,14 @@ def _check_sizes(default_qty: Decimal, max_qty: Decimal) -> None:
     if max_qty > cap:
         raise ValidationFailed(
             f"max_qty must be at most {cap}, the most contracts one signal may carry on this "
-            "platform (MAX_SIGNAL_QTY)."
+            "platform (MAX_SIGNAL_QTY).",
+            field="max_qty",
         )
     if default_qty > max_qty:
         raise ValidationFailed(
             f"default_qty must be at most max_qty ({max_qty.normalize():f}): the gateway "
-            "refuses a signal larger than max_qty."
+            "refuses a signal larger than max_qty.",
+            field="default_qty",
         )
 
 
@@ -172,6 +174,7 @@ def delete_recorder(recorder_id: int) -> ResponseReturnValue:
     recorder = owned_recorder(recorder_id)
     # The gateway stops taking its signals now; the engine deletes the rows.
     recorder_tokens.remove(redis_client(), settings().stream_prefix, recorder.webhook_token)
+    redis_client().delete(settings().stream(f"{streams.WEBHOOK_REFUSED}{recorder.id}"))
     if _ask_engine(streams.DELETE_RECORDER, recorder) is None:
         return _queued(recorder_id, "delete the recorder, its signals and positions")
     return jsonify(ok=True, id=recorder_id)
@@ -185,23 +188,6 @@ def rotate_token(recorder_id: int) -> ResponseReturnValue:
     db().commit()
     _cache(recorder, old_token=old_token)
     return jsonify(ok=True, **recorder_view(recorder))
-
-
-@bp.get("/<int:recorder_id>/webhook")
-def webhook_setup(recorder_id: int) -> ResponseReturnValue:
-    recorder = owned_recorder(recorder_id)
-    return jsonify(
-        ok=True,
-        recorder_id=recorder.id,
-        webhook_url=f"{settings().public_url}/webhook/{recorder.webhook_token}",
-        templates={
-            "indicator": alert_templates.indicator_template(recorder.name),
-            "strategy": alert_templates.strategy_template(recorder.name),
-            "levels": alert_templates.levels_template(recorder.name),
-            "update": alert_templates.update_template(recorder.name),
-        },
-        how_to=alert_templates.HOW_TO,
-    )
 
 
 @bp.post("/<int:recorder_id>/reset-history")

@@ -1,4 +1,5 @@
-"""Request bodies as pydantic models, and their errors turned into one plain sentence.
+"""Request bodies as pydantic models, and their errors turned into one plain sentence (plus one
+sentence per field, so a form can show each beside its input).
 
 Types are strict where JSON has the right type (a flag must be true/false, a tick count a whole
 number), because a trading setting silently coerced from `"yes"` or `1.5` is worse than an error.
@@ -12,6 +13,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from flask import current_app, request
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
 from pydantic import ValidationError as PydanticValidationError
+from pydantic_core import ErrorDetails
 
 from services.ui.errors import BadRequest, ValidationFailed
 
@@ -102,6 +104,29 @@ class RecorderUpdate(RecorderFields):
     """Only the fields present in the body change."""
 
 
+def _rule(error: ErrorDetails) -> str:
+    field = str(error["loc"][0])
+    if error["type"] == "missing":
+        return f"{field} is required"
+    if error["type"] in PRECISE:
+        return PRECISE[error["type"]].format(field=field, **error.get("ctx", {}))
+    return FIELD_RULES.get(field, f"{field}: {error['msg']}")
+
+
+def field_sentences(exc: PydanticValidationError) -> dict[str, str]:
+    """Each body field that failed with its own sentence, for a form to show beside its input.
+    Sentences start with the field name as the client spells it, so no capital letter."""
+    sentences: dict[str, str] = {}
+    for error in exc.errors():
+        if not error["loc"]:
+            continue
+        field = str(error["loc"][0])
+        if field not in sentences:
+            unknown = error["type"] == "extra_forbidden"
+            sentences[field] = (f"unknown field: {field}" if unknown else _rule(error)) + "."
+    return sentences
+
+
 def plain_sentence(exc: PydanticValidationError) -> str:
     unknown = [str(e["loc"][0]) for e in exc.errors() if e["type"] == "extra_forbidden"]
     sentences = []
@@ -109,21 +134,9 @@ def plain_sentence(exc: PydanticValidationError) -> str:
         sentences.append(
             "unknown field" + ("s: " if len(unknown) > 1 else ": ") + ", ".join(unknown)
         )
-    seen: set[str] = set()
-    for error in exc.errors():
-        if error["type"] == "extra_forbidden" or not error["loc"]:
-            continue
-        field = str(error["loc"][0])
-        if field in seen:
-            continue
-        seen.add(field)
-        if error["type"] == "missing":
-            sentences.append(f"{field} is required")
-        elif error["type"] in PRECISE:
-            sentences.append(PRECISE[error["type"]].format(field=field, **error.get("ctx", {})))
-        else:
-            sentences.append(FIELD_RULES.get(field, f"{field}: {error['msg']}"))
-    # Sentences start with the field name as the client spells it, so no capital letter.
+    for field, sentence in field_sentences(exc).items():
+        if field not in unknown:
+            sentences.append(sentence.removesuffix("."))
     return "; ".join(sentences or ["the request body is not valid"]) + "."
 
 
@@ -145,4 +158,4 @@ def parse(model: type[M], body: dict[str, Any]) -> M:
     try:
         return model.model_validate(body)
     except PydanticValidationError as exc:
-        raise ValidationFailed(plain_sentence(exc)) from None
+        raise ValidationFailed(plain_sentence(exc), field_sentences(exc)) from None

@@ -1,5 +1,11 @@
 """Health: `/healthz` for probes, `GET /api/status` for the control center (one entry per
-service)."""
+service).
+
+The engine is up when some process holds its leader lock; the executor and the notifier when at
+least one RQ worker is registered on their queues. RQ drops a worker that died without saying so
+only when its key expires (its heartbeat's time to live, minutes), so a crash shows here late;
+the supervisor restarts it long before.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,9 @@ from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 from sqlalchemy import text
 
-from libs.common import streams
+from libs.common import orders, streams
+from libs.common.notify import delivery
+from libs.common.storage.db import ENGINE_LEADER_LOCK
 from services.ui.context import db, redis_client, settings
 
 log = logging.getLogger(__name__)
@@ -35,6 +43,35 @@ def _postgres_status() -> str:
         log.warning("postgres check failed", exc_info=True)
         db().rollback()
         return "down"
+
+
+def _engine_status() -> str:
+    """The active engine holds a session-level advisory lock; PostgreSQL lists it while held."""
+    try:
+        held = db().scalar(
+            text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND classid = 0 AND objid = :k AND database ="
+                " (SELECT oid FROM pg_database WHERE datname = current_database())"
+            ),
+            {"k": ENGINE_LEADER_LOCK},
+        )
+    except Exception:
+        log.warning("engine lock check failed", exc_info=True)
+        db().rollback()
+        return "down"
+    return "ok" if held else "down"
+
+
+def _workers_status(queues: tuple[str, ...]) -> str:
+    """ "ok" while an RQ worker is registered on one of `queues` (full names) and its key lives."""
+    client = redis_client()
+    try:
+        keys = set().union(*(client.smembers(f"rq:workers:{name}") for name in queues))
+        alive = sum(client.exists(key) for key in keys) if keys else 0
+    except Exception:
+        return "down"
+    return "ok" if alive else "down"
 
 
 def _price_feed() -> tuple[str, dict[str, object] | None]:
@@ -72,10 +109,14 @@ def healthz() -> ResponseReturnValue:
 @bp.get("/api/status")
 def status() -> ResponseReturnValue:
     feed_state, feed = _price_feed()
+    prefix = settings().stream_prefix
     services = {
         "ui": "ok",
         "redis": _redis_status(),
         "postgres": _postgres_status(),
         "price_feed": feed_state,
+        "engine": _engine_status(),
+        "executor": _workers_status(tuple(prefix + name for name in orders.QUEUES)),
+        "notifier": _workers_status((prefix + delivery.QUEUE,)),
     }
     return jsonify(ok=True, services=services, price_feed=feed)

@@ -86,13 +86,17 @@ def manual_trade() -> ResponseReturnValue:
         row = orders.flatten_intent(user_id(), subaccount.id, "manual")
     else:
         if not trade.ticker:
-            raise ValidationFailed("ticker is required to buy, sell or close.")
+            raise ValidationFailed("ticker is required to buy, sell or close.", field="ticker")
         try:
             symbol = parse_ticker(trade.ticker).root
         except TickerError:
-            raise ValidationFailed("ticker must name a contract, such as MNQ1! or MNQZ6.") from None
+            raise ValidationFailed(
+                "ticker must name a contract, such as MNQ1! or MNQZ6.", field="ticker"
+            ) from None
         if trade.order_type == "limit" and trade.limit_price is None:
-            raise ValidationFailed("limit_price is required for a limit order.")
+            raise ValidationFailed(
+                "limit_price is required for a limit order.", field="limit_price"
+            )
         if trade.action == "close":
             row = _intent(
                 subaccount.id,

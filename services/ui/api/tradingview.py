@@ -41,6 +41,8 @@ OPERATOR_ONLY = (
 )
 # Sources whose quotes are delayed while the feed is not signed in to TradingView.
 TRADINGVIEW_SOURCES = ("tradingview", "scanner")
+# Sources whose prices are not a market's quotes at all: what `quotes` says instead of real-time.
+NOT_LIVE_SOURCES = {"sim": "simulated", "replay": "replay"}
 
 
 class NotOperator(Forbidden):
@@ -74,6 +76,9 @@ def feed_session() -> TradingViewSession | None:
 def _quotes(status: dict[str, Any]) -> str | None:
     if not status:
         return None  # the feed is not running (its status expired)
+    for source in (status.get("active_source"), status.get("source")):
+        if source in NOT_LIVE_SOURCES:
+            return NOT_LIVE_SOURCES[source]
     signed_out = status.get("authenticated") is False and status.get("source") in (
         TRADINGVIEW_SOURCES
     )

@@ -4,7 +4,8 @@
 // A shown panel reloads every 2 s (the open PnL follows the feed) and at once on order events.
 import { api, ApiError, toast } from "./api.js";
 import { el, fillBody } from "./dom.js";
-import { pnl, pnlClass, price, qty, utcTime } from "./format.js";
+import { clearFieldErrors, showFormError } from "./forms.js";
+import { pnl, pnlClass, price, qty, zonedTime } from "./format.js";
 import { coalesced, onEvent, onResync } from "./live.js";
 
 const REFRESH_MS = 2000;
@@ -57,13 +58,12 @@ function riskForm(v, onSaved) {
       const raw = form.elements[name].value.trim();
       body[name] = raw === "" ? null : (unit === "usd" ? Number(raw) : Number.parseInt(raw, 10));
     }
+    error.hidden = true;
+    clearFieldErrors(form);
     try {
-      const saved = await api(`/api/subaccounts/${v.id}/risk`, { method: "PUT", body });
-      error.hidden = true;
-      onSaved(saved);
+      onSaved(await api(`/api/subaccounts/${v.id}/risk`, { method: "PUT", body, quiet: true }));
     } catch (e) {
-      error.textContent = e instanceof ApiError ? e.message : String(e);
-      error.hidden = false;
+      showFormError(form, e, { rest: error }); // a limit's sentence beside it, e.g. a lock's 409 below
     }
   });
   const pending = v.pending
@@ -174,7 +174,7 @@ export class AccountPanel {
       riskTable(v),
       this.editing(v),
       el("p", { className: "hint av-updated" },
-        v.updated_at ? `Trade date ${v.trade_date} · as of ${utcTime(v.updated_at)} UTC` : `Trade date ${v.trade_date}`),
+        v.updated_at ? `Trade date ${v.trade_date} · as of ${zonedTime(v.updated_at)}` : `Trade date ${v.trade_date}`),
     ].filter(Boolean));
     this.root.dataset.loaded = "true";
   }

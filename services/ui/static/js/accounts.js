@@ -1,9 +1,10 @@
 // The accounts page: paper and Tradovate accounts with their subaccounts, the TradingView
 // session and the price feed's health, and copy groups.
-import { ApiError, api, confirmDialog, toast } from "./api.js";
+import { api, confirmDialog, toast } from "./api.js";
 import { el, fillBody, timeCell } from "./dom.js";
 import { fillSelect, loadSubaccounts, wireDialog } from "./directory.js";
-import { utcTime } from "./format.js";
+import { clearFieldErrors, showFormError } from "./forms.js";
+import { zonedTime } from "./format.js";
 import { coalesced, onEvent, onResync } from "./live.js";
 import { AccountPanel } from "./account_panel.js";
 
@@ -17,9 +18,9 @@ const panels = new Map(); // subaccount id → its open AccountPanel (kept acros
 function accountCard(a) {
   const state = a.status === "connected" ? "on" : "off";
   const tokenNote = a.broker === "paper" ? "paper: no token"
-    : a.token_expires_at ? `token until ${utcTime(a.token_expires_at)} UTC` : "no token";
+    : a.token_expires_at ? `token until ${zonedTime(a.token_expires_at)}` : "no token";
   const rows = a.subaccounts.flatMap((s) => [el("tr", { dataset: { subaccountId: s.id } },
-    el("td", { className: "symbol" }, s.name),
+    el("td", { className: "symbol" }, el("span", { className: "name-cut", title: s.name }, s.name)),
     el("td", { className: "num hide-sm" }, String(s.broker_account_id)),
     el("td", {}, el("span", { className: `pill ${s.active ? "on" : "off"}` }, s.active ? "Active" : "Closed")),
     el("td", {}, el("span", { className: `pill risk-${s.risk_status}` }, RISK[s.risk_status] ?? s.risk_status)),
@@ -32,7 +33,7 @@ function accountCard(a) {
   return el("section", { className: "panel account", dataset: { accountId: a.id } },
     el("header", {},
       el("div", { className: "title" },
-        el("h3", {}, a.name),
+        el("h3", { className: "name-cut", title: a.name }, a.name),
         el("span", { className: "muted" }, a.broker === "paper" ? "Paper" : `Tradovate ${a.environment ?? ""}`),
         el("span", { className: `pill ${state}` }, a.status === "connected" ? "Connected" : "Error")),
       el("div", { className: "head-actions" },
@@ -42,7 +43,7 @@ function accountCard(a) {
     a.status_message ? el("p", { className: a.status === "connected" ? "hint body" : "form-error" }, a.status_message) : null,
     el("div", { className: "table-wrap" }, el("table", { className: "data subaccounts" },
       el("thead", {}, el("tr", {}, el("th", {}, "Subaccount"), el("th", { className: "num hide-sm" }, "Broker id"),
-        el("th", {}, "State"), el("th", {}, "Risk"), el("th", { className: "hide-sm" }, "Checked (UTC)"), el("th", {}, ""))),
+        el("th", {}, "State"), el("th", {}, "Risk"), el("th", { className: "hide-sm" }, "Checked"), el("th", {}, ""))),
       body)),
   );
 }
@@ -105,6 +106,20 @@ function parseMapping(text) {
 
 // ---- TradingView session and the price feed ----
 
+// What the feed's prices are: a simulator's or a replay's are never called real-time.
+const QUOTES = {
+  "real-time": "real time", delayed: "delayed",
+  simulated: "simulated (PRICE_SOURCE=sim, not market prices)", replay: "replay of a CSV of ticks",
+};
+const NOT_LIVE = { sim: ["Simulated", "simulated prices from a random walk"], replay: ["Replay", "ticks replayed from a CSV file"] };
+
+/** The pill of a symbol's quotes: Simulated or Replay whatever else, then Delayed or Real-time. */
+function quotesPill(feed, delayed) {
+  const made = NOT_LIVE[feed.active_source] ?? NOT_LIVE[feed.source];
+  if (made) return el("span", { className: "pill", title: made[1] }, made[0]);
+  return el("span", { className: `pill ${delayed ? "ignored" : "on"}` }, delayed ? "Delayed" : "Real-time");
+}
+
 function facts(dl, pairs) {
   dl.replaceChildren(...pairs.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v ?? "—")]));
 }
@@ -115,13 +130,13 @@ async function loadSession() {
   const s = await api("/api/tradingview/session");
   const state = !s.configured ? ["off", "Not set"] : s.authenticated === true ? ["on", "Signed in"]
     : s.authenticated === false ? ["off", "Refused"] : ["pending", s.in_use ? "Checking…" : "Saved"];
-  const quotes = { "real-time": "real time", delayed: "delayed" }[s.quotes] ?? "—";
+  const quotes = QUOTES[s.quotes] ?? "—";
   document.getElementById("tv-state").replaceChildren(el("span", { className: `pill ${state[0]}` }, state[1]));
   facts(document.getElementById("tv-facts"), [
-    ["Session", s.configured ? `set by the operator ${utcTime(s.updated_at)} UTC` : "not set"],
+    ["Session", s.configured ? `set by the operator ${zonedTime(s.updated_at)}` : "not set"],
     ["Feed", s.connected ? "connected" : "not connected"],
     ["Quotes", quotes],
-    ["Token expires", s.token_expires_at ? `${utcTime(s.token_expires_at)} UTC` : "—"],
+    ["Token expires", s.token_expires_at ? zonedTime(s.token_expires_at) : "—"],
     ["Price source", s.price_source],
     ...(s.error ? [["Error", s.error]] : []),
   ]);
@@ -146,8 +161,10 @@ async function loadFeed() {
     fillBody(tbody, [], "No prices yet. Without prices paper orders cannot fill and TP/SL cannot trigger.");
     return;
   }
+  const made = NOT_LIVE[feed.active_source] ?? NOT_LIVE[feed.source];
   facts(document.getElementById("feed-facts"), [
     ["Source", feed.active_source && feed.active_source !== feed.source ? `${feed.source} (using ${feed.active_source})` : feed.source],
+    ...(made ? [["Prices", `${made[0]}: ${made[1]}, not a market's quotes`]] : []),
     ["Connected", feed.connected ? "yes" : "no"],
     ["Signed in", feed.authenticated === null || feed.authenticated === undefined ? "—" : feed.authenticated ? "yes" : "no"],
     ...(feed.error ? [["Error", feed.error]] : []),
@@ -156,7 +173,7 @@ async function loadFeed() {
   const ages = Object.entries(feed.last_tick_age_s ?? {}).sort(([a], [b]) => a.localeCompare(b));
   fillBody(tbody, ages.map(([symbol, age]) => el("tr", {},
     el("td", { className: "symbol" }, symbol),
-    el("td", {}, el("span", { className: `pill ${delayed.has(symbol) ? "ignored" : "on"}` }, delayed.has(symbol) ? "Delayed" : "Real-time")),
+    el("td", {}, quotesPill(feed, delayed.has(symbol))),
     el("td", { className: "num" }, age === null || age === undefined ? "—" : `${Number(age).toFixed(1)} s ago`),
   )), "No symbol has ticked yet. Symbols are watched once a recorder or trader uses them.");
 }
@@ -177,7 +194,7 @@ function followerText(f, nameOf) {
 function followerItem(f, nameOf) {
   const item = el("li", { dataset: { subaccountId: f.subaccount_id } }, followerText(f, nameOf));
   if (f.out_of_step) {
-    item.append(" ", el("span", { className: "pill off", title: f.checked_at ? `checked ${utcTime(f.checked_at)} UTC` : "" }, "Out of step"),
+    item.append(" ", el("span", { className: "pill off", title: f.checked_at ? `checked ${zonedTime(f.checked_at)}` : "" }, "Out of step"),
       el("div", { className: "muted out-of-step" }, f.out_of_step));
   }
   return item;
@@ -190,7 +207,7 @@ async function loadCopyGroups() {
   fillBody(document.querySelector("#copy-groups tbody"), groups.map((g) => {
     const drifted = g.followers.some((f) => f.out_of_step);
     return el("tr", { dataset: { groupId: g.id, outOfStep: String(drifted) } },
-      el("td", {}, el("b", {}, g.name)),
+      el("td", {}, el("b", { className: "name-cut", title: g.name }, g.name)),
       el("td", {}, nameOf(g.leader_subaccount_id)),
       el("td", { className: "wrap" }, g.followers.length ? el("ul", { className: "plain" }, ...g.followers.map((f) => followerItem(f, nameOf))) : "none"),
       el("td", {},
@@ -228,8 +245,10 @@ document.getElementById("copy-form").addEventListener("submit", async (event) =>
     name: f.name.value.trim() || "Copy group", leader_subaccount_id: Number(f.leader.value), followers,
     realign: f.realign.checked, follow_risk_lock: f.follow_risk_lock.checked,
   };
-  await api("/api/copy-groups", { method: "POST", body })
-    .then(() => toast("Copy group created.", "success", 2500)).catch(() => {});
+  clearFieldErrors(event.target);
+  await api("/api/copy-groups", { method: "POST", body, quiet: true })
+    .then(() => toast("Copy group created.", "success", 2500))
+    .catch((e) => showFormError(event.target, e, { names: { leader_subaccount_id: "leader" } }));
   await loadCopyGroups();
 });
 
@@ -246,13 +265,14 @@ const paperDialog = wireDialog(document.getElementById("paper-dialog"));
 document.getElementById("paper-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const name = event.target.elements.name.value.trim() || "Paper";
+  clearFieldErrors(event.target);
   try {
-    const made = await api("/api/accounts", { method: "POST", body: { broker: "paper", name } });
+    const made = await api("/api/accounts", { method: "POST", body: { broker: "paper", name }, quiet: true });
     paperDialog.close();
     toast(`Paper account ${made.name} added with subaccount ${made.subaccounts[0]?.name}.`, "success");
     await refreshAll();
-  } catch {
-    // the API showed a toast
+  } catch (e) {
+    showFormError(event.target, e);
   }
 });
 
@@ -267,6 +287,7 @@ tradovateForm.addEventListener("submit", async (event) => {
   const error = document.getElementById("tradovate-error");
   const button = document.getElementById("tradovate-save");
   error.hidden = true;
+  clearFieldErrors(tradovateForm);
   button.disabled = true;
   try {
     const body = { broker: "tradovate", environment: f.environment.value, username: f.username.value,
@@ -278,8 +299,7 @@ tradovateForm.addEventListener("submit", async (event) => {
     toast(`Connected ${made.name}: ${made.subaccounts.length} subaccount(s).`, "success");
     await refreshAll();
   } catch (e) {
-    error.textContent = e instanceof ApiError ? e.message : String(e);
-    error.hidden = false;
+    showFormError(tradovateForm, e, { rest: error }); // a refused login names no field: above the form
   } finally {
     button.disabled = false;
   }
@@ -288,12 +308,13 @@ tradovateForm.addEventListener("submit", async (event) => {
 document.getElementById("tv-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const f = event.target.elements;
+  clearFieldErrors(event.target);
   try {
-    await api("/api/tradingview/session", { method: "POST", body: { sessionid: f.sessionid.value.trim(), sessionid_sign: f.sessionid_sign.value.trim() } });
+    await api("/api/tradingview/session", { method: "POST", body: { sessionid: f.sessionid.value.trim(), sessionid_sign: f.sessionid_sign.value.trim() }, quiet: true });
     event.target.reset();
     toast("TradingView session saved; the feed uses it within seconds.", "success");
-  } catch {
-    // the API showed a toast
+  } catch (e) {
+    showFormError(event.target, e);
   }
   await loadSession();
 });

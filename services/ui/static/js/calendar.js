@@ -1,6 +1,7 @@
 // The month calendar of daily realized PnL (GET /api/dashboard/calendar), green and red by day.
+// Its days are the user's (format.js TIME_ZONE): the API cuts them in the same zone.
 import { el } from "./dom.js";
-import { pnl, pnlClass } from "./format.js";
+import { pnl, pnlClass, zonedDate } from "./format.js";
 
 const WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 const MONTH_NAMES = new Intl.DateTimeFormat("en-US", { month: "long", year: "numeric", timeZone: "UTC" });
@@ -12,8 +13,9 @@ export function shiftMonth(month, delta) {
   return `${d.getUTCFullYear()}-${String(d.getUTCMonth() + 1).padStart(2, "0")}`;
 }
 
+/** This month in the user's zone ("2026-11"). */
 export function currentMonth() {
-  return new Date().toISOString().slice(0, 7);
+  return zonedDate().slice(0, 7);
 }
 
 /** Fill `grid` with one month; `data` is the calendar answer (month, days, pnl, trades). */
@@ -23,7 +25,7 @@ export function renderCalendar(grid, data) {
   const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
   const lead = (first.getUTCDay() + 6) % 7; // Monday first
   const byDate = new Map(data.days.map((d) => [d.date, d]));
-  const today = new Date().toISOString().slice(0, 10);
+  const today = zonedDate();
   const cells = WEEKDAYS.map((w) => el("div", { className: "dow" }, w));
   for (let i = 0; i < lead; i += 1) cells.push(el("div", { className: "day blank" }));
   for (let day = 1; day <= daysInMonth; day += 1) {

@@ -4,7 +4,7 @@
 import { api, toast } from "./api.js";
 import { el, fillBody, flash, numCell, timeCell } from "./dom.js";
 import { loadRecorders, wireDialog } from "./directory.js";
-import { price, utcTime } from "./format.js";
+import { price, zonedTime } from "./format.js";
 import { coalesced, onEvent, onResync } from "./live.js";
 import { loadPipeline } from "./pipeline_metrics.js";
 import { OpenPositions } from "./positions.js";
@@ -20,7 +20,16 @@ const open = new OpenPositions(document.querySelector("#open-positions tbody"), 
 
 // ---- health ----
 
-const SERVICE_NAMES = { ui: "Web UI", redis: "Redis", postgres: "PostgreSQL", price_feed: "Price feed" };
+const SERVICE_NAMES = {
+  ui: "Web UI", redis: "Redis", postgres: "PostgreSQL", price_feed: "Price feed",
+  engine: "Position engine", executor: "Order executor", notifier: "Notifications",
+};
+// What a service that is down means for the trader.
+const DOWN_MEANS = {
+  engine: "signals wait in the stream; no position moves",
+  executor: "orders wait in the queue; nothing reaches the broker",
+  notifier: "notifications wait; nothing is sent",
+};
 const STATE_TEXT = { ok: "OK", degraded: "Degraded", down: "Down" };
 
 async function loadHealth() {
@@ -31,6 +40,8 @@ async function loadHealth() {
       sub = `${feed.active_source ?? feed.source ?? ""}${feed.delayed_symbols?.length ? ` · delayed: ${feed.delayed_symbols.join(", ")}` : ""}`;
     } else if (name === "price_feed") {
       sub = "not reporting: is it running?";
+    } else if (state === "down" && DOWN_MEANS[name]) {
+      sub = DOWN_MEANS[name];
     }
     return el("div", { className: `card health-card ${state}`, dataset: { service: name } },
       el("div", { className: "card-label" }, SERVICE_NAMES[name] ?? name),
@@ -82,7 +93,7 @@ function addAlert(type, data) {
   const list = document.getElementById("alerts");
   list.querySelector(".empty-message")?.remove();
   const item = el("li", { className: `alert ${type.replace(".", "-")}` },
-    el("span", { className: "time" }, utcTime(new Date().toISOString()).slice(11)),
+    el("span", { className: "time" }, zonedTime(new Date().toISOString()).slice(11)),
     el("span", { className: "pill off" }, ALERT_TITLES[type] ?? type),
     el("span", { className: "wrap" }, describeAlert(type, data)));
   list.prepend(item);

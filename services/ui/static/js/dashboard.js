@@ -1,10 +1,13 @@
 // The dashboard: metric cards, profit vs drawdown chart, daily calendar, open positions and trade
-// history, all from /api/dashboard/* and /api/positions, filtered by recorder and dates.
+// history, all from /api/dashboard/* and /api/positions, filtered by recorder and dates (days in
+// the user's zone, which the API cuts the same way).
 import { api, fetchAll, toast } from "./api.js";
 import { currentMonth, renderCalendar, shiftMonth } from "./calendar.js";
 import { ProfitChart } from "./chart.js";
 import { el, fillBody, numCell, timeCell } from "./dom.js";
-import { EXIT_REASONS, duration, percent, pnl, pnlClass, price, qty, ratio, usd } from "./format.js";
+import {
+  EXIT_REASONS, TIME_ZONE, duration, offsetIso, percent, pnl, pnlClass, price, qty, ratio, usd,
+} from "./format.js";
 import { coalesced, onEvent, onResync } from "./live.js";
 import { OpenPositions } from "./positions.js";
 import { TradeDetail } from "./trade_detail.js";
@@ -19,6 +22,15 @@ const state = { page: 1, month: null, chart: null };
 function filters() {
   const data = new FormData(form);
   return { recorder_id: data.get("recorder_id"), from: data.get("from"), to: data.get("to") };
+}
+
+/** From after To: one message beside the dates and no request (the API would answer each with a 422). */
+function datesInOrder() {
+  const { from, to } = filters();
+  const wrong = Boolean(from && to && from > to);
+  document.getElementById("dates-error").hidden = !wrong;
+  for (const name of ["from", "to"]) form.elements[name].setAttribute("aria-invalid", String(wrong));
+  return !wrong;
 }
 
 function readUrl() {
@@ -79,7 +91,7 @@ function showMetrics(m) {
 function tradeRow(t) {
   return el("tr", { className: "opens-detail", tabIndex: 0, dataset: { positionId: t.id } },
     timeCell(t.closed_at),
-    el("td", { className: "hide-sm" }, t.recorder_name),
+    el("td", { className: "hide-sm" }, el("span", { className: "name-cut", title: t.recorder_name }, t.recorder_name)),
     el("td", { className: "symbol" }, t.symbol),
     el("td", {}, el("span", { className: `side ${t.side}` }, t.side)),
     numCell(qty(t.quantity)),
@@ -110,6 +122,7 @@ function showHistory(data) {
 // ---- loading ----
 
 async function loadCalendar() {
+  if (!datesInOrder()) return;
   const data = await api("/api/dashboard/calendar", { params: { ...filters(), month: state.month } });
   const title = renderCalendar(document.getElementById("calendar"), data);
   document.getElementById("calendar-title").textContent = `Daily PnL · ${title}`;
@@ -119,6 +132,10 @@ async function loadCalendar() {
 }
 
 async function loadStats() {
+  if (!datesInOrder()) {
+    document.body.dataset.loaded = "true";
+    return;
+  }
   const params = filters();
   const [metrics, chart, history] = await Promise.all([
     api("/api/dashboard/metrics", { params }),
@@ -152,13 +169,20 @@ const refreshAll = coalesced(async () => {
   await Promise.all([loadStats(), open.load()]);
 });
 
-// ---- CSV export: every trade of the current filter, numbers exactly as the API sends them ----
+// ---- CSV export: every trade of the current filter, numbers exactly as the API sends them, times
+// in the user's zone with their UTC offset ("2026-11-02T08:30:05-06:00") and the zone named ----
 
 const CSV_COLUMNS = [
   "id", "recorder_name", "recorder_id", "symbol", "side", "quantity", "avg_entry_price", "exit_price",
   "exit_reason", "realized_pnl", "worst_unrealized_pnl", "best_unrealized_pnl", "max_favorable",
-  "max_adverse", "tp_price", "sl_price", "opened_at", "closed_at",
+  "max_adverse", "tp_price", "sl_price", "opened_at", "closed_at", "time_zone",
 ];
+const CSV_TIMES = new Set(["opened_at", "closed_at"]);
+
+function csvValue(trade, column) {
+  if (column === "time_zone") return TIME_ZONE;
+  return CSV_TIMES.has(column) ? offsetIso(trade[column]) : trade[column];
+}
 
 function csvField(value) {
   const text = value === null || value === undefined ? "" : String(value);
@@ -166,16 +190,19 @@ function csvField(value) {
 }
 
 async function exportCsv() {
+  if (!datesInOrder()) return;
   const button = document.getElementById("export-csv");
   button.disabled = true;
   try {
     const trades = await fetchAll("/api/dashboard/trade-history", "trades", filters());
     const lines = [CSV_COLUMNS.join(",")];
-    for (const t of trades) lines.push(CSV_COLUMNS.map((c) => csvField(t[c])).join(","));
+    for (const t of trades) lines.push(CSV_COLUMNS.map((c) => csvField(csvValue(t, c))).join(","));
     const blob = new Blob([`${lines.join("\r\n")}\r\n`], { type: "text/csv" });
     const { from, to } = filters();
+    const zone = TIME_ZONE.replaceAll("/", "-");
     const link = el("a", {
-      href: URL.createObjectURL(blob), download: `justtrades-trades${from ? `-${from}` : ""}${to ? `-to-${to}` : ""}.csv`,
+      href: URL.createObjectURL(blob),
+      download: `justtrades-trades${from ? `-${from}` : ""}${to ? `-to-${to}` : ""}-${zone}.csv`,
     });
     link.click();
     setTimeout(() => URL.revokeObjectURL(link.href), 10_000);

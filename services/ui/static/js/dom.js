@@ -1,5 +1,5 @@
 // Building table rows and small pieces of DOM without innerHTML (API text is never parsed as HTML).
-import { utcTime } from "./format.js";
+import { zonedTime } from "./format.js";
 
 /** el("td", {className: "num"}, "1.25") → <td class="num">1.25</td>; children may be nodes. */
 export function el(tag, props = {}, ...children) {
@@ -19,9 +19,9 @@ export function numCell(text, className = "") {
   return el("td", { className: `num ${className}`.trim() }, text);
 }
 
-/** A UTC time cell; phones drop the year ("11-24 10:38:25") to keep the numbers in view. */
+/** A time cell in the user's zone (UTC on hover); phones drop the year ("11-24 10:38:25 CST"). */
 export function timeCell(iso, className = "") {
-  const text = utcTime(iso);
+  const text = zonedTime(iso);
   const year = /^\d{4}-/.test(text) ? text.slice(0, 5) : "";
   return el("td", { className: `time ${className}`.trim(), title: iso ?? "" },
     year ? el("span", { className: "year" }, year) : null, text.slice(year.length));

@@ -3,10 +3,13 @@
 import { ApiError, api } from "./api.js";
 import { el } from "./dom.js";
 import { price, qty } from "./format.js";
+import { clearFieldErrors, showFormError } from "./forms.js";
 
 const MAX_LEGS = 3;
 const PREVIEW_DELAY_MS = 300;
 const UNIT_LABELS = { ticks: "ticks", points: "points", usd: "USD", percent: "%" };
+// The preview's API fields and the sample inputs that hold them.
+const PREVIEW_INPUTS = { symbol: "preview_symbol", side: "preview_side", price: "preview_price", qty: "preview_qty" };
 
 /** "40 ticks", "12.5 points", "$50", "0.2%": one distance of a saved plan, as a recorder row shows it. */
 export function distanceText(distance) {
@@ -216,17 +219,22 @@ export class ExitPlanEditor {
       const levels = await api("/api/exit-plans/preview", { method: "POST", body, quiet: true });
       if (asked === this.asked) this.showLevels(levels, null);
     } catch (error) {
-      if (asked === this.asked) this.showLevels(null, error instanceof ApiError ? error.message : String(error));
+      if (asked !== this.asked) return;
+      // A wrong sample value is said beside it (without taking the focus from what the user
+      // types); the plan's own rule, e.g. "exits.targets[1]: ...", on the line above the levels.
+      const rest = showFormError(this.plan, error, { names: PREVIEW_INPUTS, rest: this.error, focus: false });
+      this.showLevels(null, rest || (error instanceof ApiError ? "" : String(error)), true);
     }
   }
 
   /** The preview's levels, or the API's sentence that says what is wrong with the plan. */
-  showLevels(levels, error) {
+  showLevels(levels, error, failed = Boolean(error)) {
+    if (!failed) clearFieldErrors(this.plan);
     this.error.textContent = error ?? "";
     this.error.hidden = !error;
-    this.previewEmpty.hidden = Boolean(levels || error);
+    this.previewEmpty.hidden = Boolean(levels || failed);
     this.preview.hidden = !levels;
-    this.plan.dataset.preview = levels ? "ok" : error ? "error" : "empty"; // the browser tests wait for this
+    this.plan.dataset.preview = levels ? "ok" : failed ? "error" : "empty"; // the browser tests wait for this
     if (!levels) return;
     const rows = levels.targets.map((leg, i) => [
       `Target ${i + 1}`, `${price(leg.level)} × ${qty(leg.allotted)} contract${leg.allotted === 1 ? "" : "s"}`, `target-${i + 1}`,

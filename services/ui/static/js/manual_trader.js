@@ -4,6 +4,7 @@
 import { api, confirmDialog, toast } from "./api.js";
 import { el, fillBody, flash } from "./dom.js";
 import { fillSelect, loadRecorders, loadSubaccounts, optionalNumber } from "./directory.js";
+import { clearFieldErrors, showFormError } from "./forms.js";
 import { price, qty } from "./format.js";
 import { coalesced, onEvent, onResync } from "./live.js";
 import { orderRow, orderWhat } from "./orders.js";
@@ -55,8 +56,8 @@ function chosenSubaccount() {
   return id;
 }
 
-async function send(body, what) {
-  const answer = await api("/api/manual-trade", { method: "POST", body });
+async function send(body, what, quiet = false) {
+  const answer = await api("/api/manual-trade", { method: "POST", body, quiet });
   orders.set(answer.order.id, answer.order);
   for (const c of answer.copies) orders.set(c.id, c);
   renderOrders();
@@ -84,10 +85,11 @@ form.addEventListener("submit", async (event) => {
     body.confirm = true;
   }
   button.disabled = true;
+  clearFieldErrors(form);
   try {
-    await send(body, document.getElementById("place").textContent);
-  } catch {
-    // the API showed a toast
+    await send(body, document.getElementById("place").textContent, true);
+  } catch (error) {
+    showFormError(form, error); // beside the ticket's inputs; the rest as a toast
   } finally {
     button.disabled = false;
   }
@@ -124,10 +126,11 @@ async function loadConfirmSize() {
 f.confirm_above.addEventListener("change", async () => {
   const size = optionalNumber(f.confirm_above.value);
   try {
-    confirmAbove = (await api("/api/me", { method: "PUT", body: { manual_confirm_above: size } })).manual_confirm_above;
+    confirmAbove = (await api("/api/me", { method: "PUT", body: { manual_confirm_above: size }, quiet: true })).manual_confirm_above;
     toast(`The ticket asks before sending more than ${confirmAbove} contracts.`, "success", 2500);
-  } catch {
-    f.confirm_above.value = confirmAbove; // the API showed why
+  } catch (error) {
+    showFormError(form, error, { names: { manual_confirm_above: "confirm_above" } });
+    f.confirm_above.value = confirmAbove;
   }
 });
 
@@ -143,8 +146,8 @@ function renderCards() {
     const fills = (byAccount.get(s.id) ?? []).filter((o) => o.status === "filled")
       .sort((a, b) => (b.created_at ?? "").localeCompare(a.created_at ?? "")).slice(0, 3);
     return el("article", { className: "card account-card", dataset: { subaccountId: s.id } },
-      el("div", { className: "card-label" }, `${s.account.name} · ${s.account.broker}`),
-      el("div", { className: "card-title" }, s.name,
+      el("div", { className: "card-label name-cut", title: `${s.account.name} · ${s.account.broker}` }, `${s.account.name} · ${s.account.broker}`),
+      el("div", { className: "card-title" }, el("span", { className: "name-cut", title: s.name }, s.name),
         s.risk_status !== "normal" ? el("span", { className: "pill off" }, s.risk_status.replace("_", " ")) : null),
       fills.length
         ? el("ul", { className: "fills" }, fills.map((o) => el("li", {},

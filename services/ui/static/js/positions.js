@@ -102,7 +102,7 @@ export class OpenPositions {
       className: "opens-detail", tabIndex: 0, title: "Open its fills and stop moves",
       dataset: { positionId: p.id, recorderId: p.recorder_id },
     },
-      el("td", {}, this.recorderName(p.recorder_id)),
+      el("td", {}, el("span", { className: "name-cut", title: this.recorderName(p.recorder_id) }, this.recorderName(p.recorder_id))),
       el("td", { className: "symbol hide-sm" }, p.symbol),
       el("td", {}, el("span", { className: `side ${p.side}` }, p.side)),
       numCell(qty(p.quantity)),

@@ -1,6 +1,7 @@
 // The recorder dialogs: create/edit settings, and the webhook URL with both alert templates.
-import { ApiError, api, confirmDialog, copyText, toast } from "./api.js";
+import { api, confirmDialog, copyText, toast } from "./api.js";
 import { ExitPlanEditor } from "./exit_plan_editor.js";
+import { clearFieldErrors, showFormError } from "./forms.js";
 
 function optionalInt(text) {
   const trimmed = text.trim();
@@ -29,6 +30,7 @@ export class RecorderDialog {
     this.editing = recorder;
     this.form.reset();
     this.error.hidden = true;
+    clearFieldErrors(this.form);
     const f = this.form.elements;
     if (recorder) {
       f.name.value = recorder.name;
@@ -68,6 +70,7 @@ export class RecorderDialog {
     const button = document.getElementById("recorder-save");
     button.disabled = true;
     this.error.hidden = true;
+    clearFieldErrors(this.form);
     try {
       const created = !this.editing;
       const saved = created
@@ -77,10 +80,9 @@ export class RecorderDialog {
       toast(created ? `Recorder ${saved.name} created.` : `Recorder ${saved.name} saved.`, "success", 2500);
       this.onSaved(saved, created);
     } catch (error) {
-      // The API's sentence names the field, e.g. "exits.targets[1]: legs must be in increasing
-      // distance." or "tp_ticks must be null (no take-profit) or ...".
-      this.error.textContent = error instanceof ApiError ? error.message : String(error);
-      this.error.hidden = false;
+      // A field's sentence shows beside its input ("Take-profit (ticks) must be ..."); the rest,
+      // e.g. "exits.targets[1]: legs must be in increasing distance.", above the form.
+      showFormError(this.form, error, { rest: this.error });
     } finally {
       button.disabled = false;
     }

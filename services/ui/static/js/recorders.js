@@ -1,5 +1,6 @@
 // The recorders page: the list with each one's live position, the open positions, recent closes
-// and signals; create, edit, webhook, reset history and delete (each of the last two confirmed).
+// and signals (each with its timeline); create, edit, webhook, reset history and delete (each of
+// the last two confirmed).
 import { api, confirmDialog, toast } from "./api.js";
 import { el, fillBody, numCell, timeCell } from "./dom.js";
 import { EXIT_REASONS, pnl, pnlClass, price, qty } from "./format.js";
@@ -7,7 +8,9 @@ import { coalesced, onEvent, onResync } from "./live.js";
 import { OpenPositions } from "./positions.js";
 import { distanceText } from "./exit_plan_editor.js";
 import { RecorderDialog, WebhookDialog } from "./recorder_forms.js";
+import { showRecorderAlerts } from "./recorder_alerts.js";
 import { TradeDetail } from "./trade_detail.js";
+import { bindTimelineButtons, timelineButton } from "./timeline.js";
 
 const recorders = new Map(); // id → recorder
 const nameOf = (id) => recorders.get(id)?.name ?? `#${id}`;
@@ -54,7 +57,7 @@ function recorderRow(r) {
     type: "button", className: `btn btn-sm ${extra}`.trim(), dataset: { action, id: r.id },
   }, label);
   return el("tr", { dataset: { recorderId: r.id } },
-    el("td", {}, el("b", {}, r.name)),
+    el("td", {}, el("b", { className: "name-cut", title: r.name }, r.name)),
     el("td", {}, el("span", { className: `pill ${r.enabled ? "on" : "off"}` }, r.enabled ? "Enabled" : "Off")),
     numCell(qty(r.default_qty), "hide-sm"),
     ...exitCells(r),
@@ -73,6 +76,7 @@ function renderRecorders() {
   document.getElementById("first-recorder").hidden = list.length > 0;
   document.getElementById("recorders-panel").hidden = list.length === 0;
   fillBody(document.querySelector("#recorders tbody"), list.map(recorderRow), "");
+  showRecorderAlerts(list);
 }
 
 async function loadRecorders() {
@@ -91,7 +95,7 @@ async function loadClosed() {
     className: "opens-detail", tabIndex: 0, dataset: { positionId: p.id },
   },
     timeCell(p.closed_at),
-    el("td", {}, nameOf(p.recorder_id)),
+    el("td", {}, el("span", { className: "name-cut", title: nameOf(p.recorder_id) }, nameOf(p.recorder_id))),
     el("td", { className: "symbol hide-sm" }, p.symbol),
     el("td", {}, el("span", { className: `side ${p.side}` }, p.side)),
     numCell(qty(p.quantity), "hide-sm"),
@@ -117,8 +121,11 @@ async function loadSignals() {
     numCell(price(s.price), "hide-sm"),
     el("td", { title: s.reason ?? "" },
       el("span", { className: `pill ${s.status}` }, s.status), s.reason ? ` ${s.reason}` : ""),
+    el("td", { className: "actions" }, timelineButton(s.id)),
   )), "No signals yet. Fire your TradingView alert (or post to the webhook URL) and it shows here.");
 }
+
+bindTimelineButtons(document.getElementById("signals"));
 
 const refreshClosed = coalesced(loadClosed);
 const refreshSignals = coalesced(loadSignals);

@@ -1,7 +1,10 @@
-// The settings page: API keys made (the key shown once, with a copy button), listed and revoked;
-// the password changed (errors beside their field); the browser sessions listed and ended.
+// The settings page: the time zone times are shown in; API keys made (the key shown once, with a
+// copy button), listed and revoked; the password changed (errors beside their field); the
+// browser sessions listed and ended.
 import { ApiError, api, confirmDialog, copyText, toast } from "./api.js";
 import { el, fillBody, timeCell } from "./dom.js";
+import { clearFieldErrors, showFieldError, showFormError } from "./forms.js";
+import { zonedTime } from "./format.js";
 import { coalesced, onResync } from "./live.js";
 
 const form = document.getElementById("key-form");
@@ -38,7 +41,8 @@ async function loadSessions() {
 }
 
 const load = coalesced(async () => {
-  const [{ api_keys: list }] = await Promise.all([api("/api/api-keys"), loadSessions()]);
+  const [{ api_keys: list }, me] = await Promise.all([api("/api/api-keys"), api("/api/me"), loadSessions()]);
+  if (!zoneSelect.dataset.saved) showZoneChoices(me.time_zone);
   keys.clear();
   for (const k of list) keys.set(k.id, k);
   fillBody(document.querySelector("#api-keys tbody"), list.map(keyRow),
@@ -46,39 +50,55 @@ const load = coalesced(async () => {
   document.body.dataset.loaded = "true";
 });
 
+// --- time zone ------------------------------------------------------------------------------
+
+const zoneSelect = document.getElementById("time-zone");
+
+function browserZone() {
+  try {
+    return Intl.DateTimeFormat().resolvedOptions().timeZone || null;
+  } catch {
+    return null;
+  }
+}
+
+/** The fixed choices, the browser's own zone, and a zone set through the API if it is none of them. */
+function showZoneChoices(saved) {
+  const browser = browserZone();
+  const fixed = [...zoneSelect.options];
+  const same = fixed.find((o) => o.value === browser);
+  if (same) same.textContent += " (your browser's zone)";
+  else if (browser) zoneSelect.insertBefore(el("option", { value: browser }, `Your browser's zone (${browser})`), fixed.at(-1));
+  if (![...zoneSelect.options].some((o) => o.value === saved)) zoneSelect.append(el("option", { value: saved }, saved));
+  zoneSelect.value = saved;
+  zoneSelect.dataset.saved = saved;
+  document.getElementById("zone-now").textContent = `Now: ${zonedTime(new Date())}`;
+}
+
+zoneSelect.addEventListener("change", async () => {
+  zoneSelect.disabled = true;
+  try {
+    await api("/api/me", { method: "PUT", body: { time_zone: zoneSelect.value } });
+    window.location.reload(); // every time on the page, in the new zone
+  } catch {
+    zoneSelect.value = zoneSelect.dataset.saved; // the API showed why in a toast
+    zoneSelect.disabled = false;
+  }
+});
+
 // --- password ---------------------------------------------------------------------------------
 
 const passwordForm = document.getElementById("password-form");
 
-function showFieldError(field, message) {
-  const box = passwordForm.querySelector(`[data-error-for=${field}]`);
-  box.textContent = message;
-  box.hidden = !message;
-  passwordForm.elements[field].setAttribute("aria-invalid", message ? "true" : "false");
-}
-
-function clearFieldErrors() {
-  for (const field of ["current_password", "new_password", "repeat_password"]) showFieldError(field, "");
-}
-
-/** Which field an API error is about: its sentence starts with the field's name. */
-function fieldOf(error) {
-  if (error.status === 403 || error.status === 429) return "current_password";
-  for (const field of ["current_password", "new_password"]) {
-    if (error.message.startsWith(`${field} `)) return field;
-  }
-  return null;
-}
-
 passwordForm.addEventListener("submit", async (event) => {
   event.preventDefault();
-  clearFieldErrors();
+  clearFieldErrors(passwordForm);
   const current = passwordForm.elements.current_password.value;
   const fresh = passwordForm.elements.new_password.value;
-  if (!current) return showFieldError("current_password", "Enter your current password.");
-  if (!fresh) return showFieldError("new_password", "Enter a new password.");
+  if (!current) return showFieldError(passwordForm, "current_password", "Enter your current password.");
+  if (!fresh) return showFieldError(passwordForm, "new_password", "Enter a new password.");
   if (passwordForm.elements.repeat_password.value !== fresh) {
-    return showFieldError("repeat_password", "This does not match the new password.");
+    return showFieldError(passwordForm, "repeat_password", "This does not match the new password.");
   }
   const button = document.getElementById("password-change");
   button.disabled = true;
@@ -91,9 +111,11 @@ passwordForm.addEventListener("submit", async (event) => {
     toast(`Password changed; ${others} logged out.`, "success", 4000);
     await loadSessions();
   } catch (error) {
-    const field = error instanceof ApiError ? fieldOf(error) : null;
-    if (field) showFieldError(field, error.message.replace(/^(current_password|new_password) /, "The password "));
-    else if (error instanceof ApiError && error.status !== 401) toast(error.message, "error");
+    if (error instanceof ApiError && error.status === 429) {
+      showFieldError(passwordForm, "current_password", error.message); // too many wrong guesses
+    } else {
+      showFormError(passwordForm, error); // each sentence beside its field, in the label's words
+    }
   } finally {
     button.disabled = false;
   }

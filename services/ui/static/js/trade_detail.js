@@ -1,10 +1,12 @@
 // One trade in a dialog: its fills by kind, the stop's moves, MFE/MAE in points, ticks and dollars,
 // and the time held, from GET /api/positions/<id>; opened from any row with data-position-id.
+// A fill made by a signal links to that signal's timeline.
 import { api } from "./api.js";
 import { el, fillBody, numCell, timeCell } from "./dom.js";
 import { EXIT_REASONS, pnl, pnlClass, price, qty, usd } from "./format.js";
 import { coalesced, onEvent } from "./live.js";
 import { STOP_REASONS, legsCell, stopCell } from "./positions.js";
+import { bindTimelineButtons, timelineButton } from "./timeline.js";
 
 const FILL_KINDS = { entry: "Entry", exit: "Exit", tp: "Target" };
 
@@ -34,6 +36,7 @@ function fillRow(f) {
     numCell(price(f.price)),
     numCell(f.kind === "entry" ? "—" : pnl(f.realized_pnl), pnlClass(f.realized_pnl)),
     el("td", { className: "hide-sm" }, EXIT_REASONS[f.reason] ?? f.reason ?? "—"),
+    el("td", { className: "actions" }, f.signal_id ? timelineButton(f.signal_id) : null),
   );
 }
 
@@ -47,6 +50,7 @@ export class TradeDetail {
       button.addEventListener("click", () => this.dialog.close());
     }
     this.dialog.addEventListener("close", () => { this.id = null; });
+    bindTimelineButtons(this.dialog); // a fill made by a signal: that signal's hops
     // A leg fill, a stop move or the close adds to what the open dialog shows.
     this.reload = coalesced(() => this.load());
     for (const type of ["position.changed", "position.closed"]) {

@@ -1,9 +1,10 @@
 // The traders page: recorder → subaccount links with multiplier, guards and an on/off switch,
 // a create/edit dialog, and each trader's last orders, updated live from order.* events.
-import { ApiError, api, confirmDialog, toast } from "./api.js";
+import { api, confirmDialog, toast } from "./api.js";
 import { el, fillBody, flash, numCell } from "./dom.js";
 import { fillSelect, loadRecorders, loadSubaccounts, optionalNumber, wireDialog } from "./directory.js";
-import { qty, usd, utcTime } from "./format.js";
+import { clearFieldErrors, showFormError } from "./forms.js";
+import { qty, usd, zonedTime } from "./format.js";
 import { orderRow } from "./orders.js";
 import { coalesced, onEvent, onResync } from "./live.js";
 
@@ -26,7 +27,7 @@ function guards(t) {
 function stateCell(t) {
   if (t.paused_until && Date.parse(t.paused_until) > Date.now()) {
     return el("td", { className: "wrap", title: t.paused_reason ?? "" },
-      el("span", { className: "pill ignored" }, "Paused"), ` until ${utcTime(t.paused_until)} UTC`,
+      el("span", { className: "pill ignored" }, "Paused"), ` until ${zonedTime(t.paused_until)}`,
       t.paused_reason ? el("div", { className: "hint" }, t.paused_reason) : null);
   }
   return el("td", {}, el("span", { className: `pill ${t.enabled ? "on" : "off"}` }, t.enabled ? "Trading" : "Off"));
@@ -38,8 +39,8 @@ function traderRow(t) {
     el("td", {}, el("label", { className: "switch", title: t.enabled ? "Switch off" : "Switch on" },
       el("input", { type: "checkbox", checked: t.enabled, dataset: { action: "toggle", id: t.id }, "aria-label": `Trader ${t.id} on` }),
       el("span", { className: "slider" }))),
-    el("td", {}, el("b", {}, recorderName(t.recorder_id))),
-    el("td", {}, subaccountName(t.subaccount_id)),
+    el("td", {}, el("b", { className: "name-cut", title: recorderName(t.recorder_id) }, recorderName(t.recorder_id))),
+    el("td", {}, el("span", { className: "name-cut", title: subaccountName(t.subaccount_id) }, subaccountName(t.subaccount_id))),
     numCell(`×${qty(t.multiplier)}`),
     el("td", { className: "hide-sm" }, guards(t)),
     stateCell(t),
@@ -91,6 +92,7 @@ function openDialog(t = null) {
   editing = t;
   form.reset();
   document.getElementById("trader-error").hidden = true;
+  clearFieldErrors(form);
   const f = form.elements;
   fillSelect(f.recorder_id, recorders, { placeholder: recorders.length ? "Choose a recorder" : "No recorders yet" });
   fillSelect(f.subaccount_id, subaccounts, { label: (s) => s.label, placeholder: subaccounts.length ? "Choose a subaccount" : "No accounts yet" });
@@ -138,6 +140,7 @@ form.addEventListener("submit", async (event) => {
   const button = document.getElementById("trader-save");
   button.disabled = true;
   error.hidden = true;
+  clearFieldErrors(form);
   try {
     const saved = editing
       ? await api(`/api/traders/${editing.id}`, { method: "PUT", body: body(), quiet: true })
@@ -148,8 +151,8 @@ form.addEventListener("submit", async (event) => {
     renderTraders();
     renderOrders();
   } catch (e) {
-    error.textContent = e instanceof ApiError ? e.message : String(e);
-    error.hidden = false;
+    // A field's sentence beside its input; the rest (the window's rule) above the form.
+    showFormError(form, e, { rest: error });
   } finally {
     button.disabled = false;
   }

@@ -6,7 +6,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -19,7 +18,6 @@ from libs.common.futures.rolls import front_contract
 from libs.common.security import SecretBox
 from libs.common.storage import db
 from libs.common.storage.models import Account, Trader
-from libs.common.streams import SignalMessage
 from libs.common.tradovate.accounts import (
     login,
     new_credentials,
@@ -31,9 +29,8 @@ from services.executor.limiter import BrokerLimiter
 from simulators.tradovate.account_socket import AccountSocketServer
 from simulators.tradovate.broker import BrokerSimulator
 from simulators.tradovate.contracts import ContractCatalogue
-from tools.bench.notifier import notifier_running, with_notifier_note
-from tools.bench.processes import engine_process, service_env, stop_process
-from tools.bench.table import pct
+from tools.bench.notifier import notifier_running
+from tools.bench.processes import engine_process, mnq_signal, service_env, stop_process
 
 if TYPE_CHECKING:
     from tools.bench.core import Bench
@@ -126,19 +123,14 @@ class ExecutionBench:
             stop_process(executor)
             account_socket.stop()
             sim.stop()
-        what = "Signal on stream -> order accepted by the Tradovate simulator, p50 / p99"
-        for latencies, label, note in (
-            (alone, "", "engine + RQ + executor process + HTTP"),
-            (notified, ", notifier running", with_notifier_note(alone, notified, receiver)),
-        ):
-            p99 = pct(latencies, 99)
-            bench.add(
-                what + label,
-                f"{pct(latencies, 50):.2f} / {p99:.2f} ms",
-                "p99 <= 50 ms",
-                p99 <= 50,
-                note,
-            )
+        bench.add_with_notifier(
+            "Signal on stream -> order accepted by the Tradovate simulator, p50 / p99",
+            50,
+            "engine + RQ + executor process + HTTP",
+            alone,
+            notified,
+            len(receiver.received),
+        )
 
     def _signals_to_orders(self, recorder_id: int) -> list[float]:
         """Entries and closes in turn, each timed until its order is accepted; the first few
@@ -148,20 +140,7 @@ class ExecutionBench:
         last = bench.mark(events)
         lat = []
         for i in range(bench.n(200) + 6):
-            action = "buy" if i % 2 == 0 else "close"
-            msg = SignalMessage(
-                str(uuid.uuid4()),
-                recorder_id,
-                action,
-                "MNQ1!",
-                "MNQ",
-                Decimal("25640"),
-                None,
-                None,
-                None,
-                streams.now_ms(),
-                "{}",
-            )
+            msg = mnq_signal(recorder_id, "buy" if i % 2 == 0 else "close", "25640")
             t = time.perf_counter()
             streams.add(bench.redis, self.settings.stream(streams.SIGNALS), msg.to_fields())
             last = bench._wait_type(events, last, ORDER_ACCEPTED)

@@ -23,7 +23,6 @@ from libs.common.storage import db
 from libs.common.storage.models import NotificationDestination
 from simulators.notify_receivers import NotifyReceiver
 from tools.bench.processes import service_env, stop_process
-from tools.bench.table import pct
 
 RECEIVER_HOST = "127.0.0.1"
 
@@ -70,12 +69,3 @@ def notifier_running(
     finally:
         stop_process(process)
         receiver.stop()
-
-
-def with_notifier_note(alone: list[float], notified: list[float], receiver: NotifyReceiver) -> str:
-    """How the row measured with the notifier compares with the one measured without it."""
-    ratio = pct(notified, 99) / max(pct(alone, 99), 1e-9)
-    return (
-        f"p99 {ratio:.2f}x the row above (same run); "
-        f"{len(receiver.received)} notifications delivered meanwhile"
-    )

@@ -10,6 +10,7 @@ import multiprocessing
 import os
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
@@ -21,7 +22,7 @@ import redis
 from libs.common import streams
 from libs.common.config import Settings
 from libs.common.storage import db
-from libs.common.streams import TickMessage
+from libs.common.streams import SignalMessage, TickMessage
 from services.position_engine.engine import PositionEngine
 
 START_TIMEOUT_S = 30.0
@@ -45,6 +46,23 @@ BACKGROUND_SYMBOLS = (
     "6E",
     "6J",
 )
+
+
+def mnq_signal(recorder_id: int, action: str, price: str) -> SignalMessage:
+    """A signal of `recorder_id` on MNQ1! as the gateway writes it."""
+    return SignalMessage(
+        str(uuid.uuid4()),
+        recorder_id,
+        action,
+        "MNQ1!",
+        "MNQ",
+        Decimal(price),
+        None,
+        None,
+        None,
+        streams.now_ms(),
+        "{}",
+    )
 
 
 def service_env(settings: Settings, **extra: str) -> dict[str, str]:

@@ -23,6 +23,11 @@ class Trade:
     size: int = 1
 
 
+# The trades a listing keeps for charts: about a day of a random walk ticking every 2 s; older
+# ones fall off (their bars go; the session's open, high and low stay).
+MAX_PATH = 50_000
+
+
 @dataclass
 class Listing:
     """One symbol as TradingView names it (`CME_MINI:MNQ1!`) with its current quote.
@@ -55,13 +60,17 @@ class Listing:
         return Decimal(self.minmov) / Decimal(self.pricescale)
 
     def record(self, trade: Trade) -> None:
-        """Append a trade to the path (kept in time order) and fold it into the session."""
+        """Append a trade to the path (kept in time order, the newest MAX_PATH) and fold it into
+        the session: the session's open, high and low stay those of every trade recorded."""
         bisect.insort(self.path, trade, key=lambda t: t.time)
         if self.volume == 0:
             self.high = self.low = trade.price
-        self.open = self.path[0].price
+        if self.path[0] is trade:
+            self.open = trade.price
         self.high, self.low = max(self.high, trade.price), min(self.low, trade.price)
         self.volume += trade.size
+        if len(self.path) > MAX_PATH:  # a simulator left running must not grow without end
+            del self.path[: len(self.path) - MAX_PATH]
 
 
 @dataclass

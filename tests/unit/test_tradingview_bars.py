@@ -77,3 +77,20 @@ def test_bars_keep_every_trade_and_its_extremes(raw, resolution):
     assert min(b.low for b in bars) == min(t.price for t in trades)
     assert [b.time for b in bars] == sorted({b.time for b in bars})
     assert all(b.low <= min(b.open, b.close) and b.high >= max(b.open, b.close) for b in bars)
+
+
+def test_a_listing_keeps_its_newest_trades_and_the_whole_sessions_open_high_low(monkeypatch):
+    from simulators.tradingview import market as market_module
+
+    monkeypatch.setattr(market_module, "MAX_PATH", 100)
+    clock = iter(range(1_000_000))
+    sim = market_module.Market(clock=lambda: float(next(clock)))
+    sim.list("CME_MINI:MNQ1!", "100")
+    sim.set_price("CME_MINI:MNQ1!", "150")
+    for i in range(300):
+        sim.set_price("CME_MINI:MNQ1!", str(101 + i % 7))
+    listing = sim.get("CME_MINI:MNQ1!")
+    assert listing is not None
+    assert len(listing.path) == 100 and listing.path[-1].price == Decimal(101 + 299 % 7)
+    assert (listing.open, listing.high, listing.low) == (Decimal(100), Decimal(150), Decimal(100))
+    assert listing.volume == 302

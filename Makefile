@@ -7,6 +7,9 @@ UI := services/ui
 # npm ci wipes node_modules, so a stamp inside it disappears whenever the packages are reinstalled.
 NPM_STAMP := $(UI)/node_modules/.installed
 VENDOR_STAMP := $(UI)/static/vendor/.copied
+# The third-party TradingView client the conformance test drives against the simulator.
+TV_CLIENT := tests/conformance/tradingview
+TV_CLIENT_STAMP := $(TV_CLIENT)/node_modules/.installed
 
 .PHONY: install run test unit integration bench chaos lint format clean
 
@@ -27,7 +30,12 @@ $(VENDOR_STAMP): $(NPM_STAMP) $(UI)/copy-vendor.mjs
 	npm run --silent --prefix $(UI) vendor
 	touch $(VENDOR_STAMP)
 
-install: $(STAMP) $(VENDOR_STAMP)
+# @mathieuc/tradingview for tests/conformance/test_tradingview_client.py, pinned in its lock file.
+$(TV_CLIENT_STAMP): $(TV_CLIENT)/package-lock.json $(TV_CLIENT)/package.json | $(NPM_STAMP)
+	npm ci --prefix $(TV_CLIENT) --no-audit --no-fund
+	touch $(TV_CLIENT_STAMP)
+
+install: $(STAMP) $(VENDOR_STAMP) $(TV_CLIENT_STAMP)
 
 run: install
 	$(BIN)/justtrades run
@@ -61,4 +69,5 @@ format: install
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache $(UI)/node_modules $(UI)/static/vendor
+	rm -rf $(VENV) var .pytest_cache .ruff_cache $(UI)/node_modules $(UI)/static/vendor \
+	  $(TV_CLIENT)/node_modules

@@ -74,6 +74,7 @@ class LocalWebSocketServer:
 
     thread_name = "simulator-ws"
     path = "/v1/websocket"
+    ssl_context: ssl.SSLContext | None = None  # set before `start` to serve wss
 
     def __init__(self, port: int = 0) -> None:
         self._port = port
@@ -82,7 +83,8 @@ class LocalWebSocketServer:
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self._port}{self.path}"
+        scheme = "wss" if self.ssl_context else "ws"
+        return f"{scheme}://127.0.0.1:{self._port}{self.path}"
 
     def start(self) -> Self:
         self._server = serve(
@@ -94,6 +96,7 @@ class LocalWebSocketServer:
             ping_interval=None,
             close_timeout=1,
             server_header=None,
+            ssl=self.ssl_context,
         )
         self._port = self._server.socket.getsockname()[1]
         self._thread = threading.Thread(

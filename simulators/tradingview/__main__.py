@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quote-port", type=int, default=8765, help="quote WebSocket")
     parser.add_argument("--token-ttl", type=int, default=4 * 3600, help="seconds a token lives")
     args = parser.parse_args(argv)
-    market = demo_market()
+    market = demo_market(history_s=6 * 3600)
     token = make_jwt(1, int(time.time()) + args.token_ttl)
     market.add_account(DEMO_SESSIONID, token, args.token_ttl, DEMO_SIGN)
     site = SiteServer(market, port=args.site_port).start()

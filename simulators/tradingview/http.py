@@ -44,6 +44,12 @@ COLUMNS: dict[str, Callable[[Listing, bool], Any]] = {
 }
 
 
+def _compact(value: Any) -> str:
+    # The real page embeds compact JSON (`"auth_token":"eyJ…"`, C.2): clients find the token with
+    # a pattern that allows no space after the colon, so the simulator must not add one.
+    return json.dumps(value, separators=(",", ":"))
+
+
 def _json(body: Any, status: int = 200) -> Response:
     return Response(json.dumps(body), status, content_type="application/json")
 
@@ -59,21 +65,21 @@ def _user_page(account: Account) -> str:
         "auth_token": account.token,
         "is_pro": True,
     }
-    return _page(f"window.user = {json.dumps(user)};")
+    return _page(f"window.user = {_compact(user)};")
 
 
 def _anonymous_page(marker: bool) -> str:
     # The site has served both forms to signed-out visitors; clients must handle either.
     if marker:
         user = {"is_authenticated": False, "auth_token": "unauthorized_user_token"}
-        return _page(f"window.user = {json.dumps(user)};")
+        return _page(f"window.user = {_compact(user)};")
     return _page('window.user = {"is_authenticated": false};')
 
 
 def _page(script: str) -> str:
     return (
         "<!DOCTYPE html><html><head><title>TradingView</title>"
-        '<script>window.initData = {"theme": "dark"};</script>'
+        '<script>window.initData = {"theme":"dark"};</script>'
         f"<script>{script}</script></head><body>charts</body></html>"
     )
 
@@ -112,7 +118,8 @@ class SiteServer(LocalHttpServer):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_port}"
+        scheme = "https" if self.ssl_context else "http"
+        return f"{scheme}://127.0.0.1:{self.server_port}"
 
     def fail_next(self, n: int, status: int = 500, *, route: str | None = None) -> None:
         """Answer the next `n` requests (of `route`, or any) with `status` and an empty body."""

@@ -1,10 +1,12 @@
-"""The simulated market shared by the quote socket, the home page and the scanner simulators."""
+"""The simulated market shared by the quote socket, the home page and the scanner simulators: per
+symbol its price path (every trade, oldest first) and the session's figures computed from it."""
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TypedDict, Unpack
@@ -12,9 +14,28 @@ from typing import TypedDict, Unpack
 from simulators.tradingview.tokens import make_jwt, read_claims
 
 
+@dataclass(frozen=True)
+class Trade:
+    """One point of a listing's price path."""
+
+    time: float  # unix seconds
+    price: Decimal
+    size: int = 1
+
+
+# The trades a listing keeps for charts: about a day of a random walk ticking every 2 s; older
+# ones fall off (their bars go; the session's open, high and low stay).
+MAX_PATH = 50_000
+
+
 @dataclass
 class Listing:
-    """One symbol as TradingView names it (`CME_MINI:MNQ1!`) with its current quote."""
+    """One symbol as TradingView names it (`CME_MINI:MNQ1!`) with its current quote.
+
+    The simulator lives in one trading session: every trade it holds for the listing (history
+    added with `Market.add_history` included) belongs to that session, so `open`, `high`, `low`
+    and `volume` are the session's figures from the simulator's own price path. `prev_close`
+    is the price the listing was created with unless given (sim choice)."""
 
     name: str
     price: Decimal
@@ -22,7 +43,34 @@ class Listing:
     description: str = ""
     pricescale: int = 100
     minmov: int = 25
+    # TradingView's price-grid convention (the charting library's symbology): decimal prices
+    # have `fractional` false and `minmove2` 0; bond-style 1/32 prices would set both.
+    fractional: bool = False
+    minmove2: int = 0
     delayed: bool = False  # served as delayed_streaming_600 even to an authenticated user
+    prev_close: Decimal = Decimal(0)
+    open: Decimal = Decimal(0)
+    high: Decimal = Decimal(0)
+    low: Decimal = Decimal(0)
+    volume: int = 0
+    path: list[Trade] = field(default_factory=list, repr=False)
+
+    @property
+    def tick(self) -> Decimal:
+        return Decimal(self.minmov) / Decimal(self.pricescale)
+
+    def record(self, trade: Trade) -> None:
+        """Append a trade to the path (kept in time order, the newest MAX_PATH) and fold it into
+        the session: the session's open, high and low stay those of every trade recorded."""
+        bisect.insort(self.path, trade, key=lambda t: t.time)
+        if self.volume == 0:
+            self.high = self.low = trade.price
+        if self.path[0] is trade:
+            self.open = trade.price
+        self.high, self.low = max(self.high, trade.price), min(self.low, trade.price)
+        self.volume += trade.size
+        if len(self.path) > MAX_PATH:  # a simulator left running must not grow without end
+            del self.path[: len(self.path) - MAX_PATH]
 
 
 @dataclass
@@ -43,6 +91,8 @@ class ListingOptions(TypedDict, total=False):
 
     pricescale: int
     minmov: int
+    fractional: bool
+    minmove2: int
     delayed: bool
 
 
@@ -50,26 +100,57 @@ class ListingOptions(TypedDict, total=False):
 class Market:
     listings: dict[str, Listing] = field(default_factory=dict)
     accounts: dict[str, Account] = field(default_factory=dict)  # by sessionid
+    clock: Callable[[], float] = time.time  # when trades happen; tests may pass their own
     _listeners: list[Listener] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def list(
-        self, name: str, price: str | Decimal, description: str = "", **kw: Unpack[ListingOptions]
+        self,
+        name: str,
+        price: str | Decimal,
+        description: str = "",
+        prev_close: str | Decimal | None = None,
+        **kw: Unpack[ListingOptions],
     ) -> Listing:
-        listing = Listing(name, Decimal(str(price)), int(time.time()), description, **kw)
+        """List a symbol; its first trade is at `price`, now."""
+        now = self.clock()
+        first = Decimal(str(price))
+        listing = Listing(name, first, int(now), description, **kw)
+        listing.prev_close = first if prev_close is None else Decimal(str(prev_close))
+        listing.record(Trade(now, first))
         with self._lock:
             self.listings[name] = listing
         return listing
 
-    def set_price(self, name: str, price: str | Decimal) -> None:
-        """Move a symbol's last price; every subscriber of the symbol is told."""
+    def set_price(self, name: str, price: str | Decimal, size: int = 1) -> None:
+        """A trade: move a symbol's last price; every subscriber of the symbol is told."""
+        now = self.clock()
         with self._lock:
             listing = self.listings[name]
             listing.price = Decimal(str(price))
-            listing.lp_time = int(time.time())
+            listing.lp_time = int(now)
+            listing.record(Trade(now, listing.price, size))
             listeners = list(self._listeners)
         for listener in listeners:
             listener(listing)
+
+    def add_history(self, name: str, trades: Iterable[tuple[float, str | Decimal]]) -> None:
+        """Trades from before the simulator started, (unix time, price) each, for charts to show.
+
+        They join the session's figures but never move the last price; nobody is told."""
+        with self._lock:
+            listing = self.listings[name]
+            for at, price in trades:
+                listing.record(Trade(at, Decimal(str(price))))
+
+    def trades(self, name: str, since: float = 0.0) -> Sequence[Trade]:
+        """The listing's trades at or after `since` (unix seconds), oldest first."""
+        with self._lock:
+            listing = self.listings.get(name)
+            if listing is None:
+                return []
+            start = bisect.bisect_left(listing.path, since, key=lambda t: t.time)
+            return listing.path[start:]
 
     def set_delayed(self, name: str, delayed: bool) -> None:
         with self._lock:
@@ -97,13 +178,13 @@ class Market:
     def add_account(
         self, sessionid: str, token: str, ttl_s: int = 4 * 3600, sessionid_sign: str | None = None
     ) -> Account:
-        account = Account(sessionid, token, int(time.time()) + ttl_s, sessionid_sign)
+        account = Account(sessionid, token, int(self.clock()) + ttl_s, sessionid_sign)
         with self._lock:
             self.accounts[sessionid] = account
         return account
 
     def token_valid(self, token: str) -> bool:
-        now = time.time()
+        now = self.clock()
         with self._lock:
             return any(
                 a.token == token and a.token_expires_at > now for a in self.accounts.values()
@@ -121,7 +202,7 @@ class Market:
         with self._lock:
             account = self.accounts[sessionid]
             claims = read_claims(account.token) or {}
-            expires_at = int(time.time()) + ttl_s
+            expires_at = int(self.clock()) + ttl_s
             account.token = make_jwt(
                 int(claims.get("user_id", 0)), expires_at, claims.get("plan", "pro")
             )

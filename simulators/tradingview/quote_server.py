@@ -1,6 +1,13 @@
-"""A local TradingView quote WebSocket (docs/outside/tradingview.md B.15) answering from a `Market`.
+"""A local TradingView quote WebSocket (docs/outside/tradingview.md B.15) answering from a `Market`:
+quote sessions here, chart sessions in `charts.py`.
 
-It keeps its own small codec on purpose: a framing bug in the client must not be mirrored here.
+Quote fields: of those a client may ask for (B.8; `@mathieuc/tradingview` asks for 48) it answers
+the ones it can honestly compute for a futures listing — prices, the session's open/high/low/volume
+and previous close from the market's price path, names, venue, type, currency, time zone and the
+price grid (`pricescale`, `minmov`, `minmove2`, `fractional`). It never sends the others (logos,
+`provider_id`, `country_code`, `format`, `language`, `status`, `is_tradable`, `rch`/`rtc`, the
+stock fundamentals): their values for CME futures are not in the reference, and TradingView only
+sends fields it has values for.
 """
 
 from __future__ import annotations
@@ -23,58 +30,19 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection
 
 from simulators.local_servers import LocalWebSocketServer
+from simulators.tradingview import charts
+from simulators.tradingview.frames import frame as _frame
+from simulators.tradingview.frames import listing_name as _listing_name
+from simulators.tradingview.frames import message as _msg
+from simulators.tradingview.frames import payloads as _payloads
 from simulators.tradingview.market import Listing, Market
 
 log = logging.getLogger(__name__)
 
 ANONYMOUS = "unauthorized_user_token"
 REJECTED = ["invalid_parameters", "quote_add_symbols"]  # the old flags object's answer
-TRADE_FIELDS = ("lp", "lp_time", "ch", "chp", "volume")  # the rest of a delta goes in a 2nd packet
-
-
-def _frame(payload: str) -> str:
-    return f"~m~{len(payload.encode('utf-16-le')) // 2}~m~{payload}"
-
-
-def _msg(method: str, params: list[Any]) -> str:
-    body = json.dumps(
-        {"m": method, "p": params},
-        separators=(",", ":"),
-        ensure_ascii=False,
-        default=lambda d: float(d) if isinstance(d, Decimal) else str(d),
-    )
-    return _frame(body)
-
-
-def _payloads(message: str) -> list[str]:
-    """Split a message into payloads by counting UTF-16 units, the way the browser does.
-
-    ValueError (UnicodeDecodeError included) when it is not a run of well-formed packets."""
-    data, out = message.encode("utf-16-le"), []
-    while data:
-        text = data[:64].decode("utf-16-le", errors="replace")
-        digits = text[3:].split("~m~", 1)[0]
-        if not (digits.isdigit() and text.startswith(f"~m~{digits}~m~")):
-            raise ValueError("no packet header")
-        start, end = 2 * (6 + len(digits)), 2 * (6 + len(digits) + int(digits))
-        if end > len(data):
-            raise ValueError("truncated")
-        out.append(data[start:end].decode("utf-16-le"))  # fails if it splits a character
-        data = data[end:]
-    if not out:
-        raise ValueError("empty")
-    return out
-
-
-def _listing_name(symbol: str) -> str:
-    """`CME_MINI:MNQ1!` or `={"symbol":"CME_MINI:MNQ1!",…}` → `CME_MINI:MNQ1!`."""
-    if not symbol.startswith("="):
-        return symbol
-    try:
-        spec = json.loads(symbol[1:])
-    except ValueError:
-        return ""
-    return spec.get("symbol", "") if isinstance(spec, dict) else ""
+TRADE_FIELDS = ("lp", "lp_time", "ch", "chp", "volume", "high_price", "low_price")  # rest: 2nd
+DELAYED = "delayed_streaming_600"
 
 
 @dataclass(frozen=True)
@@ -104,6 +72,7 @@ class _Peer:
         self.lock = threading.RLock()
         self.auth = "anonymous"  # sim choice: session messages before set_auth_token are anonymous
         self.sessions: dict[str, _QuoteSession] = {}
+        self.charts = charts.ChartSessions(server.market, self.send, self._update_mode)
         self.heartbeats_sent = 0
         self.heartbeats_echoed = 0  # the highest number echoed back
         self.closed = threading.Event()
@@ -153,8 +122,13 @@ class _Peer:
         if method == "quote_create_session" and params:
             self.sessions[str(params[0])] = _QuoteSession()
             return True
+        if method in charts.METHODS:
+            error = self.charts.handle(method, params)
+            if error is not None:
+                self.fail(error)
+            return error is None
         if not method.startswith("quote_"):
-            return True  # set_locale, set_data_quality and the like change nothing here
+            return True  # set_locale, set_data_quality, studies, replay: nothing changes here
         qs = params[0] if params else None
         if not isinstance(qs, str) or (session := self.sessions.get(qs)) is None:
             self.fail(f'{{unknown_session_id,<<"{method}">>,<<"{qs}">>}}')
@@ -208,6 +182,9 @@ class _Peer:
         else:
             self.send(_msg("qsd", qsd), completed)
 
+    def _update_mode(self, listing: Listing) -> str:
+        return DELAYED if listing.delayed or self.auth != "authenticated" else "streaming"
+
     def _values(self, session: _QuoteSession, listing: Listing) -> dict[str, Any]:
         values = self.server.quote_values(listing, self.auth == "authenticated")
         if session.fields is None:
@@ -215,8 +192,10 @@ class _Peer:
         return {k: v for k, v in values.items() if k in session.fields}
 
     def on_listing(self, listing: Listing) -> None:
-        """Send each subscribed session the fields that changed, trade and book in two packets."""
+        """Send each subscribed session the fields that changed, trade and book in two packets,
+        and each live chart series its last bar."""
         with self.lock:
+            self.charts.on_listing(listing)
             for qs, session in self.sessions.items():
                 for symbol, name in session.symbols.items():
                     if name != listing.name or session.dead:
@@ -273,7 +252,6 @@ class QuoteServer(LocalWebSocketServer):
         self.upgrades_refused = 0
         self._lock = threading.Lock()
         self._peers: dict[int, _Peer] = {}
-        self._days: dict[str, tuple[Decimal, int]] = {}  # listing → (previous close, volume)
         self._refuse: list[int] = []  # HTTP statuses for the next upgrades
         self._heartbeats_on = threading.Event()
         self._heartbeats_on.set()
@@ -335,9 +313,7 @@ class QuoteServer(LocalWebSocketServer):
 
     def quote_values(self, listing: Listing, authenticated: bool) -> dict[str, Any]:
         exchange, _, short = listing.name.partition(":")
-        with self._lock:
-            prev, volume = self._days.setdefault(listing.name, (listing.price, 1000))
-        tick = Decimal(listing.minmov) / Decimal(listing.pricescale)
+        prev, tick = listing.prev_close, listing.tick
         ch = listing.price - prev
         delayed_venue = exchange if exchange.endswith(("_DL", "_DLY")) else f"{exchange}_DL"
         delayed = listing.delayed or not authenticated
@@ -350,19 +326,25 @@ class QuoteServer(LocalWebSocketServer):
             "ask": listing.price,
             "bid_size": 1 + int(listing.price / tick) % 9,
             "ask_size": 1 + int(listing.price / tick) % 7,
-            "volume": volume,
+            "volume": listing.volume,
+            "open_price": listing.open,
+            "high_price": listing.high,
+            "low_price": listing.low,
             "prev_close_price": prev,
             "current_session": "market",
-            "update_mode": "delayed_streaming_600" if delayed else "streaming",
+            "update_mode": DELAYED if delayed else "streaming",
             # anonymous users are served from the delayed venue; pro_name keeps the asked name
             "original_name": listing.name if authenticated else f"{delayed_venue}:{short}",
             "pro_name": listing.name,
             "short_name": short,
             "exchange": exchange.split("_")[0],
             "description": listing.description,
+            "local_description": listing.description,  # the simulator speaks only English
             "type": "futures",
             "pricescale": listing.pricescale,
             "minmov": listing.minmov,
+            "minmove2": listing.minmove2,
+            "fractional": listing.fractional,
             "currency_code": "USD",
             "timezone": "America/Chicago",
         }
@@ -427,9 +409,6 @@ class QuoteServer(LocalWebSocketServer):
             self.heartbeat_echoes += 1
 
     def _on_listing(self, listing: Listing) -> None:
-        with self._lock:
-            prev, volume = self._days.get(listing.name, (listing.price, 1000))
-            self._days[listing.name] = (prev, volume + 1)
         for peer in self._live_peers():
             peer.on_listing(listing)
 
@@ -448,10 +427,18 @@ DEMO_LISTINGS = {  # name → (price, description, pricescale, minmov)
 }
 
 
-def demo_market(token: str | None = None) -> Market:
+def demo_market(token: str | None = None, history_s: int = 0) -> Market:
+    """The demo listings; with `history_s`, that much random-walk history before now (a trade
+    every 30 s) so charts have bars to show."""
     market = Market()
+    rng = random.Random(1)
     for name, (price, description, pricescale, minmov) in DEMO_LISTINGS.items():
-        market.list(name, price, description, pricescale=pricescale, minmov=minmov)
+        listing = market.list(name, price, description, pricescale=pricescale, minmov=minmov)
+        path, level, now = [], listing.price, time.time()
+        for ago in range(history_s - history_s % 30, 0, -30):
+            level -= listing.tick * rng.randint(-3, 3)
+            path.append((now - ago, level))
+        market.add_history(name, path)
     if token:
         market.add_account("demo-session", token)
     return market
@@ -474,7 +461,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token", help="an auth token the server accepts as real time")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    market = demo_market(args.token)
+    market = demo_market(args.token, history_s=6 * 3600)
     server = QuoteServer(market, heartbeat_interval_s=args.heartbeat, port=args.port).start()
     print(f"TradingView quote simulator on {server.url}", flush=True)
     stop = threading.Event()

@@ -70,6 +70,17 @@ def test_known_cookies_give_the_accounts_token_with_its_expiry(market, site):
     assert sent["User-Agent"].startswith("Mozilla/5.0")
 
 
+def test_the_page_embeds_the_user_as_compact_json_like_the_real_site(market, site):
+    account = open_account(market, COOKIES)
+    cookies = {"sessionid": COOKIES.sessionid, "sessionid_sign": COOKIES.sessionid_sign}
+
+    page = requests.get(site.url + "/", cookies=cookies, timeout=2).text
+
+    # third-party clients look for exactly `"auth_token":"…"`, with no space after the colon
+    assert f'"auth_token":"{account.token}"' in page
+    assert '"id":7,' in page and '"username":"trader7"' in page
+
+
 def test_a_wrong_signature_is_rejected_when_the_account_has_one(market, site):
     open_account(market, COOKIES)
     with pytest.raises(CookiesRejected):

@@ -35,18 +35,19 @@ $(TV_CLIENT_STAMP): $(TV_CLIENT)/package-lock.json $(TV_CLIENT)/package.json | $
 	npm ci --prefix $(TV_CLIENT) --no-audit --no-fund
 	touch $(TV_CLIENT_STAMP)
 
-install: $(STAMP) $(VENDOR_STAMP) $(TV_CLIENT_STAMP)
+install: $(STAMP) $(VENDOR_STAMP)
 
 run: install
 	$(BIN)/justtrades run
 
-test: install
+# The tests also drive a third-party TradingView client (npm) against the simulator.
+test: install $(TV_CLIENT_STAMP)
 	$(BIN)/pytest -q
 
 unit: install
 	$(BIN)/pytest -q tests/unit
 
-integration: install
+integration: install $(TV_CLIENT_STAMP)
 	$(BIN)/pytest -q tests/integration tests/e2e
 
 bench: install

@@ -11,7 +11,7 @@ How the client reaches the simulator without touching the machine:
   ports (TV_SIM_PORTS) while the TLS server name stays the real one; `dns.lookup` of any other
   TradingView name answers 127.0.0.1, so nothing leaves the machine.
 - tradingview/client.js drives the client through its documented API and prints one JSON object
-  of what it saw; the client itself is installed by `make install` (`npm ci` in
+  of what it saw; the client itself is installed by `make test` (`npm ci` in
   tests/conformance/tradingview, pinned by its package-lock.json).
 """
 
@@ -85,9 +85,9 @@ NODE = shutil.which("node") or "node"
 
 @pytest.fixture(scope="module", autouse=True)
 def client_installed() -> None:
-    # `make install` puts it there; a missing package is a failure, not a skip.
+    # `make test` puts it there; a missing package is a failure, not a skip.
     assert (HERE / "node_modules/@mathieuc/tradingview/package.json").exists(), (
-        "run `make install` (npm ci in tests/conformance/tradingview)"
+        "run `make test`, which installs it (npm ci in tests/conformance/tradingview)"
     )
 
 

@@ -2,9 +2,7 @@
 `user/syncrequest` with its snapshot, then `props` events for every change of the broker's Book;
 every REST operation but the `auth/*` token ones answers here too, as Tradovate's does (§5.1).
 
-`authorize` takes the token raw (the documented form) or JSON-quoted (what Tradovate's own
-JavaScript tutorial sends, since it JSON-encodes every body). A body or query that is the text
-`undefined` (JavaScript's encoding of a missing one) counts as empty.
+Requests are read as `wire` reads them (a raw or a JSON-quoted token, JavaScript's `undefined`).
 
 The snapshot lists the contracts of the user's orders, positions and fills, with their
 maturities and products. Sim choice: which products and maturities the real snapshot holds beyond
@@ -40,6 +38,7 @@ from simulators.tradovate.broker import BrokerSimulator
 from simulators.tradovate.broker_access import LOCKED, Penalty, Session
 from simulators.tradovate.broker_entities import JSON
 from simulators.tradovate.contracts import ContractCatalogue
+from simulators.tradovate.wire import parse_request, token_of
 
 # Snapshot arrays of §6.4 the sim has no entities for: present and empty, as for a quiet account.
 EMPTY_ARRAYS = (
@@ -290,21 +289,19 @@ class AccountSocketServer(LocalWebSocketServer):
                 peer.heartbeats += 1
                 self.heartbeats_received += 1
             return
-        parts = text.split("\n", 3)
-        if len(parts) < 2 or not parts[1].strip().isdigit():
+        request = parse_request(text)
+        if request is None:
             return peer.message({"s": 400, "d": "Bad request"})
-        endpoint, rid = parts[0].strip().lower().strip("/"), int(parts[1])
-        query = _given(parts[2] if len(parts) > 2 else "")
-        body = _given(parts[3] if len(parts) > 3 else "")
+        endpoint, rid = request.endpoint, request.id
         if endpoint == "authorize":
-            return self._authorize(peer, rid, token_of(body))
+            return self._authorize(peer, rid, token_of(request.body))
         if peer.user is None:
             return peer.message({"i": rid, "s": 401, "d": "Access is denied"})
         if endpoint == "user/syncrequest":
-            return self._sync(peer, rid, body)
+            return self._sync(peer, rid, request.body)
         if endpoint.startswith("auth/") or "/" not in endpoint:  # the token endpoints are REST only
-            return peer.message({"i": rid, "s": 404, "d": f"Unknown operation {parts[0]}"})
-        self._operation(peer, rid, endpoint, query, body)
+            return peer.message({"i": rid, "s": 404, "d": f"Unknown operation {endpoint}"})
+        self._operation(peer, rid, endpoint, request.query, request.body)
 
     def _operation(self, peer: _Peer, rid: int, endpoint: str, query: str, text: str) -> None:
         """Any REST operation, answered as the REST API would: `d` is its body (§6.1)."""
@@ -387,22 +384,6 @@ def catalogue_arrays(catalogue: ContractCatalogue, contract_ids: set[int]) -> JS
         "contractMaturities": [catalogue.maturity_json(m) for m in maturities.values()],
         "products": [catalogue.product_json(p) for p in products.values() if p is not None],
     }
-
-
-def _given(text: str) -> str:
-    """A request field as sent, with JavaScript's `undefined` for a missing one read as empty."""
-    text = text.strip()
-    return "" if text == "undefined" else text
-
-
-def token_of(body: str) -> str:
-    """`authorize`'s token: raw as documented, or a JSON string as the JS tutorial sends it."""
-    if body.startswith('"'):
-        with contextlib.suppress(ValueError):
-            decoded = json.loads(body)
-            if isinstance(decoded, str):
-                return decoded.strip()
-    return body
 
 
 def socket_answer(rid: int, response: Response) -> JSON:

@@ -106,7 +106,7 @@ class ContractCatalogue:
     def item(self, contract_id: int) -> Contract | None:
         return self.contracts.get(contract_id)
 
-    def resolve(self, symbol: str | int) -> Contract | None:
+    def resolve(self, symbol: object) -> Contract | None:
         """An md subscription's `symbol`: a contract name or a contract id (§6.5)."""
         if isinstance(symbol, bool):
             return None

@@ -125,7 +125,7 @@ class Socket:
                 self.items.remove(item)
                 return item
         for _ in range(limit):
-            frame = self.ws.recv()
+            frame = str(self.ws.recv())
             if frame == "h":
                 self.ws.send("[]")  # the examples' heartbeat
             if not frame.startswith("a"):

@@ -165,7 +165,9 @@ class _Peer:
         if not subscribe:
             contract = self.server.catalogue.resolve(body.get("symbol"))
             if contract is None:
-                return self.send(_a({"i": rid, "s": 404, "d": f"Unknown symbol {body}"}))
+                return self.send(
+                    _a({"i": rid, "s": 404, "d": f"Unknown symbol {body.get('symbol')}"})
+                )
             with self.lock:
                 self.subs.discard(contract.id)
             self.server._count("unsubscribe_requests")

@@ -1,2 +1,2 @@
-"""A local Tradovate: the contract catalogue with its REST lookups (`contracts`) and the
-market-data WebSocket (`market_data`); each piece starts on its own so more can be added beside."""
+"""A local Tradovate: REST API and account socket (`broker`, `account_socket`), market-data socket
+(`market_data`), contract catalogue (`contracts`); each piece starts on its own for tests."""

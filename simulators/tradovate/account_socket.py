@@ -1,5 +1,13 @@
 """A local Tradovate account WebSocket (docs/outside/tradovate.md §6.1–6.4, §9): `authorize`,
-`user/syncrequest` with its snapshot, then `props` events for every change of the broker's Book.
+`user/syncrequest` with its snapshot, then `props` events for every change of the broker's Book;
+every REST operation but the `auth/*` token ones answers here too, as Tradovate's does (§5.1).
+
+Requests are read as `wire` reads them (a raw or a JSON-quoted token, JavaScript's `undefined`).
+
+The snapshot lists the contracts of the user's orders, positions and fills, with their
+maturities and products. Sim choice: which products and maturities the real snapshot holds beyond
+those is not documented; an account that never traded gets empty `contracts`, `products` and
+`contractMaturities`.
 
 Like the md socket it writes its frames itself: a framing bug in the client must not be mirrored.
 """
@@ -16,29 +24,29 @@ import threading
 import time
 from dataclasses import dataclass
 from decimal import Decimal
+from http import HTTPStatus
 from typing import Any
+from urllib.parse import parse_qsl
 
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection
+from werkzeug.datastructures import MultiDict
+from werkzeug.wrappers import Response
 
 from simulators.local_servers import LocalWebSocketServer
 from simulators.tradovate.broker import BrokerSimulator
-from simulators.tradovate.broker_access import LOCKED, Penalty
+from simulators.tradovate.broker_access import LOCKED, Penalty, Session
 from simulators.tradovate.broker_entities import JSON
+from simulators.tradovate.contracts import ContractCatalogue
+from simulators.tradovate.wire import parse_request, token_of
 
 # Snapshot arrays of §6.4 the sim has no entities for: present and empty, as for a quiet account.
 EMPTY_ARRAYS = (
     "marginSnapshots",
     "userAccountAutoLiqs",
-    "cashBalances",
     "currencies",
-    "fillPairs",
-    "contractMaturities",
-    "products",
     "exchanges",
     "spreadDefinitions",
-    "commandReports",
-    "executionReports",
     "orderStrategyTypes",
     "userProperties",
     "properties",
@@ -57,6 +65,10 @@ BOOK_ARRAYS = {
     "fills": "fill",
     "orderStrategies": "orderstrategy",
     "orderStrategyLinks": "orderstrategylink",
+    "cashBalances": "cashbalance",
+    "fillPairs": "fillpair",
+    "commandReports": "commandreport",
+    "executionReports": "executionreport",
 }
 
 
@@ -86,6 +98,7 @@ class _Peer:
     def __init__(self, server: AccountSocketServer, connection: ServerConnection, number: int):
         self.server, self.connection, self.number = server, connection, number
         self.user: str | None = None
+        self.session: Session | None = None  # the login it authorized with; kept past expiry
         self.accounts: frozenset[int] = frozenset()
         self.heartbeats = 0
         self.opened = self.last_client = self.last_sent = time.monotonic()
@@ -276,18 +289,31 @@ class AccountSocketServer(LocalWebSocketServer):
                 peer.heartbeats += 1
                 self.heartbeats_received += 1
             return
-        parts = text.split("\n", 3)
-        if len(parts) < 2 or not parts[1].strip().isdigit():
+        request = parse_request(text)
+        if request is None:
             return peer.message({"s": 400, "d": "Bad request"})
-        endpoint, rid = parts[0].strip().lower(), int(parts[1])
-        body = parts[3] if len(parts) > 3 else ""
+        endpoint, rid = request.endpoint, request.id
         if endpoint == "authorize":
-            return self._authorize(peer, rid, body.strip())
+            return self._authorize(peer, rid, token_of(request.body))
         if peer.user is None:
             return peer.message({"i": rid, "s": 401, "d": "Access is denied"})
         if endpoint == "user/syncrequest":
-            return self._sync(peer, rid, body)
-        peer.message({"i": rid, "s": 404, "d": f"Unknown operation {parts[0]}"})
+            return self._sync(peer, rid, request.body)
+        if endpoint.startswith("auth/") or "/" not in endpoint:  # the token endpoints are REST only
+            return peer.message({"i": rid, "s": 404, "d": f"Unknown operation {endpoint}"})
+        self._operation(peer, rid, endpoint, request.query, request.body)
+
+    def _operation(self, peer: _Peer, rid: int, endpoint: str, query: str, text: str) -> None:
+        """Any REST operation, answered as the REST API would: `d` is its body (§6.1)."""
+        try:
+            body = json.loads(text, parse_float=Decimal) if text else {}
+        except ValueError:
+            return peer.message({"i": rid, "s": 400, "d": "Bad request body"})
+        if not isinstance(body, dict):
+            return peer.message({"i": rid, "s": 400, "d": "Bad request body"})
+        args = MultiDict(parse_qsl(query, keep_blank_values=True))
+        response = self.broker.serve(endpoint, args, body, peer.session)
+        peer.message(socket_answer(rid, response))
 
     def _authorize(self, peer: _Peer, rid: int, token: str) -> None:
         with self.broker.lock:
@@ -296,7 +322,7 @@ class AccountSocketServer(LocalWebSocketServer):
                 self.auth_failures += 1
             else:
                 self.authorized_connections += 1
-                peer.user = session.user
+                peer.user, peer.session = session.user, session
         if session is None:
             return peer.message({"i": rid, "s": 401, "d": "Access is denied"})
         peer.message({"s": 200, "i": rid})
@@ -328,14 +354,6 @@ class AccountSocketServer(LocalWebSocketServer):
 
     def _snapshot(self, user: str, covered: frozenset[int]) -> JSON:
         book = self.broker.book
-
-        def account_of(row: JSON) -> int | None:
-            if "accountId" in row:
-                account_id: int = row["accountId"]
-                return account_id
-            order = book.orders.get(row.get("orderId", 0))
-            return order.account_id if order else row.get("id")
-
         snapshot: JSON = {
             "users": [
                 {
@@ -347,14 +365,35 @@ class AccountSocketServer(LocalWebSocketServer):
             ]
         }
         for array, entity in BOOK_ARRAYS.items():
-            snapshot[array] = [r for r in book.rows(entity, user) if account_of(r) in covered]
+            snapshot[array] = list(book.rows(entity, user, covered))
         contract_ids = {
             r["contractId"] for a in ("orders", "positions", "fills") for r in snapshot[a]
         }
-        snapshot["contracts"] = [
-            book.catalogue.contract_json(c)
-            for i in sorted(contract_ids)
-            if (c := book.catalogue.item(i))
-        ]
+        snapshot.update(catalogue_arrays(book.catalogue, contract_ids))
         snapshot.update({array: [] for array in EMPTY_ARRAYS})
         return snapshot
+
+
+def catalogue_arrays(catalogue: ContractCatalogue, contract_ids: set[int]) -> JSON:
+    """`contracts`, `contractMaturities` and `products` of these contracts, for the snapshot."""
+    contracts = [c for i in sorted(contract_ids) if (c := catalogue.item(i))]
+    maturities = {c.maturity_id: catalogue.maturities[c.maturity_id] for c in contracts}
+    products = {m.product_id: catalogue.product_by_id(m.product_id) for m in maturities.values()}
+    return {
+        "contracts": [catalogue.contract_json(c) for c in contracts],
+        "contractMaturities": [catalogue.maturity_json(m) for m in maturities.values()],
+        "products": [catalogue.product_json(p) for p in products.values() if p is not None],
+    }
+
+
+def socket_answer(rid: int, response: Response) -> JSON:
+    """A REST answer as a socket response (§6.1): `d` is the body on 2xx, else an error string;
+    a 429 lockout has no `d` (§3.2)."""
+    status, text = response.status_code, response.get_data(as_text=True)
+    message: JSON = {"s": status, "i": rid}
+    if 200 <= status < 300:
+        if text.strip():
+            message["d"] = json.loads(text, parse_float=Decimal)
+    elif status != 429:
+        message["d"] = text or HTTPStatus(status).phrase
+    return message

@@ -1,8 +1,12 @@
 """The simulated Tradovate REST API on 127.0.0.1 (tradovate.md §2–§5, §9): tokens and OAuth,
-accounts, orders, positions and throttles, plus the lookups of `ContractRestServer`.
+accounts, orders, positions, cash balances, reports and throttles, plus the lookups of
+`ContractRestServer`. `serve` answers one operation whether it came over HTTP or over the account
+WebSocket, which accepts every endpoint but the `auth/*` token ones (§5.1).
 
-Sim choice: the OAuth consent page (`GET /oauth` or `/oauth/authorize`) shows no login form; it
-redirects back at once with a code for `user=` (a sim-only parameter) or the first user.
+Sim choices: the OAuth consent page (`GET /oauth` or `/oauth/authorize`) shows no login form; it
+redirects back at once with a code for `user=` (a sim-only parameter) or the first user. Any
+`appId` is accepted with the right `cid` and `sec`: users name their own app when they register an
+API key, and what Tradovate checks about the name is not published.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
 
-from simulators.tradovate import broker_strategies
+from simulators.tradovate import broker_ledger, broker_strategies
 from simulators.tradovate.broker_access import (
     ANONYMOUS,
     LOCKED,
@@ -50,6 +54,20 @@ DEPS = {
     "fill": "orderId",
     "orderstrategy": "accountId",
     "orderstrategylink": "orderStrategyId",
+    "cashbalance": "accountId",
+    "commandreport": "commandId",
+    "executionreport": "commandId",
+    "fillpair": "positionId",
+}
+COMMANDS = {
+    "order/placeorder",
+    "order/placeoso",
+    "order/placeoco",
+    "order/modifyorder",
+    "order/cancelorder",
+    "order/liquidateposition",
+    "orderstrategy/startorderstrategy",
+    "orderstrategy/interruptorderstrategy",
 }
 BAD_LOGIN = "Incorrect username or password. Please try again."
 
@@ -247,10 +265,22 @@ class BrokerSimulator(ContractRestServer):
             body = self._body(request)
         except ValueError:
             return Response("", status=400)
-        ticket = body.pop("p-ticket", None) or request.args.get("p-ticket")
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         with self._lock:
             session = self.access.session_for(token.strip()) if scheme.lower() == "bearer" else None
+        return self.serve(route, request.args, body, session, token.strip())
+
+    def serve(
+        self,
+        route: str,
+        args: MultiDict[str, str],
+        body: JSON,
+        session: Session | None,
+        token: str = "",
+    ) -> Response:
+        """One operation (lower-case `entity/operation`) for `session`'s user, throttled."""
+        ticket = body.pop("p-ticket", None) or args.get("p-ticket")
+        with self._lock:
             key = session.user if session else ANONYMOUS
             if route == "auth/accesstokenrequest" and isinstance(body.get("name"), str):
                 key = body["name"]
@@ -259,9 +289,8 @@ class BrokerSimulator(ContractRestServer):
                 return Response("", status=429)
             if isinstance(verdict, Penalty):
                 return _json(verdict.body())
-            response = self._route(route, request, body, session, token.strip())
-            command = request.method == "POST" and route.startswith(("order/", "orderstrategy/"))
-            delay = self._delays.pop(0) if self._delays and command else 0.0
+            response = self._route(route, args, body, session, token)
+            delay = self._delays.pop(0) if self._delays and route in COMMANDS else 0.0
         if delay:
             time.sleep(delay)
         return response
@@ -279,7 +308,7 @@ class BrokerSimulator(ContractRestServer):
         return body
 
     def _route(
-        self, route: str, request: Request, body: JSON, session: Session | None, token: str
+        self, route: str, args: MultiDict[str, str], body: JSON, session: Session | None, token: str
     ) -> Response:
         if route == "auth/accesstokenrequest":
             return self._login(body)
@@ -323,10 +352,12 @@ class BrokerSimulator(ContractRestServer):
                 return _json({"violations": invalid.violations})
             except broker_strategies.StrategyRefused as refused:
                 return _json({"errorText": str(refused)})  # OrderStrategyStatusResponse (§5.8)
+        if route == "cashbalance/getcashbalancesnapshot":  # POST body per spec, GET query by some
+            return self._cash_snapshot(user, _int(body.get("accountId", args.get("accountId"))))
         entity, _, operation = route.partition("/")
         if entity in DEPS:
-            return self._read(entity, operation, request.args, user)
-        return super()._dispatch(request)  # contract, contractMaturity and product lookups
+            return self._read(entity, operation, args, user)
+        return self._lookup(route, args)  # contract, contractMaturity and product lookups
 
     # -- auth ------------------------------------------------------------------------------------
 
@@ -337,8 +368,8 @@ class BrokerSimulator(ContractRestServer):
             return _json(penalty.body())
         if not self.access.password_ok(name, password):
             return _json({"errorText": BAD_LOGIN})
-        api_key = (body.get("appId"), str(body.get("cid")), body.get("sec"))
-        if api_key != (self.app_id, str(self.cid), self.sec):
+        api_key = (str(body.get("cid")), body.get("sec"))
+        if api_key != (str(self.cid), self.sec) or not isinstance(body.get("appId"), str):
             return _json({"errorText": "The app is not registered"})
         session, token, expiry = self.access.open_session(name, body.get("deviceId") or None)
         return _json(self._token_body(name, token, expiry, session.md_token))
@@ -402,6 +433,13 @@ class BrokerSimulator(ContractRestServer):
             row = next((r for r in rows if r["name"] == args.get("name")), None)
             return _json(row) if row is not None else Response("", status=404)
         return Response("", status=404)
+
+    def _cash_snapshot(self, user: str, account_id: int | None) -> Response:
+        account = self.book.accounts.get(account_id or 0)
+        if account is None or account.user != user:
+            return _json({"errorText": "Access is denied"})  # Sim choice: wording unverified
+        balance = self.book.cash[account.id]
+        return _json(broker_ledger.cash_snapshot(balance, self.book.open_pnl(account.id)))
 
     # -- order commands (§5.3–5.7) ---------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """The simulated Tradovate's entities and their JSON (tradovate.md §5.2): accounts, orders,
-versions, positions, and the two refusal shapes of order commands (§4, §5.3)."""
+versions, command and execution reports, positions, and the two refusal shapes of order commands
+(§4, §5.3)."""
 
 from __future__ import annotations
 
@@ -98,6 +99,7 @@ class Order:
     rested: bool = False  # has sat through a price check: later fills are at its own price
     triggered: bool = False  # a stop whose stop price was reached
     strategy_id: int | None = None  # an order strategy's entry or bracket (§5.8)
+    command_id: int = 0  # its latest command, which the execution reports point at (§4)
 
     def json(self) -> JSON:
         row: JSON = {
@@ -175,3 +177,44 @@ class Position:
             "prevPos": 0,
         }
         return {k: v for k, v in row.items() if v is not None}
+
+
+def command_report_json(report_id: int, command_id: int, stamp: str, order: Order) -> JSON:
+    """The one report of a command the sim accepts: it went straight to execution (§5.9).
+    Sim choice: Tradovate may send RiskPassed first; one report per command is sent here."""
+    return {
+        "id": report_id,
+        "commandId": command_id,
+        "timestamp": stamp,
+        "commandStatus": "AtExecution",
+        "ordStatus": order.status,
+    }
+
+
+def execution_report_json(
+    report_id: int,
+    order: Order,
+    exec_type: str,
+    stamp: str,
+    trade_date: JSON,
+    fill: tuple[int, Decimal] | None = None,
+) -> JSON:
+    """An ExecutionReport (§5.2): `New`, `Replaced`, `Canceled`, or `Trade` with its fill
+    (qty, price). The sim fills an order whole, so a Trade's cumQty is its lastQty."""
+    row: JSON = {
+        "id": report_id,
+        "commandId": order.command_id,
+        "name": str(order.id),  # Sim choice: the docs do not say what `name` holds
+        "accountId": order.account_id,
+        "contractId": order.contract_id,
+        "timestamp": stamp,
+        "tradeDate": trade_date,
+        "orderId": order.id,
+        "execType": exec_type,
+        "ordStatus": order.status,
+        "action": order.spec.action,
+    }
+    if fill is not None:
+        qty, price = fill
+        row.update(cumQty=qty, avgPx=price, lastQty=qty, lastPx=price)
+    return row

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from libs.common.futures.instruments import contract_spec
-from simulators.tradovate import broker_strategies
+from simulators.tradovate import broker_ledger, broker_strategies
 from simulators.tradovate.broker_entities import (
     JSON,
     LIVE,
@@ -21,6 +21,8 @@ from simulators.tradovate.broker_entities import (
     OrderRefused,
     OrderSpec,
     Position,
+    command_report_json,
+    execution_report_json,
     version_json,
 )
 from simulators.tradovate.contracts import Contract, ContractCatalogue
@@ -42,6 +44,11 @@ class Book:
         self.versions: dict[int, JSON] = {}
         self.commands: dict[int, JSON] = {}
         self.fills: dict[int, JSON] = {}
+        self.command_reports: dict[int, JSON] = {}
+        self.execution_reports: dict[int, JSON] = {}
+        self.fill_pairs: dict[int, JSON] = {}
+        self.cash: dict[int, broker_ledger.CashBalance] = {}  # account id → its USD balance
+        self.lots: dict[tuple[int, int], list[broker_ledger.Lot]] = {}  # what is still open
         self.positions: dict[tuple[int, int], Position] = {}
         self.strategies: dict[int, broker_strategies.Strategy] = {}
         self.links: dict[int, JSON] = {}  # OrderStrategyLink rows (§4: OrderStrategy → links)
@@ -62,8 +69,12 @@ class Book:
             account_id, name or f"DEMO{account_id - 6_419_000}", user, user_id, self._stamp()
         )
         self.accounts[account.id] = account
+        self.cash[account.id] = broker_ledger.CashBalance(
+            next(self._ids), account.id, account.timestamp, self._trade_date()
+        )
         self.notify("account", "Created", account.json(), account.id)
         self.notify("accountRiskStatus", "Created", account.risk_json(), account.id)
+        self.notify("cashBalance", "Created", self.cash[account.id].json(), account.id)
         return account
 
     def next_id(self) -> int:
@@ -100,14 +111,17 @@ class Book:
             raise OrderRefused("UnknownReason", "Access is denied")
         return order
 
-    def rows(self, entity: str, user: str) -> Iterator[JSON]:
-        """One entity type as the user may list it (§4 `/{entity}/list`)."""
-        mine = {a.id for a in self.accounts_of(user)}
+    def rows(self, entity: str, user: str, only: frozenset[int] | None = None) -> Iterator[JSON]:
+        """One entity type as the user may list it (§4 `/{entity}/list`), of the accounts in
+        `only` when given."""
+        mine = {a.id for a in self.accounts_of(user) if only is None or a.id in only}
         orders = [o for o in self.orders.values() if o.account_id in mine]
         order_ids = {o.id for o in orders}
+        command_ids = {c["id"] for c in self.commands.values() if c["orderId"] in order_ids}
         if entity in ("account", "accountriskstatus"):
             for account in self.accounts_of(user):
-                yield account.json() if entity == "account" else account.risk_json()
+                if account.id in mine:
+                    yield account.json() if entity == "account" else account.risk_json()
         elif entity == "order":
             yield from (o.json() for o in orders)
         elif entity == "position":
@@ -122,6 +136,14 @@ class Book:
             yield from (row for row in table[entity].values() if row["orderId"] in order_ids)
         elif entity == "orderstrategy":
             yield from (s.json() for s in self.strategies.values() if s.account_id in mine)
+        elif entity in ("commandreport", "executionreport"):
+            reports = self.command_reports if entity == "commandreport" else self.execution_reports
+            yield from (row for row in reports.values() if row["commandId"] in command_ids)
+        elif entity == "cashbalance":
+            yield from (b.json() for b in self.cash.values() if b.account_id in mine)
+        elif entity == "fillpair":
+            positions = {p.id for p in self.positions.values() if p.account_id in mine}
+            yield from (row for row in self.fill_pairs.values() if row["positionId"] in positions)
 
     # -- commands (§5.3–5.7) ---------------------------------------------------------------------
 
@@ -194,6 +216,7 @@ class Book:
         command = self._command(order, "Modify", None, True)
         self.versions[command] = version_json(command, order.id, spec)
         self.notify("orderVersion", "Created", self.versions[command], order.account_id)
+        self._reports(order, "Replaced")
         self._match(order.contract_id)
         return command
 
@@ -292,6 +315,7 @@ class Book:
         self.versions[command] = version_json(command, order.id, spec)  # version id = command id
         self.notify("order", "Created", order.json(), account.id)  # after its command (§5.9)
         self.notify("orderVersion", "Created", self.versions[command], account.id)
+        self._reports(order, "New")
         return order
 
     def _command(self, order: Order, kind: str, cl_ord_id: str | None, automated: bool) -> int:
@@ -307,8 +331,25 @@ class Book:
         if cl_ord_id:
             row["clOrdId"] = cl_ord_id
         self.commands[command_id] = row
+        order.command_id = command_id
         self.notify("command", "Created", row, order.account_id)
         return command_id
+
+    def _reports(self, order: Order, exec_type: str) -> None:
+        """The CommandReport of the order's latest command and its ExecutionReport (§5.9)."""
+        report = command_report_json(next(self._ids), order.command_id, self._stamp(), order)
+        self.command_reports[report["id"]] = report
+        self.notify("commandReport", "Created", report, order.account_id)
+        self._execution(order, exec_type)
+
+    def _execution(
+        self, order: Order, exec_type: str, fill: tuple[int, Decimal] | None = None
+    ) -> None:
+        row = execution_report_json(
+            next(self._ids), order, exec_type, self._stamp(), self._trade_date(), fill
+        )
+        self.execution_reports[row["id"]] = row
+        self.notify("executionReport", "Created", row, order.account_id)
 
     def _cancel(self, order: Order) -> int:
         order.status = "Canceled"
@@ -317,7 +358,9 @@ class Book:
             if child.parent_id == order.id and child.status == "Suspended":
                 child.status = "Canceled"
                 self.notify("order", "Updated", child.json(), child.account_id)
+                self._execution(child, "Canceled")  # under its New command: no cancel was sent
         command = self._command(order, "Cancel", None, True)
+        self._reports(order, "Canceled")
         self._strategy_progress(order)
         return command
 
@@ -357,6 +400,7 @@ class Book:
     def _fill(self, order: Order, price: Decimal) -> bool:
         stamp, spec = self._stamp(), order.spec
         order.status = "Filled"
+        self._execution(order, "Trade", (spec.qty, price))
         fill_id = next(self._ids)
         self.fills[fill_id] = {
             "id": fill_id,
@@ -383,6 +427,7 @@ class Book:
             self.positions[key].json(),
             order.account_id,
         )
+        self._book_fill(order, fill_id, price, stamp)
         for child in self.orders.values():
             if child.parent_id == order.id and child.status == "Suspended":
                 child.status = "Working"
@@ -395,6 +440,40 @@ class Book:
             broker_strategies.entry_filled(self, strategy, order, price)
         self._strategy_progress(order)
         return True
+
+    def _book_fill(self, order: Order, fill_id: int, price: Decimal, stamp: str) -> None:
+        """FillPairs for what the fill closed, and the cash balance they changed (§5.9)."""
+        key = (order.account_id, order.contract_id)
+        fill = broker_ledger.Lot(fill_id, order.spec.action, order.spec.qty, price)
+        root = self.catalogue.contracts[order.contract_id].root
+        pairings = broker_ledger.pair_fill(
+            self.lots.setdefault(key, []), fill, contract_spec(root).point_value
+        )
+        if not pairings:
+            return
+        position_id = self.positions[key].id
+        for pairing in pairings:
+            row = broker_ledger.fill_pair_json(next(self._ids), position_id, pairing)
+            self.fill_pairs[row["id"]] = row
+            self.notify("fillPair", "Created", row, order.account_id)
+        balance = self.cash[order.account_id]
+        realized = sum((p.realized for p in pairings), Decimal(0))
+        balance.amount += realized
+        balance.realized += realized
+        balance.timestamp = stamp
+        self.notify("cashBalance", "Updated", balance.json(), order.account_id)
+
+    def open_pnl(self, account_id: int) -> Decimal:
+        """The account's open PnL in USD at the current prices (§5.2's formula)."""
+        total = Decimal(0)
+        for (acct, contract_id), position in self.positions.items():
+            price = self.prices.get(contract_id)
+            if acct != account_id or not position.net_pos or price is None:
+                continue
+            root = self.catalogue.contracts[contract_id].root
+            net_price = position.net_price or price
+            total += (price - net_price) * position.net_pos * contract_spec(root).point_value
+        return total
 
     def _strategy_progress(self, order: Order) -> None:
         strategy = self.strategies.get(order.strategy_id or 0)

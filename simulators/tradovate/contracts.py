@@ -2,7 +2,7 @@
 routes.
 
 Products, maturities and dated contracts with one-digit years; `ContractRestServer` serves
-`/v1/contract/find|item|items|suggest`, `/v1/contractMaturity/item` and `/v1/product/find`.
+`/v1/contract/find|item|items|suggest`, `/v1/contractMaturity/item` and `/v1/product/find|item`.
 """
 
 from __future__ import annotations
@@ -106,13 +106,16 @@ class ContractCatalogue:
     def item(self, contract_id: int) -> Contract | None:
         return self.contracts.get(contract_id)
 
-    def resolve(self, symbol: str | int) -> Contract | None:
+    def resolve(self, symbol: object) -> Contract | None:
         """An md subscription's `symbol`: a contract name or a contract id (§6.5)."""
         if isinstance(symbol, bool):
             return None
         if isinstance(symbol, int):
             return self.item(symbol)
         return self.find(symbol) if isinstance(symbol, str) else None
+
+    def product_by_id(self, product_id: int) -> Product | None:
+        return next((p for p in self.products.values() if p.id == product_id), None)
 
     def suggest(self, text: str, limit: int = 10) -> list[Contract]:
         text = text.upper()
@@ -200,10 +203,15 @@ class ContractRestServer(LocalHttpServer):
 
     def _dispatch(self, request: Request) -> Response:
         route = request.path.lower().removeprefix("/v1/")  # §4: paths are case-tolerant
-        self.requests[route] += 1
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token_accepted(self.tokens, token.strip()):
+            self.requests[route] += 1
             return Response("", status=401)
+        return self._lookup(route, request.args)
+
+    def _lookup(self, route: str, args: Any) -> Response:
+        """One lookup of an authorized caller, from REST or the account socket."""
+        self.requests[route] += 1
         handler = {
             "contract/find": self._find,
             "contract/item": self._item,
@@ -211,8 +219,9 @@ class ContractRestServer(LocalHttpServer):
             "contract/suggest": self._suggest,
             "contractmaturity/item": self._maturity,
             "product/find": self._product,
+            "product/item": self._product_item,
         }.get(route)
-        return handler(request.args) if handler else Response("", status=404)
+        return handler(args) if handler else Response("", status=404)
 
     def _find(self, args: Any) -> Response:
         name = args.get("name", "")
@@ -247,6 +256,10 @@ class ContractRestServer(LocalHttpServer):
 
     def _product(self, args: Any) -> Response:
         product = self.catalogue.products.get(args.get("name", "").upper())
+        return _json(self.catalogue.product_json(product)) if product else Response("", status=404)
+
+    def _product_item(self, args: Any) -> Response:
+        product = self.catalogue.product_by_id(_int(args.get("id")))
         return _json(self.catalogue.product_json(product)) if product else Response("", status=404)
 
 

@@ -1,5 +1,13 @@
 """A local Tradovate market-data WebSocket (docs/outside/tradovate.md §6.1–6.3, §6.5), with test
-hooks.
+hooks: quotes (`md/subscribeQuote`), the DOM (`md/subscribeDOM`) and bar charts (`md/getChart`,
+`md/cancelChart`); what each says is built in `market_quotes`.
+
+Sim choices: a subscription's answer carries an empty object as `d` (Tradovate's tutorial reads
+the answer's body, whose contents are not documented), an unsubscription's answer none; getChart
+answers `{historicalId, realtimeId}`, then sends the history as one `charts` packet under
+`historicalId` with an `eoh` packet, then each change of the current bar under `realtimeId`; a
+chart it does not serve (tick charts, volume or range bars) answers `{errorText}`; `md/cancelChart`
+takes either id and answers 200 even for an id it does not know. Histograms are not simulated.
 
 It keeps its own small codec on purpose: a framing bug in the client must not be mirrored here.
 """
@@ -22,12 +30,17 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection
 
+from libs.common.futures.instruments import contract_spec
 from simulators.local_servers import LocalWebSocketServer
+from simulators.tradovate import market_quotes
 from simulators.tradovate.contracts import Contract, ContractCatalogue, Tokens, token_accepted
+from simulators.tradovate.market_quotes import ChartRefused, ChartSpec, Trade
+from simulators.tradovate.wire import parse_request, token_of
 
 log = logging.getLogger(__name__)
 
 Entries = dict[str, dict[str, Any]]
+TRADE_HISTORY = 100_000  # trades kept per contract for charts
 
 
 def _number(value: Any) -> float:
@@ -42,6 +55,16 @@ def _a(*messages: dict[str, Any]) -> str:
 
 def _stamp() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+@dataclass(frozen=True)
+class Chart:
+    """One getChart subscription of a peer."""
+
+    contract_id: int
+    spec: ChartSpec
+    historical_id: int
+    realtime_id: int
 
 
 @dataclass(frozen=True)
@@ -62,6 +85,8 @@ class _Peer:
         self.lock = threading.RLock()
         self.authorized = False
         self.subs: set[int] = set()  # contract ids
+        self.doms: set[int] = set()  # contract ids
+        self.charts: dict[int, Chart] = {}  # by historical and by realtime id
         self.heartbeats = 0
         self.opened = self.last_client = self.last_sent = time.monotonic()
 
@@ -86,18 +111,44 @@ class _Peer:
             self.heartbeats += 1
             self.server._count("heartbeats_received")
             return
-        parts = text.split("\n", 3)
-        if len(parts) < 2 or not parts[1].strip().isdigit():
+        request = parse_request(text)
+        if request is None:
             return self.send(_a({"s": 400, "d": "Bad request"}))
-        endpoint, rid = parts[0].strip().lower(), int(parts[1])
-        body = parts[3] if len(parts) > 3 else ""
+        endpoint, rid, body = request.endpoint, request.id, request.body
         if endpoint == "authorize":
-            return self._authorize(rid, body.strip())
+            return self._authorize(rid, token_of(body))
         if not self.authorized:
             return self.send(_a({"i": rid, "s": 401, "d": "Access is denied"}))
         if endpoint in ("md/subscribequote", "md/unsubscribequote"):
             return self._quote_request(endpoint == "md/subscribequote", rid, body)
-        self.send(_a({"i": rid, "s": 404, "d": f"Unknown operation {parts[0]}"}))
+        if endpoint in ("md/subscribedom", "md/unsubscribedom"):
+            return self._dom_request(endpoint == "md/subscribedom", rid, body)
+        if endpoint == "md/getchart":
+            return self._get_chart(rid, body)
+        if endpoint == "md/cancelchart":
+            return self._cancel_chart(rid, body)
+        self.send(_a({"i": rid, "s": 404, "d": f"Unknown operation {endpoint}"}))
+
+    def _body(self, rid: int, text: str) -> dict[str, Any] | None:
+        try:
+            body = json.loads(text, parse_float=Decimal)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            self.send(_a({"i": rid, "s": 400, "d": "Bad request body"}))
+            return None
+        return body
+
+    def _contract(self, rid: int, body: dict[str, Any]) -> Contract | None:
+        """The subscription's contract, or None once refused (unknown, or not entitled)."""
+        symbol = body.get("symbol")
+        contract = self.server.catalogue.resolve(symbol)
+        if contract is None:
+            self.send(_a({"i": rid, "s": 404, "d": f"Unknown symbol {symbol}"}))
+        elif contract.name in self.server.denied:
+            self.send(_a({"i": rid, "s": 403, "d": "No market data subscription"}))
+            return None
+        return contract
 
     def _authorize(self, rid: int, token: str) -> None:
         if not token_accepted(self.server.tokens, token):
@@ -107,28 +158,82 @@ class _Peer:
         self.server._count("authorized_connections")
         self.send(_a({"s": 200, "i": rid}))
 
-    def _quote_request(self, subscribe: bool, rid: int, body: str) -> None:
-        try:
-            symbol = json.loads(body).get("symbol")
-        except (ValueError, AttributeError):
-            return self.send(_a({"i": rid, "s": 400, "d": "Bad request body"}))
-        contract = self.server.catalogue.resolve(symbol)
-        if contract is None:
-            return self.send(_a({"i": rid, "s": 404, "d": f"Unknown symbol {symbol}"}))
+    def _quote_request(self, subscribe: bool, rid: int, text: str) -> None:
+        body = self._body(rid, text)
+        if body is None:
+            return
         if not subscribe:
+            contract = self.server.catalogue.resolve(body.get("symbol"))
+            if contract is None:
+                return self.send(
+                    _a({"i": rid, "s": 404, "d": f"Unknown symbol {body.get('symbol')}"})
+                )
             with self.lock:
                 self.subs.discard(contract.id)
             self.server._count("unsubscribe_requests")
             return self.send(_a({"i": rid, "s": 200}))
-        if contract.name in self.server.denied:
-            return self.send(_a({"i": rid, "s": 403, "d": "No market data subscription"}))
+        contract = self._contract(rid, body)
+        if contract is None:
+            return
         with self.lock:
             self.subs.add(contract.id)
             self.server._count("subscribe_requests")
-            self.send(_a({"i": rid, "s": 200}))
+            self.send(_a({"i": rid, "s": 200, "d": {}}))
             snapshot = self.server.snapshot(contract)
             if snapshot:  # the current quote right away, as a fresh subscriber would see it
                 self.send(_a(self.server.md_event([(contract, snapshot)])))
+
+    def _dom_request(self, subscribe: bool, rid: int, text: str) -> None:
+        body = self._body(rid, text)
+        contract = self._contract(rid, body) if body is not None else None
+        if contract is None:
+            return
+        with self.lock:
+            if not subscribe:
+                self.doms.discard(contract.id)
+                return self.send(_a({"i": rid, "s": 200}))
+            self.doms.add(contract.id)
+            self.send(_a({"i": rid, "s": 200, "d": {}}))
+            dom = self.server.dom(contract)
+            if dom is not None:
+                self.send(_a({"e": "md", "d": {"doms": [dom]}}))
+
+    def _get_chart(self, rid: int, text: str) -> None:
+        body = self._body(rid, text)
+        contract = self._contract(rid, body) if body is not None else None
+        if contract is None:
+            return
+        try:
+            spec = market_quotes.chart_spec(body)
+        except ChartRefused as refused:
+            return self.send(_a({"i": rid, "s": 200, "d": {"errorText": str(refused)}}))
+        chart = Chart(contract.id, spec, *self.server.chart_ids())
+        with self.lock:
+            self.charts[chart.historical_id] = self.charts[chart.realtime_id] = chart
+            ids = {"historicalId": chart.historical_id, "realtimeId": chart.realtime_id}
+            self.send(_a({"i": rid, "s": 200, "d": ids}))
+            history = market_quotes.bars(self.server.trades_of(contract), spec)
+            packets: list[dict[str, Any]] = []
+            if history:
+                td = market_quotes.trade_date(time.time())
+                packets.append({"id": chart.historical_id, "td": td, "bars": history})
+            packets.append({"id": chart.historical_id, "eoh": True})
+            self.send(_a({"e": "chart", "d": {"charts": packets}}))
+
+    def _cancel_chart(self, rid: int, text: str) -> None:
+        body = self._body(rid, text)
+        if body is None:
+            return
+        with self.lock:
+            chart = self.charts.get(body.get("subscriptionId"))  # type: ignore[arg-type]
+            if chart is not None:
+                self.charts.pop(chart.historical_id, None)
+                self.charts.pop(chart.realtime_id, None)
+            self.send(_a({"i": rid, "s": 200}))
+
+    def live_charts(self) -> list[Chart]:
+        with self.lock:
+            return list({c.realtime_id: c for c in self.charts.values()}.values())
 
     def info(self) -> PeerInfo:
         with self.lock:
@@ -169,22 +274,16 @@ class MarketDataServer(LocalWebSocketServer):
         self._lock = threading.Lock()
         self._peers: dict[int, _Peer] = {}
         self._books: dict[int, Entries] = {}  # contract id → every entry last sent
+        self._trades: dict[int, list[Trade]] = {}  # contract id → what set_trade printed
+        self._chart_ids = 8_000
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     # -- test hooks ------------------------------------------------------------------------------
 
     def set_trade(self, name: str, price: Decimal | str, size: int = 1) -> None:
-        """A trade print: the event carries Trade and the volume (size only), no book."""
-        volume = self.snapshot(self._contract(name)).get("TotalTradeVolume", {}).get("size", 0)
-        self.send_entries(
-            {
-                name: {
-                    "Trade": {"price": Decimal(price), "size": size},
-                    "TotalTradeVolume": {"size": volume + size},
-                }
-            }
-        )
+        """A trade print: the event carries the whole quote after it (`market_quotes`)."""
+        self.set_trades({name: price}, size)
 
     def set_book(
         self,
@@ -194,21 +293,56 @@ class MarketDataServer(LocalWebSocketServer):
         bid_size: int = 5,
         offer_size: int = 4,
     ) -> None:
-        """A book change: the event carries Bid and Offer only."""
-        self.send_entries(
-            {
-                name: {
-                    "Bid": {"price": Decimal(bid), "size": bid_size},
-                    "Offer": {"price": Decimal(offer), "size": offer_size},
-                }
-            }
-        )
+        """A book change: the event carries the whole quote, with no Trade before the first."""
+        contract = self._contract(name)
+        with self._lock:
+            book = self._books.setdefault(contract.id, {})
+            book["Bid"] = {"price": Decimal(bid), "size": bid_size}
+            book["Offer"] = {"price": Decimal(offer), "size": offer_size}
+        self._publish([contract])
 
-    def set_trades(self, prices: Mapping[str, Decimal | str]) -> None:
+    def set_trades(self, prices: Mapping[str, Decimal | str], size: int = 1) -> None:
         """Trades of several contracts in one `quotes` array."""
-        self.send_entries(
-            {name: {"Trade": {"price": Decimal(p), "size": 1}} for name, p in prices.items()}
-        )
+        contracts = [self._contract(name) for name in prices]
+        now = time.time()
+        with self._lock:
+            for contract in contracts:
+                price = Decimal(prices[contract.name])
+                tick = contract_spec(contract.root).tick_size
+                book = self._books.get(contract.id, {})
+                self._books[contract.id] = market_quotes.after_trade(book, price, size, tick)
+                history = self._trades.setdefault(contract.id, [])
+                history.append(Trade(now, price, size))
+                del history[:-TRADE_HISTORY]  # a long-running sim keeps a bounded past
+        self._publish(contracts, now)
+
+    def _publish(self, contracts: list[Contract], traded_at: float | None = None) -> None:
+        """The whole quote, the DOM and, after a trade, the current bar, to who subscribed."""
+        quotes = [(c, self.snapshot(c)) for c in contracts]
+        doms = {c.id: self.dom(c) for c in contracts}
+        for peer in self._live_peers():
+            with peer.lock:
+                mine = [(c, e) for c, e in quotes if c.id in peer.subs]
+                if mine:
+                    peer.send(_a(self.md_event(mine)))
+                books = [d for i, d in doms.items() if i in peer.doms and d is not None]
+                if books:
+                    peer.send(_a({"e": "md", "d": {"doms": books}}))
+            if traded_at is not None:
+                self._chart_updates(peer, {c.id: c for c in contracts}, traded_at)
+
+    def _chart_updates(self, peer: _Peer, traded: dict[int, Contract], at: float) -> None:
+        packets = []
+        for chart in peer.live_charts():
+            if chart.contract_id in traded:
+                bar = market_quotes.bar_of(
+                    self.trades_of(traded[chart.contract_id]), chart.spec, at
+                )
+                if bar is not None:
+                    td = market_quotes.trade_date(at)
+                    packets.append({"id": chart.realtime_id, "td": td, "bars": [bar]})
+        if packets:
+            peer.send(_a({"e": "chart", "d": {"charts": packets}}))
 
     def send_entries(self, updates: dict[str, Entries]) -> None:
         """One md event with exactly these (partial) entries, to each peer subscribed to any."""
@@ -253,6 +387,20 @@ class MarketDataServer(LocalWebSocketServer):
     def snapshot(self, contract: Contract) -> Entries:
         with self._lock:
             return {k: dict(v) for k, v in self._books.get(contract.id, {}).items()}
+
+    def dom(self, contract: Contract) -> dict[str, Any] | None:
+        tick = contract_spec(contract.root).tick_size
+        return market_quotes.dom_json(contract.id, self.snapshot(contract), tick, _stamp())
+
+    def trades_of(self, contract: Contract) -> list[Trade]:
+        with self._lock:
+            return list(self._trades.get(contract.id, []))
+
+    def chart_ids(self) -> tuple[int, int]:
+        """A historicalId and a realtimeId, unique on this server."""
+        with self._lock:
+            self._chart_ids += 2
+            return self._chart_ids - 1, self._chart_ids
 
     @staticmethod
     def md_event(quotes: list[tuple[Contract, Entries]]) -> dict[str, Any]:

@@ -1,0 +1,113 @@
+"""The money side of the simulated Tradovate (tradovate.md §5.2): fills paired first in, first out
+into `FillPair` round trips, and one `CashBalance` per account carrying the realized PnL.
+
+Sim choices (the real rules are not published in this detail): no commissions or fees; every
+account starts with `STARTING_CASH` USD; the day's and the week's realized PnL never reset (a
+simulator lives for less than one trade date); the cash balance snapshot reports no margin
+(`initialMargin` and `maintenanceMargin` are 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from simulators.tradovate.broker_entities import JSON
+
+STARTING_CASH = Decimal(50_000)
+
+
+@dataclass
+class Lot:
+    """What is still open of one fill."""
+
+    fill_id: int
+    action: str  # Buy | Sell
+    qty: int
+    price: Decimal
+
+
+@dataclass
+class CashBalance:
+    id: int
+    account_id: int
+    timestamp: str
+    trade_date: JSON
+    amount: Decimal = STARTING_CASH
+    realized: Decimal = Decimal(0)
+
+    def json(self) -> JSON:
+        return {
+            "id": self.id,
+            "accountId": self.account_id,
+            "timestamp": self.timestamp,
+            "tradeDate": self.trade_date,
+            "currencyId": 1,  # USD
+            "amount": self.amount,
+            "realizedPnL": self.realized,
+            "weekRealizedPnL": self.realized,
+            "amountSOD": STARTING_CASH,
+            "archived": False,
+        }
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """One closing match: the FillPair's fields and the USD it realized."""
+
+    buy_fill_id: int
+    sell_fill_id: int
+    qty: int
+    buy_price: Decimal
+    sell_price: Decimal
+    realized: Decimal
+
+
+def pair_fill(lots: list[Lot], fill: Lot, value_per_point: Decimal) -> list[Pairing]:
+    """Match `fill` against the open lots of the other side, oldest first; what it does not close
+    stays open as a new lot. `lots` is changed in place."""
+    pairings = []
+    left = fill.qty
+    while left and lots and lots[0].action != fill.action:
+        lot = lots[0]
+        qty = min(lot.qty, left)
+        buy, sell = (lot, fill) if lot.action == "Buy" else (fill, lot)
+        realized = (sell.price - buy.price) * qty * value_per_point
+        pairings.append(Pairing(buy.fill_id, sell.fill_id, qty, buy.price, sell.price, realized))
+        lot.qty -= qty
+        left -= qty
+        if lot.qty == 0:
+            lots.pop(0)
+    if left:
+        lots.append(Lot(fill.fill_id, fill.action, left, fill.price))
+    return pairings
+
+
+def fill_pair_json(pair_id: int, position_id: int, pairing: Pairing) -> JSON:
+    return {
+        "id": pair_id,
+        "positionId": position_id,
+        "buyFillId": pairing.buy_fill_id,
+        "sellFillId": pairing.sell_fill_id,
+        "qty": pairing.qty,
+        "buyPrice": pairing.buy_price,
+        "sellPrice": pairing.sell_price,
+        "active": True,
+    }
+
+
+def cash_snapshot(balance: CashBalance, open_pnl: Decimal) -> JSON:
+    """`cashBalance/getCashBalanceSnapshot` (§5.2); PnL fields only when there is something."""
+    row: JSON = {
+        "totalCashValue": balance.amount,
+        "initialMargin": Decimal(0),
+        "maintenanceMargin": Decimal(0),
+        "netLiq": balance.amount + open_pnl,
+    }
+    if open_pnl:
+        row["openPnL"] = open_pnl
+    if balance.realized:
+        row["realizedPnL"] = row["weekRealizedPnL"] = balance.realized
+    if open_pnl or balance.realized:
+        row["totalPnL"] = open_pnl + balance.realized
+    return row

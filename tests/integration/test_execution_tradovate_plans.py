@@ -275,14 +275,15 @@ def test_stop_moves_use_the_exit_reserve_when_entries_have_spent_their_budget(
     tv_settings, redis_client, sessions, account, ctx, broker
 ):
     user_id, _, subaccount_id = account
-    # Entries get 3 requests a minute, exits 5 more: the strategy entry (contract lookup,
-    # start, its links) spends every entry slot
+    # Entries get 3 requests a minute, exits 7 more: the strategy entry (contract lookup,
+    # start, its links) spends every entry slot; the move needs all 7 (below). With fewer, the
+    # move waited for the next minute, and the entries' slots came back meanwhile.
     ctx.limiter = BrokerLimiter(
         redis_client,
         tv_settings.stream_prefix,
-        per_minute=8,
+        per_minute=10,
         per_hour=1000,
-        exit_reserve=5,
+        exit_reserve=7,
         minute_ms=60_000,
         hour_ms=3_600_000,
     )
@@ -295,7 +296,8 @@ def test_stop_moves_use_the_exit_reserve_when_entries_have_spent_their_budget(
     )
     ctx.sender.drain(subaccount_id)
 
-    # order list, their versions and three modifies: all within the exits' reserve
+    # the orders, their versions, the strategy and its links, then three modifies: all within
+    # the exits' reserve, at once
     assert intent(sessions, move).status == "accepted"
     assert {level for _, level in working(broker, "Stop")} == {Decimal("25636")}
     assert not ctx.limiter.try_acquire(limiter_user, "entry").granted

@@ -438,7 +438,7 @@ class BrokerSimulator(ContractRestServer):
         account = self.book.accounts.get(account_id or 0)
         if account is None or account.user != user:
             return _json({"errorText": "Access is denied"})  # Sim choice: wording unverified
-        balance = self.book.cash[account.id]
+        balance = self.book.balance(account.id)
         return _json(broker_ledger.cash_snapshot(balance, self.book.open_pnl(account.id)))
 
     # -- order commands (§5.3–5.7) ---------------------------------------------------------------

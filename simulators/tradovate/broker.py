@@ -214,6 +214,13 @@ class BrokerSimulator(ContractRestServer):
             if listener in self.book.listeners:
                 self.book.listeners.remove(listener)
 
+    def charge(self, account_name: str, amount: Decimal | str) -> None:
+        """Book a charge (commissions, fees) against the account's cash and the trade date's
+        realized PnL, and tell the sockets: the broker's figure then falls below what the fills
+        alone realized. The simulator charges nothing by itself (broker_ledger.py)."""
+        with self._lock:
+            self.book.charge(self.book.account_named(account_name).id, Decimal(amount))
+
     def penalize_next(self, n: int = 1, p_time: float = 1.0, captcha: bool = False) -> None:
         """The next `n` requests get a p-ticket, whatever the counters say."""
         with self._lock:

@@ -9,7 +9,9 @@ says which trade date the row is for. Not known, so not imitated: whether Tradov
 `props` event when the trade date turns. The simulator keeps one row per account and rolls it
 silently the next time it is read or changed (a list, the sync snapshot, a fill).
 
-Sim choices (the real rules are not published in this detail): no commissions or fees; every
+Sim choices (the real rules are not published in this detail): no commissions or fees unless a
+test books one (`BrokerSimulator.charge`, taken off the amount and the realized PnL: whether
+Tradovate counts its fees in `realizedPnL` or only in `amount` is not known); every
 account starts with `STARTING_CASH` USD; the cash balance snapshot reports no margin
 (`initialMargin` and `maintenanceMargin` are 0).
 """

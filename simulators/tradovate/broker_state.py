@@ -467,6 +467,12 @@ class Book:
         balance.book(sum((p.realized for p in pairings), Decimal(0)), stamp)
         self.notify("cashBalance", "Updated", balance.json(), order.account_id)
 
+    def charge(self, account_id: int, amount: Decimal) -> None:
+        """A test's charge: off the cash and the trade date's realized PnL (broker.py `charge`)."""
+        balance = self.balance(account_id)
+        balance.book(-amount, self._stamp())
+        self.notify("cashBalance", "Updated", balance.json(), account_id)
+
     def open_pnl(self, account_id: int) -> Decimal:
         """The account's open PnL in USD at the current prices (§5.2's formula)."""
         total = Decimal(0)

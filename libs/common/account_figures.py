@@ -6,6 +6,10 @@ them.
 Paper subaccounts are read from the paper broker's tables; Tradovate ones from the snapshot the
 executor keeps in Redis from its account socket (services/executor/broker_view.py).
 
+On Tradovate the broker also reports the PnL it realized on the trade date (its `CashBalance`,
+commissions and fees included, which ours leaves out): where it is for the current trade date, the
+daily limits judge the lower of the broker's and ours.
+
 A "trade" is a round trip started: a fill that takes the contract's net position away from flat
 (or across it, a reversal). Adds, partial exits and the closing fill do not count again.
 """
@@ -98,6 +102,7 @@ class BrokerFigures:
     realized_today: Decimal | None
     realized_to_date: Decimal | None
     trades_today: int | None
+    broker_realized_today: Decimal | None = None  # the broker's own figure, when it has one
 
     def open_pnl(self, prices: dict[str, Decimal]) -> Decimal | None:
         """Open PnL at `prices`; None while a held contract has no price."""
@@ -119,8 +124,16 @@ class BrokerFigures:
             return None
         biggest = max((abs(h.net_qty) for h in self.positions), default=ZERO)
         balance = self.realized_to_date + opened
+        realized = self.realized_today  # the daily limits judge the broker's when it is lower
+        if self.broker_realized_today is not None:
+            realized = min(realized, self.broker_realized_today)
         return AccountFigures(
-            self.realized_today, opened, balance, max(high, balance), self.trades_today, biggest
+            realized,
+            opened,
+            balance,
+            max(high, balance),
+            self.trades_today,
+            biggest,
         )
 
 
@@ -168,6 +181,16 @@ def snapshot(client: redis.Redis, settings: Settings, subaccount_id: int) -> dic
     return None if raw is None else json.loads(raw)
 
 
+def broker_realized(view: dict[str, Any]) -> Decimal | None:
+    """The PnL the broker says it realized on the view's trade date; None when its cash balance
+    is for another trade date (Tradovate's resets at each close) or says nothing."""
+    cash = view.get("broker_cash")
+    if not isinstance(cash, dict) or cash.get("as_of") != view.get("trade_date"):
+        return None
+    realized = cash.get("realized_pnl")
+    return None if realized is None else Decimal(str(realized))
+
+
 def tradovate_figures(view: dict[str, Any]) -> BrokerFigures:
     """From a snapshot. Only today's fills are known there, so the balance is today's (realized
     today plus open PnL): the trailing drawdown trails intraday."""
@@ -186,6 +209,7 @@ def tradovate_figures(view: dict[str, Any]) -> BrokerFigures:
         today,
         today,
         view.get("trades_today"),
+        broker_realized(view),
     )
 
 

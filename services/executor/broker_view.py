@@ -1,6 +1,7 @@
-"""The account view of a Tradovate subaccount (docs/contract.md §4c): positions, working orders and
-the fills of the current trade date, as the account socket reported them, kept in Redis
-(`<prefix>broker_view:<subaccount id>`) for the UI, which reads it instead of asking the broker."""
+"""The account view of a Tradovate subaccount (docs/contract.md §4c): positions, working orders,
+the fills of the current trade date and the broker's cash balance, as the account socket reported
+them, kept in Redis (`<prefix>broker_view:<subaccount id>`) for the UI, which reads it instead of
+asking the broker."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from libs.common import streams
@@ -35,13 +36,19 @@ LIVE = ("Working", "Suspended")  # Suspended: an OSO bracket waiting for its ent
 @dataclass
 class BrokerBook:
     """What the view needs that the mirror keeps only in part: each position entity (`netPrice`,
-    `prevPos`, `prevPrice`) and each order's newest version (type, quantity, prices, `text`)."""
+    `prevPos`, `prevPrice`), each order's newest version (type, quantity, prices, `text`) and
+    each account's newest cash balance (tradovate.md §5.2 `CashBalance`)."""
 
     positions: dict[tuple[int, int], JSON] = field(default_factory=dict)  # (account, contract)
     versions: dict[int, JSON] = field(default_factory=dict)  # order id → newest version
+    cash: dict[int, JSON] = field(default_factory=dict)  # account id → newest CashBalance
 
     def load(self, snapshot: JSON) -> None:
-        for array, kind in (("orderVersions", "orderVersion"), ("positions", "position")):
+        for array, kind in (
+            ("orderVersions", "orderVersion"),
+            ("positions", "position"),
+            ("cashBalances", "cashBalance"),
+        ):
             for e in snapshot.get(array) or []:
                 if isinstance(e, dict):
                     self.apply(kind, "Created", e)
@@ -59,6 +66,21 @@ class BrokerBook:
                     self.positions.pop((account_id, contract_id), None)
                 else:
                     self.positions[account_id, contract_id] = e
+        elif kind == "cashBalance":
+            self._cash(event_type, e)
+
+    def _cash(self, event_type: str, e: JSON) -> None:
+        """Keep the account's balance of the latest trade date; of one date, the one seen last."""
+        account_id = reconcile.ref(e, "accountId")
+        if account_id is None or e.get("archived") is True:
+            return
+        if event_type == "Deleted":
+            if self.cash.get(account_id, {}).get("id") == e.get("id"):
+                self.cash.pop(account_id)
+            return
+        new, held = _cash_date(e), _cash_date(self.cash.get(account_id, {}))
+        if new is None or held is None or new >= held:  # an older trade date's row is history
+            self.cash[account_id] = e
 
 
 @dataclass
@@ -99,13 +121,46 @@ def _fill_trade_date(e: JSON) -> date | None:
     at = _when(e)
     if at is not None and at.tzinfo is not None:
         return trade_date(at)
-    d = e.get("tradeDate")
-    if isinstance(d, dict):
-        try:
-            return date(int(d["year"]), int(d["month"]), int(d["day"]))
-        except (KeyError, TypeError, ValueError):
-            return None
-    return None
+    return _tradovate_date(e.get("tradeDate"))
+
+
+def _tradovate_date(d: object) -> date | None:
+    """A Tradovate `tradeDate` object (`{"year", "month", "day"}`); None when it is not one."""
+    if not isinstance(d, dict):
+        return None
+    try:
+        return date(int(d["year"]), int(d["month"]), int(d["day"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _money(value: object) -> Decimal | None:
+    """A number Tradovate sent, or None for anything else (absent, null, text)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        return None
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return amount if amount.is_finite() else None
+
+
+def _cash_date(e: JSON) -> date | None:
+    return _tradovate_date(e.get("tradeDate"))
+
+
+def cash_view(e: JSON | None) -> JSON | None:
+    """The broker's word on the account's cash (`broker_cash`): the amount, the PnL realized on
+    the trade date `as_of` as Tradovate counts it (commissions and fees included), None where it
+    said nothing."""
+    if e is None:
+        return None
+    as_of = _cash_date(e)
+    return {
+        "amount": usd(_money(e.get("amount"))),
+        "realized_pnl": usd(_money(e.get("realizedPnL"))),
+        "as_of": None if as_of is None else as_of.isoformat(),
+    }
 
 
 def _signed(fill: JSON) -> Decimal:
@@ -230,6 +285,7 @@ def subaccount_view(
         ],
         "realized_pnl_today": usd(sum(realized_usd.values(), ZERO)),
         "trades_today": trades,
+        "broker_cash": cash_view(book.cash.get(broker_account_id)),
         "updated_at": now.isoformat().replace("+00:00", "Z"),
     }
 

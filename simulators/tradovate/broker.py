@@ -214,6 +214,13 @@ class BrokerSimulator(ContractRestServer):
             if listener in self.book.listeners:
                 self.book.listeners.remove(listener)
 
+    def charge(self, account_name: str, amount: Decimal | str) -> None:
+        """Book a charge (commissions, fees) against the account's cash and the trade date's
+        realized PnL, and tell the sockets: the broker's figure then falls below what the fills
+        alone realized. The simulator charges nothing by itself (broker_ledger.py)."""
+        with self._lock:
+            self.book.charge(self.book.account_named(account_name).id, Decimal(amount))
+
     def penalize_next(self, n: int = 1, p_time: float = 1.0, captcha: bool = False) -> None:
         """The next `n` requests get a p-ticket, whatever the counters say."""
         with self._lock:
@@ -438,7 +445,7 @@ class BrokerSimulator(ContractRestServer):
         account = self.book.accounts.get(account_id or 0)
         if account is None or account.user != user:
             return _json({"errorText": "Access is denied"})  # Sim choice: wording unverified
-        balance = self.book.cash[account.id]
+        balance = self.book.balance(account.id)
         return _json(broker_ledger.cash_snapshot(balance, self.book.open_pnl(account.id)))
 
     # -- order commands (§5.3–5.7) ---------------------------------------------------------------

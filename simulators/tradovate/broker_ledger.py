@@ -1,15 +1,25 @@
 """The money side of the simulated Tradovate (tradovate.md §5.2): fills paired first in, first out
 into `FillPair` round trips, and one `CashBalance` per account carrying the realized PnL.
 
-Sim choices (the real rules are not published in this detail): no commissions or fees; every
-account starts with `STARTING_CASH` USD; the day's and the week's realized PnL never reset (a
-simulator lives for less than one trade date); the cash balance snapshot reports no margin
+Per trade date, as Tradovate does (tradovate.md §5.2): `realizedPnL` is the trade date's and
+starts again from 0 on the next one, `weekRealizedPnL` starts again on a week's first trade date
+(the Sunday 18:00 ET open), `amountSOD` is the amount the trade date began with and `tradeDate`
+says which trade date the row is for. Not known, so not imitated: whether Tradovate starts a new
+`CashBalance` row (a new id) each trade date or updates the one row, and whether it sends a
+`props` event when the trade date turns. The simulator keeps one row per account and rolls it
+silently the next time it is read or changed (a list, the sync snapshot, a fill).
+
+Sim choices (the real rules are not published in this detail): no commissions or fees unless a
+test books one (`BrokerSimulator.charge`, taken off the amount and the realized PnL: whether
+Tradovate counts its fees in `realizedPnL` or only in `amount` is not known); every
+account starts with `STARTING_CASH` USD; the cash balance snapshot reports no margin
 (`initialMargin` and `maintenanceMargin` are 0).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 
 from simulators.tradovate.broker_entities import JSON
@@ -29,24 +39,49 @@ class Lot:
 
 @dataclass
 class CashBalance:
+    """One account's USD: the amount, and the PnL realized on its trade date and in its week."""
+
     id: int
     account_id: int
     timestamp: str
-    trade_date: JSON
+    trade_date: date
     amount: Decimal = STARTING_CASH
-    realized: Decimal = Decimal(0)
+    amount_sod: Decimal = STARTING_CASH  # the amount at the start of the trade date
+    realized: Decimal = Decimal(0)  # on `trade_date`
+    week_realized: Decimal = Decimal(0)
+
+    def roll(self, today: date) -> bool:
+        """Move to trade date `today` if it is a later one: the day's realized PnL starts from 0,
+        and the week's too when `today` begins another week. True when the row changed."""
+        if today <= self.trade_date:
+            return False
+        if today.isocalendar()[:2] != self.trade_date.isocalendar()[:2]:
+            self.week_realized = Decimal(0)
+        self.trade_date, self.realized, self.amount_sod = today, Decimal(0), self.amount
+        return True
+
+    def book(self, realized: Decimal, stamp: str) -> None:
+        """A closing fill realized `realized` USD (on the current trade date)."""
+        self.amount += realized
+        self.realized += realized
+        self.week_realized += realized
+        self.timestamp = stamp
 
     def json(self) -> JSON:
         return {
             "id": self.id,
             "accountId": self.account_id,
             "timestamp": self.timestamp,
-            "tradeDate": self.trade_date,
+            "tradeDate": {
+                "year": self.trade_date.year,
+                "month": self.trade_date.month,
+                "day": self.trade_date.day,
+            },
             "currencyId": 1,  # USD
             "amount": self.amount,
             "realizedPnL": self.realized,
-            "weekRealizedPnL": self.realized,
-            "amountSOD": STARTING_CASH,
+            "weekRealizedPnL": self.week_realized,
+            "amountSOD": self.amount_sod,
             "archived": False,
         }
 
@@ -107,7 +142,9 @@ def cash_snapshot(balance: CashBalance, open_pnl: Decimal) -> JSON:
     if open_pnl:
         row["openPnL"] = open_pnl
     if balance.realized:
-        row["realizedPnL"] = row["weekRealizedPnL"] = balance.realized
+        row["realizedPnL"] = balance.realized
+    if balance.week_realized:
+        row["weekRealizedPnL"] = balance.week_realized
     if open_pnl or balance.realized:
         row["totalPnL"] = open_pnl + balance.realized
     return row

@@ -6,9 +6,10 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
+from libs.common.futures.exchange_calendar import trade_date
 from libs.common.futures.instruments import contract_spec
 from simulators.tradovate import broker_ledger, broker_strategies
 from simulators.tradovate.broker_entities import (
@@ -70,7 +71,7 @@ class Book:
         )
         self.accounts[account.id] = account
         self.cash[account.id] = broker_ledger.CashBalance(
-            next(self._ids), account.id, account.timestamp, self._trade_date()
+            next(self._ids), account.id, account.timestamp, self._today()
         )
         self.notify("account", "Created", account.json(), account.id)
         self.notify("accountRiskStatus", "Created", account.risk_json(), account.id)
@@ -79,6 +80,12 @@ class Book:
 
     def next_id(self) -> int:
         return next(self._ids)
+
+    def balance(self, account_id: int) -> broker_ledger.CashBalance:
+        """The account's cash balance, moved on to the current trade date (broker_ledger.py)."""
+        balance = self.cash[account_id]
+        balance.roll(self._today())
+        return balance
 
     def account_named(self, name: str) -> Account:
         return next(a for a in self.accounts.values() if a.name == name)
@@ -140,7 +147,7 @@ class Book:
             reports = self.command_reports if entity == "commandreport" else self.execution_reports
             yield from (row for row in reports.values() if row["commandId"] in command_ids)
         elif entity == "cashbalance":
-            yield from (b.json() for b in self.cash.values() if b.account_id in mine)
+            yield from (self.balance(a).json() for a in sorted(self.cash) if a in mine)
         elif entity == "fillpair":
             positions = {p.id for p in self.positions.values() if p.account_id in mine}
             yield from (row for row in self.fill_pairs.values() if row["positionId"] in positions)
@@ -456,12 +463,15 @@ class Book:
             row = broker_ledger.fill_pair_json(next(self._ids), position_id, pairing)
             self.fill_pairs[row["id"]] = row
             self.notify("fillPair", "Created", row, order.account_id)
-        balance = self.cash[order.account_id]
-        realized = sum((p.realized for p in pairings), Decimal(0))
-        balance.amount += realized
-        balance.realized += realized
-        balance.timestamp = stamp
+        balance = self.balance(order.account_id)
+        balance.book(sum((p.realized for p in pairings), Decimal(0)), stamp)
         self.notify("cashBalance", "Updated", balance.json(), order.account_id)
+
+    def charge(self, account_id: int, amount: Decimal) -> None:
+        """A test's charge: off the cash and the trade date's realized PnL (broker.py `charge`)."""
+        balance = self.balance(account_id)
+        balance.book(-amount, self._stamp())
+        self.notify("cashBalance", "Updated", balance.json(), account_id)
 
     def open_pnl(self, account_id: int) -> Decimal:
         """The account's open PnL in USD at the current prices (§5.2's formula)."""
@@ -483,7 +493,10 @@ class Book:
     def _stamp(self) -> str:
         return datetime.fromtimestamp(self.clock(), UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
+    def _today(self) -> date:
+        """The CME trade date (futures.md §4.2): from 17:00 ET on it is the next business day's."""
+        return trade_date(datetime.fromtimestamp(self.clock(), UTC))
+
     def _trade_date(self) -> JSON:
-        # Sim choice: the UTC calendar date, not the CME session date.
-        today = datetime.fromtimestamp(self.clock(), UTC).date()
+        today = self._today()
         return {"year": today.year, "month": today.month, "day": today.day}

@@ -1,15 +1,19 @@
 """The account view in a real browser against the running services: a paper subaccount's position
 on the Accounts page with its open PnL following the feed's last price, and the same panel with
-the working bracket on the Manual Trader page, on a phone too."""
+the working bracket on the Manual Trader page, on a phone too; a Tradovate subaccount's panel with
+the broker's own cash balance beside our figures."""
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from playwright.sync_api import expect
 
+from libs.common.futures.exchange_calendar import trade_date
 from libs.common.storage import db
-from libs.common.storage.models import PaperOrder, PaperPosition
+from libs.common.storage.models import Account, PaperOrder, PaperPosition, Subaccount
 from tests.e2e.browser_support import PHONE, log_in, shoot
 
 
@@ -165,3 +169,46 @@ def test_the_ticket_asks_before_an_order_above_the_users_size(
     expect(page.locator("#orders")).to_contain_text("4")
     assert [o["quantity"] for o in api.ok("/api/orders")["orders"]] == [4]
     assert api.ok("/api/me")["manual_confirm_above"] == 3
+
+
+def test_a_tradovate_panel_shows_the_brokers_cash_and_realized_pnl_beside_ours(
+    stack, api, new_page, redis_client, sessions
+):
+    # Given a Tradovate subaccount whose account socket snapshot (what the executor keeps in
+    # Redis) has the broker's cash balance of today with fees our figure leaves out. The account
+    # is in error, so the stack's executor does not dial it and the snapshot stays as written.
+    user_id = api.ok("/api/me")["id"]
+    with db.transaction(sessions) as s:
+        account = Account(
+            user_id=user_id, broker="tradovate", name="Funded", environment="demo", status="error"
+        )
+        account.subaccounts.append(Subaccount(name="DEMO1234567", broker_account_id=7_654_321))
+        s.add(account)
+        s.flush()
+        sub_id = account.subaccounts[0].id
+    today = trade_date(datetime.now(UTC)).isoformat()
+    view = {
+        "subaccount_id": sub_id,
+        "trade_date": today,
+        "positions": [],
+        "working_orders": [],
+        "fills": [],
+        "realized_pnl_today": 10.0,
+        "trades_today": 1,
+        "broker_cash": {"amount": 49_975.0, "realized_pnl": -25.0, "as_of": today},
+        "updated_at": datetime.now(UTC).isoformat(),
+    }
+    redis_client.set(f"jt:broker_view:{sub_id}", json.dumps(view), ex=300)
+
+    # When the trader opens its panel, then the broker's word shows beside ours
+    page = new_page()
+    log_in(page, stack.url("ui"), stack.email, stack.password, "/accounts")
+    page.locator(f"tr[data-subaccount-id='{sub_id}'] [data-action=view]").click()
+    panel = page.locator(f".account-view[data-subaccount-id='{sub_id}']")
+    expect(panel.locator("[data-figure=realized_pnl_today]")).to_have_text("+$10.00")
+    broker = panel.locator("[data-role=broker-cash]")
+    expect(broker).to_contain_text("Cash balance (broker)")
+    expect(broker.locator("[data-figure=broker_cash_amount]")).to_have_text("$49,975.00")
+    expect(broker).to_contain_text("Realized today (broker)")
+    expect(broker.locator("[data-figure=broker_realized_pnl]")).to_have_text("-$25.00")
+    shoot(page, "account-panel-broker-cash")

@@ -1,7 +1,8 @@
 """The risk desk on a paper account (docs/contract.md §4c), end to end on PostgreSQL and Redis:
 an open loss alone (ticks, no signal) breaches the daily loss limit; the subaccount is flattened
 and locked; a new entry is skipped with the reason while another account's exit still goes out;
-unlock answers 409; the lock lifts at the next trade date (the clock is the signal's time)."""
+unlock answers 409; the lock lifts at the next trade date (the clock is the signal's time). On
+Tradovate, the broker's own realized PnL judges the daily limits where it is below ours."""
 
 from __future__ import annotations
 
@@ -13,12 +14,17 @@ from decimal import Decimal as D
 import pytest
 from sqlalchemy import select
 
-from libs.common import streams
+from libs.common import orders, streams
 from libs.common.futures.exchange_calendar import add_business_days, trade_date
-from libs.common.storage.models import OrderIntent, PaperOrder, PaperPosition, Subaccount
+from libs.common.storage import db
+from libs.common.storage.models import OrderIntent, PaperOrder, PaperPosition, Subaccount, Trader
 from libs.common.streams import SignalMessage
 from services.executor.risk_desk import RiskDesk
 from services.position_engine.engine import PositionEngine
+from tests.integration.test_account_sync import signal as tradovate_signal
+from tests.integration.test_subaccount_view import view_of
+from tests.integration.tradovate_support import FRONT
+from tests.polling import wait_for
 
 
 @pytest.fixture
@@ -162,3 +168,63 @@ def test_an_open_loss_breaches_the_daily_limit_flattens_locks_and_lifts_next_tra
             )
         ]
     assert kinds == ["entry", "flatten", "entry"]
+
+
+# -- Tradovate: the broker's own realized PnL, through the executor's account socket -----------
+
+
+def test_a_broker_realized_loss_below_ours_breaches_the_daily_limit_on_tradovate(
+    client,
+    alice,
+    tradovate,
+    synced,
+    ctx,
+    make_recorder,
+    sessions,
+    tv_settings,
+    redis_client,
+    broker,
+):
+    risk = client.put(
+        f"/api/subaccounts/{tradovate.subaccount_id}/risk",
+        json={"daily_loss_limit": 20},
+        headers=alice[1],
+    )
+    assert risk.status_code == 200, risk.get_json()
+    recorder = make_recorder(user=alice[0], tp_ticks=20, sl_ticks=40)
+    with db.transaction(sessions) as s:
+        s.add(
+            Trader(
+                user_id=alice[0].id,
+                recorder_id=recorder.id,
+                subaccount_id=tradovate.subaccount_id,
+                multiplier=D(1),
+            )
+        )
+    tradovate_signal(tv_settings, redis_client, sessions, recorder, "buy", "25640")
+    ctx.sender.drain(tradovate.subaccount_id)
+    wait_for(lambda: len(view_of(client, alice, tradovate.subaccount_id)["working_orders"]) == 2)
+    broker.set_price(FRONT, "25645.00")  # the take-profit fills: +$10 by our count and the broker's
+
+    def broker_says(realized: float):
+        def seen() -> dict | None:
+            v = view_of(client, alice, tradovate.subaccount_id)
+            cash = v["broker_cash"]
+            return v if cash and cash["realized_pnl"] == realized and not v["positions"] else None
+
+        return wait_for(seen)
+
+    broker_says(10.0)
+    desk = RiskDesk(ctx, orders.rq_connection(tv_settings.redis_url))
+    assert desk.check_all() == []
+
+    # Given the broker's charges take its realized PnL to -$25 while ours stays +$10
+    broker.charge(tradovate.account_spec, "35")
+    view = broker_says(-25.0)
+    assert view["realized_pnl_today"] == 10.0
+    assert view["room"]["daily_loss_limit"] == -5.0  # judged on the broker's lower figure
+
+    # Then the risk desk locks the account on the broker's figure
+    [lock] = desk.check_all()
+    assert lock.event["rule"] == "daily_loss_limit"
+    assert "net -$25.00" in lock.event["reason"]

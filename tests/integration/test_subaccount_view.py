@@ -3,6 +3,7 @@ from the snapshot the executor's account socket keeps in Redis (simulator, real 
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -110,6 +111,7 @@ def test_a_paper_subaccount_shows_its_position_open_pnl_today_and_working_orders
     ]
     assert view["open_pnl"] == 41.0
     assert view["realized_pnl_today"] == 20.0  # yesterday's $100 belongs to yesterday
+    assert view["broker_cash"] is None  # the paper broker has no word of its own
     assert view["trades_today"] == 2
     working = {(o["role"], o["price"]): o for o in view["working_orders"]}
     assert set(working) == {("target", 25020), ("stop", 24980), ("entry", 24950)}
@@ -155,6 +157,7 @@ def test_a_tradovate_subaccount_waits_for_the_socket_instead_of_inventing_number
     assert view["broker"] == "tradovate"
     assert view["broker_view"] == "waiting for the account socket"
     assert view["positions"] == [] and view["open_pnl"] is None and view["trades_today"] is None
+    assert view["broker_cash"] is None
 
 
 def test_a_tradovate_position_with_its_bracket_shows_from_the_account_socket(
@@ -218,6 +221,53 @@ def test_a_tradovate_position_with_its_bracket_shows_from_the_account_socket(
     assert done["realized_pnl_today"] == 10.0  # 5 points × $2, paired first in, first out
     assert done["trades_today"] == 1 and done["open_pnl"] == 0.0
     assert [f["side"] for f in done["fills"]] == ["buy", "sell"]
+
+
+def test_the_brokers_cash_balance_shows_from_the_sync_snapshot_and_follows_a_closing_fill(
+    client,
+    alice,
+    tradovate,
+    synced,
+    ctx,
+    make_recorder,
+    sessions,
+    tv_settings,
+    redis_client,
+    broker,
+):
+    today = trade_date(datetime.now(UTC)).isoformat()
+    synced_view = wait_for(
+        lambda: (v := view_of(client, alice, tradovate.subaccount_id)) and v["broker_cash"] and v
+    )
+    # the sync snapshot's `cashBalances`: the simulator's account starts with $50,000
+    assert synced_view["broker_cash"] == {"amount": 50_000.0, "realized_pnl": 0.0, "as_of": today}
+
+    recorder = make_recorder(user=alice[0], tp_ticks=20, sl_ticks=40)
+    with db.transaction(sessions) as s:
+        s.add(
+            Trader(
+                user_id=alice[0].id,
+                recorder_id=recorder.id,
+                subaccount_id=tradovate.subaccount_id,
+                multiplier=Decimal(1),
+            )
+        )
+    signal(tv_settings, redis_client, sessions, recorder, "buy", "25640")
+    ctx.sender.drain(tradovate.subaccount_id)
+    wait_for(lambda: len(view_of(client, alice, tradovate.subaccount_id)["working_orders"]) == 2)
+    broker.set_price(FRONT, "25645.00")  # the take-profit fills: +5 points × $2
+
+    def cashed() -> dict | None:
+        v = view_of(client, alice, tradovate.subaccount_id)
+        return v if v["broker_cash"]["realized_pnl"] == 10.0 else None
+
+    view = wait_for(cashed)  # the `cashBalance` props event after the closing fill
+    assert view["broker_cash"] == {"amount": 50_010.0, "realized_pnl": 10.0, "as_of": today}
+    assert view["realized_pnl_today"] == 10.0  # ours, beside the broker's
+    stored = json.loads(
+        redis_client.get(tv_settings.stream(f"broker_view:{tradovate.subaccount_id}"))
+    )
+    assert stored["broker_cash"] == view["broker_cash"]
 
 
 def test_the_executor_keeps_one_snapshot_per_subaccount_in_redis(

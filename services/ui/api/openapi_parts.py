@@ -317,6 +317,17 @@ SCHEMAS: dict[str, Any] = {
             **nullable(INT),
             "description": "fills that took a contract's net away from flat (or across it)",
         },
+        broker_cash={
+            **nullable(
+                obj(
+                    amount=MONEY,
+                    realized_pnl={**MONEY, "description": "as the broker counts it, on `as_of`"},
+                    as_of={**nullable(STR), "format": "date", "description": "its trade date"},
+                )
+            ),
+            "description": "the broker's own cash balance (Tradovate); null for paper and "
+            "before the broker said",
+        },
         working_orders={
             "type": "array",
             "items": obj(

@@ -1,7 +1,7 @@
 """The account view of one subaccount (docs/contract.md §4c): the broker's positions with open PnL
-at the feed's last price, realized PnL and trades of the current trade date, working orders, and
-the risk desk's limits and lock. The figures come from libs/common/account_figures.py, which the
-executor's risk desk judges too.
+at the feed's last price, realized PnL and trades of the current trade date, working orders, the
+broker's own cash balance (Tradovate), and the risk desk's limits and lock. The figures come from
+libs/common/account_figures.py, which the executor's risk desk judges too.
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ def _paper_view(sub: Subaccount, now: datetime) -> dict[str, Any]:
         "open_pnl": usd(total),
         "realized_pnl_today": usd(figures.realized_today),
         "trades_today": figures.trades_today,
+        "broker_cash": None,  # the paper broker keeps no cash apart from our own figures
         "working_orders": [
             {
                 "id": o.id,
@@ -94,6 +95,7 @@ def _tradovate_view(sub: Subaccount) -> dict[str, Any]:
             "open_pnl": None,
             "realized_pnl_today": None,
             "trades_today": None,
+            "broker_cash": None,
             "working_orders": [],
             "updated_at": None,
             "broker_view": WAITING,
@@ -106,6 +108,7 @@ def _tradovate_view(sub: Subaccount) -> dict[str, Any]:
         "open_pnl": usd(total),
         "realized_pnl_today": view["realized_pnl_today"],
         "trades_today": view["trades_today"],
+        "broker_cash": view.get("broker_cash"),  # an executor before it kept none: unknown
         "working_orders": [
             {
                 "id": o["id"],

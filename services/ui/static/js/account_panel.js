@@ -1,11 +1,12 @@
 // The account view of one subaccount (GET /api/subaccounts/<id>): its positions with open PnL at
 // the feed's last price, realized PnL and trades of the trade date, working orders and brackets,
+// the broker's own cash balance and realized PnL (Tradovate's word, fees included) beside ours,
 // and its risk desk: the lock, each limit with the room left, a form to change them (§4c).
 // A shown panel reloads every 2 s (the open PnL follows the feed) and at once on order events.
 import { api, ApiError, toast } from "./api.js";
 import { el, fillBody } from "./dom.js";
 import { clearFieldErrors, showFormError } from "./forms.js";
-import { pnl, pnlClass, price, qty, zonedTime } from "./format.js";
+import { pnl, pnlClass, price, qty, usd, zonedTime } from "./format.js";
 import { coalesced, onEvent, onResync } from "./live.js";
 
 const REFRESH_MS = 2000;
@@ -77,6 +78,25 @@ function figure(label, name, value, text) {
   return el("div", { className: "av-figure" },
     el("span", { className: "card-label" }, label),
     el("b", { className: `num ${pnlClass(value)}`.trim(), dataset: { figure: name } }, text));
+}
+
+/** What the broker says (Tradovate's cash balance); nothing for paper or before the broker said. */
+function brokerFigures(v) {
+  const cash = v.broker_cash;
+  if (!cash) return null;
+  // Tradovate's realized PnL starts again each trade date: one of another date is not today's.
+  const today = cash.as_of === v.trade_date;
+  const realized = today ? cash.realized_pnl : null;
+  const stale = cash.as_of && !today
+    ? el("p", { className: "hint", dataset: { role: "broker-cash-date" } },
+      `The broker's cash balance is for the trade date ${cash.as_of}.`)
+    : null;
+  return [
+    el("div", { className: "av-figures", dataset: { role: "broker-cash" } },
+      figure("Cash balance (broker)", "broker_cash_amount", null, usd(cash.amount)),
+      figure("Realized today (broker)", "broker_realized_pnl", realized, pnl(realized))),
+    stale,
+  ];
 }
 
 function table(className, heads, rows, empty) {
@@ -165,6 +185,7 @@ export class AccountPanel {
         figure("Open PnL", "open_pnl", v.open_pnl, pnl(v.open_pnl)),
         figure("Realized today", "realized_pnl_today", v.realized_pnl_today, pnl(v.realized_pnl_today)),
         figure("Trades today", "trades_today", null, trades)),
+      ...(brokerFigures(v) ?? []),
       waiting,
       table("av-positions", [["Contract"], ["Position", "num"], ["Avg", "num hide-sm"], ["Last", "num"], ["Open PnL", "num"]],
         v.positions.map(positionRow), "Flat: no position on this subaccount."),

@@ -112,13 +112,14 @@ def _tradingview_sources(settings: Settings, cookies: CookieStore | None) -> Fee
 
     scanner = ScannerSource(settings.tradingview_scanner_url, session_cookies)
     if settings.price_source == "scanner":
-        return FeedSources(scanner, None, session_state, renewer=renewer)
+        return FeedSources(scanner, None, session_state, keeper.renew_if_needed, renewer)
     socket = TradingViewSocketSource(
         settings.tradingview_ws_url, keeper.token, on_token_refused=keeper.invalidate
     )
     seen = {"cookies": session_cookies()}
 
     def reconnect_on_new_cookies() -> None:
+        keeper.renew_if_needed()
         current = session_cookies()
         if current != seen["cookies"]:
             seen["cookies"] = current

@@ -214,6 +214,18 @@ class AuthTokenKeeper:
             with self._lock:
                 return self._usable_token(now)
 
+    def renew_if_needed(self) -> None:
+        """For the feed's housekeeping: sign in when the session needs it even while nothing
+        asks for a token (the socket streaming anonymously after a refusal, a backoff that has
+        passed, credentials saved anew); the renewer decides whether it may happen now."""
+        if self.renewer is None:
+            return
+        cookies = self._current_cookies()
+        with self._lock:
+            self._follow(cookies)
+        if self._renewal_reason(cookies, self.clock()) is not None:
+            self.token()
+
     def _renewal_reason(self, cookies: SessionCookies | None, now: float) -> str | None:
         """Why new cookies are needed, or None while the ones stored work (or the site is down,
         when signing in would not work either)."""

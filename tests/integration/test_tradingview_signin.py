@@ -23,7 +23,8 @@ from libs.common.streams import SignalMessage
 from services.position_engine.engine import PositionEngine
 from services.price_feed.feed import Feed
 from services.price_feed.service import CookieStore, build_sources
-from services.price_feed.tradingview.auth import fetch_auth_token
+from services.price_feed.tradingview.auth import AuthTokenKeeper, SessionCookies, fetch_auth_token
+from services.price_feed.tradingview.renewal import Outcome, SessionRenewer, StoredCredentials
 from services.price_feed.tradingview.signin import (
     Credentials,
     SignInDeferred,
@@ -383,3 +384,48 @@ def test_a_captcha_stops_renewals_until_the_sign_in_is_saved_again(
     assert feed.status()["signin_failed"] is None
     view = client.get("/api/tradingview/session", headers=key).get_json()
     assert view["source"] == "sign-in" and view["renewed_at"] and not view["renewals_stopped"]
+
+
+class MemoryStore:
+    """A RenewalStore without PostgreSQL: the credentials, the cookies saved, the outcomes."""
+
+    def __init__(self, credentials: Credentials) -> None:
+        self.stored = StoredCredentials(1, credentials)
+        self.saved: list[SessionCookies] = []
+        self.outcomes: list[Outcome] = []
+
+    def credentials(self) -> StoredCredentials:
+        return self.stored
+
+    def save_session(self, user_id: int, cookies: SessionCookies) -> None:
+        self.saved.append(cookies)
+
+    def record(self, stored: StoredCredentials, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
+
+
+def test_a_token_about_to_expire_that_the_site_keeps_serving_is_renewed_by_signing_in(market, site):
+    # Given cookies whose session ends in two minutes: the home page serves a token that
+    # expires inside the keeper's five-minute margin
+    cookies = SessionCookies("short-lived", "short-sign")
+    market.add_account(
+        cookies.sessionid, make_jwt(1, int(time.time()) + 120), 120, cookies.sessionid_sign
+    )
+    store = MemoryStore(CREDENTIALS)
+    current = {"cookies": cookies}
+
+    def provider() -> SessionCookies:
+        return store.saved[-1] if store.saved else current["cookies"]
+
+    keeper = AuthTokenKeeper(site.url, provider, renewer=SessionRenewer(site.url, store))
+
+    # When the socket asks for a token
+    token = keeper.token()
+
+    # Then the keeper signed in once and hands out the new session's long-lived token
+    assert site.signins == ["2FA_required", "signed_in"]
+    assert token is not None and token != market.accounts[cookies.sessionid].token
+    assert keeper.state()["authenticated"] is True
+    assert [o.error for o in store.outcomes] == [None]
+    # and asking again uses it, without another sign-in
+    assert keeper.token() == token and len(site.signins) == 2

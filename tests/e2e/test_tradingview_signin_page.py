@@ -20,9 +20,7 @@ def saved_rows(sessions) -> list[TradingViewCredentials]:
         return list(s.scalars(select(TradingViewCredentials)).all())
 
 
-def test_an_operator_saves_the_sign_in_beside_the_cookies_and_forgets_it(
-    stack, new_page, sessions
-):
+def test_an_operator_saves_the_sign_in_beside_the_cookies_and_forgets_it(stack, new_page, sessions):
     # Given the operator on the Accounts page
     with db.transaction(sessions) as s:
         s.execute(update(User).where(User.email == stack.email).values(is_admin=True))

@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from libs.common import events, streams
 from libs.common.authenticator import current_code
+from libs.common.notify import rules
 from libs.common.security import SecretBox
 from libs.common.storage import db
 from libs.common.storage.models import Position, TradingViewCredentials, TradingViewSession
@@ -369,6 +370,16 @@ def test_a_captcha_stops_renewals_until_the_sign_in_is_saved_again(
     view = client.get("/api/tradingview/session", headers=key).get_json()
     assert view["renewals_stopped"] is True and "captcha" in view["last_error"]
     assert "sessionid_sign" in view["how_to_refresh"]
+    # and the notifier's rules make exactly one feed_signin_failed of what the feed published
+    published = price_statuses(redis_client, settings)
+    told = [
+        n
+        for previous, status in zip([None, *published], published, strict=False)
+        for n in rules.feed_notices(previous, status)
+        if n.event == "feed_signin_failed"
+    ]
+    assert len(told) == 1
+    assert "paste the sessionid" in rules.message_text(told[0].event, told[0].data)
 
     # When the operator solves the captcha in a browser and saves the sign-in again
     site.captcha_required = False

@@ -124,17 +124,26 @@ class CredentialStore:
 
     def save_session(self, user_id: int, cookies: SessionCookies) -> None:
         """The cookies a sign-in gave, stored encrypted like pasted ones and marked `sign-in`."""
-        stored = StoredCookies(user_id, cookies.sessionid, cookies.sessionid_sign, SIGN_IN)
-        self.cookies.replace(stored)  # first, so the feed uses them even if the write fails
         sealed = self.box.encrypt(
             json.dumps({"sessionid": cookies.sessionid, "sessionid_sign": cookies.sessionid_sign})
         )
-        with self.sessions.begin() as s:
-            row = s.get(TradingViewSession, user_id)
-            if row is None:
-                s.add(TradingViewSession(user_id=user_id, cookies_encrypted=sealed, source=SIGN_IN))
-            else:
-                row.cookies_encrypted, row.source = sealed, SIGN_IN
+        try:
+            with self.sessions.begin() as s:
+                row = s.get(TradingViewSession, user_id)
+                if row is None:
+                    s.add(
+                        TradingViewSession(
+                            user_id=user_id, cookies_encrypted=sealed, source=SIGN_IN
+                        )
+                    )
+                else:
+                    row.cookies_encrypted, row.source = sealed, SIGN_IN
+        finally:
+            # After the commit: a read of the table racing it must not bring the old cookies
+            # back over the new ones. Used even if the write failed, until the next read.
+            self.cookies.replace(
+                StoredCookies(user_id, cookies.sessionid, cookies.sessionid_sign, SIGN_IN)
+            )
 
     def record(self, stored: StoredCredentials, outcome: Outcome) -> None:
         """How a sign-in went, beside the credentials it used (not newer ones saved meanwhile)."""

@@ -193,9 +193,11 @@ class AuthTokenKeeper:
 
     def token(self) -> str | None:
         """The token to authenticate the socket with, or None to stream anonymously."""
-        cookies = self._current_cookies()
         # One fetch at a time; `_lock` is only held briefly so `state()` never waits on the site.
         with self._fetch_lock:
+            # Read inside the fetch lock: cookies read before another caller's sign-in would
+            # bring back the refused ones and sign in twice.
+            cookies = self._current_cookies()
             with self._lock:
                 self._follow(cookies)
                 now = self.clock()
@@ -218,12 +220,17 @@ class AuthTokenKeeper:
         """For the feed's housekeeping: sign in when the session needs it even while nothing
         asks for a token (the socket streaming anonymously after a refusal, a backoff that has
         passed, credentials saved anew); the renewer decides whether it may happen now."""
-        if self.renewer is None:
+        # Never wait behind a fetch or sign-in under way: the feed's loop calls this.
+        if self.renewer is None or not self._fetch_lock.acquire(blocking=False):
             return
-        cookies = self._current_cookies()
-        with self._lock:
-            self._follow(cookies)
-        if self._renewal_reason(cookies, self.clock()) is not None:
+        try:
+            cookies = self._current_cookies()
+            with self._lock:
+                self._follow(cookies)
+            needed = self._renewal_reason(cookies, self.clock()) is not None
+        finally:
+            self._fetch_lock.release()
+        if needed:
             self.token()
 
     def _renewal_reason(self, cookies: SessionCookies | None, now: float) -> str | None:

@@ -55,6 +55,9 @@ class Settings:
     tradingview_url: str = "https://www.tradingview.com"
     tradingview_ws_url: str = "wss://data.tradingview.com/socket.io/websocket"
     tradingview_scanner_url: str = "https://scanner.tradingview.com"
+    # Base of the two-step sign-in (`/accounts/signin/`, `/accounts/two-factor/signin/totp/`);
+    # empty: the same site as tradingview_url.
+    tradingview_signin_url: str = ""
     tradovate_live_url: str = "https://live.tradovateapi.com/v1"
     tradovate_demo_url: str = "https://demo.tradovateapi.com/v1"
     tradovate_md_url: str = "wss://md.tradovateapi.com/v1/websocket"
@@ -197,6 +200,7 @@ def load_settings(environ: dict[str, str] | None = None, env_file: Path | None =
         tradingview_url=_env(env, "TRADINGVIEW_URL", d.tradingview_url),
         tradingview_ws_url=_env(env, "TRADINGVIEW_WS_URL", d.tradingview_ws_url),
         tradingview_scanner_url=_env(env, "TRADINGVIEW_SCANNER_URL", d.tradingview_scanner_url),
+        tradingview_signin_url=env.get("TRADINGVIEW_SIGNIN_URL") or "",
         tradovate_live_url=_env(env, "TRADOVATE_LIVE_URL", d.tradovate_live_url),
         tradovate_demo_url=_env(env, "TRADOVATE_DEMO_URL", d.tradovate_demo_url),
         tradovate_md_url=_env(env, "TRADOVATE_MD_URL", d.tradovate_md_url),

@@ -335,6 +335,7 @@ class PriceStatusData(TypedDict):
     ticks_published: int
     error: str | None
     tradingview_session: dict[str, object] | None
+    signin_failed: str | None  # why the session stopped renewing itself; null while it renews
 
 
 class BenchMarkData(TypedDict):

@@ -159,6 +159,8 @@ class Feed:
 
     def status(self) -> dict:
         primary = self.primary.status()
+        session = self.session_state()
+        sign_in = (session or {}).get("sign_in") or {}
         active = self.fallback if self.fallback_active and self.fallback else self.primary
         now = time.time() * 1000
         with self._lock:
@@ -180,7 +182,9 @@ class Feed:
             "last_tick_age_s": ages,
             "ticks_published": count,
             "error": primary.error,
-            "tradingview_session": self.session_state(),
+            "tradingview_session": session,
+            # Why the TradingView session stopped renewing itself (until the credentials change).
+            "signin_failed": sign_in.get("last_error") if sign_in.get("renewals_stopped") else None,
         }
 
     def report(self) -> None:
@@ -197,6 +201,7 @@ class Feed:
                 "delayed_symbols",
                 "failed_symbols",
                 "error",
+                "signin_failed",
             )
         }
         pipe = self.redis.pipeline(transaction=False)

@@ -3,11 +3,9 @@ and `GET /metrics`."""
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,11 +23,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from libs.common import status_server
 from libs.common.config import Settings
 from libs.common.metrics import ScrapeCollector
-from libs.common.security import SecretBox
 from libs.common.storage import db
-from libs.common.storage.models import TradingViewSession, User
 from services.price_feed.feed import Feed
 from services.price_feed.quotes import PriceSource
+from services.price_feed.tradingview_store import CookieStore, CredentialStore
+from services.price_feed.tradingview_store import StoredCookies as StoredCookies  # re-exported
 
 log = logging.getLogger("price_feed")
 
@@ -38,53 +36,6 @@ SOURCES = ("tradingview", "scanner", "sim", "replay", "tradovate", "off")
 
 class FeedConfigError(ValueError):
     """PRICE_SOURCE and its settings do not make a working feed; the message says what to set."""
-
-
-@dataclass(frozen=True)
-class StoredCookies:
-    user_id: int
-    sessionid: str
-    sessionid_sign: str | None
-
-
-class CookieStore:
-    """The TradingView cookies the feed logs in with: the most recently saved ones of an operator
-    (one login serves every user, so nobody else may switch it; cookies a user stored before it
-    was an operator setting are ignored). Read from PostgreSQL at most every `every_s`, so new
-    cookies are taken without a restart."""
-
-    def __init__(self, sessions: sessionmaker[Session], encryption_key: str, every_s: float = 5.0):
-        self.sessions = sessions
-        self.box = SecretBox(encryption_key)
-        self.every_s = every_s
-        self._cached: StoredCookies | None = None
-        self._read_at = 0.0
-        self._lock = threading.Lock()
-
-    def current(self) -> StoredCookies | None:
-        with self._lock:
-            if time.monotonic() - self._read_at >= self.every_s:
-                self._cached = self._read()
-                self._read_at = time.monotonic()
-            return self._cached
-
-    def _read(self) -> StoredCookies | None:
-        try:
-            with self.sessions() as s:
-                row = s.scalar(
-                    select(TradingViewSession)
-                    .join(User, User.id == TradingViewSession.user_id)
-                    .where(User.is_admin.is_(True))
-                    .order_by(TradingViewSession.updated_at.desc())
-                    .limit(1)
-                )
-                if row is None:
-                    return None
-                values = json.loads(self.box.decrypt(row.cookies_encrypted))
-                return StoredCookies(row.user_id, values["sessionid"], values.get("sessionid_sign"))
-        except Exception as exc:  # a database hiccup must not stop prices; keep the last cookies
-            log.warning("stored cookies not read", extra={"kv": {"error": type(exc).__name__}})
-            return self._cached
 
 
 def check_config(settings: Settings) -> None:
@@ -107,6 +58,7 @@ class FeedSources:
     fallback: PriceSource | None = None
     session_state: Callable[[], dict[str, Any] | None] = lambda: None  # TradingView's, if any
     housekeeping: Callable[[], None] = lambda: None  # run by the feed every half second
+    renewer: Any = None  # the TradingView SessionRenewer, when the feed signs in by itself
 
 
 def build_sources(settings: Settings, cookies: CookieStore | None) -> FeedSources:
@@ -135,6 +87,7 @@ def build_sources(settings: Settings, cookies: CookieStore | None) -> FeedSource
 
 def _tradingview_sources(settings: Settings, cookies: CookieStore | None) -> FeedSources:
     from services.price_feed.tradingview.auth import AuthTokenKeeper, SessionCookies
+    from services.price_feed.tradingview.renewal import SessionRenewer
     from services.price_feed.tradingview.scanner import ScannerSource
     from services.price_feed.tradingview.socket_source import TradingViewSocketSource
 
@@ -142,28 +95,38 @@ def _tradingview_sources(settings: Settings, cookies: CookieStore | None) -> Fee
         stored = cookies.current() if cookies else None
         return SessionCookies(stored.sessionid, stored.sessionid_sign) if stored else None
 
-    keeper = AuthTokenKeeper(settings.tradingview_url, session_cookies)
+    renewer = None
+    if cookies is not None:
+        signin_url = settings.tradingview_signin_url or settings.tradingview_url
+        renewer = SessionRenewer(signin_url, CredentialStore(cookies))
+    keeper = AuthTokenKeeper(settings.tradingview_url, session_cookies, renewer=renewer)
 
     def session_state() -> dict[str, Any]:
-        # Whose cookies these are stays out of /status, which needs no login.
-        return keeper.state()
+        # Whose cookies and credentials these are stays out of /status, which needs no login.
+        stored = cookies.current() if cookies else None
+        return {
+            **keeper.state(),
+            "source": stored.source if stored else None,
+            "sign_in": renewer.state() if renewer else None,
+        }
 
     scanner = ScannerSource(settings.tradingview_scanner_url, session_cookies)
     if settings.price_source == "scanner":
-        return FeedSources(scanner, None, session_state)
+        return FeedSources(scanner, None, session_state, keeper.renew_if_needed, renewer)
     socket = TradingViewSocketSource(
         settings.tradingview_ws_url, keeper.token, on_token_refused=keeper.invalidate
     )
     seen = {"cookies": session_cookies()}
 
     def reconnect_on_new_cookies() -> None:
+        keeper.renew_if_needed()
         current = session_cookies()
         if current != seen["cookies"]:
             seen["cookies"] = current
             log.info("tradingview cookies changed; reconnecting")
             socket.credentials_changed()
 
-    return FeedSources(socket, scanner, session_state, reconnect_on_new_cookies)
+    return FeedSources(socket, scanner, session_state, reconnect_on_new_cookies, renewer)
 
 
 def _tradovate_sources(settings: Settings, sessions: sessionmaker[Session] | None) -> FeedSources:

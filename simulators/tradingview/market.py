@@ -4,6 +4,7 @@ symbol its price path (every trade, oldest first) and the session's figures comp
 from __future__ import annotations
 
 import bisect
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -83,6 +84,18 @@ class Account:
     sessionid_sign: str | None = None
 
 
+@dataclass
+class SignInUser:
+    """A user who can sign in with a password (reference C.4): with `totp_secret` (base32) the
+    sign-in takes the authenticator code as a second step, as for every webhook user."""
+
+    username: str
+    password: str
+    user_id: int
+    totp_secret: str | None = None
+    email: str = ""
+
+
 Listener = Callable[[Listing], None]
 
 
@@ -100,6 +113,7 @@ class ListingOptions(TypedDict, total=False):
 class Market:
     listings: dict[str, Listing] = field(default_factory=dict)
     accounts: dict[str, Account] = field(default_factory=dict)  # by sessionid
+    users: dict[str, SignInUser] = field(default_factory=dict)  # by username (and e-mail)
     clock: Callable[[], float] = time.time  # when trades happen; tests may pass their own
     _listeners: list[Listener] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -208,6 +222,44 @@ class Market:
             )
             account.token_expires_at = expires_at
             return account.token
+
+    def add_user(
+        self,
+        username: str,
+        password: str,
+        totp_secret: str | None = None,
+        *,
+        user_id: int = 1,
+        email: str = "",
+    ) -> SignInUser:
+        """A user who signs in with `password` (and, when `totp_secret` is given, the current
+        code of that authenticator key); either the username or the e-mail names them."""
+        user = SignInUser(username, password, user_id, totp_secret, email)
+        with self._lock:
+            self.users[username] = user
+            if email:
+                self.users[email] = user
+        return user
+
+    def find_user(self, name: str) -> SignInUser | None:
+        with self._lock:
+            return self.users.get(name)
+
+    def open_session(self, user: SignInUser, ttl_s: int = 4 * 3600) -> Account:
+        """A signed-in browser session of `user`: new cookies and a token for the socket."""
+        expires_at = int(self.clock()) + ttl_s
+        token = make_jwt(user.user_id, expires_at)
+        sessionid = "s" + secrets.token_hex(16)
+        return self.add_account(sessionid, token, ttl_s, "v3:" + secrets.token_urlsafe(24))
+
+    def sessions_of(self, user_id: int) -> tuple[Account, ...]:
+        """The live sessions (cookies the home page knows) of a user."""
+        with self._lock:
+            return tuple(
+                a
+                for a in self.accounts.values()
+                if int((read_claims(a.token) or {}).get("user_id", -1)) == user_id
+            )
 
     def end_session(self, sessionid: str) -> None:
         """The user signed out in the browser: the cookies stop naming an account."""

@@ -57,7 +57,13 @@ class Simulator:
     ca: Path
     ports: dict[str, int]
 
-    def run(self, *args: str, signed_in: bool = False, timeout_s: float = 10) -> dict[str, Any]:
+    def run(
+        self,
+        *args: str,
+        signed_in: bool = False,
+        timeout_s: float = 10,
+        extra_env: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         """Run client.js with `args`; its JSON output."""
         env = {
             "PATH": os.environ.get("PATH", ""),
@@ -68,6 +74,7 @@ class Simulator:
         }  # no proxy variables: axios would send the site request to a proxy
         if signed_in:
             env |= {"TV_SESSIONID": SESSIONID, "TV_SIGNATURE": SIGN}
+        env |= extra_env or {}
         done = subprocess.run(
             [NODE, "--require", "./hosts.js", "client.js", *args],
             cwd=HERE,
@@ -187,3 +194,23 @@ def test_an_unknown_chart_symbol_gives_the_clients_symbol_error(simulator):
     seen = simulator.run("chart", "CME_MINI:XYZ1!", "1", "10")
 
     assert seen["errors"] == [["(ser_1) Symbol error:", "invalid symbol"]]
+
+
+def test_a_password_sign_in_gives_the_client_a_session_the_site_knows(simulator):
+    simulator.market.add_user("plainuser", "plain-password-1", None, user_id=9)
+    seen = simulator.run(
+        "login", extra_env={"TV_USERNAME": "plainuser", "TV_PASSWORD": "plain-password-1"}
+    )
+    assert seen["errors"] == [] and not seen["timedOut"], seen
+    user = seen["user"]
+    account = simulator.market.accounts[user["session"]]
+    assert (user["id"], user["username"]) == (9, "plainuser")
+    assert user["signature"] == account.sessionid_sign and user["authToken"] == account.token
+
+
+def test_a_two_factor_account_stops_the_client_at_the_sites_2fa_required(simulator):
+    simulator.market.add_user("tfauser", "tfa-password-1", "JBSWY3DPEHPK3PXP", user_id=10)
+    seen = simulator.run(
+        "login", extra_env={"TV_USERNAME": "tfauser", "TV_PASSWORD": "tfa-password-1"}
+    )
+    assert seen["errors"] == [["loginUser", "2FA_required"]], seen

@@ -79,6 +79,19 @@ def test_the_feed_is_told_once_when_it_goes_down_or_delayed():
     assert all(n.user_id is None for n in rules.feed_notices(None, down))
 
 
+def test_a_stopped_tradingview_sign_in_is_told_once_with_what_to_do():
+    delayed = {"ok": True, "connected": True, "delayed_symbols": ["MNQ"], "signin_failed": None}
+    captcha = {**delayed, "signin_failed": "TradingView asked for a captcha. Paste cookies."}
+    refused = {**delayed, "signin_failed": "TradingView refused the authenticator code."}
+    assert [n.event for n in rules.feed_notices(delayed, captcha)] == ["feed_signin_failed"]
+    assert rules.feed_notices(captcha, captcha) == []  # the same reason: already told
+    assert [n.event for n in rules.feed_notices(captcha, refused)] == ["feed_signin_failed"]
+    assert rules.feed_notices(captcha, delayed) == []  # renewals resumed: nothing to do
+    [notice] = rules.feed_notices(delayed, captcha)
+    text = rules.message_text(notice.event, notice.data)
+    assert "captcha" in text and "Paste cookies" in text and notice.user_id is None
+
+
 @pytest.mark.parametrize(
     ("now", "day"),
     [

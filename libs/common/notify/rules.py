@@ -6,6 +6,8 @@ fill ← order.filled, order.bracket_filled; rejection ← order.rejected, signa
 risk_lock ← account.locked; risk_breach ← account.risk_status; broker_lockout and
 broker_penalty ← account.alert (a captcha or penalty ticket is a penalty, the rest lockouts);
 feed_delayed and feed_down ← price.status (on the change only, to every user who asked);
+feed_signin_failed ← price.status when `signin_failed` appears or changes (the TradingView session
+stopped renewing itself: a captcha or a refused password or code);
 reconcile_difference ← account.mismatch with a difference past the grace period;
 daily_summary ← none: the notifier makes it after the CME session closes.
 """
@@ -26,6 +28,7 @@ Event = Literal[
     "broker_penalty",
     "feed_delayed",
     "feed_down",
+    "feed_signin_failed",
     "reconcile_difference",
     "daily_summary",
 ]
@@ -41,7 +44,7 @@ SOURCES: dict[str, str] = {
     events.ACCOUNT_RISK_STATUS: "risk_breach",
     events.ACCOUNT_MISMATCH: "reconcile_difference",
 }
-FEED_EVENTS = ("feed_delayed", "feed_down")
+FEED_EVENTS = ("feed_delayed", "feed_down", "feed_signin_failed")
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,8 @@ def notice_for(event_type: str, data: dict[str, Any]) -> Notice | None:
 
 
 def feed_notices(previous: dict[str, Any] | None, status: dict[str, Any]) -> list[Notice]:
-    """Feed notices (to everyone who asked) when the price feed became down or delayed."""
+    """Feed notices (to everyone who asked) when the price feed became down or delayed, or its
+    TradingView session stopped renewing itself."""
 
     def down(s: dict[str, Any] | None) -> bool:
         return s is not None and not (s.get("ok") and s.get("connected", True))
@@ -85,6 +89,9 @@ def feed_notices(previous: dict[str, Any] | None, status: dict[str, Any]) -> lis
     newly = delayed(status) - delayed(previous)
     if newly:
         notices.append(Notice(None, "feed_delayed", {**status, "newly_delayed": sorted(newly)}))
+    failed = status.get("signin_failed")
+    if failed and failed != (previous or {}).get("signin_failed"):
+        notices.append(Notice(None, "feed_signin_failed", status))
     return notices
 
 
@@ -141,6 +148,10 @@ def message_text(event: str, d: dict[str, Any]) -> str:
     if event == "feed_delayed":
         symbols = ", ".join(d.get("newly_delayed") or d.get("delayed_symbols") or [])
         return f"Price feed delayed: {symbols} quoted late (no TP/SL on delayed ticks)"
+    if event == "feed_signin_failed":
+        # The reason already carries the steps (sign in in a browser, save the sign-in again or
+        # paste cookies): the one thing a person must do.
+        return f"TradingView sign-in of the price feed stopped: {d.get('signin_failed')}"
     if event == "reconcile_difference":
         rows = "; ".join(
             f"{m.get('symbol')}: platform {m.get('expected')}, broker {m.get('actual')}"

@@ -242,9 +242,32 @@ class TradingViewSession(Base):
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
     )
     cookies_encrypted: Mapped[str] = mapped_column(Text)
+    # "cookies": pasted by the operator; "sign-in": obtained by the price feed signing in with
+    # the stored credentials (TradingViewCredentials).
+    source: Mapped[str] = mapped_column(String(16), default="cookies", server_default="cookies")
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
+
+
+class TradingViewCredentials(Base):
+    """An operator's TradingView username, password and authenticator secret (one encrypted
+    JSON object, never shown again), with which the price feed signs in by itself, and how its
+    last sign-in went. The UI writes the secrets (and clears the outcome when they change); the
+    price feed writes only the outcome columns, of the credentials it used (`saved_at`)."""
+
+    __tablename__ = "tradingview_credentials"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    secrets_encrypted: Mapped[str] = mapped_column(Text)
+    username_hint: Mapped[str] = mapped_column(String(16))  # "tr…": enough to recognise it
+    saved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    renewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    renewals_stopped: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
 
 
 # --- execution: accounts, traders, order intents, copy groups (docs/contract.md §4) ---------------

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 from urllib.parse import urljoin
 
 import requests
@@ -148,15 +149,26 @@ def fetch_auth_token(
     return token_from_page(response.text)
 
 
+class Renewer(Protocol):
+    """Signs in again for new cookies (renewal.SessionRenewer), or says None."""
+
+    def renew(self, reason: str) -> SessionCookies | None: ...
+
+
 class AuthTokenKeeper:
     """Hands the socket a valid token: cached, fetched again shortly before it expires or when
-    the stored cookies change, and not asked for again with cookies the site has rejected."""
+    the stored cookies change, and not asked for again with cookies the site has rejected.
+
+    With a `renewer` it gets new cookies by signing in when there are none, when the site
+    rejects them, and when the site keeps serving a token about to expire; the renewer decides
+    whether a sign-in may happen now."""
 
     def __init__(
         self,
         site_url: str,
         cookie_provider: Callable[[], SessionCookies | None],
         *,
+        renewer: Renewer | None = None,
         refresh_margin_s: float = 300,
         clock: Callable[[], float] = time.time,
         http: requests.Session | None = None,
@@ -165,6 +177,7 @@ class AuthTokenKeeper:
     ) -> None:
         self.site_url = site_url
         self.cookie_provider = cookie_provider
+        self.renewer = renewer
         self.refresh_margin_s = refresh_margin_s
         self.retry_after_s = retry_after_s
         self.clock = clock
@@ -180,22 +193,67 @@ class AuthTokenKeeper:
 
     def token(self) -> str | None:
         """The token to authenticate the socket with, or None to stream anonymously."""
-        cookies = self._current_cookies()
         # One fetch at a time; `_lock` is only held briefly so `state()` never waits on the site.
         with self._fetch_lock:
+            # Read inside the fetch lock: cookies read before another caller's sign-in would
+            # bring back the refused ones and sign in twice.
+            cookies = self._current_cookies()
             with self._lock:
                 self._follow(cookies)
-                if cookies is None or self._rejected:
-                    return None
                 now = self.clock()
-                if self._token is not None and not self._due(self._token, now):
+                usable = cookies is not None and not self._rejected
+                if usable and self._token is not None and not self._due(self._token, now):
                     return self._token.value
-                if now < self._retry_at:
+                if usable and now < self._retry_at:
                     return self._usable_token(now)
-            outcome = self._fetch(cookies)
+            if cookies is not None and usable:
+                outcome = self._fetch(cookies)
+                with self._lock:
+                    self._record(outcome, now)
+            reason = self._renewal_reason(cookies, now)
+            if reason is not None and self.renewer is not None:
+                self._renew(reason, now)
             with self._lock:
-                self._record(outcome, now)
                 return self._usable_token(now)
+
+    def renew_if_needed(self) -> None:
+        """For the feed's housekeeping: sign in when the session needs it even while nothing
+        asks for a token (the socket streaming anonymously after a refusal, a backoff that has
+        passed, credentials saved anew); the renewer decides whether it may happen now."""
+        # Never wait behind a fetch or sign-in under way: the feed's loop calls this.
+        if self.renewer is None or not self._fetch_lock.acquire(blocking=False):
+            return
+        try:
+            cookies = self._current_cookies()
+            with self._lock:
+                self._follow(cookies)
+            needed = self._renewal_reason(cookies, self.clock()) is not None
+        finally:
+            self._fetch_lock.release()
+        if needed:
+            self.token()
+
+    def _renewal_reason(self, cookies: SessionCookies | None, now: float) -> str | None:
+        """Why new cookies are needed, or None while the ones stored work (or the site is down,
+        when signing in would not work either)."""
+        with self._lock:
+            if cookies is None:
+                return "no cookies stored"
+            if self._rejected:
+                return "cookies refused"
+            if self._token is not None and self._due(self._token, now):
+                return "auth token about to expire"
+            return None
+
+    def _renew(self, reason: str, now: float) -> None:
+        assert self.renewer is not None
+        renewed = self.renewer.renew(reason)
+        if renewed is None:
+            return
+        outcome = self._fetch(renewed)
+        with self._lock:
+            self._follow(renewed)
+            self._record(outcome, now)
 
     def invalidate(self) -> None:
         """The socket refused the token: fetch a new one on the next call."""

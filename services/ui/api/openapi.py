@@ -45,7 +45,12 @@ from services.ui.api.openapi_parts import (
     query,
     ref,
 )
-from services.ui.api.schemas import RecorderCreate, RecorderUpdate, TradingViewCookies
+from services.ui.api.schemas import (
+    RecorderCreate,
+    RecorderUpdate,
+    TradingViewCookies,
+    TradingViewCredentialsBody,
+)
 from services.ui.api.subaccount_risk import RiskUpdate
 
 EXCURSION = obj(points=NUM, ticks=NUM, usd=MONEY)
@@ -577,6 +582,23 @@ def _tradingview_paths() -> dict[str, Any]:
         error=nullable(STR),
         price_source=STR,
         how_to_refresh=STR,
+        source={
+            "enum": ["cookies", "sign-in", None],
+            "description": "how the stored session was obtained: pasted, or by the feed signing in",
+        },
+        credentials={
+            "type": ["object", "null"],
+            "properties": {"username_hint": nullable(STR), "saved_at": STR},
+            "description": "the saved sign-in (never the secrets; the hint only for operators)",
+        },
+        renewed_at={**TIME, "description": "the feed's last successful sign-in"},
+        last_attempt_at={**TIME, "description": "the feed's last sign-in attempt"},
+        last_error={**nullable(STR), "description": "why the last sign-in failed, plainly"},
+        renewals_stopped={
+            **BOOL,
+            "description": "a captcha or a refused code stopped the sign-ins until the sign-in "
+            "is saved again",
+        },
     )
     not_operator = ("401", "403")
     return {
@@ -601,7 +623,22 @@ def _tradingview_paths() -> dict[str, Any]:
                 view,
                 errors=not_operator,
             ),
-        }
+        },
+        "/api/tradingview/credentials": {
+            "post": operation(
+                "Operators only: store the TradingView sign-in (username, password, the base32 "
+                "authenticator key) encrypted, never shown again; the feed signs in with it "
+                "when the cookies are refused or about to expire. 422 names a bad field",
+                view,
+                body="TradingViewCredentials",
+                errors=("400", *not_operator, "422"),
+            ),
+            "delete": operation(
+                "Operators only: forget the feed's TradingView sign-in",
+                view,
+                errors=not_operator,
+            ),
+        },
     }
 
 
@@ -627,6 +664,9 @@ def build_document() -> dict[str, Any]:
         "RecorderCreate": RecorderCreate.model_json_schema(ref_template=template),
         "RecorderUpdate": RecorderUpdate.model_json_schema(ref_template=template),
         "TradingViewCookies": TradingViewCookies.model_json_schema(ref_template=template),
+        "TradingViewCredentials": TradingViewCredentialsBody.model_json_schema(
+            ref_template=template
+        ),
         "PaperAccountCreate": PaperAccountCreate.model_json_schema(ref_template=template),
         "TradovateAccountCreate": TradovateAccountCreate.model_json_schema(ref_template=template),
         "TraderCreate": TraderCreate.model_json_schema(ref_template=template),

@@ -11,10 +11,20 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar
 
 from flask import current_app, request
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    field_validator,
+)
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import ErrorDetails
 
+from libs.common.authenticator import BadSecret, normalize_secret
 from services.ui.errors import BadRequest, ValidationFailed
 
 M = TypeVar("M", bound=BaseModel)
@@ -39,10 +49,14 @@ FIELD_RULES = {
     "exits": "exits must be an exit plan object (stop, targets, breakeven, trail) or null",
     "sessionid": "sessionid must be the value of the sessionid cookie (no spaces or semicolons)",
     "sessionid_sign": "sessionid_sign must be the value of the sessionid_sign cookie, or null",
+    "username": "username must be the TradingView username or e-mail, not empty",
+    "password": "password must be the TradingView password, not empty",
+    "totp_secret": "totp_secret must be the base32 key of the authenticator app (letters A-Z and "
+    "digits 2-7, spaces allowed), at least 16 characters",
     "kind": 'kind must be "webhook", "discord", "telegram" or "email"',
     "events": "events must be a list of at least one of fill, rejection, risk_lock, risk_breach, "
-    "broker_lockout, broker_penalty, feed_delayed, feed_down, reconcile_difference, "
-    "daily_summary",
+    "broker_lockout, broker_penalty, feed_delayed, feed_down, feed_signin_failed, "
+    "reconcile_difference, daily_summary",
 }
 # Which pydantic error types get a more precise sentence than the field's rule.
 PRECISE = {
@@ -94,6 +108,35 @@ class TradingViewCookies(BaseModel):
 
     sessionid: CookieValue
     sessionid_sign: CookieValue | None = None
+
+
+def _authenticator_key(value: str) -> str:
+    try:
+        return normalize_secret(value)
+    except BadSecret as exc:
+        raise ValueError(str(exc)) from None  # its sentence never repeats the key
+
+
+class TradingViewCredentialsBody(BaseModel):
+    """The feed's TradingView sign-in; the key is kept in the form codes are computed from."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    username: Annotated[
+        str, StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=200)
+    ]
+    # Not stripped: a password may begin or end with a space. Blank is refused all the same.
+    password: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=1024)]
+    totp_secret: Annotated[
+        str, StringConstraints(strict=True, max_length=256), AfterValidator(_authenticator_key)
+    ]
+
+    @field_validator("password")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("password is blank")
+        return value
 
 
 class RecorderCreate(RecorderFields):

@@ -1,9 +1,10 @@
 """The price feed's TradingView session: an operator setting, since one login serves every user.
 
-Only an operator (`users.is_admin`) stores or forgets the cookies; the feed logs in with the
-most recently saved operator's cookies. Every user sees whether a session is set and how the
-feed is doing, never the cookies nor whose they are. Cookies a user stored before this was an
-operator setting are ignored by the feed; their owner may still delete them.
+Only an operator (`users.is_admin`) stores or forgets the cookies and the sign-in credentials
+(username, password, authenticator key) with which the feed renews the session by itself; the
+feed logs in with the most recently saved operator's cookies. Every user sees whether a session
+is set and how the feed is doing, never the cookies nor whose they are. Cookies a user stored
+before this was an operator setting are ignored by the feed; their owner may still delete them.
 """
 
 from __future__ import annotations
@@ -18,8 +19,18 @@ from sqlalchemy import delete, select
 from libs.common import streams
 from libs.common.security import SecretBox
 from libs.common.serialize import iso
-from libs.common.storage.models import TradingViewSession, User
-from services.ui.api.schemas import TradingViewCookies, json_object, parse
+from libs.common.storage.models import (
+    TradingViewCredentials,
+    TradingViewSession,
+    User,
+    utcnow,
+)
+from services.ui.api.schemas import (
+    TradingViewCookies,
+    TradingViewCredentialsBody,
+    json_object,
+    parse,
+)
 from services.ui.context import db, redis_client, settings, user_id
 from services.ui.errors import Forbidden
 
@@ -28,8 +39,18 @@ bp = Blueprint("tradingview", __name__, url_prefix="/api/tradingview")
 REFRESH_STEPS = (
     "Sign in to TradingView in your browser, open the site's cookies (developer tools → "
     "Application → Cookies → https://www.tradingview.com), copy the values of sessionid and "
-    "sessionid_sign, and save them here. Signing in with a password is not possible: webhook "
-    "alerts need two-factor authentication on the account."
+    "sessionid_sign, and save them here. Or save the TradingView sign-in below (username, "
+    "password and the authenticator key) and the feed renews the session by itself."
+)
+RENEWALS_STOPPED_STEPS = (
+    "The feed stopped signing in by itself and stays on delayed quotes. Sign in to TradingView "
+    "in your browser (solve the captcha if one is shown), then either save the sign-in below "
+    "again (the feed tries once more), or copy the sessionid and sessionid_sign cookies (developer "
+    "tools → Application → Cookies → https://www.tradingview.com) and save them here."
+)
+SIGNS_IN_ITSELF = (
+    "The feed signs in to TradingView with the saved sign-in by itself; nothing to do unless it "
+    "reports an error."
 )
 OPERATOR_SETS_IT = (
     "The price feed's TradingView session is shared by every user, so the operator sets it. "
@@ -73,6 +94,46 @@ def feed_session() -> TradingViewSession | None:
     )
 
 
+def feed_credentials() -> TradingViewCredentials | None:
+    """The sign-in the feed renews its session with: the most recently saved one of an
+    operator (the price feed's CredentialStore makes the same choice)."""
+    return db().scalar(
+        select(TradingViewCredentials)
+        .join(User, User.id == TradingViewCredentials.user_id)
+        .where(User.is_admin.is_(True))
+        .order_by(TradingViewCredentials.saved_at.desc())
+        .limit(1)
+    )
+
+
+def username_hint(username: str) -> str:
+    """Enough of the username to recognise it, too little to use: its first two characters."""
+    return username[:2] + "…"
+
+
+def _renewal_view(operator: bool) -> dict[str, Any]:
+    row = feed_credentials()
+    if row is None:
+        return {
+            "credentials": None,
+            "renewed_at": None,
+            "last_attempt_at": None,
+            "last_error": None,
+            "renewals_stopped": False,
+        }
+    return {
+        # Whose TradingView account it is stays with the operators, like the cookies.
+        "credentials": {
+            "username_hint": row.username_hint if operator else None,
+            "saved_at": iso(row.saved_at),
+        },
+        "renewed_at": iso(row.renewed_at) if row.renewed_at else None,
+        "last_attempt_at": iso(row.last_attempt_at) if row.last_attempt_at else None,
+        "last_error": row.last_error,
+        "renewals_stopped": row.renewals_stopped,
+    }
+
+
 def _quotes(status: dict[str, Any]) -> str | None:
     if not status:
         return None  # the feed is not running (its status expired)
@@ -111,12 +172,19 @@ def session_view() -> dict[str, Any]:
         "configured": row is not None,
         "set_by_operator": row is not None,  # nobody else's cookies are ever used
         "updated_at": iso(row.updated_at) if row else None,
+        "source": row.source if row else None,  # "cookies" (pasted) or "sign-in" (the feed's)
         "own_cookies_ignored": own is not None,
     }
     view.update(_feed_view())
+    view.update(_renewal_view(operator))
     view["price_source"] = settings().price_source
-    if view["authenticated"] is False or not view["configured"]:
-        view["how_to_refresh"] = REFRESH_STEPS if operator else OPERATOR_SETS_IT
+    if view["renewals_stopped"]:
+        view["how_to_refresh"] = RENEWALS_STOPPED_STEPS if operator else OPERATOR_SETS_IT
+    elif view["authenticated"] is False or not view["configured"]:
+        if not operator:
+            view["how_to_refresh"] = OPERATOR_SETS_IT
+        else:
+            view["how_to_refresh"] = SIGNS_IN_ITSELF if view["credentials"] else REFRESH_STEPS
     return view
 
 
@@ -154,5 +222,44 @@ def delete_session() -> ResponseReturnValue:
         if own is None:  # nothing of theirs to clean up: they were after the feed's session
             raise NotOperator(OPERATOR_ONLY)
         session.delete(own)
+    session.commit()
+    return jsonify(ok=True, **session_view())
+
+
+@bp.post("/credentials")
+def save_credentials() -> ResponseReturnValue:
+    """The feed's TradingView sign-in: checked at once (422 naming the field, nothing stored),
+    kept encrypted and never answered back; new credentials clear a stop of the renewals."""
+    require_operator()
+    body = parse(TradingViewCredentialsBody, json_object())
+    sealed = SecretBox(settings().encryption_key).encrypt(
+        json.dumps(
+            {"username": body.username, "password": body.password, "totp_secret": body.totp_secret}
+        )
+    )
+    session = db()
+    row = session.get(TradingViewCredentials, user_id())
+    if row is None:
+        row = TradingViewCredentials(user_id=user_id())
+        session.add(row)
+    row.secrets_encrypted = sealed
+    row.username_hint = username_hint(body.username)
+    row.saved_at = utcnow()
+    row.renewed_at = row.last_attempt_at = row.last_error = None
+    row.renewals_stopped = False
+    session.commit()
+    return jsonify(ok=True, **session_view())
+
+
+@bp.delete("/credentials")
+def delete_credentials() -> ResponseReturnValue:
+    """Forget the feed's sign-in (every operator's, so no older one takes over). Cookies it
+    obtained stay until they expire or are forgotten too."""
+    require_operator()
+    session = db()
+    operators = select(User.id).where(User.is_admin.is_(True))
+    session.execute(
+        delete(TradingViewCredentials).where(TradingViewCredentials.user_id.in_(operators))
+    )
     session.commit()
     return jsonify(ok=True, **session_view())

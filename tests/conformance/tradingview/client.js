@@ -2,6 +2,7 @@
 // Session.Chart, setMarket, periods, getUser) and prints one JSON object of what it saw.
 //
 //   node --require ./hosts.js client.js user
+//   node --require ./hosts.js client.js login      (TV_USERNAME, TV_PASSWORD)
 //   node --require ./hosts.js client.js quotes <symbol>
 //   node --require ./hosts.js client.js chart <symbol> <timeframe> <range>
 //
@@ -78,4 +79,15 @@ async function user() {
   }
 }
 
-({ quotes, chart, user })[scenario]();
+// The first step of a password sign-in (the client has no second step: a two-factor account
+// makes it throw the site's error).
+async function login() {
+  try {
+    const found = await TradingView.loginUser(process.env.TV_USERNAME, process.env.TV_PASSWORD, true);
+    finish({ user: { id: found.id, username: found.username, session: found.session, signature: found.signature, authToken: found.authToken } });
+  } catch (error) {
+    failWith('loginUser', error.message);
+  }
+}
+
+({ quotes, chart, user, login })[scenario]();

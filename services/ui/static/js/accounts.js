@@ -120,6 +120,9 @@ function quotesPill(feed, delayed) {
   return el("span", { className: `pill ${delayed ? "ignored" : "on"}` }, delayed ? "Delayed" : "Real-time");
 }
 
+// How the stored session was obtained (GET /api/tradingview/session `source`).
+const SOURCES = { cookies: "cookies pasted by the operator", "sign-in": "the feed signing in by itself" };
+
 function facts(dl, pairs) {
   dl.replaceChildren(...pairs.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v ?? "—")]));
 }
@@ -139,6 +142,14 @@ async function loadSession() {
     ["Token expires", s.token_expires_at ? zonedTime(s.token_expires_at) : "—"],
     ["Price source", s.price_source],
     ...(s.error ? [["Error", s.error]] : []),
+    ["Obtained by", SOURCES[s.source] ?? "—"],
+    ["Sign-in", s.credentials ? `saved ${zonedTime(s.credentials.saved_at)}${s.credentials.username_hint ? ` (${s.credentials.username_hint})` : ""}` : "not saved"],
+    ...(s.credentials ? [
+      ["Last renewed", s.renewed_at ? zonedTime(s.renewed_at) : "never"],
+      ["Last sign-in attempt", s.last_attempt_at ? zonedTime(s.last_attempt_at) : "never"],
+      ...(s.renewals_stopped ? [["Renewals", "stopped until the sign-in is saved again"]] : []),
+      ...(s.last_error ? [["Last sign-in error", s.last_error]] : []),
+    ] : []),
   ]);
   const how = document.getElementById("tv-how");
   how.textContent = s.can_edit ? s.how_to_refresh ?? "" : "";
@@ -146,6 +157,8 @@ async function loadSession() {
   document.getElementById("tv-form").hidden = !s.can_edit;
   document.getElementById("tv-operator-only").hidden = s.can_edit;
   document.getElementById("tv-forget").hidden = !s.configured;
+  document.getElementById("tv-credentials-form").hidden = !s.can_edit;
+  document.getElementById("tv-credentials-forget").hidden = !s.credentials;
   document.getElementById("tv-own").hidden = !s.own_cookies_ignored;
 }
 
@@ -321,6 +334,25 @@ document.getElementById("tv-form").addEventListener("submit", async (event) => {
 document.getElementById("tv-forget").addEventListener("click", async () => {
   if (!await confirmDialog({ title: "Forget the feed's TradingView session?", message: "Every user's quotes fall back to delayed ones.", confirm: "Forget", danger: true })) return;
   await api("/api/tradingview/session", { method: "DELETE" }).catch(() => {});
+  await loadSession();
+});
+document.getElementById("tv-credentials-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = event.target;
+  const f = form.elements;
+  clearFieldErrors(form);
+  try {
+    await api("/api/tradingview/credentials", { method: "POST", body: { username: f.username.value.trim(), password: f.password.value, totp_secret: f.totp_secret.value }, quiet: true });
+    form.reset(); // never left in the page once saved
+    toast("TradingView sign-in saved; the feed uses it when the session needs renewing.", "success");
+  } catch (e) {
+    showFormError(form, e);
+  }
+  await loadSession();
+});
+document.getElementById("tv-credentials-forget").addEventListener("click", async () => {
+  if (!await confirmDialog({ title: "Forget the TradingView sign-in?", message: "The feed stops renewing its session by itself; cookies it obtained keep working until they expire.", confirm: "Forget", danger: true })) return;
+  await api("/api/tradingview/credentials", { method: "DELETE" }).catch(() => {});
   await loadSession();
 });
 document.getElementById("tv-forget-own").addEventListener("click", async () => {

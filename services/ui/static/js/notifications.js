@@ -9,7 +9,7 @@ const destinations = new Map();
 const EVENT_LABELS = {
   fill: "Fills", rejection: "Rejections", risk_lock: "Risk locks", risk_breach: "Broker risk status",
   broker_lockout: "Broker lockouts", broker_penalty: "Broker penalties", feed_delayed: "Feed delayed",
-  feed_down: "Feed down", reconcile_difference: "Reconciliation differences",
+  feed_down: "Feed down", feed_signin_failed: "Feed sign-in failed", reconcile_difference: "Reconciliation differences",
   daily_summary: "Daily summary (after 17:00 New York)",
 };
 const KIND_LABELS = { webhook: "Webhook", discord: "Discord", telegram: "Telegram", email: "E-mail" };

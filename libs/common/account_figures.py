@@ -124,16 +124,17 @@ class BrokerFigures:
             return None
         biggest = max((abs(h.net_qty) for h in self.positions), default=ZERO)
         balance = self.realized_to_date + opened
-        realized = self.realized_today  # the daily limits judge the broker's when it is lower
-        if self.broker_realized_today is not None:
-            realized = min(realized, self.broker_realized_today)
+        # The daily limits judge the broker's realized PnL when it is lower than ours.
+        brokers = self.broker_realized_today
+        by_broker = brokers is not None and brokers < self.realized_today
         return AccountFigures(
-            realized,
+            brokers if by_broker and brokers is not None else self.realized_today,
             opened,
             balance,
             max(high, balance),
             self.trades_today,
             biggest,
+            by_broker,
         )
 
 

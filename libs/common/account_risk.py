@@ -176,10 +176,20 @@ class AccountFigures:
     high_balance: Decimal
     trades_today: int
     max_position: Decimal
+    # The realized PnL is the broker's own figure (lower than ours: fees), not ours.
+    realized_by_broker: bool = False
 
     @property
     def net_today(self) -> Decimal:
         return self.realized_today + self.open_pnl
+
+    @property
+    def net_words(self) -> str:
+        """How the daily limits' messages show the net: "(net -$25.00 including open PnL)"."""
+        whose = (
+            "; realized as the broker reports it, fees included" if self.realized_by_broker else ""
+        )
+        return f"(net {_usd(self.net_today)} including open PnL{whose})"
 
 
 @dataclass(frozen=True)
@@ -197,7 +207,7 @@ def breach(limits: RiskLimits, figures: AccountFigures) -> Breach | None:
         return Breach(
             "daily_loss_limit",
             f"the daily loss limit of ${limits.daily_loss_limit:,.2f} was reached "
-            f"(net {_usd(net)} including open PnL)",
+            f"{figures.net_words}",
             True,
         )
     if limits.trailing_drawdown is not None:
@@ -213,7 +223,7 @@ def breach(limits: RiskLimits, figures: AccountFigures) -> Breach | None:
         return Breach(
             "daily_profit_target",
             f"the daily profit target of ${limits.daily_profit_target:,.2f} was reached "
-            f"(net {_usd(net)} including open PnL)",
+            f"{figures.net_words}",
             True,
         )
     if limits.max_contracts is not None and figures.max_position > limits.max_contracts:

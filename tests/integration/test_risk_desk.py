@@ -228,3 +228,4 @@ def test_a_broker_realized_loss_below_ours_breaches_the_daily_limit_on_tradovate
     [lock] = desk.check_all()
     assert lock.event["rule"] == "daily_loss_limit"
     assert "net -$25.00" in lock.event["reason"]
+    assert "as the broker reports it" in lock.event["reason"]  # not our own figure

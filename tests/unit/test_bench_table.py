@@ -34,6 +34,7 @@ def test_rounds_report_the_median_p50_and_p99_and_the_p99_spread() -> None:
         "p99_ms": 6.0,
         "p99_low_ms": 4.0,
         "p99_high_ms": 9.0,
+        "p99_rounds_ms": [9.0, 4.0, 6.0],
         "rounds": 3,
         "samples": 300,
     }

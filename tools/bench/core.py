@@ -38,7 +38,7 @@ from tools.bench.machine import OtherWork
 from tools.bench.notifier import notifier_running
 from tools.bench.processes import background_ticks, engine_process, mnq_signal
 from tools.bench.stop_moves import StopMoveBench
-from tools.bench.table import ROUNDS, Machine, Rounds, Row, pct, render, render_json
+from tools.bench.table import ROUNDS, Figure, Machine, Rounds, Row, pct, render, render_json
 from tools.bench.webhooks import WebhookBench
 
 # XREAD/XREADGROUP on the bench's client, which decodes replies (redis-py's types cannot tell).
@@ -103,7 +103,7 @@ class Bench:
         goal: str,
         met: bool | None,
         note: str = "",
-        numbers: Mapping[str, float | int] | None = None,
+        numbers: Mapping[str, Figure] | None = None,
         load: float | None = None,
     ) -> None:
         """One row; its note ends with the machine's 1-minute load average when its measurement

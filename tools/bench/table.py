@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+Figure = float | int | list[float]  # a number behind a row's value, or one per round
+
 ROUNDS = 3  # measured rounds per latency row, after one warm-up round that is not counted
 
 
@@ -71,13 +73,14 @@ class Rounds:
         return f"{self.p50:.2f} / {p99.median:.2f} ms (p99 {p99.low:.2f}-{p99.high:.2f})"
 
     @property
-    def numbers(self) -> dict[str, float | int]:
+    def numbers(self) -> dict[str, Figure]:
         p99 = self.p99
         return {
             "p50_ms": round(self.p50, 3),
             "p99_ms": round(p99.median, 3),
             "p99_low_ms": round(p99.low, 3),
             "p99_high_ms": round(p99.high, 3),
+            "p99_rounds_ms": [round(v, 3) for v in self.p99s],
             "rounds": len(self.p99s),
             "samples": self.samples,
         }
@@ -90,7 +93,7 @@ class Row:
     goal: str  # "reference" for the raw figures the others are read against
     met: bool | None  # None: a reference, or no goal
     note: str = ""
-    numbers: Mapping[str, float | int] = field(default_factory=dict)  # what the value shows
+    numbers: Mapping[str, Figure] = field(default_factory=dict)  # what the value shows
     load: float | None = None  # 1-minute load average when the row's measurement began
 
     @property

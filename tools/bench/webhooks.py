@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from libs.common.storage.embedded import free_port
 from libs.common.storage.models import Recorder
 from tools.bench.processes import stop_process
-from tools.bench.table import ROUNDS, Rounds, Spread, pct
+from tools.bench.table import ROUNDS, Figure, Rounds, Spread, pct
 
 if TYPE_CHECKING:
     from tools.bench.core import Bench
@@ -180,15 +180,16 @@ class WebhookBench:
         )
 
 
-def _burst_row(bursts: list[Burst]) -> tuple[str, dict[str, float | int]]:
+def _burst_row(bursts: list[Burst]) -> tuple[str, dict[str, Figure]]:
     """`rate/s (lowest-highest), p99 x ms` over the rounds: the medians, the rate's spread."""
     rate = Spread.of([b.rate for b in bursts])
     p99 = Spread.of([pct(b.latencies, 99) for b in bursts])
     value = f"{rate.median:,.0f}/s ({rate.low:,.0f}-{rate.high:,.0f}), p99 {p99.median:.1f} ms"
-    numbers: dict[str, float | int] = {
+    numbers: dict[str, Figure] = {
         "rate_per_s": round(rate.median, 1),
         "rate_low_per_s": round(rate.low, 1),
         "rate_high_per_s": round(rate.high, 1),
+        "rate_rounds_per_s": [round(b.rate, 1) for b in bursts],
         "p99_ms": round(p99.median, 3),
         "p99_low_ms": round(p99.low, 3),
         "p99_high_ms": round(p99.high, 3),

@@ -105,12 +105,14 @@ class Bench:
         note: str = "",
         numbers: Mapping[str, Figure] | None = None,
         load: float | None = None,
+        others: float | None = None,
     ) -> None:
         """One row; its note ends with the machine's 1-minute load average when its measurement
-        began (`load`, else when the row before it was added) and how much CPU other processes
-        took since the row before."""
+        began (`load`, else when the row before it was added) and the share of the cores other
+        processes used while it was measured (`others`, else since the row before)."""
         load = self.next_load if load is None else load
-        others = self.other_work.since_last()
+        since_last = self.other_work.since_last()
+        others = since_last if others is None else others
         machine = f"load {load:.2f} at start"
         if others is not None:
             machine += f", others used {others:.0%} of the cores"
@@ -121,10 +123,12 @@ class Bench:
 
     def rounds(self, measure: Callable[[int], list[float]], full: int) -> Rounds:
         """A warm-up round that is not counted, then ROUNDS rounds of `self.n(full)` latencies;
-        the load average is read before the warm-up."""
+        the load average is read before the warm-up, other processes' CPU over the rounds."""
         load, count = os.getloadavg()[0], self.n(full)
         measure(max(10, count // 4))
-        return Rounds.of([measure(count) for _ in range(ROUNDS)], load)
+        self.other_work.since_last()
+        measured = [measure(count) for _ in range(ROUNDS)]
+        return Rounds.of(measured, load, self.other_work.since_last())
 
     def add_latency(self, what: str, rounds: Rounds, goal_p99_ms: float, note: str) -> None:
         """A latency row: the median p50 / p99 of the rounds and the spread of their p99."""
@@ -136,6 +140,7 @@ class Bench:
             note,
             rounds.numbers,
             rounds.load,
+            rounds.others,
         )
 
     def add_with_notifier(

@@ -38,16 +38,22 @@ class Spread:
 
 @dataclass(frozen=True)
 class Rounds:
-    """Latency rounds (milliseconds): each round's p50 and p99, and the 1-minute load average
-    when the first (warm-up) round began."""
+    """Latency rounds (milliseconds): each round's p50 and p99, the 1-minute load average when
+    the first (warm-up) round began, and the share of the cores other processes used meanwhile."""
 
     p50s: tuple[float, ...]
     p99s: tuple[float, ...]
     samples: int
     load: float | None = None
+    others: float | None = None
 
     @classmethod
-    def of(cls, rounds: Sequence[Sequence[float]], load: float | None = None) -> Rounds:
+    def of(
+        cls,
+        rounds: Sequence[Sequence[float]],
+        load: float | None = None,
+        others: float | None = None,
+    ) -> Rounds:
         """From each measured round's latencies (the warm-up round already left out)."""
         if not rounds or any(not r for r in rounds):
             raise ValueError("every round needs at least one latency")
@@ -56,6 +62,7 @@ class Rounds:
             tuple(pct(r, 99) for r in rounds),
             sum(len(r) for r in rounds),
             load,
+            others,
         )
 
     @property

@@ -118,11 +118,13 @@ class WebhookBench:
         for poster in (reference, gateway):
             poster.one_at_a_time(max(10, count // 4))  # warm-up, not counted
         rounds: dict[str, list[list[float]]] = {reference.name: [], gateway.name: []}
+        bench.other_work.since_last()
         for _ in range(ROUNDS):
             for poster in (reference, gateway):
                 rounds[poster.name].append(poster.one_at_a_time(count))
-        ref = Rounds.of(rounds[reference.name], load)
-        gw = Rounds.of(rounds[gateway.name], load)
+        others = bench.other_work.since_last()  # over both, their rounds interleaved
+        ref = Rounds.of(rounds[reference.name], load, others)
+        gw = Rounds.of(rounds[gateway.name], load, others)
         bench.add(
             "Reference: bare Flask view, parse JSON + XADD, one at a time, p50 / p99",
             ref.value,
@@ -131,6 +133,7 @@ class WebhookBench:
             "served as the gateway is, same Redis; rounds interleaved with the gateway's",
             ref.numbers,
             load,
+            others,
         )
         bench.add(
             "Webhook accepted, one at a time, p50 / p99",
@@ -141,6 +144,7 @@ class WebhookBench:
             "HTTP client on the same cores",
             gw.numbers,
             load,
+            others,
         )
 
     def _concurrent(self, reference: Poster, gateway: Poster) -> None:
@@ -150,9 +154,11 @@ class WebhookBench:
         with ThreadPoolExecutor(CONCURRENT) as pool:
             for poster in (reference, gateway):
                 poster.concurrent(pool, max(CONCURRENT * 4, count // 4))  # warm-up
+            bench.other_work.since_last()
             for _ in range(ROUNDS):
                 for poster in (reference, gateway):
                     bursts[poster.name].append(poster.concurrent(pool, count))
+            others = bench.other_work.since_last()
         ref_rate = Spread.of([b.rate for b in bursts[reference.name]])
         gw_rate = Spread.of([b.rate for b in bursts[gateway.name]])
         share = gw_rate.median / max(ref_rate.median, 1e-9)
@@ -166,6 +172,7 @@ class WebhookBench:
             "what the gateway's throughput is read against",
             ref_numbers,
             load,
+            others,
         )
         client = Spread.of([b.client_cpu for b in bursts[gateway.name]]).median
         bench.add(
@@ -177,6 +184,7 @@ class WebhookBench:
             f"threads alone used {client:.0%} of a core",
             {**gw_numbers, "share_of_reference": round(share, 3)},
             load,
+            others,
         )
 
 

@@ -154,7 +154,7 @@ def cmd_service(settings: Settings, args: argparse.Namespace) -> None:
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> None:
     from tools.bench import run_bench
 
-    run_bench(settings, quick=args.quick)
+    run_bench(settings, quick=args.quick, as_json=args.json)
 
 
 def redis_cli(settings: Settings, extra: list[str]) -> int:
@@ -229,7 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
         "nothing was lost or duplicated (see `justtrades chaos --help`)",
     )
     bench = sub.add_parser("bench", help="measure latency and throughput; prints one table")
-    bench.add_argument("--quick", action="store_true", help="fewer samples")
+    bench.add_argument("--quick", action="store_true", help="fewer samples per round")
+    bench.add_argument(
+        "--json", action="store_true", help="print the table as JSON (progress stays on stderr)"
+    )
     bench.set_defaults(func=cmd_bench)
     return parser
 

@@ -4,21 +4,17 @@ Everything runs against the configured (or embedded) servers under the stream pr
 and a throw-away bench user, so a running installation's streams and data are left alone.
 Each figure is shown beside its goal; throughput is read against raw Redis rates measured in the
 same run. Clients, servers and the services measured share this machine's cores: the notes say
-where that weighs on a figure.
+where that weighs on a figure. `--json` prints the same table as JSON for scripts.
 """
 
 from __future__ import annotations
 
-import http.client
-import json
 import logging
 import os
-import subprocess
 import sys
-import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from decimal import Decimal
 from typing import cast
@@ -33,7 +29,6 @@ from libs.common.config import Settings
 from libs.common.events import BENCH_MARK, POSITION_CLOSED, POSITION_OPENED, SIGNALS
 from libs.common.security import hash_password, new_webhook_token
 from libs.common.storage import db
-from libs.common.storage.embedded import free_port
 from libs.common.storage.models import Recorder, User
 from libs.common.streams import SignalMessage, TickMessage
 from services.position_engine.engine import PositionEngine
@@ -43,7 +38,8 @@ from tools.bench.machine import OtherWork
 from tools.bench.notifier import notifier_running
 from tools.bench.processes import background_ticks, engine_process, mnq_signal
 from tools.bench.stop_moves import StopMoveBench
-from tools.bench.table import Row, pct, render
+from tools.bench.table import ROUNDS, Figure, Machine, Rounds, Row, pct, render, render_json
+from tools.bench.webhooks import WebhookBench
 
 # XREAD/XREADGROUP on the bench's client, which decodes replies (redis-py's types cannot tell).
 
@@ -79,13 +75,15 @@ def _add(client: redis.Redis | Pipeline, stream: str, message: SignalMessage | T
 
 
 class Bench:
-    def __init__(self, settings: Settings, quick: bool):
+    def __init__(self, settings: Settings, quick: bool, as_json: bool = False):
         self.settings = replace(settings, stream_prefix="jtbench:")
         self.quick = quick
+        self.as_json = as_json
         self.redis = redis.Redis.from_url(settings.redis_url, decode_responses=True)
         self.sessions = db.make_sessionmaker(db.make_engine(settings.database_url))
         self.rows: list[Row] = []
         self.load_at_start = os.getloadavg()[0]
+        self.next_load = self.load_at_start  # when the next row's measurement began
         self.other_work = OtherWork()
 
     pct = staticmethod(pct)
@@ -98,46 +96,72 @@ class Bench:
         if keys:
             self.redis.delete(*keys)
 
-    def add(self, what: str, value: str, goal: str, met: bool | None, note: str = "") -> None:
-        """One row; its note ends with how much CPU other processes took while it was measured."""
-        others = self.other_work.since_last()
+    def add(
+        self,
+        what: str,
+        value: str,
+        goal: str,
+        met: bool | None,
+        note: str = "",
+        numbers: Mapping[str, Figure] | None = None,
+        load: float | None = None,
+        others: float | None = None,
+    ) -> None:
+        """One row; its note ends with the machine's 1-minute load average when its measurement
+        began (`load`, else when the row before it was added) and the share of the cores other
+        processes used while it was measured (`others`, else since the row before)."""
+        load = self.next_load if load is None else load
+        since_last = self.other_work.since_last()
+        others = since_last if others is None else others
+        machine = f"load {load:.2f} at start"
         if others is not None:
-            note = (
-                f"{note}; others used {others:.0%} of the cores"
-                if note
-                else f"others used {others:.0%} of the cores"
-            )
-        self.rows.append(Row(what, value, goal, met, note))
+            machine += f", others used {others:.0%} of the cores"
+        note = f"{note}; {machine}" if note else machine
+        self.rows.append(Row(what, value, goal, met, note, dict(numbers or {}), load))
+        self.next_load = os.getloadavg()[0]
         print(f"  measured: {what}: {value} (goal {goal})", file=sys.stderr, flush=True)
+
+    def rounds(self, measure: Callable[[int], list[float]], full: int) -> Rounds:
+        """A warm-up round that is not counted, then ROUNDS rounds of `self.n(full)` latencies;
+        the load average is read before the warm-up, other processes' CPU over the rounds."""
+        load, count = os.getloadavg()[0], self.n(full)
+        measure(max(10, count // 4))
+        self.other_work.since_last()
+        measured = [measure(count) for _ in range(ROUNDS)]
+        return Rounds.of(measured, load, self.other_work.since_last())
+
+    def add_latency(self, what: str, rounds: Rounds, goal_p99_ms: float, note: str) -> None:
+        """A latency row: the median p50 / p99 of the rounds and the spread of their p99."""
+        self.add(
+            what,
+            rounds.value,
+            f"p99 <= {goal_p99_ms:g} ms",
+            rounds.p99.median <= goal_p99_ms,
+            note,
+            rounds.numbers,
+            rounds.load,
+            rounds.others,
+        )
 
     def add_with_notifier(
         self,
         what: str,
         goal_p99_ms: float,
         note: str,
-        alone: list[float],
-        notified: list[float],
+        alone: Rounds,
+        notified: Rounds,
         delivered: int,
     ) -> None:
         """Two latency rows: measured alone, then with the notifier running (ratio in its note)."""
-        ratio = pct(notified, 99) / max(pct(alone, 99), 1e-9)
-        for latencies, label, row_note in (
-            (alone, "", note),
-            (
-                notified,
-                ", notifier running",
-                f"p99 {ratio:.2f}x the row above (same run); "
-                f"{delivered} notifications delivered meanwhile",
-            ),
-        ):
-            p99 = pct(latencies, 99)
-            self.add(
-                what + label,
-                f"{pct(latencies, 50):.2f} / {p99:.2f} ms",
-                f"p99 <= {goal_p99_ms:g} ms",
-                p99 <= goal_p99_ms,
-                row_note,
-            )
+        ratio = notified.p99.median / max(alone.p99.median, 1e-9)
+        self.add_latency(what, alone, goal_p99_ms, note)
+        self.add_latency(
+            what + ", notifier running",
+            notified,
+            goal_p99_ms,
+            f"p99 {ratio:.2f}x the row above (same run); "
+            f"{delivered} notifications delivered meanwhile",
+        )
 
     # --- fixtures ----------------------------------------------------------------------------
 
@@ -213,81 +237,22 @@ class Bench:
             ids = [entry_id for entry_id, _ in got]
             self.redis.xack(stream, "g", *ids)
         read_rate = n / (time.perf_counter() - start)
-        self.add("Redis XADD, pipelined", f"{xadd_rate:,.0f}/s", "reference", None)
+        self.add(
+            "Redis XADD, pipelined",
+            f"{xadd_rate:,.0f}/s",
+            "reference",
+            None,
+            numbers={"rate_per_s": round(xadd_rate)},
+        )
         self.add(
             f"Redis XREADGROUP+XACK, batches of {ENGINE_BATCH} like the engine",
             f"{read_rate:,.0f}/s",
             "reference",
             None,
             "what the engine's tick rate is read against",
+            numbers={"rate_per_s": round(read_rate)},
         )
         return xadd_rate, read_rate
-
-    def webhook(self, recorder: Recorder) -> None:
-        port = free_port()
-        env = dict(
-            os.environ,
-            DATABASE_URL=self.settings.database_url,
-            REDIS_URL=self.settings.redis_url,
-            JT_STREAM_PREFIX=self.settings.stream_prefix,
-            GATEWAY_PORT=str(port),
-            GATEWAY_METRICS_PORT=str(free_port()),  # beside, not on, a running installation's
-            WEBHOOK_RATE_LIMIT="1000000",
-            LOG_LEVEL="WARNING",
-            JT_VAR_DIR=str(self.settings.var_dir),
-        )
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "services.gateway"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        path = f"/webhook/{recorder.webhook_token}"
-        body = json.dumps({"action": "buy", "ticker": "MNQ1!", "price": 25640.25}).encode()
-        # http.client with a kept-alive connection per thread: a client as lean as the standard
-        # library allows, since every cycle it spends is taken from the gateway on these cores.
-        local = threading.local()
-
-        def post(_: int = 0) -> float:
-            if not hasattr(local, "conn"):
-                local.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            t = time.perf_counter()
-            local.conn.request("POST", path, body)
-            answer = local.conn.getresponse()
-            text = answer.read()
-            assert answer.status == 202, text
-            return (time.perf_counter() - t) * 1000
-
-        try:
-            self.wait_http(f"http://127.0.0.1:{port}/healthz")
-            for _ in range(50):
-                post()
-            lat = [post() for _ in range(self.n(2_000))]
-            p99 = pct(lat, 99)
-            self.add(
-                "Webhook accepted, one at a time, p50 / p99",
-                f"{pct(lat, 50):.2f} / {p99:.2f} ms",
-                "p99 <= 5 ms",
-                p99 <= 5,
-                "HTTP client on the same cores",
-            )
-            total = self.n(8_000)
-            start, cpu = time.perf_counter(), time.process_time()
-            with ThreadPoolExecutor(16) as pool:
-                lat16 = list(pool.map(post, range(total)))
-            took = time.perf_counter() - start
-            rate, client = total / took, (time.process_time() - cpu) / took
-            p99 = pct(lat16, 99)
-            self.add(
-                "Webhook accepted, 16 concurrent: throughput, p99",
-                f"{rate:,.0f}/s, {p99:.1f} ms",
-                ">= 1,500/s, p99 <= 25 ms",
-                rate >= 1_500 and p99 <= 25,
-                f"the 16 client threads alone used {client:.0%} of a core",
-            )
-        finally:
-            proc.terminate()
-            proc.wait(10)
 
     def wait_http(self, url: str) -> None:
         deadline = time.monotonic() + 30
@@ -314,21 +279,25 @@ class Bench:
             len(receiver.received),
         )
 
-    def _signals_to_positions(self, recorder: Recorder) -> list[float]:
+    def _signals_to_positions(self, recorder: Recorder) -> Rounds:
         self.redis.delete(self.settings.stream(streams.SIGNALS))
         events = self.settings.stream(streams.EVENTS)
-        lat = []
         with engine_process(self.settings):
             last = self.mark(events)
-            for i in range(self.n(500)):
-                msg = mnq_signal(recorder.id, "buy" if i % 2 == 0 else "sell", "25640.25")
-                sid = msg.signal_id
-                t = time.perf_counter()
-                _add(self.redis, self.settings.stream(streams.SIGNALS), msg)
-                last = self._wait_event(events, last, sid)
-                lat.append((time.perf_counter() - t) * 1000)
-                time.sleep(max(0.0, 0.02 - (time.perf_counter() - t)))  # 50 signals/s
-        return lat
+
+            def measure(count: int) -> list[float]:
+                nonlocal last
+                lat = []
+                for i in range(count):
+                    msg = mnq_signal(recorder.id, "buy" if i % 2 == 0 else "sell", "25640.25")
+                    t = time.perf_counter()
+                    _add(self.redis, self.settings.stream(streams.SIGNALS), msg)
+                    last = self._wait_event(events, last, msg.signal_id)
+                    lat.append((time.perf_counter() - t) * 1000)
+                    time.sleep(max(0.0, 0.02 - (time.perf_counter() - t)))  # 50 signals/s
+                return lat
+
+            return self.rounds(measure, 500)
 
     def mark(self, events: str) -> str:
         """Add a bench.mark entry to `events`; its id is where a measurement starts reading."""
@@ -397,6 +366,7 @@ class Bench:
             ">= 50% of raw read",
             share >= 0.5,
             f"{share:.0%} of raw XREADGROUP+XACK",
+            numbers={"rate_per_s": round(rate), "share_of_raw": round(share, 3)},
         )
 
     def tick_to_close(self, background_per_s: int = 5_000) -> None:
@@ -404,41 +374,34 @@ class Bench:
         self.clean_streams()
         [recorder] = self.make_recorders(1, tp_ticks=4)
         events = self.settings.stream(streams.EVENTS)
-        lat = []
         with (
             engine_process(self.settings),
             background_ticks(self.settings, background_per_s) as rate,
         ):
             last = self.mark(events)
-            for _ in range(self.n(300)):
-                msg = SignalMessage(
-                    str(uuid.uuid4()),
-                    recorder.id,
-                    "buy",
-                    "MNQ1!",
-                    "MNQ",
-                    Decimal("25600"),
-                    None,
-                    None,
-                    None,
-                    streams.now_ms(),
-                    "{}",
-                )
-                _add(self.redis, self.settings.stream(streams.SIGNALS), msg)
-                last = self._wait_type(events, last, POSITION_OPENED)
-                t = time.perf_counter()
-                tick = TickMessage("MNQ", Decimal("25601.25"), streams.now_ms(), "bench")
-                _add(self.redis, self.settings.stream(streams.TICKS), tick)
-                last = self._wait_type(events, last, POSITION_CLOSED)
-                lat.append((time.perf_counter() - t) * 1000)
+
+            def measure(count: int) -> list[float]:
+                nonlocal last
+                lat = []
+                for _ in range(count):
+                    msg = mnq_signal(recorder.id, "buy", "25600")
+                    _add(self.redis, self.settings.stream(streams.SIGNALS), msg)
+                    last = self._wait_type(events, last, POSITION_OPENED)
+                    t = time.perf_counter()
+                    tick = TickMessage("MNQ", Decimal("25601.25"), streams.now_ms(), "bench")
+                    _add(self.redis, self.settings.stream(streams.TICKS), tick)
+                    last = self._wait_type(events, last, POSITION_CLOSED)
+                    lat.append((time.perf_counter() - t) * 1000)
+                return lat
+
+            exits = self.rounds(measure, 300)
             reached = rate()
-        p99 = pct(lat, 99)
-        self.add(
+        self.add_latency(
             f"Tick -> position.closed event, p50 / p99, {background_per_s:,} other ticks/s",
-            f"{pct(lat, 50):.2f} / {p99:.2f} ms",
-            "p99 <= 10 ms",
-            p99 <= 10,
-            f"{len(lat)} exits; background reached {reached:,.0f}/s; engine in its own process",
+            exits,
+            10,
+            f"{exits.samples} exits over {ROUNDS} rounds; background reached {reached:,.0f}/s; "
+            "engine in its own process",
         )
 
     def _wait_type(self, events: str, last: str, event_type: str) -> str:
@@ -457,7 +420,7 @@ class Bench:
         try:
             _, read_rate = self.raw_redis()
             [recorder] = self.make_recorders(1)
-            self.webhook(recorder)
+            WebhookBench(self).run(recorder)
             self.signal_to_position(recorder)
             self.ticks_through_engine(read_rate)
             self.tick_to_close()
@@ -472,10 +435,13 @@ class Bench:
         self.print_table()
 
     def print_table(self) -> None:
-        servers = (
-            f"servers: {self.settings.database_url.split('@')[-1]}, "
-            f"{self.settings.redis_url.split('@')[-1]}"
-        )
+        database = (self.settings.database_url or "").split("@")[-1]
+        redis_at = (self.settings.redis_url or "").split("@")[-1]
+        if self.as_json:
+            machine = Machine(os.cpu_count() or 1, self.load_at_start, database, redis_at)
+            print(render_json(self.rows, machine))
+            return
+        servers = f"servers: {database}, {redis_at}"
         load = (
             f"1-minute load average when the bench started: {self.load_at_start:.2f} "
             "(other work on these cores weighs on every figure)"
@@ -493,6 +459,7 @@ NOTES = (
 )
 
 
-def run_bench(settings: Settings, quick: bool = False) -> None:
+def run_bench(settings: Settings, quick: bool = False, as_json: bool = False) -> None:
+    """Measure every row, then print the table (or, with `as_json`, the table as JSON)."""
     logging.getLogger("position_engine").setLevel(logging.WARNING)  # one line per signal otherwise
-    Bench(settings, quick).run()
+    Bench(settings, quick, as_json).run()

@@ -31,6 +31,7 @@ from simulators.tradovate.broker import BrokerSimulator
 from simulators.tradovate.contracts import ContractCatalogue
 from tools.bench.notifier import notifier_running
 from tools.bench.processes import engine_process, mnq_signal, service_env, stop_process
+from tools.bench.table import Rounds
 
 if TYPE_CHECKING:
     from tools.bench.core import Bench
@@ -132,21 +133,25 @@ class ExecutionBench:
             len(receiver.received),
         )
 
-    def _signals_to_orders(self, recorder_id: int) -> list[float]:
-        """Entries and closes in turn, each timed until its order is accepted; the first few
-        warm the executor (connections, contract lookup) and are not counted."""
+    def _signals_to_orders(self, recorder_id: int) -> Rounds:
+        """Entries and closes in turn, each timed until its order is accepted; the warm-up round
+        warms the executor (connections, contract lookup) and is not counted."""
         bench = self.bench
         events = self.settings.stream(streams.EVENTS)
         last = bench.mark(events)
-        lat = []
-        for i in range(bench.n(200) + 6):
-            msg = mnq_signal(recorder_id, "buy" if i % 2 == 0 else "close", "25640")
-            t = time.perf_counter()
-            streams.add(bench.redis, self.settings.stream(streams.SIGNALS), msg.to_fields())
-            last = bench._wait_type(events, last, ORDER_ACCEPTED)
-            if i >= 6:
+
+        def measure(count: int) -> list[float]:
+            nonlocal last
+            lat = []
+            for i in range(count):  # even: an entry and its close, the position flat after
+                msg = mnq_signal(recorder_id, "buy" if i % 2 == 0 else "close", "25640")
+                t = time.perf_counter()
+                streams.add(bench.redis, self.settings.stream(streams.SIGNALS), msg.to_fields())
+                last = bench._wait_type(events, last, ORDER_ACCEPTED)
                 lat.append((time.perf_counter() - t) * 1000)
-        return lat
+            return lat
+
+        return bench.rounds(lambda count: measure(count + count % 2), 200)
 
     def burst_utilisation(
         self, per_minute: int = 60, burst: int = 100, watch_s: float = 8.0
@@ -196,4 +201,5 @@ class ExecutionBench:
             "no penalty answer",
             penalties == 0,
             f"{penalties} penalty answers; 5 slots stay reserved for exits, the rest waits",
+            numbers={"sent": len(sent), "budget": per_minute, "penalties": penalties},
         )

@@ -165,7 +165,11 @@ def test_levels_from_the_alert_and_the_update_action(
     position = api_position(client, alice, recorder["id"])
     assert (position["tp_price"], position["sl_price"]) == (25012.25, 24998)  # on the grid
 
-    tick(settings, redis_client, "25001", 2_000_000_000_000)  # an update without a price: this
+    # An update without a price is judged at the last tick's price. The tick is applied first:
+    # a signal written in the same millisecond as a tick comes before it (docs/architecture.md),
+    # and the in-process webhook can take that millisecond.
+    tick(settings, redis_client, "25001", 2_000_000_000_000)
+    drain(eng)
     moved = webhook(token, {"action": "update", "ticker": "MNQ1!", "sl_price": 24995.5})
     drain(eng)
     position = api_position(client, alice, recorder["id"])

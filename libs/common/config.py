@@ -38,6 +38,10 @@ class Settings:
     encryption_key: str = ""
     public_url: str = "http://localhost:8083"
     stream_prefix: str = "jt:"
+    # The engine in partitions (docs/operations.md "Partitions"): a recorder belongs to partition
+    # `recorder_id mod engine_partitions`; an engine process runs the one `engine_partition` names.
+    engine_partitions: int = 1
+    engine_partition: int = 0
     gateway_port: int = 8083
     ui_port: int = 8082
     price_feed_port: int = 8084
@@ -110,6 +114,37 @@ class Settings:
     def stream(self, name: str) -> str:
         """Full Redis key of a stream or hash, e.g. `signals` → `jt:signals`."""
         return f"{self.stream_prefix}{name}"
+
+    @property
+    def redis_cluster(self) -> bool:
+        """REDIS_URL names a Redis Cluster (`redis+cluster://` or `rediss+cluster://`)."""
+        return self.redis_url.startswith(("redis+cluster://", "rediss+cluster://"))
+
+    @property
+    def partitioned_keys(self) -> bool:
+        """Whether the engine's keys carry their partition's hash tag: with more than one
+        partition, or on a Redis Cluster (where the two streams the engine reads in one command
+        must live on one node). One partition on a plain Redis keeps the contract's names."""
+        return self.engine_partitions > 1 or self.redis_cluster
+
+    def partition_key(self, name: str, partition: int) -> str:
+        """The key of `name` (signals, ticks, engine_commands …) in one engine partition:
+        `jt:signals` with one partition on a plain Redis, else `jt:{p1}:signals`, whose hash tag
+        `{p1}` puts every key of partition 1 in one Redis Cluster slot."""
+        if not self.partitioned_keys:
+            return self.stream(name)
+        return f"{self.stream_prefix}{{p{partition}}}:{name}"
+
+    def partition_of(self, recorder_id: int) -> int:
+        """The partition a recorder's signals, position and commands belong to."""
+        return recorder_id % self.engine_partitions
+
+    def own_key(self, name: str) -> str:
+        """`partition_key` of this process's own partition (`engine_partition`)."""
+        return self.partition_key(name, self.engine_partition)
+
+    def all_partition_keys(self, name: str) -> list[str]:
+        return [self.partition_key(name, k) for k in range(self.engine_partitions)]
 
 
 def _list(value: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -185,6 +220,7 @@ def load_settings(environ: dict[str, str] | None = None, env_file: Path | None =
         encryption_key=env.get("ENCRYPTION_KEY") or "",
         public_url=_env(env, "PUBLIC_URL", d.public_url).rstrip("/"),
         stream_prefix=_env(env, "JT_STREAM_PREFIX", d.stream_prefix),
+        engine_partitions=_partitions(env.get("ENGINE_PARTITIONS")),
         gateway_port=int(_env(env, "GATEWAY_PORT", str(d.gateway_port))),
         ui_port=ui_port,
         price_feed_port=int(_env(env, "PRICE_FEED_PORT", str(d.price_feed_port))),
@@ -247,6 +283,19 @@ def load_settings(environ: dict[str, str] | None = None, env_file: Path | None =
         smtp_starttls=_bool(env.get("SMTP_STARTTLS"), default=d.smtp_starttls),
     )
     return _with_generated_keys(settings)
+
+
+MAX_ENGINE_PARTITIONS = 64
+
+
+def _partitions(value: str | None) -> int:
+    text = (value or "").strip() or "1"
+    if not text.isdigit() or not 1 <= int(text) <= MAX_ENGINE_PARTITIONS:
+        raise ValueError(
+            f"ENGINE_PARTITIONS must be a whole number from 1 to {MAX_ENGINE_PARTITIONS}, "
+            f"not {text[:20]!r}"
+        )
+    return int(text)
 
 
 def _with_generated_keys(settings: Settings) -> Settings:

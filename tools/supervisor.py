@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import TypedDict
@@ -162,6 +162,7 @@ def servers_for(settings: Settings) -> Iterator[Settings]:
 class Child:
     name: str
     module: str
+    env: dict[str, str] = field(default_factory=dict)  # on top of every child's environment
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     started_at: float = 0.0
@@ -185,7 +186,7 @@ def _child_env(settings: Settings) -> dict[str, str]:
 def _start(child: Child, env: dict[str, str]) -> None:
     # A session of its own, so Ctrl-C reaches only the supervisor, which stops children in order.
     child.process = subprocess.Popen(
-        [sys.executable, "-m", child.module], env=env, start_new_session=True
+        [sys.executable, "-m", child.module], env={**env, **child.env}, start_new_session=True
     )
     child.started_at = time.monotonic()
     log.info("service started", extra={"kv": {"service": child.name, "pid": child.process.pid}})
@@ -211,13 +212,21 @@ def _passwords_line(settings: Settings) -> str:
     return f"  Their passwords   {path} (mode 0600)\n" if path.exists() else ""
 
 
+def _partitions_note(settings: Settings) -> str:
+    n = settings.engine_partitions
+    if n == 1:
+        return ""
+    return f"  ({n} partitions: ports {settings.engine_port} to {settings.engine_port + n - 1})"
+
+
 def banner(settings: Settings) -> str:
     return (
         "\nJust Trades is running.\n"
         f"  UI and JSON API   http://localhost:{settings.ui_port}\n"
         f"  Webhooks          {settings.public_url}/webhook/<token>"
         f"  (gateway on port {settings.gateway_port})\n"
-        f"  Engine health     http://localhost:{settings.engine_port}/healthz\n"
+        f"  Engine health     http://localhost:{settings.engine_port}/healthz"
+        f"{_partitions_note(settings)}\n"
         f"  Price feed        http://localhost:{settings.price_feed_port}/status"
         f"  (PRICE_SOURCE={settings.price_source})\n"
         f"  PostgreSQL        {without_password(settings.database_url)}\n"
@@ -251,8 +260,16 @@ def run(settings: Settings, only: list[str] | None = None) -> int:
         children = [
             Child(name, module)
             for name, module in SERVICES.items()
-            if name != "executor" and (not only or name in only)
+            if name not in ("executor", "engine") and (not only or name in only)
         ]
+        if not only or "engine" in only:
+            # One engine per partition (ENGINE_PARTITIONS), each on ENGINE_PORT + its number.
+            n = live.engine_partitions
+            children += [
+                Child("engine" if n == 1 else f"engine-{k}", SERVICES["engine"]) for k in range(n)
+            ]
+            for k, child in enumerate(children[-n:]):
+                child.env["ENGINE_PARTITION"] = str(k)
         if not only or "executor" in only:
             # Several worker processes: each runs one job at a time; the limiter and the
             # per-subaccount locks in Redis keep them from stepping on each other.

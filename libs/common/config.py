@@ -221,6 +221,7 @@ def load_settings(environ: dict[str, str] | None = None, env_file: Path | None =
         public_url=_env(env, "PUBLIC_URL", d.public_url).rstrip("/"),
         stream_prefix=_env(env, "JT_STREAM_PREFIX", d.stream_prefix),
         engine_partitions=_partitions(env.get("ENGINE_PARTITIONS")),
+        engine_partition=int(_env(env, "ENGINE_PARTITION", "0")),
         gateway_port=int(_env(env, "GATEWAY_PORT", str(d.gateway_port))),
         ui_port=ui_port,
         price_feed_port=int(_env(env, "PRICE_FEED_PORT", str(d.price_feed_port))),

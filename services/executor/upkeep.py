@@ -109,7 +109,8 @@ class PaperBracketWatcher:
     def __init__(self, ctx: ExecutorContext, consumer: str):
         self.ctx = ctx
         self.consumer = consumer
-        self.stream = ctx.settings.stream(streams.TICKS)
+        # Partition 0's copy: every partition's ticks stream carries every tick.
+        self.stream = ctx.settings.partition_key(streams.TICKS, 0)
         self._backlog = True  # start with what this consumer name left pending, if anything
         self._last_claim = 0.0
 

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import redis
+from redis.cluster import RedisCluster
 
 from libs.common import streams
 
@@ -170,17 +171,29 @@ class ArrivalReader:
         return NO_FRONTIER if is_tick else (self._server_ms, False, 0)
 
     def _read(self, starts: dict[str, str], block_ms: int | None) -> list[Entry]:
-        """XREADGROUP, and Redis's clock right after it (in the same round trip)."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.xreadgroup(
-            streams.ENGINE_GROUP,
-            self.consumer,
-            starts,  # type: ignore[arg-type]  # redis-py#2917: an invariant dict
-            count=self.batch_size,
-            block=block_ms,
-        )
-        pipe.time()
-        response, (seconds, micros) = pipe.execute()
+        """XREADGROUP, and Redis's clock right after it (in the same round trip on a plain
+        Redis; on a cluster, from the node that holds both streams, which wrote their ids)."""
+        if isinstance(self.redis, RedisCluster):
+            response = self.redis.xreadgroup(
+                streams.ENGINE_GROUP,
+                self.consumer,
+                starts,
+                count=self.batch_size,
+                block=block_ms,
+            )
+            node = self.redis.get_node_from_key(self.signals_stream)
+            seconds, micros = self.redis.time(target_nodes=node)
+        else:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.xreadgroup(
+                streams.ENGINE_GROUP,
+                self.consumer,
+                starts,  # type: ignore[arg-type]  # redis-py#2917: an invariant dict
+                count=self.batch_size,
+                block=block_ms,
+            )
+            pipe.time()
+            response, (seconds, micros) = pipe.execute()
         self._server_ms = seconds * 1000 + micros // 1000
         return [
             (stream, entry_id, fields)

@@ -115,23 +115,33 @@ class Tracked:
 class OpenBook:
     """Open positions by (recorder, symbol) and by symbol."""
 
-    def __init__(self) -> None:
+    def __init__(self, partition: int = 0, partitions: int = 1) -> None:
+        # The engine partition whose recorders' positions it holds: K of N.
+        self.partition, self.partitions = partition, partitions
         self.loaded = False
         self.open: dict[tuple[int, str], Tracked] = {}
         self.by_symbol: dict[str, list[Tracked]] = {}
 
     def load(self, session: Session) -> None:
+        """The open positions of the recorders in the book's partition."""
         self.invalidate()
-        rows = session.execute(
+        query = (
             select(Position, Recorder.user_id)
             .join(Recorder, Recorder.id == Position.recorder_id)
             .where(Position.status == "open")
             .order_by(Position.id)
-        ).all()
+        )
+        if self.partitions > 1:
+            query = query.where(Position.recorder_id % self.partitions == self.partition)
+        rows = session.execute(query).all()
         for row, user_id in rows:
             state = state_of(row)
             self.track(Tracked(row.id, row.recorder_id, user_id, row.opened_at, state, state))
         self.loaded = True
+
+    def owns(self, recorder_id: int) -> bool:
+        """Whether the recorder belongs to this book's partition."""
+        return recorder_id % self.partitions == self.partition
 
     def invalidate(self) -> None:
         """Forget everything; the next batch loads the book again."""

@@ -64,11 +64,13 @@ class PositionEngine:
         self.redis = client
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.publisher = Publisher(settings, client, orders.rq_connection(settings.redis_url))
-        self.signals_stream = settings.stream(streams.SIGNALS)
-        self.ticks_stream = settings.stream(streams.TICKS)
+        self.partition = settings.engine_partition
+        self.signals_stream = settings.own_key(streams.SIGNALS)
+        self.ticks_stream = settings.own_key(streams.TICKS)
         self.stats = Stats()
         self.on_batch: Callable[[int, float], None] = lambda size, seconds: None  # e.g. metrics
-        self.book = OpenBook()  # the open positions, loaded at start and kept current
+        # The open positions of this partition's recorders, loaded at start and kept current.
+        self.book = OpenBook(self.partition, settings.engine_partitions)
         self.arrival = ArrivalReader(
             client, self.signals_stream, self.ticks_stream, self.consumer, batch_size
         )
@@ -124,7 +126,7 @@ class PositionEngine:
             self.book.load(session)  # started, or just took the lead: read what the last one left
             counts = Batch(session, self.book).open_symbol_counts()
         pipe = self.redis.pipeline(transaction=False)
-        pipe.delete(self.settings.stream(streams.OPEN_SYMBOLS) + ":next")
+        pipe.delete(self.settings.own_key(streams.OPEN_SYMBOLS) + ":next")
         self.publisher.write_open_symbols(pipe, counts)
         pipe.execute()
         self.claim_abandoned(min_idle_ms=0)

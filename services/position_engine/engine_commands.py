@@ -54,8 +54,8 @@ class CommandHandler:
         self.publisher = publisher
         self.book = book
         self.consumer = consumer
-        self.stream = settings.stream(streams.ENGINE_COMMANDS)
-        self.reader_key = settings.stream(streams.ENGINE_COMMANDS_READER)
+        self.stream = settings.own_key(streams.ENGINE_COMMANDS)
+        self.reader_key = settings.own_key(streams.ENGINE_COMMANDS_READER)
         self._pending_first = True  # our unacknowledged commands go before new ones
         self._announced_at = float("-inf")
 

@@ -52,8 +52,8 @@ class Publisher:
         self.redis = client
         self.rq = rq
         self.events_stream = settings.stream(streams.EVENTS)
-        self.ticks_stream = settings.stream(streams.TICKS)
-        self.last_price_key = settings.stream("engine_last_price")
+        self.ticks_stream = settings.own_key(streams.TICKS)
+        self.last_price_key = settings.own_key("engine_last_price")
         self._last_marked: dict[int, _Marked] = {}
 
     def forget_marked(self, position_id: int) -> None:
@@ -116,7 +116,7 @@ class Publisher:
             streams.set_hash(pipe, self.last_price_key, outbox.last_prices)
         if outbox.settled:
             pipe.delete(
-                *(self.settings.stream(streams.SIGNAL_PENDING + sid) for sid in outbox.settled)
+                *(self.settings.own_key(streams.SIGNAL_PENDING + sid) for sid in outbox.settled)
             )
         for stream, ids in outbox.acks.items():
             pipe.xack(stream, streams.ENGINE_GROUP, *ids)
@@ -130,8 +130,9 @@ class Publisher:
         orders.enqueue(self.rq, self.settings.stream_prefix, outbox.intents)
 
     def write_open_symbols(self, pipe: redis.client.Pipeline, counts: dict[str, int]) -> None:
-        """Replace `jt:open_symbols` at once (the price feed follows these symbols)."""
-        key = self.settings.stream(streams.OPEN_SYMBOLS)
+        """Replace `jt:open_symbols` (this partition's) at once: the price feed follows the
+        symbols of every partition's hash."""
+        key = self.settings.own_key(streams.OPEN_SYMBOLS)
         if not counts:
             pipe.delete(key)
             return

@@ -28,6 +28,7 @@ from libs.common.storage.models import (
     Subaccount,
     Trader,
 )
+from services.position_engine import trader_rules
 from services.position_engine.book import OpenBook, Tracked, ms_to_dt, plan_columns, state_of
 from services.position_engine.rules import Fill, PositionChange, PositionState, RecorderSettings
 
@@ -103,6 +104,7 @@ class Batch:
         self._fills: list[dict] = []  # written with the positions, in one statement each
         self._signals: list[dict] = []
         self._stop_moves: list[dict] = []
+        self._orders_locked = False
         if not book.loaded:
             book.load(session)
 
@@ -156,6 +158,10 @@ class Batch:
                     .order_by(Trader.id)
                 ).tuples()
             )
+            if self._traders[recorder_id] and not self._orders_locked:
+                # Orders are decided from here on: alone, among several engine partitions.
+                trader_rules.decide_orders_alone(self.session, self.book.partitions)
+                self._orders_locked = True
         return self._traders[recorder_id]
 
     def delayed_exits(self) -> set[int]:

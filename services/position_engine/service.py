@@ -7,6 +7,7 @@ import logging
 import signal
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import ThreadingHTTPServer
 
 import redis
@@ -16,7 +17,7 @@ from prometheus_client.metrics_core import Metric
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from libs.common import streams
+from libs.common import partitions, redis_conn, streams
 from libs.common.config import Settings
 from libs.common.metrics import BATCH_SIZE_BUCKETS, LATENCY_BUCKETS, ScrapeCollector
 from libs.common.status_server import json_route, metrics_route, start_status_server
@@ -24,7 +25,6 @@ from libs.common.storage import db
 from services.position_engine.engine import LostLead, PositionEngine
 
 log = logging.getLogger("position_engine")
-LEADER_LOCK = db.ENGINE_LEADER_LOCK  # PostgreSQL advisory lock held by the active engine
 
 
 def health(engine: PositionEngine, active: threading.Event) -> dict:
@@ -32,7 +32,7 @@ def health(engine: PositionEngine, active: threading.Event) -> dict:
     pending = {}
     for name in (streams.SIGNALS, streams.TICKS):
         try:
-            info = engine.redis.xpending(engine.settings.stream(name), streams.ENGINE_GROUP)
+            info = engine.redis.xpending(engine.settings.own_key(name), streams.ENGINE_GROUP)
             pending[name] = info["pending"]
         except redis.RedisError:
             pending[name] = None
@@ -40,6 +40,8 @@ def health(engine: PositionEngine, active: threading.Event) -> dict:
         "ok": active.is_set(),
         "active": active.is_set(),
         "consumer": engine.consumer,
+        "partition": engine.partition,
+        "partitions": engine.settings.engine_partitions,
         "batches": stats.batches,
         "signals": stats.signals,
         "ticks": stats.ticks,
@@ -79,7 +81,7 @@ def stream_metrics(engine: PositionEngine) -> Iterator[Metric]:
         "jt_stream_pending", "Entries read but not acknowledged.", labels=["stream"]
     )
     for name in (streams.SIGNALS, streams.TICKS):
-        key = engine.settings.stream(name)
+        key = engine.settings.own_key(name)
         try:
             groups = engine.redis.xinfo_groups(key)
             last_id = engine.redis.xinfo_stream(key)["last-generated-id"]
@@ -160,8 +162,9 @@ class LeaderLock:
     """The PostgreSQL advisory lock that makes one engine the active one, on a connection of its
     own: a session lock lasts as long as that connection, and a restarted server drops it."""
 
-    def __init__(self, sql: Engine):
+    def __init__(self, sql: Engine, partition: int = 0):
         self.sql = sql
+        self.key = db.engine_leader_lock(partition)
         self.conn: Connection | None = None
 
     def acquire(self, stopping: threading.Event) -> bool:
@@ -171,7 +174,7 @@ class LeaderLock:
                 if self.conn is None:
                     self.conn = self.sql.connect()
                 got = self.conn.execute(
-                    text("SELECT pg_try_advisory_lock(:k)"), {"k": LEADER_LOCK}
+                    text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key}
                 ).scalar()
                 self.conn.commit()
                 if got:
@@ -191,7 +194,7 @@ class LeaderLock:
                     "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'"
                     " AND objid = :k AND pid = pg_backend_pid() AND granted)"
                 ),
-                {"k": LEADER_LOCK},
+                {"k": self.key},
             ).scalar()
             self.conn.commit()
             return bool(held)
@@ -210,9 +213,22 @@ class LeaderLock:
 
 
 def run(settings: Settings) -> None:
+    k, n = settings.engine_partition, settings.engine_partitions
+    if not 0 <= k < n:
+        raise SystemExit(
+            f"engine partition {k} does not exist: ENGINE_PARTITIONS={n} gives partitions "
+            f"0 to {n - 1}"
+        )
+    # Partition K's engine serves its health and metrics on ENGINE_PORT + K.
+    settings = replace(settings, engine_port=settings.engine_port + k)
     sql = db.make_engine(settings.database_url, pre_ping=False)
     sessions = db.make_sessionmaker(sql)
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client = redis_conn.connect(settings.redis_url, decode_responses=True)
+    try:
+        partitions.check(client, settings)  # before anything else: refuse on a mismatch
+    except partitions.PartitionMismatch as exc:
+        client.close()
+        raise SystemExit(f"engine not started: {exc}") from None
     engine = PositionEngine(settings, sessions, client)
     stopping = threading.Event()
     active = threading.Event()
@@ -220,9 +236,16 @@ def run(settings: Settings) -> None:
         signal.signal(sig, lambda *_: stopping.set())
     server = start_health_server(settings.engine_port, engine, active)
     log.info(
-        "engine starting", extra={"kv": {"consumer": engine.consumer, "port": settings.engine_port}}
+        "engine starting",
+        extra={
+            "kv": {
+                "consumer": engine.consumer,
+                "port": settings.engine_port,
+                "partition": f"{settings.engine_partition}/{settings.engine_partitions}",
+            }
+        },
     )
-    lock = LeaderLock(sql)
+    lock = LeaderLock(sql, settings.engine_partition)
     engine.still_leading = lock.held
     # Only one engine applies entries at a time, so ticks reach each position in order; another
     # copy waits as a hot standby and takes over when the active one dies or loses the lock.

@@ -69,6 +69,15 @@ class SignalApplier:
             log.info("signal already applied; skipped", extra={"kv": {"signal_id": signal_id}})
             outbox.settled.append(str(signal_id))
             return
+        if not self.book.owns(message.recorder_id):
+            # Written by hand to the wrong stream: the recorder's own engine never sees it.
+            reason = (
+                f"recorder {message.recorder_id} belongs to engine partition "
+                f"{message.recorder_id % self.book.partitions}, not to this stream's "
+                f"{self.book.partition}"
+            )
+            self.dead_letter(entry_id, fields, reason, outbox)
+            return
         recorder = batch.recorder(message.recorder_id)
         if recorder is None:
             self.dead_letter(entry_id, fields, "the recorder no longer exists", outbox)
@@ -187,7 +196,11 @@ class SignalApplier:
             ticker=message.ticker,
             signal_id=signal_id,
             now=now,
-            holds=lambda recorder_id, symbol: batch.open_position(recorder_id, symbol) is not None,
+            holds=lambda recorder_id, symbol: (
+                batch.open_position(recorder_id, symbol) is not None
+                if batch.book.owns(recorder_id)
+                else None  # another partition's recorder: its rows tell
+            ),
         )
         if any(c.event == "closed" for c in outcome.changes):
             batch.flush_positions()

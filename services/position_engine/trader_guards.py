@@ -50,7 +50,12 @@ class TraderGuards:
 
         outbox = Outbox()
         with transaction(self.sessions) as session:
-            queued, notes = trader_rules.window_end_flattens(session, now, claim)
+            queued, notes = trader_rules.window_end_flattens(
+                session,
+                now,
+                claim,
+                (self.settings.engine_partition, self.settings.engine_partitions),
+            )
             add_intents(outbox, queued, notes)
         self.publisher.publish(outbox)
         return len(queued)

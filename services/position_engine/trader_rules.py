@@ -15,12 +15,13 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from libs.common.copy_trading import copies_of
 from libs.common.futures.exchange_calendar import add_business_days, trade_date
 from libs.common.orders import QueuedIntent, new_intent, targets_json
+from libs.common.storage import db
 from libs.common.storage.models import (
     OrderIntent,
     Position,
@@ -122,8 +123,18 @@ def _with_copies(session: Session, row: OrderIntent) -> list[QueuedIntent]:
 # A recorder's traders that are on, each with its subaccount, oldest first.
 Traders = list[tuple[Trader, Subaccount]]
 # Whether a recorder holds an open position of a symbol (the engine's book, which is ahead of the
-# rows within a batch); None: read the rows.
-Holds = Callable[[int, str], bool]
+# rows within a batch); None from it, or no Holds at all: read the rows (a recorder of another
+# engine partition, whose book this engine does not have).
+Holds = Callable[[int, str], bool | None]
+
+
+def decide_orders_alone(session: Session, partitions: int) -> None:
+    """With several engine partitions, take the transaction lock under which engines decide and
+    write traders' orders: a trader's way out on a shared subaccount depends on what the other
+    traders there hold (§4b), and those may belong to another partition's engine. Held until the
+    commit; reentrant, so every path that is about to decide can ask for it."""
+    if partitions > 1:
+        session.execute(select(func.pg_advisory_xact_lock(db.ENGINE_ORDERS_LOCK)))
 
 
 def shares_contract(session: Session, trader: Trader, symbol: str, holds: Holds | None) -> bool:
@@ -137,13 +148,18 @@ def shares_contract(session: Session, trader: Trader, symbol: str, holds: Holds 
     ).all()
     if not others:
         return False
-    if holds is not None:
-        return any(holds(recorder_id, symbol) for recorder_id in others)
-    return (
+    unknown = []
+    for recorder_id in others:
+        held = None if holds is None else holds(recorder_id, symbol)
+        if held:
+            return True
+        if held is None:
+            unknown.append(recorder_id)
+    return bool(unknown) and (
         session.scalar(
             select(Position.id)
             .where(
-                Position.recorder_id.in_(others),
+                Position.recorder_id.in_(unknown),
                 Position.symbol == symbol,
                 Position.status == "open",
             )
@@ -339,17 +355,21 @@ def window_end_flattens(
     session: Session,
     now: datetime,
     claim: Callable[[int, date], bool],
+    partition: tuple[int, int] = (0, 1),
 ) -> tuple[list[QueuedIntent], list[TraderNote]]:
     """At the end of a trader's trading window, close what its recorder holds open.
 
     `claim(trader_id, trade_date)` is true once per trader and trade date (a Redis SET NX), so
-    several engines or a restart never flatten twice.
+    several engines or a restart never flatten twice. `partition` (K, N): only the traders of
+    recorders in engine partition K of N.
     """
     queued: list[QueuedIntent] = []
     notes: list[TraderNote] = []
-    traders = session.scalars(
-        select(Trader).where(Trader.enabled.is_(True), Trader.window_end.is_not(None))
-    )
+    k, n = partition
+    query = select(Trader).where(Trader.enabled.is_(True), Trader.window_end.is_not(None))
+    if n > 1:
+        query = query.where(Trader.recorder_id % n == k)
+    traders = session.scalars(query)
     for trader in traders:
         rule = rule_of(trader)
         if rule.window_end is None:  # the query leaves these out
@@ -364,6 +384,8 @@ def window_end_flattens(
             )
         ).all()
         open_symbols = [symbol for symbol, _, _ in held]
+        if held:
+            decide_orders_alone(session, n)
         trader.flat_since = now  # what its recorder holds now is flattened at the broker
         for symbol, side, quantity in held:
             shared = shares_contract(session, trader, symbol, None)

@@ -56,6 +56,7 @@ class Feed:
         self.session_state = session_state  # the TradingView session, when the source uses one
         self.housekeeping = housekeeping  # e.g. reconnect when the stored cookies change
         self.ticks = TickLog()
+        self.ticks_streams = settings.all_partition_keys(streams.TICKS)
         self.wanted: set[str] = set()
         self.fallback_active = False
         self._lock = threading.Lock()
@@ -71,7 +72,8 @@ class Feed:
             quote.symbol, quote.price, quote.ts, quote.source, quote.delayed
         ).to_fields()
         pipe = self.redis.pipeline(transaction=False)
-        streams.add(pipe, self.settings.stream(streams.TICKS), fields, maxlen=TICKS_MAXLEN)
+        for stream in self.ticks_streams:  # every engine partition gets every tick
+            streams.add(pipe, stream, fields, maxlen=TICKS_MAXLEN)
         pipe.hset(self.settings.stream(streams.LAST_PRICE), quote.symbol, str(quote.price))
         try:
             pipe.execute()
@@ -120,9 +122,8 @@ class Feed:
     def refresh_symbols(self) -> None:
         open_symbols = {
             s
-            for s, n in streams.read_hash(
-                self.redis, self.settings.stream(streams.OPEN_SYMBOLS)
-            ).items()
+            for key in self.settings.all_partition_keys(streams.OPEN_SYMBOLS)
+            for s, n in streams.read_hash(self.redis, key).items()
             if int(n) > 0
         }
         wanted = open_symbols | set(self.settings.price_watchlist)

@@ -20,7 +20,7 @@ from prometheus_client.metrics_core import Metric
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from libs.common import status_server
+from libs.common import partitions, status_server
 from libs.common.config import Settings
 from libs.common.metrics import ScrapeCollector
 from libs.common.storage import db
@@ -223,6 +223,11 @@ def start_status_server(port: int, feed: Feed, host: str = "127.0.0.1") -> Threa
 
 def run(settings: Settings) -> None:
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        partitions.check(client, settings)  # ticks go to every partition the installation runs
+    except partitions.PartitionMismatch as exc:
+        client.close()
+        raise SystemExit(f"price feed not started: {exc}") from None
     sql = db.make_engine(settings.database_url, pool_size=1)
     cookies = CookieStore(db.make_sessionmaker(sql), settings.encryption_key)
     try:

@@ -528,6 +528,7 @@ def test_status_reports_redis_and_postgres(client, alice):
             "notifier": "down",
         },
         "price_feed": None,
+        "engines": {"partitions": 1, "without_engine": [0]},
     }
 
 

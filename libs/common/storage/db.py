@@ -12,8 +12,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from libs.common.config import normalize_database_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[3] / "migrations"
-# The session-level advisory lock the active position engine holds (pg_locks shows who has it).
+# The session-level advisory lock the active position engine holds (pg_locks shows who has it);
+# partition K's engine holds ENGINE_LEADER_LOCK + K.
 ENGINE_LEADER_LOCK = 727_002
+# A transaction-level advisory lock the engines of several partitions take before they decide
+# orders for traders, so that two of them never decide for one shared subaccount at once (§4b).
+ENGINE_ORDERS_LOCK = 727_100
+
+
+def engine_leader_lock(partition: int) -> int:
+    return ENGINE_LEADER_LOCK + partition
 
 
 def make_engine(database_url: str, pool_size: int = 5, *, pre_ping: bool = True) -> Engine:

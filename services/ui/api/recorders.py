@@ -4,7 +4,7 @@ TradingView meets it — setup, refusals, a test alert — is in recorder_webhoo
 Every change is committed to PostgreSQL first, then mirrored into the gateway's Redis token map
 (libs.common.recorder_tokens), so the gateway never knows a token the database does not. A
 recorder's signals and positions are the engine's to write: deleting it or resetting its history
-is a command on `jt:engine_commands`, answered on `jt:events`.
+is a command on `jt:engine_commands` (the recorder's engine partition's), answered on `jt:events`.
 """
 
 from __future__ import annotations
@@ -206,6 +206,9 @@ def reset_history(recorder_id: int) -> ResponseReturnValue:
     )
 
 
+CLOCK_MARGIN_MS = 1000
+
+
 def _queued(recorder_id: int, what: str) -> ResponseReturnValue:
     message = f"The position engine is not answering; it will {what} when it runs."
     return jsonify(ok=True, id=recorder_id, queued=True, message=message), 202
@@ -217,8 +220,10 @@ def _ask_engine(kind: str, recorder: Recorder) -> dict[str, Any] | None:
     command = streams.EngineCommand(str(uuid.uuid4()), kind, recorder.id, recorder.user_id)
     db().rollback()  # no transaction held open while the engine deletes rows
     client, config = redis_client(), settings()
-    sent = streams.add(client, config.stream(streams.ENGINE_COMMANDS), command.to_fields())
-    if not client.exists(config.stream(streams.ENGINE_COMMANDS_READER)):
+    partition = config.partition_of(recorder.id)  # the engine that owns the recorder
+    commands = config.partition_key(streams.ENGINE_COMMANDS, partition)
+    sent = streams.add(client, commands, command.to_fields())
+    if not client.exists(config.partition_key(streams.ENGINE_COMMANDS_READER, partition)):
         return None  # no engine reads commands now: no use waiting
     return _answer(client, config.stream(streams.EVENTS), str(sent), command.command_id)
 
@@ -228,7 +233,9 @@ def _answer(
 ) -> dict[str, Any] | None:
     """The engine's answer to `command_id` on `jt:events`, written after the command `sent`."""
     ms = int(sent.partition("-")[0])
-    last = f"{ms - 1}-0"  # another stream's ids may share the command's millisecond
+    # Another stream's ids may share the command's millisecond; on a Redis Cluster the events
+    # live on another node, whose clock may be a little behind.
+    last = f"{ms - CLOCK_MARGIN_MS}-0"
     deadline = time.monotonic() + ENGINE_ANSWER_WAIT_S
     while (left := deadline - time.monotonic()) > 0:
         reply = client.xread({events_stream: last}, count=1000, block=max(1, int(left * 1000)))

@@ -127,13 +127,18 @@ def _owned_signal(signal_id: str) -> Signal | dict[str, Any]:
 
 
 def _pending_recorder_id(signal_id: str) -> int | None:
-    """The recorder id the gateway stored at `signal_pending:<id>` when it accepted the signal."""
-    try:
-        value = redis_client().get(settings().stream(streams.SIGNAL_PENDING + signal_id))
-    except redis.ResponseError:  # a key of another type is not the gateway's marker
-        return None
-    text = value.decode() if isinstance(value, bytes) else (value or "")
-    return int(text) if text.strip().isdigit() and 0 < int(text) < 2**31 else None
+    """The recorder id the gateway stored at `signal_pending:<id>` (in the recorder's engine
+    partition, which the id alone does not tell) when it accepted the signal."""
+    client = redis_client()
+    for key in settings().all_partition_keys(streams.SIGNAL_PENDING + signal_id):
+        try:
+            value = client.get(key)
+        except redis.ResponseError:  # a key of another type is not the gateway's marker
+            continue
+        text = value.decode() if isinstance(value, bytes) else (value or "")
+        if text.strip().isdigit() and 0 < int(text) < 2**31:
+            return int(text)
+    return None
 
 
 # ---- the timeline: one signal hop by hop, from the gateway to the broker's last word ----

@@ -18,7 +18,7 @@ from sqlalchemy import text
 
 from libs.common import orders, streams
 from libs.common.notify import delivery
-from libs.common.storage.db import ENGINE_LEADER_LOCK
+from libs.common.storage.db import engine_leader_lock
 from services.ui.context import db, redis_client, settings
 
 log = logging.getLogger(__name__)
@@ -45,22 +45,27 @@ def _postgres_status() -> str:
         return "down"
 
 
-def _engine_status() -> str:
-    """The active engine holds a session-level advisory lock; PostgreSQL lists it while held."""
+def _engine_status() -> tuple[str, list[int]]:
+    """Each partition's active engine holds a session-level advisory lock; PostgreSQL lists it
+    while held. "ok" when every partition has its engine; also the partitions without one."""
+    n = settings().engine_partitions
     try:
-        held = db().scalar(
-            text(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-                " AND classid = 0 AND objid = :k AND database ="
-                " (SELECT oid FROM pg_database WHERE datname = current_database())"
-            ),
-            {"k": ENGINE_LEADER_LOCK},
+        held = set(
+            db().scalars(
+                text(
+                    "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                    " AND classid = 0 AND objid BETWEEN :low AND :high AND database ="
+                    " (SELECT oid FROM pg_database WHERE datname = current_database())"
+                ),
+                {"low": engine_leader_lock(0), "high": engine_leader_lock(n - 1)},
+            )
         )
     except Exception:
         log.warning("engine lock check failed", exc_info=True)
         db().rollback()
-        return "down"
-    return "ok" if held else "down"
+        return "down", list(range(n))
+    missing = [k for k in range(n) if engine_leader_lock(k) not in held]
+    return ("down" if missing else "ok"), missing
 
 
 def _workers_status(queues: tuple[str, ...]) -> str:
@@ -109,14 +114,16 @@ def healthz() -> ResponseReturnValue:
 @bp.get("/api/status")
 def status() -> ResponseReturnValue:
     feed_state, feed = _price_feed()
+    engine, engines_missing = _engine_status()
     prefix = settings().stream_prefix
     services = {
         "ui": "ok",
         "redis": _redis_status(),
         "postgres": _postgres_status(),
         "price_feed": feed_state,
-        "engine": _engine_status(),
+        "engine": engine,
         "executor": _workers_status(tuple(prefix + name for name in orders.QUEUES)),
         "notifier": _workers_status((prefix + delivery.QUEUE,)),
     }
-    return jsonify(ok=True, services=services, price_feed=feed)
+    engines = {"partitions": settings().engine_partitions, "without_engine": engines_missing}
+    return jsonify(ok=True, services=services, price_feed=feed, engines=engines)

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from decimal import Decimal
+from functools import partial
 
 import pytest
 from sqlalchemy import select, text
@@ -55,7 +56,7 @@ def running_partitions(settings, sessions, redis_client) -> Iterator[None]:
         )
         threads[-1].start()
     for key in settings.all_partition_keys(streams.ENGINE_COMMANDS_READER):
-        wait_for(lambda key=key: redis_client.exists(key), timeout=10, what=f"{key} set")
+        wait_for(partial(redis_client.exists, key), timeout=10, what=f"{key} set")
     yield
     stop.set()
     for thread in threads:

@@ -29,7 +29,8 @@ def test_every_service_killed_and_both_servers_crashed_lose_and_duplicate_nothin
             ).all()
         tampered["risk_flattens"] = [status for status, _ in flattens]
         # A run across 17:00 New York meets a new trade date: the lock lifts and, the loss limit
-        # still being $0.01, locks and flattens again (once more per trade date, no more).
+        # and profit target still being $0.01, locks and flattens again (once more per trade date,
+        # no more).
         tampered["trade_dates"] = sorted({str(trade_date(at)) for _, at in flattens})
         with checker.sessions.begin() as s:
             fill = s.scalars(select(Fill).where(Fill.signal_id.is_not(None)).limit(1)).one()

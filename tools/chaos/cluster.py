@@ -8,6 +8,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -37,6 +38,7 @@ from tools.supervisor import SERVICES  # the same children `justtrades run` star
 log = logging.getLogger("chaos")
 
 HEALTH_PATHS = {"gateway": "/healthz", "engine": "/healthz", "ui": "/healthz"}
+# ENGINE_PARTITIONS > 1: one engine process per partition, "engine-0", "engine-1", …
 PORT_VARS = {
     "gateway": "GATEWAY_PORT",
     "engine": "ENGINE_PORT",
@@ -48,6 +50,23 @@ BROKER_USER, BROKER_PASSWORD = "chaos", "chaos-broker-password"
 APP_ID, CID, SEC = "JustTrades", 1234, "sim-api-secret"
 START_TIMEOUT_S = 60.0
 RESTART_AFTER_S = 0.3  # the supervisor's pause before it starts a dead child again
+
+
+def _free_ports(count: int) -> int:
+    """The first of `count` consecutive free ports."""
+    while True:
+        base = free_port()
+        if all(_port_free(base + k) for k in range(1, count)):
+            return base
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 class ClusterError(RuntimeError):
@@ -63,6 +82,10 @@ class Cluster:
     account_socket: AccountSocketServer
     env: dict[str, str]
     ports: dict[str, int]
+    # name → (module, environment on top of `env`): SERVICES, with one engine per partition.
+    services: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
+    # Kills of one partition's engine during which another partition's engine read nothing.
+    stalled_partitions: list[str] = field(default_factory=list)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     restarts: dict[str, int] = field(default_factory=dict)
     _held: set[str] = field(default_factory=set)  # services the fault injector keeps down
@@ -72,7 +95,7 @@ class Cluster:
     # --- bring-up ----------------------------------------------------------------------------
 
     @classmethod
-    def start(cls, root: Path) -> Cluster:
+    def start(cls, root: Path, partitions: int = 1) -> Cluster:
         root.mkdir(parents=True, exist_ok=True)
         (root / "logs").mkdir(exist_ok=True)
         # Passwords as `make run` has them (kept beside the data, for looking into a failed run).
@@ -94,6 +117,7 @@ class Cluster:
         ).start()
         account_socket = AccountSocketServer(broker).start()  # fills and positions, live
         ports = {name: free_port() for name in SERVICES}
+        ports["engine"] = _free_ports(partitions)  # partition K's engine listens on ENGINE_PORT + K
         env = dict(os.environ)
         env.update(
             DATABASE_URL=postgres.url,
@@ -122,9 +146,18 @@ class Cluster:
             **{PORT_VARS[name]: str(port) for name, port in ports.items()},
             # Its own, so a chaos run beside a running installation takes no port of it.
             GATEWAY_METRICS_PORT=str(free_port()),
+            ENGINE_PARTITIONS=str(partitions),
         )
-        cluster = cls(root, postgres, redis_server, broker, account_socket, env, ports)
-        for name in SERVICES:
+        services: dict[str, tuple[str, dict[str, str]]] = {
+            name: (module, {}) for name, module in SERVICES.items() if name != "engine"
+        }
+        if partitions == 1:
+            services["engine"] = (SERVICES["engine"], {})
+        for k in range(partitions if partitions > 1 else 0):
+            services[f"engine-{k}"] = (SERVICES["engine"], {"ENGINE_PARTITION": str(k)})
+            ports[f"engine-{k}"] = ports["engine"] + k
+        cluster = cls(root, postgres, redis_server, broker, account_socket, env, ports, services)
+        for name in services:
             cluster._spawn(name)
         cluster.wait_healthy()
         threading.Thread(target=cluster._supervise, name="chaos-supervisor", daemon=True).start()
@@ -133,23 +166,29 @@ class Cluster:
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
 
+    @property
+    def engines(self) -> list[str]:
+        """The engine processes' names: "engine", or one "engine-K" per partition."""
+        return [name for name in self.services if name.partition("-")[0] == "engine"]
+
     def front_contract(self, root: str) -> str:
         return front_contract(root, trade_date(datetime.now(UTC)))
 
     def _spawn(self, name: str) -> None:
         logs = self.root / "logs"
+        module, extra = self.services[name]
         with (logs / f"{name}.log").open("ab") as out:
             self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", SERVICES[name]],
+                [sys.executable, "-m", module],
                 cwd=PROJECT_ROOT,
-                env=self.env,
+                env={**self.env, **extra},
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
 
     def wait_healthy(self, timeout: float = START_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout
-        for name in SERVICES:
+        for name in self.services:
             while name not in self._held and not self._healthy(name):
                 process = self.processes[name]
                 if process.poll() is not None:
@@ -161,10 +200,17 @@ class Cluster:
                     )
                 time.sleep(0.2)
 
+    def ticks_read(self, engine: str) -> int:
+        """How many ticks an engine process has read since it started (its /status)."""
+        try:
+            return int(requests.get(self.url(engine) + "/status", timeout=2).json()["ticks"])
+        except (requests.RequestException, ValueError, KeyError):
+            return 0
+
     def _healthy(self, name: str) -> bool:
         if self.processes[name].poll() is not None:
             return False
-        path = HEALTH_PATHS.get(name)
+        path = HEALTH_PATHS.get(name.partition("-")[0] if name in self.engines else name)
         if path is None:
             return True
         try:

@@ -15,8 +15,22 @@ ANSWER_DELAY_S = 2.0  # the broker holds its answer this long, so the kill lands
 
 def kill_engine(cluster: Cluster, rng: random.Random) -> str:
     # Ticks arrive in bursts every 20 ms, so the engine is almost always inside a batch.
-    cluster.kill("engine", down_for_s=rng.uniform(0.2, 1.5))
-    return "kill -9 engine (mid-batch under the tick flow)"
+    name = rng.choice(cluster.engines)
+    others = [e for e in cluster.engines if e != name]
+    before = {e: cluster.ticks_read(e) for e in others}
+    cluster.kill(name, down_for_s=rng.uniform(0.5, 1.5))
+    # The other partitions' engines went on reading the tick flow while this one was down.
+    went_on = {e: cluster.ticks_read(e) - n for e, n in before.items()}
+    for other, read in went_on.items():
+        if read <= 0:
+            cluster.stalled_partitions.append(f"{other} read no tick while {name} was down")
+    if not others:
+        return "kill -9 engine (mid-batch under the tick flow)"
+    return (
+        f"kill -9 {name} (mid-batch under the tick flow; meanwhile "
+        + ", ".join(f"{e} read {n} ticks" for e, n in went_on.items())
+        + ")"
+    )
 
 
 def kill_executor_mid_send(cluster: Cluster, rng: random.Random) -> str:

@@ -130,13 +130,13 @@ class TickFlow:
     def __init__(
         self,
         client: redis.Redis,
-        stream: str,
+        stream_keys: list[str],
         prices: Prices,
         broker: BrokerSimulator,
         contracts: dict[str, str],
     ):
         self.client = client
-        self.stream = stream
+        self.streams = stream_keys  # every engine partition's ticks stream gets every tick
         self.prices = prices
         self.broker = broker
         self.contracts = contracts  # root → front contract at the broker
@@ -160,7 +160,8 @@ class TickFlow:
             for root in START_PRICES:
                 for _ in range(TICKS_PER_ROOT):
                     tick = streams.TickMessage(root, self.prices.step(root), now_ms, "chaos")
-                    streams.add(pipe, self.stream, tick.to_fields())
+                    for key in self.streams:
+                        streams.add(pipe, key, tick.to_fields())
                     count += 1
                 self.broker.set_price(self.contracts[root], self.prices.now(root))
             try:

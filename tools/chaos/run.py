@@ -39,6 +39,7 @@ class ChaosConfig:
     # Called with the checker after the verdict, while everything still runs (the tests use it
     # to show the checks catch a broken promise).
     inspect: Callable[[Checker], None] | None = None
+    partitions: int = 1  # engine partitions (ENGINE_PARTITIONS), one engine process each
 
 
 @dataclass
@@ -61,14 +62,16 @@ def run_chaos(config: ChaosConfig) -> ChaosRun:
     run = ChaosRun(config, seed, root)
     rng = random.Random(seed)
     _say(f"chaos run, seed {seed}, folder {root}")
-    cluster = Cluster.start(root)
+    cluster = Cluster.start(root, config.partitions)
     try:
         scenario = set_up(cluster)
         settings = load_settings(cluster.env)
         prices = Prices(random.Random(seed + 1))
         client = redis.Redis.from_url(cluster.redis.url, socket_timeout=5)
         contracts = {root_: cluster.front_contract(root_) for root_ in ("MNQ", "MES", "NQ", "ES")}
-        ticks = TickFlow(client, settings.stream(streams.TICKS), prices, cluster.broker, contracts)
+        ticks = TickFlow(
+            client, settings.all_partition_keys(streams.TICKS), prices, cluster.broker, contracts
+        )
         signals = SignalFlow(scenario.targets, prices, config.signal_rate, seed + 2)
         ticks.start()
         signals.start()
@@ -113,6 +116,7 @@ def table(run: ChaosRun) -> str:
     refused = ", ".join(f"{n}×{code}" for code, n in sorted(run.answers_refused.items())) or "none"
     pending = sum(v.pending.values())
     rows = [
+        ("engine partitions", str(run.config.partitions)),
         ("faults injected", str(len(run.injected))),
         ("signals accepted (202)", str(v.accepted)),
         ("signals applied", str(v.applied)),
@@ -175,8 +179,23 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--seed", type=int, help="repeat a run's choice of faults and moments")
     parser.add_argument("--keep", action="store_true", help="keep the run's folder (logs, data)")
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        default=ChaosConfig.partitions,
+        help="engine partitions, one engine process each; a kill takes one of them",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    run = run_chaos(ChaosConfig(args.duration, args.faults, args.rate, args.seed, args.keep))
+    run = run_chaos(
+        ChaosConfig(
+            args.duration,
+            args.faults,
+            args.rate,
+            args.seed,
+            args.keep,
+            partitions=args.partitions,
+        )
+    )
     print(table(run))
     return 0 if run.verdict is not None and run.verdict.ok else 1

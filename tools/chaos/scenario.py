@@ -136,14 +136,20 @@ def set_up(cluster: Cluster) -> Scenario:
 
 
 def lock_by_risk(cluster: Cluster, scenario: Scenario) -> str:
-    """A daily loss limit of one cent on the traded subaccount: the risk desk locks and flattens it
-    at the first open loss (§4c); entries stop, exits of what it held are not sent."""
+    """A daily loss limit and a daily profit target of one cent on the traded subaccount: whichever
+    way its day has gone, the risk desk locks and flattens it at the next fill or tick (§4c);
+    entries stop, exits of what it held are not sent. (A loss limit alone waits for the day's net
+    to turn negative, which a run whose day is up by more than the rest of the run loses never
+    sees.)"""
     response = requests.put(
         f"{cluster.url('ui')}/api/subaccounts/{scenario.subaccount_id}/risk",
-        json={"daily_loss_limit": 0.01},
+        json={"daily_loss_limit": 0.01, "daily_profit_target": 0.01},
         timeout=30,
         headers={"Authorization": f"Bearer {scenario.api_key}"},
     )
     if response.status_code != 200:
         raise SetupError(f"PUT risk answered {response.status_code}: {response.text[:300]}")
-    return "risk desk: a daily loss limit of $0.01 on the traded subaccount (locks and flattens it)"
+    return (
+        "risk desk: a daily loss limit and profit target of $0.01 on the traded subaccount "
+        "(locks and flattens it)"
+    )

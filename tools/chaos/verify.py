@@ -93,7 +93,10 @@ class Checker:
         spooled = len(list(spool.glob("*.json"))) if spool.exists() else 0
         if spooled:
             found.append(f"{spooled} signals still in the gateway's spool")
-        for stream in (self.settings.stream(streams.SIGNALS), self.settings.stream(streams.TICKS)):
+        for stream in (
+            *self.settings.all_partition_keys(streams.SIGNALS),
+            *self.settings.all_partition_keys(streams.TICKS),
+        ):
             behind = self._engine_behind(stream)
             if behind:
                 found.append(
@@ -141,6 +144,7 @@ class Checker:
             problems=[f"not settled after {SETTLE_TIMEOUT_S:.0f}s: {o}" for o in outstanding]
         )
         verdict.pending = self.pending_entries()
+        verdict.problems += self.cluster.stalled_partitions
         with self.sessions() as s:
             self._check_signals(s, verdict)
             self._check_orders(s, verdict)
@@ -166,8 +170,12 @@ class Checker:
             .having(func.count() > 1)
         )
         verdict.duplicated = len(set(s.scalars(twice)))
-        ticks = self._ticks_by_symbol()
+        partition_ticks = {
+            k: self._ticks_by_symbol(self.settings.partition_key(streams.TICKS, k))
+            for k in range(self.settings.engine_partitions)
+        }
         for recorder in s.scalars(select(Recorder).order_by(Recorder.id)):
+            ticks = partition_ticks[self.settings.partition_of(recorder.id)]
             mine = [r for r in rows if r.recorder_id == recorder.id and r.stream_id]
             signals = sorted((_logged_signal(r) for r in mine), key=lambda e: e[0])
             merged = heapq.merge(
@@ -196,10 +204,10 @@ class Checker:
         if verdict.duplicated:
             verdict.problems.append(f"{verdict.duplicated} signals were applied more than once")
 
-    def _ticks_by_symbol(self) -> dict[str, list[Logged]]:
-        """Every tick still on the stream, per symbol, in the engine's order."""
+    def _ticks_by_symbol(self, stream: str) -> dict[str, list[Logged]]:
+        """Every tick still on a partition's stream, per symbol, in its engine's order."""
         found: dict[str, list[Logged]] = defaultdict(list)
-        stream, start = self.settings.stream(streams.TICKS), "-"
+        start = "-"
         while batch := cast(Entries, self.redis.xrange(stream, start, "+", count=10_000)):
             for entry_id, fields in batch:
                 try:

@@ -169,6 +169,8 @@ class Stack:
     ports: dict[str, int]
     log_dir: Path
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    # A service's own environment on top of `env` (each partition's engine: ENGINE_PARTITION).
+    own_env: dict[str, dict[str, str]] = field(default_factory=dict)
     api: Api | None = None
     email: str = FIRST_USER  # the first user's login; every user made here has PASSWORD
     password: str = PASSWORD
@@ -186,10 +188,12 @@ class Stack:
 
     def start(self, name: str) -> None:
         with self.log_path(name).open("ab") as err, self.log_path(name, "stdout").open("ab") as out:
+            # One engine per partition is started as engine-0, engine-1 …
+            module = {**SERVICES, **WORKERS, **OPTIONAL}.get(name) or SERVICES["engine"]
             self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", {**SERVICES, **WORKERS, **OPTIONAL}[name]],
+                [sys.executable, "-m", module],
                 cwd=PROJECT_ROOT,
-                env=self.env,
+                env={**self.env, **self.own_env.get(name, {})},
                 stdout=out,
                 stderr=err,
             )

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import redis
 
-from libs.common import orders, streams
+from libs.common import orders, partitions, streams
 from libs.common.config import Settings
 from libs.common.futures.instruments import contract_spec
 from libs.common.serialize import num, position_dict, usd
@@ -53,7 +53,7 @@ class Publisher:
         self.rq = rq
         self.events_stream = settings.stream(streams.EVENTS)
         self.ticks_stream = settings.own_key(streams.TICKS)
-        self.last_price_key = settings.own_key("engine_last_price")
+        self.last_price_key = settings.own_key(partitions.LAST_PRICES)
         self._last_marked: dict[int, _Marked] = {}
 
     def forget_marked(self, position_id: int) -> None:

@@ -41,3 +41,15 @@ def test_recorders_are_spread_by_their_id():
 def test_a_partition_count_out_of_range_is_refused_by_name(value, tmp_path):
     with pytest.raises(ValueError, match="ENGINE_PARTITIONS must be a whole number from 1 to 64"):
         load_settings({"ENGINE_PARTITIONS": value, "JT_VAR_DIR": str(tmp_path)}, tmp_path / ".env")
+
+
+def test_the_control_center_reads_every_partitions_engine_metrics():
+    from services.ui.api.service_metrics import targets
+
+    found = targets(Settings(engine_partitions=2, engine_port=9000, metrics_host="127.0.0.1"))
+    assert (found["engine-0"], found["engine-1"]) == (
+        "http://127.0.0.1:9000/metrics",
+        "http://127.0.0.1:9001/metrics",
+    )
+    assert "engine" not in found
+    assert targets(Settings(engine_port=9000))["engine"].endswith(":9000/metrics")

@@ -48,7 +48,11 @@ def targets(s: Settings) -> dict[str, str]:
     found = {}
     if s.gateway_metrics_port:  # its own internal port: the webhook port serves no /metrics
         found["gateway"] = f"http://{s.metrics_host}:{s.gateway_metrics_port}/metrics"
-    found["engine"] = f"http://{s.metrics_host}:{s.engine_port}/metrics"
+    if s.engine_partitions == 1:
+        found["engine"] = f"http://{s.metrics_host}:{s.engine_port}/metrics"
+    for k in range(s.engine_partitions if s.engine_partitions > 1 else 0):
+        # Partition K's engine serves its metrics on ENGINE_PORT + K.
+        found[f"engine-{k}"] = f"http://{s.metrics_host}:{s.engine_port + k}/metrics"
     found["price_feed"] = f"http://{s.metrics_host}:{s.price_feed_port}/metrics"
     if s.executor_metrics_port:
         for n in range(s.executor_workers):

@@ -194,7 +194,7 @@ def cmd_partitions(settings: Settings, args: argparse.Namespace) -> None:
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> None:
     from tools.bench import run_bench
 
-    run_bench(settings, quick=args.quick, as_json=args.json)
+    run_bench(settings, quick=args.quick, as_json=args.json, only=args.only)
 
 
 def redis_cli(settings: Settings, extra: list[str]) -> int:
@@ -286,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="fewer samples per round")
     bench.add_argument(
         "--json", action="store_true", help="print the table as JSON (progress stays on stderr)"
+    )
+    bench.add_argument(
+        "--only", metavar="TEXT", help="only the rows whose names hold TEXT (any case)"
     )
     bench.set_defaults(func=cmd_bench)
     return parser

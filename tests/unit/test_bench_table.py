@@ -139,7 +139,8 @@ def test_bench_command_takes_json_and_quick() -> None:
 def test_bench_command_hands_json_to_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
     runs: list[tuple[bool, bool]] = []
     monkeypatch.setattr(
-        "tools.bench.run_bench", lambda settings, quick, as_json: runs.append((quick, as_json))
+        "tools.bench.run_bench",
+        lambda settings, quick, as_json, only: runs.append((quick, as_json)),
     )
 
     cmd_bench(cast(Settings, None), build_parser().parse_args(["bench", "--json"]))

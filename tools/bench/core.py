@@ -38,6 +38,7 @@ from tools.bench.machine import OtherWork
 from tools.bench.notifier import notifier_running
 from tools.bench.processes import background_ticks, engine_process, mnq_signal
 from tools.bench.stop_moves import StopMoveBench
+from tools.bench.sustained import SustainedBench
 from tools.bench.table import ROUNDS, Figure, Machine, Rounds, Row, pct, render, render_json
 from tools.bench.webhooks import WebhookBench
 
@@ -85,6 +86,7 @@ class Bench:
         self.load_at_start = os.getloadavg()[0]
         self.next_load = self.load_at_start  # when the next row's measurement began
         self.other_work = OtherWork()
+        self._raw_read_rate: float | None = None
 
     pct = staticmethod(pct)
 
@@ -237,6 +239,7 @@ class Bench:
             ids = [entry_id for entry_id, _ in got]
             self.redis.xack(stream, "g", *ids)
         read_rate = n / (time.perf_counter() - start)
+        self._raw_read_rate = read_rate
         self.add(
             "Redis XADD, pipelined",
             f"{xadd_rate:,.0f}/s",
@@ -413,22 +416,60 @@ class Bench:
                     return last
         raise RuntimeError(f"no {event_type} event within 5 s")
 
-    def run(self) -> None:
+    def steps(self) -> list[tuple[str, Callable[[], object]]]:
+        """Each measurement in the order it runs, named by the rows it adds (`--only` matches
+        a part of these names)."""
+        return [
+            ("Redis XADD, pipelined / Redis XREADGROUP+XACK", self.raw_redis),
+            (
+                "Reference: bare Flask view / Webhook accepted",
+                lambda: WebhookBench(self).run(self.make_recorders(1)[0]),
+            ),
+            (
+                "Signal on stream -> position committed",
+                lambda: self.signal_to_position(self.make_recorders(1)[0]),
+            ),
+            (
+                "Ticks through the engine",
+                lambda: self.ticks_through_engine(self.raw_read_rate()),
+            ),
+            ("Tick -> position.closed event", self.tick_to_close),
+            (
+                "Signal on stream -> order accepted by the Tradovate simulator",
+                lambda: ExecutionBench(self).signal_to_order(),
+            ),
+            (
+                "Tick on stream -> stop moved at the Tradovate simulator",
+                lambda: StopMoveBench(self).tick_to_stop_moved(),
+            ),
+            ("Limiter during a burst", lambda: ExecutionBench(self).burst_utilisation()),
+            ("Event on jt:events -> Socket.IO client", lambda: LiveBench(self).event_to_browser()),
+            (
+                "Sustained signals through the engine, 10,000 recorders",
+                lambda: SustainedBench(self).run(),
+            ),
+        ]
+
+    def raw_read_rate(self) -> float:
+        """The raw XREADGROUP+XACK rate of this run, measured (with its rows) if not yet."""
+        if self._raw_read_rate is None:
+            self.raw_redis()
+        assert self._raw_read_rate is not None
+        return self._raw_read_rate
+
+    def run(self, only: str | None = None) -> None:
+        """Every measurement, or with `only` those whose rows' names hold it (any case)."""
         self.load_at_start = os.getloadavg()[0]
         self.other_work = OtherWork()
         self.clean_streams()
+        chosen = [
+            step for name, step in self.steps() if only is None or only.lower() in name.lower()
+        ]
+        if not chosen:
+            raise SystemExit(f"no bench row's name holds {only!r}")
         try:
-            _, read_rate = self.raw_redis()
-            [recorder] = self.make_recorders(1)
-            WebhookBench(self).run(recorder)
-            self.signal_to_position(recorder)
-            self.ticks_through_engine(read_rate)
-            self.tick_to_close()
-            execution = ExecutionBench(self)
-            execution.signal_to_order()
-            StopMoveBench(self).tick_to_stop_moved()
-            execution.burst_utilisation()
-            LiveBench(self).event_to_browser()
+            for step in chosen:
+                step()
         finally:
             self.drop_bench_user()
             self.clean_streams()
@@ -459,7 +500,10 @@ NOTES = (
 )
 
 
-def run_bench(settings: Settings, quick: bool = False, as_json: bool = False) -> None:
-    """Measure every row, then print the table (or, with `as_json`, the table as JSON)."""
+def run_bench(
+    settings: Settings, quick: bool = False, as_json: bool = False, only: str | None = None
+) -> None:
+    """Measure every row (or, with `only`, the rows whose names hold it), then print the table
+    (or, with `as_json`, the table as JSON)."""
     logging.getLogger("position_engine").setLevel(logging.WARNING)  # one line per signal otherwise
-    Bench(settings, quick, as_json).run()
+    Bench(settings, quick, as_json).run(only)

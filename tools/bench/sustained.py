@@ -1,0 +1,462 @@
+"""Sustained signals through the engine: a backlog of signals over 10,000 recorders of 100 users,
+applied by 1 and then by 2 engine partitions in the same run; the second row's note gives the
+ratio, what a second partition buys on this machine.
+
+Each partition count gets a fresh set of users, recorders and streams. Its engines (one process
+per partition, as `justtrades engine --partition K` runs them, minus the leader lock like the
+bench's other engines) are started once and held between rounds: a round's backlog is written
+while they hold, and the clock runs from letting them go until every partition's stream is read
+and acknowledged, which the engine does only after the batch's commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from multiprocessing.sharedctypes import Synchronized
+from multiprocessing.synchronize import Event
+from typing import TYPE_CHECKING, Any
+
+import redis
+from sqlalchemy import delete, func, insert, select
+
+from libs.common import streams
+from libs.common.config import Settings
+from libs.common.security import hash_password, new_webhook_token
+from libs.common.storage import db
+from libs.common.storage.models import Recorder, Signal, User
+from libs.common.streams import SignalMessage
+from services.position_engine.engine import PositionEngine
+from tools.bench.processes import START_TIMEOUT_S
+from tools.bench.table import ROUNDS, Figure, Spread
+
+if TYPE_CHECKING:
+    from tools.bench.core import Bench
+
+USERS, RECORDERS_PER_USER = 100, 100
+EMAIL = "bench-sustained-{:03d}@justtrades.invalid"
+EMAIL_LIKE = "bench-sustained-%@justtrades.invalid"
+PARTITION_COUNTS = (1, 2)
+# Signals a round, four for each of 750 recorders (other ones each round): about 300-500
+# signals/s on 2 shared cores, so a round takes 5-10 s. Every recorder of the 10,000 exists
+# and is loaded by the engines. `--quick` writes a tenth.
+SIGNALS_PER_ROUND = 3_000
+WRITE_CHUNK = 1000  # XADDs per pipelined round trip
+DRAIN_TIMEOUT_S = 300.0
+POLL_S = 0.01
+
+# (symbol, TradingView ticker, a price on the contract's tick grid, its tick)
+INSTRUMENTS = (
+    ("MNQ", "MNQ1!", Decimal("25640.25"), Decimal("0.25")),
+    ("ES", "ES1!", Decimal("6850.00"), Decimal("0.25")),
+    ("NQ", "NQ1!", Decimal("25640.50"), Decimal("0.25")),
+    ("MES", "MES1!", Decimal("6850.25"), Decimal("0.25")),
+    ("YM", "YM1!", Decimal("47500"), Decimal("1")),
+    ("RTY", "RTY1!", Decimal("2450.0"), Decimal("0.10")),
+    ("CL", "CL1!", Decimal("60.00"), Decimal("0.01")),
+    ("GC", "GC1!", Decimal("4200.0"), Decimal("0.10")),
+)
+
+# One recorder's signals, from flat back to flat in four (on_opposite "reverse", DCA allowed,
+# default qty 1): a round plays one half, the next round the other side.
+CYCLE = (
+    ("buy", "entry"),
+    ("buy", "add"),
+    ("sell", "reversal"),
+    ("close", "close"),
+    ("sell", "entry"),
+    ("sell", "add"),
+    ("buy", "reversal"),
+    ("close", "close"),
+)
+WAVES = 4  # signals per recorder a round: each round leaves every recorder flat
+
+
+# --- the plan (pure) -------------------------------------------------------------------------
+
+
+def recorder_rows(
+    user_ids: Sequence[int], per_user: int, token: Callable[[], str] = new_webhook_token
+) -> list[dict[str, Any]]:
+    """`per_user` recorders for each user, as rows for one bulk insert."""
+    return [
+        {
+            "user_id": user_id,
+            "name": f"sustained {i}",
+            "webhook_token": token(),
+            "default_qty": Decimal(1),
+            "on_opposite": "reverse",
+            "allow_dca": True,
+            "enabled": True,
+            "allow_delayed_exits": False,
+        }
+        for user_id in user_ids
+        for i in range(per_user)
+    ]
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One signal of a backlog: whose, what it does to the position, on what, at what price."""
+
+    recorder_id: int
+    action: str
+    kind: str  # entry | add | reversal | close
+    symbol: str
+    ticker: str
+    price: Decimal
+
+    def message(self) -> SignalMessage:
+        """The signal as the gateway writes it."""
+        return SignalMessage(
+            str(uuid.uuid4()),
+            self.recorder_id,
+            self.action,
+            self.ticker,
+            self.symbol,
+            self.price,
+            None,
+            None,
+            None,
+            streams.now_ms(),
+            "{}",
+        )
+
+
+def backlog(recorder_ids: Sequence[int], count: int, round_no: int = 0) -> list[Planned]:
+    """About `count` signals (a multiple of four) over recorders spread across all of
+    `recorder_ids`: wave by wave, each recorder's entry, add, reversal and close, so every
+    recorder is flat again at the end; even recorders go long first, odd ones short, and the
+    next round swaps them. Symbols and prices vary by recorder and wave."""
+    total = len(recorder_ids)
+    used = max(1, min(total, count // WAVES))
+    # One recorder in each of `used` equal slices, at place i (+ the round) in its slice: the
+    # chosen ids do not all fall in one partition (recorder_id mod partitions), and each round
+    # takes other recorders.
+    stride = total // used
+    chosen = [recorder_ids[i * total // used + (i + round_no) % stride] for i in range(used)]
+    plan = []
+    for wave in range(WAVES):
+        for i, recorder_id in enumerate(chosen):
+            action, kind = CYCLE[(WAVES * ((i + round_no) % 2) + wave) % len(CYCLE)]
+            symbol, ticker, base, tick = INSTRUMENTS[recorder_id % len(INSTRUMENTS)]
+            price = base + tick * ((wave * 3 + i) % 9 - 4)
+            plan.append(Planned(recorder_id, action, kind, symbol, ticker, price))
+    return plan
+
+
+def mix(plan: Sequence[Planned]) -> dict[str, int]:
+    """How many of each kind of signal a backlog holds."""
+    return dict(Counter(p.kind for p in plan))
+
+
+@dataclass(frozen=True)
+class Sustained:
+    """Rates (signals per second) of one partition count's measured rounds."""
+
+    partitions: int
+    rates: tuple[float, ...]
+    signals: int  # per round
+    recorders: int  # recorders a round's signals went to
+    statuses: Mapping[str, int]  # signals rows by status, over the measured rounds
+    load: float | None = None  # 1-minute load average before the warm-up round
+    others: float | None = None  # share of the cores other processes used over the rounds
+
+    @property
+    def rate(self) -> Spread:
+        return Spread.of(self.rates)
+
+    @property
+    def value(self) -> str:
+        rate = self.rate
+        return f"{rate.median:,.0f}/s ({rate.low:,.0f}-{rate.high:,.0f})"
+
+    @property
+    def numbers(self) -> dict[str, Figure]:
+        rate = self.rate
+        return {
+            "rate_per_s": round(rate.median, 1),
+            "rate_low_per_s": round(rate.low, 1),
+            "rate_high_per_s": round(rate.high, 1),
+            "rate_rounds_per_s": [round(r, 1) for r in self.rates],
+            "rounds": len(self.rates),
+            "partitions": self.partitions,
+            "signals_per_round": self.signals,
+            **{f"signals_{status}": n for status, n in sorted(self.statuses.items())},
+        }
+
+
+def row_name(partitions: int) -> str:
+    unit = "partition" if partitions == 1 else "partitions"
+    return (
+        f"Sustained signals through the engine, 10,000 recorders / 100 users, {partitions} {unit}"
+    )
+
+
+def ratio_note(one: Sustained, two: Sustained, cores: int) -> str:
+    """What the second partition bought: the ratio of the median rates, same run."""
+    ratio = two.rate.median / max(one.rate.median, 1e-9)
+    return (
+        f"{ratio:.2f}x the 1-partition row (same run): {two.partitions} engine processes "
+        f"on {cores} cores"
+    )
+
+
+# --- the engines -----------------------------------------------------------------------------
+
+
+def _run_held(
+    settings: Settings,
+    ready: Event,
+    go: Event,
+    stop: Event,
+    hold: Synchronized[int],
+    holding: Synchronized[int],
+) -> None:
+    """One partition's engine: applies entries while `go` is set; otherwise it tells which hold
+    it is in (`holding` := `hold`) and reads nothing."""
+    logging.getLogger("position_engine").setLevel(logging.WARNING)  # one line per signal otherwise
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    sessions = db.make_sessionmaker(db.make_engine(settings.database_url, pre_ping=False))
+    engine = PositionEngine(settings, sessions, client, consumer=f"bench-{os.getpid()}")
+    engine.prepare()
+    ready.set()
+    try:
+        while not stop.is_set():
+            if go.is_set():
+                engine.step(block_ms=20)
+            else:
+                holding.value = hold.value
+                go.wait(0.05)
+    finally:
+        engine.commands.stop()
+
+
+class HeldEngines:
+    """One engine process per partition, each holding until `release()`; `hold()` returns once
+    none of them reads any more."""
+
+    def __init__(self, settings: Settings, partitions: int):
+        context = multiprocessing.get_context("spawn")
+        self.go, self.stop = context.Event(), context.Event()
+        self.hold_no = context.Value("i", 0)
+        self.holding = [context.Value("i", -1) for _ in range(partitions)]
+        self.ready = [context.Event() for _ in range(partitions)]
+        self.processes = [
+            context.Process(
+                target=_run_held,
+                args=(
+                    replace(settings, engine_partitions=partitions, engine_partition=k),
+                    self.ready[k],
+                    self.go,
+                    self.stop,
+                    self.hold_no,
+                    self.holding[k],
+                ),
+                daemon=True,
+            )
+            for k in range(partitions)
+        ]
+
+    def start(self) -> None:
+        for process in self.processes:
+            process.start()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        for ready in self.ready:
+            if not ready.wait(max(0.0, deadline - time.monotonic())):
+                raise RuntimeError("the bench's engine processes did not start")
+        self.hold()
+
+    def release(self) -> None:
+        self.go.set()
+
+    def hold(self) -> None:
+        self.go.clear()
+        with self.hold_no.get_lock():
+            self.hold_no.value += 1
+        deadline = time.monotonic() + 10
+        while any(h.value != self.hold_no.value for h in self.holding):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the bench's engines did not hold")
+            time.sleep(POLL_S)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.go.set()
+        for process in self.processes:
+            process.join(5)
+            if process.is_alive():
+                process.kill()
+                process.join(5)
+
+
+@contextmanager
+def held_engines(settings: Settings, partitions: int) -> Iterator[HeldEngines]:
+    engines = HeldEngines(settings, partitions)
+    try:
+        engines.start()
+        yield engines
+    finally:
+        engines.close()
+
+
+# --- the measurement -------------------------------------------------------------------------
+
+
+class SustainedBench:
+    def __init__(self, bench: Bench):
+        self.bench = bench
+        self.redis = bench.redis
+        self.sessions = bench.sessions
+
+    def run(self) -> None:
+        """Both rows: 1 partition, then 2, each on fresh recorders and streams."""
+        results = []
+        try:
+            for partitions in PARTITION_COUNTS:
+                results.append(self.measure(partitions))
+        finally:
+            self.drop_users()
+            self.bench.clean_streams()
+        one, two = results
+        for result in results:
+            note = f"{result.signals:,} signals a round on {result.recorders:,} recorders"
+            kinds = "entries, adds, reversals and closes alike"
+            if result is two:
+                note = f"{ratio_note(one, two, os.cpu_count() or 1)}; {note}"
+            self.bench.add(
+                row_name(result.partitions),
+                result.value,
+                "reference",
+                None,
+                f"{note} ({kinds}); from letting the engines read to the last acknowledged "
+                f"commit; median of {ROUNDS} rounds after a warm-up",
+                result.numbers,
+                result.load,
+                result.others,
+            )
+
+    def measure(self, partitions: int) -> Sustained:
+        """A warm-up round (a quarter of the signals, not counted), then ROUNDS rounds."""
+        settings = replace(self.bench.settings, engine_partitions=partitions)
+        self.bench.clean_streams()
+        recorder_ids = self.seed()
+        count = self.bench.n(SIGNALS_PER_ROUND)
+        load = os.getloadavg()[0]
+        with held_engines(settings, partitions) as engines:
+            self.round(settings, engines, recorder_ids, max(WAVES, count // 4), 0)
+            self.bench.other_work.since_last()
+            warmed = self.statuses()
+            rates = [
+                self.round(settings, engines, recorder_ids, count, n + 1) for n in range(ROUNDS)
+            ]
+            others = self.bench.other_work.since_last()
+        after = self.statuses()
+        measured = {s: n - warmed.get(s, 0) for s, n in after.items()}
+        written = len(backlog(recorder_ids, count))
+        if sum(measured.values()) != ROUNDS * written:
+            raise RuntimeError(
+                f"{sum(measured.values())} signals recorded, {ROUNDS * written} written"
+            )
+        return Sustained(
+            partitions, tuple(rates), written, written // WAVES, measured, load, others
+        )
+
+    def round(
+        self,
+        settings: Settings,
+        engines: HeldEngines,
+        recorder_ids: Sequence[int],
+        count: int,
+        round_no: int,
+    ) -> float:
+        """Write a backlog while the engines hold, let them go, and time them through it."""
+        plan = backlog(recorder_ids, count, round_no)
+        keys = self.write(settings, plan)
+        start = time.perf_counter()
+        engines.release()
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        while not self.drained(keys):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the engines did not work through the backlog")
+            time.sleep(POLL_S)
+        took = time.perf_counter() - start
+        engines.hold()
+        return len(plan) / took
+
+    def write(self, settings: Settings, plan: Sequence[Planned]) -> list[str]:
+        """Each signal XADDed to its recorder's partition stream, pipelined; the streams
+        written to."""
+        keys = settings.all_partition_keys(streams.SIGNALS)
+        written = set()
+        pipe = self.redis.pipeline(transaction=False)
+        for i, planned in enumerate(plan):
+            key = keys[settings.partition_of(planned.recorder_id)]
+            written.add(key)
+            streams.add(pipe, key, planned.message().to_fields())
+            if i % WRITE_CHUNK == WRITE_CHUNK - 1:
+                pipe.execute()
+        pipe.execute()
+        return sorted(written)
+
+    def drained(self, keys: Sequence[str]) -> bool:
+        """Every entry of every stream read by the engines' group and acknowledged."""
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.xinfo_stream(key)
+            pipe.xinfo_groups(key)
+        replies = pipe.execute()
+        for info, groups in zip(replies[::2], replies[1::2], strict=True):
+            group = next((g for g in groups if g["name"] == streams.ENGINE_GROUP), None)
+            if group is None:
+                raise RuntimeError(f"no engine reads {info.get('key', 'a partition stream')}")
+            if group["pending"] or group["last-delivered-id"] != info["last-generated-id"]:
+                return False
+        return True
+
+    # --- the users and their recorders -------------------------------------------------------
+
+    def seed(self) -> list[int]:
+        """Fresh users and recorders, whatever an earlier run left going with the old ones;
+        the recorders' ids in order."""
+        self.drop_users()
+        password_hash = hash_password("bench password, throw-away")
+        with db.transaction(self.sessions) as s:
+            user_ids = list(
+                s.scalars(
+                    insert(User).returning(User.id),
+                    [
+                        {"email": EMAIL.format(u), "password_hash": password_hash}
+                        for u in range(USERS)
+                    ],
+                )
+            )
+            s.execute(insert(Recorder), recorder_rows(user_ids, RECORDERS_PER_USER))
+            ids = s.scalars(
+                select(Recorder.id).where(Recorder.user_id.in_(user_ids)).order_by(Recorder.id)
+            )
+            self.user_ids = user_ids
+            return list(ids)
+
+    def statuses(self) -> dict[str, int]:
+        """The bench users' signals rows by status."""
+        with self.sessions() as s:
+            rows = s.execute(
+                select(Signal.status, func.count())
+                .join(Recorder, Recorder.id == Signal.recorder_id)
+                .where(Recorder.user_id.in_(self.user_ids))
+                .group_by(Signal.status)
+            )
+            return {status: n for status, n in rows}
+
+    def drop_users(self) -> None:
+        with db.transaction(self.sessions) as s:
+            s.execute(delete(User).where(User.email.like(EMAIL_LIKE)))

@@ -416,7 +416,7 @@ class Bench:
                     return last
         raise RuntimeError(f"no {event_type} event within 5 s")
 
-    def steps(self) -> list[tuple[str, Callable[[], object]]]:
+    def steps(self) -> list[Step]:
         """Each measurement in the order it runs, named by the rows it adds (`--only` matches
         a part of these names)."""
         return [
@@ -462,13 +462,11 @@ class Bench:
         self.load_at_start = os.getloadavg()[0]
         self.other_work = OtherWork()
         self.clean_streams()
-        chosen = [
-            step for name, step in self.steps() if only is None or only.lower() in name.lower()
-        ]
+        chosen = only_steps(self.steps(), only)
         if not chosen:
             raise SystemExit(f"no bench row's name holds {only!r}")
         try:
-            for step in chosen:
+            for _, step in chosen:
                 step()
         finally:
             self.drop_bench_user()
@@ -488,6 +486,14 @@ class Bench:
             "(other work on these cores weighs on every figure)"
         )
         print(render(self.rows, [servers, *NOTES, load]))
+
+
+Step = tuple[str, Callable[[], object]]  # a measurement, named by the rows it adds
+
+
+def only_steps(steps: list[Step], only: str | None) -> list[Step]:
+    """The steps whose name holds `only` (any case); all of them without it."""
+    return [s for s in steps if only is None or only.lower() in s[0].lower()]
 
 
 # What the figures share, printed under the table.

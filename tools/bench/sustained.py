@@ -1,12 +1,14 @@
-"""Sustained signals through the engine: a backlog of signals over 10,000 recorders of 100 users,
-applied by 1 and then by 2 engine partitions in the same run; the second row's note gives the
-ratio, what a second partition buys on this machine.
+"""Sustained signals through the engine: backlogs of signals over 10,000 recorders of 100 users,
+applied by 1 and by 2 engine partitions in the same run; the second row's note gives the ratio,
+what a second partition buys on this machine.
 
-Each partition count gets a fresh set of users, recorders and streams. Its engines (one process
-per partition, as `justtrades engine --partition K` runs them, minus the leader lock like the
-bench's other engines) are started once and held between rounds: a round's backlog is written
-while they hold, and the clock runs from letting them go until every partition's stream is read
-and acknowledged, which the engine does only after the batch's commit.
+Each partition count has its own users, recorders and streams (a stream prefix of its own) and
+its own engines: one process per partition, as `justtrades engine --partition K` runs them,
+minus the leader lock like the bench's other engines. They run from the start and hold between
+rounds: a round's backlog is written while they hold, and the clock runs from letting them go
+until every partition's stream is read and acknowledged, which the engine does only after the
+batch's commit. The two counts' rounds alternate, so a change in the machine's load weighs on
+both.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Event
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 from sqlalchemy import delete, func, insert, select
 
+from libs.common import partitions as partitions_recorded
 from libs.common import streams
 from libs.common.config import Settings
 from libs.common.security import hash_password, new_webhook_token
@@ -42,7 +45,7 @@ if TYPE_CHECKING:
     from tools.bench.core import Bench
 
 USERS, RECORDERS_PER_USER = 100, 100
-EMAIL = "bench-sustained-{:03d}@justtrades.invalid"
+EMAIL = "bench-sustained-{}p-{:03d}@justtrades.invalid"
 EMAIL_LIKE = "bench-sustained-%@justtrades.invalid"
 PARTITION_COUNTS = (1, 2)
 # Signals a round, four for each of 750 recorders (other ones each round): about 300-500
@@ -201,12 +204,16 @@ def row_name(partitions: int) -> str:
     )
 
 
+def ratio(one: Sustained, two: Sustained) -> float:
+    """`two`'s median rate over `one`'s."""
+    return two.rate.median / max(one.rate.median, 1e-9)
+
+
 def ratio_note(one: Sustained, two: Sustained, cores: int) -> str:
     """What the second partition bought: the ratio of the median rates, same run."""
-    ratio = two.rate.median / max(one.rate.median, 1e-9)
     return (
-        f"{ratio:.2f}x the 1-partition row (same run): {two.partitions} engine processes "
-        f"on {cores} cores"
+        f"{ratio(one, two):.2f}x the 1-partition row (same run): {two.partitions} engine "
+        f"processes on {cores} cores"
     )
 
 
@@ -311,6 +318,27 @@ def held_engines(settings: Settings, partitions: int) -> Iterator[HeldEngines]:
 # --- the measurement -------------------------------------------------------------------------
 
 
+@dataclass
+class Setup:
+    """One partition count's own users, recorders, streams (a stream prefix of its own) and
+    engines, and what its rounds measured."""
+
+    partitions: int
+    settings: Settings
+    user_ids: list[int]
+    recorder_ids: list[int]
+    engines: HeldEngines
+    load: float | None = None
+    rates: list[float] = field(default_factory=list)
+    others: list[tuple[float, float | None]] = field(default_factory=list)  # (s, share) a round
+
+    def others_share(self) -> float | None:
+        """The share of the cores other processes used over the measured rounds."""
+        timed = [(s, share) for s, share in self.others if share is not None]
+        total = sum(s for s, _ in timed)
+        return sum(s * share for s, share in timed) / total if total else None
+
+
 class SustainedBench:
     def __init__(self, bench: Bench):
         self.bench = bench
@@ -318,79 +346,100 @@ class SustainedBench:
         self.sessions = bench.sessions
 
     def run(self) -> None:
-        """Both rows: 1 partition, then 2, each on fresh recorders and streams."""
-        results = []
+        """Both rows. Every partition count has its own users, recorders and streams, and its
+        engines run from the start, held while another's round runs; their rounds alternate
+        (1, 2, 1, 2 ...) so that a change in the machine's load weighs on both alike."""
+        count = self.bench.n(SIGNALS_PER_ROUND)
+        self.bench.clean_streams()
+        self.drop_users()
         try:
-            for partitions in PARTITION_COUNTS:
-                results.append(self.measure(partitions))
+            with ExitStack() as stack:
+                setups = [self.setup(p, stack) for p in PARTITION_COUNTS]
+                for setup in setups:
+                    setup.load = os.getloadavg()[0]
+                    self.round(setup, max(WAVES, count // 4), 0)  # warm-up, not counted
+                    setup.rates.clear()
+                    setup.others.clear()
+                before = [self.statuses(s.user_ids) for s in setups]
+                for n in range(ROUNDS):
+                    for setup in setups:
+                        self.round(setup, count, n + 1)
+            results = [
+                self.result(setup, count, warmed)
+                for setup, warmed in zip(setups, before, strict=True)
+            ]
         finally:
             self.drop_users()
             self.bench.clean_streams()
-        one, two = results
+        self.add_rows(results)
+
+    def add_rows(self, results: Sequence[Sustained]) -> None:
+        one = results[0]
         for result in results:
-            note = f"{result.signals:,} signals a round on {result.recorders:,} recorders"
-            kinds = "entries, adds, reversals and closes alike"
-            if result is two:
-                note = f"{ratio_note(one, two, os.cpu_count() or 1)}; {note}"
+            note = (
+                f"{result.signals:,} signals a round on {result.recorders:,} recorders "
+                "(entries, adds, reversals and closes alike); from letting the engines read to "
+                f"the last acknowledged commit; median of {ROUNDS} rounds after a warm-up, "
+                "alternating with the other row's"
+            )
+            numbers = result.numbers
+            if result is not one:
+                note = f"{ratio_note(one, result, os.cpu_count() or 1)}; {note}"
+                numbers = {**numbers, "ratio_to_1_partition": round(ratio(one, result), 3)}
             self.bench.add(
                 row_name(result.partitions),
                 result.value,
                 "reference",
                 None,
-                f"{note} ({kinds}); from letting the engines read to the last acknowledged "
-                f"commit; median of {ROUNDS} rounds after a warm-up",
-                result.numbers,
+                note,
+                numbers,
                 result.load,
                 result.others,
             )
 
-    def measure(self, partitions: int) -> Sustained:
-        """A warm-up round (a quarter of the signals, not counted), then ROUNDS rounds."""
-        settings = replace(self.bench.settings, engine_partitions=partitions)
-        self.bench.clean_streams()
-        recorder_ids = self.seed()
-        count = self.bench.n(SIGNALS_PER_ROUND)
-        load = os.getloadavg()[0]
-        with held_engines(settings, partitions) as engines:
-            self.round(settings, engines, recorder_ids, max(WAVES, count // 4), 0)
-            self.bench.other_work.since_last()
-            warmed = self.statuses()
-            rates = [
-                self.round(settings, engines, recorder_ids, count, n + 1) for n in range(ROUNDS)
-            ]
-            others = self.bench.other_work.since_last()
-        after = self.statuses()
+    def setup(self, partitions: int, stack: ExitStack) -> Setup:
+        prefix = f"{self.bench.settings.stream_prefix}{partitions}p:"
+        settings = replace(self.bench.settings, stream_prefix=prefix, engine_partitions=partitions)
+        partitions_recorded.check(self.redis, settings)  # what the engines' service does first
+        user_ids, recorder_ids = self.seed(partitions)
+        engines = stack.enter_context(held_engines(settings, partitions))
+        return Setup(partitions, settings, user_ids, recorder_ids, engines)
+
+    def result(self, setup: Setup, count: int, warmed: Mapping[str, int]) -> Sustained:
+        """The measured rounds, once the signals rows show every signal written was applied."""
+        after = self.statuses(setup.user_ids)
         measured = {s: n - warmed.get(s, 0) for s, n in after.items()}
-        written = len(backlog(recorder_ids, count))
+        written = len(backlog(setup.recorder_ids, count))
         if sum(measured.values()) != ROUNDS * written:
             raise RuntimeError(
                 f"{sum(measured.values())} signals recorded, {ROUNDS * written} written"
             )
         return Sustained(
-            partitions, tuple(rates), written, written // WAVES, measured, load, others
+            setup.partitions,
+            tuple(setup.rates),
+            written,
+            written // WAVES,
+            measured,
+            setup.load,
+            setup.others_share(),
         )
 
-    def round(
-        self,
-        settings: Settings,
-        engines: HeldEngines,
-        recorder_ids: Sequence[int],
-        count: int,
-        round_no: int,
-    ) -> float:
+    def round(self, setup: Setup, count: int, round_no: int) -> None:
         """Write a backlog while the engines hold, let them go, and time them through it."""
-        plan = backlog(recorder_ids, count, round_no)
-        keys = self.write(settings, plan)
+        plan = backlog(setup.recorder_ids, count, round_no)
+        keys = self.write(setup.settings, plan)
+        self.bench.other_work.since_last()
         start = time.perf_counter()
-        engines.release()
+        setup.engines.release()
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
         while not self.drained(keys):
             if time.monotonic() > deadline:
                 raise RuntimeError("the engines did not work through the backlog")
             time.sleep(POLL_S)
         took = time.perf_counter() - start
-        engines.hold()
-        return len(plan) / took
+        setup.others.append((took, self.bench.other_work.since_last()))
+        setup.engines.hold()
+        setup.rates.append(len(plan) / took)
 
     def write(self, settings: Settings, plan: Sequence[Planned]) -> list[str]:
         """Each signal XADDed to its recorder's partition stream, pipelined; the streams
@@ -414,45 +463,41 @@ class SustainedBench:
             pipe.xinfo_stream(key)
             pipe.xinfo_groups(key)
         replies = pipe.execute()
-        for info, groups in zip(replies[::2], replies[1::2], strict=True):
+        for key, info, groups in zip(keys, replies[::2], replies[1::2], strict=True):
             group = next((g for g in groups if g["name"] == streams.ENGINE_GROUP), None)
             if group is None:
-                raise RuntimeError(f"no engine reads {info.get('key', 'a partition stream')}")
+                raise RuntimeError(f"no engine reads {key}")
             if group["pending"] or group["last-delivered-id"] != info["last-generated-id"]:
                 return False
         return True
 
     # --- the users and their recorders -------------------------------------------------------
 
-    def seed(self) -> list[int]:
-        """Fresh users and recorders, whatever an earlier run left going with the old ones;
-        the recorders' ids in order."""
-        self.drop_users()
+    def seed(self, partitions: int) -> tuple[list[int], list[int]]:
+        """Users and recorders of their own for one partition count: their ids, the recorders'
+        in order."""
         password_hash = hash_password("bench password, throw-away")
         with db.transaction(self.sessions) as s:
+            emails = [EMAIL.format(partitions, u) for u in range(USERS)]
             user_ids = list(
                 s.scalars(
                     insert(User).returning(User.id),
-                    [
-                        {"email": EMAIL.format(u), "password_hash": password_hash}
-                        for u in range(USERS)
-                    ],
+                    [{"email": e, "password_hash": password_hash} for e in emails],
                 )
             )
             s.execute(insert(Recorder), recorder_rows(user_ids, RECORDERS_PER_USER))
             ids = s.scalars(
                 select(Recorder.id).where(Recorder.user_id.in_(user_ids)).order_by(Recorder.id)
             )
-            self.user_ids = user_ids
-            return list(ids)
+            return user_ids, list(ids)
 
-    def statuses(self) -> dict[str, int]:
-        """The bench users' signals rows by status."""
+    def statuses(self, user_ids: Sequence[int]) -> dict[str, int]:
+        """The signals rows of these users' recorders, by status."""
         with self.sessions() as s:
             rows = s.execute(
                 select(Signal.status, func.count())
                 .join(Recorder, Recorder.id == Signal.recorder_id)
-                .where(Recorder.user_id.in_(self.user_ids))
+                .where(Recorder.user_id.in_(user_ids))
                 .group_by(Signal.status)
             )
             return {status: n for status, n in rows}

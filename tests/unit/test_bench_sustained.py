@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 from decimal import Decimal
 
 from libs.common.futures.instruments import contract_spec
-from tools.bench.sustained import (
+from tools.bench.sustained_plan import (
     WAVES,
     Sustained,
     backlog,

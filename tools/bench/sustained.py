@@ -17,15 +17,12 @@ import logging
 import multiprocessing
 import os
 import time
-import uuid
-from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
-from decimal import Decimal
 from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Event
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import redis
 from sqlalchemy import delete, func, insert, select
@@ -33,13 +30,22 @@ from sqlalchemy import delete, func, insert, select
 from libs.common import partitions as partitions_recorded
 from libs.common import streams
 from libs.common.config import Settings
-from libs.common.security import hash_password, new_webhook_token
+from libs.common.security import hash_password
 from libs.common.storage import db
 from libs.common.storage.models import Recorder, Signal, User
-from libs.common.streams import SignalMessage
 from services.position_engine.engine import PositionEngine
 from tools.bench.processes import START_TIMEOUT_S
-from tools.bench.table import ROUNDS, Figure, Spread
+from tools.bench.sustained_plan import (
+    WAVES,
+    Planned,
+    Sustained,
+    backlog,
+    ratio,
+    ratio_note,
+    recorder_rows,
+    row_name,
+)
+from tools.bench.table import ROUNDS
 
 if TYPE_CHECKING:
     from tools.bench.core import Bench
@@ -55,167 +61,6 @@ SIGNALS_PER_ROUND = 3_000
 WRITE_CHUNK = 1000  # XADDs per pipelined round trip
 DRAIN_TIMEOUT_S = 300.0
 POLL_S = 0.01
-
-# (symbol, TradingView ticker, a price on the contract's tick grid, its tick)
-INSTRUMENTS = (
-    ("MNQ", "MNQ1!", Decimal("25640.25"), Decimal("0.25")),
-    ("ES", "ES1!", Decimal("6850.00"), Decimal("0.25")),
-    ("NQ", "NQ1!", Decimal("25640.50"), Decimal("0.25")),
-    ("MES", "MES1!", Decimal("6850.25"), Decimal("0.25")),
-    ("YM", "YM1!", Decimal("47500"), Decimal("1")),
-    ("RTY", "RTY1!", Decimal("2450.0"), Decimal("0.10")),
-    ("CL", "CL1!", Decimal("60.00"), Decimal("0.01")),
-    ("GC", "GC1!", Decimal("4200.0"), Decimal("0.10")),
-)
-
-# One recorder's signals, from flat back to flat in four (on_opposite "reverse", DCA allowed,
-# default qty 1): a round plays one half, the next round the other side.
-CYCLE = (
-    ("buy", "entry"),
-    ("buy", "add"),
-    ("sell", "reversal"),
-    ("close", "close"),
-    ("sell", "entry"),
-    ("sell", "add"),
-    ("buy", "reversal"),
-    ("close", "close"),
-)
-WAVES = 4  # signals per recorder a round: each round leaves every recorder flat
-
-
-# --- the plan (pure) -------------------------------------------------------------------------
-
-
-def recorder_rows(
-    user_ids: Sequence[int], per_user: int, token: Callable[[], str] = new_webhook_token
-) -> list[dict[str, Any]]:
-    """`per_user` recorders for each user, as rows for one bulk insert."""
-    return [
-        {
-            "user_id": user_id,
-            "name": f"sustained {i}",
-            "webhook_token": token(),
-            "default_qty": Decimal(1),
-            "on_opposite": "reverse",
-            "allow_dca": True,
-            "enabled": True,
-            "allow_delayed_exits": False,
-        }
-        for user_id in user_ids
-        for i in range(per_user)
-    ]
-
-
-@dataclass(frozen=True)
-class Planned:
-    """One signal of a backlog: whose, what it does to the position, on what, at what price."""
-
-    recorder_id: int
-    action: str
-    kind: str  # entry | add | reversal | close
-    symbol: str
-    ticker: str
-    price: Decimal
-
-    def message(self) -> SignalMessage:
-        """The signal as the gateway writes it."""
-        return SignalMessage(
-            str(uuid.uuid4()),
-            self.recorder_id,
-            self.action,
-            self.ticker,
-            self.symbol,
-            self.price,
-            None,
-            None,
-            None,
-            streams.now_ms(),
-            "{}",
-        )
-
-
-def backlog(recorder_ids: Sequence[int], count: int, round_no: int = 0) -> list[Planned]:
-    """About `count` signals (a multiple of four) over recorders spread across all of
-    `recorder_ids`: wave by wave, each recorder's entry, add, reversal and close, so every
-    recorder is flat again at the end; even recorders go long first, odd ones short, and the
-    next round swaps them. Symbols and prices vary by recorder and wave."""
-    total = len(recorder_ids)
-    used = max(1, min(total, count // WAVES))
-    # One recorder in each of `used` equal slices, at place i (+ the round) in its slice: the
-    # chosen ids do not all fall in one partition (recorder_id mod partitions), and each round
-    # takes other recorders.
-    stride = total // used
-    chosen = [recorder_ids[i * total // used + (i + round_no) % stride] for i in range(used)]
-    plan = []
-    for wave in range(WAVES):
-        for i, recorder_id in enumerate(chosen):
-            action, kind = CYCLE[(WAVES * ((i + round_no) % 2) + wave) % len(CYCLE)]
-            symbol, ticker, base, tick = INSTRUMENTS[recorder_id % len(INSTRUMENTS)]
-            price = base + tick * ((wave * 3 + i) % 9 - 4)
-            plan.append(Planned(recorder_id, action, kind, symbol, ticker, price))
-    return plan
-
-
-def mix(plan: Sequence[Planned]) -> dict[str, int]:
-    """How many of each kind of signal a backlog holds."""
-    return dict(Counter(p.kind for p in plan))
-
-
-@dataclass(frozen=True)
-class Sustained:
-    """Rates (signals per second) of one partition count's measured rounds."""
-
-    partitions: int
-    rates: tuple[float, ...]
-    signals: int  # per round
-    recorders: int  # recorders a round's signals went to
-    statuses: Mapping[str, int]  # signals rows by status, over the measured rounds
-    load: float | None = None  # 1-minute load average before the warm-up round
-    others: float | None = None  # share of the cores other processes used over the rounds
-
-    @property
-    def rate(self) -> Spread:
-        return Spread.of(self.rates)
-
-    @property
-    def value(self) -> str:
-        rate = self.rate
-        return f"{rate.median:,.0f}/s ({rate.low:,.0f}-{rate.high:,.0f})"
-
-    @property
-    def numbers(self) -> dict[str, Figure]:
-        rate = self.rate
-        return {
-            "rate_per_s": round(rate.median, 1),
-            "rate_low_per_s": round(rate.low, 1),
-            "rate_high_per_s": round(rate.high, 1),
-            "rate_rounds_per_s": [round(r, 1) for r in self.rates],
-            "rounds": len(self.rates),
-            "partitions": self.partitions,
-            "signals_per_round": self.signals,
-            **{f"signals_{status}": n for status, n in sorted(self.statuses.items())},
-        }
-
-
-def row_name(partitions: int) -> str:
-    unit = "partition" if partitions == 1 else "partitions"
-    return (
-        f"Sustained signals through the engine, 10,000 recorders / 100 users, {partitions} {unit}"
-    )
-
-
-def ratio(one: Sustained, two: Sustained) -> float:
-    """`two`'s median rate over `one`'s."""
-    return two.rate.median / max(one.rate.median, 1e-9)
-
-
-def ratio_note(one: Sustained, two: Sustained, cores: int) -> str:
-    """What the second partition bought: the ratio of the median rates, same run."""
-    return (
-        f"{ratio(one, two):.2f}x the 1-partition row (same run): {two.partitions} engine "
-        f"processes on {cores} cores"
-    )
-
 
 # --- the engines -----------------------------------------------------------------------------
 
@@ -295,6 +140,18 @@ class HeldEngines:
                 raise RuntimeError("the bench's engines did not hold")
             time.sleep(POLL_S)
 
+    def cpu_s(self) -> float | None:
+        """CPU seconds the engine processes have used so far (Linux /proc; else None)."""
+        total = 0.0
+        for process in self.processes:
+            try:
+                with open(f"/proc/{process.pid}/stat") as stat:
+                    fields = stat.read().rpartition(")")[2].split()
+            except OSError:
+                return None
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
     def close(self) -> None:
         self.stop.set()
         self.go.set()
@@ -331,12 +188,18 @@ class Setup:
     load: float | None = None
     rates: list[float] = field(default_factory=list)
     others: list[tuple[float, float | None]] = field(default_factory=list)  # (s, share) a round
+    engine_cpu: list[tuple[float, float]] = field(default_factory=list)  # (s, CPU s) a round
 
     def others_share(self) -> float | None:
         """The share of the cores other processes used over the measured rounds."""
         timed = [(s, share) for s, share in self.others if share is not None]
         total = sum(s for s, _ in timed)
         return sum(s * share for s, share in timed) / total if total else None
+
+    def engine_cores(self) -> float | None:
+        """How many cores the engine processes kept busy over the measured rounds."""
+        took = sum(s for s, _ in self.engine_cpu)
+        return sum(cpu for _, cpu in self.engine_cpu) / took if took else None
 
 
 class SustainedBench:
@@ -382,6 +245,8 @@ class SustainedBench:
                 f"the last acknowledged commit; median of {ROUNDS} rounds after a warm-up, "
                 "alternating with the other row's"
             )
+            if result.engine_cores is not None:
+                note += f"; the engines kept {result.engine_cores:.2f} cores busy"
             numbers = result.numbers
             if result is not one:
                 note = f"{ratio_note(one, result, os.cpu_count() or 1)}; {note}"
@@ -422,6 +287,7 @@ class SustainedBench:
             measured,
             setup.load,
             setup.others_share(),
+            setup.engine_cores(),
         )
 
     def round(self, setup: Setup, count: int, round_no: int) -> None:
@@ -429,6 +295,7 @@ class SustainedBench:
         plan = backlog(setup.recorder_ids, count, round_no)
         keys = self.write(setup.settings, plan)
         self.bench.other_work.since_last()
+        cpu = setup.engines.cpu_s()
         start = time.perf_counter()
         setup.engines.release()
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
@@ -438,6 +305,9 @@ class SustainedBench:
             time.sleep(POLL_S)
         took = time.perf_counter() - start
         setup.others.append((took, self.bench.other_work.since_last()))
+        cpu_after = setup.engines.cpu_s()
+        if cpu is not None and cpu_after is not None:
+            setup.engine_cpu.append((took, cpu_after - cpu))
         setup.engines.hold()
         setup.rates.append(len(plan) / took)
 

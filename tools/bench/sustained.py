@@ -136,6 +136,7 @@ class HeldEngines:
             self.hold_no.value += 1
         deadline = time.monotonic() + 10
         while any(h.value != self.hold_no.value for h in self.holding):
+            self.check_alive()
             if time.monotonic() > deadline:
                 raise RuntimeError("the bench's engines did not hold")
             time.sleep(POLL_S)
@@ -152,10 +153,16 @@ class HeldEngines:
             total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         return total
 
+    def check_alive(self) -> None:
+        if not all(p.is_alive() for p in self.processes):
+            raise RuntimeError("a bench engine process ended (its error is above)")
+
     def close(self) -> None:
         self.stop.set()
         self.go.set()
         for process in self.processes:
+            if process.pid is None:  # never started
+                continue
             process.join(5)
             if process.is_alive():
                 process.kill()
@@ -300,6 +307,7 @@ class SustainedBench:
         setup.engines.release()
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
         while not self.drained(keys):
+            setup.engines.check_alive()
             if time.monotonic() > deadline:
                 raise RuntimeError("the engines did not work through the backlog")
             time.sleep(POLL_S)

@@ -16,6 +16,7 @@ from tools.bench.sustained_plan import (
     mix,
     ratio_note,
     recorder_rows,
+    round_ratios,
     row_name,
 )
 
@@ -101,6 +102,7 @@ def test_two_partition_row_gives_its_ratio_to_the_one_partition_row() -> None:
 
     assert one.value == "400/s (300-420)"
     assert ratio_note(one, two, cores=2).startswith("1.60x the 1-partition row (same run)")
+    assert round_ratios(one, two) == [1.5, 2.133, 1.667]  # the rounds ran in pairs
     assert two.numbers["rate_rounds_per_s"] == [600.0, 640.0, 700.0]
     assert (two.numbers["partitions"], two.numbers["signals_applied"]) == (2, 9000)
     assert row_name(2).endswith("10,000 recorders / 100 users, 2 partitions")

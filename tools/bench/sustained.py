@@ -43,6 +43,7 @@ from tools.bench.sustained_plan import (
     ratio,
     ratio_note,
     recorder_rows,
+    round_ratios,
     row_name,
 )
 from tools.bench.table import ROUNDS
@@ -257,7 +258,11 @@ class SustainedBench:
             numbers = result.numbers
             if result is not one:
                 note = f"{ratio_note(one, result, os.cpu_count() or 1)}; {note}"
-                numbers = {**numbers, "ratio_to_1_partition": round(ratio(one, result), 3)}
+                numbers = {
+                    **numbers,
+                    "ratio_to_1_partition": round(ratio(one, result), 3),
+                    "ratio_rounds": round_ratios(one, result),
+                }
             self.bench.add(
                 row_name(result.partitions),
                 result.value,

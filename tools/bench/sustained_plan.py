@@ -168,6 +168,12 @@ def ratio(one: Sustained, two: Sustained) -> float:
     return two.rate.median / max(one.rate.median, 1e-9)
 
 
+def round_ratios(one: Sustained, two: Sustained) -> list[float]:
+    """`two`'s rate over `one`'s round by round: the rounds alternate, so each pair shares the
+    machine's load of its moment."""
+    return [round(b / max(a, 1e-9), 3) for a, b in zip(one.rates, two.rates, strict=False)]
+
+
 def ratio_note(one: Sustained, two: Sustained, cores: int) -> str:
     """What the second partition bought: the ratio of the median rates, same run."""
     return (

@@ -8,6 +8,7 @@ committed (the `stream_offsets` row) are only acknowledged when they come back.
 from __future__ import annotations
 
 import logging
+import uuid
 from decimal import Decimal
 
 import redis
@@ -189,6 +190,7 @@ class BatchApplier:
         signal_ids: list[str] = []
         tick_ids: list[str] = []
         ticks: list[Fields] = []  # read into runs at the next signal, or at the batch end
+        self._prefetch(batch, entries)
         for stream, entry_id, fields in entries:
             if stream == self.ticks_stream:
                 tick_ids.append(entry_id)
@@ -215,6 +217,23 @@ class BatchApplier:
             if ids
         }
         return last_tick
+
+    def _prefetch(self, batch: Batch, entries: list[Entry]) -> None:
+        """The rows the batch's signals will ask about, read at once when there are several (an
+        entry that does not parse is left to the signal's own checks)."""
+        signal_ids: set[uuid.UUID] = set()
+        recorder_ids: set[int] = set()
+        for stream, _, fields in entries:
+            if stream != self.signals_stream:
+                continue
+            try:
+                signal_ids.add(uuid.UUID(str(fields.get("signal_id", ""))))
+                recorder_ids.add(int(str(fields.get("recorder_id", ""))))
+            except ValueError:
+                continue
+        if len(signal_ids) > 1:
+            owned = {r for r in recorder_ids if 0 < r < 2**31 and batch.book.owns(r)}
+            batch.prefetch(signal_ids, owned)
 
     # --- ticks -------------------------------------------------------------------------------
 

@@ -9,9 +9,10 @@ was out of date: `StaleBook` undoes the batch, and the engine loads the book aga
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -100,6 +101,9 @@ class Batch:
         self._recorders: dict[int, Recorder | None] = {}
         self._traders: dict[int, list[tuple[Trader, Subaccount]]] = {}
         self._seen_signals: set[uuid.UUID] = set()
+        # Signals `prefetch` asked PostgreSQL about, and those of them already recorded.
+        self._looked_up: set[uuid.UUID] = set()
+        self._recorded: set[uuid.UUID] = set()
         self._delayed_exits: set[int] | None = None
         self._fills: list[dict] = []  # written with the positions, in one statement each
         self._signals: list[dict] = []
@@ -137,6 +141,37 @@ class Batch:
                 )
             )
 
+    def prefetch(self, signal_ids: set[uuid.UUID], recorder_ids: set[int]) -> None:
+        """Read the batch's signals (already recorded?), recorders and traders in three
+        statements, instead of three per signal: a batch of many signals is mostly round trips."""
+        signal_ids -= self._looked_up
+        if signal_ids:
+            self._recorded |= set(
+                self.session.scalars(select(Signal.id).where(Signal.id.in_(signal_ids)))
+            )
+            self._looked_up |= signal_ids
+        recorder_ids -= self._recorders.keys()
+        if not recorder_ids:
+            return
+        found = {
+            r.id: r
+            for r in self.session.scalars(select(Recorder).where(Recorder.id.in_(recorder_ids)))
+        }
+        for recorder_id in recorder_ids:
+            self._recorders[recorder_id] = found.get(recorder_id)
+            self._traders.setdefault(recorder_id, [])
+        for trader, subaccount in self._traders_query(Trader.recorder_id.in_(recorder_ids)):
+            self._traders[trader.recorder_id].append((trader, subaccount))
+
+    def _traders_query(self, which: Any) -> Iterable[tuple[Trader, Subaccount]]:
+        """The traders that are on (`which` of them), with their subaccounts, oldest first."""
+        return self.session.execute(
+            select(Trader, Subaccount)
+            .join(Subaccount, Subaccount.id == Trader.subaccount_id)
+            .where(which, Trader.enabled.is_(True), Subaccount.active.is_(True))
+            .order_by(Trader.id)
+        ).tuples()
+
     def recorder(self, recorder_id: int) -> Recorder | None:
         if recorder_id not in self._recorders:
             self._recorders[recorder_id] = self.session.get(Recorder, recorder_id)
@@ -147,21 +182,12 @@ class Batch:
         per batch (a trader the batch pauses is the same object, so later signals see it)."""
         if recorder_id not in self._traders:
             self._traders[recorder_id] = list(
-                self.session.execute(
-                    select(Trader, Subaccount)
-                    .join(Subaccount, Subaccount.id == Trader.subaccount_id)
-                    .where(
-                        Trader.recorder_id == recorder_id,
-                        Trader.enabled.is_(True),
-                        Subaccount.active.is_(True),
-                    )
-                    .order_by(Trader.id)
-                ).tuples()
+                self._traders_query(Trader.recorder_id == recorder_id)
             )
-            if self._traders[recorder_id] and not self._orders_locked:
-                # Orders are decided from here on: alone, among several engine partitions.
-                trader_rules.decide_orders_alone(self.session, self.book.partitions)
-                self._orders_locked = True
+        if self._traders[recorder_id] and not self._orders_locked:
+            # Orders are decided from here on: alone, among several engine partitions.
+            trader_rules.decide_orders_alone(self.session, self.book.partitions)
+            self._orders_locked = True
         return self._traders[recorder_id]
 
     def delayed_exits(self) -> set[int]:
@@ -178,6 +204,8 @@ class Batch:
         if signal_id in self._seen_signals:
             return True
         self._seen_signals.add(signal_id)
+        if signal_id in self._looked_up:
+            return signal_id in self._recorded
         return self.session.get(Signal, signal_id) is not None
 
     def open_position(self, recorder_id: int, symbol: str) -> Tracked | None:
@@ -215,7 +243,9 @@ class Batch:
         return tracked
 
     def _insert(self, state: PositionState, recorder: Recorder) -> Tracked:
-        self.flush_positions()  # a reversal's closed row must leave 'open' before the new row
+        # A reversal's closed row must leave 'open' before the new row (one open row per recorder
+        # and symbol); fills and signal rows wait for the batch's end.
+        self._write_position_rows()
         opened_at = ms_to_dt(state.opened_ms)
         position_id = self.session.execute(
             insert(POSITIONS).returning(POSITIONS.c.id),
@@ -268,6 +298,19 @@ class Batch:
     def flush_positions(self) -> None:
         """Write the rows whose values changed (most often only their extremes), then the rest
         of the session (fills, signals, intents)."""
+        self._write_position_rows()
+        for table, rows in (
+            (FILLS, self._fills),
+            (SIGNALS, self._signals),
+            (STOP_MOVES, self._stop_moves),
+        ):
+            if rows:
+                self.session.connection().execute(insert(table), rows)
+                rows.clear()
+        self.session.flush()  # order intents, trader changes
+
+    def _write_position_rows(self) -> None:
+        """UPDATE the position rows whose values changed since they were last written."""
         marks, full, written = [], [], []
         for tracked in self.touched.values():
             state, before = tracked.state, tracked.written
@@ -284,15 +327,6 @@ class Batch:
                 raise StaleBook("a position the book holds open is no longer open")
         for tracked in written:
             tracked.written = tracked.state
-        for table, rows in (
-            (FILLS, self._fills),
-            (SIGNALS, self._signals),
-            (STOP_MOVES, self._stop_moves),
-        ):
-            if rows:
-                self.session.connection().execute(insert(table), rows)
-                rows.clear()
-        self.session.flush()  # order intents, trader changes
 
 
 def _only_marks_differ(state: PositionState, before: PositionState) -> bool:

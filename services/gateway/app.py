@@ -27,7 +27,7 @@ from redis.retry import Retry
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from libs.common import recorder_tokens
+from libs.common import recorder_tokens, redis_conn
 from libs.common.config import Settings
 from libs.common.metrics import LATENCY_BUCKETS
 from libs.common.recorder_tokens import RecorderRef
@@ -82,8 +82,9 @@ SPOOL_FULL = (
 
 
 def connect_redis(url: str, timeout_s: float = 1.0, retries: int = 1) -> redis.Redis:
-    """TradingView gives up after 3 s, so fail fast: short timeouts, one reconnect, no backoff."""
-    return redis.Redis.from_url(
+    """TradingView gives up after 3 s, so fail fast: short timeouts, one reconnect, no backoff.
+    A `redis+cluster://` URL gives a cluster client (redis_conn)."""
+    return redis_conn.connect(
         url,
         decode_responses=True,
         socket_connect_timeout=timeout_s,
@@ -139,7 +140,7 @@ class Gateway:
         if recorder is not None or not guards.well_formed_token(token):
             return recorder
         try:
-            return recorder_tokens.lookup(client, self.settings.stream_prefix, token)
+            return recorder_tokens.lookup(client, self.settings, token)
         except redis.RedisError:
             return None
 
@@ -162,7 +163,7 @@ class Gateway:
             return copied, False
         confirmed = True
         try:
-            recorder = recorder_tokens.lookup(self.client, s.stream_prefix, token)
+            recorder = recorder_tokens.lookup(self.client, s, token)
             self.known.remember(token, recorder)
         except redis.RedisError:
             confirmed = False
@@ -199,7 +200,7 @@ class Gateway:
         WebhookError 429 past the limit, SpoolFull, or OSError when the spool cannot be written.
         """
         fields = message.to_fields()
-        alert_key = self.signals.alert_key(token, alert_id)
+        alert_key = self.signals.alert_key(token, alert_id, message.recorder_id)
         with self.spool.routing():
             # Behind spooled signals a new one waits its turn, or the engine would see it first.
             redis_up = True
@@ -224,7 +225,7 @@ class Gateway:
             if first is not None:
                 return Published(first, duplicate=True)
             try:
-                if not self._within_rate_limit(token, redis_up):
+                if not self._within_rate_limit(token, message.recorder_id, redis_up):
                     raise self._too_many()
                 self.spool.put(
                     fields if alert_key is None else {**fields, SPOOL_ALERT_KEY: alert_key}
@@ -253,20 +254,21 @@ class Gateway:
     def _confirm(self, token: str, recorder: RecorderRef) -> None:
         """Raise StaleToken unless Redis's map has `recorder` for the token (or cannot say)."""
         try:
-            current = recorder_tokens.lookup(self.client, self.settings.stream_prefix, token)
+            current = recorder_tokens.lookup(self.client, self.settings, token)
         except redis.RedisError:
             return  # down: the copy is what the gateway goes by, as for any token meanwhile
         if current != recorder:
             self.known.remember(token, current)
             raise StaleToken
 
-    def _within_rate_limit(self, token: str, redis_up: bool) -> bool:
+    def _within_rate_limit(self, token: str, recorder_id: int, redis_up: bool) -> bool:
         """Count one signal: in Redis, shared by every worker, or while it is down in this one."""
         s = self.settings
         if redis_up:
             limit, window = s.webhook_rate_limit, s.webhook_rate_window_s
+            key = self.signals.rate_key(token, recorder_id)
             try:
-                return guards.within_rate_limit(self.client, s.stream_prefix, token, limit, window)
+                return guards.within_rate_limit(self.client, key, limit, window)
             except redis.RedisError:
                 pass
         return self.local_rate.allow(token)
@@ -420,7 +422,7 @@ def create_app(
     app.extensions["gateway"] = gateway
     app.extensions["spool_drainer"] = drainer
     if sessions is not None:
-        sync = TokenMapSync(client, settings.stream_prefix, sessions)
+        sync = TokenMapSync(client, settings, sessions)
         sync.sync()
         sync.start()
         app.extensions["token_sync"] = sync
@@ -488,7 +490,7 @@ def create_app(
         spooled = gateway.spool.count()
         try:
             client.ping()
-            synced = recorder_tokens.is_synced(client, settings.stream_prefix)
+            synced = recorder_tokens.is_synced(client, settings)
             state = "ok"
         except redis.RedisError:
             state = "down"

@@ -43,7 +43,7 @@ def store(own_redis):
 @pytest.fixture
 def recorder(make_recorder, store, spool_settings):
     recorder = make_recorder()
-    recorder_tokens.put(store, spool_settings.stream_prefix, recorder)
+    recorder_tokens.put(store, spool_settings, recorder)
     return recorder
 
 
@@ -197,7 +197,7 @@ def test_unknown_token_while_down_is_503_not_404(
 ):
     app = gateway()
     newer = make_recorder()  # added to Redis after this worker last read the map
-    recorder_tokens.put(store, spool_settings.stream_prefix, newer)
+    recorder_tokens.put(store, spool_settings, newer)
     own_redis.stop()
     client = app.test_client()
 
@@ -215,7 +215,7 @@ def test_token_learned_by_a_lookup_still_works_while_down(
 ):
     app = gateway()
     newer = make_recorder()
-    recorder_tokens.put(store, spool_settings.stream_prefix, newer)
+    recorder_tokens.put(store, spool_settings, newer)
     client = app.test_client()
     assert post(client, newer.webhook_token).status_code == 202  # looked up in Redis
     own_redis.stop()

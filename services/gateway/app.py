@@ -20,19 +20,20 @@ from decimal import Decimal
 from functools import partial
 
 import redis
-from flask import Flask, Request, Response, g, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.wrappers import Request as BareRequest
 
 from libs.common import recorder_tokens, redis_conn
 from libs.common.config import Settings
 from libs.common.metrics import LATENCY_BUCKETS
 from libs.common.recorder_tokens import RecorderRef
 from libs.common.storage.models import new_signal_id
-from libs.common.streams import SignalMessage, now_ms
+from libs.common.streams import SignalMessage
 from services.gateway import guards, refused
 from services.gateway.parsing import WebhookError, parse_signal
 from services.gateway.redaction import redact_path
@@ -43,27 +44,27 @@ from services.gateway.spool import (
     LocalRateWindow,
     Spool,
     SpoolDrainer,
-    SpoolFull,
 )
 from services.gateway.token_sync import TokenMapSync
+from services.gateway.webhook_route import (
+    MAX_BODY_BYTES,
+    TOO_LARGE,
+    UNEXPECTED,
+    StaleToken,
+    WebhookCall,
+    WebhookRoute,
+)
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 16 * 1024
 # Keeping a refused webhook may add at most about this much to its answer, even with Redis away.
 REFUSALS_TIMEOUT_S = 0.25
-TOO_LARGE = "The body is larger than 16 KiB."
-REDIS_DOWN = "The signal could not be stored right now; TradingView will send it again."
 # While Redis is down the gateway admits the tokens of its copy of the map, read from Redis
 # before the outage or from PostgreSQL during it; only without a database is a miss unknowable.
 UNKNOWN_WHILE_DOWN = (
     "The webhook token cannot be checked while Redis is unreachable; "
     "TradingView will send it again."
 )
-
-
-class StaleToken(Exception):
-    """The worker's copy of the token map was out of date for this token."""
 
 
 @dataclass(frozen=True)
@@ -73,12 +74,6 @@ class Published:
     signal_id: str  # the stored signal's, or for a repeat the first signal's
     spooled: bool = False  # on disk until Redis is back
     duplicate: bool = False  # a repeat of an alert id seen within the window: not stored
-
-
-SPOOL_FULL = (
-    "The gateway is holding too many signals while Redis is unreachable; "
-    "TradingView will send it again."
-)
 
 
 def connect_redis(url: str, timeout_s: float = 1.0, retries: int = 1) -> redis.Redis:
@@ -145,15 +140,15 @@ class Gateway:
             return None
 
     def admit(
-        self, token: str, req: Request, *, from_copy: bool = True
+        self, token: str, call: WebhookCall, *, from_copy: bool = True
     ) -> tuple[RecorderRef, bool]:
         """The recorder the request is for, once address, size and token allow it, and whether
         it was read from Redis just now. `from_copy`: take it from this worker's copy of the map
         when the copy has the token; the store script then checks it against Redis's map."""
         s = self.settings
-        if not guards.address_allowed(_sender(req, s), self.allowlist):
+        if not guards.address_allowed(call.remote, self.allowlist):
             raise WebhookError(403, "This address may not send webhooks.")
-        if (req.content_length or 0) > MAX_BODY_BYTES:
+        if (call.request.content_length or 0) > MAX_BODY_BYTES:
             raise WebhookError(413, TOO_LARGE)
         # The map is keyed by the token's SHA-256: how long a lookup takes says nothing about how
         # close a guess came to a real token, so there is no timing to leak it.
@@ -307,29 +302,9 @@ class GatewayMetrics:
         return response
 
 
-def _sender(req: Request, settings: Settings) -> str | None:
+def _sender(req: BareRequest, settings: Settings) -> str | None:
     forwarded_for = req.headers.getlist("X-Forwarded-For")
     return guards.source_address(req.remote_addr, forwarded_for, settings.trust_proxy)
-
-
-def _read_body() -> bytes:
-    body = request.get_data(cache=False)
-    if len(body) > MAX_BODY_BYTES:
-        raise WebhookError(413, TOO_LARGE)
-    g.body = body  # for the refused-webhook record, should the body be refused
-    return body
-
-
-def _refused_body(status: int) -> bytes | None:
-    """The body of a refused request as read, or read now (a 404 is refused before reading it);
-    None for a body over the limit, which is never kept."""
-    if status == 413:
-        return None
-    if "body" in g:
-        body: bytes = g.body
-        return body
-    body = request.get_data(cache=False)
-    return None if len(body) > MAX_BODY_BYTES else body
 
 
 def _error(status: int, message: str) -> tuple[Response, int]:
@@ -356,7 +331,7 @@ def _http_error(exc: HTTPException) -> tuple[Response, int]:
 def _unexpected(exc: Exception) -> tuple[Response, int]:
     # Logged here rather than by Flask, whose message would carry the request path (the token).
     log.error("unexpected error", exc_info=exc)
-    return _error(500, "The gateway failed unexpectedly; TradingView will send the alert again.")
+    return _error(500, UNEXPECTED)
 
 
 def _log_request(settings: Settings, response: Response) -> Response:
@@ -416,8 +391,7 @@ def create_app(
     )
     drainer.start()
     app = Flask(__name__)
-    # One byte over the limit: a chunked body is cut at this length without an error, so
-    # reading one byte more is how `_read_body` tells "exactly 16 KiB" from "longer".
+    # One byte over the limit, as WebhookRoute reads webhook bodies (see there).
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES + 1
     app.extensions["gateway"] = gateway
     app.extensions["spool_drainer"] = drainer
@@ -430,58 +404,20 @@ def create_app(
     @app.before_request
     def _start() -> None:
         g.started = time.perf_counter()
-        g.received_at = now_ms()
 
     platform_max = Decimal(settings.max_signal_qty)
 
-    def accept(token: str, body: bytes, recorder: RecorderRef, confirmed: bool) -> Published:
-        g.recorder_id = recorder.recorder_id
-        parsed = parse_signal(body, recorder, new_signal_id(), g.received_at, platform_max)
+    def accept(
+        token: str, call: WebhookCall, body: bytes, recorder: RecorderRef, confirmed: bool
+    ) -> Published:
+        call.recorder_id = recorder.recorder_id
+        parsed = parse_signal(body, recorder, new_signal_id(), call.received_at, platform_max)
         unconfirmed = None if confirmed else recorder
         return gateway.publish(token, parsed.message, unconfirmed, parsed.alert_id)
 
-    @app.post("/webhook/<token>")
-    def webhook(token: str) -> tuple[Response, int]:
-        try:
-            return receive(token)
-        except WebhookError as exc:
-            if exc.status in refused.KEPT_STATUSES:
-                keep_refusal(token, exc)
-            raise
-
-    def keep_refusal(token: str, exc: WebhookError) -> None:
-        try:
-            body = _refused_body(exc.status)
-            gateway.keep_refusal(token, exc, body, _sender(request, settings))
-        except Exception as failure:  # keeping it is a courtesy; the answer stands regardless
-            log.warning("refused webhook not kept", extra={"kv": {"error": type(failure).__name__}})
-
-    def receive(token: str) -> tuple[Response, int]:
-        try:
-            recorder, confirmed = gateway.admit(token, request)
-            body = _read_body()
-            try:
-                published = accept(token, body, recorder, confirmed)
-            except (StaleToken, WebhookError) as exc:
-                if confirmed or (isinstance(exc, WebhookError) and exc.status == 429):
-                    raise
-                # Refused or stale by this worker's copy of the map: ask Redis's and go again.
-                recorder, confirmed = gateway.admit(token, request, from_copy=False)
-                published = accept(token, body, recorder, confirmed)
-            if published.spooled:
-                drainer.wake()
-        except (redis.RedisError, StaleToken) as exc:  # the map changed under us twice: rare
-            log.warning("redis error", extra={"kv": {"error": type(exc).__name__}})
-            return _error(503, REDIS_DOWN)
-        except SpoolFull:
-            return _error(503, SPOOL_FULL)
-        except OSError as exc:
-            log.error("spool write failed", extra={"kv": {"error": type(exc).__name__}})
-            return _error(503, REDIS_DOWN)
-        g.signal_id = published.signal_id  # logged only once the signal is stored
-        if published.duplicate:
-            return jsonify(ok=True, signal_id=published.signal_id, duplicate=True), 200
-        return jsonify(ok=True, signal_id=published.signal_id), 202
+    # Webhook posts are answered by WebhookRoute before Flask sees them; the rule is here so
+    # that Flask answers other methods on the address with 405.
+    app.add_url_rule("/webhook/<token>", endpoint="webhook", methods=["POST"])
 
     @app.get("/healthz")
     def healthz() -> tuple[Response, int]:
@@ -507,4 +443,12 @@ def create_app(
     metrics = GatewayMetrics()
     app.extensions["metrics"] = metrics
     app.after_request(lambda response: _log_request(settings, metrics.observe(response)))
+    app.wsgi_app = WebhookRoute(  # type: ignore[method-assign]
+        app.wsgi_app,
+        gateway,
+        metrics,
+        accept,
+        drainer.wake,
+        lambda req: _sender(req, settings),
+    )
     return app

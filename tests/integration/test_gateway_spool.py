@@ -14,8 +14,9 @@ import redis
 
 from libs.common import recorder_tokens, streams
 from libs.common.storage.embedded import EmbeddedRedis, free_port
-from services.gateway.app import SPOOL_FULL, UNKNOWN_WHILE_DOWN, connect_redis, create_app
+from services.gateway.app import UNKNOWN_WHILE_DOWN, connect_redis, create_app
 from services.gateway.spool import SpoolDrainer
+from services.gateway.webhook_route import SPOOL_FULL
 
 BUY = {"action": "buy", "ticker": "CME_MINI:MNQ1!", "price": 21034.25, "contracts": 1}
 

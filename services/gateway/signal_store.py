@@ -31,7 +31,8 @@ PENDING_TTL_S = 86_400  # the UI answers "pending" from this key until the engin
 # alert id seen within its window answers the first signal's id (a repeat: neither counted nor
 # stored); otherwise the signal is counted, and stored with its markers only when the window has
 # room. One script, so two identical alerts store one signal, and the id's marker exists exactly
-# when the signal does: a 5xx after it cannot unmark it.
+# when the signal does: a 5xx after it cannot unmark it. The window's key gets its time to live
+# when it is made (its name holds the window's number, so it is never counted past that).
 STORED, LIMITED, STALE = 1, 0, -1
 STORE_WITHIN_LIMIT = """
 if ARGV[6] ~= '' and redis.call('HGET', KEYS[4], ARGV[5]) ~= ARGV[6] then return -1 end
@@ -40,7 +41,7 @@ if ARGV[7] ~= '0' then
   if first then return first end
 end
 local count = redis.call('INCR', KEYS[1])
-redis.call('EXPIRE', KEYS[1], ARGV[2])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 if count > tonumber(ARGV[1]) then return 0 end
 redis.call('XADD', KEYS[2], '*', unpack(ARGV, 9))
 redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[3])

@@ -69,6 +69,11 @@ def answer_body(payload: dict[str, Any]) -> bytes:
     return (json.dumps(payload, sort_keys=True, separators=(",", ":")) + "\n").encode()
 
 
+def accepted_body(signal_id: str) -> bytes:
+    """`answer_body` of a 202, written out: the answer nearly every webhook gets."""
+    return b'{"ok":true,"signal_id":' + json.dumps(signal_id).encode() + b"}\n"
+
+
 def decoded_path(environ: WSGIEnvironment) -> str:
     """PATH_INFO as werkzeug's `Request.path` reads it (WSGI's latin-1 → UTF-8)."""
     raw: str = environ.get("PATH_INFO") or ""
@@ -130,7 +135,7 @@ class WebhookRoute:
         self.count(status, started)
         if log.isEnabledFor(logging.INFO):
             log_request("POST", path, status, started, call)
-        body = answer_body(payload)
+        body = answer_body(payload) if status != 202 else accepted_body(call.signal_id)
         start_response(
             f"{status} {HTTP_STATUS_CODES.get(status, 'UNKNOWN')}",
             [("Content-Type", HEADERS_JSON), ("Content-Length", str(len(body)))],

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Request as BareRequest
 
-from libs.common import recorder_tokens, redis_conn
+from libs.common import partitions, recorder_tokens, redis_conn
 from libs.common.config import Settings
 from libs.common.metrics import LATENCY_BUCKETS
 from libs.common.recorder_tokens import RecorderRef
@@ -361,6 +361,17 @@ def _tokens_from_database(sessions: sessionmaker[Session]) -> dict[str, Recorder
         return recorder_tokens.token_map(session)
 
 
+def _check_partitions(client: redis.Redis, settings: Settings) -> None:
+    """Refuse to start (PartitionMismatch) when Redis records another ENGINE_PARTITIONS: the
+    gateway writes each signal to its recorder's partition. With Redis down the count cannot be
+    read; the gateway starts anyway and spools, and the drainer writes by the same count."""
+    try:
+        partitions.check(client, settings)
+    except redis.RedisError as exc:
+        kv = {"error": type(exc).__name__}
+        log.warning("engine partitions not checked: redis unreachable", extra={"kv": kv})
+
+
 def create_app(
     settings: Settings,
     redis_client: redis.Redis | None = None,
@@ -370,6 +381,7 @@ def create_app(
     if redis_client is None and not settings.redis_url:
         raise ValueError("REDIS_URL must be set for the gateway")
     client = redis_client or connect_redis(settings.redis_url or "")
+    _check_partitions(client, settings)
     gateway = Gateway(
         settings,
         client,

@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 import redis
 
-from libs.common import recorder_tokens, streams
+from libs.common import partitions, recorder_tokens, streams
 from libs.common.recorder_tokens import token_digest
 from libs.common.storage.embedded import EmbeddedRedis, free_port
 from services.gateway.app import connect_redis, create_app
@@ -204,3 +204,14 @@ def test_signals_spooled_while_redis_was_down_reach_their_partitions(
     [alert_marker] = store.keys(in_partition(two, "webhook_alert:*", 1))
     assert store.get(alert_marker) == odd_id
     store.close()
+
+
+def test_a_gateway_with_another_partition_count_than_redis_records_refuses_to_start(
+    redis_client, settings
+):
+    two = replace(settings, engine_partitions=2)
+    app = create_app(two, redis_client=redis_client)  # records 2 on first use
+    app.extensions["spool_drainer"].stop()
+
+    with pytest.raises(partitions.PartitionMismatch):
+        create_app(replace(settings, engine_partitions=3), redis_client=redis_client)

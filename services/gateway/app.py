@@ -1,12 +1,16 @@
-"""The gateway's Flask app: `POST /webhook/<token>` puts one signal on `jt:signals`; `/healthz`.
-Nothing else is served on this public port (metrics have their own internal one: server.py).
+"""The gateway's app: `POST /webhook/<token>` puts one signal on its recorder's partition's
+signals stream (`jt:signals` with one partition); `/healthz`. Nothing else is served on this
+public port (metrics have their own internal one: server.py). Webhook posts are answered by
+webhook_route.py in front of Flask; the Gateway here admits and publishes them.
 
 Checks run cheapest first and the body is parsed after the token is known; a well-formed signal
-is then counted against its token's rate limit and stored in one Redis script, so an accepted
-request costs two round trips (the token lookup and that script) and one AOF write. PostgreSQL
-is never touched on a request (the token map lives in Redis). Errors map to a status and one
-sentence in `_error` only. A refused webhook (400, 413, 422, 429, or a 404 naming a recorder) is
-kept for the recorder's owner in one more round trip (refused.py); an accepted one never is.
+is then counted against its token's rate limit and stored in one Redis script. A worker admits a
+token from its copy of the token map and the script checks it against Redis's, so an accepted
+request costs one round trip and one AOF write. PostgreSQL is never touched on a request (the
+token map lives in Redis). A webhook's errors map to a status and one sentence in
+webhook_route.py, the rest of the app's in `_error`. A refused webhook (400, 413, 422, 429, or a
+404 naming a recorder) is kept for the recorder's owner in one more round trip (refused.py); an
+accepted one never is.
 """
 
 from __future__ import annotations

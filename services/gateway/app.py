@@ -1,12 +1,16 @@
-"""The gateway's Flask app: `POST /webhook/<token>` puts one signal on `jt:signals`; `/healthz`.
-Nothing else is served on this public port (metrics have their own internal one: server.py).
+"""The gateway's app: `POST /webhook/<token>` puts one signal on its recorder's partition's
+signals stream (`jt:signals` with one partition); `/healthz`. Nothing else is served on this
+public port (metrics have their own internal one: server.py). Webhook posts are answered by
+webhook_route.py in front of Flask; the Gateway here admits and publishes them.
 
 Checks run cheapest first and the body is parsed after the token is known; a well-formed signal
-is then counted against its token's rate limit and stored in one Redis script, so an accepted
-request costs two round trips (the token lookup and that script) and one AOF write. PostgreSQL
-is never touched on a request (the token map lives in Redis). Errors map to a status and one
-sentence in `_error` only. A refused webhook (400, 413, 422, 429, or a 404 naming a recorder) is
-kept for the recorder's owner in one more round trip (refused.py); an accepted one never is.
+is then counted against its token's rate limit and stored in one Redis script. A worker admits a
+token from its copy of the token map and the script checks it against Redis's, so an accepted
+request costs one round trip and one AOF write. PostgreSQL is never touched on a request (the
+token map lives in Redis). A webhook's errors map to a status and one sentence in
+webhook_route.py, the rest of the app's in `_error`. A refused webhook (400, 413, 422, 429, or a
+404 naming a recorder) is kept for the recorder's owner in one more round trip (refused.py); an
+accepted one never is.
 """
 
 from __future__ import annotations
@@ -20,19 +24,20 @@ from decimal import Decimal
 from functools import partial
 
 import redis
-from flask import Flask, Request, Response, g, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.wrappers import Request as BareRequest
 
-from libs.common import recorder_tokens
+from libs.common import partitions, recorder_tokens, redis_conn
 from libs.common.config import Settings
 from libs.common.metrics import LATENCY_BUCKETS
 from libs.common.recorder_tokens import RecorderRef
 from libs.common.storage.models import new_signal_id
-from libs.common.streams import SignalMessage, now_ms
+from libs.common.streams import SignalMessage
 from services.gateway import guards, refused
 from services.gateway.parsing import WebhookError, parse_signal
 from services.gateway.redaction import redact_path
@@ -43,27 +48,27 @@ from services.gateway.spool import (
     LocalRateWindow,
     Spool,
     SpoolDrainer,
-    SpoolFull,
 )
 from services.gateway.token_sync import TokenMapSync
+from services.gateway.webhook_route import (
+    MAX_BODY_BYTES,
+    TOO_LARGE,
+    UNEXPECTED,
+    StaleToken,
+    WebhookCall,
+    WebhookRoute,
+)
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 16 * 1024
 # Keeping a refused webhook may add at most about this much to its answer, even with Redis away.
 REFUSALS_TIMEOUT_S = 0.25
-TOO_LARGE = "The body is larger than 16 KiB."
-REDIS_DOWN = "The signal could not be stored right now; TradingView will send it again."
 # While Redis is down the gateway admits the tokens of its copy of the map, read from Redis
 # before the outage or from PostgreSQL during it; only without a database is a miss unknowable.
 UNKNOWN_WHILE_DOWN = (
     "The webhook token cannot be checked while Redis is unreachable; "
     "TradingView will send it again."
 )
-
-
-class StaleToken(Exception):
-    """The worker's copy of the token map was out of date for this token."""
 
 
 @dataclass(frozen=True)
@@ -75,15 +80,10 @@ class Published:
     duplicate: bool = False  # a repeat of an alert id seen within the window: not stored
 
 
-SPOOL_FULL = (
-    "The gateway is holding too many signals while Redis is unreachable; "
-    "TradingView will send it again."
-)
-
-
 def connect_redis(url: str, timeout_s: float = 1.0, retries: int = 1) -> redis.Redis:
-    """TradingView gives up after 3 s, so fail fast: short timeouts, one reconnect, no backoff."""
-    return redis.Redis.from_url(
+    """TradingView gives up after 3 s, so fail fast: short timeouts, one reconnect, no backoff.
+    A `redis+cluster://` URL gives a cluster client (redis_conn)."""
+    return redis_conn.connect(
         url,
         decode_responses=True,
         socket_connect_timeout=timeout_s,
@@ -139,20 +139,20 @@ class Gateway:
         if recorder is not None or not guards.well_formed_token(token):
             return recorder
         try:
-            return recorder_tokens.lookup(client, self.settings.stream_prefix, token)
+            return recorder_tokens.lookup(client, self.settings, token)
         except redis.RedisError:
             return None
 
     def admit(
-        self, token: str, req: Request, *, from_copy: bool = True
+        self, token: str, call: WebhookCall, *, from_copy: bool = True
     ) -> tuple[RecorderRef, bool]:
         """The recorder the request is for, once address, size and token allow it, and whether
         it was read from Redis just now. `from_copy`: take it from this worker's copy of the map
         when the copy has the token; the store script then checks it against Redis's map."""
         s = self.settings
-        if not guards.address_allowed(_sender(req, s), self.allowlist):
+        if not guards.address_allowed(call.remote, self.allowlist):
             raise WebhookError(403, "This address may not send webhooks.")
-        if (req.content_length or 0) > MAX_BODY_BYTES:
+        if (call.request.content_length or 0) > MAX_BODY_BYTES:
             raise WebhookError(413, TOO_LARGE)
         # The map is keyed by the token's SHA-256: how long a lookup takes says nothing about how
         # close a guess came to a real token, so there is no timing to leak it.
@@ -162,7 +162,7 @@ class Gateway:
             return copied, False
         confirmed = True
         try:
-            recorder = recorder_tokens.lookup(self.client, s.stream_prefix, token)
+            recorder = recorder_tokens.lookup(self.client, s, token)
             self.known.remember(token, recorder)
         except redis.RedisError:
             confirmed = False
@@ -199,7 +199,7 @@ class Gateway:
         WebhookError 429 past the limit, SpoolFull, or OSError when the spool cannot be written.
         """
         fields = message.to_fields()
-        alert_key = self.signals.alert_key(token, alert_id)
+        alert_key = self.signals.alert_key(token, alert_id, message.recorder_id)
         with self.spool.routing():
             # Behind spooled signals a new one waits its turn, or the engine would see it first.
             redis_up = True
@@ -224,7 +224,7 @@ class Gateway:
             if first is not None:
                 return Published(first, duplicate=True)
             try:
-                if not self._within_rate_limit(token, redis_up):
+                if not self._within_rate_limit(token, message.recorder_id, redis_up):
                     raise self._too_many()
                 self.spool.put(
                     fields if alert_key is None else {**fields, SPOOL_ALERT_KEY: alert_key}
@@ -253,20 +253,21 @@ class Gateway:
     def _confirm(self, token: str, recorder: RecorderRef) -> None:
         """Raise StaleToken unless Redis's map has `recorder` for the token (or cannot say)."""
         try:
-            current = recorder_tokens.lookup(self.client, self.settings.stream_prefix, token)
+            current = recorder_tokens.lookup(self.client, self.settings, token)
         except redis.RedisError:
             return  # down: the copy is what the gateway goes by, as for any token meanwhile
         if current != recorder:
             self.known.remember(token, current)
             raise StaleToken
 
-    def _within_rate_limit(self, token: str, redis_up: bool) -> bool:
+    def _within_rate_limit(self, token: str, recorder_id: int, redis_up: bool) -> bool:
         """Count one signal: in Redis, shared by every worker, or while it is down in this one."""
         s = self.settings
         if redis_up:
             limit, window = s.webhook_rate_limit, s.webhook_rate_window_s
+            key = self.signals.rate_key(token, recorder_id)
             try:
-                return guards.within_rate_limit(self.client, s.stream_prefix, token, limit, window)
+                return guards.within_rate_limit(self.client, key, limit, window)
             except redis.RedisError:
                 pass
         return self.local_rate.allow(token)
@@ -305,29 +306,9 @@ class GatewayMetrics:
         return response
 
 
-def _sender(req: Request, settings: Settings) -> str | None:
+def _sender(req: BareRequest, settings: Settings) -> str | None:
     forwarded_for = req.headers.getlist("X-Forwarded-For")
     return guards.source_address(req.remote_addr, forwarded_for, settings.trust_proxy)
-
-
-def _read_body() -> bytes:
-    body = request.get_data(cache=False)
-    if len(body) > MAX_BODY_BYTES:
-        raise WebhookError(413, TOO_LARGE)
-    g.body = body  # for the refused-webhook record, should the body be refused
-    return body
-
-
-def _refused_body(status: int) -> bytes | None:
-    """The body of a refused request as read, or read now (a 404 is refused before reading it);
-    None for a body over the limit, which is never kept."""
-    if status == 413:
-        return None
-    if "body" in g:
-        body: bytes = g.body
-        return body
-    body = request.get_data(cache=False)
-    return None if len(body) > MAX_BODY_BYTES else body
 
 
 def _error(status: int, message: str) -> tuple[Response, int]:
@@ -354,7 +335,7 @@ def _http_error(exc: HTTPException) -> tuple[Response, int]:
 def _unexpected(exc: Exception) -> tuple[Response, int]:
     # Logged here rather than by Flask, whose message would carry the request path (the token).
     log.error("unexpected error", exc_info=exc)
-    return _error(500, "The gateway failed unexpectedly; TradingView will send the alert again.")
+    return _error(500, UNEXPECTED)
 
 
 def _log_request(settings: Settings, response: Response) -> Response:
@@ -384,6 +365,17 @@ def _tokens_from_database(sessions: sessionmaker[Session]) -> dict[str, Recorder
         return recorder_tokens.token_map(session)
 
 
+def _check_partitions(client: redis.Redis, settings: Settings) -> None:
+    """Refuse to start (PartitionMismatch) when Redis records another ENGINE_PARTITIONS: the
+    gateway writes each signal to its recorder's partition. With Redis down the count cannot be
+    read; the gateway starts anyway and spools, and the drainer writes by the same count."""
+    try:
+        partitions.check(client, settings)
+    except redis.RedisError as exc:
+        kv = {"error": type(exc).__name__}
+        log.warning("engine partitions not checked: redis unreachable", extra={"kv": kv})
+
+
 def create_app(
     settings: Settings,
     redis_client: redis.Redis | None = None,
@@ -393,6 +385,7 @@ def create_app(
     if redis_client is None and not settings.redis_url:
         raise ValueError("REDIS_URL must be set for the gateway")
     client = redis_client or connect_redis(settings.redis_url or "")
+    _check_partitions(client, settings)
     gateway = Gateway(
         settings,
         client,
@@ -414,13 +407,12 @@ def create_app(
     )
     drainer.start()
     app = Flask(__name__)
-    # One byte over the limit: a chunked body is cut at this length without an error, so
-    # reading one byte more is how `_read_body` tells "exactly 16 KiB" from "longer".
+    # One byte over the limit, as WebhookRoute reads webhook bodies (see there).
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES + 1
     app.extensions["gateway"] = gateway
     app.extensions["spool_drainer"] = drainer
     if sessions is not None:
-        sync = TokenMapSync(client, settings.stream_prefix, sessions)
+        sync = TokenMapSync(client, settings, sessions)
         sync.sync()
         sync.start()
         app.extensions["token_sync"] = sync
@@ -428,58 +420,20 @@ def create_app(
     @app.before_request
     def _start() -> None:
         g.started = time.perf_counter()
-        g.received_at = now_ms()
 
     platform_max = Decimal(settings.max_signal_qty)
 
-    def accept(token: str, body: bytes, recorder: RecorderRef, confirmed: bool) -> Published:
-        g.recorder_id = recorder.recorder_id
-        parsed = parse_signal(body, recorder, new_signal_id(), g.received_at, platform_max)
+    def accept(
+        token: str, call: WebhookCall, body: bytes, recorder: RecorderRef, confirmed: bool
+    ) -> Published:
+        call.recorder_id = recorder.recorder_id
+        parsed = parse_signal(body, recorder, new_signal_id(), call.received_at, platform_max)
         unconfirmed = None if confirmed else recorder
         return gateway.publish(token, parsed.message, unconfirmed, parsed.alert_id)
 
-    @app.post("/webhook/<token>")
-    def webhook(token: str) -> tuple[Response, int]:
-        try:
-            return receive(token)
-        except WebhookError as exc:
-            if exc.status in refused.KEPT_STATUSES:
-                keep_refusal(token, exc)
-            raise
-
-    def keep_refusal(token: str, exc: WebhookError) -> None:
-        try:
-            body = _refused_body(exc.status)
-            gateway.keep_refusal(token, exc, body, _sender(request, settings))
-        except Exception as failure:  # keeping it is a courtesy; the answer stands regardless
-            log.warning("refused webhook not kept", extra={"kv": {"error": type(failure).__name__}})
-
-    def receive(token: str) -> tuple[Response, int]:
-        try:
-            recorder, confirmed = gateway.admit(token, request)
-            body = _read_body()
-            try:
-                published = accept(token, body, recorder, confirmed)
-            except (StaleToken, WebhookError) as exc:
-                if confirmed or (isinstance(exc, WebhookError) and exc.status == 429):
-                    raise
-                # Refused or stale by this worker's copy of the map: ask Redis's and go again.
-                recorder, confirmed = gateway.admit(token, request, from_copy=False)
-                published = accept(token, body, recorder, confirmed)
-            if published.spooled:
-                drainer.wake()
-        except (redis.RedisError, StaleToken) as exc:  # the map changed under us twice: rare
-            log.warning("redis error", extra={"kv": {"error": type(exc).__name__}})
-            return _error(503, REDIS_DOWN)
-        except SpoolFull:
-            return _error(503, SPOOL_FULL)
-        except OSError as exc:
-            log.error("spool write failed", extra={"kv": {"error": type(exc).__name__}})
-            return _error(503, REDIS_DOWN)
-        g.signal_id = published.signal_id  # logged only once the signal is stored
-        if published.duplicate:
-            return jsonify(ok=True, signal_id=published.signal_id, duplicate=True), 200
-        return jsonify(ok=True, signal_id=published.signal_id), 202
+    # Webhook posts are answered by WebhookRoute before Flask sees them; the rule is here so
+    # that Flask answers other methods on the address with 405.
+    app.add_url_rule("/webhook/<token>", endpoint="webhook", methods=["POST"])
 
     @app.get("/healthz")
     def healthz() -> tuple[Response, int]:
@@ -488,7 +442,7 @@ def create_app(
         spooled = gateway.spool.count()
         try:
             client.ping()
-            synced = recorder_tokens.is_synced(client, settings.stream_prefix)
+            synced = recorder_tokens.is_synced(client, settings)
             state = "ok"
         except redis.RedisError:
             state = "down"
@@ -505,4 +459,12 @@ def create_app(
     metrics = GatewayMetrics()
     app.extensions["metrics"] = metrics
     app.after_request(lambda response: _log_request(settings, metrics.observe(response)))
+    app.wsgi_app = WebhookRoute(  # type: ignore[method-assign]
+        app.wsgi_app,
+        gateway,
+        metrics,
+        accept,
+        drainer.wake,
+        lambda req: _sender(req, settings),
+    )
     return app

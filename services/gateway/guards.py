@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-import time
 from collections.abc import Iterable
 
 import redis
@@ -64,20 +63,8 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def rate_key(prefix: str, token: str, now_s: float, window_s: int) -> str:
-    return f"{prefix}webhook_rate:{token_digest(token)}:{int(now_s // window_s)}"
-
-
-def within_rate_limit(
-    client: redis.Redis,
-    prefix: str,
-    token: str,
-    limit: int,
-    window_s: int,
-    now_s: float | None = None,
-) -> bool:
-    """Count one signal in the token's fixed window; False once the window holds `limit` already."""
-    key = rate_key(prefix, token, time.time() if now_s is None else now_s, window_s)
+def within_rate_limit(client: redis.Redis, key: str, limit: int, window_s: int) -> bool:
+    """Count one signal in the token's fixed window `key`; False once it holds `limit` already."""
     pipe = client.pipeline(transaction=True)
     pipe.incr(key)
     pipe.expire(key, window_s + 1)  # the key outlives its window by a second, then Redis drops it

@@ -95,6 +95,16 @@ def _object(pairs: list[tuple[str, Any]]) -> _JsonObject:
     return obj
 
 
+# Built once: `json.loads` with arguments builds a decoder (and its scanner) on every call.
+_DECODER = json.JSONDecoder(
+    parse_float=Decimal,
+    parse_int=Decimal,
+    parse_constant=_NonFinite,
+    object_pairs_hook=_object,
+    strict=False,  # tolerate a raw newline inside a comment
+)
+
+
 def _show(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -153,14 +163,7 @@ def _load(body: bytes) -> tuple[str, _JsonObject]:
             400, f"The body is empty; the alert message must be a JSON object such as {EXAMPLE}."
         )
     try:
-        data = json.loads(
-            text.lstrip("\ufeff"),
-            parse_float=Decimal,
-            parse_int=Decimal,
-            parse_constant=_NonFinite,
-            object_pairs_hook=_object,
-            strict=False,  # tolerate a raw newline inside a comment
-        )
+        data = _DECODER.decode(text.lstrip("\ufeff"))
     except json.JSONDecodeError as exc:
         raise _not_json(text.lstrip("\ufeff"), exc) from None
     except RecursionError:

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 import redis
+from redis.cluster import RedisCluster
 
 from libs.common import streams
 
@@ -94,7 +95,8 @@ def keep(client: redis.Redis, prefix: str, recorder_ids: Iterable[int], refusal:
         return
     record = refusal.to_json()
     try:
-        pipe = client.pipeline(transaction=True)
+        # One transaction on a plain Redis; a cluster's must stay in one slot, so none there.
+        pipe = client.pipeline(transaction=not isinstance(client, RedisCluster))
         for recorder_id in ids:
             key = list_key(prefix, recorder_id)
             pipe.lpush(key, record)

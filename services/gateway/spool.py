@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import redis
 
@@ -52,6 +53,8 @@ class Spool:
         self._counter = itertools.count()
         self._last_ns = 0
         self._key_lock = threading.Lock()
+        self._route_lock = directory / "route.lock"
+        self._threads = threading.local()
 
     def entries(self) -> list[Path]:
         with os.scandir(self.directory) as it:
@@ -68,8 +71,21 @@ class Spool:
 
     @contextmanager
     def routing(self) -> Iterator[None]:
-        with _flock(self.directory / "route.lock", fcntl.LOCK_SH):
+        # Each thread keeps its lock file open (opening it took as long as the rest of the
+        # check); flock locks belong to the open file, so threads still exclude each other.
+        fd = self._route_fd()
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        try:
             yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _route_fd(self) -> int:
+        held: BinaryIO | None = getattr(self._threads, "route_lock", None)
+        if held is None:
+            fd = os.open(self._route_lock, os.O_RDWR | os.O_CREAT, 0o600)
+            held = self._threads.route_lock = os.fdopen(fd, "r+b")  # closed with the thread
+        return held.fileno()
 
     def put(self, fields: dict[str, str]) -> Path:
         """Store one signal durably; call inside `routing()`. Raises SpoolFull, OSError."""
@@ -93,7 +109,7 @@ class Spool:
         return fields
 
     def remove(self, path: Path) -> None:
-        with _flock(self.directory / "route.lock", fcntl.LOCK_EX):
+        with _flock(self._route_lock, fcntl.LOCK_EX):
             path.unlink(missing_ok=True)
         _fsync_dir(self.directory)
 

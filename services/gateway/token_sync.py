@@ -13,6 +13,7 @@ import redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from libs.common import recorder_tokens
+from libs.common.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +24,12 @@ class TokenMapSync:
     def __init__(
         self,
         client: redis.Redis,
-        prefix: str,
+        settings: Settings,
         sessions: sessionmaker[Session],
         interval_s: float = SYNC_INTERVAL_S,
     ):
         self._client = client
-        self._prefix = prefix
+        self._settings = settings
         self._sessions = sessions
         self._interval_s = interval_s
         self._stop = threading.Event()
@@ -38,7 +39,7 @@ class TokenMapSync:
         """Rebuild the map; the number of recorders, or None when PostgreSQL or Redis failed."""
         try:
             with self._sessions() as session:
-                count = recorder_tokens.sync_all(self._client, self._prefix, session)
+                count = recorder_tokens.sync_all(self._client, self._settings, session)
         except Exception as exc:  # a failed sync must not stop the gateway; the loop tries again
             log.warning("token map sync failed", extra={"kv": {"error": type(exc).__name__}})
             return None
@@ -47,7 +48,7 @@ class TokenMapSync:
 
     def sync_if_lost(self) -> int | None:
         try:
-            if recorder_tokens.is_synced(self._client, self._prefix):
+            if recorder_tokens.is_synced(self._client, self._settings):
                 return None
         except redis.RedisError:
             return None  # Redis is down: nothing to write to, try on the next round

@@ -156,7 +156,7 @@ class CommandHandler:
             if gone:  # the price feed follows the symbols with open positions
                 outbox.open_symbols = {s: len(h) for s, h in self.book.by_symbol.items() if h}
             if token is not None:  # the gateway stops taking its signals (the UI did too)
-                recorder_tokens.remove(self.redis, self.settings.stream_prefix, token)
+                recorder_tokens.remove(self.redis, self.settings, token)
         signals, positions = counts
         outbox.events.append(
             (

@@ -106,7 +106,7 @@ def test_create_recorder_answers_201_with_webhook_url_and_caches_token(
         body["allow_delayed_exits"],
         body["open_positions"],
     ) == (20, 40, False, 0)
-    ref = recorder_tokens.lookup(redis_client, settings.stream_prefix, body["webhook_token"])
+    ref = recorder_tokens.lookup(redis_client, settings, body["webhook_token"])
     assert ref == recorder_tokens.RecorderRef(body["id"], user.id, "MNQ trend", True)
 
 
@@ -167,12 +167,7 @@ def test_partial_update_changes_only_given_fields_and_refreshes_cache(
         resp.get_json()["sl_ticks"],
         resp.get_json()["enabled"],
     ) == (8, 12, False)
-    assert (
-        recorder_tokens.lookup(
-            redis_client, settings.stream_prefix, created["webhook_token"]
-        ).enabled
-        is False
-    )
+    assert recorder_tokens.lookup(redis_client, settings, created["webhook_token"]).enabled is False
     bad = client.put(f"/api/recorders/{created['id']}", json={"name": None}, headers=alice[1])
     assert bad.status_code == 422 and "name" in bad.get_json()["error"]
 
@@ -183,14 +178,9 @@ def test_rotate_token_replaces_the_cached_token(client, alice, settings, redis_c
         f"/api/recorders/{created['id']}/rotate-token", headers=alice[1]
     ).get_json()
     assert rotated["webhook_token"] != created["webhook_token"]
+    assert recorder_tokens.lookup(redis_client, settings, created["webhook_token"]) is None
     assert (
-        recorder_tokens.lookup(redis_client, settings.stream_prefix, created["webhook_token"])
-        is None
-    )
-    assert (
-        recorder_tokens.lookup(
-            redis_client, settings.stream_prefix, rotated["webhook_token"]
-        ).recorder_id
+        recorder_tokens.lookup(redis_client, settings, rotated["webhook_token"]).recorder_id
         == created["id"]
     )
 
@@ -206,10 +196,7 @@ def test_delete_removes_recorder_token_signals_and_positions(
     make_signal(recorder)
     resp = client.delete(f"/api/recorders/{created['id']}", headers=alice[1])
     assert resp.status_code == 200
-    assert (
-        recorder_tokens.lookup(redis_client, settings.stream_prefix, created["webhook_token"])
-        is None
-    )
+    assert recorder_tokens.lookup(redis_client, settings, created["webhook_token"]) is None
     assert (count(sessions, Recorder), count(sessions, Position), count(sessions, Signal)) == (
         0,
         0,

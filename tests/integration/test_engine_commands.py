@@ -90,7 +90,7 @@ def test_a_delete_sent_while_the_engine_is_down_is_applied_when_it_starts(
 ):
     # Given a recorder with an open position, and no engine running
     recorder = make_recorder(alice[0])
-    recorder_tokens.put(redis_client, settings.stream_prefix, recorder)
+    recorder_tokens.put(redis_client, settings, recorder)
     position = dict(symbol="MNQ", side="long", quantity=1, entry_cost=25640, avg_entry_price=25640)
     with db.transaction(sessions) as s:
         s.add(
@@ -105,9 +105,7 @@ def test_a_delete_sent_while_the_engine_is_down_is_applied_when_it_starts(
     body = response.get_json()
     assert response.status_code == 202 and body["ok"] is True and body["queued"] is True
     assert "when it runs" in body["message"]
-    assert (
-        recorder_tokens.lookup(redis_client, settings.stream_prefix, recorder.webhook_token) is None
-    )
+    assert recorder_tokens.lookup(redis_client, settings, recorder.webhook_token) is None
     assert counts(sessions)[:2] == (1, 1)
     # And when the engine starts, the recorder and its position are gone, and it answered
     engine = new_engine(settings, sessions, redis_client)

@@ -52,7 +52,7 @@ BUY = {
 @pytest.fixture
 def recorder(make_recorder, redis_client, settings):
     recorder = make_recorder(name="MNQ trend")
-    recorder_tokens.put(redis_client, settings.stream_prefix, recorder)
+    recorder_tokens.put(redis_client, settings, recorder)
     return recorder
 
 
@@ -126,7 +126,7 @@ def test_disabled_recorder_is_still_accepted_for_the_engine_to_ignore(
     gateway, make_recorder, redis_client, settings
 ):
     disabled = make_recorder(enabled=False)
-    recorder_tokens.put(redis_client, settings.stream_prefix, disabled)
+    recorder_tokens.put(redis_client, settings, disabled)
 
     assert post(gateway(), disabled.webhook_token, BUY).status_code == 202
 
@@ -164,7 +164,7 @@ def test_too_many_signals_for_one_token_is_429(
 ):
     client = gateway(webhook_rate_limit=2, webhook_rate_window_s=3600)
     other = make_recorder()
-    recorder_tokens.put(redis_client, settings.stream_prefix, other)
+    recorder_tokens.put(redis_client, settings, other)
 
     statuses = [post(client, recorder.webhook_token, BUY).status_code for _ in range(3)]
 
@@ -197,7 +197,7 @@ def test_a_token_revoked_after_the_worker_copied_the_map_is_404(
 
     old_token = recorder.webhook_token
     recorder.webhook_token = "b" * 32  # the user regenerated the URL: the UI moves the map entry
-    recorder_tokens.put(redis_client, settings.stream_prefix, recorder, old_token=old_token)
+    recorder_tokens.put(redis_client, settings, recorder, old_token=old_token)
 
     assert post(client, old_token, BUY).status_code == 404
     assert post(client, recorder.webhook_token, BUY).status_code == 202
@@ -209,7 +209,7 @@ def test_a_recorder_renamed_after_the_worker_copied_the_map_is_matched_by_its_ne
 ):
     client = gateway()
     recorder.name = "MNQ scalper"
-    recorder_tokens.put(redis_client, settings.stream_prefix, recorder)
+    recorder_tokens.put(redis_client, settings, recorder)
 
     answer = post(client, recorder.webhook_token, {**BUY, "recorder": "MNQ scalper"})
     stale = post(client, recorder.webhook_token, {**BUY, "recorder": "MNQ trend"})
@@ -357,7 +357,7 @@ def test_start_up_fills_the_token_map_from_postgresql_and_refills_it_when_lost(
         redis_client.flushdb()  # Redis restarted without its data
 
         assert sync.sync_if_lost() == 1
-        assert recorder_tokens.lookup(redis_client, settings.stream_prefix, recorder.webhook_token)
+        assert recorder_tokens.lookup(redis_client, settings, recorder.webhook_token)
     finally:
         sync.stop()
 

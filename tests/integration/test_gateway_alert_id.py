@@ -26,7 +26,7 @@ ALERT = {"action": "buy", "ticker": "MNQ1!", "price": 21034.25, "id": "MNQ1!-5-1
 @pytest.fixture
 def recorder(make_recorder, redis_client, settings):
     recorder = make_recorder()
-    recorder_tokens.put(redis_client, settings.stream_prefix, recorder)
+    recorder_tokens.put(redis_client, settings, recorder)
     return recorder
 
 
@@ -101,7 +101,7 @@ def test_the_same_id_on_another_token_is_a_new_signal(
     app, recorder, make_recorder, redis_client, settings
 ):
     other = make_recorder(name="Other")
-    recorder_tokens.put(redis_client, settings.stream_prefix, other)
+    recorder_tokens.put(redis_client, settings, other)
     client = app.test_client()
 
     assert post(client, recorder.webhook_token, ALERT).status_code == 202
@@ -145,7 +145,7 @@ def test_while_redis_is_down_a_repeat_is_recognized_and_stored_once_when_it_retu
     own = replace(settings, redis_url=server.url, gateway_spool_dir=tmp_path / "spool")
     client = connect_redis(own.redis_url)
     recorder = make_recorder()
-    recorder_tokens.put(client, own.stream_prefix, recorder)
+    recorder_tokens.put(client, own, recorder)
     app = create_app(own, redis_client=client)
     app.extensions["spool_drainer"].stop()  # drain by hand, so the test decides when
     try:

@@ -18,7 +18,7 @@ from tests.integration.test_gateway import assert_refused, post, signals
 def small(make_recorder, redis_client, settings):
     """A recorder that allows at most 5 contracts per signal."""
     recorder = make_recorder(max_qty=Decimal(5))
-    recorder_tokens.put(redis_client, settings.stream_prefix, recorder)
+    recorder_tokens.put(redis_client, settings, recorder)
     return recorder
 
 
@@ -54,7 +54,7 @@ def test_the_platform_cap_is_a_setting_and_applies_whatever_the_recorder_allows(
     settings, redis_client, make_recorder
 ):
     roomy = make_recorder(max_qty=Decimal(500))
-    recorder_tokens.put(redis_client, settings.stream_prefix, roomy)
+    recorder_tokens.put(redis_client, settings, roomy)
     client = create_app(replace(settings, max_signal_qty=50), redis_client=redis_client)
 
     answer = post(

@@ -14,8 +14,9 @@ import redis
 
 from libs.common import recorder_tokens, streams
 from libs.common.storage.embedded import EmbeddedRedis, free_port
-from services.gateway.app import SPOOL_FULL, UNKNOWN_WHILE_DOWN, connect_redis, create_app
+from services.gateway.app import UNKNOWN_WHILE_DOWN, connect_redis, create_app
 from services.gateway.spool import SpoolDrainer
+from services.gateway.webhook_route import SPOOL_FULL
 
 BUY = {"action": "buy", "ticker": "CME_MINI:MNQ1!", "price": 21034.25, "contracts": 1}
 
@@ -43,7 +44,7 @@ def store(own_redis):
 @pytest.fixture
 def recorder(make_recorder, store, spool_settings):
     recorder = make_recorder()
-    recorder_tokens.put(store, spool_settings.stream_prefix, recorder)
+    recorder_tokens.put(store, spool_settings, recorder)
     return recorder
 
 
@@ -197,7 +198,7 @@ def test_unknown_token_while_down_is_503_not_404(
 ):
     app = gateway()
     newer = make_recorder()  # added to Redis after this worker last read the map
-    recorder_tokens.put(store, spool_settings.stream_prefix, newer)
+    recorder_tokens.put(store, spool_settings, newer)
     own_redis.stop()
     client = app.test_client()
 
@@ -215,7 +216,7 @@ def test_token_learned_by_a_lookup_still_works_while_down(
 ):
     app = gateway()
     newer = make_recorder()
-    recorder_tokens.put(store, spool_settings.stream_prefix, newer)
+    recorder_tokens.put(store, spool_settings, newer)
     client = app.test_client()
     assert post(client, newer.webhook_token).status_code == 202  # looked up in Redis
     own_redis.stop()

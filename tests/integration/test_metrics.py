@@ -72,7 +72,7 @@ def serving():
 
 def test_gateway_counts_its_answers_by_code(settings, redis_client, make_recorder):
     recorder = make_recorder()
-    recorder_tokens.put(redis_client, settings.stream_prefix, recorder)
+    recorder_tokens.put(redis_client, settings, recorder)
     client = create_app(settings, redis_client=redis_client).test_client()
 
     assert client.post(f"/webhook/{recorder.webhook_token}", json=BUY).status_code == 202

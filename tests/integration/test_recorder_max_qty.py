@@ -43,7 +43,7 @@ def test_max_qty_set_through_the_api_is_what_the_gateway_enforces(
     # Then the larger one is refused naming the limit, and the other accepted
     assert over.status_code == 422 and "max_qty of 3" in over.get_json()["error"]
     assert within.status_code == 202
-    ref = recorder_tokens.lookup(redis_client, settings.stream_prefix, created["webhook_token"])
+    ref = recorder_tokens.lookup(redis_client, settings, created["webhook_token"])
     assert ref is not None and ref.max_qty == Decimal(3)
 
 

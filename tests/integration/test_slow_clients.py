@@ -59,7 +59,7 @@ def test_a_webhook_is_answered_within_a_second_while_500_slow_connections_are_op
 ):
     # Given the gateway as production runs it, with 400 clients trickling headers and 100 idle
     recorder = make_recorder()
-    recorder_tokens.put(redis_client, settings.stream_prefix, recorder)
+    recorder_tokens.put(redis_client, settings, recorder)
     with (
         gateway_process(settings, tmp_path) as gateway,
         held_connections(gateway.base, SLOW, IDLE),

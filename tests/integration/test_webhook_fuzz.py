@@ -68,7 +68,7 @@ content_types = st.sampled_from(
 @pytest.fixture
 def webhook(settings, redis_client, make_recorder):
     recorder = make_recorder(name="Fuzzed")
-    recorder_tokens.put(redis_client, settings.stream_prefix, recorder)
+    recorder_tokens.put(redis_client, settings, recorder)
     client = create_app(
         replace(settings, webhook_rate_limit=1_000_000), redis_client=redis_client
     ).test_client()

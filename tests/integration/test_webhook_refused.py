@@ -18,7 +18,7 @@ BUY = {"action": "buy", "ticker": "MNQ1!", "price": 21034.25}
 def mine(alice, make_recorder, redis_client, settings):
     """Alice's recorder, in the token map before the gateway copies it."""
     recorder = make_recorder(user=alice[0], name="MNQ Trend")
-    recorder_tokens.put(redis_client, settings.stream_prefix, recorder)
+    recorder_tokens.put(redis_client, settings, recorder)
     return recorder
 
 

@@ -192,7 +192,7 @@ class Bench:
             ]
             s.add_all(recorders)
         for r in recorders:
-            recorder_tokens.put(self.redis, self.settings.stream_prefix, r)
+            recorder_tokens.put(self.redis, self.settings, r)
         return recorders
 
     def bench_login(self) -> tuple[int, str, str]:

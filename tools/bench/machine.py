@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 
 def _machine_busy_s() -> float | None:
@@ -48,17 +50,48 @@ def _own_s() -> float:
     return total
 
 
+# Every counter read here moves in clock ticks (1/CLK_TCK s, 10 ms): /proc/stat per core, and
+# each process's times. Over a window only a few ticks long the difference of two readings is
+# mostly that rounding (one more tick on the machine and none yet on ours reads as "others used
+# all of it"), which is how back-to-back rows showed more than 100 %: so a share is only told over
+# at least MIN_WINDOW_S, and never above all of the cores.
+MIN_WINDOW_S = 0.5
+
+
+@dataclass(frozen=True)
+class Reading:
+    at: float  # monotonic seconds
+    busy_s: float | None  # CPU seconds all cores spent busy (None: unknown here)
+    own_s: float  # CPU seconds of the bench and everything it started
+
+
+def others_share(before: Reading, after: Reading, cpus: int) -> float | None:
+    """The share of all cores busy with other processes between two readings; None when the
+    window is too short to tell (MIN_WINDOW_S) or the machine's busy time is unknown."""
+    window = after.at - before.at
+    if before.busy_s is None or after.busy_s is None or window < MIN_WINDOW_S:
+        return None
+    others = (after.busy_s - before.busy_s) - (after.own_s - before.own_s)
+    return min(1.0, max(0.0, others / (window * cpus)))
+
+
+def read_machine() -> Reading:
+    return Reading(time.monotonic(), _machine_busy_s(), _own_s())
+
+
 class OtherWork:
     """Each call to `since_last()` tells the share of all cores busy with other processes
-    (the Redis and PostgreSQL servers among them) since the previous call."""
+    (the Redis and PostgreSQL servers among them) since the previous call that told one: a call
+    too soon after it (MIN_WINDOW_S) answers None and leaves the window open."""
 
-    def __init__(self) -> None:
-        self._last = (time.monotonic(), _machine_busy_s(), _own_s())
+    def __init__(self, read: Callable[[], Reading] = read_machine, cpus: int | None = None) -> None:
+        self._read = read
+        self._cpus = cpus or os.cpu_count() or 1
+        self._last = read()
 
     def since_last(self) -> float | None:
-        now = (time.monotonic(), _machine_busy_s(), _own_s())
-        (t0, busy0, own0), (t1, busy1, own1) = self._last, now
-        self._last = now
-        if busy0 is None or busy1 is None or t1 <= t0:
-            return None
-        return max(0.0, (busy1 - busy0) - (own1 - own0)) / ((t1 - t0) * (os.cpu_count() or 1))
+        now = self._read()
+        share = others_share(self._last, now, self._cpus)
+        if now.at - self._last.at >= MIN_WINDOW_S:
+            self._last = now
+        return share

@@ -89,7 +89,7 @@ def _check_sizes(default_qty: Decimal, max_qty: Decimal) -> None:
 
 
 def _cache(recorder: Recorder, old_token: str | None = None) -> None:
-    recorder_tokens.put(redis_client(), settings().stream_prefix, recorder, old_token=old_token)
+    recorder_tokens.put(redis_client(), settings(), recorder, old_token=old_token)
 
 
 def checked_exits(exits: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -173,7 +173,7 @@ def update_recorder(recorder_id: int) -> ResponseReturnValue:
 def delete_recorder(recorder_id: int) -> ResponseReturnValue:
     recorder = owned_recorder(recorder_id)
     # The gateway stops taking its signals now; the engine deletes the rows.
-    recorder_tokens.remove(redis_client(), settings().stream_prefix, recorder.webhook_token)
+    recorder_tokens.remove(redis_client(), settings(), recorder.webhook_token)
     redis_client().delete(settings().stream(f"{streams.WEBHOOK_REFUSED}{recorder.id}"))
     if _ask_engine(streams.DELETE_RECORDER, recorder) is None:
         return _queued(recorder_id, "delete the recorder, its signals and positions")

@@ -167,12 +167,14 @@ class Gateway:
         except redis.RedisError:
             confirmed = False
             recorder = self.known.get(token)
-            if recorder is None:  # a recorder made since our copy was taken? read it again
-                self.known.refresh(self.client, self.tokens_from_database)
+            if recorder is None:  # a recorder made since our copy was taken? ask PostgreSQL
+                answered = self.tokens_from_database is not None and self.known.reload(
+                    self.tokens_from_database
+                )
                 recorder = self.known.get(token)
-            if recorder is None and self.tokens_from_database is None:
-                # Not in our copy, but the map in Redis may have it: not a 404.
-                raise WebhookError(503, UNKNOWN_WHILE_DOWN) from None
+                if recorder is None and not answered:
+                    # Not in our copy, and nothing could say it is unknown: not a 404.
+                    raise WebhookError(503, UNKNOWN_WHILE_DOWN) from None
         if recorder is None:
             raise WebhookError(404, "No recorder has this webhook token.")
         return recorder, confirmed

@@ -32,6 +32,9 @@ SUFFIX = ".json"
 DRAIN_INTERVAL_S = 0.5
 TOKEN_REFRESH_S = 60.0
 RETRY_S = 5.0
+DATABASE_RELOAD_S = (
+    1.0  # an unknown token during a Redis outage reads PostgreSQL at most this often
+)
 
 
 class SpoolFull(Exception):
@@ -237,6 +240,8 @@ class KnownTokens:
         self._refresh_s = refresh_s
         self._by_digest: dict[str, RecorderRef] = {}
         self._refreshed_at = float("-inf")
+        self._reloaded_at = float("-inf")
+        self._reload_answered = False
         self._lock = threading.Lock()
 
     def get(self, token: str) -> RecorderRef | None:
@@ -282,18 +287,30 @@ class KnownTokens:
             self._by_digest = fresh
             self._refreshed_at = time.monotonic()
 
-    def _fill_from(self, from_database: Callable[[], dict[str, RecorderRef]] | None) -> None:
+    def reload(self, from_database: Callable[[], dict[str, RecorderRef]]) -> bool:
+        """While Redis is down, a token our copy does not know: read PostgreSQL's now, whatever
+        the refresh interval (a recorder made since the copy was taken must not get a 404, which
+        TradingView never sends again). At most every DATABASE_RELOAD_S per worker; False when
+        PostgreSQL did not answer (then the caller cannot tell a 404)."""
+        if time.monotonic() - self._reloaded_at < DATABASE_RELOAD_S:
+            return self._reload_answered
+        self._reloaded_at = time.monotonic()
+        self._reload_answered = self._fill_from(from_database)
+        return self._reload_answered
+
+    def _fill_from(self, from_database: Callable[[], dict[str, RecorderRef]] | None) -> bool:
         if from_database is None:
-            return
+            return False
         try:
             fresh = from_database()
         except Exception as exc:  # PostgreSQL away too: keep what we have
             log.warning(
                 "token copy not read from PostgreSQL", extra={"kv": {"error": type(exc).__name__}}
             )
-            return
+            return False
         with self._lock:
             self._by_digest = fresh
+        return True
 
 
 def _text(value: str | bytes) -> str:

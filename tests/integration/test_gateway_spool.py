@@ -249,6 +249,29 @@ def test_a_gateway_started_while_redis_is_down_knows_every_recorder_from_postgre
         app.extensions["token_sync"].stop()
 
 
+def test_a_recorder_made_after_the_gateway_read_its_copy_is_spooled_not_404_while_down(
+    spool_settings, make_recorder, own_redis, store, sessions
+):
+    # Given a gateway that read the token map (no recorders yet) with Redis and PostgreSQL up
+    app = create_app(
+        spool_settings, redis_client=connect_redis(spool_settings.redis_url), sessions=sessions
+    )
+    try:
+        client = app.test_client()
+        # When a recorder is made and Redis goes down before the worker's copy is refreshed
+        newer = make_recorder()
+        recorder_tokens.put(store, spool_settings, newer)
+        own_redis.stop()
+        answer = post(client, newer.webhook_token)
+        # Then its signal is spooled (a 404 is one TradingView never sends again)
+        assert answer.status_code == 202, answer.get_json()
+        assert [f["recorder_id"] for f in spooled(app)] == [str(newer.id)]
+        assert post(client, "0" * 32).status_code == 404  # PostgreSQL knows no such token
+    finally:
+        app.extensions["spool_drainer"].stop()
+        app.extensions["token_sync"].stop()
+
+
 def test_rate_limit_holds_in_process_while_down(gateway, recorder, own_redis):
     app = gateway(webhook_rate_limit=2, webhook_rate_window_s=3600)
     client = app.test_client()

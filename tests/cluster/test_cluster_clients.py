@@ -9,6 +9,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from libs.common import redis_conn
+from tests.support.redis_cluster import LocalCluster
 
 
 def test_one_node_in_the_url_reaches_every_node_with_the_options_given(redis_cluster):
@@ -88,3 +89,18 @@ def test_cluster_urls_name_a_node_for_what_speaks_to_one_server():
     assert redis_conn.pubsub_url("redis://:s@h:6379/2") == "redis://:s@h:6379/2"
     with pytest.raises(redis_conn.NeedsPlainRedis, match="QUEUE_REDIS_URL"):
         redis_conn.plain_url(url, "RQ")
+
+
+def test_a_cluster_made_without_redis_cli_serves_every_slot(tmp_path):
+    # The support's fallback where no redis-cli ships beside the server: slots assigned by hand
+    cluster = LocalCluster(tmp_path / "by-hand")
+    try:
+        cluster.start(use_redis_cli=False)
+        client = redis_conn.connect(cluster.url, decode_responses=True)
+        client.set("jt:{p0}:x", "0")
+        client.set("jt:{p1}:x", "1")
+        assert client.cluster_info()["cluster_slots_assigned"] == "16384"
+        assert (client.get("jt:{p0}:x"), client.get("jt:{p1}:x")) == ("0", "1")
+        client.close()
+    finally:
+        cluster.stop()

@@ -107,10 +107,12 @@ def webhook(url: str, body: dict) -> str:
 
 
 def tick(cluster_client, price: str) -> None:
-    """A tick as the price feed writes it: to every partition's ticks stream."""
+    """A tick as the price feed writes it: to every partition's ticks stream, and the last price
+    (where the paper broker fills)."""
     fields = TickMessage("MNQ", Decimal(price), time.time_ns() // 1_000_000, "test").to_fields()
     for k in (0, 1):
         cluster_client.xadd(f"jt:{{p{k}}}:ticks", fields)
+    cluster_client.hset("jt:last_price", "MNQ", price)
 
 
 def test_webhooks_open_trade_and_close_through_a_cluster(

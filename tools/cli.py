@@ -312,7 +312,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return chaos_main(argv[1:])
     args = build_parser().parse_args(argv)
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except ValueError as exc:  # a setting that cannot work: its sentence, not a traceback
+        print(f"justtrades: {exc}", file=sys.stderr)
+        return 2
     setup_logging(settings.log_level)
     if args.command == "run":
         return supervisor.run(settings)

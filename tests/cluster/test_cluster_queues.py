@@ -4,6 +4,9 @@ cluster."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,7 +15,7 @@ from rq.worker import SimpleWorker
 from sqlalchemy import select
 
 from libs.common import orders, redis_conn, streams
-from libs.common.config import load_settings
+from libs.common.config import PROJECT_ROOT, load_settings
 from libs.common.storage.models import OrderIntent
 from services.executor.jobs import ExecutorContext, use_context
 from services.executor.service import build_worker
@@ -97,3 +100,30 @@ def test_an_executor_without_a_queue_redis_beside_a_cluster_is_refused(cluster_s
     settings = replace(cluster_settings, queue_redis_url="")
     with pytest.raises(redis_conn.NeedsPlainRedis, match="rate limiter"):
         ExecutorContext(settings).limiter  # noqa: B018 (made on first use)
+
+
+@pytest.mark.parametrize(
+    "command", [["-m", "services.executor"], ["-m", "tools.cli", "engine", "--partition", "0"]]
+)
+def test_a_service_beside_a_cluster_without_a_queue_redis_says_what_to_set(
+    command, cluster_settings, tmp_path
+):
+    env = {
+        **os.environ,
+        "DATABASE_URL": cluster_settings.database_url,
+        "REDIS_URL": cluster_settings.redis_url,
+        "JT_VAR_DIR": str(tmp_path),
+    }
+    env.pop("QUEUE_REDIS_URL", None)
+    done = subprocess.run(
+        [sys.executable, *command],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "REDIS_URL names a Redis Cluster" in done.stderr
+    assert "set QUEUE_REDIS_URL" in done.stderr
+    assert "Traceback" not in done.stderr

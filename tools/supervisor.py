@@ -24,8 +24,8 @@ from types import FrameType
 from typing import TypedDict
 
 import psycopg
-import redis
 
+from libs.common import redis_conn
 from libs.common.backoff import capped_exponential
 from libs.common.config import Settings
 from libs.common.storage import db
@@ -93,7 +93,7 @@ def _reachable(database_url: str, redis_url: str) -> bool:
     try:
         plain = database_url.replace("postgresql+psycopg://", "postgresql://")
         psycopg.connect(plain, connect_timeout=2).close()
-        redis.Redis.from_url(redis_url, socket_connect_timeout=2).ping()
+        redis_conn.connect(redis_url, socket_connect_timeout=2).ping()
         return True
     except Exception:
         return False

@@ -34,6 +34,9 @@ class Settings:
     # Empty until resolved: the supervisor starts embedded servers and fills them in (with_urls).
     database_url: str = ""
     redis_url: str = ""
+    # RQ's Redis (order and notification queues, the broker rate limiter): REDIS_URL unless this
+    # names another plain Redis; required when REDIS_URL is a Redis Cluster, which RQ cannot use.
+    queue_redis_url: str = ""
     secret_key: str = ""
     encryption_key: str = ""
     public_url: str = "http://localhost:8083"
@@ -119,6 +122,11 @@ class Settings:
     def redis_cluster(self) -> bool:
         """REDIS_URL names a Redis Cluster (`redis+cluster://` or `rediss+cluster://`)."""
         return self.redis_url.startswith(("redis+cluster://", "rediss+cluster://"))
+
+    @property
+    def queue_url(self) -> str:
+        """Where RQ's queues and the broker rate limiter live (QUEUE_REDIS_URL or REDIS_URL)."""
+        return self.queue_redis_url or self.redis_url
 
     @property
     def partitioned_keys(self) -> bool:
@@ -216,6 +224,7 @@ def load_settings(environ: dict[str, str] | None = None, env_file: Path | None =
     settings = Settings(
         database_url=normalize_database_url(database_url) if database_url else "",
         redis_url=env.get("REDIS_URL", ""),
+        queue_redis_url=_queue_redis_url(env),
         secret_key=env.get("SECRET_KEY") or "",
         encryption_key=env.get("ENCRYPTION_KEY") or "",
         public_url=_env(env, "PUBLIC_URL", d.public_url).rstrip("/"),
@@ -284,6 +293,21 @@ def load_settings(environ: dict[str, str] | None = None, env_file: Path | None =
         smtp_starttls=_bool(env.get("SMTP_STARTTLS"), default=d.smtp_starttls),
     )
     return _with_generated_keys(settings)
+
+
+def _queue_redis_url(env: dict[str, str]) -> str:
+    """QUEUE_REDIS_URL: a plain Redis, required beside a cluster REDIS_URL (RQ's MULTI blocks and
+    its workers need one server; docs/operations.md "Redis Cluster")."""
+    url = env.get("QUEUE_REDIS_URL", "")
+    cluster = ("redis+cluster://", "rediss+cluster://")
+    if url.startswith(cluster):
+        raise ValueError("QUEUE_REDIS_URL must name a plain Redis, not a Redis Cluster")
+    if not url and env.get("REDIS_URL", "").startswith(cluster):
+        raise ValueError(
+            "REDIS_URL names a Redis Cluster, which RQ's queues cannot use: set QUEUE_REDIS_URL "
+            'to a plain Redis as well (docs/operations.md "Redis Cluster")'
+        )
+    return url
 
 
 MAX_ENGINE_PARTITIONS = 64

@@ -27,6 +27,7 @@ import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
+from libs.common import redis_conn
 from libs.common.rq_jobs import OwnJob
 from libs.common.storage.models import OrderIntent
 
@@ -109,9 +110,11 @@ def queue_name(prefix: str, priority: str) -> str:
     return f"{prefix}{QUEUE_EXITS if priority == 'exit' else QUEUE_ENTRIES}"
 
 
-def rq_connection(redis_url: str) -> redis.Redis:
-    """RQ compresses job data, so it needs a connection that does not decode responses."""
-    return redis.Redis.from_url(redis_url)
+def rq_connection(queue_url: str) -> redis.Redis:
+    """The connection RQ's queues use (`Settings.queue_url`). RQ compresses job data, so it does
+    not decode responses. Its workers and MULTI blocks need one server: a cluster URL is refused
+    (NeedsPlainRedis)."""
+    return redis_conn.connect(redis_conn.plain_url(queue_url, "RQ"))
 
 
 class OrderJob(OwnJob):

@@ -25,7 +25,10 @@ if TYPE_CHECKING:
 
 def service_main(run: Callable[[Settings], None]) -> None:
     """Entry of `python -m services.<name>`: settings from the environment, then `run`."""
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except ValueError as exc:  # a setting that cannot work: its sentence, not a traceback
+        sys.exit(f"not started: {exc}")
     if not settings.database_url or not settings.redis_url:
         sys.exit("DATABASE_URL and REDIS_URL must be set (or use `justtrades run`)")
     setup_logging(settings.log_level)

@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 from functools import cached_property
 
 import redis
+from redis import Redis
 from sqlalchemy.orm import Session
 
-from libs.common import orders, streams
+from libs.common import orders, redis_conn, streams
 from libs.common.config import Settings, load_settings
 from libs.common.storage import db
 from libs.common.storage.models import Account, OrderIntent, Subaccount
@@ -47,16 +48,26 @@ class ExecutorContext:
 
     @cached_property
     def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.settings.redis_url, decode_responses=True)
+        return redis_conn.connect(self.settings.redis_url, decode_responses=True)
 
     @cached_property
     def paper(self) -> PaperBroker:
         return PaperBroker(self.redis, self.settings.stream_prefix)
 
     @cached_property
+    def queue_redis(self) -> Redis:  # `redis` in this class is the property above
+        """The queues' plain Redis (QUEUE_REDIS_URL, else REDIS_URL), decoding replies."""
+        url = redis_conn.plain_url(self.settings.queue_url, "The broker rate limiter")
+        if url == self.settings.redis_url:
+            return self.redis  # one Redis for everything
+        return redis_conn.connect(url, decode_responses=True)
+
+    @cached_property
     def limiter(self) -> BrokerLimiter:
+        # On the queues' Redis: its script reads and writes four keys of a user at once, which a
+        # cluster refuses unless they share a slot (docs/operations.md "Redis Cluster").
         return BrokerLimiter(
-            self.redis,
+            self.queue_redis,
             self.settings.stream_prefix,
             per_minute=self.settings.tradovate_rate_limit_per_min,
             guard_ms=250,

@@ -130,7 +130,7 @@ def build_worker(rq_conn: redis.Redis, prefix: str, name: str | None = None) -> 
 def run(settings: Settings) -> None:
     ctx = ExecutorContext(settings)
     use_context(ctx)
-    rq_conn = orders.rq_connection(settings.redis_url)
+    rq_conn = orders.rq_connection(settings.queue_url)
     stop = threading.Event()
     name = f"{socket.gethostname()}-{os.getpid()}"
     threading.Thread(

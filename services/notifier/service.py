@@ -12,7 +12,7 @@ import threading
 import redis
 from rq.worker import SimpleWorker
 
-from libs.common import orders
+from libs.common import orders, redis_conn
 from libs.common.config import Settings
 from libs.common.notify import delivery
 from libs.common.storage import db
@@ -36,8 +36,8 @@ def worker(settings: Settings, rq_conn: redis.Redis, name: str) -> SimpleWorker:
 def run(settings: Settings) -> None:
     sessions = db.make_sessionmaker(db.make_engine(settings.database_url, pool_size=2))
     delivery.configure(settings, sessions)
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    rq_conn = orders.rq_connection(settings.redis_url)
+    client = redis_conn.connect(settings.redis_url, decode_responses=True)
+    rq_conn = orders.rq_connection(settings.queue_url)
     name = f"{socket.gethostname()}-{os.getpid()}"
     stop = threading.Event()
     relay = EventRelay(settings, sessions, client, rq_conn, name)

@@ -13,14 +13,13 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import redis
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from libs.common import partitions, status_server
+from libs.common import partitions, redis_conn, status_server
 from libs.common.config import Settings
 from libs.common.metrics import ScrapeCollector
 from libs.common.storage import db
@@ -136,7 +135,7 @@ def _tradovate_sources(settings: Settings, sessions: sessionmaker[Session] | Non
     from libs.common.tradovate.accounts import AccountUnusable, TokenKeeper, base_url
     from services.price_feed.tradovate import TradovateMarketDataSource
 
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client = redis_conn.connect(settings.redis_url, decode_responses=True)
     keeper = TokenKeeper(settings, client, sessions=sessions)
 
     def account() -> Account | None:
@@ -222,7 +221,7 @@ def start_status_server(port: int, feed: Feed, host: str = "127.0.0.1") -> Threa
 
 
 def run(settings: Settings) -> None:
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client = redis_conn.connect(settings.redis_url, decode_responses=True)
     try:
         partitions.check(client, settings)  # ticks go to every partition the installation runs
     except partitions.PartitionMismatch as exc:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from libs.common import redis_conn
 from libs.common.config import Settings
 from libs.common.metrics import ScrapeCollector
 from libs.common.storage import db
@@ -78,7 +79,7 @@ def create_app(
     if redis_client is None:
         if not settings.redis_url:
             raise ValueError("REDIS_URL is not set")
-        redis_client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+        redis_client = redis_conn.connect(settings.redis_url, decode_responses=True)
 
     app = Flask(__name__)
     app.json = JSONProvider(app)

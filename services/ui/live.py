@@ -28,7 +28,7 @@ from flask import Flask, request, session
 from flask_login import current_user
 from flask_socketio import ConnectionRefusedError, SocketIO, join_room
 
-from libs.common import events, streams
+from libs.common import events, redis_conn, streams
 from libs.common.config import Settings
 from libs.common.storage.models import utcnow
 from services.ui import context
@@ -61,7 +61,8 @@ def init_live(app: Flask, settings: Settings, async_mode: str = "threading") -> 
     socketio = SocketIO(
         app,
         async_mode=async_mode,  # WebSockets through simple-websocket in either mode
-        message_queue=settings.redis_url,
+        # One node of a cluster: PUBLISH reaches subscribers on every node.
+        message_queue=redis_conn.pubsub_url(settings.redis_url),
         channel=settings.stream(CHANNEL),  # pub/sub ignores Redis databases; the prefix does not
         # Same-origin only (python-engineio's default when this is None): another site's page
         # must not open a socket with the user's cookie.
@@ -131,7 +132,9 @@ def close_login_sockets_from_outside(
     sids = LoginSockets(client, settings.stream_prefix).take(id_hashes)
     if sids:
         queue = _QueueFromOutside(
-            settings.redis_url or "", channel=settings.stream(CHANNEL), write_only=True
+            redis_conn.pubsub_url(settings.redis_url or ""),
+            channel=settings.stream(CHANNEL),
+            write_only=True,
         )
         for sid in sids:
             queue.disconnect(sid, namespace="/")
@@ -255,7 +258,7 @@ class EventRelay:
 
 def start_relay(app: Flask, settings: Settings) -> EventRelay:
     """Start this process's relay thread (call once per process, after the fork)."""
-    client = redis.Redis.from_url(settings.redis_url or "", decode_responses=True)
+    client = redis_conn.connect(settings.redis_url or "", decode_responses=True)
     consumer = f"{socket.gethostname()}-{os.getpid()}"
     relay = EventRelay(
         app.extensions["socketio"], client, settings.stream(streams.EVENTS), consumer

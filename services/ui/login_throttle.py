@@ -78,12 +78,13 @@ class LoginThrottle:
 
     def failed(self, email: str, address: str) -> None:
         with contextlib.suppress(redis.RedisError):
-            pipe = self.client.pipeline(transaction=True)
+            # A transaction per key: the three keys may sit on different Redis Cluster nodes.
             for key in self._keys(email, address):
+                pipe = self.client.pipeline(transaction=True)
                 # The window starts at the first failure (SET NX); later ones only count.
                 pipe.set(key, 0, ex=self.limits.window_s, nx=True)
                 pipe.incr(key)
-            pipe.execute()
+                pipe.execute()
 
     def succeeded(self, email: str, address: str) -> None:
         with contextlib.suppress(redis.RedisError):

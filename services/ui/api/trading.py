@@ -34,7 +34,7 @@ def hand_over(rows: list[OrderIntent]) -> None:
     """Commit, then tell the executor; the executor's sweep covers a crash in between."""
     session = db()
     session.commit()
-    conn = orders.rq_connection(settings().redis_url)
+    conn = orders.rq_connection(settings().queue_url)
     try:
         orders.enqueue(
             conn,

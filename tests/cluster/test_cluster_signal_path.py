@@ -1,0 +1,205 @@
+"""The signal path on a Redis Cluster, every service a real process: REDIS_URL names one node of a
+three-master cluster, QUEUE_REDIS_URL a plain Redis for RQ. A webhook to the real gateway, each
+recorder's partition's engine (`justtrades engine --partition K`, ENGINE_PARTITIONS=2), the
+executor filling a paper trader's order, and the position closing at its take-profit."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from libs.common.config import PROJECT_ROOT
+from libs.common.storage.embedded import free_port
+from libs.common.storage.models import OrderIntent
+from libs.common.streams import TickMessage
+from tests.e2e.conftest import Api, Stack, create_user_with_key, eventually, service_env
+
+ENGINES = ("engine-0", "engine-1")
+# What must come up on the cluster beside them: all but the gateway, engines and UI have no
+# health URL here and count as healthy while they run.
+WORKERS = ("executor", "price-feed", "notifier")
+
+
+class ClusterStack(Stack):
+    """The e2e Stack, its engines started the way an operator does: `justtrades engine
+    --partition K`."""
+
+    def start(self, name: str) -> None:
+        if name not in ENGINES:
+            return super().start(name)
+        with self.log_path(name).open("ab") as err, self.log_path(name, "stdout").open("ab") as out:
+            self.processes[name] = subprocess.Popen(
+                [sys.executable, "-m", "tools.cli", "engine", "--partition", name[-1]],
+                cwd=PROJECT_ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=err,
+            )
+        return None
+
+    def wait_healthy(self, name: str, timeout: float = 45.0) -> None:
+        if name in WORKERS:
+            process = self.processes[name]
+            if process.poll() is not None:
+                pytest.fail(f"{name} exited with {process.returncode}:\n{self.log(name)[-4000:]}")
+            return
+        super().wait_healthy(name, timeout)
+
+
+def _two_free_ports() -> int:
+    while True:
+        base = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", base + 1))
+            except OSError:
+                continue
+        return base
+
+
+@pytest.fixture
+def cluster_stack(cluster_settings, engine, tmp_path) -> Iterator[ClusterStack]:
+    ports = {name: free_port() for name in ("gateway", "ui", "gateway-metrics")}
+    ports["engine-0"] = _two_free_ports()
+    ports["engine-1"] = ports["engine-0"] + 1  # partition K's engine listens on ENGINE_PORT + K
+    env = service_env(
+        cluster_settings,
+        tmp_path / "var",
+        QUEUE_REDIS_URL=cluster_settings.queue_redis_url,
+        ENGINE_PARTITIONS="2",
+        GATEWAY_PORT=str(ports["gateway"]),
+        GATEWAY_METRICS_PORT=str(ports["gateway-metrics"]),
+        ENGINE_PORT=str(ports["engine-0"]),
+        UI_PORT=str(ports["ui"]),
+        PUBLIC_URL=f"http://127.0.0.1:{ports['gateway']}",
+        PRICE_SOURCE="off",
+        PRICE_FEED_PORT=str(free_port()),
+        EXECUTOR_METRICS_PORT="0",
+    )
+    env.pop("ENGINE_PARTITION", None)
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir()
+    stack = ClusterStack(env, ports, log_dir)
+    names = ("gateway", "ui", *ENGINES, *WORKERS)
+    try:
+        for name in names:
+            stack.start(name)
+        stack.api = Api(stack.url("ui"), create_user_with_key(env, "cluster@example.com"))
+        for name in names:
+            stack.wait_healthy(name)
+        yield stack
+    finally:
+        stack.stop_all()
+
+
+def webhook(url: str, body: dict) -> str:
+    answer = requests.post(url, json=body, timeout=5)
+    assert answer.status_code == 202, answer.text
+    return answer.json()["signal_id"]
+
+
+def tick(cluster_client, price: str) -> None:
+    """A tick as the price feed writes it: to every partition's ticks stream, and the last price
+    (where the paper broker fills)."""
+    fields = TickMessage("MNQ", Decimal(price), time.time_ns() // 1_000_000, "test").to_fields()
+    for k in (0, 1):
+        cluster_client.xadd(f"jt:{{p{k}}}:ticks", fields)
+    cluster_client.hset("jt:last_price", "MNQ", price)
+
+
+def test_webhooks_open_trade_and_close_through_a_cluster(
+    cluster_stack, cluster_client, plain_client, sessions
+):
+    api = cluster_stack.api
+    assert api is not None
+    # Given two recorders (ids 1 and 2: partitions 1 and 0) with a 10-point target, the first
+    # with a paper trader
+    recorders = [api.create_recorder(name=f"r{n}", tp_ticks=40, sl_ticks=40) for n in range(2)]
+    urls = {r["id"]: api.ok(f"/api/recorders/{r['id']}/webhook")["webhook_url"] for r in recorders}
+    account = api.post("/api/accounts", {"broker": "paper", "name": "Practice"}).json()
+    trader = api.post(
+        "/api/traders",
+        {"recorder_id": recorders[0]["id"], "subaccount_id": account["subaccounts"][0]["id"]},
+    )
+    assert trader.status_code == 201, trader.text
+    tick(cluster_client, "25600")
+
+    # When each strategy buys
+    for url in urls.values():
+        webhook(url, {"action": "buy", "ticker": "MNQ1!", "price": "25600"})
+
+    # Then each signal went to its partition's stream on the cluster, and each engine opened
+    # its recorder's position
+    assert cluster_client.xlen("jt:{p0}:signals") == 1
+    assert cluster_client.xlen("jt:{p1}:signals") == 1
+    for rid in urls:
+        eventually(lambda rid=rid: api.positions(rid, status="open"), f"recorder {rid} open")
+    # And the trader's order went through RQ on the plain Redis to the executor, which filled it
+    eventually(lambda: _intents(sessions) == {"filled": 1}, "the trader's entry filled", 20)
+    assert [k for k in plain_client.scan_iter("rq:job:*") if k.startswith("rq:job:intent-")]
+    assert not list(cluster_client.scan_iter("rq:*"))
+
+    # When the price reaches the target
+    tick(cluster_client, "25610")
+    # Then both positions close at their take-profit
+    for rid in urls:
+        closed = eventually(
+            lambda rid=rid: api.positions(rid, status="closed"), f"recorder {rid} closed"
+        )
+        assert closed[0]["exit_reason"] == "tp"
+    # And every service is still up on the cluster
+    for name, process in cluster_stack.processes.items():
+        assert process.poll() is None, f"{name}:\n{cluster_stack.log(name)[-3000:]}"
+
+
+def _intents(sessions) -> dict[str, int]:
+    with sessions() as s:
+        rows = s.execute(
+            select(OrderIntent.status, func.count()).group_by(OrderIntent.status)
+        ).all()
+    return dict(rows)
+
+
+def test_the_price_feed_writes_every_partitions_ticks_on_a_cluster(
+    cluster_settings, cluster_client, tmp_path
+):
+    env = service_env(
+        cluster_settings,
+        tmp_path / "var",
+        QUEUE_REDIS_URL=cluster_settings.queue_redis_url,
+        ENGINE_PARTITIONS="2",
+        PRICE_SOURCE="sim",
+        PRICE_WATCHLIST="ES",
+        SIM_INTERVAL_S="0.05",
+        PRICE_FEED_PORT=str(free_port()),
+    )
+    with (tmp_path / "feed.log").open("wb") as log:
+        feed = subprocess.Popen(
+            [sys.executable, "-m", "services.price_feed"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        # Each partition's ticks stream (in its own slot) and the shared last price get ES
+        for k in (0, 1):
+            eventually(
+                lambda k=k: cluster_client.xlen(f"jt:{{p{k}}}:ticks"),
+                f"ES ticks on partition {k}:\n{(tmp_path / 'feed.log').read_text()[-3000:]}",
+                timeout=30,
+            )
+        assert cluster_client.hget("jt:last_price", "ES") is not None
+        assert cluster_client.get("jt:engine_partitions") == "2"
+        assert feed.poll() is None
+    finally:
+        feed.terminate()
+        feed.wait(timeout=20)

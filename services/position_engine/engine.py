@@ -63,7 +63,7 @@ class PositionEngine:
         self.settings = settings
         self.redis = client
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
-        self.publisher = Publisher(settings, client, orders.rq_connection(settings.redis_url))
+        self.publisher = Publisher(settings, client, orders.rq_connection(settings.queue_url))
         self.partition = settings.engine_partition
         self.signals_stream = settings.own_key(streams.SIGNALS)
         self.ticks_stream = settings.own_key(streams.TICKS)

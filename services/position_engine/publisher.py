@@ -115,8 +115,10 @@ class Publisher:
         if outbox.last_prices:
             streams.set_hash(pipe, self.last_price_key, outbox.last_prices)
         if outbox.settled:
-            pipe.delete(
-                *(self.settings.own_key(streams.SIGNAL_PENDING + sid) for sid in outbox.settled)
+            # DEL by name: a cluster pipeline's delete() takes one key; these share {pK}'s slot.
+            pipe.execute_command(
+                "DEL",
+                *(self.settings.own_key(streams.SIGNAL_PENDING + sid) for sid in outbox.settled),
             )
         for stream, ids in outbox.acks.items():
             pipe.xack(stream, streams.ENGINE_GROUP, *ids)
@@ -137,4 +139,4 @@ class Publisher:
             pipe.delete(key)
             return
         streams.set_hash(pipe, key + ":next", counts)
-        pipe.rename(key + ":next", key)
+        pipe.execute_command("RENAME", key + ":next", key)  # rename() is blocked on a cluster

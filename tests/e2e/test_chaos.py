@@ -87,3 +87,35 @@ def test_every_service_killed_and_both_servers_crashed_lose_and_duplicate_nothin
     assert "applied more than once" in problems, problems
     assert "answered 202 were never applied" in problems, problems
     assert "replay" in problems or "the rules give" in problems, problems
+
+
+@pytest.mark.timeout(420)
+def test_with_two_engine_partitions_every_promise_holds_and_a_killed_engine_stops_only_its_own(
+    tmp_path,
+):
+    # Given two engine partitions, one engine process each, under the same flow and faults
+    run = run_chaos(
+        ChaosConfig(
+            duration_s=25,
+            faults=7,
+            signal_rate=15,
+            seed=20261204,
+            root=tmp_path / "chaos",
+            partitions=2,
+        )
+    )
+    report = table(run)
+    verdict = run.verdict
+
+    # Then one partition's engine was killed while the other went on reading ticks
+    assert verdict is not None, report
+    [engine_kill] = [what for _, what in run.injected if "kill -9 engine-" in what]
+    assert "meanwhile engine-" in engine_kill and " read 0 ticks" not in engine_kill, report
+    # And every promise held, per partition: each accepted signal applied once, positions equal
+    # to the replay of their own partition's streams, nothing pending, no order sent twice
+    assert verdict.problems == [], report
+    assert verdict.accepted > 100 and verdict.applied == verdict.accepted, report
+    assert (verdict.lost, verdict.duplicated, verdict.orders_duplicated) == (0, 0, 0), report
+    assert sum(verdict.pending.values()) == 0, report
+    assert "| engine partitions                            | 2 |" in report
+    assert "Every promise held" in report

@@ -200,6 +200,10 @@ class Cluster:
                     )
                 time.sleep(0.2)
 
+    def leading(self, engine: str) -> bool:
+        """Whether an engine process holds its partition's lead (its /healthz answers 200)."""
+        return self._healthy(engine)
+
     def ticks_read(self, engine: str) -> int:
         """How many ticks an engine process has read since it started (its /status)."""
         try:

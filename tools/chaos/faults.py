@@ -17,6 +17,11 @@ def kill_engine(cluster: Cluster, rng: random.Random) -> str:
     # Ticks arrive in bursts every 20 ms, so the engine is almost always inside a batch.
     name = rng.choice(cluster.engines)
     others = [e for e in cluster.engines if e != name]
+    # The others leading (not standing by after a PostgreSQL crash), so that what they read
+    # while this one is down says whether a partition goes on without it.
+    deadline = time.monotonic() + IN_FLIGHT_WAIT_S
+    while not all(cluster.leading(e) for e in others) and time.monotonic() < deadline:
+        time.sleep(0.1)
     before = {e: cluster.ticks_read(e) for e in others}
     cluster.kill(name, down_for_s=rng.uniform(0.5, 1.5))
     # The other partitions' engines went on reading the tick flow while this one was down.

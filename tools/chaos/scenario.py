@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ from tools.chaos.cluster import APP_ID, BROKER_PASSWORD, BROKER_USER, CID, SEC, 
 from tools.chaos.flow import Target
 
 EMAIL, PASSWORD = "chaos@example.com", "chaos-user-password"
+UI_BACK_S = 30.0  # how long the risk change waits for a UI a fault just killed
 # name, root, recorder fields, traded on the broker simulator
 RECORDERS: tuple[tuple[str, str, dict[str, object], bool], ...] = (
     ("MNQ reverse", "MNQ", {}, True),
@@ -141,12 +143,20 @@ def lock_by_risk(cluster: Cluster, scenario: Scenario) -> str:
     entries stop, exits of what it held are not sent. (A loss limit alone waits for the day's net
     to turn negative, which a run whose day is up by more than the rest of the run loses never
     sees.)"""
-    response = requests.put(
-        f"{cluster.url('ui')}/api/subaccounts/{scenario.subaccount_id}/risk",
-        json={"daily_loss_limit": 0.01, "daily_profit_target": 0.01},
-        timeout=30,
-        headers={"Authorization": f"Bearer {scenario.api_key}"},
-    )
+    deadline = time.monotonic() + UI_BACK_S
+    while True:  # the UI may have just been killed: ask again once it is back, as a user would
+        try:
+            response = requests.put(
+                f"{cluster.url('ui')}/api/subaccounts/{scenario.subaccount_id}/risk",
+                json={"daily_loss_limit": 0.01, "daily_profit_target": 0.01},
+                timeout=30,
+                headers={"Authorization": f"Bearer {scenario.api_key}"},
+            )
+            break
+        except requests.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
     if response.status_code != 200:
         raise SetupError(f"PUT risk answered {response.status_code}: {response.text[:300]}")
     return (

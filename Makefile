@@ -48,7 +48,7 @@ unit: install
 	$(BIN)/pytest -q tests/unit
 
 integration: install $(TV_CLIENT_STAMP)
-	$(BIN)/pytest -q tests/integration tests/e2e
+	$(BIN)/pytest -q tests/integration tests/cluster tests/e2e
 
 bench: install
 	$(BIN)/justtrades bench

@@ -182,7 +182,7 @@ class ExecutionBench:
                 )
             s.add_all(rows)
         orders.enqueue(
-            orders.rq_connection(self.settings.redis_url),
+            orders.rq_connection(self.settings.queue_url),
             self.settings.stream_prefix,
             [orders.QueuedIntent(r.id, r.subaccount_id, r.priority) for r in rows],
         )

@@ -5,7 +5,6 @@ executor filling a paper trader's order, and the position closing at its take-pr
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -20,9 +19,8 @@ from libs.common.config import PROJECT_ROOT
 from libs.common.storage.embedded import free_port
 from libs.common.storage.models import OrderIntent
 from libs.common.streams import TickMessage
-from tests.e2e.conftest import Api, Stack, create_user_with_key, eventually, service_env
+from tests.e2e.conftest import ENGINES, Stack, eventually, partitioned_stack, service_env
 
-ENGINES = ("engine-0", "engine-1")
 # What must come up on the cluster beside them: all but the gateway, engines and UI have no
 # health URL here and count as healthy while they run.
 WORKERS = ("executor", "price-feed", "notifier")
@@ -54,50 +52,20 @@ class ClusterStack(Stack):
         super().wait_healthy(name, timeout)
 
 
-def _two_free_ports() -> int:
-    while True:
-        base = free_port()
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", base + 1))
-            except OSError:
-                continue
-        return base
-
-
 @pytest.fixture
 def cluster_stack(cluster_settings, engine, tmp_path) -> Iterator[ClusterStack]:
-    ports = {name: free_port() for name in ("gateway", "ui", "gateway-metrics")}
-    ports["engine-0"] = _two_free_ports()
-    ports["engine-1"] = ports["engine-0"] + 1  # partition K's engine listens on ENGINE_PORT + K
-    env = service_env(
+    with partitioned_stack(
         cluster_settings,
-        tmp_path / "var",
+        tmp_path,
+        "cluster@example.com",
+        WORKERS,
+        ClusterStack,
         QUEUE_REDIS_URL=cluster_settings.queue_redis_url,
-        ENGINE_PARTITIONS="2",
-        GATEWAY_PORT=str(ports["gateway"]),
-        GATEWAY_METRICS_PORT=str(ports["gateway-metrics"]),
-        ENGINE_PORT=str(ports["engine-0"]),
-        UI_PORT=str(ports["ui"]),
-        PUBLIC_URL=f"http://127.0.0.1:{ports['gateway']}",
         PRICE_SOURCE="off",
         PRICE_FEED_PORT=str(free_port()),
         EXECUTOR_METRICS_PORT="0",
-    )
-    env.pop("ENGINE_PARTITION", None)
-    log_dir = tmp_path / "logs"
-    log_dir.mkdir()
-    stack = ClusterStack(env, ports, log_dir)
-    names = ("gateway", "ui", *ENGINES, *WORKERS)
-    try:
-        for name in names:
-            stack.start(name)
-        stack.api = Api(stack.url("ui"), create_user_with_key(env, "cluster@example.com"))
-        for name in names:
-            stack.wait_healthy(name)
-        yield stack
-    finally:
-        stack.stop_all()
+    ) as stack:
+        yield stack  # type: ignore[misc]  # a ClusterStack, as asked
 
 
 def webhook(url: str, body: dict) -> str:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -272,6 +274,64 @@ def stack(settings, engine, redis_client, tmp_path) -> Iterator[Stack]:
         # The CLI runs while the services boot.
         stack.api = Api(stack.url("ui"), create_user_with_key(env, FIRST_USER))
         for name in (*SERVICES, *WORKERS):
+            stack.wait_healthy(name)
+        yield stack
+    finally:
+        stack.stop_all()
+
+
+ENGINES = ("engine-0", "engine-1")  # ENGINE_PARTITIONS=2: one engine process per partition
+
+
+def two_free_ports() -> int:
+    """A free port whose next port is free too (partition K's engine listens on ENGINE_PORT + K)."""
+    while True:
+        base = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", base + 1))
+            except OSError:
+                continue
+        return base
+
+
+@contextmanager
+def partitioned_stack(
+    settings: Settings,
+    tmp_path: Path,
+    email: str,
+    workers: tuple[str, ...],
+    stack_class: type[Stack] = Stack,
+    **extra: str,
+) -> Iterator[Stack]:
+    """Gateway, UI, `workers` and one engine per partition with ENGINE_PARTITIONS=2, `email`'s
+    API ready; everything stopped at the end."""
+    ports = {name: free_port() for name in ("gateway", "ui", "gateway-metrics")}
+    ports["engine-0"] = two_free_ports()
+    ports["engine-1"] = ports["engine-0"] + 1
+    env = service_env(
+        settings,
+        tmp_path / "var",
+        GATEWAY_PORT=str(ports["gateway"]),
+        GATEWAY_METRICS_PORT=str(ports["gateway-metrics"]),
+        ENGINE_PORT=str(ports["engine-0"]),
+        UI_PORT=str(ports["ui"]),
+        PUBLIC_URL=f"http://127.0.0.1:{ports['gateway']}",
+        WEBHOOK_RATE_LIMIT="1000",
+        ENGINE_PARTITIONS="2",
+        **extra,
+    )
+    env.pop("ENGINE_PARTITION", None)
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir()
+    stack = stack_class(env, ports, log_dir)
+    stack.own_env = {name: {"ENGINE_PARTITION": name[-1]} for name in ENGINES}
+    names = ("gateway", "ui", *ENGINES, *workers)
+    try:
+        for name in names:
+            stack.start(name)
+        stack.api = Api(stack.url("ui"), create_user_with_key(env, email))
+        for name in names:
             stack.wait_healthy(name)
         yield stack
     finally:

@@ -11,8 +11,8 @@ import sys
 import requests
 from sqlalchemy import text
 
+from libs.common.storage.db import ENGINE_LEADER_LOCK as LEADER_LOCK  # partition 0
 from libs.common.storage.embedded import free_port
-from services.position_engine.service import LEADER_LOCK
 from tests.e2e.conftest import PROJECT_ROOT
 
 

@@ -4,7 +4,6 @@ write them, orders through the real executor; a killed engine stops only its own
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -21,60 +20,19 @@ from libs.common.storage.models import Fill, OrderIntent, Signal
 from libs.common.streams import TickMessage
 from tests.e2e.conftest import (
     WORKERS,
-    Api,
     Stack,
-    create_user_with_key,
     eventually,
+    partitioned_stack,
     run_cli_in,
     service_env,
 )
-
-ENGINES = ("engine-0", "engine-1")
-
-
-def _two_free_ports() -> int:
-    """A free port whose next port is free too."""
-    while True:
-        base = free_port()
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", base + 1))
-            except OSError:
-                continue
-        return base
 
 
 @pytest.fixture
 def stack2(settings, engine, redis_client, tmp_path) -> Iterator[Stack]:
     """Gateway, UI, executor and one engine per partition, ENGINE_PARTITIONS=2."""
-    ports = {name: free_port() for name in ("gateway", "ui", "gateway-metrics")}
-    ports["engine-0"] = _two_free_ports()
-    ports["engine-1"] = ports["engine-0"] + 1  # partition K's engine listens on ENGINE_PORT + K
-    env = service_env(
-        settings,
-        tmp_path / "var",
-        GATEWAY_PORT=str(ports["gateway"]),
-        GATEWAY_METRICS_PORT=str(ports["gateway-metrics"]),
-        ENGINE_PORT=str(ports["engine-0"]),
-        UI_PORT=str(ports["ui"]),
-        PUBLIC_URL=f"http://127.0.0.1:{ports['gateway']}",
-        WEBHOOK_RATE_LIMIT="1000",
-        ENGINE_PARTITIONS="2",
-    )
-    log_dir = tmp_path / "logs"
-    log_dir.mkdir()
-    stack = Stack(env, ports, log_dir)
-    stack.own_env = {name: {"ENGINE_PARTITION": name[-1]} for name in ENGINES}
-    names = ("gateway", "ui", *ENGINES, *WORKERS)
-    try:
-        for name in names:
-            stack.start(name)
-        stack.api = Api(stack.url("ui"), create_user_with_key(env, "two@example.com"))
-        for name in names:
-            stack.wait_healthy(name)
+    with partitioned_stack(settings, tmp_path, "two@example.com", WORKERS) as stack:
         yield stack
-    finally:
-        stack.stop_all()
 
 
 def webhook(url: str, body: dict) -> str:

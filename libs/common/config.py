@@ -143,6 +143,22 @@ class Settings:
             return self.stream(name)
         return f"{self.stream_prefix}{{p{partition}}}:{name}"
 
+    @property
+    def executor_metrics_first(self) -> int:
+        """The first executor's metrics port: EXECUTOR_METRICS_PORT, moved past the engines'
+        ports when partitions would take it (partition K's engine listens on ENGINE_PORT + K,
+        and 8085 + 1 is the executors' default 8086). 0: none."""
+        first, n = self.executor_metrics_port, self.engine_partitions
+        engines = range(self.engine_port, self.engine_port + n)
+        if (
+            first
+            and n > 1
+            and first < engines.stop
+            and first + self.executor_workers > engines.start
+        ):
+            return engines.stop
+        return first
+
     def partition_of(self, recorder_id: int) -> int:
         """The partition a recorder's signals, position and commands belong to."""
         return recorder_id % self.engine_partitions

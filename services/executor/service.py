@@ -100,7 +100,7 @@ def serve_metrics(settings: Settings, ctx: ExecutorContext) -> ThreadingHTTPServ
     `justtrades run` starts several executors with the same settings: the first gets 8086, the
     next 8087 and so on. Metrics never stop orders: with every port taken the worker runs without.
     """
-    first = settings.executor_metrics_port
+    first = settings.executor_metrics_first
     for port in range(first, first + max(1, settings.executor_workers)):
         try:
             server = start_metrics_server(port, ctx)

@@ -53,3 +53,18 @@ def test_the_control_center_reads_every_partitions_engine_metrics():
     )
     assert "engine" not in found
     assert targets(Settings(engine_port=9000))["engine"].endswith(":9000/metrics")
+
+
+def test_the_executors_metrics_ports_move_past_the_engines_of_every_partition():
+    from services.ui.api.service_metrics import targets
+
+    two = Settings(engine_partitions=2, engine_port=8085, executor_metrics_port=8086)
+    assert two.executor_metrics_first == 8087  # engine-1 has 8086
+    found = targets(two)
+    assert (found["engine-1"], found["executor-1"], found["executor-2"]) == (
+        "http://127.0.0.1:8086/metrics",
+        "http://127.0.0.1:8087/metrics",
+        "http://127.0.0.1:8088/metrics",
+    )
+    assert Settings(executor_metrics_port=8086).executor_metrics_first == 8086
+    assert Settings(engine_partitions=2, executor_metrics_port=9100).executor_metrics_first == 9100

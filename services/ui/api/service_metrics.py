@@ -57,7 +57,7 @@ def targets(s: Settings) -> dict[str, str]:
     if s.executor_metrics_port:
         for n in range(s.executor_workers):
             found[f"executor-{n + 1}"] = (
-                f"http://{s.metrics_host}:{s.executor_metrics_port + n}/metrics"
+                f"http://{s.metrics_host}:{s.executor_metrics_first + n}/metrics"
             )
     return found
 

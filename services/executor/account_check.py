@@ -60,7 +60,7 @@ def check(stream: AccountStream) -> None:
                     TraderSkip.trader_id.in_([t.id for t in traders]),
                     TraderSkip.position_id.in_([p.id for p in positions]),
                 )
-            ).tuples()
+            )
         )
         owner = stream.owner(s)
     traded = {t.subaccount_id for t in traders}  # only where the platform has an expectation

@@ -302,7 +302,7 @@ def trader_holding(session: Session, intent: OrderIntent) -> Decimal:
             | (OrderIntent.kind == "flatten"),
         )
         .order_by(OrderIntent.sequence)
-    ).tuples()
+    )
     held = Decimal(0)
     for kind, side, quantity, _trader in rows:
         if kind in ("close", "flatten"):

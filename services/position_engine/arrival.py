@@ -16,7 +16,7 @@ log = logging.getLogger("position_engine")
 
 CLAIM_MIN_IDLE_MS = 60_000
 NO_FRONTIER = (1 << 62, True, 0)  # after every possible order key
-HOLD_WAIT_S = 0.001  # before reading again while ticks are held for their millisecond
+HOLD_MARGIN_US = 50  # past the end of the held ticks' millisecond before reading again
 
 Fields = dict[str, Any]  # a stream entry's fields, decoded
 Entry = tuple[str, str, Fields]  # (stream, entry id, fields)
@@ -44,7 +44,7 @@ class ArrivalReader:
         # failure or a claim, and when entries had to wait for the other stream.
         self._backlog = {signals_stream, ticks_stream}
         self._held: list[Entry] = []  # ticks of the millisecond of the last read
-        self._server_ms = 0  # Redis's clock at the last read
+        self._server_us = 0  # Redis's clock at the last read, in microseconds
 
     def start(self) -> None:
         """Create the groups if missing and read our pending entries first."""
@@ -96,8 +96,8 @@ class ArrivalReader:
         both = (self.signals_stream, self.ticks_stream)
         starts = {stream: "0" if stream in self._backlog else ">" for stream in both}
         held, self._held = ([], []) if self.ticks_stream in self._backlog else (self._held, [])
-        if held:  # their millisecond ends within one; Redis's own block timeouts are far coarser
-            time.sleep(HOLD_WAIT_S)
+        if held:  # wait out the rest of their millisecond; Redis's block timeouts are far coarser
+            time.sleep((1000 - self._server_us % 1000 + HOLD_MARGIN_US) / 1e6)
         entries = held + self._read(starts, None if self._backlog or held else block_ms)
         self._backlog -= {
             s for s, start in starts.items() if start == "0" and not any(e[0] == s for e in entries)
@@ -168,7 +168,7 @@ class ArrivalReader:
         """The frontier of a stream read to its end: a tick written from now on sorts after every
         entry already written, but a signal can still take the current millisecond, before its
         ticks."""
-        return NO_FRONTIER if is_tick else (self._server_ms, False, 0)
+        return NO_FRONTIER if is_tick else (self._server_us // 1000, False, 0)
 
     def _read(self, starts: dict[str, str], block_ms: int | None) -> list[Entry]:
         """XREADGROUP, and Redis's clock right after it (in the same round trip on a plain
@@ -194,7 +194,7 @@ class ArrivalReader:
             )
             pipe.time()
             response, (seconds, micros) = pipe.execute()
-        self._server_ms = seconds * 1000 + micros // 1000
+        self._server_us = seconds * 1_000_000 + micros
         return [
             (stream, entry_id, fields)
             for stream, items in response or []

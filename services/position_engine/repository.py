@@ -9,10 +9,9 @@ was out of date: `StaleBook` undoes the batch, and the engine loads the book aga
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, cast
+from typing import cast
 
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -86,6 +85,30 @@ def _row_values(state: PositionState) -> dict:
 UPDATE_OPEN = update(POSITIONS).where(
     POSITIONS.c.id == bindparam("_id"), POSITIONS.c.status == "open"
 )
+# Built once: the statement is the same on every batch that applied ticks.
+_OFFSETS = cast(Table, StreamOffset.__table__)
+_NEW_OFFSET = pg_insert(_OFFSETS).values(
+    stream=bindparam("stream"),
+    group_name=bindparam("group"),
+    ms=bindparam("ms"),
+    seq=bindparam("seq"),
+)
+RECORD_OFFSET = _NEW_OFFSET.on_conflict_do_update(
+    index_elements=[_OFFSETS.c.stream, _OFFSETS.c.group_name],
+    set_={"ms": _NEW_OFFSET.excluded.ms, "seq": _NEW_OFFSET.excluded.seq},
+)
+
+# The traders that are on, with their subaccounts, oldest first: of one recorder, or of several.
+_TRADERS_ON = (
+    select(Trader, Subaccount)
+    .join(Subaccount, Subaccount.id == Trader.subaccount_id)
+    .where(Trader.enabled.is_(True), Subaccount.active.is_(True))
+    .order_by(Trader.id)
+)
+TRADERS_OF_RECORDER = _TRADERS_ON.where(Trader.recorder_id == bindparam("recorder_id"))
+TRADERS_OF_RECORDERS = _TRADERS_ON.where(
+    Trader.recorder_id.in_(bindparam("recorder_ids", expanding=True))
+)
 
 
 class Batch:
@@ -133,12 +156,8 @@ class Batch:
     def record_applied(self, group: str, last: dict[str, tuple[int, int]]) -> None:
         """Move the streams' offsets forward, in the transaction that holds the effects."""
         for stream, (ms, seq) in last.items():
-            insert = pg_insert(StreamOffset).values(stream=stream, group_name=group, ms=ms, seq=seq)
-            self.session.execute(
-                insert.on_conflict_do_update(
-                    index_elements=[StreamOffset.stream, StreamOffset.group_name],
-                    set_={"ms": ms, "seq": seq},
-                )
+            self.session.connection().execute(
+                RECORD_OFFSET, {"stream": stream, "group": group, "ms": ms, "seq": seq}
             )
 
     def prefetch(self, signal_ids: set[uuid.UUID], recorder_ids: set[int]) -> None:
@@ -160,17 +179,9 @@ class Batch:
         for recorder_id in recorder_ids:
             self._recorders[recorder_id] = found.get(recorder_id)
             self._traders.setdefault(recorder_id, [])
-        for trader, subaccount in self._traders_query(Trader.recorder_id.in_(recorder_ids)):
+        on = self.session.execute(TRADERS_OF_RECORDERS, {"recorder_ids": list(recorder_ids)})
+        for trader, subaccount in on:
             self._traders[trader.recorder_id].append((trader, subaccount))
-
-    def _traders_query(self, which: Any) -> Iterable[tuple[Trader, Subaccount]]:
-        """The traders that are on (`which` of them), with their subaccounts, oldest first."""
-        return self.session.execute(
-            select(Trader, Subaccount)
-            .join(Subaccount, Subaccount.id == Trader.subaccount_id)
-            .where(which, Trader.enabled.is_(True), Subaccount.active.is_(True))
-            .order_by(Trader.id)
-        ).tuples()
 
     def recorder(self, recorder_id: int) -> Recorder | None:
         if recorder_id not in self._recorders:
@@ -181,9 +192,8 @@ class Batch:
         """The recorder's traders that are on, with their subaccounts, oldest first; read once
         per batch (a trader the batch pauses is the same object, so later signals see it)."""
         if recorder_id not in self._traders:
-            self._traders[recorder_id] = list(
-                self._traders_query(Trader.recorder_id == recorder_id)
-            )
+            on = self.session.execute(TRADERS_OF_RECORDER, {"recorder_id": recorder_id})
+            self._traders[recorder_id] = [(trader, subaccount) for trader, subaccount in on]
         if self._traders[recorder_id] and not self._orders_locked:
             # Orders are decided from here on: alone, among several engine partitions.
             trader_rules.decide_orders_alone(self.session, self.book.partitions)

@@ -202,10 +202,11 @@ class SignalApplier:
                 else None  # another partition's recorder: its rows tell
             ),
         )
-        if any(c.event == "closed" for c in outcome.changes):
-            batch.flush_positions()
+        closed = any(c.event == "closed" for c in outcome.changes)
+        if closed and (watched := trader_rules.loss_watched(batch.traders(recorder.id), now)):
+            batch.flush_positions()  # today's realized PnL is read from the rows
             guarded, guard_notes = trader_rules.daily_loss_guard(
-                batch.session, recorder, batch.traders(recorder.id), now, symbol=message.symbol
+                batch.session, recorder.id, watched, now, symbol=message.symbol
             )
             queued, notes = queued + guarded, notes + guard_notes
         add_intents(outbox, queued, notes)

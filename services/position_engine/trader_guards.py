@@ -63,18 +63,16 @@ class TraderGuards:
     @staticmethod
     def after_exit(batch: Batch, tracked: Tracked, outbox: Outbox) -> None:
         """A tick closed the position: pause (and flatten) traders past their daily loss."""
-        recorder = batch.recorder(tracked.recorder_id)
         closed_ms = tracked.state.closed_ms  # set: the position is closed
-        if recorder is None or closed_ms is None:
+        if closed_ms is None:
             return
-        batch.flush_positions()
         closed_at = ms_to_dt(closed_ms)
+        watched = trader_rules.loss_watched(batch.traders(tracked.recorder_id), closed_at)
+        if not watched:
+            return
+        batch.flush_positions()  # today's realized PnL is read from the rows
         queued, notes = trader_rules.daily_loss_guard(
-            batch.session,
-            recorder,
-            batch.traders(recorder.id),
-            closed_at,
-            symbol=tracked.state.symbol,
+            batch.session, tracked.recorder_id, watched, closed_at, symbol=tracked.state.symbol
         )
         add_intents(outbox, queued, notes)
 

@@ -25,7 +25,6 @@ from libs.common.storage import db
 from libs.common.storage.models import (
     OrderIntent,
     Position,
-    Recorder,
     Subaccount,
     Trader,
     TraderSkip,
@@ -310,26 +309,38 @@ def realized_today(session: Session, recorder_id: int, now: datetime) -> Decimal
     )
 
 
+def loss_watched(traders: Traders, now: datetime) -> Traders:
+    """The traders whose daily loss limit still watches the current trade date: a limit set, and
+    not already paused past today."""
+    today = trade_date(now)
+    return [
+        (trader, subaccount)
+        for trader, subaccount in traders
+        if trader.daily_loss_limit is not None
+        and not (trader.disabled_until and trader.disabled_until > today)
+    ]
+
+
 def daily_loss_guard(
     session: Session,
-    recorder: Recorder,
+    recorder_id: int,
     traders: Traders,
     now: datetime,
     *,
     symbol: str,
     holds: Holds | None = None,
 ) -> tuple[list[QueuedIntent], list[TraderNote]]:
-    """Flatten and pause, until the next trade date, each trader past its daily loss limit."""
+    """Flatten and pause, until the next trade date, each trader past its daily loss limit.
+
+    Reads the recorder's closed positions of today: the caller writes the batch's rows first,
+    and only when `loss_watched` leaves a trader to check (most exits have none)."""
     queued: list[QueuedIntent] = []
     notes: list[TraderNote] = []
     today = trade_date(now)
     realized = None
-    for trader, _subaccount in traders:
-        if trader.daily_loss_limit is None or (
-            trader.disabled_until and trader.disabled_until > today
-        ):
-            continue
-        realized = realized_today(session, recorder.id, now) if realized is None else realized
+    for trader, _subaccount in loss_watched(traders, now):
+        assert trader.daily_loss_limit is not None  # loss_watched keeps only these
+        realized = realized_today(session, recorder_id, now) if realized is None else realized
         loss = realized * trader.multiplier
         if loss > -trader.daily_loss_limit:
             continue

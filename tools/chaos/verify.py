@@ -289,7 +289,7 @@ class Checker:
             select(TraderSkip.trader_id, TraderSkip.position_id).where(
                 TraderSkip.trader_id.in_([t.id for t in traders])
             )
-        ).tuples()
+        )
         flattened = {sub.id: sub.flattened_at} if sub.flattened_at is not None else {}
         expected = expected_positions(
             traders, positions, flattened_at=flattened, skipped=set(skipped)

@@ -146,7 +146,7 @@ def _traders_of(sub: Subaccount, orders: list[dict[str, Any]]) -> dict[str, int]
         )
     )
     found: dict[str, int] = {}
-    for cl_ord_id, broker_order_id, trader_id in rows.tuples():
+    for cl_ord_id, broker_order_id, trader_id in rows:
         if trader_id is not None:
             found[cl_ord_id] = trader_id
             if broker_order_id:

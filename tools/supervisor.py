@@ -25,7 +25,7 @@ from typing import TypedDict
 
 import psycopg
 
-from libs.common import redis_conn
+from libs.common import partitions, redis_conn
 from libs.common.backoff import capped_exponential
 from libs.common.config import Settings
 from libs.common.storage import db
@@ -256,6 +256,11 @@ def run(settings: Settings, only: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     with servers_for(settings) as live:
         db.upgrade(live.database_url)
+        try:  # each service refuses too; here once, before any starts and is restarted in a loop
+            partitions.check(redis_conn.connect(live.redis_url, decode_responses=True), live)
+        except partitions.PartitionMismatch as exc:
+            print(f"justtrades: {exc}", file=sys.stderr)
+            return 2
         env = _child_env(live)
         children = [
             Child(name, module)

@@ -146,6 +146,25 @@ def test_an_engine_or_a_feed_with_another_partition_count_refuses_to_start(
         assert "justtrades partitions --set 2" in done.stderr
 
 
+def test_justtrades_run_with_another_partition_count_says_how_and_starts_nothing(
+    settings, engine, redis_client, tmp_path
+):
+    # Given an installation whose Redis runs 3 partitions
+    redis_client.set("jt:engine_partitions", "3")
+    env = service_env(settings, tmp_path / "var", ENGINE_PARTITIONS="2", PRICE_SOURCE="sim")
+
+    # When `justtrades run` starts with ENGINE_PARTITIONS=2
+    done = run_cli_in(env, "run")
+
+    # Then it stops at once with the way to change the count, not a loop of failing services
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "ENGINE_PARTITIONS=2, but this installation's Redis runs 3" in done.stderr
+    assert "justtrades partitions --set 2" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "service exited" not in done.stderr + done.stdout
+    assert redis_client.get("jt:engine_partitions") == "3"
+
+
 def test_the_cli_names_the_partition_an_engine_must_run_and_shows_the_backlog(
     settings, engine, redis_client, tmp_path
 ):

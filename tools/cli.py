@@ -171,7 +171,7 @@ def _engine_partition(settings: Settings, partition: int | None) -> Settings:
 
 def cmd_partitions(settings: Settings, args: argparse.Namespace) -> None:
     """How many partitions Redis records, and what waits in each; `set N` changes the count."""
-    from libs.common import partitions, redis_conn
+    from libs.common import partitions
 
     client = redis_conn.connect(settings.redis_url, decode_responses=True)
     if args.set is not None:

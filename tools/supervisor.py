@@ -271,10 +271,13 @@ def run(settings: Settings, only: list[str] | None = None) -> int:
             # One engine per partition (ENGINE_PARTITIONS), each on ENGINE_PORT + its number.
             n = live.engine_partitions
             children += [
-                Child("engine" if n == 1 else f"engine-{k}", SERVICES["engine"]) for k in range(n)
+                Child(
+                    "engine" if n == 1 else f"engine-{k}",
+                    SERVICES["engine"],
+                    env={"ENGINE_PARTITION": str(k)},
+                )
+                for k in range(n)
             ]
-            for k, child in enumerate(children[-n:]):
-                child.env["ENGINE_PARTITION"] = str(k)
         if not only or "executor" in only:
             # Several worker processes: each runs one job at a time; the limiter and the
             # per-subaccount locks in Redis keep them from stepping on each other.

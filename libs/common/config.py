@@ -13,6 +13,9 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# The URL schemes that name a Redis Cluster, each with the scheme of its nodes (redis_conn).
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+_CLUSTER_PREFIXES = tuple(f"{scheme}://" for scheme in CLUSTER_SCHEMES)
 
 
 def _bool(value: str | None, default: bool = False) -> bool:
@@ -121,7 +124,7 @@ class Settings:
     @property
     def redis_cluster(self) -> bool:
         """REDIS_URL names a Redis Cluster (`redis+cluster://` or `rediss+cluster://`)."""
-        return self.redis_url.startswith(("redis+cluster://", "rediss+cluster://"))
+        return self.redis_url.startswith(_CLUSTER_PREFIXES)
 
     @property
     def queue_url(self) -> str:
@@ -315,10 +318,9 @@ def _queue_redis_url(env: dict[str, str]) -> str:
     """QUEUE_REDIS_URL: a plain Redis, required beside a cluster REDIS_URL (RQ's MULTI blocks and
     its workers need one server; docs/operations.md "Redis Cluster")."""
     url = env.get("QUEUE_REDIS_URL", "")
-    cluster = ("redis+cluster://", "rediss+cluster://")
-    if url.startswith(cluster):
+    if url.startswith(_CLUSTER_PREFIXES):
         raise ValueError("QUEUE_REDIS_URL must name a plain Redis, not a Redis Cluster")
-    if not url and env.get("REDIS_URL", "").startswith(cluster):
+    if not url and env.get("REDIS_URL", "").startswith(_CLUSTER_PREFIXES):
         raise ValueError(
             "REDIS_URL names a Redis Cluster, which RQ's queues cannot use: set QUEUE_REDIS_URL "
             'to a plain Redis as well (docs/operations.md "Redis Cluster")'

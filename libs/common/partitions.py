@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import cast
 
 import redis
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from libs.common import streams
 from libs.common.config import MAX_ENGINE_PARTITIONS as MAX_PARTITIONS
@@ -136,15 +136,7 @@ def _describe(states: list[StreamState]) -> str:
 def engines_running(sql: Engine) -> list[int]:
     """The partitions whose engine holds its leader lock now."""
     with sql.connect() as conn:
-        held = conn.execute(
-            text(
-                "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND granted"
-                " AND classid = 0 AND objid BETWEEN :low AND :high AND database ="
-                " (SELECT oid FROM pg_database WHERE datname = current_database())"
-            ),
-            {"low": db.engine_leader_lock(0), "high": db.engine_leader_lock(MAX_PARTITIONS - 1)},
-        ).scalars()
-        return sorted(int(objid) - db.ENGINE_LEADER_LOCK for objid in held)
+        return sorted(db.engine_leaders_held(conn, MAX_PARTITIONS))
 
 
 def change(client: redis.Redis, settings: Settings, sql: Engine, n: int) -> list[str]:

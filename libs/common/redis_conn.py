@@ -14,7 +14,7 @@ import redis
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 
-CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+from libs.common.config import CLUSTER_SCHEMES
 
 
 class ClusterUnreachable(redis.ConnectionError):
@@ -77,11 +77,16 @@ def pubsub_url(url: str) -> str:
     return node_url(url)
 
 
-def server_time_ms(client: redis.Redis, key: str) -> int:
-    """Redis's clock in milliseconds, read on the server that holds `key`: on a cluster each node
+def server_time_us(client: redis.Redis, key: str) -> int:
+    """Redis's clock in microseconds, read on the server that holds `key`: on a cluster each node
     has its own clock, and stream ids come from the node that wrote them."""
     if isinstance(client, RedisCluster):
         seconds, micros = client.time(target_nodes=client.get_node_from_key(key))
     else:
         seconds, micros = client.time()
-    return int(seconds) * 1000 + int(micros) // 1000
+    return int(seconds) * 1_000_000 + int(micros)
+
+
+def server_time_ms(client: redis.Redis, key: str) -> int:
+    """Redis's clock in milliseconds, read on the server that holds `key` (server_time_us)."""
+    return server_time_us(client, key) // 1000

@@ -300,11 +300,10 @@ class GatewayMetrics:
         )
 
     def observe(self, response: Response) -> Response:
+        """Count an answer of the Flask app (never a 202: WebhookRoute.count observes those)."""
         if request.path == "/healthz":  # probes are not webhook answers
             return response
         self.answers.labels(code=str(response.status_code)).inc()
-        if response.status_code == 202:
-            self.accept_seconds.observe(time.perf_counter() - g.get("started", time.perf_counter()))
         return response
 
 
@@ -347,8 +346,8 @@ def _log_request(settings: Settings, response: Response) -> Response:
         "path": redact_path(request.path),
         "status": response.status_code,
         "duration_ms": f"{duration_ms:.1f}",
-        "signal_id": g.get("signal_id", "-"),
-        "recorder_id": g.get("recorder_id", "-"),
+        "signal_id": "-",  # webhooks, which have these, are logged by webhook_route.py
+        "recorder_id": "-",
         "remote": _sender(request, settings),
     }
     if "error" in g:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import re
 from collections.abc import Iterable
@@ -56,11 +55,6 @@ def address_allowed(address: str | None, allowlist: tuple[Network, ...]) -> bool
 
 def well_formed_token(token: str) -> bool:
     return _TOKEN.fullmatch(token) is not None
-
-
-def token_digest(token: str) -> str:
-    """Stands for the token in Redis keys, so `KEYS` or a dump does not show it."""
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def within_rate_limit(client: redis.Redis, key: str, limit: int, window_s: int) -> bool:

@@ -15,9 +15,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 import redis
-from redis.cluster import RedisCluster
 
-from libs.common import streams
+from libs.common import redis_conn, streams
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +95,7 @@ def keep(client: redis.Redis, prefix: str, recorder_ids: Iterable[int], refusal:
     record = refusal.to_json()
     try:
         # One transaction on a plain Redis; a cluster's must stay in one slot, so none there.
-        pipe = client.pipeline(transaction=not isinstance(client, RedisCluster))
+        pipe = client.pipeline(transaction=not redis_conn.is_cluster(client))
         for recorder_id in ids:
             key = list_key(prefix, recorder_id)
             pipe.lpush(key, record)

@@ -134,7 +134,7 @@ class WebhookRoute:
             status, payload = refusal(call, 500, UNEXPECTED)
         self.count(status, started)
         if log.isEnabledFor(logging.INFO):
-            log_request("POST", path, status, started, call)
+            log_request(path, status, started, call)
         body = answer_body(payload) if status != 202 else accepted_body(call.signal_id)
         start_response(
             f"{status} {HTTP_STATUS_CODES.get(status, 'UNKNOWN')}",
@@ -209,19 +209,17 @@ def refused_body(call: WebhookCall, status: int) -> bytes | None:
     return None if len(body) > MAX_BODY_BYTES else body
 
 
-def log_request(
-    method: str, path: str, status: int, started: float, call: WebhookCall | None
-) -> None:
-    """The request's one log line: the token redacted, with its signal_id once stored."""
+def log_request(path: str, status: int, started: float, call: WebhookCall) -> None:
+    """The webhook post's one log line: the token redacted, with its signal_id once stored."""
     kv = {
-        "method": method,
+        "method": "POST",
         "path": redact_path(path),
         "status": status,
         "duration_ms": f"{(time.perf_counter() - started) * 1000:.1f}",
-        "signal_id": "-" if call is None else call.signal_id,
-        "recorder_id": "-" if call is None else call.recorder_id,
-        "remote": None if call is None else call.remote,
+        "signal_id": call.signal_id,
+        "recorder_id": call.recorder_id,
+        "remote": call.remote,
     }
-    if call is not None and call.error is not None:
+    if call.error is not None:
         kv["error"] = json.dumps(call.error, ensure_ascii=False)
     log.info("request", extra={"kv": kv})

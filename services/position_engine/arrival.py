@@ -8,9 +8,8 @@ import time
 from typing import Any
 
 import redis
-from redis.cluster import RedisCluster
 
-from libs.common import streams
+from libs.common import redis_conn, streams
 
 log = logging.getLogger("position_engine")
 
@@ -173,16 +172,16 @@ class ArrivalReader:
     def _read(self, starts: dict[str, str], block_ms: int | None) -> list[Entry]:
         """XREADGROUP, and Redis's clock right after it (in the same round trip on a plain
         Redis; on a cluster, from the node that holds both streams, which wrote their ids)."""
-        if isinstance(self.redis, RedisCluster):
+        response: Any
+        if redis_conn.is_cluster(self.redis):
             response = self.redis.xreadgroup(
                 streams.ENGINE_GROUP,
                 self.consumer,
-                starts,
+                starts,  # type: ignore[arg-type]  # redis-py#2917: an invariant dict
                 count=self.batch_size,
                 block=block_ms,
             )
-            node = self.redis.get_node_from_key(self.signals_stream)
-            seconds, micros = self.redis.time(target_nodes=node)
+            self._server_us = redis_conn.server_time_us(self.redis, self.signals_stream)
         else:
             pipe = self.redis.pipeline(transaction=False)
             pipe.xreadgroup(
@@ -194,7 +193,7 @@ class ArrivalReader:
             )
             pipe.time()
             response, (seconds, micros) = pipe.execute()
-        self._server_us = seconds * 1_000_000 + micros
+            self._server_us = seconds * 1_000_000 + micros
         return [
             (stream, entry_id, fields)
             for stream, items in response or []

@@ -381,6 +381,7 @@ def window_end_flattens(
     if n > 1:
         query = query.where(Trader.recorder_id % n == k)
     traders = session.scalars(query)
+    orders_locked = False  # decide_orders_alone's lock holds until the commit: take it once
     for trader in traders:
         rule = rule_of(trader)
         if rule.window_end is None:  # the query leaves these out
@@ -395,8 +396,9 @@ def window_end_flattens(
             )
         ).all()
         open_symbols = [symbol for symbol, _, _ in held]
-        if held:
+        if held and not orders_locked:
             decide_orders_alone(session, n)
+            orders_locked = True
         trader.flat_since = now  # what its recorder holds now is flattened at the broker
         for symbol, side, quantity in held:
             shared = shares_contract(session, trader, symbol, None)

@@ -120,12 +120,12 @@ class Feed:
         self.report()
 
     def refresh_symbols(self) -> None:
-        open_symbols = {
-            s
-            for key in self.settings.all_partition_keys(streams.OPEN_SYMBOLS)
-            for s, n in streams.read_hash(self.redis, key).items()
-            if int(n) > 0
-        }
+        # Every partition's hash in one round trip (per node on a cluster: redis-py splits it).
+        pipe = self.redis.pipeline(transaction=False)
+        for key in self.settings.all_partition_keys(streams.OPEN_SYMBOLS):
+            pipe.hgetall(key)
+        hashes: list[dict[str, str]] = pipe.execute()
+        open_symbols = {s for counts in hashes for s, n in counts.items() if int(n) > 0}
         wanted = open_symbols | set(self.settings.price_watchlist)
         if wanted != self.wanted:
             log.info("following symbols", extra={"kv": {"symbols": ",".join(sorted(wanted))}})

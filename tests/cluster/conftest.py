@@ -40,12 +40,9 @@ def cluster_client(redis_cluster) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def plain_client(settings) -> Iterator[redis.Redis]:
+def plain_client(redis_client) -> redis.Redis:
     """The plain Redis that QUEUE_REDIS_URL names, emptied."""
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    client.flushdb()
-    yield client
-    client.close()
+    return redis_client
 
 
 @pytest.fixture

@@ -7,19 +7,22 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from decimal import Decimal
 
 import pytest
-import requests
-from sqlalchemy import func, select
 
 from libs.common.config import PROJECT_ROOT
 from libs.common.storage.embedded import free_port
-from libs.common.storage.models import OrderIntent
-from libs.common.streams import TickMessage
-from tests.e2e.conftest import ENGINES, Stack, eventually, partitioned_stack, service_env
+from tests.e2e.conftest import (
+    ENGINES,
+    Stack,
+    eventually,
+    intent_counts,
+    partitioned_stack,
+    post_webhook,
+    service_env,
+    tick_every_partition,
+)
 
 # What must come up on the cluster beside them: all but the gateway, engines and UI have no
 # health URL here and count as healthy while they run.
@@ -30,26 +33,15 @@ class ClusterStack(Stack):
     """The e2e Stack, its engines started the way an operator does: `justtrades engine
     --partition K`."""
 
-    def start(self, name: str) -> None:
+    def command(self, name: str) -> list[str]:
         if name not in ENGINES:
-            return super().start(name)
-        with self.log_path(name).open("ab") as err, self.log_path(name, "stdout").open("ab") as out:
-            self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", "tools.cli", "engine", "--partition", name[-1]],
-                cwd=PROJECT_ROOT,
-                env=self.env,
-                stdout=out,
-                stderr=err,
-            )
-        return None
+            return super().command(name)
+        return [sys.executable, "-m", "tools.cli", "engine", "--partition", name[-1]]
 
-    def wait_healthy(self, name: str, timeout: float = 45.0) -> None:
-        if name in WORKERS:
-            process = self.processes[name]
-            if process.poll() is not None:
-                pytest.fail(f"{name} exited with {process.returncode}:\n{self.log(name)[-4000:]}")
-            return
-        super().wait_healthy(name, timeout)
+    def start(self, name: str) -> None:
+        # `--partition K` alone says which partition: no ENGINE_PARTITION in the engine's env
+        self.own_env.pop(name, None)
+        super().start(name)
 
 
 @pytest.fixture
@@ -68,21 +60,6 @@ def cluster_stack(cluster_settings, engine, tmp_path) -> Iterator[ClusterStack]:
         yield stack  # type: ignore[misc]  # a ClusterStack, as asked
 
 
-def webhook(url: str, body: dict) -> str:
-    answer = requests.post(url, json=body, timeout=5)
-    assert answer.status_code == 202, answer.text
-    return answer.json()["signal_id"]
-
-
-def tick(cluster_client, price: str) -> None:
-    """A tick as the price feed writes it: to every partition's ticks stream, and the last price
-    (where the paper broker fills)."""
-    fields = TickMessage("MNQ", Decimal(price), time.time_ns() // 1_000_000, "test").to_fields()
-    for k in (0, 1):
-        cluster_client.xadd(f"jt:{{p{k}}}:ticks", fields)
-    cluster_client.hset("jt:last_price", "MNQ", price)
-
-
 def test_webhooks_open_trade_and_close_through_a_cluster(
     cluster_stack, cluster_client, plain_client, sessions
 ):
@@ -98,11 +75,11 @@ def test_webhooks_open_trade_and_close_through_a_cluster(
         {"recorder_id": recorders[0]["id"], "subaccount_id": account["subaccounts"][0]["id"]},
     )
     assert trader.status_code == 201, trader.text
-    tick(cluster_client, "25600")
+    tick_every_partition(cluster_client, "25600")
 
     # When each strategy buys
     for url in urls.values():
-        webhook(url, {"action": "buy", "ticker": "MNQ1!", "price": "25600"})
+        post_webhook(url, {"action": "buy", "ticker": "MNQ1!", "price": "25600"})
 
     # Then each signal went to its partition's stream on the cluster, and each engine opened
     # its recorder's position
@@ -111,12 +88,12 @@ def test_webhooks_open_trade_and_close_through_a_cluster(
     for rid in urls:
         eventually(lambda rid=rid: api.positions(rid, status="open"), f"recorder {rid} open")
     # And the trader's order went through RQ on the plain Redis to the executor, which filled it
-    eventually(lambda: _intents(sessions) == {"filled": 1}, "the trader's entry filled", 20)
+    eventually(lambda: intent_counts(sessions) == {"filled": 1}, "the trader's entry filled", 20)
     assert [k for k in plain_client.scan_iter("rq:job:*") if k.startswith("rq:job:intent-")]
     assert not list(cluster_client.scan_iter("rq:*"))
 
     # When the price reaches the target
-    tick(cluster_client, "25610")
+    tick_every_partition(cluster_client, "25610")
     # Then both positions close at their take-profit
     for rid in urls:
         closed = eventually(
@@ -126,14 +103,6 @@ def test_webhooks_open_trade_and_close_through_a_cluster(
     # And every service is still up on the cluster
     for name, process in cluster_stack.processes.items():
         assert process.poll() is None, f"{name}:\n{cluster_stack.log(name)[-3000:]}"
-
-
-def _intents(sessions) -> dict[str, int]:
-    with sessions() as s:
-        rows = s.execute(
-            select(OrderIntent.status, func.count()).group_by(OrderIntent.status)
-        ).all()
-    return dict(rows)
 
 
 def test_the_price_feed_writes_every_partitions_ticks_on_a_cluster(

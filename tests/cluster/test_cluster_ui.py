@@ -4,15 +4,14 @@ every node), login throttling and login sockets whose keys sit in different slot
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
+import os
 from collections.abc import Iterator
 
 import pytest
 
-from libs.common.config import PROJECT_ROOT
 from services.ui import live
 from services.ui.app import create_app
+from tests.e2e.conftest import run_cli_in
 from tests.integration.live_support import (
     browser_factory,
     eventually,
@@ -20,6 +19,7 @@ from tests.integration.live_support import (
     quick_websocket_close,
     relaying,
     serving,
+    wait_subscribed,
 )
 
 ALICE = {"email": "alice@example.com", "password": "alice pass"}
@@ -49,9 +49,8 @@ def app(cluster_settings, sessions):
 
 
 def subscribed(redis_cluster, settings) -> None:
-    channel = settings.stream(live.CHANNEL)
     with redis_cluster.node(0) as node:  # the node REDIS_URL names: where the queue subscribes
-        eventually(lambda: dict(node.pubsub_numsub(channel)).get(channel), "the pub/sub listener")
+        wait_subscribed(node, settings)
 
 
 def test_events_and_messages_published_on_any_node_reach_the_users_socket(
@@ -90,14 +89,13 @@ def test_a_password_reset_closes_every_socket_of_the_users_logins(
         subscribed(redis_cluster, cluster_settings)
 
         # When the operator sets her password with the CLI, REDIS_URL naming the cluster
-        done = subprocess.run(
-            [sys.executable, "-m", "tools.cli", "user", "password", ALICE["email"]]
-            + ["--password", "a new long passphrase"],
-            cwd=PROJECT_ROOT,
-            env=cli_env(cluster_settings),
-            capture_output=True,
-            text=True,
-            timeout=60,
+        done = run_cli_in(
+            cli_env(cluster_settings),
+            "user",
+            "password",
+            ALICE["email"],
+            "--password",
+            "a new long passphrase",
         )
         assert done.returncode == 0, done.stderr
         assert "ended 2 browser session(s)" in done.stdout
@@ -107,8 +105,6 @@ def test_a_password_reset_closes_every_socket_of_the_users_logins(
 
 
 def cli_env(settings) -> dict[str, str]:
-    import os
-
     return {
         **os.environ,
         "DATABASE_URL": settings.database_url,

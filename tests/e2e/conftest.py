@@ -9,21 +9,25 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 import requests
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from libs.common.config import PROJECT_ROOT, Settings
-from libs.common.storage.embedded import free_port
+from libs.common.storage.embedded import free_port, free_ports
+from libs.common.storage.models import OrderIntent
+from libs.common.streams import TickMessage
 from tests.e2e.browser_support import browser, new_page  # noqa: F401 (fixtures for the browser tests)
 
 T = TypeVar("T")
@@ -188,12 +192,15 @@ class Stack:
         paths = (self.log_path(name), self.log_path(name, "stdout"))
         return "".join(p.read_text(errors="replace") for p in paths if p.exists())
 
+    def command(self, name: str) -> list[str]:
+        # One engine per partition is started as engine-0, engine-1 …
+        module = {**SERVICES, **WORKERS, **OPTIONAL}.get(name) or SERVICES["engine"]
+        return [sys.executable, "-m", module]
+
     def start(self, name: str) -> None:
         with self.log_path(name).open("ab") as err, self.log_path(name, "stdout").open("ab") as out:
-            # One engine per partition is started as engine-0, engine-1 …
-            module = {**SERVICES, **WORKERS, **OPTIONAL}.get(name) or SERVICES["engine"]
             self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", module],
+                self.command(name),
                 cwd=PROJECT_ROOT,
                 env={**self.env, **self.own_env.get(name, {})},
                 stdout=out,
@@ -283,18 +290,6 @@ def stack(settings, engine, redis_client, tmp_path) -> Iterator[Stack]:
 ENGINES = ("engine-0", "engine-1")  # ENGINE_PARTITIONS=2: one engine process per partition
 
 
-def two_free_ports() -> int:
-    """A free port whose next port is free too (partition K's engine listens on ENGINE_PORT + K)."""
-    while True:
-        base = free_port()
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", base + 1))
-            except OSError:
-                continue
-        return base
-
-
 @contextmanager
 def partitioned_stack(
     settings: Settings,
@@ -307,7 +302,7 @@ def partitioned_stack(
     """Gateway, UI, `workers` and one engine per partition with ENGINE_PARTITIONS=2, `email`'s
     API ready; everything stopped at the end."""
     ports = {name: free_port() for name in ("gateway", "ui", "gateway-metrics")}
-    ports["engine-0"] = two_free_ports()
+    ports["engine-0"] = free_ports(2)  # partition K's engine listens on ENGINE_PORT + K
     ports["engine-1"] = ports["engine-0"] + 1
     env = service_env(
         settings,
@@ -336,6 +331,31 @@ def partitioned_stack(
         yield stack
     finally:
         stack.stop_all()
+
+
+def post_webhook(url: str, body: dict) -> str:
+    """POST a TradingView alert to a webhook URL; it must answer 202. Returns the signal's id."""
+    answer = requests.post(url, json=body, timeout=5)
+    assert answer.status_code == 202, answer.text
+    return answer.json()["signal_id"]
+
+
+def tick_every_partition(redis_client, price: str) -> None:
+    """What the price feed does with ENGINE_PARTITIONS=2: an MNQ tick to every partition's ticks
+    stream, and the last price (where the paper broker fills)."""
+    fields = TickMessage("MNQ", Decimal(price), time.time_ns() // 1_000_000, "test").to_fields()
+    for k in (0, 1):
+        redis_client.xadd(f"jt:{{p{k}}}:ticks", fields)
+    redis_client.hset("jt:last_price", "MNQ", price)
+
+
+def intent_counts(sessions: sessionmaker[Session]) -> dict[str, int]:
+    """The order intents by status."""
+    with sessions() as s:
+        rows = s.execute(
+            select(OrderIntent.status, func.count()).group_by(OrderIntent.status)
+        ).all()
+    return dict(rows)
 
 
 @pytest.fixture(name="eventually")

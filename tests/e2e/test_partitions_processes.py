@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from decimal import Decimal
 
 import pytest
 import requests
@@ -16,15 +14,17 @@ from sqlalchemy import func, select
 
 from libs.common.config import PROJECT_ROOT
 from libs.common.storage.embedded import free_port
-from libs.common.storage.models import Fill, OrderIntent, Signal
-from libs.common.streams import TickMessage
+from libs.common.storage.models import Fill, Signal
 from tests.e2e.conftest import (
     WORKERS,
     Stack,
     eventually,
+    intent_counts,
     partitioned_stack,
+    post_webhook,
     run_cli_in,
     service_env,
+    tick_every_partition,
 )
 
 
@@ -33,21 +33,6 @@ def stack2(settings, engine, redis_client, tmp_path) -> Iterator[Stack]:
     """Gateway, UI, executor and one engine per partition, ENGINE_PARTITIONS=2."""
     with partitioned_stack(settings, tmp_path, "two@example.com", WORKERS) as stack:
         yield stack
-
-
-def webhook(url: str, body: dict) -> str:
-    answer = requests.post(url, json=body, timeout=5)
-    assert answer.status_code == 202, answer.text
-    return answer.json()["signal_id"]
-
-
-def tick(redis_client, price: str) -> None:
-    """What the price feed does: the tick to every partition's ticks stream, and the last price
-    (where the paper broker fills)."""
-    fields = TickMessage("MNQ", Decimal(price), time.time_ns() // 1_000_000, "test").to_fields()
-    for k in (0, 1):
-        redis_client.xadd(f"jt:{{p{k}}}:ticks", fields)
-    redis_client.hset("jt:last_price", "MNQ", price)
 
 
 def test_two_partitions_apply_exit_and_trade_and_a_killed_engine_stops_only_its_own(
@@ -66,11 +51,11 @@ def test_two_partitions_apply_exit_and_trade_and_a_killed_engine_stops_only_its_
             {"recorder_id": r["id"], "subaccount_id": account["subaccounts"][0]["id"]},
         )
         assert trader.status_code == 201, trader.text
-    tick(redis_client, "25600")
+    tick_every_partition(redis_client, "25600")
 
     # When each recorder's strategy buys
     for url in urls.values():
-        webhook(url, {"action": "buy", "ticker": "MNQ1!", "price": "25600"})
+        post_webhook(url, {"action": "buy", "ticker": "MNQ1!", "price": "25600"})
 
     # Then each signal reached its own partition's stream and engine, and the traders' entries
     # were filled by the executor
@@ -78,10 +63,10 @@ def test_two_partitions_apply_exit_and_trade_and_a_killed_engine_stops_only_its_
     for rid in urls:
         eventually(lambda rid=rid: api.positions(rid, status="open"), f"recorder {rid} open")
     eventually(
-        lambda: _intents(sessions) == {"filled": 2}, "both traders' entries filled", timeout=20
+        lambda: intent_counts(sessions) == {"filled": 2}, "both traders' entries filled", timeout=20
     )
     # And the price reaching the target closes every position at its take-profit
-    tick(redis_client, "25610")
+    tick_every_partition(redis_client, "25610")
     for rid in urls:
         closed = eventually(
             lambda rid=rid: api.positions(rid, status="closed"), f"recorder {rid} closed"
@@ -90,7 +75,9 @@ def test_two_partitions_apply_exit_and_trade_and_a_killed_engine_stops_only_its_
 
     # When partition 1's engine is killed and every strategy buys again
     stack2.kill("engine-1")
-    sent = {rid: webhook(url, {"action": "buy", "ticker": "MNQ1!"}) for rid, url in urls.items()}
+    sent = {
+        rid: post_webhook(url, {"action": "buy", "ticker": "MNQ1!"}) for rid, url in urls.items()
+    }
 
     # Then partition 0's recorders (2 and 4) are applied; partition 1's wait, answered 202
     for rid in (2, 4):
@@ -114,14 +101,6 @@ def test_two_partitions_apply_exit_and_trade_and_a_killed_engine_stops_only_its_
     assert sorted(n for _, n in per_signal) == [1] * 8
     status = requests.get(f"{stack2.url('ui')}/api/status", headers=api.headers, timeout=5)
     assert status.json()["engines"] == {"partitions": 2, "without_engine": []}
-
-
-def _intents(sessions) -> dict[str, int]:
-    with sessions() as s:
-        rows = s.execute(
-            select(OrderIntent.status, func.count()).group_by(OrderIntent.status)
-        ).all()
-    return dict(rows)
 
 
 def test_an_engine_or_a_feed_with_another_partition_count_refuses_to_start(

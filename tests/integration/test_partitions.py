@@ -20,7 +20,7 @@ from libs.common.storage import db
 from libs.common.storage.models import OrderIntent, PaperPosition, Position, Signal
 from libs.common.streams import SignalMessage, TickMessage
 from services.position_engine.engine import PositionEngine
-from services.position_engine.replay import TickInput, replay_log
+from services.position_engine.replay import TickInput, replay_log, stream_order
 from services.position_engine.rules import RecorderSettings, SignalInput
 from tests.polling import wait_for
 
@@ -165,7 +165,7 @@ def test_each_recorders_rows_equal_the_replay_of_its_partitions_streams(
             if m.recorder_id == rid:
                 log.append(
                     (
-                        _order(entry_id, False),
+                        stream_order(entry_id, False),
                         SignalInput(
                             signal_id=m.signal_id,
                             symbol=m.symbol,
@@ -180,7 +180,7 @@ def test_each_recorders_rows_equal_the_replay_of_its_partitions_streams(
                 )
         for entry_id, f in redis_client.xrange(settings.partition_key(streams.TICKS, k)):
             t = TickMessage.from_fields(f)
-            log.append((_order(entry_id, True), TickInput(t.symbol, t.price, t.ts)))
+            log.append((stream_order(entry_id, True), TickInput(t.symbol, t.price, t.ts)))
         log.sort(key=lambda pair: pair[0])
         replayed = replay_log(
             [item for _, item in log],
@@ -200,11 +200,6 @@ def test_each_recorders_rows_equal_the_replay_of_its_partitions_streams(
             for p in replayed.positions
         ], f"recorder {rid} (partition {k})"
         assert len(rows) >= 2
-
-
-def _order(entry_id: str, is_tick: bool) -> tuple[int, bool, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), is_tick, int(seq)
 
 
 def test_a_shared_subaccount_exit_in_one_partition_sees_the_others_position(

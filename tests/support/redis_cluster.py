@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+
+from libs.common.storage.embedded import free_port, port_free
 
 SLOTS = 16_384
 BUS_OFFSET = 10_000  # a cluster node's bus listens on its port + 10000
@@ -41,22 +42,11 @@ def server_binary() -> str:
     return found
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
 def free_node_port() -> int:
     """A free loopback port whose cluster bus port (+10000) is free too."""
     for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port: int = s.getsockname()[1]
-        if port + BUS_OFFSET < 65_536 and _free(port + BUS_OFFSET):
+        port = free_port()
+        if port + BUS_OFFSET < 65_536 and port_free(port + BUS_OFFSET):
             return port
     raise ClusterStartError("no free port pair for a cluster node")
 

@@ -21,7 +21,7 @@ def _machine_busy_s() -> float | None:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def _stat(pid: int | str) -> list[str] | None:
+def proc_stat(pid: int | str) -> list[str] | None:
     """/proc/<pid>/stat after the command name: [state, ppid, ...]."""
     try:
         with open(f"/proc/{pid}/stat") as stat:
@@ -37,7 +37,7 @@ def _own_s() -> float:
     total = t.user + t.system + t.children_user + t.children_system
     children: dict[int, list[tuple[int, list[str]]]] = {}
     for entry in os.listdir("/proc"):
-        if entry.isdigit() and (fields := _stat(entry)) is not None:
+        if entry.isdigit() and (fields := proc_stat(entry)) is not None:
             children.setdefault(int(fields[1]), []).append((int(entry), fields))
     ticks = os.sysconf("SC_CLK_TCK")
     stack = [os.getpid()]

@@ -91,7 +91,9 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
         process.wait(5)
 
 
-def _run(settings: Settings, ready: Event, stop: Event) -> None:
+def prepared_engine(settings: Settings) -> PositionEngine:
+    """A position engine on the bench's servers, in the process that calls it, prepared to read
+    its streams."""
     logging.getLogger("position_engine").setLevel(logging.WARNING)  # one line per signal otherwise
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     sessions = db.make_sessionmaker(
@@ -99,6 +101,11 @@ def _run(settings: Settings, ready: Event, stop: Event) -> None:
     )  # as the service's
     engine = PositionEngine(settings, sessions, client, consumer=f"bench-{os.getpid()}")
     engine.prepare()
+    return engine
+
+
+def _run(settings: Settings, ready: Event, stop: Event) -> None:
+    engine = prepared_engine(settings)
     ready.set()
     engine.run_forever(stop=stop.is_set)
 

@@ -13,7 +13,6 @@ both.
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 import os
 import time
@@ -24,7 +23,6 @@ from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Event
 from typing import TYPE_CHECKING
 
-import redis
 from sqlalchemy import delete, func, insert, select
 
 from libs.common import partitions as partitions_recorded
@@ -33,8 +31,8 @@ from libs.common.config import Settings
 from libs.common.security import hash_password
 from libs.common.storage import db
 from libs.common.storage.models import Recorder, Signal, User
-from services.position_engine.engine import PositionEngine
-from tools.bench.processes import START_TIMEOUT_S
+from tools.bench.machine import proc_stat
+from tools.bench.processes import START_TIMEOUT_S, prepared_engine
 from tools.bench.sustained_plan import (
     WAVES,
     Planned,
@@ -76,11 +74,7 @@ def _run_held(
 ) -> None:
     """One partition's engine: applies entries while `go` is set; otherwise it tells which hold
     it is in (`holding` := `hold`) and reads nothing."""
-    logging.getLogger("position_engine").setLevel(logging.WARNING)  # one line per signal otherwise
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    sessions = db.make_sessionmaker(db.make_engine(settings.database_url, pre_ping=False))
-    engine = PositionEngine(settings, sessions, client, consumer=f"bench-{os.getpid()}")
-    engine.prepare()
+    engine = prepared_engine(settings)
     ready.set()
     try:
         while not stop.is_set():
@@ -146,10 +140,8 @@ class HeldEngines:
         """CPU seconds the engine processes have used so far (Linux /proc; else None)."""
         total = 0.0
         for process in self.processes:
-            try:
-                with open(f"/proc/{process.pid}/stat") as stat:
-                    fields = stat.read().rpartition(")")[2].split()
-            except OSError:
+            fields = proc_stat(str(process.pid))  # "None" before it starts: no such file
+            if fields is None:
                 return None
             total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         return total
@@ -196,6 +188,7 @@ class Setup:
     load: float | None = None
     rates: list[float] = field(default_factory=list)
     others: list[tuple[float, float | None]] = field(default_factory=list)  # (s, share) a round
+    signals: int = 0  # the last round's backlog (every measured round's is as long)
     engine_cpu: list[tuple[float, float]] = field(default_factory=list)  # (s, CPU s) a round
 
     def others_share(self) -> float | None:
@@ -236,8 +229,7 @@ class SustainedBench:
                     for setup in setups:
                         self.round(setup, count, n + 1)
             results = [
-                self.result(setup, count, warmed)
-                for setup, warmed in zip(setups, before, strict=True)
+                self.result(setup, warmed) for setup, warmed in zip(setups, before, strict=True)
             ]
         finally:
             self.drop_users()
@@ -282,11 +274,11 @@ class SustainedBench:
         engines = stack.enter_context(held_engines(settings, partitions))
         return Setup(partitions, settings, user_ids, recorder_ids, engines)
 
-    def result(self, setup: Setup, count: int, warmed: Mapping[str, int]) -> Sustained:
+    def result(self, setup: Setup, warmed: Mapping[str, int]) -> Sustained:
         """The measured rounds, once the signals rows show every signal written was applied."""
         after = self.statuses(setup.user_ids)
         measured = {s: n - warmed.get(s, 0) for s, n in after.items()}
-        written = len(backlog(setup.recorder_ids, count))
+        written = setup.signals
         if sum(measured.values()) != ROUNDS * written:
             raise RuntimeError(
                 f"{sum(measured.values())} signals recorded, {ROUNDS * written} written"
@@ -305,6 +297,7 @@ class SustainedBench:
     def round(self, setup: Setup, count: int, round_no: int) -> None:
         """Write a backlog while the engines hold, let them go, and time them through it."""
         plan = backlog(setup.recorder_ids, count, round_no)
+        setup.signals = len(plan)
         keys = self.write(setup.settings, plan)
         self.bench.other_work.since_last()
         cpu = setup.engines.cpu_s()

@@ -12,20 +12,21 @@ from decimal import Decimal
 from typing import Any
 
 from libs.common import streams
+from libs.common.futures.instruments import contract_spec
 from libs.common.security import new_webhook_token
 from libs.common.streams import SignalMessage
 from tools.bench.table import Figure, Spread
 
-# (symbol, TradingView ticker, a price on the contract's tick grid, its tick)
+# (symbol, TradingView ticker, a price on the contract's tick grid)
 INSTRUMENTS = (
-    ("MNQ", "MNQ1!", Decimal("25640.25"), Decimal("0.25")),
-    ("ES", "ES1!", Decimal("6850.00"), Decimal("0.25")),
-    ("NQ", "NQ1!", Decimal("25640.50"), Decimal("0.25")),
-    ("MES", "MES1!", Decimal("6850.25"), Decimal("0.25")),
-    ("YM", "YM1!", Decimal("47500"), Decimal("1")),
-    ("RTY", "RTY1!", Decimal("2450.0"), Decimal("0.10")),
-    ("CL", "CL1!", Decimal("60.00"), Decimal("0.01")),
-    ("GC", "GC1!", Decimal("4200.0"), Decimal("0.10")),
+    ("MNQ", "MNQ1!", Decimal("25640.25")),
+    ("ES", "ES1!", Decimal("6850.00")),
+    ("NQ", "NQ1!", Decimal("25640.50")),
+    ("MES", "MES1!", Decimal("6850.25")),
+    ("YM", "YM1!", Decimal("47500")),
+    ("RTY", "RTY1!", Decimal("2450.0")),
+    ("CL", "CL1!", Decimal("60.00")),
+    ("GC", "GC1!", Decimal("4200.0")),
 )
 
 # One recorder's signals, from flat back to flat in four (on_opposite "reverse", DCA allowed,
@@ -107,8 +108,8 @@ def backlog(recorder_ids: Sequence[int], count: int, round_no: int = 0) -> list[
     for wave in range(WAVES):
         for i, recorder_id in enumerate(chosen):
             action, kind = CYCLE[(WAVES * ((i + round_no) % 2) + wave) % len(CYCLE)]
-            symbol, ticker, base, tick = INSTRUMENTS[recorder_id % len(INSTRUMENTS)]
-            price = base + tick * ((wave * 3 + i) % 9 - 4)
+            symbol, ticker, base = INSTRUMENTS[recorder_id % len(INSTRUMENTS)]
+            price = base + contract_spec(symbol).tick_size * ((wave * 3 + i) % 9 - 4)
             plan.append(Planned(recorder_id, action, kind, symbol, ticker, price))
     return plan
 

@@ -8,7 +8,6 @@ import logging
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,6 +28,7 @@ from libs.common.storage.embedded import (
     EmbeddedRedis,
     embedded_passwords,
     free_port,
+    free_ports,
 )
 from simulators.tradovate.account_socket import AccountSocketServer
 from simulators.tradovate.broker import BrokerSimulator
@@ -50,23 +50,6 @@ BROKER_USER, BROKER_PASSWORD = "chaos", "chaos-broker-password"
 APP_ID, CID, SEC = "JustTrades", 1234, "sim-api-secret"
 START_TIMEOUT_S = 60.0
 RESTART_AFTER_S = 0.3  # the supervisor's pause before it starts a dead child again
-
-
-def _free_ports(count: int) -> int:
-    """The first of `count` consecutive free ports."""
-    while True:
-        base = free_port()
-        if all(_port_free(base + k) for k in range(1, count)):
-            return base
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 class ClusterError(RuntimeError):
@@ -117,7 +100,7 @@ class Cluster:
         ).start()
         account_socket = AccountSocketServer(broker).start()  # fills and positions, live
         ports = {name: free_port() for name in SERVICES}
-        ports["engine"] = _free_ports(partitions)  # partition K's engine listens on ENGINE_PORT + K
+        ports["engine"] = free_ports(partitions)  # partition K's engine listens on ENGINE_PORT + K
         env = dict(os.environ)
         env.update(
             DATABASE_URL=postgres.url,
@@ -153,9 +136,10 @@ class Cluster:
         }
         if partitions == 1:
             services["engine"] = (SERVICES["engine"], {})
-        for k in range(partitions if partitions > 1 else 0):
-            services[f"engine-{k}"] = (SERVICES["engine"], {"ENGINE_PARTITION": str(k)})
-            ports[f"engine-{k}"] = ports["engine"] + k
+        else:
+            for k in range(partitions):
+                services[f"engine-{k}"] = (SERVICES["engine"], {"ENGINE_PARTITION": str(k)})
+                ports[f"engine-{k}"] = ports["engine"] + k
         cluster = cls(root, postgres, redis_server, broker, account_socket, env, ports, services)
         for name in services:
             cluster._spawn(name)
@@ -214,7 +198,7 @@ class Cluster:
     def _healthy(self, name: str) -> bool:
         if self.processes[name].poll() is not None:
             return False
-        path = HEALTH_PATHS.get(name.partition("-")[0] if name in self.engines else name)
+        path = HEALTH_PATHS.get("engine" if name in self.engines else name)
         if path is None:
             return True
         try:

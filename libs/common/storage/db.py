@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from libs.common.config import normalize_database_url
@@ -22,6 +22,20 @@ ENGINE_ORDERS_LOCK = 727_100
 
 def engine_leader_lock(partition: int) -> int:
     return ENGINE_LEADER_LOCK + partition
+
+
+def engine_leaders_held(conn: Connection | Session, partitions: int) -> set[int]:
+    """The partitions of 0..`partitions`-1 whose engine holds its leader lock now (a
+    session-level advisory lock, which pg_locks lists while it is held)."""
+    held = conn.execute(
+        text(
+            "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND classid = 0 AND objid BETWEEN :low AND :high AND database ="
+            " (SELECT oid FROM pg_database WHERE datname = current_database())"
+        ),
+        {"low": engine_leader_lock(0), "high": engine_leader_lock(partitions - 1)},
+    ).scalars()
+    return {int(objid) - ENGINE_LEADER_LOCK for objid in held}
 
 
 def make_engine(database_url: str, pool_size: int = 5, *, pre_ping: bool = True) -> Engine:

@@ -104,6 +104,24 @@ def free_port() -> int:
         return port
 
 
+def port_free(port: int) -> bool:
+    """Whether a loopback port can be bound now."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive free loopback ports."""
+    while True:
+        base = free_port()
+        if all(port_free(base + k) for k in range(1, count)):
+            return base
+
+
 def _port_open(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)

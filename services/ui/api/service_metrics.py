@@ -50,9 +50,10 @@ def targets(s: Settings) -> dict[str, str]:
         found["gateway"] = f"http://{s.metrics_host}:{s.gateway_metrics_port}/metrics"
     if s.engine_partitions == 1:
         found["engine"] = f"http://{s.metrics_host}:{s.engine_port}/metrics"
-    for k in range(s.engine_partitions if s.engine_partitions > 1 else 0):
-        # Partition K's engine serves its metrics on ENGINE_PORT + K.
-        found[f"engine-{k}"] = f"http://{s.metrics_host}:{s.engine_port + k}/metrics"
+    else:
+        for k in range(s.engine_partitions):
+            # Partition K's engine serves its metrics on ENGINE_PORT + K.
+            found[f"engine-{k}"] = f"http://{s.metrics_host}:{s.engine_port + k}/metrics"
     found["price_feed"] = f"http://{s.metrics_host}:{s.price_feed_port}/metrics"
     if s.executor_metrics_port:
         for n in range(s.executor_workers):

@@ -18,7 +18,7 @@ from sqlalchemy import text
 
 from libs.common import orders, streams
 from libs.common.notify import delivery
-from libs.common.storage.db import engine_leader_lock
+from libs.common.storage.db import engine_leaders_held
 from services.ui.context import db, redis_client, settings
 
 log = logging.getLogger(__name__)
@@ -50,21 +50,12 @@ def _engine_status() -> tuple[str, list[int]]:
     while held. "ok" when every partition has its engine; also the partitions without one."""
     n = settings().engine_partitions
     try:
-        held = set(
-            db().scalars(
-                text(
-                    "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND granted"
-                    " AND classid = 0 AND objid BETWEEN :low AND :high AND database ="
-                    " (SELECT oid FROM pg_database WHERE datname = current_database())"
-                ),
-                {"low": engine_leader_lock(0), "high": engine_leader_lock(n - 1)},
-            )
-        )
+        held = engine_leaders_held(db(), n)
     except Exception:
         log.warning("engine lock check failed", exc_info=True)
         db().rollback()
         return "down", list(range(n))
-    missing = [k for k in range(n) if engine_leader_lock(k) not in held]
+    missing = [k for k in range(n) if k not in held]
     return ("down" if missing else "ok"), missing
 
 
